@@ -1,0 +1,74 @@
+"""Publishing to and admitting into the catalog: the only paths by which records enter it.
+
+publish() signs a validated record with the node's key and stores it. admit() checks a
+received envelope — signature, trusted signer, payload type, record rules — before the store
+ever sees it. Relaying does not launder trust: a record is admitted only when its *author*
+is trusted, whoever forwarded it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from node.envelope import content_id, sign_envelope, verify_envelope
+from node.errors import EnvelopeError, RecordError
+from node.identity import NodeIdentity
+from node.rpc.v1 import envelope_pb2
+from node.run_record import RunRecord, validate_record
+from node.serde import RUN_RECORD_TYPE, decode_record, encode_record
+from node.store import CatalogStore, StoredRecord
+
+__all__ = ["PublishResult", "admit", "publish", "sign_record", "trust_check"]
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """The id of a published record, and whether it was new to this catalog."""
+
+    id: str
+    new: bool
+
+
+def sign_record(identity: NodeIdentity, record: RunRecord) -> StoredRecord:
+    """Validates, serializes once and signs a record."""
+    payload = encode_record(validate_record(record))
+    envelope = sign_envelope(identity, payload, RUN_RECORD_TYPE)
+    return StoredRecord(
+        id=content_id(payload),
+        signer_id=identity.node_id,
+        envelope=envelope.SerializeToString(),
+        signed_at_ms=envelope.signed_at_unix_ms,
+        record=record,
+    )
+
+
+def publish(store: CatalogStore, identity: NodeIdentity, record: RunRecord) -> PublishResult:
+    """Signs and stores a record; publishing equal content again stores nothing new."""
+    stored = sign_record(identity, record)
+    if store.get_record(stored.id) is not None:
+        return PublishResult(stored.id, new=False)
+    result = store.add_records([stored])
+    return PublishResult(stored.id, new=result.new == 1)
+
+
+def trust_check(store: CatalogStore, self_id: str) -> Callable[[str], bool]:
+    """A predicate: is this signer us or one of our trusted peers (read now)?"""
+    trusted = {p.node_id for p in store.list_peers()} | {self_id}
+    return trusted.__contains__
+
+
+def admit(envelope: envelope_pb2.SignedEnvelope, is_trusted: Callable[[str], bool]) -> StoredRecord:
+    """Verifies a received record envelope; raises EnvelopeError or RecordError."""
+    verified = verify_envelope(envelope, expected_type=RUN_RECORD_TYPE, is_trusted=is_trusted)
+    try:
+        record = validate_record(decode_record(verified.payload))
+    except RecordError as exc:
+        raise EnvelopeError(f"signed payload is not a valid record: {exc}") from exc
+    return StoredRecord(
+        id=verified.id,
+        signer_id=verified.signer_id,
+        envelope=envelope.SerializeToString(),
+        signed_at_ms=verified.signed_at_ms,
+        record=record,
+    )

@@ -1,0 +1,143 @@
+"""The node config file (config.toml in the node home): its fields, defaults and checks.
+
+`gridpoint init` writes it with every default spelled out and commented. Unknown keys and
+wrong types are refused with a message naming the key, so a typo never silently falls back
+to a default. It never holds secrets: keys and the node secret live in their own files.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from node.errors import ConfigError
+
+__all__ = ["NodeConfig", "SecurityConfig", "StoreConfig", "SyncConfig", "render_default_config"]
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the catalog and private records are kept."""
+
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """How the daemon pulls from its trusted peers."""
+
+    interval_s: float = 60.0
+    timeout_s: float = 10.0
+    page_size: int = 500
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """Limits on what the node accepts."""
+
+    request_window_s: float = 300.0
+    max_message_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """The whole config file."""
+
+    name: str
+    listen: str = "127.0.0.1:50551"
+    store: StoreConfig = field(default_factory=StoreConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+
+    @classmethod
+    def load(cls, path: Path) -> NodeConfig:
+        """Reads and checks config.toml."""
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"no config at {path.name}: run `gridpoint init` first") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path.name} is not valid TOML: {exc}") from exc
+        node = _section(data, "node", {"name", "listen"})
+        sections = {"store": StoreConfig, "sync": SyncConfig, "security": SecurityConfig}
+        unknown = set(data) - {"node", *sections}
+        if unknown:
+            raise ConfigError(f"{path.name}: unknown section [{sorted(unknown)[0]}]")
+        if not isinstance(node.get("name"), str) or not node["name"]:
+            raise ConfigError(f"{path.name}: [node] name must be a non-empty string")
+        built = {
+            key: _build(kind, _section(data, key, None), key) for key, kind in sections.items()
+        }
+        listen = node.get("listen", cls.listen)
+        if not isinstance(listen, str):
+            raise ConfigError(f"{path.name}: [node] listen must be a string HOST:PORT")
+        config = cls(name=node["name"], listen=listen, **built)
+        if config.sync.page_size < 1 or config.security.max_message_bytes < 1024:
+            raise ConfigError(
+                f"{path.name}: sync.page_size and security.max_message_bytes too small"
+            )
+        return config
+
+
+def _section(data: dict[str, Any], key: str, allowed: set[str] | None) -> dict[str, Any]:
+    section = data.get(key, {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"config: [{key}] must be a table")
+    if allowed is not None and set(section) - allowed:
+        raise ConfigError(f"config: unknown key {key}.{sorted(set(section) - allowed)[0]}")
+    return section
+
+
+def _build(kind: type[Any], values: dict[str, Any], section: str) -> Any:
+    known = {f.name: f for f in fields(kind)}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"config: unknown key {section}.{key}")
+        default = known[key].default
+        expected = float if isinstance(default, float) else type(default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool):
+            raise ConfigError(
+                f"config: {section}.{key} must be {expected.__name__}, got {type(value).__name__}"
+            )
+        values = {**values, key: value}
+    return kind(**values)
+
+
+def render_default_config(name: str) -> str:
+    """The config.toml `gridpoint init` writes: every default, each one explained."""
+    d = NodeConfig(name=name)
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f"""\
+# gridpoint node configuration, written by `gridpoint init`. Edit freely.
+# Secrets are not here: identity.key, tls.key and node.secret are separate 0600 files.
+
+[node]
+# Organization name, shown to peers in Hello.
+name = "{escaped}"
+# Address `gridpoint node start` listens on (port 0 = pick a free port and print it).
+# Keep it on a protected interface: peers must still present a trusted certificate.
+listen = "{d.listen}"
+
+[store]
+# Database URL. Empty = SQLite file catalog.db in this home (WAL mode).
+# For PostgreSQL: "postgresql://user@host:5432/dbname" (or pass --db on the command line).
+url = "{d.store.url}"
+
+[sync]
+# Seconds between pulls from every trusted peer while the daemon runs (0 = never).
+interval_s = {d.sync.interval_s}
+# Seconds to wait for a peer's answer before giving up on it for this round.
+timeout_s = {d.sync.timeout_s}
+# Records asked for per sync page.
+page_size = {d.sync.page_size}
+
+[security]
+# Accepted age (and clock skew) of a signed live request, in seconds; older ones are refused.
+request_window_s = {d.security.request_window_s}
+# Largest gRPC message this node sends or accepts, in bytes.
+max_message_bytes = {d.security.max_message_bytes}
+"""

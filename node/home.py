@@ -1,0 +1,116 @@
+"""The node home: one folder holding a node's identity, TLS material, secret, config and store.
+
+Layout (private files are 0600, the folder 0700):
+
+    identity.key   Ed25519 identity (PKCS#8 PEM)        private
+    tls.key        TLS private key (PKCS#8 PEM)          private
+    tls.crt        self-signed TLS certificate (PEM)     public, pinned by peers
+    node.secret    32 random bytes keying pseudonyms     private
+    config.toml    settings, see node/config.py
+    catalog.db     the SQLite store (unless a --db URL is used)
+
+Never prints or returns secret bytes to anything but the code that signs or pseudonymizes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from node.config import NodeConfig, render_default_config
+from node.errors import ConfigError, HomeError
+from node.identity import NodeIdentity, write_private_file
+from node.tls import TlsMaterial, fingerprint, make_tls_material
+
+__all__ = ["NodeHome", "resolve_home"]
+
+HOME_ENV = "GRIDPOINT_HOME"
+
+
+def resolve_home(cli_value: str | None) -> NodeHome:
+    """The home named by --home, else by $GRIDPOINT_HOME; an error if neither is set."""
+    value = cli_value or os.environ.get(HOME_ENV)
+    if not value:
+        raise ConfigError(f"no node home: pass --home DIR or set {HOME_ENV}")
+    return NodeHome(Path(value).expanduser().resolve())
+
+
+@dataclass(frozen=True)
+class NodeHome:
+    """Paths and loaders for one node home."""
+
+    path: Path
+
+    @property
+    def identity_path(self) -> Path:
+        return self.path / "identity.key"
+
+    @property
+    def tls_key_path(self) -> Path:
+        return self.path / "tls.key"
+
+    @property
+    def tls_cert_path(self) -> Path:
+        return self.path / "tls.crt"
+
+    @property
+    def secret_path(self) -> Path:
+        return self.path / "node.secret"
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.path / "catalog.db"
+
+    def init(self, name: str) -> NodeIdentity:
+        """Creates identity, TLS material, secret and config; refuses an existing identity."""
+        if not name.strip():
+            raise ConfigError("--name must not be empty")
+        if self.identity_path.exists():
+            raise HomeError(f"{self.path} already holds a node identity; refusing to overwrite it")
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.path, 0o700)
+        identity = NodeIdentity.generate()
+        tls = make_tls_material(identity.node_id, name)
+        identity.save(self.identity_path)
+        write_private_file(self.tls_key_path, tls.key_pem)
+        write_private_file(self.secret_path, secrets.token_bytes(32))
+        self.tls_cert_path.write_bytes(tls.cert_pem)
+        self.config_path.write_text(render_default_config(name))
+        return identity
+
+    @cached_property
+    def identity(self) -> NodeIdentity:
+        return NodeIdentity.load(self.identity_path)
+
+    @cached_property
+    def config(self) -> NodeConfig:
+        return NodeConfig.load(self.config_path)
+
+    @cached_property
+    def tls(self) -> TlsMaterial:
+        try:
+            return TlsMaterial(self.tls_key_path.read_bytes(), self.tls_cert_path.read_bytes())
+        except FileNotFoundError as exc:
+            raise HomeError(f"{self.path} has no TLS material: run `gridpoint init`") from exc
+
+    @property
+    def tls_fingerprint(self) -> str:
+        return fingerprint(self.tls.cert_pem)
+
+    @cached_property
+    def secret(self) -> bytes:
+        try:
+            return self.secret_path.read_bytes()
+        except FileNotFoundError as exc:
+            raise HomeError(f"{self.path} has no node secret: run `gridpoint init`") from exc
+
+    def db_url(self, override: str | None = None) -> str:
+        """--db if given, else the config's store.url, else the home's SQLite file."""
+        return override or self.config.store.url or f"sqlite:///{self.sqlite_path}"

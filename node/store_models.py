@@ -1,0 +1,108 @@
+"""SQLModel tables of the node store. Apart from wire messages and domain records.
+
+The schema itself is created and changed only by migrations (node/migrations); these
+models must match them, which tests/test_store_migrations.py checks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, LargeBinary
+from sqlmodel import Field, SQLModel
+
+__all__ = ["PeerRow", "PrivateRunRow", "RecordMetricRow", "RecordParamRow", "RecordRow"]
+
+
+class RecordRow(SQLModel, table=True):
+    """One signed record: the envelope verbatim, plus the indexed fields queries use."""
+
+    __tablename__ = "records"
+
+    # Local storage order; the sync cursor a peer resumes from.
+    seq: int | None = Field(
+        default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True)
+    )
+    id: str = Field(max_length=64, unique=True)
+    signer_id: str = Field(max_length=40, index=True)
+    payload_type: str = Field(max_length=128)
+    envelope: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    signed_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    kind: str = Field(max_length=16)
+    study: str = Field(max_length=64, index=True)
+    status: str = Field(max_length=16)
+    period: str = Field(max_length=7)
+    task_type: str = Field(max_length=64, index=True)
+    task_num_labels: int
+    task_size_bucket: str = Field(max_length=16)
+    task_balance_bucket: str = Field(max_length=16)
+    task_language: str = Field(max_length=8)
+    task_text_length_bucket: str = Field(max_length=16)
+    model_base: str = Field(max_length=200, index=True)
+    model_family: str = Field(max_length=64)
+    model_method: str = Field(max_length=16)
+    model_num_parameters: int = Field(sa_column=Column(BigInteger, nullable=False))
+    received_at: datetime
+
+
+class RecordParamRow(SQLModel, table=True):
+    """One hyperparameter of a record, typed for range queries."""
+
+    __tablename__ = "record_params"
+    __table_args__ = (
+        Index("ix_record_params_name_num", "name", "num_value"),
+        Index("ix_record_params_name_str", "name", "str_value"),
+    )
+
+    record_seq: int = Field(
+        sa_column=Column(Integer, ForeignKey("records.seq", ondelete="CASCADE"), primary_key=True)
+    )
+    name: str = Field(max_length=64, primary_key=True)
+    # Numbers and booleans (as 0/1) here; categories in str_value.
+    num_value: float | None = None
+    str_value: str | None = Field(default=None, max_length=64)
+
+
+class RecordMetricRow(SQLModel, table=True):
+    """One final metric of a record."""
+
+    __tablename__ = "record_metrics"
+    __table_args__ = (Index("ix_record_metrics_name_value", "name", "value"),)
+
+    record_seq: int = Field(
+        sa_column=Column(Integer, ForeignKey("records.seq", ondelete="CASCADE"), primary_key=True)
+    )
+    name: str = Field(max_length=64, primary_key=True)
+    value: float
+
+
+class PeerRow(SQLModel, table=True):
+    """A trusted peer: pinned certificate, address, and how far its catalog was pulled."""
+
+    __tablename__ = "peers"
+
+    node_id: str = Field(max_length=40, primary_key=True)
+    address: str = Field(max_length=255)
+    name: str = Field(max_length=255)
+    fingerprint: str = Field(max_length=95)
+    cert_pem: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    added_at: datetime
+    sync_cursor: str = Field(default="", max_length=64)
+    last_sync_at: datetime | None = None
+
+
+class PrivateRunRow(SQLModel, table=True):
+    """A run's full private record, for the organization itself; never sent to a peer."""
+
+    __tablename__ = "private_runs"
+
+    id: int | None = Field(
+        default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True)
+    )
+    study_name: str = Field(max_length=255, index=True)
+    trial_number: int
+    # JSON document: everything the run knows (config, params, curve, paths, errors).
+    detail: str
+    # Id of the public record published for this run, if any.
+    record_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime
