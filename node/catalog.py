@@ -35,7 +35,7 @@ def sign_record(identity: NodeIdentity, record: RunRecord) -> StoredRecord:
     payload = encode_record(validate_record(record))
     envelope = sign_envelope(identity, payload, RUN_RECORD_TYPE)
     return StoredRecord(
-        id=content_id(payload),
+        id=content_id(identity.node_id, payload),
         signer_id=identity.node_id,
         envelope=envelope.SerializeToString(),
         signed_at_ms=envelope.signed_at_unix_ms,

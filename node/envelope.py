@@ -3,7 +3,7 @@
 A signature covers a domain-separated message (protocol tag, payload type, time, nonce,
 payload), so it cannot be reused for another type or purpose. Verification never
 re-serializes anything: it checks the bytes that arrived. Record ids are SHA-256 of the
-payload, so a relayed copy can be checked by anyone.
+author's id and the payload, so a relayed copy can be checked by anyone.
 
 Must never: accept an envelope whose key does not hash to its signer id, or trust a signer
 because a trusted peer relayed its record.
@@ -57,9 +57,16 @@ def signing_message(tag: bytes, *parts: bytes) -> bytes:
     return bytes(out)
 
 
-def content_id(payload: bytes) -> str:
-    """The id of a record: lowercase hex SHA-256 of its payload bytes."""
-    return hashlib.sha256(payload).hexdigest()
+_RECORD_ID_TAG = b"gridpoint.v1/record-id"
+
+
+def content_id(signer_id: str, payload: bytes) -> str:
+    """The id of a record: SHA-256 over its author's node id and its payload bytes.
+
+    Binding the author keeps two nodes that publish identical content from colliding,
+    while the same author publishing the same content again gets the same id.
+    """
+    return hashlib.sha256(signing_message(_RECORD_ID_TAG, signer_id.encode(), payload)).hexdigest()
 
 
 def _envelope_message(payload_type: str, signed_at_ms: int, nonce: bytes, payload: bytes) -> bytes:
@@ -130,7 +137,7 @@ def verify_envelope(
         raise UnknownSigner(f"signer {envelope.signer_id} is not a trusted peer of this node")
     check_clock(envelope.signed_at_unix_ms, max_age_s, clock_ms)
     return VerifiedEnvelope(
-        id=content_id(envelope.payload),
+        id=content_id(envelope.signer_id, envelope.payload),
         signer_id=envelope.signer_id,
         payload=envelope.payload,
         payload_type=envelope.payload_type,

@@ -192,8 +192,9 @@ def parse_filter(text: str) -> FilterNode | None:
         raise FilterError(f"unexpected character {text[exc.pos_in_stream]!r}", exc.column) from None
     except UnexpectedInput as exc:
         token = getattr(exc, "token", None)
-        what = "end of filter" if token is None or token.type == "$END" else repr(str(token))
-        raise FilterError(f"unexpected {what}", exc.column if exc.column != -1 else None) from None
+        if token is None or token.type == "$END":
+            raise FilterError("filter ends too early", len(text.rstrip()) + 1) from None
+        raise FilterError(f"unexpected {str(token)!r}", exc.column) from None
     except LarkError as exc:
         cause = exc.__context__
         if isinstance(cause, FilterError):

@@ -369,7 +369,7 @@ def _param_row(seq: int, name: str, value: Value | int) -> dict[str, Any]:
 def _stored(envelope_bytes: bytes) -> StoredRecord:
     env = envelope_pb2.SignedEnvelope.FromString(envelope_bytes)
     return StoredRecord(
-        id=content_id(env.payload),
+        id=content_id(env.signer_id, env.payload),
         signer_id=env.signer_id,
         envelope=envelope_bytes,
         signed_at_ms=env.signed_at_unix_ms,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, LargeBinary
+from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 __all__ = ["PeerRow", "PrivateRunRow", "RecordMetricRow", "RecordParamRow", "RecordRow"]
@@ -42,7 +42,7 @@ class RecordRow(SQLModel, table=True):
     model_family: str = Field(max_length=64)
     model_method: str = Field(max_length=16)
     model_num_parameters: int = Field(sa_column=Column(BigInteger, nullable=False))
-    received_at: datetime
+    received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class RecordParamRow(SQLModel, table=True):
@@ -86,9 +86,11 @@ class PeerRow(SQLModel, table=True):
     name: str = Field(max_length=255)
     fingerprint: str = Field(max_length=95)
     cert_pem: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    added_at: datetime
+    added_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     sync_cursor: str = Field(default="", max_length=64)
-    last_sync_at: datetime | None = None
+    last_sync_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
 
 
 class PrivateRunRow(SQLModel, table=True):
@@ -102,7 +104,7 @@ class PrivateRunRow(SQLModel, table=True):
     study_name: str = Field(max_length=255, index=True)
     trial_number: int
     # JSON document: everything the run knows (config, params, curve, paths, errors).
-    detail: str
+    detail: str = Field(sa_column=Column(Text, nullable=False))
     # Id of the public record published for this run, if any.
     record_id: str | None = Field(default=None, max_length=64)
-    created_at: datetime
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -36,7 +36,7 @@ def upgrade() -> None:
         sa.Column("model_family", sa.String(64), nullable=False),
         sa.Column("model_method", sa.String(16), nullable=False),
         sa.Column("model_num_parameters", sa.BigInteger(), nullable=False),
-        sa.Column("received_at", sa.DateTime(), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("id"),
     )
     op.create_index("ix_records_signer_id", "records", ["signer_id"])
@@ -76,9 +76,9 @@ def upgrade() -> None:
         sa.Column("name", sa.String(255), nullable=False),
         sa.Column("fingerprint", sa.String(95), nullable=False),
         sa.Column("cert_pem", sa.LargeBinary(), nullable=False),
-        sa.Column("added_at", sa.DateTime(), nullable=False),
+        sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("sync_cursor", sa.String(64), nullable=False),
-        sa.Column("last_sync_at", sa.DateTime(), nullable=True),
+        sa.Column("last_sync_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_table(
         "private_runs",
@@ -87,7 +87,7 @@ def upgrade() -> None:
         sa.Column("trial_number", sa.Integer(), nullable=False),
         sa.Column("detail", sa.Text(), nullable=False),
         sa.Column("record_id", sa.String(64), nullable=True),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_private_runs_study_name", "private_runs", ["study_name"])
 

@@ -335,8 +335,9 @@ Global___Metric: _TypeAlias = Metric  # noqa: Y015
 class RunRecord(_message.Message):
     """The public record of one run.
 
-    Its id is not a field: it is the SHA-256 of this message's serialized bytes (the
-    envelope payload), so anyone holding a copy can check it.
+    Its id is not a field: it is SHA-256 over the length-prefixed tag
+    "gridpoint.v1/record-id", the author's node id and this message's serialized bytes (the
+    envelope payload), so anyone holding a copy can check it (node/envelope.py).
     """
 
     DESCRIPTOR: _descriptor.Descriptor

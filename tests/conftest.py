@@ -1,0 +1,84 @@
+"""Shared fixtures: node homes, stores on SQLite and PostgreSQL, real daemons on loopback.
+
+PostgreSQL tests create and drop their own database on 127.0.0.1:5432. Outside CI they
+skip when no server answers; with CI=true they fail instead, so CI never skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node.home import NodeHome
+from node.sql_store import SqlStore, open_store
+from tests.helpers import Daemon
+
+PG_ADMIN_URL = os.environ.get("GRIDPOINT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_admin():  # type: ignore[no-untyped-def]
+    import psycopg
+
+    return psycopg.connect(
+        PG_ADMIN_URL.replace("postgresql://", "postgresql://", 1), autocommit=True
+    )
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    try:
+        admin = _pg_admin()
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI but unreachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    name = f"gridpoint_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with _pg_admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[SqlStore]:
+    s = open_store(db_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def make_home(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Creates initialized node homes: make_home("OrgA") -> NodeHome."""
+
+    def make(name: str) -> NodeHome:
+        home = NodeHome(tmp_path / name)
+        home.init(name)
+        return home
+
+    return make
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    """Started daemons appended here are stopped (and killed if need be) at teardown."""
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        daemon.kill()

@@ -1,0 +1,81 @@
+"""`init`, `identity` and `publish` through the real command line, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from node.sql_store import open_store
+from tests.helpers import cli, cli_json
+from tests.node.test_run_record import MINIMAL
+
+
+def test_init_creates_a_complete_home_with_private_files_0600(tmp_path: Path) -> None:
+    home = tmp_path / "org"
+    info = cli_json("init", "--name", "Org A", home=home)
+    mode = lambda name: stat.S_IMODE((home / name).stat().st_mode)  # noqa: E731
+    assert {mode("identity.key"), mode("tls.key"), mode("node.secret")} == {0o600}
+    assert mode(".") == 0o700
+    assert 'name = "Org A"' in (home / "config.toml").read_text()
+    ident = cli_json("identity", home=home)
+    assert ident["node_id"] == info["node_id"] and ident["fingerprint"] == info["fingerprint"]
+    assert len(ident["node_id"]) == 40
+
+
+def test_init_twice_is_refused_and_keeps_the_identity(tmp_path: Path) -> None:
+    home = tmp_path / "org"
+    first = cli_json("init", "--name", "A", home=home)
+    key = (home / "identity.key").read_bytes()
+    again = cli("init", "--name", "B", home=home)
+    assert again.returncode == 1
+    assert "already holds a node identity" in again.stderr and "Traceback" not in again.stderr
+    assert (home / "identity.key").read_bytes() == key
+    assert cli_json("identity", home=home)["node_id"] == first["node_id"]
+
+
+def test_gridpoint_home_replaces_the_home_flag(tmp_path: Path) -> None:
+    home = tmp_path / "org"
+    cli_json("init", "--name", "A", env={"GRIDPOINT_HOME": str(home)})
+    assert (home / "identity.key").exists()
+    missing = cli("identity", env={"GRIDPOINT_HOME": ""})
+    assert missing.returncode == 1 and "--home" in missing.stderr
+
+
+def test_publish_twice_gives_one_id_and_one_record(tmp_path: Path) -> None:
+    home = tmp_path / "org"
+    cli_json("init", "--name", "A", home=home)
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(MINIMAL))
+    first = cli_json("publish", str(path), home=home)
+    second = cli_json("publish", str(path), home=home)
+    assert first["id"] == second["id"] and first["new"] and not second["new"]
+    store = open_store(f"sqlite:///{home / 'catalog.db'}")
+    assert store.count_records() == 1
+    store.close()
+
+
+def test_refused_publish_names_the_field_and_changes_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "org"
+    cli_json("init", "--name", "A", home=home)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(MINIMAL))
+    cli_json("publish", str(good), home=home)
+    db = home / "catalog.db"
+    store = open_store(f"sqlite:///{db}")
+    before = [r.envelope for r in store.query(None, limit=10)]
+    store.close()
+    bad_cases = {
+        "unknown.json": json.dumps({**MINIMAL, "secret_notes": "x"}),
+        "nan.json": json.dumps(MINIMAL).replace("0.85", "NaN"),
+        "type.json": json.dumps({**MINIMAL, "metrics": {"accuracy": "high"}}),
+        "broken.json": "{not json",
+    }
+    for name, text in bad_cases.items():
+        (tmp_path / name).write_text(text)
+        result = cli("publish", str(tmp_path / name), home=home)
+        assert result.returncode == 1, name
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    store = open_store(f"sqlite:///{db}")
+    assert [r.envelope for r in store.query(None, limit=10)] == before
+    store.close()

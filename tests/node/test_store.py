@@ -1,0 +1,139 @@
+"""The store contract, run on SQLite and on PostgreSQL alike."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from node.catalog import publish, sign_record
+from node.errors import RequestError
+from node.home import NodeHome
+from node.query_filter import parse_filter, parse_order_by
+from node.sql_store import SqlStore, open_store
+from node.store import Peer
+from tests.helpers import make_record, signed_records
+
+
+def test_migrations_produce_the_schema_the_models_describe(store: SqlStore) -> None:
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert [d for d in diff if d[0] != "remove_table"] == []
+    assert {"records", "record_params", "record_metrics", "peers", "private_runs"} <= set(
+        store.table_names()
+    )
+
+
+def test_publishing_equal_content_twice_stores_one_record(store: SqlStore, make_home) -> None:
+    home: NodeHome = make_home("org")
+    first = publish(store, home.identity, make_record(1))
+    second = publish(store, home.identity, make_record(1))
+    assert first.new and not second.new
+    assert first.id == second.id
+    assert store.count_records() == 1
+
+
+def test_envelope_bytes_are_kept_verbatim(store: SqlStore, make_home) -> None:
+    home: NodeHome = make_home("org")
+    stored = sign_record(home.identity, make_record(2))
+    store.add_records([stored])
+    assert store.get_record(stored.id).envelope == stored.envelope  # type: ignore[union-attr]
+
+
+def test_records_after_pages_in_storage_order_and_resumes(store: SqlStore, make_home) -> None:
+    home: NodeHome = make_home("org")
+    records = signed_records(home, 7)
+    store.add_records(records)
+    seen, cursor, has_more = [], "", True
+    while has_more:
+        page = store.records_after(cursor, 3)
+        seen += [r.id for r in page.records]
+        cursor, has_more = page.next_cursor, page.has_more
+    assert seen == [r.id for r in records]
+    assert store.records_after(cursor, 3).records == []
+    with pytest.raises(RequestError):
+        store.records_after("not-a-cursor", 3)
+
+
+def test_sync_page_and_cursor_are_stored_together(store: SqlStore, make_home) -> None:
+    home: NodeHome = make_home("org")
+    store.add_peer(Peer("a" * 40, "127.0.0.1:1", "peer", "ff", b"pem", datetime.now(UTC)))
+    records = signed_records(home, 3)
+    result = store.store_sync_page("a" * 40, [*records, records[0]], "42")
+    again = store.store_sync_page("a" * 40, records, "43")
+    assert (result.new, result.duplicates) == (3, 1)
+    assert (again.new, again.duplicates) == (0, 3)
+    assert store.get_peer("a" * 40).sync_cursor == "43"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("metrics.accuracy > 0.8", {3, 4}),
+        ("metrics.accuracy > 0.6 and params.learning_rate < 1e-4", {2, 3}),
+        ("params.optimizer = 'sgd' or task.type = 'causal-lm'", {0, 4}),
+        ("model.base LIKE 'roberta%'", {1}),
+        ("params.batch_size IN (32, 48)", {1, 2, 4}),
+        ("task.type != 'text-classification'", {4}),
+        ('task.type = "x\'; DROP TABLE records; --"', set()),
+    ],
+)
+def test_query_filters_by_indexed_fields(
+    store: SqlStore, make_home, text: str, expected: set[int]
+) -> None:
+    home: NodeHome = make_home("org")
+    specs = [
+        {"accuracy": 0.5, "learning_rate": 3e-5},
+        {"accuracy": 0.6, "learning_rate": 1e-3, "base": "roberta-base"},
+        {"accuracy": 0.7, "learning_rate": 5e-5},
+        {"accuracy": 0.9, "learning_rate": 2e-5},
+        {"accuracy": 0.95, "learning_rate": 2e-3, "task_type": "causal-lm"},
+    ]
+    records = [sign_record(home.identity, make_record(i, **spec)) for i, spec in enumerate(specs)]
+    optimizer_sgd = make_record(0, **specs[0])
+    records[0] = sign_record(
+        home.identity,
+        type(optimizer_sgd)(
+            **{
+                **optimizer_sgd.__dict__,
+                "hyperparameters": {**optimizer_sgd.hyperparameters, "optimizer": "sgd"},
+            }
+        ),
+    )
+    store.add_records(records)
+    found = store.query(parse_filter(text), limit=100)
+    assert {next(i for i, r in enumerate(records) if r.id == f.id) for f in found} == expected
+    assert store.count_records() == 5
+
+
+def test_query_orders_and_limits(store: SqlStore, make_home) -> None:
+    home: NodeHome = make_home("org")
+    store.add_records(signed_records(home, 10))
+    found = store.query(None, limit=3, order_by=parse_order_by("metrics.accuracy desc"))
+    values = [f.record.metrics["accuracy"] for f in found]
+    assert len(values) == 3 and values == sorted(values, reverse=True)
+    assert values[0] == max(r.record.metrics["accuracy"] for r in store.query(None, limit=100))
+
+
+def test_peers_are_added_updated_listed_and_removed(store: SqlStore) -> None:
+    peer = Peer("b" * 40, "127.0.0.1:1", "B", "aa", b"pem", datetime.now(UTC))
+    store.add_peer(peer)
+    store.store_sync_page(peer.node_id, [], "7")
+    store.add_peer(Peer("b" * 40, "127.0.0.1:2", "B", "aa", b"pem2", datetime.now(UTC)))
+    [listed] = store.list_peers()
+    assert (listed.address, listed.cert_pem, listed.sync_cursor) == ("127.0.0.1:2", b"pem2", "7")
+    assert store.remove_peer(peer.node_id) and not store.remove_peer(peer.node_id)
+    assert store.list_peers() == []
+
+
+def test_reopening_an_existing_store_keeps_its_records(db_url: str, make_home) -> None:
+    home: NodeHome = make_home("org")
+    first = open_store(db_url)
+    first.add_records(signed_records(home, 2))
+    first.close()
+    second = open_store(db_url)
+    assert second.count_records() == 2
+    second.close()
