@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from node.errors import RecordError
 
@@ -92,9 +92,12 @@ class SearchDimension:
     choices: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class CurvePoint:
-    """A metric value at an optimizer step (or federated round)."""
+class CurvePoint(NamedTuple):
+    """A metric value at an optimizer step (or federated round).
+
+    A NamedTuple rather than a dataclass: curves have hundreds of points and decoding them
+    sits on the sync path, where a frozen dataclass's constructor costs several times more.
+    """
 
     step: int
     metric: str

@@ -127,7 +127,7 @@ def record_from_proto(msg: records_pb2.RunRecord) -> RunRecord:
             for d in msg.search_space
         ),
         hyperparameters={h.name: param_from_proto(h.value) for h in msg.hyperparameters},
-        curve=tuple(CurvePoint(step=p.step, metric=p.metric, value=p.value) for p in msg.curve),
+        curve=tuple(CurvePoint(p.step, p.metric, p.value) for p in msg.curve),
         metrics={m.name: m.value for m in msg.metrics},
         status=_STATUS_FROM_PROTO.get(msg.status, "complete"),
         period=msg.period,
@@ -160,7 +160,7 @@ def record_to_json(record: RunRecord) -> dict[str, Any]:
         "model": asdict(record.model),
         "search_space": [{**asdict(d), "choices": list(d.choices)} for d in record.search_space],
         "hyperparameters": dict(sorted(record.hyperparameters.items())),
-        "curve": [asdict(p) for p in record.curve],
+        "curve": [p._asdict() for p in record.curve],
         "metrics": dict(sorted(record.metrics.items())),
         "status": record.status,
         "period": record.period,

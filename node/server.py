@@ -69,14 +69,14 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
             page = self._store.records_after(request.cursor, limit)
             out = catalog_pb2.SyncPage(next_cursor=page.next_cursor, has_more=page.has_more)
             size = 0
-            for index, record in enumerate(page.records):
-                size += len(record.envelope) + 8
+            for index, envelope in enumerate(page.envelopes):
+                size += len(envelope) + 8
                 if size > self._budget and index > 0:
                     # Stop before the message limit; the peer resumes after the last one sent.
                     out.next_cursor = page.cursors[index - 1]
                     out.has_more = True
                     break
-                out.envelopes.append(envelope_pb2.SignedEnvelope.FromString(record.envelope))
+                out.envelopes.append(envelope_pb2.SignedEnvelope.FromString(envelope))
             return out
         raise AssertionError("unreachable")
 

@@ -189,19 +189,23 @@ class SqlStore(CatalogStore):
         for i in range(0, len(ids), 500):
             existing.update(conn.scalars(select(R.c.id).where(R.c.id.in_(ids[i : i + 500]))))
         fresh = [rec for rec_id, rec in unique.items() if rec_id not in existing]
+        if not fresh:
+            return AddResult(new=0, duplicates=len(records))
         now = datetime.now(UTC)
-        for rec in fresh:
-            seq = conn.execute(
-                insert(R).values(**_record_row(rec, now)).returning(R.c.seq)
-            ).scalar_one()
-            params = [_param_row(seq, k, v) for k, v in rec.record.hyperparameters.items()]
-            if params:
-                conn.execute(insert(P), params)
-            metrics = [
+        inserted = conn.execute(
+            insert(R).returning(R.c.seq, sort_by_parameter_order=True),
+            [_record_row(rec, now) for rec in fresh],
+        ).scalars()
+        params, metrics = [], []
+        for seq, rec in zip(inserted, fresh, strict=True):
+            params += [_param_row(seq, k, v) for k, v in rec.record.hyperparameters.items()]
+            metrics += [
                 {"record_seq": seq, "name": k, "value": v} for k, v in rec.record.metrics.items()
             ]
-            if metrics:
-                conn.execute(insert(M), metrics)
+        if params:
+            conn.execute(insert(P), params)
+        if metrics:
+            conn.execute(insert(M), metrics)
         return AddResult(new=len(fresh), duplicates=len(records) - len(fresh))
 
     def get_record(self, record_id: str) -> StoredRecord | None:
@@ -224,7 +228,7 @@ class SqlStore(CatalogStore):
         rows = rows[:limit]
         next_cursor = str(rows[-1].seq) if rows else cursor
         return Page(
-            records=[_stored(r.envelope) for r in rows],
+            envelopes=[r.envelope for r in rows],
             cursors=[str(r.seq) for r in rows],
             next_cursor=next_cursor,
             has_more=has_more,

@@ -44,13 +44,14 @@ class AddResult:
 
 @dataclass(frozen=True)
 class Page:
-    """Records after a cursor, and where to resume.
+    """Envelopes (bytes as stored) after a cursor, and where to resume.
 
-    cursors[i] is the cursor just after records[i], so a reader that can take only part of
-    the page (a message size limit) resumes exactly there.
+    cursors[i] is the cursor just after envelopes[i], so a reader that can take only part
+    of the page (a message size limit) resumes exactly there. Records are not decoded:
+    serving a page is a copy, not a parse.
     """
 
-    records: list[StoredRecord]
+    envelopes: list[bytes]
     cursors: list[str]
     next_cursor: str
     has_more: bool

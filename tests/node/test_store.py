@@ -50,10 +50,10 @@ def test_records_after_pages_in_storage_order_and_resumes(store: SqlStore, make_
     seen, cursor, has_more = [], "", True
     while has_more:
         page = store.records_after(cursor, 3)
-        seen += [r.id for r in page.records]
+        seen += page.envelopes
         cursor, has_more = page.next_cursor, page.has_more
-    assert seen == [r.id for r in records]
-    assert store.records_after(cursor, 3).records == []
+    assert seen == [r.envelope for r in records]
+    assert store.records_after(cursor, 3).envelopes == []
     with pytest.raises(RequestError):
         store.records_after("not-a-cursor", 3)
 
