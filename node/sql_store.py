@@ -192,10 +192,17 @@ class SqlStore(CatalogStore):
         if not fresh:
             return AddResult(new=0, duplicates=len(records))
         now = datetime.now(UTC)
-        inserted = conn.execute(
-            insert(R).returning(R.c.seq, sort_by_parameter_order=True),
-            [_record_row(rec, now) for rec in fresh],
-        ).scalars()
+        # Writers hold the write lock, so max(seq) + 1.. is ours alone: storage order is
+        # commit order, which is what sync cursors rely on.
+        first = int(conn.scalar(select(func.coalesce(func.max(R.c.seq), 0))) or 0) + 1
+        inserted = range(first, first + len(fresh))
+        conn.execute(
+            insert(R),
+            [
+                _record_row(rec, now) | {"seq": seq}
+                for seq, rec in zip(inserted, fresh, strict=True)
+            ],
+        )
         params, metrics = [], []
         for seq, rec in zip(inserted, fresh, strict=True):
             params += [_param_row(seq, k, v) for k, v in rec.record.hyperparameters.items()]
