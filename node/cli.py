@@ -127,8 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("record", help="path to a RunRecord JSON file, or - for stdin")
 
     from node.cli_network import register as register_network
+    from node.cli_tune import register as register_tune
 
     register_network(sub, add)
+    register_tune(sub)
     return parser
 
 

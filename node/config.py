@@ -14,7 +14,14 @@ from typing import Any
 
 from node.errors import ConfigError
 
-__all__ = ["NodeConfig", "SecurityConfig", "StoreConfig", "SyncConfig", "render_default_config"]
+__all__ = [
+    "AnonymizerConfig",
+    "NodeConfig",
+    "SecurityConfig",
+    "StoreConfig",
+    "SyncConfig",
+    "render_default_config",
+]
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,19 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class AnonymizerConfig:
+    """The allowlist: which parts of a run may leave this node (see node/anonymize.py)."""
+
+    hyperparameters: bool = True
+    search_space: bool = True
+    curve: bool = True
+    metrics: bool = True
+    base_model: bool = True
+    period: str = "month"
+    curve_noise: float = 0.0
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """The whole config file."""
 
@@ -50,6 +70,7 @@ class NodeConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    anonymizer: AnonymizerConfig = field(default_factory=AnonymizerConfig)
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -61,7 +82,12 @@ class NodeConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path.name} is not valid TOML: {exc}") from exc
         node = _section(data, "node", {"name", "listen"})
-        sections = {"store": StoreConfig, "sync": SyncConfig, "security": SecurityConfig}
+        sections = {
+            "store": StoreConfig,
+            "sync": SyncConfig,
+            "security": SecurityConfig,
+            "anonymizer": AnonymizerConfig,
+        }
         unknown = set(data) - {"node", *sections}
         if unknown:
             raise ConfigError(f"{path.name}: unknown section [{sorted(unknown)[0]}]")
@@ -74,6 +100,10 @@ class NodeConfig:
         if not isinstance(listen, str):
             raise ConfigError(f"{path.name}: [node] listen must be a string HOST:PORT")
         config = cls(name=node["name"], listen=listen, **built)
+        if config.anonymizer.period not in ("month", "quarter"):
+            raise ConfigError(f"{path.name}: anonymizer.period must be 'month' or 'quarter'")
+        if config.anonymizer.curve_noise < 0:
+            raise ConfigError(f"{path.name}: anonymizer.curve_noise must not be negative")
         if config.sync.page_size < 1 or config.security.max_message_bytes < 1024:
             raise ConfigError(
                 f"{path.name}: sync.page_size and security.max_message_bytes too small"
@@ -140,4 +170,23 @@ page_size = {d.sync.page_size}
 request_window_s = {d.security.request_window_s}
 # Largest gRPC message this node sends or accepts, in bytes.
 max_message_bytes = {d.security.max_message_bytes}
+
+[anonymizer]
+# What a tuning run may publish. Never published, whatever is set here: data rows, texts,
+# label names, file paths, column names, host/user names, environment, exception text.
+# Study and trial names always leave only as keyed pseudonyms (HMAC with node.secret).
+hyperparameters = {_toml_bool(d.anonymizer.hyperparameters)}
+search_space = {_toml_bool(d.anonymizer.search_space)}
+curve = {_toml_bool(d.anonymizer.curve)}
+metrics = {_toml_bool(d.anonymizer.metrics)}
+# Public hub id of the base model (a local checkpoint path is never published).
+base_model = {_toml_bool(d.anonymizer.base_model)}
+# Run times are coarsened to a "month" or a "quarter".
+period = "{d.anonymizer.period}"
+# Standard deviation of Gaussian noise added to published curve values (0 = none).
+curve_noise = {d.anonymizer.curve_noise}
 """
+
+
+def _toml_bool(value: bool) -> str:
+    return "true" if value else "false"

@@ -1,0 +1,133 @@
+"""The anonymizer: turns a private trial into the public RunRecord, by explicit allowlist.
+
+What may leave is decided field by field by the node's [anonymizer] policy, and even then
+only in forms that cannot carry private strings: hyperparameters and metrics by names from
+fixed vocabularies, the task as buckets, the base model as a public hub id (a local path
+never), the study and trial as keyed pseudonyms, times as a month or quarter.
+
+Must never copy into a record: data rows or texts, label names, file paths, column names,
+the study's own name, host or user names, environment variables, exception text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import re
+from datetime import UTC, datetime
+
+from node.config import AnonymizerConfig
+from node.run_record import (
+    BaseModelInfo,
+    CurvePoint,
+    RunRecord,
+    SearchDimension,
+    TaskDescriptor,
+)
+from trainers.results import TrialResult
+from trainers.study_config import KNOWN_PARAMS, StudyConfig
+
+__all__ = ["anonymize_trial", "period_of", "pseudonym"]
+
+#: Metric names that may be published; anything else a trainer measures stays private.
+PUBLIC_METRICS = frozenset({"accuracy", "f1", "eval_loss", "train_loss"})
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?")
+
+
+def pseudonym(secret: bytes, kind: str, *parts: str) -> str:
+    """A keyed pseudonym: 32 hex characters of HMAC-SHA256(secret, kind, parts)."""
+    message = "\x00".join((kind, *parts)).encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
+
+
+def period_of(moment: datetime, granularity: str) -> str:
+    """'YYYY-MM' of the month, or of the first month of the quarter."""
+    month = moment.month if granularity == "month" else 3 * ((moment.month - 1) // 3) + 1
+    return f"{moment.year:04d}-{month:02d}"
+
+
+def _public_model_id(candidate: str) -> str:
+    # A path-looking id (absolute, relative, home) is private by definition.
+    if (
+        not candidate
+        or candidate.startswith(("/", ".", "~"))
+        or "\\" in candidate
+        or ".." in candidate
+    ):
+        return ""
+    return candidate if _HUB_ID.fullmatch(candidate) else ""
+
+
+def anonymize_trial(
+    trial: TrialResult,
+    study: StudyConfig,
+    *,
+    model_family: str,
+    public_model_id: str,
+    secret: bytes,
+    policy: AnonymizerConfig,
+    now: datetime | None = None,
+) -> RunRecord:
+    """The public record of one trial under policy."""
+    run = trial.run
+    curve: tuple[CurvePoint, ...] = ()
+    if policy.curve:
+        rng = random.Random(pseudonym(secret, "noise", study.name, str(trial.number)))
+        curve = tuple(
+            CurvePoint(
+                s.step,
+                s.metric,
+                s.value + (rng.gauss(0, policy.curve_noise) if policy.curve_noise else 0.0),
+            )
+            for s in trial.curve
+            if s.metric in PUBLIC_METRICS
+        )
+    metrics = {}
+    if policy.metrics and run is not None and trial.state == "complete":
+        metrics = {k: v for k, v in run.metrics.items() if k in PUBLIC_METRICS}
+    params = {}
+    if policy.hyperparameters:
+        params = {k: v for k, v in trial.params.items() if k in KNOWN_PARAMS}
+    space: tuple[SearchDimension, ...] = ()
+    if policy.search_space:
+        space = tuple(
+            SearchDimension(
+                name=d.name,
+                kind=d.kind,
+                low=d.low,
+                high=d.high,
+                log=d.log,
+                step=d.step,
+                choices=tuple(str(c) for c in d.choices),
+            )
+            for d in study.search_space
+        )
+    task = trial.task
+    return RunRecord(
+        kind="trial",
+        study=pseudonym(secret, "study", study.name),
+        trial=pseudonym(secret, "trial", study.name, str(trial.number)),
+        task=TaskDescriptor(
+            type=task.type,
+            num_labels=task.num_labels,
+            size_bucket=task.size_bucket,
+            balance_bucket=task.balance_bucket,
+            language=task.language,
+            text_length_bucket=task.text_length_bucket,
+        ),
+        model=BaseModelInfo(
+            base=_public_model_id(public_model_id) if policy.base_model else "",
+            family=model_family if re.fullmatch(r"[a-z][a-z0-9\-]{0,63}", model_family) else "",
+            num_parameters=run.num_parameters if run is not None else 0,
+            method="lora" if study.model.lora else "full",
+        ),
+        search_space=space,
+        hyperparameters=params,
+        curve=curve,
+        metrics=metrics,
+        status=trial.state,
+        period=period_of(now or datetime.now(UTC), policy.period),
+        objective_metric=study.objective_metric,
+        objective_direction=study.objective_direction,
+    )

@@ -1,0 +1,232 @@
+"""A tuning study: Optuna proposes hyperparameters, each trial is a fine-tuning run.
+
+Studies live in an Optuna RDB storage (resuming a study by name continues it). Each
+finished trial — complete, pruned (with its partial curve) or failed — is handed to the
+`on_trial` sink, in order; trainers never decides where results go. Ctrl-C once stops after
+the current trial and keeps everything done; twice aborts the current trial.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from trainers.descriptor import TaskFeatures, describe
+from trainers.errors import TrainerError
+from trainers.finetune import FineTuneSettings, finetune
+from trainers.models import load_model
+from trainers.pipeline import LabeledTexts, load_data
+from trainers.results import CurveSample, TrialResult
+from trainers.study_config import StudyConfig
+
+__all__ = ["StudySummary", "run_study"]
+
+OnTrial = Callable[[TrialResult], None]
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    name: str
+    trials: list[TrialResult]
+    best: TrialResult | None
+    interrupted: bool
+    task: TaskFeatures
+
+
+def _sampler(config: StudyConfig, sampler: Any | None) -> Any:
+    import optuna
+
+    return sampler or optuna.samplers.TPESampler(seed=config.seed)
+
+
+def _pruner(config: StudyConfig) -> Any:
+    import optuna
+
+    spec = config.pruner
+    if spec.type == "none":
+        return optuna.pruners.NopPruner()
+    if spec.type == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    if spec.type == "percentile":
+        return optuna.pruners.PercentilePruner(
+            spec.percentile, spec.n_startup_trials, spec.n_warmup_steps
+        )
+    return optuna.pruners.MedianPruner(spec.n_startup_trials, spec.n_warmup_steps)
+
+
+def suggest(trial: Any, config: StudyConfig) -> dict[str, Any]:
+    """The trial's hyperparameters: searched ones from Optuna, the rest fixed defaults."""
+    params: dict[str, Any] = dict(config.fixed_params())
+    for dim in config.search_space:
+        if dim.kind == "categorical":
+            params[dim.name] = trial.suggest_categorical(dim.name, list(dim.choices))
+        elif dim.kind == "int":
+            params[dim.name] = trial.suggest_int(
+                dim.name, int(dim.low), int(dim.high), log=dim.log, step=int(dim.step or 1)
+            )
+        else:
+            params[dim.name] = trial.suggest_float(
+                dim.name, dim.low, dim.high, log=dim.log, step=dim.step or None
+            )
+    return params
+
+
+@contextmanager
+def _stop_after_current_trial(on_first: Callable[[], None]) -> Iterator[threading.Event]:
+    """First SIGINT sets the event (and calls on_first); a second one raises KeyboardInterrupt."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+        on_first()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_study(
+    config: StudyConfig,
+    storage_url: str,
+    *,
+    n_trials: int | None = None,
+    on_trial: OnTrial | None = None,
+    sampler: Any | None = None,
+    progress: bool = True,
+    device: str = "auto",
+) -> StudySummary:
+    """Runs (or resumes) the study; returns every trial run now and the study's best."""
+    import optuna
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    train, evaluation = load_data(config)
+    task = describe(config.task, config.language, train.texts, train.labels)
+    study = optuna.create_study(
+        study_name=config.name,
+        storage=storage_url,
+        load_if_exists=True,
+        direction=config.objective_direction,
+        sampler=_sampler(config, sampler),
+        pruner=_pruner(config),
+    )
+    done = sum(t.state.is_finished() for t in study.trials)
+    planned = n_trials if n_trials is not None else max(0, config.trials - done)
+    results: list[TrialResult] = []
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not progress,
+        transient=False,
+    )
+    with (
+        bar,
+        _stop_after_current_trial(
+            lambda: bar.console.print("stopping after this trial (Ctrl-C again to abort)")
+        ) as stop,
+    ):
+        study_task = bar.add_task(f"study {config.name}", total=planned)
+        for _ in range(planned):
+            if stop.is_set():
+                break
+            result = _run_trial(study, config, train, evaluation, task, bar, device)
+            results.append(result)
+            if on_trial:
+                on_trial(result)
+            bar.advance(study_task)
+    best = _best(study, config, results, task)
+    return StudySummary(config.name, results, best, stop.is_set(), task)
+
+
+def _run_trial(
+    study: Any,
+    config: StudyConfig,
+    train: LabeledTexts,
+    evaluation: LabeledTexts,
+    task: TaskFeatures,
+    bar: Any,
+    device: str,
+) -> TrialResult:
+    import optuna
+
+    trial = study.ask()
+    params = suggest(trial, config)
+    trial_task = bar.add_task(f"  trial {trial.number}", total=None)
+    partial: list[CurveSample] = []
+
+    def on_eval(step: int, metrics: dict[str, float]) -> bool:
+        partial.extend(CurveSample(step, k, v) for k, v in sorted(metrics.items()))
+        trial.report(metrics[config.objective_metric], step)
+        return bool(trial.should_prune())
+
+    def on_step(step: int, total: int) -> None:
+        bar.update(trial_task, completed=step, total=total)
+
+    settings = FineTuneSettings(
+        learning_rate=float(params["learning_rate"]),
+        batch_size=int(params["batch_size"]),
+        epochs=int(params["epochs"]),
+        warmup_ratio=float(params["warmup_ratio"]),
+        weight_decay=float(params["weight_decay"]),
+        eval_interval=config.eval_interval,
+        max_length=config.model.max_length,
+        seed=config.seed + trial.number,
+        lora_rank=int(params["lora_rank"]) if config.model.lora else None,
+        device=device,
+    )
+    try:
+        loaded = load_model(config.model, len(train.label_names), train.texts, settings.seed)
+        run = finetune(loaded, train, evaluation, settings, on_eval=on_eval, on_step=on_step)
+    except TrainerError:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+    except Exception as exc:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        bar.remove_task(trial_task)
+        return TrialResult(
+            config.name,
+            trial.number,
+            "failed",
+            params,
+            None,
+            task,
+            error=f"{exc.__class__.__name__}: {exc}",
+            curve=partial,
+        )
+    finally:
+        if trial_task in bar.task_ids:
+            bar.remove_task(trial_task)
+    if run.stopped_early:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        state = "pruned"
+    else:
+        study.tell(trial, run.metrics[config.objective_metric])
+        state = "complete"
+    return TrialResult(config.name, trial.number, state, params, run, task, curve=run.curve)
+
+
+def _best(
+    study: Any, config: StudyConfig, results: list[TrialResult], task: TaskFeatures
+) -> TrialResult | None:
+    complete = [r for r in results if r.state == "complete" and r.run is not None]
+    if not complete:
+        return None
+    sign = 1 if config.objective_direction == "maximize" else -1
+    return max(complete, key=lambda r: sign * r.run.metrics[config.objective_metric])  # type: ignore[union-attr]

@@ -1,0 +1,298 @@
+"""The study file: a TOML document naming the private pipeline, the model, the search space,
+the objective and the pruner. Everything is checked here, before any data is loaded or any
+model trains; every problem is reported with the key it concerns.
+
+    pipeline = "my_pipeline:load"    # module:function, resolved next to this file
+    name = "sentiment-v2"            # private; published only as a keyed pseudonym
+    task = "text-classification"
+    language = "en"
+    trials = 20
+    seed = 0
+
+    [model]                          # path = "/models/minilm"  (a local checkpoint), or
+    config = { model_type = "bert", hidden_size = 32, ... }   # a fresh model from a config
+    public_id = "sentence-transformers/all-MiniLM-L6-v2"      # what to publish for a local path
+    lora = false
+    max_length = 128
+
+    [objective]
+    metric = "accuracy"
+    direction = "maximize"
+
+    [training]
+    eval_interval = 20               # optimizer steps between evaluations
+
+    [search_space]
+    learning_rate = { type = "float", low = 1e-5, high = 1e-3, log = true }
+    batch_size = { type = "categorical", choices = [8, 16, 32] }
+
+    [pruner]
+    type = "median"                  # none | median | percentile | hyperband
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainers.errors import StudyConfigError
+
+__all__ = ["Dimension", "ModelSpec", "PrunerSpec", "StudyConfig", "load_study_config"]
+
+TASKS = ("text-classification",)
+PLANNED_TASKS = ("token-classification", "causal-lm")
+#: Hyperparameters the fine-tuner understands, with the value used when not searched.
+KNOWN_PARAMS: dict[str, float | int] = {
+    "learning_rate": 5e-5,
+    "batch_size": 16,
+    "epochs": 1,
+    "warmup_ratio": 0.0,
+    "weight_decay": 0.0,
+    "lora_rank": 8,
+}
+PRUNERS = ("none", "median", "percentile", "hyperband")
+_TOP = {"pipeline", "name", "task", "language", "trials", "seed", "model", "objective",
+        "training", "search_space", "pruner", "text_column", "label_column"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched hyperparameter."""
+
+    name: str
+    kind: str  # "float" | "int" | "categorical"
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    step: float = 0.0
+    choices: tuple[float | int | str | bool, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where the base model comes from (never a download)."""
+
+    path: Path | None = None
+    hub_id: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    public_id: str = ""
+    lora: bool = False
+    max_length: int = 128
+
+
+@dataclass(frozen=True)
+class PrunerSpec:
+    type: str = "median"
+    n_startup_trials: int = 1
+    n_warmup_steps: int = 0
+    percentile: float = 25.0
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A validated study file."""
+
+    path: Path
+    pipeline: str
+    name: str
+    task: str
+    language: str
+    trials: int
+    seed: int
+    model: ModelSpec
+    objective_metric: str
+    objective_direction: str
+    eval_interval: int
+    search_space: tuple[Dimension, ...]
+    pruner: PrunerSpec
+    text_column: str = "text"
+    label_column: str = "label"
+
+    def fixed_params(self) -> dict[str, float | int]:
+        """Defaults for the known parameters this study does not search (lora_rank only with LoRA)."""
+        searched = {d.name for d in self.search_space}
+        return {
+            k: v
+            for k, v in KNOWN_PARAMS.items()
+            if k not in searched and (k != "lora_rank" or self.model.lora)
+        }
+
+
+def _fail(key: str, problem: str) -> StudyConfigError:
+    return StudyConfigError(f"study config: {key}: {problem}")
+
+
+def _get(
+    table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = ...
+) -> Any:
+    if key not in table:
+        if default is ...:
+            raise _fail(f"{where}{key}", "is required")
+        return default
+    value = table[key]
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise _fail(f"{where}{key}", f"must be {_name(kind)}, got a boolean")
+    if not isinstance(value, kind):
+        raise _fail(f"{where}{key}", f"must be {_name(kind)}, got {type(value).__name__}")
+    return value
+
+
+def _name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(
+        {
+            "str": "a string",
+            "int": "an integer",
+            "float": "a number",
+            "bool": "a boolean",
+            "dict": "a table",
+            "list": "a list",
+        }[k.__name__]
+        for k in kinds
+    )
+
+
+def _unknown(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise _fail(f"{where}{key}", "unknown key")
+
+
+def load_study_config(path: Path) -> StudyConfig:
+    """Reads and checks a study file; raises StudyConfigError naming the problem."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise StudyConfigError(f"study config {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyConfigError(f"study config {path.name} is not valid TOML: {exc}") from None
+    _unknown(data, _TOP, "")
+    pipeline = _get(data, "pipeline", str, "")
+    module, sep, func = pipeline.partition(":")
+    if not sep or not module or not func:
+        raise _fail("pipeline", "must be 'module:function'")
+    task = _get(data, "task", str, "", "text-classification")
+    if task in PLANNED_TASKS:
+        raise _fail("task", f"{task!r} is planned but not supported yet; use text-classification")
+    if task not in TASKS:
+        raise _fail("task", f"must be one of {', '.join(TASKS)}")
+    trials = _get(data, "trials", int, "", 10)
+    if trials < 1:
+        raise _fail("trials", "must be at least 1")
+    model = _model(_get(data, "model", dict, ""), path.parent)
+    objective = _get(data, "objective", dict, "", {"metric": "accuracy", "direction": "maximize"})
+    _unknown(objective, {"metric", "direction"}, "objective.")
+    direction = _get(objective, "direction", str, "objective.", "maximize")
+    if direction not in ("maximize", "minimize"):
+        raise _fail("objective.direction", "must be 'maximize' or 'minimize'")
+    metric = _get(objective, "metric", str, "objective.", "accuracy")
+    if metric not in ("accuracy", "eval_loss", "f1"):
+        raise _fail("objective.metric", "must be accuracy, f1 or eval_loss")
+    training = _get(data, "training", dict, "", {})
+    _unknown(training, {"eval_interval"}, "training.")
+    eval_interval = _get(training, "eval_interval", int, "training.", 20)
+    if eval_interval < 1:
+        raise _fail("training.eval_interval", "must be at least 1")
+    space = _search_space(_get(data, "search_space", dict, ""), model.lora)
+    pruner = _pruner(_get(data, "pruner", dict, "", {}))
+    language = _get(data, "language", str, "", "")
+    if language and (len(language) != 2 or not language.isalpha() or not language.islower()):
+        raise _fail("language", "must be an ISO 639-1 code like 'en'")
+    return StudyConfig(
+        path=path.resolve(),
+        pipeline=pipeline,
+        name=_get(data, "name", str, "", path.stem),
+        task=task,
+        language=language,
+        trials=trials,
+        seed=_get(data, "seed", int, "", 0),
+        model=model,
+        objective_metric=metric,
+        objective_direction=direction,
+        eval_interval=eval_interval,
+        search_space=space,
+        pruner=pruner,
+        text_column=_get(data, "text_column", str, "", "text"),
+        label_column=_get(data, "label_column", str, "", "label"),
+    )
+
+
+def _model(table: dict[str, Any], base: Path) -> ModelSpec:
+    _unknown(table, {"path", "hub_id", "config", "public_id", "lora", "max_length"}, "model.")
+    sources = [k for k in ("path", "hub_id", "config") if k in table]
+    if len(sources) != 1:
+        raise _fail(
+            "model", "give exactly one of path (local checkpoint), hub_id (local cache) or config"
+        )
+    path = None
+    if "path" in table:
+        path = (base / _get(table, "path", str, "model.")).resolve()
+        if not (path / "config.json").is_file():
+            raise _fail("model.path", "is not a checkpoint directory (no config.json in it)")
+    config = _get(table, "config", dict, "model.", {})
+    if config and "model_type" not in config:
+        raise _fail("model.config.model_type", "is required (e.g. 'bert')")
+    max_length = _get(table, "max_length", int, "model.", 128)
+    if not 8 <= max_length <= 8192:
+        raise _fail("model.max_length", "must be between 8 and 8192")
+    return ModelSpec(
+        path=path,
+        hub_id=_get(table, "hub_id", str, "model.", ""),
+        config=config,
+        public_id=_get(table, "public_id", str, "model.", ""),
+        lora=_get(table, "lora", bool, "model.", False),
+        max_length=max_length,
+    )
+
+
+def _search_space(table: dict[str, Any], lora: bool) -> tuple[Dimension, ...]:
+    if not table:
+        raise _fail("search_space", "is empty: give at least one hyperparameter to search")
+    dims = []
+    for name, spec in table.items():
+        where = f"search_space.{name}"
+        if name not in KNOWN_PARAMS:
+            raise _fail(where, f"unknown hyperparameter; known: {', '.join(KNOWN_PARAMS)}")
+        if name == "lora_rank" and not lora:
+            raise _fail(where, "lora_rank is searched only with model.lora = true")
+        if not isinstance(spec, dict):
+            raise _fail(where, 'must be a table like { type = "float", low = 1e-5, high = 1e-3 }')
+        _unknown(spec, {"type", "low", "high", "log", "step", "choices"}, where + ".")
+        kind = _get(spec, "type", str, where + ".")
+        if kind == "categorical":
+            choices = _get(spec, "choices", list, where + ".")
+            if not choices:
+                raise _fail(where + ".choices", "must not be empty")
+            dims.append(Dimension(name, kind, choices=tuple(choices)))
+            continue
+        if kind not in ("float", "int"):
+            raise _fail(where + ".type", "must be float, int or categorical")
+        number = (int,) if kind == "int" else (int, float)
+        low = _get(spec, "low", number, where + ".")
+        high = _get(spec, "high", number, where + ".")
+        log = _get(spec, "log", bool, where + ".", False)
+        step = _get(spec, "step", number, where + ".", 0)
+        if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+            raise _fail(where, f"impossible range: low {low} > high {high}")
+        if log and low <= 0:
+            raise _fail(where, "a log range needs low > 0")
+        if name in ("batch_size", "epochs", "lora_rank") and low < 1:
+            raise _fail(where, f"{name} must be at least 1")
+        dims.append(Dimension(name, kind, float(low), float(high), log, float(step)))
+    return tuple(dims)
+
+
+def _pruner(table: dict[str, Any]) -> PrunerSpec:
+    _unknown(table, {"type", "n_startup_trials", "n_warmup_steps", "percentile"}, "pruner.")
+    kind = _get(table, "type", str, "pruner.", "median")
+    if kind not in PRUNERS:
+        raise _fail("pruner.type", f"must be one of {', '.join(PRUNERS)}")
+    return PrunerSpec(
+        type=kind,
+        n_startup_trials=_get(table, "n_startup_trials", int, "pruner.", 1),
+        n_warmup_steps=_get(table, "n_warmup_steps", int, "pruner.", 0),
+        percentile=float(_get(table, "percentile", (int, float), "pruner.", 25.0)),
+    )
