@@ -1,0 +1,45 @@
+"""`gridpoint tune` end to end through the CLI: trials land in the catalog, curves included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from node.sql_store import open_store
+from tests.helpers import ROOT, cli, cli_json
+
+STUDY = str(ROOT / "examples" / "tiny-study.toml")
+
+
+def test_tune_publishes_every_trial_with_its_curve_and_resumes(tmp_path: Path) -> None:
+    # Prepare
+    home = tmp_path / "node"
+    cli_json("init", "--name", "A", home=home)
+    # Execute
+    first = cli_json("tune", STUDY, "--trials", "3", home=home, timeout=300)
+    more = cli_json("tune", STUDY, "--trials", "1", home=home, timeout=300)
+    rows = cli_json("catalog", "query", "kind = 'trial'", home=home)
+    # Assert
+    assert [t["number"] for t in first["trials"]] == [0, 1, 2]
+    assert [t["number"] for t in more["trials"]] == [3]
+    assert all(t["state"] in ("complete", "pruned") for t in first["trials"] + more["trials"])
+    assert len(rows) == 4 and len({r["study"] for r in rows}) == 1
+    for row in rows:
+        assert {p["metric"] for p in row["curve"]} >= {"accuracy", "eval_loss"}
+        assert row["task"]["num_labels"] == 2 and row["task"]["size_bucket"] == "<1k"
+        assert set(row["hyperparameters"]) >= {"learning_rate", "batch_size"}
+    best = max(first["trials"], key=lambda t: t["metrics"].get("accuracy", -1))
+    assert best["number"] == first["best"]
+    store = open_store(f"sqlite:///{home / 'catalog.db'}")
+    private = store.list_private_runs("tiny-sentiment")
+    store.close()
+    assert [p.trial_number for p in private] == [0, 1, 2, 3]
+    assert json.loads(private[0].detail)["pipeline"] == "tiny_pipeline:load"
+
+
+def test_tune_json_output_is_clean_json_with_progress_on_stderr(tmp_path: Path) -> None:
+    home = tmp_path / "node"
+    cli_json("init", "--name", "A", home=home)
+    result = cli("tune", STUDY, "--trials", "1", home=home, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "trial" in result.stdout and "record(s) published" in result.stdout

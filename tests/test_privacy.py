@@ -1,0 +1,174 @@
+"""Privacy as a tested property: planted canaries never leave a node.
+
+Canaries go into the data texts, the label names, the column names, the file paths (study
+folder, pipeline module, checkpoint directory), the study config (its name), an environment
+variable, and we also watch the host and user names. A study runs, its trials are published,
+a second real node syncs them; then no canary may appear in any byte of any envelope in
+either catalog, nor in any byte the first node sent over the wire (Hello, Sync, Query).
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from pathlib import Path
+
+import grpc
+
+from node.home import NodeHome
+from node.request_auth import AUTH_METADATA_KEY, sign_request
+from node.rpc.v1 import catalog_pb2, node_pb2
+from node.sql_store import open_store
+from node.tls import tls_hostname
+from tests.helpers import Daemon, cli, cli_json, trust
+
+CANARIES = {
+    "text": "zqcanarytext",
+    "label": "ZQCANARYLABEL",
+    "column": "zqcanarycolumn",
+    "path": "ZQCANARYPATH",
+    "module": "zqcanarymodule",
+    "study": "ZQCANARYSTUDY",
+    "env": "ZQCANARYENVVALUE",
+    "checkpoint": "ZQCANARYCKPT",
+}
+
+PIPELINE = """
+import random
+from datasets import Dataset
+
+def _split(n, seed):
+    rng = random.Random(seed)
+    rows = {"zqcanarycolumn_text": [], "zqcanarycolumn_label": []}
+    for i in range(n):
+        good = i % 2 == 0
+        words = rng.choices("the a movie was really quite it".split(), k=5)
+        words.insert(rng.randrange(6), rng.choice(["great", "lovely"] if good else ["awful", "bad"]))
+        words.append("zqcanarytext")
+        rows["zqcanarycolumn_text"].append(" ".join(words))
+        rows["zqcanarycolumn_label"].append("ZQCANARYLABEL_pos" if good else "ZQCANARYLABEL_neg")
+    return Dataset.from_dict(rows)
+
+def load():
+    return _split(160, 1), _split(40, 2)
+"""
+
+STUDY = """
+pipeline = "zqcanarymodule:load"
+name = "ZQCANARYSTUDY"
+task = "text-classification"
+language = "en"
+text_column = "zqcanarycolumn_text"
+label_column = "zqcanarycolumn_label"
+
+[model]
+path = "ZQCANARYCKPT"
+max_length = 24
+
+[training]
+eval_interval = 5
+
+[search_space]
+learning_rate = { type = "float", low = 1e-3, high = 5e-3, log = true }
+epochs = { type = "int", low = 2, high = 3 }
+"""
+
+
+def _write_study(folder: Path) -> Path:
+    from trainers.models import load_model
+    from trainers.study_config import ModelSpec
+
+    folder.mkdir(parents=True)
+    (folder / "zqcanarymodule.py").write_text(PIPELINE)
+    (folder / "study.toml").write_text(STUDY)
+    config = {
+        "model_type": "bert",
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 32,
+        "vocab_size": 100,
+    }
+    loaded = load_model(
+        ModelSpec(config=config), 2, ["the movie was great zqcanarytext", "awful bad"], 0
+    )
+    loaded.model.save_pretrained(folder / "ZQCANARYCKPT")
+    loaded.tokenizer.save_pretrained(folder / "ZQCANARYCKPT")
+    return folder / "study.toml"
+
+
+def _wire_bytes(caller: NodeHome, server: NodeHome, address: str) -> list[bytes]:
+    """Every response the server sends: Hello, a full Sync page, an unfiltered Query."""
+    credentials = grpc.ssl_channel_credentials(
+        server.tls.cert_pem, caller.tls.key_pem, caller.tls.cert_pem
+    )
+    options = [("grpc.ssl_target_name_override", tls_hostname(server.identity.node_id))]
+    calls = [
+        ("/gridpoint.v1.Node/Hello", node_pb2.HelloRequest()),
+        ("/gridpoint.v1.Catalog/Sync", catalog_pb2.SyncRequest(limit=5000)),
+        ("/gridpoint.v1.Catalog/Query", catalog_pb2.QueryRequest(limit=1000)),
+    ]
+    out = []
+    with grpc.secure_channel(address, credentials, options=options) as channel:
+        for method, request in calls:
+            body = request.SerializeToString()
+            stub = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+            out.append(
+                stub(
+                    body,
+                    metadata=[(AUTH_METADATA_KEY, sign_request(caller.identity, method, body))],
+                    timeout=20,
+                )
+            )
+    return out
+
+
+def _envelopes(home: NodeHome) -> list[bytes]:
+    store = open_store(home.db_url())
+    try:
+        return [r.envelope for r in store.query(None, limit=100_000)]
+    finally:
+        store.close()
+
+
+def test_no_canary_leaves_the_node(make_home, daemons, tmp_path: Path) -> None:
+    # Prepare
+    a, b = make_home("A"), make_home("B")
+    study = _write_study(tmp_path / "ZQCANARYPATH")
+    # Execute
+    tuned = cli(
+        "tune",
+        str(study),
+        "--trials",
+        "2",
+        "--json",
+        home=a.path,
+        env={"ZQ_SECRET_SETTING": CANARIES["env"]},
+        timeout=300,
+    )
+    assert tuned.returncode == 0, tuned.stderr
+    da, db = Daemon.start(a), Daemon.start(b)
+    daemons += [da, db]
+    trust(a, b, db.address)
+    trust(b, a, da.address)
+    [report] = cli_json("catalog", "sync", home=b.path)
+    sent = _wire_bytes(b, a, da.address)
+    published = _envelopes(a)
+    received = _envelopes(b)
+    # Assert: the study really ran and really crossed, so the checks below see real bytes.
+    assert report["new"] == 2 and len(published) == 2 and sorted(published) == sorted(received)
+    watched = {**CANARIES, "host": socket.gethostname(), "user": getpass.getuser()}
+    watched = {k: v for k, v in watched.items() if len(v) >= 4}
+    blobs = {"A's catalog": published, "B's catalog": received, "A's responses": sent}
+    for where, items in blobs.items():
+        for blob in items:
+            for kind, canary in watched.items():
+                assert canary.lower().encode() not in blob.lower(), (
+                    f"{kind} canary found in {where}"
+                )
+    # The canaries did reach the private side: the check above could have failed.
+    store = open_store(a.db_url())
+    detail = " ".join(r.detail for r in store.list_private_runs())
+    store.close()
+    assert CANARIES["study"] in detail and CANARIES["path"] in detail

@@ -1,0 +1,78 @@
+"""Bad study files fail before anything trains, with a message naming the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, cli
+from trainers.errors import StudyConfigError
+from trainers.study_config import load_study_config
+
+EXAMPLE = (ROOT / "examples" / "tiny-study.toml").read_text()
+
+
+def study_file(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "tiny_pipeline.py").write_text((ROOT / "examples" / "tiny_pipeline.py").read_text())
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_shipped_example_is_valid() -> None:
+    config = load_study_config(ROOT / "examples" / "tiny-study.toml")
+    assert config.pipeline == "tiny_pipeline:load"
+    assert {d.name for d in config.search_space} == {
+        "learning_rate",
+        "batch_size",
+        "warmup_ratio",
+        "epochs",
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.replace("seed = 0", 'seed = 0\ncolour = "red"'), "colour: unknown key"),
+        (
+            lambda t: t.split("[search_space]")[0] + "[search_space]\n[pruner]\ntype = 'median'\n",
+            "search_space: is empty",
+        ),
+        (
+            lambda t: t.replace("low = 1e-4, high = 5e-3", "low = 5e-3, high = 1e-4"),
+            "impossible range",
+        ),
+        (lambda t: t.replace('pipeline = "tiny_pipeline:load"\n', ""), "pipeline: is required"),
+        (
+            lambda t: t.replace('pipeline = "tiny_pipeline:load"', 'pipeline = "tiny_pipeline"'),
+            "module:function",
+        ),
+        (
+            lambda t: t.replace("learning_rate = {", "momentum = {"),
+            "search_space.momentum: unknown hyperparameter",
+        ),
+        (lambda t: t.replace('type = "median"', 'type = "magic"'), "pruner.type"),
+        (lambda t: t.replace('direction = "maximize"', 'direction = "up"'), "objective.direction"),
+        (
+            lambda t: t.replace('task = "text-classification"', 'task = "causal-lm"'),
+            "planned but not supported",
+        ),
+    ],
+)
+def test_invalid_study_file_is_refused_naming_the_problem(
+    tmp_path: Path, change, message: str
+) -> None:
+    path = study_file(tmp_path, change(EXAMPLE))
+    with pytest.raises(StudyConfigError, match=message):
+        load_study_config(path)
+
+
+def test_tune_refuses_a_missing_pipeline_before_training(tmp_path: Path) -> None:
+    home = tmp_path / "node"
+    assert cli("init", "--name", "A", home=home).returncode == 0
+    path = study_file(tmp_path, EXAMPLE.replace("tiny_pipeline:load", "no_such_module:load"))
+    result = cli("tune", str(path), home=home)
+    assert result.returncode == 1
+    assert "no_such_module" in result.stderr and "Traceback" not in result.stderr
+    assert cli("catalog", "query", "--json", home=home).stdout.strip() == "[]"
