@@ -131,18 +131,30 @@ def finetune(
     )
 
     curve: list[CurveSample] = []
-    step, seen, running, stopped, train_seconds = 0, 0, 0.0, False, 0.0
+    step, seen, stopped, train_seconds = 0, 0, False, 0.0
+    running = torch.zeros(
+        (), device=device
+    )  # smoothed train loss, kept on device: no per-step sync
+    segment_start = time.perf_counter()
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
     def record_eval() -> bool:
+        nonlocal train_seconds, segment_start
+        sync()
+        train_seconds += time.perf_counter() - segment_start
         metrics = evaluate(model, eval_batches, device, autocast)
-        metrics["train_loss"] = running
+        metrics["train_loss"] = float(running)
         curve.extend(CurveSample(step, k, v) for k, v in sorted(metrics.items()))
-        return bool(on_eval and on_eval(step, metrics))
+        stop = bool(on_eval and on_eval(step, metrics))
+        segment_start = time.perf_counter()
+        return stop
 
     for _ in range(settings.epochs):
         order = torch.randperm(len(labels), generator=generator)
         for start in range(0, len(labels), settings.batch_size):
-            t0 = time.perf_counter()
             batch = order[start : start + settings.batch_size]
             b_ids, b_mask, b_labels = (
                 ids[batch].to(device),
@@ -155,13 +167,9 @@ def finetune(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            train_seconds += time.perf_counter() - t0
             step += 1
             seen += len(batch)
-            value = loss.detach().item()
-            running = value if step == 1 else 0.9 * running + 0.1 * value
+            running = loss.detach() if step == 1 else 0.9 * running + 0.1 * loss.detach()
             if on_step:
                 on_step(step, total_steps)
             if step % settings.eval_interval == 0 and step < total_steps and record_eval():
