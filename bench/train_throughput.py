@@ -30,7 +30,26 @@ from trainers.models import LoadedModel, load_model  # noqa: E402
 from trainers.pipeline import LabeledTexts  # noqa: E402
 from trainers.study_config import ModelSpec  # noqa: E402
 
-WORDS = ["the", "a", "movie", "service", "product", "was", "is", "really", "quite", "very", "good", "great", "bad", "awful", "fine", "poor", "it", "this"]
+WORDS = [
+    "the",
+    "a",
+    "movie",
+    "service",
+    "product",
+    "was",
+    "is",
+    "really",
+    "quite",
+    "very",
+    "good",
+    "great",
+    "bad",
+    "awful",
+    "fine",
+    "poor",
+    "it",
+    "this",
+]
 
 
 def make_data(n: int, words: int, seed: int) -> LabeledTexts:

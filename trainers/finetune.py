@@ -132,9 +132,8 @@ def finetune(
 
     curve: list[CurveSample] = []
     step, seen, stopped, train_seconds = 0, 0, False, 0.0
-    running = torch.zeros(
-        (), device=device
-    )  # smoothed train loss, kept on device: no per-step sync
+    # Train loss summed on the device since the last evaluation: no per-step host sync.
+    loss_sum, loss_count = torch.zeros((), device=device), 0
     segment_start = time.perf_counter()
 
     def sync() -> None:
@@ -142,11 +141,12 @@ def finetune(
             torch.cuda.synchronize()
 
     def record_eval() -> bool:
-        nonlocal train_seconds, segment_start
+        nonlocal train_seconds, segment_start, loss_sum, loss_count
         sync()
         train_seconds += time.perf_counter() - segment_start
         metrics = evaluate(model, eval_batches, device, autocast)
-        metrics["train_loss"] = float(running)
+        metrics["train_loss"] = float(loss_sum) / max(loss_count, 1)
+        loss_sum, loss_count = torch.zeros((), device=device), 0
         curve.extend(CurveSample(step, k, v) for k, v in sorted(metrics.items()))
         stop = bool(on_eval and on_eval(step, metrics))
         segment_start = time.perf_counter()
@@ -169,7 +169,8 @@ def finetune(
             optimizer.zero_grad(set_to_none=True)
             step += 1
             seen += len(batch)
-            running = loss.detach() if step == 1 else 0.9 * running + 0.1 * loss.detach()
+            loss_sum += loss.detach()
+            loss_count += 1
             if on_step:
                 on_step(step, total_steps)
             if step % settings.eval_interval == 0 and step < total_steps and record_eval():
