@@ -25,10 +25,11 @@ from node.run_record import (
     SearchDimension,
     TaskDescriptor,
 )
+from trainers.descriptor import TaskFeatures
 from trainers.results import TrialResult
 from trainers.study_config import KNOWN_PARAMS, StudyConfig
 
-__all__ = ["anonymize_trial", "period_of", "pseudonym"]
+__all__ = ["anonymize_federation", "anonymize_trial", "period_of", "pseudonym"]
 
 #: Metric names that may be published; anything else a trainer measures stays private.
 PUBLIC_METRICS = frozenset({"accuracy", "f1", "eval_loss", "train_loss"})
@@ -130,4 +131,69 @@ def anonymize_trial(
         period=period_of(now or datetime.now(UTC), policy.period),
         objective_metric=study.objective_metric,
         objective_direction=study.objective_direction,
+    )
+
+
+def anonymize_federation(
+    *,
+    federation: str,
+    curve: list[tuple[int, dict[str, float]]],
+    params: dict[str, float],
+    members: list[str],
+    task: TaskFeatures,
+    study: StudyConfig,
+    lora: bool,
+    model_family: str,
+    public_model_id: str,
+    num_parameters: int,
+    secret: bytes,
+    policy: AnonymizerConfig,
+    now: datetime | None = None,
+) -> RunRecord:
+    """The public record of a federated run: per-round aggregated metrics as its curve."""
+    points = (
+        tuple(
+            CurvePoint(round_number, name, value)
+            for round_number, metrics in curve
+            for name, value in sorted(metrics.items())
+            if name in PUBLIC_METRICS
+        )
+        if policy.curve
+        else ()
+    )
+    final = curve[-1][1] if curve else {}
+    hyper: dict[str, float | int] = {}
+    if policy.hyperparameters:
+        hyper = {
+            k: (int(v) if k in ("batch_size", "epochs", "lora_rank") else v)
+            for k, v in params.items()
+            if k in KNOWN_PARAMS
+        }
+        if not lora:
+            hyper.pop("lora_rank", None)
+    return RunRecord(
+        kind="federated",
+        study=pseudonym(secret, "federation", federation),
+        task=TaskDescriptor(
+            type=task.type,
+            num_labels=task.num_labels,
+            size_bucket=task.size_bucket,
+            balance_bucket=task.balance_bucket,
+            language=task.language,
+            text_length_bucket=task.text_length_bucket,
+        ),
+        model=BaseModelInfo(
+            base=_public_model_id(public_model_id) if policy.base_model else "",
+            family=model_family if re.fullmatch(r"[a-z][a-z0-9\-]{0,63}", model_family) else "",
+            num_parameters=num_parameters,
+            method="lora" if lora else "full",
+        ),
+        hyperparameters=hyper,
+        curve=points,
+        metrics={k: v for k, v in final.items() if k in PUBLIC_METRICS} if policy.metrics else {},
+        status="complete",
+        period=period_of(now or datetime.now(UTC), policy.period),
+        objective_metric=study.objective_metric,
+        objective_direction=study.objective_direction,
+        members=tuple(sorted(members)),
     )

@@ -92,6 +92,16 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fed(args: argparse.Namespace) -> int:
+    # node never imports federation: the command runs as its own entry point.
+    argv = [sys.executable, "-m", "federation"]
+    if args.home:
+        argv += ["--home", args.home]
+    if args.db:
+        argv += ["--db", args.db]
+    os.execv(sys.executable, [*argv, *args.fed_args])
+
+
 def _refuse_constant(name: str) -> float:
     raise RecordError(f"{name} is not allowed in a record (values must be finite numbers)")
 
@@ -131,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_network(sub, add)
     register_tune(sub)
+    p = sub.add_parser(
+        "fed",
+        help="federated training: `fed host ...` or `fed join ADDRESS ...` (see `fed --help`)",
+        add_help=False,
+    )
+    p.add_argument("fed_args", nargs=argparse.REMAINDER)
+    p.set_defaults(handler=cmd_fed)
     return parser
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from trainers.errors import ModelLoadError
 from trainers.study_config import ModelSpec
 
-__all__ = ["LoadedModel", "load_model", "model_family_and_public_id"]
+__all__ = ["LoadedModel", "data_free_tokenizer", "load_model", "model_family_and_public_id"]
 
 _SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -53,8 +53,46 @@ def _trained_tokenizer(texts: list[str], vocab_size: int) -> Any:
     )
 
 
-def load_model(spec: ModelSpec, num_labels: int, train_texts: list[str], seed: int) -> LoadedModel:
-    """The model for sequence classification with num_labels, and its tokenizer."""
+def data_free_tokenizer() -> Any:
+    """A byte-level tokenizer that needs no data: every byte is a token.
+
+    For config-built models shared between organizations (federation), where a vocabulary
+    learnt from one party's private text must not be needed or shipped.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {token: i for i, token in enumerate(_SPECIALS + alphabet)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
+def load_model(
+    spec: ModelSpec,
+    num_labels: int,
+    train_texts: list[str],
+    seed: int,
+    tokenizer: Any | None = None,
+) -> LoadedModel:
+    """The model for sequence classification with num_labels, and its tokenizer.
+
+    For a config-built model the tokenizer is `tokenizer` if given, else a word-level one
+    trained on train_texts (which stay in this process).
+    """
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     import torch
@@ -64,7 +102,9 @@ def load_model(spec: ModelSpec, num_labels: int, train_texts: list[str], seed: i
     if spec.config:
         settings = dict(spec.config)
         model_type = settings.pop("model_type")
-        tokenizer = _trained_tokenizer(train_texts, int(settings.get("vocab_size", 2000)))
+        tokenizer = tokenizer or _trained_tokenizer(
+            train_texts, int(settings.get("vocab_size", 2000))
+        )
         settings["vocab_size"] = len(tokenizer)
         try:
             config = AutoConfig.for_model(model_type, num_labels=num_labels, **settings)

@@ -238,6 +238,12 @@ def _model(table: dict[str, Any], base: Path) -> ModelSpec:
     max_length = _get(table, "max_length", int, "model.", 128)
     if not 8 <= max_length <= 8192:
         raise _fail("model.max_length", "must be between 8 and 8192")
+    positions = config.get("max_position_embeddings")
+    if isinstance(positions, int) and max_length > positions:
+        raise _fail(
+            "model.max_length",
+            f"{max_length} exceeds model.config.max_position_embeddings ({positions})",
+        )
     return ModelSpec(
         path=path,
         hub_id=_get(table, "hub_id", str, "model.", ""),

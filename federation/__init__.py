@@ -1,0 +1,15 @@
+"""gridpoint's federation: training one model together over a real Flower deployment.
+
+The code is organized as follows:
+
+- update_signing.py: Ed25519 signatures over a digest of each weight update, and their check.
+- model_state.py: the model both sides build from the study, and its weights as Flower arrays.
+- client_app.py: the ClientApp: fine-tune on the member's private pipeline, sign the update.
+- server_app.py: the ServerApp: verify every update against the host's trusted peers, aggregate.
+- flower_app/: the Flower App bundle (pyproject + thin entry modules) that `flwr run` ships.
+- flower_certs.py: SuperLink TLS certificate and SuperNode auth keys from gridpoint identities.
+- host.py / member.py: `fed host` and `fed join`: start and watch the Flower processes.
+- __main__.py: the entry point `gridpoint fed ...` execs (node never imports this package).
+
+Only weights (or LoRA adapters) and coarse metrics leave a member; its data never does.
+"""

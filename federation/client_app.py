@@ -1,0 +1,142 @@
+"""The ClientApp a member's SuperNode runs: train on private data, sign, reply.
+
+Runs on the member's machine, in a process its SuperNode starts. It reads the member's
+node home and pipeline from the SuperNode's --node-config (never from the host), loads the
+host's weights, fine-tunes on the member's private data, and replies with its weights (or
+LoRA adapters) and coarse metrics, signed by the member's node key (the outermost mod).
+Its data, texts and label names never enter the reply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from federation.model_state import build_model, get_weights, set_weights, spec_from_json
+from federation.update_signing import SIGNATURE_RECORD, UpdateContext, sign_update, update_digest
+from node.home import NodeHome
+
+__all__ = ["app"]
+
+#: Fault injection for tests of the host's verification: flips one weight after signing.
+TAMPER_ENV = "GRIDPOINT_FAULT_INJECT_TAMPER_UPDATE"
+
+
+def _member_study(context: Context) -> Any:
+    from trainers.study_config import StudyConfig
+
+    node = context.node_config
+    run = context.run_config
+    folder = Path(str(node["pipeline-dir"]))
+    return StudyConfig(
+        path=folder / "federation.toml",
+        pipeline=str(node["pipeline"]),
+        name=str(run["federation"]),
+        task="text-classification",
+        language="",
+        trials=1,
+        seed=int(run["seed"]),
+        model=spec_from_json(str(run["model-spec"]), str(node.get("model-path", ""))),
+        objective_metric="accuracy",
+        objective_direction="maximize",
+        eval_interval=10**9,
+        search_space=(),
+        pruner=None,  # type: ignore[arg-type]
+        text_column=str(node.get("text-column", "text")),
+        label_column=str(node.get("label-column", "label")),
+    )
+
+
+def _write_status(
+    context: Context, server_round: int, total: int, metrics: dict[str, float]
+) -> None:
+    path = context.node_config.get("status-file")
+    if path:
+        line = json.dumps({"round": server_round, "rounds": total, **metrics})
+        with open(str(path), "a") as f:
+            f.write(line + "\n")
+
+
+def sign_reply_mod(msg: Message, context: Context, call_next: Any) -> Message:
+    """Outermost mod: signs the reply's arrays and metrics with the member's node key."""
+    reply = call_next(msg, context)
+    if reply.has_error():
+        return reply
+    home = NodeHome(Path(str(context.node_config["gridpoint-home"])))
+    config = msg.content["config"]
+    ctx = UpdateContext(
+        federation=str(context.run_config["federation"]),
+        server_round=int(config["server-round"]),
+        run_id=int(msg.metadata.run_id),
+        reply_to=str(msg.metadata.message_id),
+    )
+    arrays = {k: (a.dtype, tuple(a.shape), a.data) for k, a in reply.content["arrays"].items()}
+    metrics = dict(reply.content["metrics"])
+    digest = update_digest(ctx, home.identity.node_id, arrays, metrics)
+    reply.content[SIGNATURE_RECORD] = ConfigRecord(sign_update(home.identity, digest))
+    if os.environ.get(TAMPER_ENV):
+        name = sorted(reply.content["arrays"].keys())[0]
+        array = reply.content["arrays"][name]
+        data = bytearray(array.data)
+        data[-1] ^= 0x01
+        array.data = bytes(data)
+    return reply
+
+
+app = ClientApp()
+
+
+@app.train(mods=[sign_reply_mod])
+def train(msg: Message, context: Context) -> Message:
+    try:
+        return _train(msg, context)
+    except Exception as exc:
+        # Flower sends an error's text to the host: only its kind leaves this node.
+        raise RuntimeError(f"training failed on this member ({exc.__class__.__name__})") from None
+
+
+def _train(msg: Message, context: Context) -> Message:
+    from trainers.finetune import FineTuneSettings, finetune
+    from trainers.pipeline import load_data
+
+    run = context.run_config
+    study = _member_study(context)
+    train_data, eval_data = load_data(study)
+    num_labels = int(run["num-labels"])
+    if len(train_data.label_names) != num_labels:
+        raise ValueError(
+            f"this member's data has {len(train_data.label_names)} labels, the federation {num_labels}"
+        )
+    lora = bool(run["lora"])
+    loaded = build_model(
+        study.model, num_labels, int(run["lora-rank"]) if lora else None, study.seed
+    )
+    set_weights(loaded.model, msg.content["arrays"], lora)
+    config = msg.content["config"]
+    settings = FineTuneSettings(
+        learning_rate=float(run["learning-rate"]),
+        batch_size=int(run["batch-size"]),
+        epochs=int(run["local-epochs"]),
+        warmup_ratio=0.0,
+        weight_decay=float(run["weight-decay"]),
+        eval_interval=10**9,
+        max_length=study.model.max_length,
+        seed=study.seed + int(config["server-round"]),
+    )
+    result = finetune(loaded, train_data, eval_data, settings)
+    metrics = {
+        "num-examples": float(len(train_data)),
+        "train_loss": result.metrics["train_loss"],
+        "accuracy": result.metrics["accuracy"],
+        "eval_loss": result.metrics["eval_loss"],
+    }
+    _write_status(context, int(config["server-round"]), int(run["rounds"]), metrics)
+    content = RecordDict(
+        {"arrays": get_weights(loaded.model, lora), "metrics": MetricRecord(metrics)}
+    )
+    return Message(content=content, reply_to=msg)

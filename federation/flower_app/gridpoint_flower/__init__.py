@@ -1,0 +1,1 @@
+"""Entry modules of gridpoint's Flower App (see federation/)."""

@@ -1,0 +1,268 @@
+"""`gridpoint fed host`: run a federation on a real Flower SuperLink, then publish its record.
+
+Starts a SuperLink (TLS with a certificate issued by this node's key; SuperNode
+authentication with exactly the trusted peers' keys), submits gridpoint's Flower App with
+`flwr run`, reports each round as the ServerApp journals it, and when the run ends publishes
+the federated run as a signed, anonymized RunRecord. Everything it started is stopped on
+exit, Ctrl-C included. The SuperLink's control port accepts run submissions from whoever
+reaches it: keep --listen on loopback or a protected interface.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from federation.flower_certs import openssh_public_key, superlink_material
+from federation.model_state import spec_to_json
+from federation.processes import flower_env, free_port, start, stop, tool, wait_for_port
+from federation.server_app import STRATEGIES
+from node.errors import ConfigError, GridpointError, PeerError
+from node.home import NodeHome
+from node.identity import write_private_file
+from node.tls import split_address
+
+__all__ = ["HostOptions", "run_host"]
+
+APP_DIR = Path(__file__).parent / "flower_app"
+CONNECTION = "gridpoint"
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    federation: str
+    study: Path
+    rounds: int
+    min_members: int
+    listen: str
+    lora: bool
+    strategy: str
+    round_timeout: float
+    params: dict[str, float]
+    db: str | None
+    json_output: bool
+
+
+def federation_params(study: Any, overrides: dict[str, float]) -> dict[str, float]:
+    """One setting per hyperparameter: the override, else the middle of the searched range."""
+    values: dict[str, float] = {k: float(v) for k, v in study.fixed_params().items()}
+    for dim in study.search_space:
+        if dim.kind == "categorical":
+            values[dim.name] = float(dim.choices[0])
+        elif dim.log:
+            values[dim.name] = (dim.low * dim.high) ** 0.5
+        else:
+            values[dim.name] = (dim.low + dim.high) / 2
+        if dim.kind == "int":
+            values[dim.name] = float(round(values[dim.name]))
+    unknown = set(overrides) - set(values) - {"lora_rank"}
+    if unknown:
+        raise ConfigError(f"--param {sorted(unknown)[0]}: not a hyperparameter of this study")
+    return {**values, **overrides}
+
+
+def run_host(home: NodeHome, opts: HostOptions, say: Any) -> dict[str, Any]:
+    """Runs the federation to its end; returns the summary (raises GridpointError on failure)."""
+    from trainers.descriptor import describe
+    from trainers.pipeline import load_data
+    from trainers.study_config import load_study_config
+
+    if opts.strategy not in STRATEGIES:
+        raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}")
+    if opts.rounds < 1 or opts.min_members < 1:
+        raise ConfigError("--rounds and --min-members must be at least 1")
+    study = load_study_config(opts.study)
+    params = federation_params(study, opts.params)
+    train, _ = load_data(study)  # the host's own data: only its coarse descriptor is used
+    task = describe(study.task, study.language, train.texts, train.labels)
+    from node.sql_store import open_store
+
+    store = open_store(home.db_url(opts.db))
+    try:
+        peers = store.list_peers()
+    finally:
+        store.close()
+    if len(peers) < opts.min_members:
+        raise PeerError(
+            f"--min-members {opts.min_members} but this node trusts only {len(peers)} peer(s)"
+        )
+    host, port = split_address(opts.listen, allow_port_zero=True)
+    port = port or free_port(host)
+    folder = home.path / "fed" / opts.federation
+    if folder.exists():
+        shutil.rmtree(folder)
+    (folder / "flwr").mkdir(parents=True)
+    material = superlink_material(home.tls, host, opts.federation)
+    (folder / "ca.pem").write_bytes(home.tls.cert_pem)
+    (folder / "superlink.pem").write_bytes(material.cert_pem)
+    write_private_file(folder / "superlink.key", material.key_pem)
+    (folder / "flwr" / "config.toml").write_text(
+        tomli_w.dumps(
+            {
+                "superlink": {
+                    "default": CONNECTION,
+                    CONNECTION: {
+                        "address": f"{host}:{port}",
+                        "root-certificates": str(folder / "ca.pem"),
+                    },
+                }
+            }
+        )
+    )
+    env = flower_env(folder / "flwr")
+    superlink = start(
+        [
+            tool("flower-superlink"),
+            "--ssl-ca-certfile",
+            str(folder / "ca.pem"),
+            "--ssl-certfile",
+            str(folder / "superlink.pem"),
+            "--ssl-keyfile",
+            str(folder / "superlink.key"),
+            "--enable-supernode-auth",
+            "--database",
+            str(folder / "state.db"),
+            "--disable-runtime-dependency-installation",
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ],
+        env,
+        folder / "superlink.log",
+    )
+    try:
+        if not wait_for_port(host, port, 60, superlink):
+            raise GridpointError(
+                f"the Flower SuperLink did not start; see {folder / 'superlink.log'}"
+            )
+        for peer in peers:
+            key_path = folder / f"member-{peer.node_id}.pub"
+            key_path.write_bytes(openssh_public_key(peer.cert_pem))
+            _flwr(
+                [
+                    "supernode",
+                    "register",
+                    str(key_path),
+                    CONNECTION,
+                    "--name",
+                    f"gp-{peer.node_id[:16]}",
+                ],
+                env,
+                folder,
+            )
+        say(
+            f"SuperLink on {host}:{port}; {len(peers)} trusted peer(s) may join "
+            f"(`gridpoint fed join {host}:{port} --federation {opts.federation} --pipeline MODULE:FUNCTION`)"
+        )
+        run_id = _submit(home, opts, study, params, task, peers, folder, env)
+        say(
+            f"run {run_id} submitted: {opts.rounds} round(s), at least {opts.min_members} member(s)"
+        )
+        outcome = _watch(folder, opts, superlink, say)
+    finally:
+        stop(superlink)
+    outcome.update(run_id=run_id, params=params, task=task)
+    return outcome
+
+
+def _flwr(args: list[str], env: dict[str, str], folder: Path) -> str:
+    done = subprocess.run(
+        [tool("flwr"), *args], env=env, capture_output=True, text=True, cwd=folder, timeout=120
+    )
+    if done.returncode != 0:
+        raise GridpointError(
+            f"flwr {args[0]} {args[1] if len(args) > 1 else ''} failed: {done.stdout.strip()[-300:]} {done.stderr.strip()[-300:]}"
+        )
+    return done.stdout
+
+
+def _submit(
+    home: NodeHome,
+    opts: HostOptions,
+    study: Any,
+    params: dict[str, float],
+    task: Any,
+    peers: list[Any],
+    folder: Path,
+    env: dict[str, str],
+) -> int:
+    app = folder / "app"
+    shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns("__pycache__"))
+    lora_rank = int(params.get("lora_rank", 8))
+    settings = {
+        "federation": opts.federation,
+        "federation-dir": str(folder),
+        "rounds": opts.rounds,
+        "min-members": opts.min_members,
+        "round-timeout": float(opts.round_timeout),
+        "strategy": opts.strategy,
+        "lora": opts.lora,
+        "lora-rank": lora_rank,
+        "num-labels": task.num_labels,
+        "seed": study.seed,
+        "learning-rate": params["learning_rate"],
+        "batch-size": int(params["batch_size"]),
+        "local-epochs": int(params["epochs"]),
+        "weight-decay": params["weight_decay"],
+        "model-spec": spec_to_json(study.model),
+        "members": json.dumps({p.node_id: "" for p in peers}),
+    }
+    overrides = folder / "run-config.toml"
+    overrides.write_text(tomli_w.dumps(settings))
+    out = _flwr(
+        ["run", str(app), CONNECTION, "--run-config", str(overrides), "--format", "json"],
+        env,
+        folder,
+    )
+    try:
+        return int(json.loads(out[out.index("{") :])["run-id"])
+    except (ValueError, KeyError) as exc:
+        raise GridpointError(f"flwr run answered unexpectedly: {out.strip()[-300:]}") from exc
+
+
+def _watch(folder: Path, opts: HostOptions, superlink: Any, say: Any) -> dict[str, Any]:
+    progress, result = folder / "progress.jsonl", folder / "result.json"
+    deadline = time.monotonic() + opts.rounds * (opts.round_timeout + 120) + 300
+    seen = 0
+    rounds: list[dict[str, Any]] = []
+    start_event: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        if progress.exists():
+            lines = progress.read_text().splitlines()
+            for line in lines[seen:]:
+                event = json.loads(line)
+                if event["event"] == "start":
+                    start_event = event
+                else:
+                    rounds.append(event)
+                    m = event["metrics"]
+                    say(
+                        f"round {event['round']}/{opts.rounds}: {len(event['accepted'])} member(s) aggregated"
+                        + (f", {len(event['refused'])} refused" if event["refused"] else "")
+                        + (
+                            f"; train loss {m['train_loss']:.4f}, eval accuracy {m['accuracy']:.4f}"
+                            if "accuracy" in m
+                            else ""
+                        )
+                    )
+                    for refusal in event["refused"]:
+                        say(f"  left out {refusal['node']}: {refusal['reason']}")
+            seen = len(lines)
+        if result.exists():
+            return {
+                "result": json.loads(result.read_text()),
+                "rounds": rounds,
+                "start": start_event,
+            }
+        if superlink.poll() is not None:
+            raise GridpointError(f"the SuperLink stopped; see {folder / 'superlink.log'}")
+        time.sleep(0.5)
+    raise GridpointError("the federation did not finish in time")

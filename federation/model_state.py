@@ -1,0 +1,73 @@
+"""The model a federation trains, built the same way by the host and every member.
+
+Config-built models use a data-free byte-level tokenizer, so that no vocabulary learnt from
+anyone's private text is needed or shipped; local checkpoints bring their own tokenizer.
+Weights travel as Flower ArrayRecords: the full state dict, or only the LoRA adapters.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from trainers.models import LoadedModel, data_free_tokenizer, load_model
+from trainers.study_config import ModelSpec
+
+__all__ = ["build_model", "get_weights", "set_weights", "spec_from_json", "spec_to_json"]
+
+
+def spec_to_json(spec: ModelSpec) -> str:
+    data = asdict(spec)
+    data["path"] = str(spec.path) if spec.path else ""
+    return json.dumps(data, sort_keys=True)
+
+
+def spec_from_json(text: str, local_path: str = "") -> ModelSpec:
+    """The host's model spec; a member may point `path` at its own copy of the checkpoint."""
+    data = json.loads(text)
+    path = local_path or data.pop("path") or None
+    data.pop("path", None)
+    return ModelSpec(path=Path(path) if path else None, **data)
+
+
+def build_model(spec: ModelSpec, num_labels: int, lora_rank: int | None, seed: int) -> LoadedModel:
+    """Same architecture and (for config-built models) same initial weights on every side."""
+    if spec.config:
+        loaded = load_model(spec, num_labels, [], seed, tokenizer=data_free_tokenizer())
+    else:
+        loaded = load_model(spec, num_labels, [], seed)
+    if lora_rank:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        loaded.model = get_peft_model(
+            loaded.model,
+            LoraConfig(
+                task_type=TaskType.SEQ_CLS, r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0
+            ),
+        )
+    return loaded
+
+
+def get_weights(model: Any, lora: bool) -> Any:
+    """The ArrayRecord to exchange: LoRA adapter (and head) tensors only, or everything."""
+    from flwr.app import ArrayRecord
+
+    if lora:
+        from peft import get_peft_model_state_dict
+
+        state = get_peft_model_state_dict(model)
+    else:
+        state = model.state_dict()
+    return ArrayRecord({k: v.detach().cpu().contiguous() for k, v in state.items()})
+
+
+def set_weights(model: Any, arrays: Any, lora: bool) -> None:
+    state = arrays.to_torch_state_dict()
+    if lora:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, state)
+    else:
+        model.load_state_dict(state)

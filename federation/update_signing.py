@@ -1,0 +1,95 @@
+"""Signatures on weight updates, bound to federation, round, run and signer.
+
+A member signs SHA-256 over: the protocol tag, federation name, server round, run id,
+the id of the message it answers, its node id, then every array (name, dtype, shape,
+bytes, in name order) and every metric (name, value). The server recomputes the digest
+from the bytes it received; a changed byte, another round or another federation fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from node.envelope import signing_message
+from node.errors import BadSignature, UnknownSigner
+from node.identity import NodeIdentity, node_id_of, verify_signature
+
+__all__ = ["SIGNATURE_RECORD", "UpdateContext", "sign_update", "update_digest", "verify_update"]
+
+SIGNATURE_RECORD = "gridpoint-signature"
+_TAG = b"gridpoint.v1/fed-update"
+
+
+@dataclass(frozen=True)
+class UpdateContext:
+    """What an update is bound to."""
+
+    federation: str
+    server_round: int
+    run_id: int
+    reply_to: str
+
+
+def update_digest(
+    ctx: UpdateContext,
+    signer_id: str,
+    arrays: Mapping[str, tuple[str, tuple[int, ...], bytes]],
+    metrics: Mapping[str, float],
+) -> bytes:
+    """SHA-256 of the update. arrays maps name -> (dtype, shape, raw bytes)."""
+    h = hashlib.sha256()
+    h.update(
+        signing_message(
+            _TAG,
+            ctx.federation.encode(),
+            struct.pack(">q", ctx.server_round),
+            struct.pack(">Q", ctx.run_id),
+            ctx.reply_to.encode(),
+            signer_id.encode(),
+        )
+    )
+    for name in sorted(arrays):
+        dtype, shape, data = arrays[name]
+        h.update(
+            signing_message(
+                b"array", name.encode(), dtype.encode(), repr(tuple(shape)).encode(), data
+            )
+        )
+    for name in sorted(metrics):
+        h.update(signing_message(b"metric", name.encode(), struct.pack(">d", float(metrics[name]))))
+    return h.digest()
+
+
+def sign_update(identity: NodeIdentity, digest: bytes) -> dict[str, bytes | str]:
+    """The fields of the signature record a member attaches to its reply."""
+    return {
+        "signer_id": identity.node_id,
+        "public_key": identity.public_key,
+        "signature": identity.sign(digest),
+    }
+
+
+def verify_update(record: Mapping[str, object], digest: bytes, trusted: Mapping[str, bytes]) -> str:
+    """Checks a signature record against the recomputed digest; returns the signer id.
+
+    trusted maps node id -> public key of the members allowed to contribute (None for
+    peers whose key is learnt from the record, checked against the node id).
+    """
+    signer = record.get("signer_id")
+    public_key = record.get("public_key")
+    signature = record.get("signature")
+    if (
+        not isinstance(signer, str)
+        or not isinstance(public_key, bytes)
+        or not isinstance(signature, bytes)
+    ):
+        raise BadSignature("update is not signed")
+    if signer not in trusted:
+        raise UnknownSigner(f"update signed by {signer}, not a trusted peer of the host")
+    if node_id_of(public_key) != signer:
+        raise BadSignature("update signer's key does not match its node id")
+    verify_signature(public_key, signature, digest)
+    return signer
