@@ -122,17 +122,21 @@ def run_member(
     seen = 0
     log_path = folder / "supernode.log"
     try:
-        # Flower's SuperNode does not exit when a run ends, nor when it gives up on a
-        # vanished SuperLink; its log tells us when the last reply went out, or that the
-        # SuperLink is gone.
+        # Flower's SuperNode neither exits when a run ends nor when it gives up on a
+        # vanished SuperLink. Leaving right after the last reply would make the host see
+        # this node vanish before it collects that reply, so the member stays until the
+        # host's SuperLink is gone (its log says so), with a safety limit after the last round.
+        last_sent_at: float | None = None
         while supernode.poll() is None:
             seen = _report(status, seen, rounds, say)
             log = log_path.read_text(errors="replace") if log_path.exists() else ""
-            last_done = bool(rounds) and rounds[-1]["round"] >= rounds[-1]["rounds"]
-            if last_done and log.count("Sent successfully") >= len(rounds):
-                break
             if "Giving up reconnection" in log:
                 break
+            last_done = bool(rounds) and rounds[-1]["round"] >= rounds[-1]["rounds"]
+            if last_done and log.count("Sent successfully") >= len(rounds):
+                last_sent_at = last_sent_at or time.monotonic()
+                if time.monotonic() - last_sent_at > max_wait + 60:
+                    break
             time.sleep(0.5)
         _report(status, seen, rounds, say)
     finally:

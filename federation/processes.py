@@ -20,14 +20,16 @@ def tool(name: str) -> str:
 
 
 def flower_env(flwr_home: Path) -> dict[str, str]:
+    """Environment for Flower processes: our settings, and Flower's own tools on PATH.
+
+    The SuperLink and SuperNode start `flower-superexec` by name, so the folder of this
+    interpreter's console scripts must be on PATH even when the venv is not activated.
+    """
     env = dict(os.environ)
-    env.update(
-        {
-            "FLWR_HOME": str(flwr_home),
-            "FLWR_TELEMETRY_ENABLED": "0",
-            "FLWR_DISABLE_UPDATE_CHECK": "1",
-        }
-    )
+    env["FLWR_HOME"] = str(flwr_home)
+    env["FLWR_TELEMETRY_ENABLED"] = "0"
+    env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
 
 

@@ -1,5 +1,9 @@
 """The ServerApp the host's SuperLink runs: verify every update, aggregate, record the run.
 
+Training starts once --min-members members are online; each later round goes on with the
+members still online, waiting at most --round-timeout for their replies, so a member
+that disappears costs one timeout, never the federation.
+
 Updates are checked before aggregation (the outermost step): signed by a trusted peer of
 the host, over exactly the bytes received, for this federation, round and run. Refused
 updates are left out with a log line naming the node and reason; the round goes on with
@@ -46,6 +50,14 @@ def verifying(base: type, federation: str, trusted: dict[str, bytes], journal: _
 
     class Verifying(base):  # type: ignore[misc, valid-type]
         accepted_by_round: dict[int, list[str]] = {}  # noqa: RUF012
+
+        def configure_train(self, server_round: int, arrays: Any, config: Any, grid: Grid) -> Any:
+            messages = super().configure_train(server_round, arrays, config, grid)
+            # --min-members gates the start; later rounds go on with whoever is online
+            # (Flower would otherwise wait forever for a member that died).
+            self.min_available_nodes = 1
+            self.min_train_nodes = 1
+            return messages
 
         def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> Any:
             kept, accepted, refused = [], [], []
