@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from node.tls import TlsMaterial
+from node.tls import TlsMaterial, private_key_pem
 
 __all__ = ["issued_by", "openssh_private_key", "openssh_public_key", "superlink_material"]
 
@@ -47,12 +47,7 @@ def superlink_material(node_tls: TlsMaterial, host: str, federation: str) -> Tls
         .sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
     )
     return TlsMaterial(
-        key_pem=key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
+        key_pem=private_key_pem(key), cert_pem=cert.public_bytes(serialization.Encoding.PEM)
     )
 
 

@@ -60,6 +60,28 @@ def _public_model_id(candidate: str) -> str:
     return candidate if _HUB_ID.fullmatch(candidate) else ""
 
 
+def _descriptor(task: TaskFeatures) -> TaskDescriptor:
+    return TaskDescriptor(
+        type=task.type,
+        num_labels=task.num_labels,
+        size_bucket=task.size_bucket,
+        balance_bucket=task.balance_bucket,
+        language=task.language,
+        text_length_bucket=task.text_length_bucket,
+    )
+
+
+def _model_info(
+    policy: AnonymizerConfig, public_model_id: str, family: str, num_parameters: int, lora: bool
+) -> BaseModelInfo:
+    return BaseModelInfo(
+        base=_public_model_id(public_model_id) if policy.base_model else "",
+        family=family if re.fullmatch(r"[a-z][a-z0-9\-]{0,63}", family) else "",
+        num_parameters=num_parameters,
+        method="lora" if lora else "full",
+    )
+
+
 def anonymize_trial(
     trial: TrialResult,
     study: StudyConfig,
@@ -104,24 +126,17 @@ def anonymize_trial(
             )
             for d in study.search_space
         )
-    task = trial.task
     return RunRecord(
         kind="trial",
         study=pseudonym(secret, "study", study.name),
         trial=pseudonym(secret, "trial", study.name, str(trial.number)),
-        task=TaskDescriptor(
-            type=task.type,
-            num_labels=task.num_labels,
-            size_bucket=task.size_bucket,
-            balance_bucket=task.balance_bucket,
-            language=task.language,
-            text_length_bucket=task.text_length_bucket,
-        ),
-        model=BaseModelInfo(
-            base=_public_model_id(public_model_id) if policy.base_model else "",
-            family=model_family if re.fullmatch(r"[a-z][a-z0-9\-]{0,63}", model_family) else "",
-            num_parameters=run.num_parameters if run is not None else 0,
-            method="lora" if study.model.lora else "full",
+        task=_descriptor(trial.task),
+        model=_model_info(
+            policy,
+            public_model_id,
+            model_family,
+            run.num_parameters if run is not None else 0,
+            study.model.lora,
         ),
         search_space=space,
         hyperparameters=params,
@@ -174,20 +189,8 @@ def anonymize_federation(
     return RunRecord(
         kind="federated",
         study=pseudonym(secret, "federation", federation),
-        task=TaskDescriptor(
-            type=task.type,
-            num_labels=task.num_labels,
-            size_bucket=task.size_bucket,
-            balance_bucket=task.balance_bucket,
-            language=task.language,
-            text_length_bucket=task.text_length_bucket,
-        ),
-        model=BaseModelInfo(
-            base=_public_model_id(public_model_id) if policy.base_model else "",
-            family=model_family if re.fullmatch(r"[a-z][a-z0-9\-]{0,63}", model_family) else "",
-            num_parameters=num_parameters,
-            method="lora" if lora else "full",
-        ),
+        task=_descriptor(task),
+        model=_model_info(policy, public_model_id, model_family, num_parameters, lora),
         hyperparameters=hyper,
         curve=points,
         metrics={k: v for k, v in final.items() if k in PUBLIC_METRICS} if policy.metrics else {},

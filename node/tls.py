@@ -29,6 +29,7 @@ __all__ = [
     "make_tls_material",
     "node_id_of_certificate",
     "normalize_fingerprint",
+    "private_key_pem",
     "probe_certificate",
     "split_address",
     "tls_hostname",
@@ -99,12 +100,14 @@ def make_tls_material(node_id: str, name: str) -> TlsMaterial:
         .sign(key, hashes.SHA256())
     )
     return TlsMaterial(
-        key_pem=key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
+        key_pem=private_key_pem(key), cert_pem=cert.public_bytes(serialization.Encoding.PEM)
+    )
+
+
+def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """An unencrypted PKCS#8 PEM encoding of key (written only to 0600 files)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
 
 
