@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from node.catalog import admit, trust_check
@@ -19,7 +19,7 @@ from node.home import NodeHome
 from node.logs import log_event
 from node.peers import client_for
 from node.rpc.v1 import envelope_pb2
-from node.store import CatalogStore, Peer, StoredRecord
+from node.store import AddResult, CatalogStore, Peer, StoredRecord
 
 __all__ = ["SyncReport", "sync_all", "sync_peer"]
 
@@ -62,18 +62,21 @@ def _reason(exc: GridpointError) -> str:
 def sync_peer(home: NodeHome, store: CatalogStore, peer: Peer) -> SyncReport:
     """Pulls everything new from one peer; errors are reported, not raised.
 
-    The next page is fetched while the current one is verified, and verification runs on
-    two threads (Ed25519 verification releases the GIL), so network, CPU and database
-    overlap. Pages are still stored strictly in order, each with its cursor.
+    The next page is fetched while the current one is verified, verification runs on two
+    threads (Ed25519 verification releases the GIL), and a page is stored while the next is
+    verified, so network, CPU and database overlap. Pages are still stored strictly in
+    order, each with its cursor, by one writer thread.
     """
     report = SyncReport(peer.node_id, peer.address)
     is_trusted = trust_check(store, home.identity.node_id)
     page_size = home.config.sync.page_size
+    storing: Future[AddResult] | None = None
     try:
         with (
             client_for(home, peer) as client,
             ThreadPoolExecutor(max_workers=1) as fetcher,
             ThreadPoolExecutor(max_workers=_VERIFY_THREADS) as verifier,
+            ThreadPoolExecutor(max_workers=1) as writer,
         ):
             pending = fetcher.submit(client.sync_page, peer.sync_cursor, page_size)
             while True:
@@ -99,13 +102,20 @@ def sync_peer(home: NodeHome, store: CatalogStore, peer: Peer) -> SyncReport:
                                 signer=signer,
                                 reason=str(exc),
                             )
-                result = store.store_sync_page(peer.node_id, admitted, batch.next_cursor)
-                report.new += result.new
-                report.duplicates += result.duplicates
+                if storing is not None:
+                    _count(report, storing.result())
+                storing = writer.submit(
+                    store.store_sync_page, peer.node_id, admitted, batch.next_cursor
+                )
                 if not more:
                     break
     except GridpointError as exc:
         report.error = str(exc)
+    if storing is not None:  # the last page stored (or its write failed)
+        try:
+            _count(report, storing.result())
+        except GridpointError as exc:
+            report.error = report.error or str(exc)
     log_event(
         "sync",
         peer=peer.node_id,
@@ -115,6 +125,11 @@ def sync_peer(home: NodeHome, store: CatalogStore, peer: Peer) -> SyncReport:
         error=report.error,
     )
     return report
+
+
+def _count(report: SyncReport, result: AddResult) -> None:
+    report.new += result.new
+    report.duplicates += result.duplicates
 
 
 def _admit_chunk(
