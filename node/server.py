@@ -78,7 +78,6 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
                     break
                 out.envelopes.append(envelope_pb2.SignedEnvelope.FromString(envelope))
             return out
-        raise AssertionError("unreachable")
 
     def Query(
         self, request: catalog_pb2.QueryRequest, context: grpc.ServicerContext
@@ -95,7 +94,6 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
                     break
                 out.envelopes.append(envelope_pb2.SignedEnvelope.FromString(record.envelope))
             return out
-        raise AssertionError("unreachable")
 
 
 def _trusted_roots(home: NodeHome, store: CatalogStore) -> bytes:
