@@ -44,6 +44,7 @@ def _tune(args: argparse.Namespace) -> int:
     from node.catalog import publish
     from node.sql_store import normalize_db_url, open_store
     from node.store import PrivateRun
+    from trainers.models import model_family_and_public_id
     from trainers.results import TrialResult
     from trainers.study import run_study
     from trainers.study_config import load_study_config
@@ -56,10 +57,9 @@ def _tune(args: argparse.Namespace) -> int:
     store = open_store(db_url)
     published: dict[int, str] = {}
 
-    def on_trial(trial: TrialResult) -> None:
-        from trainers.models import model_family_and_public_id
+    family, public_id = model_family_and_public_id(config.model)
 
-        family, public_id = model_family_and_public_id(config.model)
+    def on_trial(trial: TrialResult) -> None:
         record = anonymize_trial(
             trial,
             config,

@@ -151,7 +151,7 @@ def run_study(
             if on_trial:
                 on_trial(result)
             bar.advance(study_task)
-    best = _best(study, config, results, task)
+    best = _best(config, results)
     return StudySummary(config.name, results, best, stop.is_set(), task)
 
 
@@ -222,9 +222,7 @@ def _run_trial(
     return TrialResult(config.name, trial.number, state, params, run, task, curve=run.curve)
 
 
-def _best(
-    study: Any, config: StudyConfig, results: list[TrialResult], task: TaskFeatures
-) -> TrialResult | None:
+def _best(config: StudyConfig, results: list[TrialResult]) -> TrialResult | None:
     complete = [r for r in results if r.state == "complete" and r.run is not None]
     if not complete:
         return None
