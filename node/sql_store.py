@@ -244,9 +244,12 @@ class SqlStore(CatalogStore):
     def query(
         self, where: FilterNode | None, *, limit: int, order_by: OrderBy | None = None
     ) -> list[StoredRecord]:
+        condition = _condition(where) if where is not None else None
+        if order_by is not None and order_by.key.startswith("metrics."):
+            return self._query_by_metric(condition, order_by, limit)
         stmt = select(R.c.envelope)
-        if where is not None:
-            stmt = stmt.where(_condition(where))
+        if condition is not None:
+            stmt = stmt.where(condition)
         if order_by is not None:
             stmt, keys = _order(stmt, order_by.key)
             stmt = stmt.order_by(
@@ -257,6 +260,34 @@ class SqlStore(CatalogStore):
             stmt = stmt.order_by(R.c.seq)
         with self._read() as conn:
             rows = conn.execute(stmt.limit(limit)).all()
+        return [_stored(r.envelope) for r in rows]
+
+    def _query_by_metric(
+        self, condition: ColumnElement[bool] | None, order_by: OrderBy, limit: int
+    ) -> list[StoredRecord]:
+        """Sorted by a metric: walk the (name, value) index and stop after `limit` matches,
+        instead of sorting every match; records without the metric follow (nulls last)."""
+        name = order_by.key.split(".", 1)[1]
+        m = M.alias("order_metric")
+        value = m.c.value.desc() if order_by.descending else m.c.value.asc()
+        ranked = (
+            select(R.c.envelope)
+            .select_from(m.join(R, R.c.seq == m.c.record_seq))
+            .where(m.c.name == name)
+            .order_by(value, R.c.seq)
+            .limit(limit)
+        )
+        missing = (
+            select(R.c.envelope)
+            .where(~exists().where(M.c.record_seq == R.c.seq, M.c.name == name))
+            .order_by(R.c.seq)
+        )
+        if condition is not None:
+            ranked, missing = ranked.where(condition), missing.where(condition)
+        with self._read() as conn:
+            rows = conn.execute(ranked).all()
+            if len(rows) < limit:
+                rows += conn.execute(missing.limit(limit - len(rows))).all()
         return [_stored(r.envelope) for r in rows]
 
     def count_records(self) -> int:
@@ -432,11 +463,10 @@ def _condition(node: FilterNode) -> ColumnElement[bool]:
 
 
 def _order(stmt: Any, key: str) -> tuple[Any, list[Any]]:
-    """Adds what sorting by key needs to stmt; returns it with the sort columns."""
-    if key.startswith("metrics."):
-        m = M.alias("order_metric")
-        stmt = stmt.outerjoin(m, and_(m.c.record_seq == R.c.seq, m.c.name == key.split(".", 1)[1]))
-        return stmt, [m.c.value]
+    """Adds what sorting by key needs to stmt; returns it with the sort columns.
+
+    Metrics are sorted by SqlStore._query_by_metric, which can use their index.
+    """
     if key.startswith("params."):
         p = P.alias("order_param")
         stmt = stmt.outerjoin(p, and_(p.c.record_seq == R.c.seq, p.c.name == key.split(".", 1)[1]))

@@ -137,3 +137,24 @@ def test_reopening_an_existing_store_keeps_its_records(db_url: str, make_home) -
     second = open_store(db_url)
     assert second.count_records() == 2
     second.close()
+
+
+def test_ordering_by_a_metric_puts_records_without_it_last_and_keeps_the_filter(
+    store: SqlStore, make_home
+) -> None:
+    home: NodeHome = make_home("org")
+    with_metric = signed_records(home, 6)
+    base = make_record(100, accuracy=0.99)
+    without = sign_record(home.identity, type(base)(**{**base.__dict__, "metrics": {"f1": 0.5}}))
+    other_task = sign_record(home.identity, make_record(101, task_type="causal-lm", accuracy=0.999))
+    store.add_records([without, *with_metric, other_task])
+    order = parse_order_by("metrics.accuracy desc")
+    found = store.query(parse_filter("task.type = 'text-classification'"), limit=10, order_by=order)
+    values = [f.record.metrics.get("accuracy") for f in found]
+    assert values[:-1] == sorted((r.record.metrics["accuracy"] for r in with_metric), reverse=True)
+    assert values[-1] is None and found[-1].id == without.id
+    assert other_task.id not in {f.id for f in found}
+    top = store.query(None, limit=2, order_by=parse_order_by("metrics.accuracy asc"))
+    assert [t.record.metrics["accuracy"] for t in top] == sorted(
+        r.record.metrics["accuracy"] for r in with_metric
+    )[:2]
