@@ -6,6 +6,7 @@ ephemeral ports; every process started is stopped at teardown.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -110,6 +111,28 @@ class Federation:
         return proc
 
 
+def kill_flower_processes_under(folder: Path) -> int:
+    """SIGKILLs every process whose FLWR_HOME lies under folder; returns how many.
+
+    Flower's SuperNode starts its SuperExec and ClientApps detached; after a SIGKILL of the
+    SuperNode they live on as orphans, so they are found by the environment they inherited.
+    """
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        homes = [e.removeprefix(b"FLWR_HOME=") for e in environ if e.startswith(b"FLWR_HOME=")]
+        if homes and homes[0].decode(errors="replace").startswith(str(folder)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+    return killed
+
+
 def finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
@@ -134,7 +157,7 @@ def federation(make_home, daemons, tmp_path: Path) -> Iterator[Federation]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-    subprocess.run(["pkill", "-f", "--", f"--superlink {fed.address}"], check=False)
+    kill_flower_processes_under(tmp_path)
 
 
 def test_two_members_train_two_rounds_and_the_record_reaches_a_third_node(
@@ -198,8 +221,8 @@ def test_a_member_killed_mid_federation_does_not_stall_it(federation: Federation
         time.sleep(0.2)
     assert status.exists(), "the victim never trained round 1"
     # Killed between training round 1 and delivering its update: mid-round.
-    os.killpg(joins[1].pid, signal.SIGKILL)  # the join command, its SuperNode and ClientApp
-    subprocess.run(["pkill", "-9", "-f", "--", f"{victim.path}/fed-member"], check=False)
+    os.killpg(joins[1].pid, signal.SIGKILL)  # the join command
+    assert kill_flower_processes_under(victim.path) >= 1  # its SuperNode, SuperExec, ClientApp
     code, out, err = finish(host)
     finish(joins[0])
     assert code == 0, err
