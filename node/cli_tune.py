@@ -1,8 +1,11 @@
 """`gridpoint tune`: run a local tuning study and publish each trial, anonymized.
 
 Each trial lands twice: its full private record in the store (for the organization only)
-and its anonymized RunRecord, signed, in the catalog. torch and friends are imported here,
-inside the command, never by the daemon.
+and its anonymized RunRecord, signed, in the catalog. With --warm-start the study is
+tuned from prior studies in the catalog (node/warm_start.py chooses them; the report of
+what is used, from whom, with what weight, and what is left out and why, is printed before
+the first trial). torch and friends are imported here, inside the command, never by the
+daemon.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from node.errors import ConfigError
-from node.home import resolve_home
+from node.home import NodeHome, resolve_home
 from node.output import print_json, print_line, print_table
+from node.query_filter import FilterNode, parse_filter
+from node.store import CatalogStore
 
 __all__ = ["cmd_tune", "register"]
 
@@ -56,8 +61,12 @@ def _tune(args: argparse.Namespace) -> int:
     db_url = home.db_url(args.db)
     store = open_store(db_url)
     published: dict[int, str] = {}
+    where = parse_filter(args.from_filter) if args.from_filter else None
+    if where is not None and not args.warm_start:
+        raise ConfigError("--from selects prior studies; it goes with --warm-start")
 
     family, public_id = model_family_and_public_id(config.model)
+    warm = _WarmStart(store, home, config, family, public_id, where, quiet=args.json)
 
     def on_trial(trial: TrialResult) -> None:
         record = anonymize_trial(
@@ -86,6 +95,7 @@ def _tune(args: argparse.Namespace) -> int:
             normalize_db_url(_optuna_storage(db_url, home.path)),
             n_trials=args.trials,
             on_trial=on_trial,
+            search_for=warm.search if args.warm_start else None,
             progress=not args.json,
             device=args.device,
         )
@@ -119,6 +129,7 @@ def _tune(args: argparse.Namespace) -> int:
                 "best": summary.best.number if summary.best else None,
                 "interrupted": summary.interrupted,
                 "catalog": "published, signed by this node",
+                **({"warm_start": warm.summary()} if args.warm_start else {}),
             }
         )
         return 0
@@ -140,12 +151,149 @@ def _tune(args: argparse.Namespace) -> int:
         print_line(
             f"best: trial {summary.best.number}, {objective} = {summary.best.run.metrics[objective]:.4f}"
         )
+    if args.warm_start:
+        warm.print_learned()
     if summary.interrupted:
         print_line("stopped early on request; run the same command again to continue the study")
     print_line(
         f"{len(published)} record(s) published to this node's catalog; private details kept in its store"
     )
     return 0
+
+
+class _WarmStart:
+    """Builds the warm-start search once the task is known, and reports on it."""
+
+    def __init__(
+        self,
+        store: CatalogStore,
+        home: NodeHome,
+        config: Any,
+        family: str,
+        public_id: str,
+        where: FilterNode | None,
+        *,
+        quiet: bool,
+    ) -> None:
+        self._store, self._home, self._config = store, home, config
+        self._family, self._public_id, self._where = family, public_id, where
+        self._quiet = quiet
+        self._sampler: Any = None
+        self._choice: Any = None
+        self._curves = 0
+
+    def search(self, task: Any, pruner: Any) -> Any:
+        from node.anonymize import pseudonym
+        from node.run_record import TaskDescriptor
+        from node.warm_start import choose_priors
+        from trainers.study import Search
+        from trainers.transfer.pruner import CurvePruner
+        from trainers.transfer.sampler import WarmStartSampler
+
+        config = self._config
+        descriptor = TaskDescriptor(**task.__dict__)
+        self._choice = choose_priors(
+            self._store,
+            task=descriptor,
+            objective_metric=config.objective_metric,
+            model_family=self._family,
+            model_base=self._public_id,
+            where=self._where,
+            exclude=(self._home.identity.node_id, pseudonym(self._home.secret, "study", config.name)),
+            renames=config.warm_start.rename,
+            names={
+                **{p.node_id: p.name for p in self._store.list_peers()},
+                self._home.identity.node_id: "this node",
+            },
+        )
+        self._sampler = WarmStartSampler(
+            self._choice.priors,
+            config.search_space,
+            method=config.warm_start.method,
+            seed=config.seed,
+        )
+        if config.warm_start.curve_pruning:
+            curves = [c for m in self._sampler.used for c in m.curves if c]
+            self._curves = len(curves)
+            if curves:
+                pruner = CurvePruner(curves, n_warmup_steps=config.pruner.n_warmup_steps, fallback=pruner)
+        if not self._quiet:
+            self._print_report()
+        if not self._sampler.used:
+            return Search(_default_sampler(config), pruner)
+        return Search(self._sampler, pruner)
+
+    def _rows(self) -> list[dict[str, Any]]:
+        sources = self._choice.sources
+        rows = []
+        for row in self._sampler.report():
+            source = sources[row["prior"]]
+            rows.append({**row, "study": source.study, "signer": source.signer, "signer_name": source.signer_name})
+        for source, reason in self._choice.left_out:
+            rows.append(
+                {
+                    "prior": source.label,
+                    "study": source.study,
+                    "signer": source.signer,
+                    "signer_name": source.signer_name,
+                    "used": False,
+                    "trials": source.trials,
+                    "reason": reason,
+                }
+            )
+        return rows
+
+    def _print_report(self) -> None:
+        rows = self._rows()
+        if not rows:
+            print_line("warm start: no prior study of this task type in the catalog; tuning cold")
+            return
+        print_table(
+            f"warm start ({self._config.warm_start.method}): prior studies",
+            ["prior study", "signed by", "trials", "similarity", "weight", "used / why not"],
+            [
+                [
+                    r["study"][:12],
+                    f"{r['signer'][:12]} ({r['signer_name']})" if r["signer_name"] else r["signer"][:12],
+                    r["trials"],
+                    r.get("similarity", ""),
+                    r.get("weight", ""),
+                    "; ".join(["used", *r["notes"]]) if r["used"] else f"left out: {r['reason']}",
+                ]
+                for r in rows
+            ],
+        )
+        if not self._sampler.used:
+            print_line("warm start: no prior study fits this search space; tuning cold")
+        else:
+            print_line(
+                f"first trials: the priors' best configurations; this study's own observations "
+                f"start at weight {self._sampler.target_weight:.3f}"
+                + (f"; curve-aware pruning with {self._curves} prior curve(s)" if self._curves else "")
+            )
+
+    def print_learned(self) -> None:
+        if self._sampler is None or not self._sampler.used or self._sampler.method != "rgpe":
+            return
+        weights = ", ".join(f"{k}: {v:.2f}" for k, v in self._sampler.weights.items())
+        print_line(f"learned weights: {weights}; this study: {self._sampler.target_weight:.2f}")
+
+    def summary(self) -> dict[str, Any]:
+        if self._sampler is None:
+            return {}
+        return {
+            "method": self._sampler.method,
+            "priors": self._rows(),
+            "weights": self._sampler.weights,
+            "study_weight": self._sampler.target_weight,
+            "prior_curves": self._curves,
+        }
+
+
+def _default_sampler(config: Any) -> Any:
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=config.seed)
 
 
 def _fmt(value: Any) -> str:
@@ -182,5 +330,16 @@ def register(sub: Any) -> None:
         "--trials", type=int, help="run this many trials now (default: up to the file's `trials`)"
     )
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="tune from prior studies in this node's catalog (own and synced from peers)",
+    )
+    p.add_argument(
+        "--from",
+        dest="from_filter",
+        metavar="FILTER",
+        help="with --warm-start: only priors matching this catalog filter, e.g. \"task.language = 'en'\"",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_tune)

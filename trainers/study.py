@@ -24,9 +24,22 @@ from trainers.pipeline import LabeledTexts, load_data
 from trainers.results import CurveSample, TrialResult
 from trainers.study_config import StudyConfig
 
-__all__ = ["StudySummary", "run_study"]
+__all__ = ["Search", "StudySummary", "run_study"]
 
 OnTrial = Callable[[TrialResult], None]
+
+
+@dataclass(frozen=True)
+class Search:
+    """The Optuna sampler and pruner a study runs with."""
+
+    sampler: Any
+    pruner: Any
+
+
+#: Builds the search once the task is described (priors are chosen by task), given the
+#: pruner the study file asks for.
+SearchFactory = Callable[[TaskFeatures, Any], Search]
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,7 @@ def run_study(
     n_trials: int | None = None,
     on_trial: OnTrial | None = None,
     sampler: Any | None = None,
+    search_for: SearchFactory | None = None,
     progress: bool = True,
     device: str = "auto",
 ) -> StudySummary:
@@ -116,13 +130,16 @@ def run_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     train, evaluation = load_data(config)
     task = describe(config.task, config.language, train.texts, train.labels)
+    search = Search(_sampler(config, sampler), _pruner(config))
+    if search_for is not None:
+        search = search_for(task, search.pruner)
     study = optuna.create_study(
         study_name=config.name,
         storage=storage_url,
         load_if_exists=True,
         direction=config.objective_direction,
-        sampler=_sampler(config, sampler),
-        pruner=_pruner(config),
+        sampler=search.sampler,
+        pruner=search.pruner,
     )
     done = sum(t.state.is_finished() for t in study.trials)
     planned = n_trials if n_trials is not None else max(0, config.trials - done)

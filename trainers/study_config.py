@@ -28,6 +28,11 @@ model trains; every problem is reported with the key it concerns.
 
     [pruner]
     type = "median"                  # none | median | percentile | hyperband
+
+    [warm_start]                     # used by `tune --warm-start` only
+    method = "rgpe"                  # rgpe | initial-design
+    curve_pruning = true             # stop trials that fall below priors' curves
+    rename = { lr = "learning_rate" }   # a prior's parameter name -> this study's
 """
 
 from __future__ import annotations
@@ -40,7 +45,14 @@ from typing import Any
 
 from trainers.errors import StudyConfigError
 
-__all__ = ["Dimension", "ModelSpec", "PrunerSpec", "StudyConfig", "load_study_config"]
+__all__ = [
+    "Dimension",
+    "ModelSpec",
+    "PrunerSpec",
+    "StudyConfig",
+    "WarmStartSpec",
+    "load_study_config",
+]
 
 TASKS = ("text-classification",)
 PLANNED_TASKS = ("token-classification", "causal-lm")
@@ -54,8 +66,9 @@ KNOWN_PARAMS: dict[str, float | int] = {
     "lora_rank": 8,
 }
 PRUNERS = ("none", "median", "percentile", "hyperband")
+WARM_START_METHODS = ("rgpe", "initial-design")
 _TOP = {"pipeline", "name", "task", "language", "trials", "seed", "model", "objective",
-        "training", "search_space", "pruner", "text_column", "label_column"}  # fmt: skip
+        "training", "search_space", "pruner", "warm_start", "text_column", "label_column"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,15 @@ class PrunerSpec:
 
 
 @dataclass(frozen=True)
+class WarmStartSpec:
+    """How `tune --warm-start` uses prior studies."""
+
+    method: str = "rgpe"
+    curve_pruning: bool = True
+    rename: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """A validated study file."""
 
@@ -110,6 +132,7 @@ class StudyConfig:
     pruner: PrunerSpec
     text_column: str = "text"
     label_column: str = "label"
+    warm_start: WarmStartSpec = field(default_factory=WarmStartSpec)
 
     def fixed_params(self) -> dict[str, float | int]:
         """Defaults for the known parameters this study does not search (lora_rank only with LoRA)."""
@@ -217,6 +240,26 @@ def load_study_config(path: Path) -> StudyConfig:
         pruner=pruner,
         text_column=_get(data, "text_column", str, "", "text"),
         label_column=_get(data, "label_column", str, "", "label"),
+        warm_start=_warm_start(_get(data, "warm_start", dict, "", {}), space),
+    )
+
+
+def _warm_start(table: dict[str, Any], space: tuple[Dimension, ...]) -> WarmStartSpec:
+    _unknown(table, {"method", "curve_pruning", "rename"}, "warm_start.")
+    method = _get(table, "method", str, "warm_start.", "rgpe")
+    if method not in WARM_START_METHODS:
+        raise _fail("warm_start.method", f"must be one of {', '.join(WARM_START_METHODS)}")
+    rename = _get(table, "rename", dict, "warm_start.", {})
+    searched = {d.name for d in space}
+    for old, new in rename.items():
+        if not isinstance(new, str):
+            raise _fail(f"warm_start.rename.{old}", "must be a string (this study's parameter name)")
+        if new not in searched:
+            raise _fail(f"warm_start.rename.{old}", f"{new!r} is not in this study's search_space")
+    return WarmStartSpec(
+        method=method,
+        curve_pruning=_get(table, "curve_pruning", bool, "warm_start.", True),
+        rename=dict(rename),
     )
 
 

@@ -58,6 +58,11 @@ def test_the_shipped_example_is_valid() -> None:
             lambda t: t.replace('task = "text-classification"', 'task = "causal-lm"'),
             "planned but not supported",
         ),
+        (lambda t: t + '\n[warm_start]\nmethod = "psychic"\n', "warm_start.method"),
+        (
+            lambda t: t + '\n[warm_start]\nrename = { lr = "learn_rate" }\n',
+            "warm_start.rename.lr: 'learn_rate' is not in this study's search_space",
+        ),
     ],
 )
 def test_invalid_study_file_is_refused_naming_the_problem(
@@ -76,3 +81,20 @@ def test_tune_refuses_a_missing_pipeline_before_training(tmp_path: Path) -> None
     assert result.returncode == 1
     assert "no_such_module" in result.stderr and "Traceback" not in result.stderr
     assert cli("catalog", "query", "--json", home=home).stdout.strip() == "[]"
+
+
+def test_tune_refuses_from_without_warm_start(tmp_path: Path) -> None:
+    home = tmp_path / "node"
+    assert cli("init", "--name", "A", home=home).returncode == 0
+    path = study_file(tmp_path, EXAMPLE)
+    result = cli("tune", str(path), "--from", "task.language = 'en'", home=home)
+    assert result.returncode == 1 and "--warm-start" in result.stderr
+
+
+def test_tune_refuses_a_bad_prior_filter_naming_it(tmp_path: Path) -> None:
+    home = tmp_path / "node"
+    assert cli("init", "--name", "A", home=home).returncode == 0
+    path = study_file(tmp_path, EXAMPLE)
+    result = cli("tune", str(path), "--warm-start", "--from", "task.colour = 'red'", home=home)
+    assert result.returncode == 1 and "task.colour" in result.stderr
+    assert "Traceback" not in result.stderr

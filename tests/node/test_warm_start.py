@@ -1,0 +1,116 @@
+"""`tune --warm-start` end to end: node A tunes, B syncs A's catalog and tunes from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from node.home import NodeHome
+from tests.helpers import Daemon, cli_json, trust
+
+PIPELINE = '''
+import random
+
+CUES = {0: ["good", "great", "fine"], 1: ["bad", "poor", "awful"], 2: ["blue", "red", "green"]}
+FILLER = ["the", "a", "this", "it", "was", "very", "quite", "day", "item", "order"]
+
+
+def _make(n, seed, labels, length):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        words = rng.choices(FILLER, k=length)
+        words.insert(rng.randrange(len(words)), rng.choice(CUES[i % labels]))
+        rows.append((" ".join(words), f"class{i % labels}"))
+    return rows
+
+
+def related():
+    return _make(1200, 1, 2, 6), _make(200, 2, 2, 6)
+
+
+def unrelated():
+    return _make(320, 3, 3, 40), _make(80, 4, 3, 40)
+'''
+
+SPACE = """learning_rate = { type = "float", low = 1e-5, high = 5e-3, log = true }
+batch_size = { type = "categorical", choices = [16, 32] }
+warmup_ratio = { type = "float", low = 0.0, high = 0.2 }"""
+MISMATCHED_SPACE = """learning_rate = { type = "categorical", choices = [0.0001, 0.001] }
+batch_size = { type = "categorical", choices = [16, 32] }"""
+
+
+def write_study(folder: Path, name: str, *, load: str, language: str, seed: int, space: str) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "task_pipeline.py").write_text(PIPELINE)
+    path = folder / f"{name}.toml"
+    path.write_text(f"""pipeline = "task_pipeline:{load}"
+name = "{name}"
+task = "text-classification"
+language = "{language}"
+seed = {seed}
+
+[model]
+max_length = 64
+config = {{ model_type = "bert", hidden_size = 32, num_hidden_layers = 1, num_attention_heads = 2, intermediate_size = 64, max_position_embeddings = 64, vocab_size = 200 }}
+
+[objective]
+metric = "accuracy"
+direction = "maximize"
+
+[training]
+eval_interval = 5
+
+[search_space]
+{space}
+
+[pruner]
+type = "none"
+""")
+    return str(path)
+
+
+def test_warm_start_uses_a_peers_study_weighs_an_unrelated_one_low_and_reports_a_misfit(
+    make_home, daemons: list[Daemon], tmp_path: Path
+) -> None:
+    # Prepare: A and B trust each other; A tunes a related, an unrelated and a misfit study.
+    a: NodeHome = make_home("OrgA")
+    b: NodeHome = make_home("OrgB")
+    da, db = Daemon.start(a), Daemon.start(b)
+    daemons += [da, db]
+    trust(a, b, db.address)
+    trust(b, a, da.address)
+    studies = tmp_path / "studies"
+    t1 = write_study(studies, "t1", load="related", language="en", seed=0, space=SPACE)
+    unrelated = write_study(studies, "u1", load="unrelated", language="de", seed=7, space=SPACE)
+    misfit = write_study(studies, "m1", load="related", language="en", seed=3, space=MISMATCHED_SPACE)
+    t2 = write_study(studies, "t2", load="related", language="en", seed=1, space=SPACE)
+    t3 = write_study(studies, "t3", load="related", language="en", seed=2, space=SPACE)
+    a_t1 = cli_json("tune", t1, "--trials", "3", home=a.path, timeout=300)
+    cli_json("tune", unrelated, "--trials", "3", home=a.path, timeout=300)
+    cli_json("tune", misfit, "--trials", "2", home=a.path, timeout=300)
+    cli_json("catalog", "sync", home=b.path)
+    [u_row, *_] = cli_json("catalog", "query", "task.language = 'de'", home=b.path)
+
+    # Execute
+    warm = cli_json("tune", t2, "--trials", "2", "--warm-start", home=b.path, timeout=300)
+    lone = cli_json(
+        "tune", t3, "--trials", "1", "--warm-start", "--from", f"study = '{u_row['study']}'",
+        home=b.path, timeout=300,
+    )  # fmt: skip
+
+    # Assert: all three of A's studies are in the report, signed by A.
+    rows = warm["warm_start"]["priors"]
+    assert len(rows) == 3 and {r["signer"] for r in rows} == {a.identity.node_id}
+    [related] = [r for r in rows if r["used"] and r["similarity"] == 1.0]
+    [lowly] = [r for r in rows if r["used"] and r["study"] == u_row["study"]]
+    [left_out] = [r for r in rows if not r["used"]]
+    assert related["trials"] == 3 and related["weight"] >= 0.3
+    assert lowly["trials"] == 3 and lowly["weight"] < 0.1
+    assert "learning_rate" in left_out["reason"] and "categorical" in left_out["reason"]
+    # The first trial is one of A's related configurations, not a fresh guess.
+    a_configs = [t["params"] for t in a_t1["trials"]]
+    assert warm["trials"][0]["params"] in a_configs
+    # With only the unrelated study to go on, it still weighs little.
+    [only] = lone["warm_start"]["priors"]
+    assert only["study"] == u_row["study"] and only["weight"] < 0.1
+    assert lone["warm_start"]["study_weight"] > 0.9

@@ -1,0 +1,172 @@
+"""The transfer model: a ranking-weighted ensemble of prior surfaces and the target GP.
+
+RGPE (Feurer, Letham & Bakshy, 2018) in the copula space: each prior study's surface and
+the new task's own GP are scored by how many pairs of the new task's observations they
+order wrongly, over bootstrap resamples; a model's weight is how often it is the best
+ranker. This is how a study learns how much to trust each prior from its own observations:
+a prior that misorders what the new task has seen loses its weight, whatever its size, so
+unrelated priors cannot keep steering the search (negative transfer is bounded), and the
+target GP takes over as its own data grows.
+
+The acquisition is expected improvement of the weighted mean, with the target GP's
+uncertainty scaled by its weight. Works on arrays over the unit cube; knows nothing of
+Optuna, studies or where priors came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import norm
+
+from trainers.transfer.copula import gaussian_copula
+from trainers.transfer.surrogate import TargetModel
+
+__all__ = ["EnsembleStep", "RankWeightedEnsemble", "ranking_weights"]
+
+BOOTSTRAP_SAMPLES = 200
+#: Below this many observations of its own the target cannot be ranked; priors share the weight.
+MIN_TARGET_POINTS = 3
+
+
+def _misordered_pairs(predictions: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """For each model, an n×n 0/1 matrix: pair (i, j) ordered differently than observed."""
+    pred_less = predictions[:, :, None] < predictions[:, None, :]
+    obs_less = observed[None, :, None] < observed[None, None, :]
+    return (pred_less ^ obs_less).astype(float)
+
+
+def ranking_weights(
+    prior_predictions: np.ndarray,
+    target_loo: np.ndarray | None,
+    observed: np.ndarray,
+    rng: np.random.Generator,
+    samples: int = BOOTSTRAP_SAMPLES,
+) -> np.ndarray:
+    """Weights of the K priors and (last) the target: P(model is the best ranker).
+
+    prior_predictions is K×n (each prior's mean at the n observed points), target_loo the
+    target GP's leave-one-out means there (None while it has too few points to judge).
+    """
+    k, n = prior_predictions.shape
+    if n < 2 or target_loo is None:
+        weights = np.zeros(k + 1)
+        if k:
+            weights[:k] = 1.0 / k
+        else:
+            weights[k] = 1.0
+        return weights
+    models = np.vstack([prior_predictions, target_loo[None, :]])
+    wrong = _misordered_pairs(models, observed)
+    draws = rng.integers(0, n, size=(samples, n))
+    counts = np.zeros((samples, n))
+    np.add.at(counts, (np.arange(samples)[:, None], draws), 1.0)
+    # losses[s, m] = counts_s' W_m counts_s: the misordered pairs within bootstrap draw s.
+    losses = (np.matmul(counts[None, :, :], wrong) * counts[None, :, :]).sum(axis=2).T
+    # Ties go to a random one of the best, so equally good priors share the weight.
+    jitter = rng.random(losses.shape) * 1e-6
+    best = np.argmin(losses + jitter, axis=1)
+    weights = np.bincount(best, minlength=k + 1).astype(float)
+    # Dilution guard (RGPE): a prior whose median loss is worse than the target's 95th
+    # percentile is no better than guessing here, whatever luck won it some draws.
+    target_p95 = np.percentile(losses[:, k], 95)
+    weights[:k][np.median(losses[:, :k], axis=0) > target_p95] = 0.0
+    total = weights.sum()
+    if total == 0:
+        weights[k] = 1.0
+        return weights
+    return weights / total
+
+
+@dataclass(frozen=True)
+class EnsembleStep:
+    """One proposal: the chosen candidate's index and the weights that chose it."""
+
+    index: int
+    weights: np.ndarray  # K priors, then the target
+
+
+class RankWeightedEnsemble:
+    """Proposes the next point among candidates from priors' surfaces and the target GP."""
+
+    def __init__(self, dim: int, seed: int = 0, prior_weights: np.ndarray | None = None) -> None:
+        self._target = TargetModel(dim)
+        self._rng = np.random.default_rng(seed)
+        # What the priors are trusted with before the new task has been observed at all
+        # (the node passes task-descriptor similarity); uniform when not given.
+        self._initial = None if prior_weights is None else np.asarray(prior_weights, dtype=float)
+
+    def initial_weights(self, k: int) -> np.ndarray:
+        """Weights of the K priors and the target before the target can be judged.
+
+        With similarities given, prior k starts at similarity_k / K and the target holds
+        the rest: a lone prior of an unlike task starts near zero, a set of like ones near
+        one in all. (Before any observation the proposal is the same either way: the best
+        point of the priors' weighted mean.)
+        """
+        if k == 0:
+            return np.ones(1)
+        if self._initial is None:
+            return np.append(np.full(k, 1.0 / k), 0.0)
+        priors = np.clip(self._initial, 0.0, 1.0) / k
+        return np.append(priors, 1.0 - priors.sum())
+
+    def propose(
+        self,
+        candidates: np.ndarray,
+        prior_at_candidates: np.ndarray,
+        observed_x: np.ndarray,
+        observed_y: np.ndarray,
+        prior_at_observed: np.ndarray,
+        *,
+        minimize: bool = True,
+    ) -> EnsembleStep:
+        """prior_at_* are K×m and K×n means of the K prior surfaces (K may be 0)."""
+        n = len(observed_y)
+        k = prior_at_candidates.shape[0]
+        if n == 0:
+            if k == 0:
+                return EnsembleStep(int(self._rng.integers(len(candidates))), np.ones(1))
+            weights = self.initial_weights(k)
+            return EnsembleStep(int(np.argmin(weights[:k] @ prior_at_candidates)), weights)
+        z = gaussian_copula(observed_y, minimize=minimize)
+        target_loo = None
+        if n >= MIN_TARGET_POINTS:
+            self._target.fit(observed_x, z)
+            target_loo = self._target.loo_mean()
+        weights = ranking_weights(prior_at_observed, target_loo, z, self._rng)
+        if target_loo is None and k:
+            weights = self.initial_weights(k)
+        mean = weights[:k] @ prior_at_candidates if k else np.zeros(len(candidates))
+        std = np.zeros(len(candidates))
+        if target_loo is not None and weights[k] > 0:
+            target_mean, target_std = self._target.predict(candidates)
+            mean = mean + weights[k] * target_mean
+            std = weights[k] * target_std
+        elif k == 0:
+            return EnsembleStep(int(self._rng.integers(len(candidates))), weights)
+        incumbent = float(np.min(self._mean_at_observed(weights, prior_at_observed, z)))
+        return EnsembleStep(_expected_improvement_argmax(mean, std, incumbent), weights)
+
+    def _mean_at_observed(
+        self, weights: np.ndarray, prior_at_observed: np.ndarray, z: np.ndarray
+    ) -> np.ndarray:
+        k = prior_at_observed.shape[0]
+        mean = weights[:k] @ prior_at_observed if k else np.zeros(len(z))
+        if weights[k] > 0 and len(z) >= MIN_TARGET_POINTS:
+            mean = mean + weights[k] * self._target.predict(self._target_x())[0]
+        return mean
+
+    def _target_x(self) -> np.ndarray:
+        return self._target.training_x()
+
+
+def _expected_improvement_argmax(mean: np.ndarray, std: np.ndarray, incumbent: float) -> int:
+    if not np.any(std > 1e-12):
+        return int(np.argmin(mean))
+    safe = np.maximum(std, 1e-12)
+    u = (incumbent - mean) / safe
+    ei = (incumbent - mean) * norm.cdf(u) + safe * norm.pdf(u)
+    ei[std <= 1e-12] = np.maximum(incumbent - mean[std <= 1e-12], 0.0)
+    return int(np.argmax(ei))
