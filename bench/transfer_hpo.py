@@ -15,6 +15,7 @@ paper's published scores. Methods:
 
 - random: random search over the candidates.
 - tpe: cold-start TPE (Optuna, multivariate), its proposals snapped to candidates.
+- gp: cold-start GP with expected improvement: the rgpe machinery with no priors.
 - design+tpe: initial-design transfer (trainers/transfer/initial_design.py): the best
   configuration of every prior task first, then the same TPE, told about the design.
 - rgpe: the ranking-weighted ensemble (trainers/transfer/ensemble.py) for the whole study.
@@ -52,8 +53,8 @@ from trainers.transfer.ensemble import RankWeightedEnsemble  # noqa: E402
 from trainers.transfer.initial_design import initial_design  # noqa: E402
 from trainers.transfer.surrogate import PriorSurface  # noqa: E402
 
-METHODS = ("random", "tpe", "design+tpe", "rgpe")
-WARM = {"random": False, "tpe": False, "design+tpe": True, "rgpe": True}
+METHODS = ("random", "tpe", "gp", "design+tpe", "rgpe")
+WARM = {"random": False, "tpe": False, "gp": False, "design+tpe": True, "rgpe": True}
 CHECKPOINTS = (10, 25, 50, 100)
 #: The paper's Table 2 (from its source repository), by blackbox, for the methods it lists.
 PUBLISHED = {
@@ -130,7 +131,7 @@ def run_one(job: tuple[str, int, int, int]) -> tuple[str, int, int, np.ndarray]:
     method, task_index, seed, iterations = job
     task = TASKS[task_index]
     rng = np.random.default_rng(seed * 1000 + task_index)
-    runner = {"random": _random, "tpe": _tpe, "design+tpe": _design_tpe, "rgpe": _rgpe}[method]
+    runner = {"random": _random, "tpe": _tpe, "gp": _gp, "design+tpe": _design_tpe, "rgpe": _rgpe}[method]
     chosen = runner(task_index, task, rng, seed, min(iterations, len(task.y)))
     return method, task_index, seed, np.minimum.accumulate(task.y[chosen])
 
@@ -177,8 +178,12 @@ def _design_tpe(i: int, task: Task, rng: np.random.Generator, seed: int, n: int)
     return _tpe(i, task, rng, seed, n, design=design)
 
 
-def _rgpe(i: int, task: Task, rng: np.random.Generator, seed: int, n: int) -> np.ndarray:
-    prior = PRIOR_MEANS[i]
+def _gp(i: int, task: Task, rng: np.random.Generator, seed: int, n: int) -> np.ndarray:
+    return _rgpe(i, task, rng, seed, n, use_priors=False)
+
+
+def _rgpe(i: int, task: Task, rng: np.random.Generator, seed: int, n: int, use_priors: bool = True) -> np.ndarray:
+    prior = PRIOR_MEANS[i] if use_priors else PRIOR_MEANS[i][:0]
     ensemble = RankWeightedEnsemble(task.x.shape[1], seed=seed)
     evaluated = np.zeros(len(task.y), dtype=bool)
     chosen: list[int] = []
