@@ -182,7 +182,7 @@ class _WarmStart:
         self._choice: Any = None
         self._curves = 0
 
-    def search(self, task: Any, pruner: Any) -> Any:
+    def search(self, task: Any, default: Any) -> Any:
         from node.anonymize import pseudonym
         from node.run_record import TaskDescriptor
         from node.warm_start import choose_priors
@@ -212,6 +212,7 @@ class _WarmStart:
             method=config.warm_start.method,
             seed=config.seed,
         )
+        pruner = default.pruner
         if config.warm_start.curve_pruning:
             curves = [c for m in self._sampler.used for c in m.curves if c]
             self._curves = len(curves)
@@ -220,7 +221,7 @@ class _WarmStart:
         if not self._quiet:
             self._print_report()
         if not self._sampler.used:
-            return Search(_default_sampler(config), pruner)
+            return Search(default.sampler, pruner)
         return Search(self._sampler, pruner)
 
     def _rows(self) -> list[dict[str, Any]]:
@@ -288,12 +289,6 @@ class _WarmStart:
             "study_weight": self._sampler.target_weight,
             "prior_curves": self._curves,
         }
-
-
-def _default_sampler(config: Any) -> Any:
-    import optuna
-
-    return optuna.samplers.TPESampler(seed=config.seed)
 
 
 def _fmt(value: Any) -> str:

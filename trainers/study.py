@@ -38,8 +38,8 @@ class Search:
 
 
 #: Builds the search once the task is described (priors are chosen by task), given the
-#: pruner the study file asks for.
-SearchFactory = Callable[[TaskFeatures, Any], Search]
+#: sampler and pruner the study would run with otherwise.
+SearchFactory = Callable[[TaskFeatures, Search], Search]
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def run_study(
     task = describe(config.task, config.language, train.texts, train.labels)
     search = Search(_sampler(config, sampler), _pruner(config))
     if search_for is not None:
-        search = search_for(task, search.pruner)
+        search = search_for(task, search)
     study = optuna.create_study(
         study_name=config.name,
         storage=storage_url,

@@ -167,11 +167,8 @@ class RankWeightedEnsemble:
         k = prior_at_observed.shape[0]
         mean = weights[:k] @ prior_at_observed if k else np.zeros(len(z))
         if weights[k] > 0 and len(z) >= MIN_TARGET_POINTS:
-            mean = mean + weights[k] * self._target.predict(self._target_x())[0]
+            mean = mean + weights[k] * self._target.predict(self._target.training_x())[0]
         return mean
-
-    def _target_x(self) -> np.ndarray:
-        return self._target.training_x()
 
 
 def _expected_improvement_argmax(mean: np.ndarray, std: np.ndarray, incumbent: float) -> int:

@@ -66,7 +66,6 @@ class PriorSurface:
         x = np.asarray(x, dtype=float)
         z = np.asarray(z, dtype=float)
         rng = np.random.default_rng(seed)
-        self.size = len(z)
         self._constant = float(z.mean()) if len(z) < 3 else None
         self._gp = None
         if self._constant is not None:
