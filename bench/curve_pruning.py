@@ -37,7 +37,7 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trainers.transfer.pruner import CurvePruner  # noqa: E402
+from gridpoint.trainers.transfer.pruner import CurvePruner  # noqa: E402
 
 EPOCHS = 52
 SPACE = {

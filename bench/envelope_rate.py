@@ -16,12 +16,12 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from node.catalog import admit
-from node.envelope import sign_envelope, verify_envelope
-from node.identity import NodeIdentity
-from node.rpc.v1 import envelope_pb2
-from node.run_record import BaseModelInfo, CurvePoint, RunRecord, TaskDescriptor
-from node.serde import RUN_RECORD_TYPE, encode_record
+from gridpoint.node.catalog import admit
+from gridpoint.node.protocol.envelope import sign_envelope, verify_envelope
+from gridpoint.node.protocol.identity import NodeIdentity
+from gridpoint.node.protocol.serde import RUN_RECORD_TYPE, encode_record
+from gridpoint.schema import BaseModelInfo, CurvePoint, RunRecord, TaskDescriptor
+from gridpoint.v1 import envelope_pb2
 
 
 def rate(fn: Callable[[], object], seconds: float) -> float:

@@ -23,12 +23,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flwr.app import RecordDict  # noqa: E402
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords  # noqa: E402
 
-from federation.model_state import build_model, get_weights  # noqa: E402
-from federation.update_signing import UpdateContext, sign_update, update_digest, verify_update  # noqa: E402
-from node.identity import NodeIdentity  # noqa: E402
-from trainers.finetune import FineTuneSettings, finetune  # noqa: E402
-from trainers.pipeline import LabeledTexts  # noqa: E402
-from trainers.study_config import ModelSpec  # noqa: E402
+from gridpoint.federation.model_state import build_model, get_weights  # noqa: E402
+from gridpoint.federation.update_signing import (  # noqa: E402
+    UpdateContext,
+    sign_update,
+    update_digest,
+    verify_update,
+)
+from gridpoint.node.protocol.identity import NodeIdentity  # noqa: E402
+from gridpoint.trainers.finetune import FineTuneSettings, finetune  # noqa: E402
+from gridpoint.trainers.pipeline import LabeledTexts  # noqa: E402
+from gridpoint.trainers.study_config import ModelSpec  # noqa: E402
 
 CONFIG = {
     "model_type": "bert",

@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from node.catalog import sign_record  # noqa: E402
-from node.home import NodeHome  # noqa: E402
-from node.query_filter import parse_filter, parse_order_by  # noqa: E402
-from node.sql_store import open_store  # noqa: E402
+from gridpoint.node.catalog import sign_record  # noqa: E402
+from gridpoint.node.home import NodeHome  # noqa: E402
+from gridpoint.node.store.query_filter import parse_filter, parse_order_by  # noqa: E402
+from gridpoint.node.store.sql_store import open_store  # noqa: E402
 from tests.helpers import make_record  # noqa: E402
 
 FILTER = (

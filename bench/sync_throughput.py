@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from node.home import NodeHome  # noqa: E402
-from node.peers import add_peer  # noqa: E402
-from node.sql_store import open_store  # noqa: E402
-from node.sync import sync_peer  # noqa: E402
+from gridpoint.node.home import NodeHome  # noqa: E402
+from gridpoint.node.peers.sync import sync_peer  # noqa: E402
+from gridpoint.node.peers.trust import add_peer  # noqa: E402
+from gridpoint.node.store.sql_store import open_store  # noqa: E402
 from tests.helpers import Daemon, signed_records  # noqa: E402
 
 

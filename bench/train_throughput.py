@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from transformers import get_linear_schedule_with_warmup  # noqa: E402
 
-from trainers.finetune import FineTuneSettings, finetune  # noqa: E402
-from trainers.models import LoadedModel, load_model  # noqa: E402
-from trainers.pipeline import LabeledTexts  # noqa: E402
-from trainers.study_config import ModelSpec  # noqa: E402
+from gridpoint.trainers.finetune import FineTuneSettings, finetune  # noqa: E402
+from gridpoint.trainers.models import LoadedModel, load_model  # noqa: E402
+from gridpoint.trainers.pipeline import LabeledTexts  # noqa: E402
+from gridpoint.trainers.study_config import ModelSpec  # noqa: E402
 
 WORDS = [
     "the",

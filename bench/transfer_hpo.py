@@ -48,10 +48,10 @@ import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trainers.transfer.copula import gaussian_copula  # noqa: E402
-from trainers.transfer.ensemble import RankWeightedEnsemble  # noqa: E402
-from trainers.transfer.initial_design import initial_design  # noqa: E402
-from trainers.transfer.surrogate import PriorSurface  # noqa: E402
+from gridpoint.trainers.transfer.copula import gaussian_copula  # noqa: E402
+from gridpoint.trainers.transfer.ensemble import RankWeightedEnsemble  # noqa: E402
+from gridpoint.trainers.transfer.initial_design import initial_design  # noqa: E402
+from gridpoint.trainers.transfer.surrogate import PriorSurface  # noqa: E402
 
 METHODS = ("random", "tpe", "gp", "design+tpe", "rgpe")
 WARM = {"random": False, "tpe": False, "gp": False, "design+tpe": True, "rgpe": True}

@@ -17,9 +17,14 @@ from typing import Any
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from federation.model_state import build_model, get_weights, set_weights, spec_from_json
-from federation.update_signing import SIGNATURE_RECORD, UpdateContext, sign_update, update_digest
-from node.home import NodeHome
+from gridpoint.federation.model_state import build_model, get_weights, set_weights, spec_from_json
+from gridpoint.federation.update_signing import (
+    SIGNATURE_RECORD,
+    UpdateContext,
+    sign_update,
+    update_digest,
+)
+from gridpoint.node.home import NodeHome
 
 __all__ = ["app"]
 
@@ -28,7 +33,7 @@ TAMPER_ENV = "GRIDPOINT_FAULT_INJECT_TAMPER_UPDATE"
 
 
 def _member_study(context: Context) -> Any:
-    from trainers.study_config import StudyConfig
+    from gridpoint.trainers.study_config import StudyConfig
 
     node = context.node_config
     run = context.run_config
@@ -101,8 +106,8 @@ def train(msg: Message, context: Context) -> Message:
 
 
 def _train(msg: Message, context: Context) -> Message:
-    from trainers.finetune import FineTuneSettings, finetune
-    from trainers.pipeline import load_data
+    from gridpoint.trainers.finetune import FineTuneSettings, finetune
+    from gridpoint.trainers.pipeline import load_data
 
     run = context.run_config
     study = _member_study(context)

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from node.tls import TlsMaterial, private_key_pem
+from gridpoint.node.protocol.tls import TlsMaterial, private_key_pem
 
 __all__ = ["issued_by", "openssh_private_key", "openssh_public_key", "superlink_material"]
 

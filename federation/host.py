@@ -20,16 +20,25 @@ from typing import Any
 
 import tomli_w
 
-from federation.flower_certs import openssh_public_key, superlink_material
-from federation.model_state import spec_to_json
-from federation.processes import flower_env, free_port, start, stop, tool, wait_for_port
-from federation.server_app import STRATEGIES
-from node.errors import ConfigError, GridpointError, PeerError
-from node.home import NodeHome
-from node.identity import write_private_file
-from node.tls import split_address
+from gridpoint.errors import ConfigError, GridpointError, PeerError
+from gridpoint.federation.flower_certs import openssh_public_key, superlink_material
+from gridpoint.federation.model_state import spec_to_json
+from gridpoint.federation.processes import (
+    Say,
+    flower_env,
+    free_port,
+    start,
+    stop,
+    tool,
+    wait_for_port,
+)
+from gridpoint.federation.server_app import STRATEGIES
+from gridpoint.node.home import NodeHome
+from gridpoint.node.protocol.identity import write_private_file
+from gridpoint.node.protocol.tls import split_address
+from gridpoint.schema import TaskDescriptor
 
-__all__ = ["HostOptions", "run_host"]
+__all__ = ["FederationResult", "HostOptions", "HostOutcome", "run_host"]
 
 APP_DIR = Path(__file__).parent / "flower_app"
 CONNECTION = "gridpoint"
@@ -50,6 +59,40 @@ class HostOptions:
     json_output: bool
 
 
+@dataclass(frozen=True)
+class FederationResult:
+    """What the ServerApp wrote at the end of a run (result.json)."""
+
+    members: list[str]
+    train_metrics: dict[int, dict[str, float]]
+    initial_digest: str
+    final_digest: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FederationResult:
+        return cls(
+            members=[str(m) for m in data["members"]],
+            train_metrics={
+                int(r): {k: float(v) for k, v in m.items()}
+                for r, m in data["train_metrics"].items()
+            },
+            initial_digest=str(data["initial_digest"]),
+            final_digest=str(data["final_digest"]),
+        )
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    """A finished federation as the host saw it."""
+
+    run_id: int
+    params: dict[str, float]
+    task: TaskDescriptor
+    result: FederationResult
+    rounds: list[dict[str, Any]]
+    start: dict[str, Any]
+
+
 def federation_params(study: Any, overrides: dict[str, float]) -> dict[str, float]:
     """One setting per hyperparameter: the override, else the middle of the searched range."""
     values: dict[str, float] = {k: float(v) for k, v in study.fixed_params().items()}
@@ -68,11 +111,11 @@ def federation_params(study: Any, overrides: dict[str, float]) -> dict[str, floa
     return {**values, **overrides}
 
 
-def run_host(home: NodeHome, opts: HostOptions, say: Any) -> dict[str, Any]:
+def run_host(home: NodeHome, opts: HostOptions, say: Say) -> HostOutcome:
     """Runs the federation to its end; returns the summary (raises GridpointError on failure)."""
-    from trainers.descriptor import describe
-    from trainers.pipeline import load_data
-    from trainers.study_config import load_study_config
+    from gridpoint.trainers.descriptor import describe
+    from gridpoint.trainers.pipeline import load_data
+    from gridpoint.trainers.study_config import load_study_config
 
     if opts.strategy not in STRATEGIES:
         raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}")
@@ -82,7 +125,7 @@ def run_host(home: NodeHome, opts: HostOptions, say: Any) -> dict[str, Any]:
     params = federation_params(study, opts.params)
     train, _ = load_data(study)  # the host's own data: only its coarse descriptor is used
     task = describe(study.task, study.language, train.texts, train.labels)
-    from node.sql_store import open_store
+    from gridpoint.node.store.sql_store import open_store
 
     store = open_store(home.db_url(opts.db))
     try:
@@ -166,11 +209,10 @@ def run_host(home: NodeHome, opts: HostOptions, say: Any) -> dict[str, Any]:
         say(
             f"run {run_id} submitted: {opts.rounds} round(s), at least {opts.min_members} member(s)"
         )
-        outcome = _watch(folder, opts, superlink, say)
+        result, rounds, start_event = _watch(folder, opts, superlink, say)
     finally:
         stop(superlink)
-    outcome.update(run_id=run_id, params=params, task=task)
-    return outcome
+    return HostOutcome(run_id, params, task, result, rounds, start_event)
 
 
 def _flwr(args: list[str], env: dict[str, str], folder: Path) -> str:
@@ -228,7 +270,9 @@ def _submit(
         raise GridpointError(f"flwr run answered unexpectedly: {out.strip()[-300:]}") from exc
 
 
-def _watch(folder: Path, opts: HostOptions, superlink: Any, say: Any) -> dict[str, Any]:
+def _watch(
+    folder: Path, opts: HostOptions, superlink: subprocess.Popen[bytes], say: Say
+) -> tuple[FederationResult, list[dict[str, Any]], dict[str, Any]]:
     progress, result = folder / "progress.jsonl", folder / "result.json"
     deadline = time.monotonic() + opts.rounds * (opts.round_timeout + 120) + 300
     seen = 0
@@ -257,11 +301,7 @@ def _watch(folder: Path, opts: HostOptions, superlink: Any, say: Any) -> dict[st
                         say(f"  left out {refusal['node']}: {refusal['reason']}")
             seen = len(lines)
         if result.exists():
-            return {
-                "result": json.loads(result.read_text()),
-                "rounds": rounds,
-                "start": start_event,
-            }
+            return FederationResult.from_json(json.loads(result.read_text())), rounds, start_event
         if superlink.poll() is not None:
             raise GridpointError(f"the SuperLink stopped; see {folder / 'superlink.log'}")
         time.sleep(0.5)

@@ -16,12 +16,12 @@ from typing import Any
 
 import tomli_w
 
-from federation.flower_certs import issued_by, openssh_private_key
-from federation.processes import flower_env, free_port, start, stop, tool
-from node.errors import PeerError
-from node.home import NodeHome
-from node.identity import write_private_file
-from node.tls import split_address
+from gridpoint.errors import PeerError
+from gridpoint.federation.flower_certs import issued_by, openssh_private_key
+from gridpoint.federation.processes import flower_env, free_port, start, stop, tool
+from gridpoint.node.home import NodeHome
+from gridpoint.node.protocol.identity import write_private_file
+from gridpoint.node.protocol.tls import split_address
 
 __all__ = ["run_member"]
 
@@ -31,7 +31,7 @@ def _host_certificate(home: NodeHome, address: str, db: str | None) -> tuple[byt
     import socket
     import ssl
 
-    from node.sql_store import open_store
+    from gridpoint.node.store.sql_store import open_store
 
     host, port = split_address(address)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

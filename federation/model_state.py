@@ -12,8 +12,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from trainers.models import LoadedModel, data_free_tokenizer, load_model
-from trainers.study_config import ModelSpec
+from gridpoint.trainers.models import LoadedModel, data_free_tokenizer, load_model
+from gridpoint.trainers.study_config import ModelSpec
 
 __all__ = ["build_model", "get_weights", "set_weights", "spec_from_json", "spec_to_json"]
 

@@ -9,9 +9,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["flower_env", "free_port", "start", "stop", "tool", "wait_for_port"]
+__all__ = ["Say", "flower_env", "free_port", "start", "stop", "tool", "wait_for_port"]
+
+#: Reports one line of progress to the person running the command.
+Say = Callable[[str], None]
 
 
 def tool(name: str) -> str:

@@ -24,9 +24,14 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedYogi
 
-from federation.model_state import build_model, get_weights, spec_from_json
-from federation.update_signing import SIGNATURE_RECORD, UpdateContext, update_digest, verify_update
-from node.errors import GridpointError
+from gridpoint.errors import GridpointError
+from gridpoint.federation.model_state import build_model, get_weights, spec_from_json
+from gridpoint.federation.update_signing import (
+    SIGNATURE_RECORD,
+    UpdateContext,
+    update_digest,
+    verify_update,
+)
 
 __all__ = ["STRATEGIES", "app", "verifying"]
 

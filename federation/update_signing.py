@@ -13,9 +13,9 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from node.envelope import signing_message
-from node.errors import BadSignature, UnknownSigner
-from node.identity import NodeIdentity, node_id_of, verify_signature
+from gridpoint.errors import BadSignature, UnknownSigner
+from gridpoint.node.protocol.envelope import signing_message
+from gridpoint.node.protocol.identity import NodeIdentity, node_id_of, verify_signature
 
 __all__ = ["SIGNATURE_RECORD", "UpdateContext", "sign_update", "update_digest", "verify_update"]
 

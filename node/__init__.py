@@ -1,20 +1,19 @@
-"""gridpoint's node: the long-lived daemon and the commands around it.
+"""gridpoint's node: the long-lived daemon and the commands around it (internal).
 
-The code is organized as follows:
+The code is organized in layers, each a subpackage that imports only those below it:
 
-- identity.py, tls.py, home.py, config.py: who a node is and where it keeps itself.
-- envelope.py, request_auth.py: signatures over exact bytes (records; live requests).
-- run_record.py, serde.py: the public record (domain type, rules) and its wire form.
-- store.py (contract), store_models.py, sql_store.py, migrations/: persistence.
-- query_filter.py: the catalog filter language.
+- cli/: the one command line (`gridpoint ...`): parses, calls the layers below, prints;
+  one error boundary turns every GridpointError into one line and an exit code.
+- tuning/: glue between the node and the trainers: the anonymizer and the warm start's
+  choice of priors from the catalog; the only part of node that imports trainers (lazily).
+- daemon/: `node start`: the gRPC server, its interceptors and the sync loop.
+- peers/: calling trusted peers through a transport seam: pinning peers, sync, live query.
 - catalog.py: the only ways records enter the catalog (publish, admit).
-- server.py, interceptors.py, rpc_errors.py: the gRPC service peers call.
-- peer_client.py, peers.py, sync.py, live_query.py: calling peers.
-- daemon.py: `node start`; cli.py, cli_network.py, output.py: the command line.
-- rpc/v1/: generated protobuf code (tools/gen_proto.py), never edited by hand.
+- store/: persistence: the store contract, SQL models, migrations, the filter language.
+- protocol/: the wire: identity, TLS, signed envelopes, request auth, serde, RPC errors.
+- home.py, config.py, logs.py: the node home on disk, its config file, its log lines.
+- demo.py: the main job `./dev demo` runs.
 
-The node never imports torch, transformers or flwr at module level: trainers/ is imported
-lazily by the commands that run studies, and Flower runs as separate processes.
+The daemon never imports torch, transformers, optuna or flwr (an import-linter contract);
+node never imports gridpoint.federation: `fed` reaches the CLI through an entry point.
 """
-
-__version__ = "0.1.0"

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from node.envelope import content_id, sign_envelope, verify_envelope
-from node.errors import EnvelopeError, RecordError
-from node.identity import NodeIdentity
-from node.rpc.v1 import envelope_pb2
-from node.run_record import RunRecord, validate_record
-from node.serde import RUN_RECORD_TYPE, decode_record, encode_record
-from node.store import CatalogStore, StoredRecord
+from gridpoint.errors import EnvelopeError, RecordError
+from gridpoint.node.protocol.envelope import content_id, sign_envelope, verify_envelope
+from gridpoint.node.protocol.identity import NodeIdentity
+from gridpoint.node.protocol.serde import RUN_RECORD_TYPE, decode_record, encode_record
+from gridpoint.node.store.base import CatalogStore, StoredRecord
+from gridpoint.schema import RunRecord, validate_record
+from gridpoint.v1 import envelope_pb2
 
 __all__ = ["PublishResult", "admit", "publish", "sign_record", "trust_check"]
 

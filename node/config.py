@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from node.errors import ConfigError
+from gridpoint.errors import ConfigError
 
 __all__ = [
     "AnonymizerConfig",

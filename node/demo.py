@@ -30,7 +30,7 @@ def gridpoint(home: Path, *args: str) -> str:
     shown = " ".join(shlex.quote(a) for a in ("gridpoint", "--home", str(home), *args))
     print(f"\n$ {shown}", flush=True)
     result = subprocess.run(
-        [sys.executable, "-m", "node", "--home", str(home), *args], capture_output=True, text=True
+        [sys.executable, "-m", "gridpoint", "--home", str(home), *args], capture_output=True, text=True
     )
     sys.stdout.write(result.stdout)
     if result.returncode != 0:
@@ -44,7 +44,7 @@ def start_daemon(home: Path) -> tuple[subprocess.Popen[str], str]:
         [
             sys.executable,
             "-m",
-            "node",
+            "gridpoint",
             "--home",
             str(home),
             "node",

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from node.config import NodeConfig, render_default_config
-from node.errors import ConfigError, HomeError
-from node.identity import NodeIdentity, write_private_file
-from node.tls import TlsMaterial, fingerprint, make_tls_material
+from gridpoint.errors import ConfigError, HomeError
+from gridpoint.node.config import NodeConfig, render_default_config
+from gridpoint.node.protocol.identity import NodeIdentity, write_private_file
+from gridpoint.node.protocol.tls import TlsMaterial, fingerprint, make_tls_material
 
 __all__ = ["NodeHome", "resolve_home"]
 

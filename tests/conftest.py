@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from node.home import NodeHome
-from node.sql_store import SqlStore, open_store
+from gridpoint.node.home import NodeHome
+from gridpoint.node.store.sql_store import SqlStore, open_store
 from tests.helpers import Daemon
 
 PG_ADMIN_URL = os.environ.get("GRIDPOINT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

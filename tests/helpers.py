@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.catalog import sign_record
-from node.home import NodeHome
-from node.run_record import BaseModelInfo, CurvePoint, RunRecord, TaskDescriptor
-from node.store import StoredRecord
+from gridpoint.node.catalog import sign_record
+from gridpoint.node.home import NodeHome
+from gridpoint.node.store.base import StoredRecord
+from gridpoint.schema import BaseModelInfo, CurvePoint, RunRecord, TaskDescriptor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,7 @@ def cli(
     timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
     """Runs `gridpoint ARGS` in a child process."""
-    argv = [sys.executable, "-m", "node"]
+    argv = [sys.executable, "-m", "gridpoint"]
     if home is not None:
         argv += ["--home", str(home)]
     full_env = {**os.environ, **(env or {})}
@@ -68,7 +68,7 @@ class Daemon:
             [
                 sys.executable,
                 "-m",
-                "node",
+                "gridpoint",
                 "--home",
                 str(home.path),
                 *extra,

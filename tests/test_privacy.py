@@ -15,11 +15,11 @@ from pathlib import Path
 
 import grpc
 
-from node.home import NodeHome
-from node.request_auth import AUTH_METADATA_KEY, sign_request
-from node.rpc.v1 import catalog_pb2, node_pb2
-from node.sql_store import open_store
-from node.tls import tls_hostname
+from gridpoint.node.home import NodeHome
+from gridpoint.node.protocol.request_auth import AUTH_METADATA_KEY, sign_request
+from gridpoint.node.protocol.tls import tls_hostname
+from gridpoint.node.store.sql_store import open_store
+from gridpoint.v1 import catalog_pb2, node_pb2
 from tests.helpers import Daemon, cli, cli_json, trust
 
 CANARIES = {
@@ -75,8 +75,8 @@ epochs = { type = "int", low = 2, high = 3 }
 
 
 def _write_study(folder: Path) -> Path:
-    from trainers.models import load_model
-    from trainers.study_config import ModelSpec
+    from gridpoint.trainers.models import load_model
+    from gridpoint.trainers.study_config import ModelSpec
 
     folder.mkdir(parents=True)
     (folder / "zqcanarymodule.py").write_text(PIPELINE)

@@ -16,7 +16,7 @@ def test_generated_protobuf_code_is_current(tmp_path: Path) -> None:
     )
     # Assert
     generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
-    committed_dir = ROOT / "node" / "rpc" / "v1"
+    committed_dir = ROOT / "gridpoint" / "v1"
     committed = sorted(
         p.relative_to(ROOT) for p in committed_dir.iterdir() if p.is_file() and p.suffix != ".pyc"
     )

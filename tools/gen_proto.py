@@ -1,4 +1,4 @@
-"""Regenerates node/rpc/v1 from proto/: the one way generated protobuf code is produced.
+"""Regenerates gridpoint/v1 from proto/gridpoint/v1: the one way generated protobuf code is produced.
 
 Run `python tools/gen_proto.py` after editing a .proto file; tests/test_proto_current.py
 regenerates into a temporary folder and fails when the committed code is stale. Never

@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from trainers.models import LoadedModel
-from trainers.pipeline import LabeledTexts
-from trainers.results import CurveSample, FineTuneResult
+from gridpoint.schema import CurvePoint
+from gridpoint.trainers.models import LoadedModel
+from gridpoint.trainers.pipeline import LabeledTexts
+from gridpoint.trainers.results import FineTuneResult
 
 __all__ = ["FineTuneSettings", "OnEval", "finetune"]
 
@@ -130,7 +131,7 @@ def finetune(
         optimizer, int(settings.warmup_ratio * total_steps), total_steps
     )
 
-    curve: list[CurveSample] = []
+    curve: list[CurvePoint] = []
     step, seen, stopped, train_seconds = 0, 0, False, 0.0
     # Train loss summed on the device since the last evaluation: no per-step host sync.
     loss_sum, loss_count = torch.zeros((), device=device), 0
@@ -147,7 +148,7 @@ def finetune(
         metrics = evaluate(model, eval_batches, device, autocast)
         metrics["train_loss"] = float(loss_sum) / max(loss_count, 1)
         loss_sum, loss_count = torch.zeros((), device=device), 0
-        curve.extend(CurveSample(step, k, v) for k, v in sorted(metrics.items()))
+        curve.extend(CurvePoint(step, k, v) for k, v in sorted(metrics.items()))
         stop = bool(on_eval and on_eval(step, metrics))
         segment_start = time.perf_counter()
         return stop

@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from trainers.errors import ModelLoadError
-from trainers.study_config import ModelSpec
+from gridpoint.errors import ModelLoadError
+from gridpoint.trainers.study_config import ModelSpec
 
 __all__ = ["LoadedModel", "data_free_tokenizer", "load_model", "model_family_and_public_id"]
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trainers.errors import PipelineError
-from trainers.study_config import StudyConfig
+from gridpoint.errors import PipelineError
+from gridpoint.trainers.study_config import StudyConfig
 
 __all__ = ["LabeledTexts", "load_data"]
 

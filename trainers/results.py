@@ -9,25 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trainers.descriptor import TaskFeatures
+from gridpoint.schema import CurvePoint, TaskDescriptor
 
-__all__ = ["CurveSample", "FineTuneResult", "TrialResult"]
-
-
-@dataclass(frozen=True)
-class CurveSample:
-    """One measured point: a metric at an optimizer step."""
-
-    step: int
-    metric: str
-    value: float
+__all__ = ["FineTuneResult", "TrialResult"]
 
 
 @dataclass(frozen=True)
 class FineTuneResult:
     """The outcome of one fine-tuning run."""
 
-    curve: list[CurveSample]
+    curve: list[CurvePoint]
     metrics: dict[str, float]
     steps: int
     samples_seen: int
@@ -52,6 +43,6 @@ class TrialResult:
     state: str  # "complete" | "pruned" | "failed"
     params: dict[str, float | int | str | bool]
     run: FineTuneResult | None
-    task: TaskFeatures
+    task: TaskDescriptor
     error: str | None = None
-    curve: list[CurveSample] = field(default_factory=list)
+    curve: list[CurvePoint] = field(default_factory=list)

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from trainers.descriptor import TaskFeatures, describe
-from trainers.errors import TrainerError
-from trainers.finetune import FineTuneSettings, finetune
-from trainers.models import load_model
-from trainers.pipeline import LabeledTexts, load_data
-from trainers.results import CurveSample, TrialResult
-from trainers.study_config import StudyConfig
+from gridpoint.errors import TrainerError
+from gridpoint.schema import CurvePoint, TaskDescriptor
+from gridpoint.trainers.descriptor import describe
+from gridpoint.trainers.finetune import FineTuneSettings, finetune
+from gridpoint.trainers.models import load_model
+from gridpoint.trainers.pipeline import LabeledTexts, load_data
+from gridpoint.trainers.results import TrialResult
+from gridpoint.trainers.search_space import distributions_of
+from gridpoint.trainers.study_config import StudyConfig
 
 __all__ = ["Search", "StudySummary", "run_study"]
 
@@ -39,7 +41,7 @@ class Search:
 
 #: Builds the search once the task is described (priors are chosen by task), given the
 #: sampler and pruner the study would run with otherwise.
-SearchFactory = Callable[[TaskFeatures, Search], Search]
+SearchFactory = Callable[[TaskDescriptor, Search], Search]
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class StudySummary:
     trials: list[TrialResult]
     best: TrialResult | None
     interrupted: bool
-    task: TaskFeatures
+    task: TaskDescriptor
 
 
 def _sampler(config: StudyConfig, sampler: Any | None) -> Any:
@@ -70,23 +72,6 @@ def _pruner(config: StudyConfig) -> Any:
             spec.percentile, spec.n_startup_trials, spec.n_warmup_steps
         )
     return optuna.pruners.MedianPruner(spec.n_startup_trials, spec.n_warmup_steps)
-
-
-def suggest(trial: Any, config: StudyConfig) -> dict[str, Any]:
-    """The trial's hyperparameters: searched ones from Optuna, the rest fixed defaults."""
-    params: dict[str, Any] = dict(config.fixed_params())
-    for dim in config.search_space:
-        if dim.kind == "categorical":
-            params[dim.name] = trial.suggest_categorical(dim.name, list(dim.choices))
-        elif dim.kind == "int":
-            params[dim.name] = trial.suggest_int(
-                dim.name, int(dim.low), int(dim.high), log=dim.log, step=int(dim.step or 1)
-            )
-        else:
-            params[dim.name] = trial.suggest_float(
-                dim.name, dim.low, dim.high, log=dim.log, step=dim.step or None
-            )
-    return params
 
 
 @contextmanager
@@ -177,19 +162,20 @@ def _run_trial(
     config: StudyConfig,
     train: LabeledTexts,
     evaluation: LabeledTexts,
-    task: TaskFeatures,
+    task: TaskDescriptor,
     bar: Any,
     device: str,
 ) -> TrialResult:
     import optuna
 
-    trial = study.ask()
-    params = suggest(trial, config)
+    # The sampler proposes every searched parameter; the rest keep their fixed defaults.
+    trial = study.ask(fixed_distributions=distributions_of(config.search_space))
+    params: dict[str, Any] = {**config.fixed_params(), **trial.params}
     trial_task = bar.add_task(f"  trial {trial.number}", total=None)
-    partial: list[CurveSample] = []
+    partial: list[CurvePoint] = []
 
     def on_eval(step: int, metrics: dict[str, float]) -> bool:
-        partial.extend(CurveSample(step, k, v) for k, v in sorted(metrics.items()))
+        partial.extend(CurvePoint(step, k, v) for k, v in sorted(metrics.items()))
         trial.report(metrics[config.objective_metric], step)
         return bool(trial.should_prune())
 

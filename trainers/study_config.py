@@ -43,10 +43,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainers.errors import StudyConfigError
+from gridpoint.errors import StudyConfigError
+from gridpoint.schema import SearchDimension
 
 __all__ = [
-    "Dimension",
     "ModelSpec",
     "PrunerSpec",
     "StudyConfig",
@@ -69,19 +69,6 @@ PRUNERS = ("none", "median", "percentile", "hyperband")
 WARM_START_METHODS = ("rgpe", "initial-design")
 _TOP = {"pipeline", "name", "task", "language", "trials", "seed", "model", "objective",
         "training", "search_space", "pruner", "warm_start", "text_column", "label_column"}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Dimension:
-    """One searched hyperparameter."""
-
-    name: str
-    kind: str  # "float" | "int" | "categorical"
-    low: float = 0.0
-    high: float = 0.0
-    log: bool = False
-    step: float = 0.0
-    choices: tuple[float | int | str | bool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,7 +115,7 @@ class StudyConfig:
     objective_metric: str
     objective_direction: str
     eval_interval: int
-    search_space: tuple[Dimension, ...]
+    search_space: tuple[SearchDimension, ...]
     pruner: PrunerSpec
     text_column: str = "text"
     label_column: str = "label"
@@ -244,7 +231,7 @@ def load_study_config(path: Path) -> StudyConfig:
     )
 
 
-def _warm_start(table: dict[str, Any], space: tuple[Dimension, ...]) -> WarmStartSpec:
+def _warm_start(table: dict[str, Any], space: tuple[SearchDimension, ...]) -> WarmStartSpec:
     _unknown(table, {"method", "curve_pruning", "rename"}, "warm_start.")
     method = _get(table, "method", str, "warm_start.", "rgpe")
     if method not in WARM_START_METHODS:
@@ -297,7 +284,7 @@ def _model(table: dict[str, Any], base: Path) -> ModelSpec:
     )
 
 
-def _search_space(table: dict[str, Any], lora: bool) -> tuple[Dimension, ...]:
+def _search_space(table: dict[str, Any], lora: bool) -> tuple[SearchDimension, ...]:
     if not table:
         raise _fail("search_space", "is empty: give at least one hyperparameter to search")
     dims = []
@@ -315,7 +302,7 @@ def _search_space(table: dict[str, Any], lora: bool) -> tuple[Dimension, ...]:
             choices = _get(spec, "choices", list, where + ".")
             if not choices:
                 raise _fail(where + ".choices", "must not be empty")
-            dims.append(Dimension(name, kind, choices=tuple(choices)))
+            dims.append(SearchDimension(name, kind, choices=tuple(choices)))
             continue
         if kind not in ("float", "int"):
             raise _fail(where + ".type", "must be float, int or categorical")
@@ -330,7 +317,7 @@ def _search_space(table: dict[str, Any], lora: bool) -> tuple[Dimension, ...]:
             raise _fail(where, "a log range needs low > 0")
         if name in ("batch_size", "epochs", "lora_rank") and low < 1:
             raise _fail(where, f"{name} must be at least 1")
-        dims.append(Dimension(name, kind, float(low), float(high), log, float(step)))
+        dims.append(SearchDimension(name, kind, float(low), float(high), log, float(step)))
     return tuple(dims)
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from federation.processes import free_port
-from node.home import NodeHome
+from gridpoint.federation.processes import free_port
+from gridpoint.node.home import NodeHome
 from tests.helpers import ROOT, Daemon, cli_json, trust
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ class Federation:
         argv = [
             sys.executable,
             "-m",
-            "node",
+            "gridpoint",
             "--home",
             str(self.host.path),
             "fed",
@@ -82,7 +82,7 @@ class Federation:
         argv = [
             sys.executable,
             "-m",
-            "node",
+            "gridpoint",
             "--home",
             str(member.path),
             "fed",

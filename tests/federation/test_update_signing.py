@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from federation.update_signing import UpdateContext, sign_update, update_digest, verify_update
-from node.errors import BadSignature, UnknownSigner
-from node.identity import NodeIdentity
+from gridpoint.errors import BadSignature, UnknownSigner
+from gridpoint.federation.update_signing import (
+    UpdateContext,
+    sign_update,
+    update_digest,
+    verify_update,
+)
+from gridpoint.node.protocol.identity import NodeIdentity
 
 MEMBER = NodeIdentity.generate()
 STRANGER = NodeIdentity.generate()

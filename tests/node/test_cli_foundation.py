@@ -6,7 +6,7 @@ import json
 import stat
 from pathlib import Path
 
-from node.sql_store import open_store
+from gridpoint.node.store.sql_store import open_store
 from tests.helpers import cli, cli_json
 from tests.node.test_run_record import MINIMAL
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from node.envelope import content_id, now_ms, sign_envelope, verify_envelope
-from node.errors import (
+from gridpoint.errors import (
     BadSignature,
     ClockOutOfWindow,
     EnvelopeError,
     UnknownSigner,
     WrongPayloadType,
 )
-from node.identity import NodeIdentity
-from node.rpc.v1 import envelope_pb2
-from node.serde import RUN_RECORD_TYPE, decode_record, encode_record
+from gridpoint.node.protocol.envelope import content_id, now_ms, sign_envelope, verify_envelope
+from gridpoint.node.protocol.identity import NodeIdentity
+from gridpoint.node.protocol.serde import RUN_RECORD_TYPE, decode_record, encode_record
+from gridpoint.v1 import envelope_pb2
 from tests.helpers import make_record
 
 ALICE = NodeIdentity.generate()

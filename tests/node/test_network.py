@@ -12,12 +12,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from node.catalog import sign_record
-from node.home import NodeHome
-from node.request_auth import AUTH_METADATA_KEY, sign_request
-from node.rpc.v1 import catalog_pb2, envelope_pb2
-from node.sql_store import open_store
-from node.tls import tls_hostname
+from gridpoint.node.catalog import sign_record
+from gridpoint.node.home import NodeHome
+from gridpoint.node.protocol.request_auth import AUTH_METADATA_KEY, sign_request
+from gridpoint.node.protocol.tls import tls_hostname
+from gridpoint.node.store.sql_store import open_store
+from gridpoint.v1 import catalog_pb2, envelope_pb2
 from tests.helpers import ROOT, Daemon, cli, cli_json, make_record, signed_records, trust
 
 SYNC = "/gridpoint.v1.Catalog/Sync"
@@ -157,7 +157,7 @@ def test_sync_killed_midway_resumes_without_loss_or_duplicates(make_home, daemon
     db.stop()  # only the CLI sync writes B's store from here on
     # Execute: start a sync, kill -9 it once some pages are stored.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node", "--home", str(b.path), "catalog", "sync"],
+        [sys.executable, "-m", "gridpoint", "--home", str(b.path), "catalog", "sync"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -330,7 +330,7 @@ def test_sigterm_stops_the_daemon_cleanly(make_home) -> None:
 
 
 def test_daemon_never_imports_the_training_stack() -> None:
-    code = "import sys, node.daemon, node.cli, node.sync; print(sorted(m for m in ('torch', 'transformers', 'flwr') if m in sys.modules))"
+    code = "import sys, gridpoint.node.daemon.run, gridpoint.node.cli.main, gridpoint.node.peers.sync; print(sorted(m for m in ('torch', 'transformers', 'flwr') if m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from node.errors import FilterError
-from node.query_filter import And, Comparison, Or, parse_filter, parse_order_by
+from gridpoint.errors import FilterError
+from gridpoint.node.store.query_filter import And, Comparison, Or, parse_filter, parse_order_by
 
 
 def test_issue_example_parses_into_a_conjunction() -> None:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from node.errors import RecordError
-from node.run_record import record_from_json
-from node.serde import decode_record, encode_record, record_to_json
+from gridpoint.errors import RecordError
+from gridpoint.node.protocol.serde import decode_record, encode_record
+from gridpoint.schema import record_from_json, record_to_json
 
 MINIMAL: dict[str, Any] = {
     "task": {

@@ -9,12 +9,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from node.catalog import publish, sign_record
-from node.errors import RequestError
-from node.home import NodeHome
-from node.query_filter import parse_filter, parse_order_by
-from node.sql_store import SqlStore, open_store
-from node.store import Peer
+from gridpoint.errors import RequestError
+from gridpoint.node.catalog import publish, sign_record
+from gridpoint.node.home import NodeHome
+from gridpoint.node.store.base import Peer
+from gridpoint.node.store.query_filter import parse_filter, parse_order_by
+from gridpoint.node.store.sql_store import SqlStore, open_store
 from tests.helpers import make_record, signed_records
 
 

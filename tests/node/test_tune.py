@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from node.sql_store import open_store
+from gridpoint.node.store.sql_store import open_store
 from tests.helpers import ROOT, cli, cli_json
 
 STUDY = str(ROOT / "examples" / "tiny-study.toml")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from node.home import NodeHome
+from gridpoint.node.home import NodeHome
 from tests.helpers import Daemon, cli_json, trust
 
 PIPELINE = '''

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from gridpoint.errors import StudyConfigError
+from gridpoint.trainers.study_config import load_study_config
 from tests.helpers import ROOT, cli
-from trainers.errors import StudyConfigError
-from trainers.study_config import load_study_config
 
 EXAMPLE = (ROOT / "examples" / "tiny-study.toml").read_text()
 

@@ -9,13 +9,13 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from trainers.study_config import Dimension
-from trainers.transfer.copula import gaussian_copula
-from trainers.transfer.ensemble import ranking_weights
-from trainers.transfer.priors import PriorStudy, PriorTrial
-from trainers.transfer.pruner import CurvePruner
-from trainers.transfer.sampler import WarmStartSampler
-from trainers.transfer.space import MappedPrior, PriorExclusion, UnitSpace, map_prior
+from gridpoint.schema import SearchDimension
+from gridpoint.trainers.transfer.copula import gaussian_copula
+from gridpoint.trainers.transfer.ensemble import ranking_weights
+from gridpoint.trainers.transfer.priors import PriorStudy, PriorTrial
+from gridpoint.trainers.transfer.pruner import CurvePruner
+from gridpoint.trainers.transfer.sampler import WarmStartSampler
+from gridpoint.trainers.transfer.space import MappedPrior, PriorExclusion, UnitSpace, map_prior
 
 SPACE = {"lr": FloatDistribution(1e-5, 1e-1, log=True), "layers": IntDistribution(1, 8)}
 
@@ -99,14 +99,14 @@ def test_related_priors_beat_an_unhelpful_start_on_average() -> None:
 
 def test_priors_are_mapped_by_value_renamed_by_config_or_left_out_with_a_reason() -> None:
     space = UnitSpace(
-        [Dimension("learning_rate", "float", 1e-4, 1e-2, log=True), Dimension("bs", "categorical", choices=(16, 32))]
+        [SearchDimension("learning_rate", "float", 1e-4, 1e-2, log=True), SearchDimension("bs", "categorical", choices=(16, 32))]
     )
     trials = (
         PriorTrial({"lr": 1e-3, "bs": 16}, 0.9),
         PriorTrial({"lr": 1e-1, "bs": 16}, 0.5),  # outside this study's range
         PriorTrial({"lr": 1e-3, "bs": 64}, 0.7),  # not one of its choices
     )
-    declared = (Dimension("lr", "float", 1e-5, 1e-1, log=True), Dimension("bs", "categorical", choices=(16, 32, 64)))
+    declared = (SearchDimension("lr", "float", 1e-5, 1e-1, log=True), SearchDimension("bs", "categorical", choices=(16, 32, 64)))
     renamed = map_prior(PriorStudy("renamed", trials, search_space=declared, renames={"lr": "learning_rate"}), space)
     assert isinstance(renamed, MappedPrior)
     assert len(renamed.values) == 1 and renamed.trials_outside == 2
@@ -115,7 +115,7 @@ def test_priors_are_mapped_by_value_renamed_by_config_or_left_out_with_a_reason(
     assert any("renamed lr -> learning_rate" in n for n in renamed.notes)
     missing = map_prior(PriorStudy("missing", trials, search_space=declared), space)
     assert isinstance(missing, PriorExclusion) and "learning_rate" in missing.reason
-    typed = (Dimension("learning_rate", "categorical", choices=(1e-3,)), declared[1])
+    typed = (SearchDimension("learning_rate", "categorical", choices=(1e-3,)), declared[1])
     wrong_kind = map_prior(PriorStudy("typed", trials, search_space=typed, renames={"lr": "learning_rate"}), space)
     assert isinstance(wrong_kind, PriorExclusion) and "categorical there, float here" in wrong_kind.reason
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from trainers.transfer.copula import gaussian_copula
-from trainers.transfer.surrogate import TargetModel
+from gridpoint.trainers.transfer.copula import gaussian_copula
+from gridpoint.trainers.transfer.surrogate import TargetModel
 
 __all__ = ["EnsembleStep", "RankWeightedEnsemble", "ranking_weights"]
 

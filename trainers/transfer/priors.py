@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from trainers.study_config import Dimension
+from gridpoint.schema import SearchDimension
 
 __all__ = ["PriorStudy", "PriorTrial"]
 
@@ -34,7 +34,7 @@ class PriorStudy:
     label: str
     trials: tuple[PriorTrial, ...]
     direction: str = "maximize"
-    search_space: tuple[Dimension, ...] = ()
+    search_space: tuple[SearchDimension, ...] = ()
     #: How alike its task is to the new one, in (0, 1]: the weight it starts with.
     similarity: float = 1.0
     #: Parameter renames, prior name -> this study's name (explicit config only).

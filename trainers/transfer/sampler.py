@@ -27,51 +27,25 @@ import numpy as np
 import optuna
 from optuna.distributions import (
     BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
 )
 from optuna.samplers import BaseSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from trainers.study_config import Dimension
-from trainers.transfer.copula import gaussian_copula
-from trainers.transfer.ensemble import RankWeightedEnsemble
-from trainers.transfer.initial_design import initial_design
-from trainers.transfer.priors import PriorStudy
-from trainers.transfer.space import MappedPrior, PriorExclusion, UnitSpace, map_prior
-from trainers.transfer.surrogate import PriorSurface
+from gridpoint.schema import SearchDimension
+from gridpoint.trainers.search_space import dimensions_from_distributions, distribution_of
+from gridpoint.trainers.transfer.copula import gaussian_copula
+from gridpoint.trainers.transfer.ensemble import RankWeightedEnsemble
+from gridpoint.trainers.transfer.initial_design import initial_design
+from gridpoint.trainers.transfer.priors import PriorStudy
+from gridpoint.trainers.transfer.space import MappedPrior, PriorExclusion, UnitSpace, map_prior
+from gridpoint.trainers.transfer.surrogate import PriorSurface
 
-__all__ = ["METHODS", "WarmStartSampler", "dimensions_from_distributions", "distribution_of"]
+__all__ = ["METHODS", "WarmStartSampler"]
 
 METHODS = ("rgpe", "initial-design")
 #: Random points scored per proposal, besides local perturbations of the best known points.
 N_CANDIDATES = 2048
-
-
-def distribution_of(dim: Dimension) -> BaseDistribution:
-    """The Optuna distribution trainers' suggest() uses for a dimension."""
-    if dim.kind == "categorical":
-        return CategoricalDistribution(list(dim.choices))
-    if dim.kind == "int":
-        return IntDistribution(int(dim.low), int(dim.high), log=dim.log, step=int(dim.step or 1))
-    return FloatDistribution(dim.low, dim.high, log=dim.log, step=dim.step or None)
-
-
-def dimensions_from_distributions(space: Mapping[str, BaseDistribution]) -> tuple[Dimension, ...]:
-    dims = []
-    for name, dist in space.items():
-        if isinstance(dist, CategoricalDistribution):
-            dims.append(Dimension(name, "categorical", choices=tuple(dist.choices)))
-        elif isinstance(dist, IntDistribution):
-            step = 0.0 if dist.step == 1 else float(dist.step)
-            dims.append(Dimension(name, "int", float(dist.low), float(dist.high), dist.log, step))
-        elif isinstance(dist, FloatDistribution):
-            dims.append(Dimension(name, "float", dist.low, dist.high, dist.log, dist.step or 0.0))
-        else:
-            raise TypeError(f"parameter {name!r}: unsupported distribution {dist!r}")
-    return tuple(dims)
 
 
 class WarmStartSampler(BaseSampler):
@@ -80,7 +54,7 @@ class WarmStartSampler(BaseSampler):
     def __init__(
         self,
         priors: Sequence[PriorStudy],
-        search_space: Mapping[str, BaseDistribution] | Sequence[Dimension],
+        search_space: Mapping[str, BaseDistribution] | Sequence[SearchDimension],
         *,
         method: str = "rgpe",
         design_size: int | None = None,

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainers.study_config import Dimension
-from trainers.transfer.priors import ParamValue, PriorStudy
+from gridpoint.schema import SearchDimension
+from gridpoint.trainers.transfer.priors import ParamValue, PriorStudy
 
 __all__ = ["MappedPrior", "PriorExclusion", "UnitSpace", "map_prior"]
 
@@ -26,7 +26,7 @@ __all__ = ["MappedPrior", "PriorExclusion", "UnitSpace", "map_prior"]
 class UnitSpace:
     """Encodes parameter dicts of a search space as points of the unit cube, and back."""
 
-    def __init__(self, dimensions: Sequence[Dimension]) -> None:
+    def __init__(self, dimensions: Sequence[SearchDimension]) -> None:
         if not dimensions:
             raise ValueError("a warm start needs a search space with at least one dimension")
         self.dimensions = tuple(dimensions)
@@ -35,7 +35,7 @@ class UnitSpace:
     def dim(self) -> int:
         return len(self.dimensions)
 
-    def encode_value(self, dim: Dimension, value: ParamValue) -> float | None:
+    def encode_value(self, dim: SearchDimension, value: ParamValue) -> float | None:
         """The value's coordinate, or None if it lies outside the dimension."""
         if dim.kind == "categorical":
             names = [str(c) for c in dim.choices]
@@ -103,7 +103,7 @@ class PriorExclusion:
     reason: str
 
 
-def _kind_fits(prior: Dimension, ours: Dimension) -> bool:
+def _kind_fits(prior: SearchDimension, ours: SearchDimension) -> bool:
     numeric = ("float", "int")
     return (prior.kind in numeric and ours.kind in numeric) or prior.kind == ours.kind
 

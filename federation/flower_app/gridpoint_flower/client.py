@@ -1,5 +1,5 @@
 """ClientApp entry: gridpoint's signing ClientApp."""
 
-from federation.client_app import app
+from gridpoint.federation.client_app import app
 
 __all__ = ["app"]

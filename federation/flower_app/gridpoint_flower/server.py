@@ -1,5 +1,5 @@
 """ServerApp entry: gridpoint's verifying ServerApp."""
 
-from federation.server_app import app
+from gridpoint.federation.server_app import app
 
 __all__ = ["app"]

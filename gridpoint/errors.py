@@ -1,0 +1,190 @@
+"""The exceptions gridpoint raises, under one root, and the one rule they share.
+
+Every message is safe to show a user and to send to a peer: it names what is wrong and
+what to do, and never carries a key, the node secret, a private path or exception text
+from a private pipeline. The CLI prints one line per error; the gRPC boundary
+(gridpoint.node.protocol.rpc_errors) maps each class to a status code. Each class carries
+a machine-readable `reason` (a short slug): code that must tell errors apart (the sync
+report, the JSON output) reads it, never the class name.
+
+    GridpointError
+    ├── ConfigError          a config file, study file or command-line value is wrong
+    ├── HomeError            the node home is missing, incomplete or already initialized
+    ├── RecordError          a run record does not validate (the message names the field)
+    ├── RequestError         a request's arguments are invalid (bad cursor, limit, ...)
+    │   └── FilterError          a catalog filter does not parse (points at the column)
+    ├── StoreError           the database cannot be opened or migrated
+    ├── TrainerError         local training cannot run as asked
+    │   ├── StudyConfigError     the study file is invalid (raised before anything trains)
+    │   ├── PipelineError        the private pipeline cannot be found or returned unusable data
+    │   └── ModelLoadError       the base model cannot be loaded from local files
+    ├── EnvelopeError        a signed envelope or request does not verify
+    │   ├── BadSignature         signature, key or content id does not match
+    │   ├── UnknownSigner        the signer is not trusted by this node
+    │   ├── WrongPayloadType     the payload is not of the type expected here
+    │   ├── ClockOutOfWindow     signed too long ago, or in the future
+    │   └── Replayed             this nonce was already seen
+    └── PeerError            a peer is unreachable, answered wrongly or refused us
+        ├── PeerUnavailable      no answer in time (down, unreachable, TLS refused)
+        ├── PeerRefused          it answered, refusing our request (not trusted, ...)
+        └── FingerprintMismatch  the peer's TLS certificate is not the one given
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BadSignature",
+    "ClockOutOfWindow",
+    "ConfigError",
+    "EnvelopeError",
+    "FilterError",
+    "FingerprintMismatch",
+    "GridpointError",
+    "HomeError",
+    "ModelLoadError",
+    "PeerError",
+    "PeerRefused",
+    "PeerUnavailable",
+    "PipelineError",
+    "RecordError",
+    "Replayed",
+    "RequestError",
+    "StoreError",
+    "StudyConfigError",
+    "TrainerError",
+    "UnknownSigner",
+    "WrongPayloadType",
+]
+
+
+class GridpointError(Exception):
+    """Base of every error gridpoint raises on purpose."""
+
+    reason: ClassVar[str] = "error"
+
+
+class ConfigError(GridpointError):
+    """A config file, study file or command-line value is wrong."""
+
+    reason = "config"
+
+
+class HomeError(GridpointError):
+    """The node home is missing, incomplete, or already holds an identity."""
+
+    reason = "home"
+
+
+class RecordError(GridpointError):
+    """A run record does not validate; the message names the offending field."""
+
+    reason = "invalid-record"
+
+
+class RequestError(GridpointError):
+    """A request's arguments are invalid (a cursor this node never issued, a bad limit...)."""
+
+    reason = "invalid-request"
+
+
+class FilterError(RequestError):
+    """A catalog filter does not parse or names an unknown key."""
+
+    reason = "invalid-filter"
+
+    def __init__(self, message: str, column: int | None = None) -> None:
+        where = f" (at column {column})" if column is not None else ""
+        super().__init__(f"{message}{where}")
+        self.column = column
+
+
+class StoreError(GridpointError):
+    """The store cannot be opened, migrated or written."""
+
+    reason = "store"
+
+
+class EnvelopeError(GridpointError):
+    """A signed envelope or signed request does not verify."""
+
+    reason = "invalid-envelope"
+
+
+class BadSignature(EnvelopeError):
+    """The signature, the signer's key or the content id does not match the bytes."""
+
+    reason = "bad-signature"
+
+
+class UnknownSigner(EnvelopeError):
+    """The signer is not among this node's trusted peers."""
+
+    reason = "untrusted-signer"
+
+
+class WrongPayloadType(EnvelopeError):
+    """The envelope carries a payload of another type than the one expected here."""
+
+    reason = "wrong-payload-type"
+
+
+class ClockOutOfWindow(EnvelopeError):
+    """The signing time is outside the accepted window (too old, or in the future)."""
+
+    reason = "clock-out-of-window"
+
+
+class Replayed(EnvelopeError):
+    """The nonce was already used within the freshness window."""
+
+    reason = "replayed"
+
+
+class PeerError(GridpointError):
+    """A peer is unreachable, refused us, or answered something unusable."""
+
+    reason = "peer"
+
+
+class FingerprintMismatch(PeerError):
+    """The peer presented a TLS certificate other than the pinned one."""
+
+    reason = "fingerprint-mismatch"
+
+
+class PeerUnavailable(PeerError):
+    """The peer did not answer in time (down, unreachable, or refused our certificate)."""
+
+    reason = "peer-unavailable"
+
+
+class PeerRefused(PeerError):
+    """The peer answered and refused the request (we are not trusted, stale clock, ...)."""
+
+    reason = "peer-refused"
+
+
+class TrainerError(GridpointError):
+    """Local training cannot run as asked (study file, pipeline, model)."""
+
+    reason = "trainer"
+
+
+class StudyConfigError(TrainerError, ConfigError):
+    """The study file is invalid; raised before anything trains."""
+
+    reason = "study-config"
+
+
+class PipelineError(TrainerError):
+    """The private data pipeline is missing, failed, or returned unusable data."""
+
+    reason = "pipeline"
+
+
+class ModelLoadError(TrainerError):
+    """The base model cannot be loaded from local files."""
+
+    reason = "model-load"

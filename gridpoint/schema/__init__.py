@@ -1,0 +1,42 @@
+"""The schema: gridpoint's record types, one type per concept, shared by every layer.
+
+The code is organized as follows:
+
+- vocabulary.py: the fixed vocabularies (kinds, statuses, buckets) and the functions that
+  compute each bucket from private data; the public hub-id rule.
+- records.py: RunRecord and its parts (TaskDescriptor, BaseModelInfo, SearchDimension,
+  CurvePoint) and validate_record().
+- record_json.py: the JSON form that `gridpoint publish` reads.
+
+Depends on nothing but the standard library and gridpoint.errors: no protobuf, no database,
+no torch. Wire types stop at gridpoint.node.protocol.serde; trainers fill these types.
+"""
+
+from gridpoint.schema.record_json import record_from_json, record_to_json
+from gridpoint.schema.records import (
+    SCHEMA_VERSION,
+    BaseModelInfo,
+    CurvePoint,
+    ParamValue,
+    RunRecord,
+    SearchDimension,
+    TaskDescriptor,
+    choice_from_text,
+    choice_text,
+    validate_record,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BaseModelInfo",
+    "CurvePoint",
+    "ParamValue",
+    "RunRecord",
+    "SearchDimension",
+    "TaskDescriptor",
+    "choice_from_text",
+    "choice_text",
+    "record_from_json",
+    "record_to_json",
+    "validate_record",
+]

@@ -1,0 +1,263 @@
+"""The public run record, and the rules every record must obey.
+
+These dataclasses are the one domain type of a run for every layer: the trainers fill the
+task descriptor, curve and search dimensions; the anonymizer builds the record; the node's
+serde converts it to and from the gridpoint.v1.RunRecord wire message. validate_record() runs
+on every record before it is signed and after it is received, whatever produced it.
+
+Must never accept free text where a bucket or an id is expected: a record is what leaves the
+node, and loose fields are where private strings would leak.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from gridpoint.errors import RecordError
+from gridpoint.schema.vocabulary import (
+    BALANCE_BUCKETS,
+    DIMENSION_KINDS,
+    DIRECTIONS,
+    HUB_ID,
+    KINDS,
+    SIZE_BUCKETS,
+    STATUSES,
+    TEXT_LENGTH_BUCKETS,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BaseModelInfo",
+    "CurvePoint",
+    "ParamValue",
+    "RunRecord",
+    "SearchDimension",
+    "TaskDescriptor",
+    "choice_from_text",
+    "choice_text",
+    "validate_record",
+]
+
+ParamValue = float | int | str | bool
+
+SCHEMA_VERSION = 1
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
+_SLUG = re.compile(r"[a-z][a-z0-9\-]{0,63}")
+_LANGUAGE = re.compile(r"(|[a-z]{2})")
+_PSEUDONYM = re.compile(r"(|[a-z0-9]{8,64})")
+_NODE_ID = re.compile(r"[0-9a-f]{40}")
+_PERIOD = re.compile(r"(|\d{4}-(0[1-9]|1[0-2]))")
+_CATEGORY = re.compile(r"[A-Za-z0-9_.\-+]{1,64}")
+
+
+@dataclass(frozen=True)
+class TaskDescriptor:
+    """Coarse meta-features of a private dataset (see records.proto for each bucket)."""
+
+    type: str
+    num_labels: int = 0
+    size_bucket: str = ""
+    balance_bucket: str = ""
+    language: str = ""
+    text_length_bucket: str = ""
+
+
+@dataclass(frozen=True)
+class BaseModelInfo:
+    """The public identity of the model a run fine-tuned."""
+
+    base: str = ""
+    family: str = ""
+    num_parameters: int = 0
+    method: str = "full"
+
+
+@dataclass(frozen=True)
+class SearchDimension:
+    """One searched hyperparameter domain: the study file's, Optuna's and the record's.
+
+    Categorical choices keep their type here (8, 1e-3, True, "adamw"); on the wire they
+    travel as text (choice_text) and come back typed (choice_from_text).
+    """
+
+    name: str
+    kind: str
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    step: float = 0.0
+    choices: tuple[ParamValue, ...] = ()
+
+
+class CurvePoint(NamedTuple):
+    """A metric value at an optimizer step (or federated round).
+
+    A NamedTuple rather than a dataclass: curves have hundreds of points and decoding them
+    sits on the sync path, where a frozen dataclass's constructor costs several times more.
+    """
+
+    step: int
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as published: only what the allowlist lets leave a node."""
+
+    task: TaskDescriptor
+    model: BaseModelInfo
+    hyperparameters: Mapping[str, ParamValue]
+    curve: tuple[CurvePoint, ...]
+    metrics: Mapping[str, float]
+    kind: str = "trial"
+    study: str = ""
+    trial: str = ""
+    search_space: tuple[SearchDimension, ...] = ()
+    status: str = "complete"
+    period: str = ""
+    objective_metric: str = ""
+    objective_direction: str = ""
+    members: tuple[str, ...] = field(default_factory=tuple)
+    schema_version: int = SCHEMA_VERSION
+
+
+def _fail(path: str, problem: str) -> RecordError:
+    return RecordError(f"record field {path}: {problem}")
+
+
+def _check_pattern(path: str, value: str, pattern: re.Pattern[str], what: str) -> None:
+    if not pattern.fullmatch(value):
+        raise _fail(path, f"{value!r} is not {what}")
+
+
+def _check_finite(path: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise _fail(path, "must be a finite number (NaN and infinity are refused)")
+
+
+def validate_record(record: RunRecord) -> RunRecord:
+    """Checks every rule a publishable record obeys; returns it or raises RecordError."""
+    if record.schema_version != SCHEMA_VERSION:
+        raise _fail("schema_version", f"only version {SCHEMA_VERSION} is known")
+    if record.kind not in KINDS:
+        raise _fail("kind", f"must be one of {', '.join(KINDS)}")
+    if record.status not in STATUSES:
+        raise _fail("status", f"must be one of {', '.join(STATUSES)}")
+    _check_pattern("study", record.study, _PSEUDONYM, "a pseudonym (8-64 lowercase hex/letters)")
+    _check_pattern("trial", record.trial, _PSEUDONYM, "a pseudonym (8-64 lowercase hex/letters)")
+    _check_pattern("period", record.period, _PERIOD, "a month YYYY-MM")
+    task = record.task
+    _check_pattern("task.type", task.type, _SLUG, "a task type like 'text-classification'")
+    if not 0 <= task.num_labels <= 1_000_000:
+        raise _fail("task.num_labels", "must be between 0 and 1000000")
+    for name, value, allowed in (
+        ("size_bucket", task.size_bucket, SIZE_BUCKETS),
+        ("balance_bucket", task.balance_bucket, BALANCE_BUCKETS),
+        ("text_length_bucket", task.text_length_bucket, TEXT_LENGTH_BUCKETS),
+    ):
+        if value not in allowed:
+            raise _fail(f"task.{name}", f"{value!r} is not one of {', '.join(map(repr, allowed))}")
+    _check_pattern("task.language", task.language, _LANGUAGE, "an ISO 639-1 code like 'en'")
+    model = record.model
+    if model.base:
+        _check_pattern("model.base", model.base, HUB_ID, "a public hub id like 'org/model'")
+    if model.family:
+        _check_pattern("model.family", model.family, _SLUG, "a model family like 'bert'")
+    if model.method not in ("full", "lora"):
+        raise _fail("model.method", "must be 'full' or 'lora'")
+    if model.num_parameters < 0:
+        raise _fail("model.num_parameters", "must not be negative")
+    for name, value in record.hyperparameters.items():
+        path = f"hyperparameters.{name}"
+        _check_pattern(path, name, _NAME, "a parameter name")
+        if isinstance(value, float):
+            _check_finite(path, value)
+        elif isinstance(value, str):
+            _check_pattern(path, value, _CATEGORY, "a category name")
+    _validate_search_space(record.search_space)
+    _validate_curve(record.curve)
+    for name, value in record.metrics.items():
+        _check_pattern(f"metrics.{name}", name, _NAME, "a metric name")
+        _check_finite(f"metrics.{name}", value)
+    if record.objective_direction not in DIRECTIONS:
+        raise _fail("objective.direction", "must be 'maximize' or 'minimize'")
+    if bool(record.objective_metric) != bool(record.objective_direction):
+        raise _fail("objective", "metric and direction go together")
+    if record.objective_metric:
+        _check_pattern("objective.metric", record.objective_metric, _NAME, "a metric name")
+    for i, member in enumerate(record.members):
+        _check_pattern(f"members[{i}]", member, _NODE_ID, "a node id")
+    return record
+
+
+def _validate_search_space(space: tuple[SearchDimension, ...]) -> None:
+    seen: set[str] = set()
+    for i, dim in enumerate(space):
+        path = f"search_space[{i}]"
+        _check_pattern(f"{path}.name", dim.name, _NAME, "a parameter name")
+        if dim.name in seen:
+            raise _fail(f"{path}.name", f"{dim.name!r} appears twice")
+        seen.add(dim.name)
+        if dim.kind not in DIMENSION_KINDS:
+            raise _fail(f"{path}.kind", f"must be one of {', '.join(DIMENSION_KINDS)}")
+        if dim.kind == "categorical":
+            if not dim.choices:
+                raise _fail(f"{path}.choices", "a categorical dimension needs choices")
+            for choice in dim.choices:
+                if isinstance(choice, str):
+                    _check_pattern(f"{path}.choices", choice, _CATEGORY, "a category name")
+                elif isinstance(choice, float):
+                    _check_finite(f"{path}.choices", choice)
+            continue
+        for attr in ("low", "high", "step"):
+            _check_finite(f"{path}.{attr}", getattr(dim, attr))
+        if dim.low > dim.high:
+            raise _fail(f"{path}", f"low {dim.low} is above high {dim.high}")
+        if dim.log and dim.low <= 0:
+            raise _fail(f"{path}.low", "a log-scale domain needs low > 0")
+
+
+def _validate_curve(curve: tuple[CurvePoint, ...]) -> None:
+    last_step = -1
+    last_by_metric: dict[str, int] = {}
+    for i, point in enumerate(curve):
+        path = f"curve[{i}]"
+        _check_pattern(f"{path}.metric", point.metric, _NAME, "a metric name")
+        _check_finite(f"{path}.value", point.value)
+        if point.step < 0:
+            raise _fail(f"{path}.step", "must not be negative")
+        if point.step < last_step:
+            raise _fail(
+                f"{path}.step", f"curve is not ordered by step ({point.step} after {last_step})"
+            )
+        if last_by_metric.get(point.metric, -1) >= point.step:
+            raise _fail(f"{path}.step", f"metric {point.metric!r} has step {point.step} twice")
+        last_step = point.step
+        last_by_metric[point.metric] = point.step
+
+
+_INT_TEXT = re.compile(r"-?[0-9]+")
+_FLOAT_TEXT = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+
+
+def choice_text(choice: ParamValue) -> str:
+    """A categorical choice as the wire carries it."""
+    return str(choice)
+
+
+def choice_from_text(text: str) -> ParamValue:
+    """The typed choice back from its text: integers, decimals and True/False are parsed."""
+    if text in ("True", "False"):
+        return text == "True"
+    if _INT_TEXT.fullmatch(text):
+        return int(text)
+    if _FLOAT_TEXT.fullmatch(text):
+        return float(text)
+    return text
+

@@ -1,0 +1,219 @@
+"""Commands that talk to peers: `node start`, `peer add|list|remove`, `catalog sync|query`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from gridpoint.errors import PeerError
+from gridpoint.node.cli.output import print_json, print_line, print_table, stderr
+from gridpoint.node.home import resolve_home
+from gridpoint.node.protocol.identity import NodeIdentity
+from gridpoint.schema import record_to_json
+
+if TYPE_CHECKING:
+    from gridpoint.node.cli.main import SubParsers
+
+__all__ = ["register"]
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from gridpoint.node.store.sql_store import open_store
+
+    home = resolve_home(args.home)
+    return home, open_store(home.db_url(args.db))
+
+
+def cmd_node_start(args: argparse.Namespace) -> int:
+    from gridpoint.node.daemon.run import run_daemon
+
+    home = resolve_home(args.home)
+    NodeIdentity.load(home.identity_path)  # fail early, before binding, on a broken home
+    return run_daemon(home, home.db_url(args.db), args.listen)
+
+
+def cmd_peer_add(args: argparse.Namespace) -> int:
+    from gridpoint.node.peers.trust import add_peer
+
+    home, store = _store(args)
+    try:
+        result = add_peer(home, store, args.address, args.fingerprint)
+    finally:
+        store.close()
+    peer = result.peer
+    if args.json:
+        print_json(
+            {
+                "node_id": peer.node_id,
+                "name": peer.name,
+                "address": peer.address,
+                "fingerprint": peer.fingerprint,
+                "mutual": result.mutual,
+            }
+        )
+        return 0
+    print_line(f"trusted {peer.name!r} ({peer.node_id}) at {peer.address}")
+    if not result.mutual:
+        stderr.print(
+            "note: the peer does not accept this node yet; on the peer run:\n"
+            f"  gridpoint peer add <this node's address> --fingerprint {home.tls_fingerprint}",
+            markup=False,
+        )
+    return 0
+
+
+def cmd_peer_list(args: argparse.Namespace) -> int:
+    home, store = _store(args)
+    try:
+        peers = store.list_peers()
+    finally:
+        store.close()
+    rows = [
+        {
+            "node_id": p.node_id,
+            "name": p.name,
+            "address": p.address,
+            "fingerprint": p.fingerprint,
+            "added_at": p.added_at.isoformat(),
+            "last_sync_at": p.last_sync_at.isoformat() if p.last_sync_at else None,
+        }
+        for p in peers
+    ]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(
+            "trusted peers",
+            ["node id", "name", "address", "last sync"],
+            [[r["node_id"], r["name"], r["address"], r["last_sync_at"] or "never"] for r in rows],
+        )
+    return 0
+
+
+def cmd_peer_remove(args: argparse.Namespace) -> int:
+    home, store = _store(args)
+    try:
+        removed = store.remove_peer(args.node_id)
+    finally:
+        store.close()
+    if not removed:
+        raise PeerError(f"no trusted peer {args.node_id!r}; see `gridpoint peer list`")
+    print_line(f"removed {args.node_id}")
+    return 0
+
+
+def cmd_catalog_sync(args: argparse.Namespace) -> int:
+    from gridpoint.node.logs import configure_logging
+    from gridpoint.node.peers.sync import sync_all
+
+    configure_logging()
+    home, store = _store(args)
+    try:
+        reports = sync_all(home, store, args.peer)
+    finally:
+        store.close()
+    if args.json:
+        print_json([r.as_json() for r in reports])
+    else:
+        print_table(
+            "sync",
+            ["peer", "new", "duplicates", "refused", "error"],
+            [
+                [r.peer_id, r.new, r.duplicates, sum(r.refused.values()), r.error or ""]
+                for r in reports
+            ],
+        )
+    return 1 if reports and all(r.error for r in reports) else 0
+
+
+def cmd_catalog_query(args: argparse.Namespace) -> int:
+    from gridpoint.node.peers.live_query import run_query
+
+    home, store = _store(args)
+    try:
+        result = run_query(
+            home, store, args.filter, limit=args.limit, order_by=args.order_by, ask_peers=args.peers
+        )
+    finally:
+        store.close()
+    for peer_id, reason in result.unanswered.items():
+        stderr.print(f"warning: peer {peer_id} did not answer: {reason}", markup=False)
+    if args.json:
+        print_json([_row_json(row.record, row.found_at) for row in result.rows])
+        return 0
+    print_table(
+        f"{len(result.rows)} record(s)",
+        ["id", "signer", "kind", "task", "model", "hyperparameters", "metrics", "found at"],
+        [
+            [
+                row.record.id[:12],
+                row.record.signer_id[:12],
+                row.record.record.kind,
+                row.record.record.task.type,
+                row.record.record.model.base,
+                _compact(row.record.record.hyperparameters),
+                _compact(row.record.record.metrics),
+                ", ".join(x[:12] for x in row.found_at),
+            ]
+            for row in result.rows
+        ],
+    )
+    return 0
+
+
+def _compact(values: Any) -> str:
+    return json.dumps(dict(values), separators=(",", ":"))
+
+
+def _row_json(stored: Any, found_at: list[str]) -> dict[str, Any]:
+    return {
+        "id": stored.id,
+        "signer": stored.signer_id,
+        "found_at": found_at,
+        **record_to_json(stored.record),
+    }
+
+
+def register(sub: SubParsers) -> None:
+    """Adds this module's commands to the top-level parser."""
+    node = sub.add_parser("node", help="run the node daemon").add_subparsers(
+        dest="node_command", required=True, metavar="COMMAND"
+    )
+    p = node.add_parser("start", help="serve the catalog to trusted peers and sync from them")
+    p.add_argument("--listen", help="HOST:PORT to listen on (port 0 picks a free port)")
+    p.set_defaults(handler=cmd_node_start)
+
+    peer = sub.add_parser("peer", help="manage trusted peers").add_subparsers(
+        dest="peer_command", required=True, metavar="COMMAND"
+    )
+    p = peer.add_parser("add", help="check a peer's fingerprint and trust it")
+    p.add_argument("address", help="the peer's HOST:PORT")
+    p.add_argument(
+        "--fingerprint",
+        required=True,
+        help="the peer's TLS fingerprint (from its `gridpoint identity`)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_peer_add)
+    p = peer.add_parser("list", help="list trusted peers")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_peer_list)
+    p = peer.add_parser("remove", help="stop trusting a peer")
+    p.add_argument("node_id")
+    p.set_defaults(handler=cmd_peer_remove)
+
+    catalog = sub.add_parser(
+        "catalog", help="sync and query the experiment catalog"
+    ).add_subparsers(dest="catalog_command", required=True, metavar="COMMAND")
+    p = catalog.add_parser("sync", help="pull new records from trusted peers now")
+    p.add_argument("--peer", help="only this peer (node id or prefix)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_catalog_sync)
+    p = catalog.add_parser("query", help='filter the catalog, e.g. "metrics.accuracy > 0.8"')
+    p.add_argument("filter", nargs="?", default="", help="filter expression ('' matches all)")
+    p.add_argument("--peers", action="store_true", help="also ask trusted peers live")
+    p.add_argument("--limit", type=int, default=100, help="most records shown (default 100)")
+    p.add_argument("--order-by", default="", help="KEY [asc|desc], e.g. 'metrics.accuracy desc'")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_catalog_query)

@@ -1,0 +1,114 @@
+"""`catalog query`: the local catalog, optionally merged with live answers from peers.
+
+Peers are asked in parallel with a deadline; every envelope they send is verified like a
+synced one (an untrusted author is refused whoever relayed it). Results are de-duplicated
+by record id and keep their provenance: which node signed the record, and where it was
+found. A peer that does not answer is named in the result; it does not fail the query.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from gridpoint.errors import EnvelopeError, GridpointError
+from gridpoint.node.catalog import admit, trust_check
+from gridpoint.node.home import NodeHome
+from gridpoint.node.logs import log_event
+from gridpoint.node.peers.trust import client_for
+from gridpoint.node.store.base import CatalogStore, Peer, StoredRecord
+from gridpoint.node.store.query_filter import OrderBy, parse_filter, parse_order_by
+from gridpoint.schema import RunRecord
+
+__all__ = ["QueryResult", "QueryRow", "run_query", "sort_value"]
+
+LOCAL = "local"
+
+
+@dataclass
+class QueryRow:
+    """A record and where it was found ("local" and/or peer node ids)."""
+
+    record: StoredRecord
+    found_at: list[str] = field(default_factory=list)
+
+
+@dataclass
+class QueryResult:
+    rows: list[QueryRow]
+    unanswered: dict[str, str]
+    refused: int = 0
+
+
+def sort_value(record: RunRecord, signer: str, key: str) -> float | str | None:
+    """The value of a filter key in a record, for sorting merged results."""
+    if key.startswith("metrics."):
+        return record.metrics.get(key.split(".", 1)[1])
+    if key.startswith("params."):
+        value = record.hyperparameters.get(key.split(".", 1)[1])
+        return None if value is None else (value if isinstance(value, str) else float(value))
+    if key == "signer":
+        return signer
+    head, _, attr = key.partition(".")
+    source = {"task": record.task, "model": record.model}.get(head, record)
+    value = getattr(source, attr or head)
+    return value if isinstance(value, str) else float(value)
+
+
+def _sorted(rows: list[QueryRow], order: OrderBy) -> list[QueryRow]:
+    present = [
+        r for r in rows if sort_value(r.record.record, r.record.signer_id, order.key) is not None
+    ]
+    missing = [r for r in rows if r not in present]
+    present.sort(
+        key=lambda r: sort_value(r.record.record, r.record.signer_id, order.key),  # type: ignore[arg-type,return-value]
+        reverse=order.descending,
+    )
+    return present + missing
+
+
+def run_query(
+    home: NodeHome,
+    store: CatalogStore,
+    filter_text: str,
+    *,
+    limit: int,
+    order_by: str,
+    ask_peers: bool,
+) -> QueryResult:
+    """Answers a filter from the local catalog and, with ask_peers, from every trusted peer."""
+    where = parse_filter(filter_text)
+    order = parse_order_by(order_by)
+    rows: dict[str, QueryRow] = {}
+    for record in store.query(where, limit=limit, order_by=order):
+        rows[record.id] = QueryRow(record, [LOCAL])
+    result = QueryResult(rows=[], unanswered={})
+    if ask_peers:
+        peers = store.list_peers()
+        is_trusted = trust_check(store, home.identity.node_id)
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(peers)))) as pool:
+            answers = list(pool.map(lambda p: _ask(home, p, filter_text, limit, order_by), peers))
+        for peer, answer in zip(peers, answers, strict=True):
+            if isinstance(answer, str):
+                result.unanswered[peer.node_id] = answer
+                continue
+            for envelope in answer:
+                try:
+                    record = admit(envelope, is_trusted)
+                except EnvelopeError as exc:
+                    result.refused += 1
+                    log_event("record refused", logging.WARNING, peer=peer.node_id, reason=str(exc))
+                    continue
+                rows.setdefault(record.id, QueryRow(record)).found_at.append(peer.node_id)
+    merged = list(rows.values())
+    result.rows = (_sorted(merged, order) if order else merged)[:limit]
+    return result
+
+
+def _ask(home: NodeHome, peer: Peer, filter_text: str, limit: int, order_by: str) -> list | str:  # type: ignore[type-arg]
+    try:
+        with client_for(home, peer) as client:
+            return client.query(filter_text, limit, order_by)
+    except GridpointError as exc:
+        return str(exc)

@@ -1,0 +1,98 @@
+"""Trusting peers: `peer add` checks a peer's certificate against the fingerprint its operator
+gave out of band, greets it, and pins it.
+
+The fingerprint check alone establishes trust (it pins both the TLS key and, through the
+certificate's subject, the node id). Hello needs the peer to trust us too; until it does,
+the peer is pinned and the result says so, with what the other side must run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gridpoint.errors import PeerError, PeerRefused, PeerUnavailable
+from gridpoint.node.home import NodeHome
+from gridpoint.node.peers.grpc_transport import PeerInfo, peer_client
+from gridpoint.node.protocol.tls import (
+    fingerprint,
+    node_id_of_certificate,
+    probe_certificate,
+    split_address,
+)
+from gridpoint.node.store.base import CatalogStore, Peer
+
+__all__ = ["PeerAddResult", "add_peer", "client_for"]
+
+
+@dataclass(frozen=True)
+class PeerAddResult:
+    """The pinned peer, and whether it already accepts us (Hello answered)."""
+
+    peer: Peer
+    mutual: bool
+    info: PeerInfo | None
+
+
+def add_peer(
+    home: NodeHome, store: CatalogStore, address: str, expected_fingerprint: str
+) -> PeerAddResult:
+    """Pins a peer after checking its certificate; nothing is stored if the check fails."""
+    split_address(address)
+    timeout = home.config.sync.timeout_s
+    cert_pem = probe_certificate(address, expected_fingerprint, timeout=timeout)
+    node_id = node_id_of_certificate(cert_pem)
+    if node_id == home.identity.node_id:
+        raise PeerError(f"{address} is this node itself")
+    info: PeerInfo | None = None
+    with peer_client(
+        home.identity,
+        home.tls,
+        address,
+        node_id,
+        cert_pem,
+        timeout_s=timeout,
+        max_message_bytes=home.config.security.max_message_bytes,
+    ) as client:
+        try:
+            info = client.hello()
+        except (PeerUnavailable, PeerRefused):
+            # It answered the probe, so it is up: it does not accept our certificate yet.
+            info = None
+    if info is not None and (
+        info.node_id != node_id or info.tls_fingerprint != fingerprint(cert_pem)
+    ):
+        raise PeerError(f"{address} claims an identity that does not match its certificate")
+    peer = Peer(
+        node_id=node_id,
+        address=address,
+        name=info.name if info else _organization(cert_pem),
+        fingerprint=fingerprint(cert_pem),
+        cert_pem=cert_pem,
+        added_at=datetime.now(UTC),
+    )
+    store.add_peer(peer)
+    return PeerAddResult(peer=peer, mutual=info is not None, info=info)
+
+
+def _organization(cert_pem: bytes) -> str:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    names = x509.load_pem_x509_certificate(cert_pem).subject.get_attributes_for_oid(
+        NameOID.ORGANIZATION_NAME
+    )
+    return str(names[0].value) if names else ""
+
+
+def client_for(home: NodeHome, peer: Peer):  # type: ignore[no-untyped-def]
+    """A peer_client() context for a stored peer, with this node's limits."""
+    return peer_client(
+        home.identity,
+        home.tls,
+        peer.address,
+        peer.node_id,
+        peer.cert_pem,
+        timeout_s=home.config.sync.timeout_s,
+        max_message_bytes=home.config.security.max_message_bytes,
+    )

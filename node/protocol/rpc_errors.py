@@ -1,0 +1,81 @@
+"""The gRPC error boundary, both ways.
+
+Server side: one table maps each GridpointError class to a status code; rpc_boundary() logs
+the detail and aborts with the error's own message, which is written to be safe for peers.
+Anything unexpected becomes INTERNAL with a generic message: exception text never leaves.
+Client side: status_to_error() turns a grpc.RpcError back into a domain exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import grpc
+
+from gridpoint.errors import (
+    ClockOutOfWindow,
+    EnvelopeError,
+    GridpointError,
+    PeerError,
+    PeerRefused,
+    PeerUnavailable,
+    RecordError,
+    Replayed,
+    RequestError,
+    UnknownSigner,
+)
+from gridpoint.node.logs import log_event
+
+__all__ = ["abort_with", "rpc_boundary", "status_for", "status_to_error"]
+
+_STATUS: list[tuple[type[GridpointError], grpc.StatusCode]] = [
+    (UnknownSigner, grpc.StatusCode.PERMISSION_DENIED),
+    (Replayed, grpc.StatusCode.UNAUTHENTICATED),
+    (ClockOutOfWindow, grpc.StatusCode.UNAUTHENTICATED),
+    (EnvelopeError, grpc.StatusCode.UNAUTHENTICATED),
+    (RequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (RecordError, grpc.StatusCode.INVALID_ARGUMENT),
+]
+
+
+def status_for(exc: GridpointError) -> grpc.StatusCode:
+    for kind, code in _STATUS:
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.FAILED_PRECONDITION
+
+
+def abort_with(context: grpc.ServicerContext, method: str, exc: GridpointError) -> NoReturn:
+    code = status_for(exc)
+    log_event("request refused", logging.WARNING, method=method, status=code.name, reason=str(exc))
+    context.abort(code, str(exc))
+
+
+@contextmanager
+def rpc_boundary(context: grpc.ServicerContext, method: str) -> Iterator[None]:
+    """Turns exceptions raised by a servicer into a gRPC status and a log line."""
+    try:
+        yield
+    except GridpointError as exc:
+        abort_with(context, method, exc)
+    except Exception as exc:
+        log_event("request failed", logging.ERROR, method=method, error=exc.__class__.__name__)
+        context.abort(grpc.StatusCode.INTERNAL, "internal error in the peer node")
+
+
+def status_to_error(err: grpc.RpcError, peer: str) -> GridpointError:
+    """The domain exception for a failed call to peer."""
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    details = err.details() if hasattr(err, "details") else ""
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return PeerUnavailable(f"peer {peer} did not answer ({code.name.lower()})")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return RequestError(f"peer {peer} refused the request: {details}")
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return PeerRefused(f"peer {peer} refused us ({code.name.lower()}): {details}")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return PeerError(f"peer {peer}: message too large ({details})")
+    return PeerError(f"peer {peer} failed ({code.name.lower()}): {details}")

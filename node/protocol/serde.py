@@ -1,0 +1,152 @@
+"""Conversions between domain records and gridpoint.v1 wire messages, one pair per type.
+
+Wire types stop here and at the servicers: the rest of node/ and all of trainers/ see only
+the dataclasses of node/run_record.py. encode_record() is the single place a RunRecord is
+serialized for signing; it is deterministic, so equal content gives an equal id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from google.protobuf.message import DecodeError
+
+from gridpoint.errors import RecordError
+from gridpoint.schema import (
+    BaseModelInfo,
+    CurvePoint,
+    ParamValue,
+    RunRecord,
+    SearchDimension,
+    TaskDescriptor,
+    choice_from_text,
+    choice_text,
+)
+from gridpoint.v1 import records_pb2
+
+__all__ = [
+    "RUN_RECORD_TYPE",
+    "decode_record",
+    "encode_record",
+    "record_from_proto",
+    "record_to_proto",
+]
+
+RUN_RECORD_TYPE = records_pb2.RunRecord.DESCRIPTOR.full_name
+
+_KIND_TO_PROTO = {"trial": records_pb2.RUN_KIND_TRIAL, "federated": records_pb2.RUN_KIND_FEDERATED}
+_KIND_FROM_PROTO = {v: k for k, v in _KIND_TO_PROTO.items()}
+_STATUS_TO_PROTO = {
+    "complete": records_pb2.RUN_STATUS_COMPLETE,
+    "pruned": records_pb2.RUN_STATUS_PRUNED,
+    "failed": records_pb2.RUN_STATUS_FAILED,
+}
+_STATUS_FROM_PROTO = {v: k for k, v in _STATUS_TO_PROTO.items()}
+
+
+def param_to_proto(value: ParamValue) -> records_pb2.ParamValue:
+    # bool before int: bool is an int subclass.
+    if isinstance(value, bool):
+        return records_pb2.ParamValue(bool_value=value)
+    if isinstance(value, int):
+        return records_pb2.ParamValue(int_value=value)
+    if isinstance(value, float):
+        return records_pb2.ParamValue(double_value=value)
+    return records_pb2.ParamValue(string_value=value)
+
+
+def param_from_proto(value: records_pb2.ParamValue) -> ParamValue:
+    which = value.WhichOneof("value")
+    if which is None:
+        raise RecordError("record field hyperparameters: a value is empty")
+    result: ParamValue = getattr(value, which)
+    return result
+
+
+def record_to_proto(record: RunRecord) -> records_pb2.RunRecord:
+    return records_pb2.RunRecord(
+        schema_version=record.schema_version,
+        kind=_KIND_TO_PROTO[record.kind],
+        study=record.study,
+        trial=record.trial,
+        task=records_pb2.TaskDescriptor(**asdict(record.task)),
+        model=records_pb2.BaseModel(**asdict(record.model)),
+        search_space=[
+            records_pb2.SearchDimension(
+                **{**asdict(d), "choices": [choice_text(c) for c in d.choices]}
+            )
+            for d in record.search_space
+        ],
+        hyperparameters=[
+            records_pb2.Hyperparameter(name=k, value=param_to_proto(v))
+            for k, v in sorted(record.hyperparameters.items())
+        ],
+        curve=[
+            records_pb2.CurvePoint(step=p.step, metric=p.metric, value=p.value)
+            for p in record.curve
+        ],
+        metrics=[records_pb2.Metric(name=k, value=v) for k, v in sorted(record.metrics.items())],
+        status=_STATUS_TO_PROTO[record.status],
+        period=record.period,
+        objective_metric=record.objective_metric,
+        objective_direction=record.objective_direction,
+        members=list(record.members),
+    )
+
+
+def record_from_proto(msg: records_pb2.RunRecord) -> RunRecord:
+    if msg.kind not in _KIND_FROM_PROTO:
+        raise RecordError("record field kind: unknown run kind")
+    return RunRecord(
+        schema_version=msg.schema_version,
+        kind=_KIND_FROM_PROTO[msg.kind],
+        study=msg.study,
+        trial=msg.trial,
+        task=TaskDescriptor(
+            type=msg.task.type,
+            num_labels=msg.task.num_labels,
+            size_bucket=msg.task.size_bucket,
+            balance_bucket=msg.task.balance_bucket,
+            language=msg.task.language,
+            text_length_bucket=msg.task.text_length_bucket,
+        ),
+        model=BaseModelInfo(
+            base=msg.model.base,
+            family=msg.model.family,
+            num_parameters=msg.model.num_parameters,
+            method=msg.model.method,
+        ),
+        search_space=tuple(
+            SearchDimension(
+                name=d.name,
+                kind=d.kind,
+                low=d.low,
+                high=d.high,
+                log=d.log,
+                step=d.step,
+                choices=tuple(choice_from_text(c) for c in d.choices),
+            )
+            for d in msg.search_space
+        ),
+        hyperparameters={h.name: param_from_proto(h.value) for h in msg.hyperparameters},
+        curve=tuple(CurvePoint(p.step, p.metric, p.value) for p in msg.curve),
+        metrics={m.name: m.value for m in msg.metrics},
+        status=_STATUS_FROM_PROTO.get(msg.status, "complete"),
+        period=msg.period,
+        objective_metric=msg.objective_metric,
+        objective_direction=msg.objective_direction,
+        members=tuple(msg.members),
+    )
+
+
+def encode_record(record: RunRecord) -> bytes:
+    """The bytes that get signed: deterministic serialization of the record."""
+    return record_to_proto(record).SerializeToString(deterministic=True)
+
+
+def decode_record(payload: bytes) -> RunRecord:
+    """Parses a signed payload; RecordError if it is not a RunRecord."""
+    try:
+        return record_from_proto(records_pb2.RunRecord.FromString(payload))
+    except DecodeError as exc:
+        raise RecordError("payload is not a valid gridpoint.v1.RunRecord") from exc

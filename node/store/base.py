@@ -1,0 +1,129 @@
+"""The store interface: what the node keeps, independent of the database behind it.
+
+Contract for every implementation (see node/sql_store.py):
+- Thread-safe: one instance serves the daemon's gRPC threads and its sync loop.
+- Storing is idempotent by record id; a record already present is counted as a duplicate
+  and left untouched, so nothing stored is ever changed by a later write.
+- A sync page and the peer's new cursor are stored in one transaction: a node killed
+  mid-sync resumes from the last fully stored page, never twice and never skipping.
+- Cursors returned by records_after() only move forward in storage order.
+- The store verifies nothing: callers hand it envelopes they already verified.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from gridpoint.node.store.query_filter import FilterNode, OrderBy
+from gridpoint.schema import RunRecord
+
+__all__ = ["AddResult", "CatalogStore", "Page", "Peer", "PrivateRun", "StoredRecord"]
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A verified record: its id, signer, envelope bytes as received, and decoded content."""
+
+    id: str
+    signer_id: str
+    envelope: bytes
+    signed_at_ms: int
+    record: RunRecord
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What a write did."""
+
+    new: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class Page:
+    """Envelopes (bytes as stored) after a cursor, and where to resume.
+
+    cursors[i] is the cursor just after envelopes[i], so a reader that can take only part
+    of the page (a message size limit) resumes exactly there. Records are not decoded:
+    serving a page is a copy, not a parse.
+    """
+
+    envelopes: list[bytes]
+    cursors: list[str]
+    next_cursor: str
+    has_more: bool
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A trusted peer."""
+
+    node_id: str
+    address: str
+    name: str
+    fingerprint: str
+    cert_pem: bytes
+    added_at: datetime
+    sync_cursor: str = ""
+    last_sync_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PrivateRun:
+    """The organization's own full record of a run (never leaves the node)."""
+
+    study_name: str
+    trial_number: int
+    detail: str
+    record_id: str | None
+    created_at: datetime
+
+
+class CatalogStore(ABC):
+    """Records, trusted peers and private runs of one node."""
+
+    @abstractmethod
+    def add_records(self, records: Sequence[StoredRecord]) -> AddResult: ...
+
+    @abstractmethod
+    def store_sync_page(
+        self, peer_id: str, records: Sequence[StoredRecord], next_cursor: str
+    ) -> AddResult: ...
+
+    @abstractmethod
+    def get_record(self, record_id: str) -> StoredRecord | None: ...
+
+    @abstractmethod
+    def records_after(self, cursor: str, limit: int) -> Page: ...
+
+    @abstractmethod
+    def query(
+        self, where: FilterNode | None, *, limit: int, order_by: OrderBy | None = None
+    ) -> list[StoredRecord]: ...
+
+    @abstractmethod
+    def count_records(self) -> int: ...
+
+    @abstractmethod
+    def add_peer(self, peer: Peer) -> None: ...
+
+    @abstractmethod
+    def get_peer(self, node_id: str) -> Peer | None: ...
+
+    @abstractmethod
+    def list_peers(self) -> list[Peer]: ...
+
+    @abstractmethod
+    def remove_peer(self, node_id: str) -> bool: ...
+
+    @abstractmethod
+    def add_private_run(self, run: PrivateRun) -> int: ...
+
+    @abstractmethod
+    def list_private_runs(self, study_name: str | None = None) -> list[PrivateRun]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,193 @@
+"""Prior studies for a new study, chosen from this node's catalog (its own and synced records).
+
+Trial records are grouped into prior studies by (signer, study pseudonym). A group is left
+out, with the reason, when it cannot inform the new study: another task type, another base
+model family, or no value of the new study's objective metric. What remains is scored by
+how alike its task descriptor is to the new task (the weight it starts with) and handed to
+trainers as PriorStudy objects; the sampler then maps them onto the search space and says
+what else it could not use. Nothing here leaves the node and private runs are never read.
+
+`from_catalog()` is the Python entry point for teams that keep their own Optuna code.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gridpoint.node.home import NodeHome
+from gridpoint.node.store.base import CatalogStore, StoredRecord
+from gridpoint.node.store.query_filter import And, Comparison, FilterNode, parse_filter
+from gridpoint.schema import RunRecord, TaskDescriptor
+from gridpoint.schema.vocabulary import SIZE_BUCKETS
+
+if TYPE_CHECKING:
+    from gridpoint.trainers.transfer.priors import PriorStudy
+    from gridpoint.trainers.transfer.sampler import WarmStartSampler
+
+__all__ = ["PriorChoice", "PriorSource", "choose_priors", "from_catalog", "task_similarity"]
+
+#: Trial records read from the catalog for one warm start, at most.
+MAX_PRIOR_RECORDS = 100_000
+
+
+@dataclass(frozen=True)
+class PriorSource:
+    """Where a prior study comes from, as the report names it."""
+
+    label: str
+    study: str
+    signer: str
+    signer_name: str
+    trials: int
+
+
+@dataclass(frozen=True)
+class PriorChoice:
+    """Prior studies that may inform the new one, and those left out with their reason."""
+
+    priors: list[PriorStudy]
+    sources: dict[str, PriorSource]
+    left_out: list[tuple[PriorSource, str]] = field(default_factory=list)
+
+
+def task_similarity(a: TaskDescriptor, b: TaskDescriptor) -> float:
+    """How alike two coarse task descriptors are, in (0, 1]; 1 when every bucket matches."""
+    score = 1.0
+    if a.num_labels != b.num_labels:
+        score *= 0.5
+    if a.size_bucket != b.size_bucket:
+        apart = (
+            abs(SIZE_BUCKETS.index(a.size_bucket) - SIZE_BUCKETS.index(b.size_bucket))
+            if a.size_bucket in SIZE_BUCKETS and b.size_bucket in SIZE_BUCKETS
+            else 2
+        )
+        score *= 0.7 if apart == 1 else 0.4
+    if a.balance_bucket != b.balance_bucket:
+        score *= 0.7
+    if a.language != b.language:
+        score *= 0.3
+    if a.text_length_bucket != b.text_length_bucket:
+        score *= 0.6
+    return score
+
+
+def choose_priors(
+    store: CatalogStore,
+    *,
+    task: TaskDescriptor,
+    objective_metric: str,
+    model_family: str = "",
+    model_base: str = "",
+    where: FilterNode | None = None,
+    exclude: tuple[str, str] | None = None,
+    renames: Mapping[str, str] | None = None,
+    names: Mapping[str, str] | None = None,
+) -> PriorChoice:
+    """Groups the catalog's trial records of `task.type` into prior studies.
+
+    exclude is (signer, study pseudonym) of the study being tuned (its own trials are not
+    priors of itself); names maps signer node ids to the names the report shows.
+    """
+    from gridpoint.trainers.transfer.priors import PriorStudy, PriorTrial
+
+    base = (Comparison("kind", "=", "trial"), Comparison("task.type", "=", task.type))
+    condition: FilterNode = And(base + ((where,) if where is not None else ()))
+    groups: dict[tuple[str, str], list[StoredRecord]] = defaultdict(list)
+    for stored in store.query(condition, limit=MAX_PRIOR_RECORDS):
+        key = (stored.signer_id, stored.record.study)
+        if key != exclude and stored.record.study:
+            groups[key].append(stored)
+    choice = PriorChoice([], {})
+    for (signer, study), stored in sorted(groups.items()):
+        records = [s.record for s in stored]
+        name = (names or {}).get(signer, "")
+        source = PriorSource(
+            label=f"{study[:10]}@{name or signer[:10]}",
+            study=study,
+            signer=signer,
+            signer_name=name,
+            trials=len(records),
+        )
+        first = records[0]
+        if model_family and first.model.family and first.model.family != model_family:
+            choice.left_out.append(
+                (source, f"base model family {first.model.family!r}, this study {model_family!r}")
+            )
+            continue
+        trials = [
+            PriorTrial(
+                params=dict(r.hyperparameters),
+                value=r.metrics[objective_metric],
+                curve=tuple((p.step, p.value) for p in r.curve if p.metric == objective_metric),
+            )
+            for r in records
+            if r.status == "complete" and objective_metric in r.metrics
+        ]
+        if not trials:
+            choice.left_out.append(
+                (source, f"no complete trial reports {objective_metric!r}")
+            )
+            continue
+        similarity = task_similarity(first.task, task)
+        if model_base and first.model.base and first.model.base != model_base:
+            similarity *= 0.8
+        choice.priors.append(
+            PriorStudy(
+                label=source.label,
+                trials=tuple(trials),
+                direction=_direction(first, objective_metric),
+                search_space=first.search_space,
+                similarity=similarity,
+                renames=dict(renames or {}),
+            )
+        )
+        choice.sources[source.label] = source
+    return choice
+
+
+def _direction(record: RunRecord, metric: str) -> str:
+    if record.objective_metric == metric and record.objective_direction:
+        return record.objective_direction
+    return "minimize" if metric.endswith("loss") else "maximize"
+
+
+
+
+def from_catalog(
+    home: NodeHome | str | Path,
+    search_space: Mapping[str, Any] | Sequence[Any],
+    *,
+    task: TaskDescriptor,
+    objective_metric: str,
+    filter: str = "",
+    model_family: str = "",
+    method: str = "rgpe",
+    seed: int | None = None,
+) -> WarmStartSampler:
+    """A WarmStartSampler over the priors this node's catalog holds for `task`.
+
+        sampler = from_catalog("~/gridpoint", {"learning_rate": FloatDistribution(1e-5, 1e-3,
+                               log=True)}, task=TaskDescriptor("text-classification"),
+                               objective_metric="accuracy", filter="task.language = 'en'")
+    """
+    from gridpoint.node.store.sql_store import open_store
+    from gridpoint.trainers.transfer.sampler import WarmStartSampler
+
+    node_home = home if isinstance(home, NodeHome) else NodeHome(Path(home).expanduser())
+    store = open_store(node_home.db_url())
+    try:
+        choice = choose_priors(
+            store,
+            task=task,
+            objective_metric=objective_metric,
+            model_family=model_family,
+            where=parse_filter(filter) if filter else None,
+            names={p.node_id: p.name for p in store.list_peers()},
+        )
+    finally:
+        store.close()
+    return WarmStartSampler(choice.priors, search_space, method=method, seed=seed)
