@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gridpoint.node.home import NodeHome  # noqa: E402
+from gridpoint.node.peers.grpc_transport import grpc_connector  # noqa: E402
 from gridpoint.node.peers.sync import sync_peer  # noqa: E402
 from gridpoint.node.peers.trust import add_peer  # noqa: E402
 from gridpoint.node.store.sql_store import open_store  # noqa: E402
@@ -63,7 +64,7 @@ def main() -> None:
         peer = store_b.list_peers()[0]
         raw = raw_verify_rate()
         start = time.perf_counter()
-        report = sync_peer(b, store_b, peer)
+        report = sync_peer(b, store_b, peer, grpc_connector(b))
         elapsed = time.perf_counter() - start
         assert report.error is None and report.new == args.records, report
         rate = report.new / elapsed

@@ -10,30 +10,30 @@ Its data, texts and label names never enter the reply.
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import ClientAppCallable
 
 from gridpoint.federation.model_state import build_model, get_weights, set_weights, spec_from_json
 from gridpoint.federation.update_signing import (
     SIGNATURE_RECORD,
     UpdateContext,
+    config_int,
     sign_update,
     update_digest,
+    update_parts,
 )
 from gridpoint.node.home import NodeHome
 
 __all__ = ["app"]
 
-#: Fault injection for tests of the host's verification: flips one weight after signing.
-TAMPER_ENV = "GRIDPOINT_FAULT_INJECT_TAMPER_UPDATE"
-
 
 def _member_study(context: Context) -> Any:
-    from gridpoint.trainers.study_config import StudyConfig
+    from gridpoint.trainers.study_config import PrunerSpec, StudyConfig
 
     node = context.node_config
     run = context.run_config
@@ -51,14 +51,14 @@ def _member_study(context: Context) -> Any:
         objective_direction="maximize",
         eval_interval=10**9,
         search_space=(),
-        pruner=None,  # type: ignore[arg-type]
+        pruner=PrunerSpec(type="none"),
         text_column=str(node.get("text-column", "text")),
         label_column=str(node.get("label-column", "label")),
     )
 
 
 def _write_status(
-    context: Context, server_round: int, total: int, metrics: dict[str, float]
+    context: Context, server_round: int, total: int, metrics: Mapping[str, object]
 ) -> None:
     path = context.node_config.get("status-file")
     if path:
@@ -67,29 +67,22 @@ def _write_status(
             f.write(line + "\n")
 
 
-def sign_reply_mod(msg: Message, context: Context, call_next: Any) -> Message:
+def sign_reply_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
     """Outermost mod: signs the reply's arrays and metrics with the member's node key."""
     reply = call_next(msg, context)
     if reply.has_error():
         return reply
     home = NodeHome(Path(str(context.node_config["gridpoint-home"])))
-    config = msg.content["config"]
+    config = msg.content.config_records["config"]
     ctx = UpdateContext(
         federation=str(context.run_config["federation"]),
-        server_round=int(config["server-round"]),
+        server_round=config_int(config, "server-round"),
         run_id=int(msg.metadata.run_id),
         reply_to=str(msg.metadata.message_id),
     )
-    arrays = {k: (a.dtype, tuple(a.shape), a.data) for k, a in reply.content["arrays"].items()}
-    metrics = dict(reply.content["metrics"])
+    arrays, metrics = update_parts(reply.content)
     digest = update_digest(ctx, home.identity.node_id, arrays, metrics)
-    reply.content[SIGNATURE_RECORD] = ConfigRecord(sign_update(home.identity, digest))
-    if os.environ.get(TAMPER_ENV):
-        name = sorted(reply.content["arrays"].keys())[0]
-        array = reply.content["arrays"][name]
-        data = bytearray(array.data)
-        data[-1] ^= 0x01
-        array.data = bytes(data)
+    reply.content[SIGNATURE_RECORD] = sign_update(home.identity, digest)
     return reply
 
 
@@ -121,8 +114,8 @@ def _train(msg: Message, context: Context) -> Message:
     loaded = build_model(
         study.model, num_labels, int(run["lora-rank"]) if lora else None, study.seed
     )
-    set_weights(loaded.model, msg.content["arrays"], lora)
-    config = msg.content["config"]
+    set_weights(loaded.model, msg.content.array_records["arrays"], lora)
+    config = msg.content.config_records["config"]
     settings = FineTuneSettings(
         learning_rate=float(run["learning-rate"]),
         batch_size=int(run["batch-size"]),
@@ -131,16 +124,16 @@ def _train(msg: Message, context: Context) -> Message:
         weight_decay=float(run["weight-decay"]),
         eval_interval=10**9,
         max_length=study.model.max_length,
-        seed=study.seed + int(config["server-round"]),
+        seed=study.seed + config_int(config, "server-round"),
     )
     result = finetune(loaded, train_data, eval_data, settings)
-    metrics = {
+    metrics: dict[str, int | float | list[int] | list[float]] = {
         "num-examples": float(len(train_data)),
         "train_loss": result.metrics["train_loss"],
         "accuracy": result.metrics["accuracy"],
         "eval_loss": result.metrics["eval_loss"],
     }
-    _write_status(context, int(config["server-round"]), int(run["rounds"]), metrics)
+    _write_status(context, config_int(config, "server-round"), int(run["rounds"]), metrics)
     content = RecordDict(
         {"arrays": get_weights(loaded.model, lora), "metrics": MetricRecord(metrics)}
     )

@@ -25,6 +25,8 @@ def superlink_material(node_tls: TlsMaterial, host: str, federation: str) -> Tls
     """A server certificate for the SuperLink at host, issued by the node's TLS key."""
     issuer_cert = x509.load_pem_x509_certificate(node_tls.cert_pem)
     issuer_key = serialization.load_pem_private_key(node_tls.key_pem, password=None)
+    if not isinstance(issuer_key, ec.EllipticCurvePrivateKey):
+        raise TypeError("a node's TLS key is an EC key (see gridpoint.node.protocol.tls)")
     key = ec.generate_private_key(ec.SECP256R1())
     try:
         alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
@@ -44,7 +46,7 @@ def superlink_material(node_tls: TlsMaterial, host: str, federation: str) -> Tls
         .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(issuer_key, hashes.SHA256())  # type: ignore[arg-type]
+        .sign(issuer_key, hashes.SHA256())
     )
     return TlsMaterial(
         key_pem=private_key_pem(key), cert_pem=cert.public_bytes(serialization.Encoding.PEM)

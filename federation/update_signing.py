@@ -13,11 +13,21 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from flwr.app import ConfigRecord, RecordDict
+
 from gridpoint.errors import BadSignature, UnknownSigner
 from gridpoint.node.protocol.envelope import signing_message
 from gridpoint.node.protocol.identity import NodeIdentity, node_id_of, verify_signature
 
-__all__ = ["SIGNATURE_RECORD", "UpdateContext", "sign_update", "update_digest", "verify_update"]
+__all__ = [
+    "SIGNATURE_RECORD",
+    "UpdateContext",
+    "config_int",
+    "sign_update",
+    "update_digest",
+    "update_parts",
+    "verify_update",
+]
 
 SIGNATURE_RECORD = "gridpoint-signature"
 _TAG = b"gridpoint.v1/fed-update"
@@ -63,13 +73,15 @@ def update_digest(
     return h.digest()
 
 
-def sign_update(identity: NodeIdentity, digest: bytes) -> dict[str, bytes | str]:
-    """The fields of the signature record a member attaches to its reply."""
-    return {
-        "signer_id": identity.node_id,
-        "public_key": identity.public_key,
-        "signature": identity.sign(digest),
-    }
+def sign_update(identity: NodeIdentity, digest: bytes) -> ConfigRecord:
+    """The signature record a member attaches to its reply."""
+    return ConfigRecord(
+        {
+            "signer_id": identity.node_id,
+            "public_key": identity.public_key,
+            "signature": identity.sign(digest),
+        }
+    )
 
 
 def verify_update(record: Mapping[str, object], digest: bytes, trusted: Mapping[str, bytes]) -> str:
@@ -93,3 +105,27 @@ def verify_update(record: Mapping[str, object], digest: bytes, trusted: Mapping[
         raise BadSignature("update signer's key does not match its node id")
     verify_signature(public_key, signature, digest)
     return signer
+
+
+def update_parts(
+    content: RecordDict,
+) -> tuple[dict[str, tuple[str, tuple[int, ...], bytes]], dict[str, float]]:
+    """What a signature covers in a reply: every array (dtype, shape, bytes) and metric."""
+    arrays = {
+        name: (array.dtype, tuple(array.shape), array.data)
+        for name, array in content.array_records["arrays"].items()
+    }
+    metrics: dict[str, float] = {}
+    for name, value in content.metric_records["metrics"].items():
+        if not isinstance(value, int | float):
+            raise ValueError(f"metric {name!r} is not a number")
+        metrics[name] = float(value)
+    return arrays, metrics
+
+
+def config_int(record: ConfigRecord, key: str) -> int:
+    """An integer from a Flower ConfigRecord; ValueError names a missing or non-integer key."""
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"config {key!r} is not a number")
+    return int(value)

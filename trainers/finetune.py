@@ -12,12 +12,17 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from gridpoint.schema import CurvePoint
 from gridpoint.trainers.models import LoadedModel
 from gridpoint.trainers.pipeline import LabeledTexts
 from gridpoint.trainers.results import FineTuneResult
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["FineTuneSettings", "OnEval", "finetune"]
 
@@ -39,7 +44,7 @@ class FineTuneSettings:
     device: str = "auto"
 
 
-def _device(requested: str):  # type: ignore[no-untyped-def]
+def _device(requested: str) -> torch.device:
     import torch
 
     if requested != "auto":
@@ -47,7 +52,9 @@ def _device(requested: str):  # type: ignore[no-untyped-def]
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _encode(loaded: LoadedModel, data: LabeledTexts, max_length: int):  # type: ignore[no-untyped-def]
+def _encode(
+    loaded: LoadedModel, data: LabeledTexts, max_length: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     import torch
 
     enc = loaded.tokenizer(
@@ -56,7 +63,7 @@ def _encode(loaded: LoadedModel, data: LabeledTexts, max_length: int):  # type: 
     return enc["input_ids"], enc["attention_mask"], torch.tensor(data.labels)
 
 
-def _apply_lora(model, rank: int):  # type: ignore[no-untyped-def]
+def _apply_lora(model: Any, rank: int) -> Any:
     from peft import LoraConfig, TaskType, get_peft_model
 
     return get_peft_model(
@@ -64,7 +71,12 @@ def _apply_lora(model, rank: int):  # type: ignore[no-untyped-def]
     )
 
 
-def evaluate(model, batches, device, autocast) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def evaluate(
+    model: Any,
+    batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    autocast: Callable[[], AbstractContextManager[Any]],
+) -> dict[str, float]:
     """Accuracy, macro F1 and mean loss over the eval batches."""
     import torch
 
@@ -111,7 +123,7 @@ def finetune(
     model.train()
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
 
-    def autocast():  # type: ignore[no-untyped-def]
+    def autocast() -> AbstractContextManager[Any]:
         return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     ids, mask, labels = _encode(loaded, train, settings.max_length)

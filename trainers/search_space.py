@@ -41,7 +41,10 @@ def dimensions_from_distributions(
     dims = []
     for name, dist in space.items():
         if isinstance(dist, CategoricalDistribution):
-            dims.append(SearchDimension(name, "categorical", choices=tuple(dist.choices)))
+            choices = tuple(c for c in dist.choices if c is not None)
+            if len(choices) != len(dist.choices):
+                raise TypeError(f"parameter {name!r}: None is not a supported choice")
+            dims.append(SearchDimension(name, "categorical", choices=choices))
         elif isinstance(dist, IntDistribution):
             step = 0.0 if dist.step == 1 else float(dist.step)
             dims.append(

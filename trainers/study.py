@@ -122,7 +122,7 @@ def run_study(
         study_name=config.name,
         storage=storage_url,
         load_if_exists=True,
-        direction=config.objective_direction,
+        direction="maximize" if config.objective_direction == "maximize" else "minimize",
         sampler=search.sampler,
         pruner=search.pruner,
     )
@@ -230,4 +230,7 @@ def _best(config: StudyConfig, results: list[TrialResult]) -> TrialResult | None
     if not complete:
         return None
     sign = 1 if config.objective_direction == "maximize" else -1
-    return max(complete, key=lambda r: sign * r.run.metrics[config.objective_metric])  # type: ignore[union-attr]
+    return max(
+        complete,
+        key=lambda r: sign * (r.run.metrics[config.objective_metric] if r.run else 0.0),
+    )

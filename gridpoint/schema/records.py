@@ -156,13 +156,13 @@ def validate_record(record: RunRecord) -> RunRecord:
     _check_pattern("task.type", task.type, _SLUG, "a task type like 'text-classification'")
     if not 0 <= task.num_labels <= 1_000_000:
         raise _fail("task.num_labels", "must be between 0 and 1000000")
-    for name, value, allowed in (
+    for name, bucket, allowed in (
         ("size_bucket", task.size_bucket, SIZE_BUCKETS),
         ("balance_bucket", task.balance_bucket, BALANCE_BUCKETS),
         ("text_length_bucket", task.text_length_bucket, TEXT_LENGTH_BUCKETS),
     ):
-        if value not in allowed:
-            raise _fail(f"task.{name}", f"{value!r} is not one of {', '.join(map(repr, allowed))}")
+        if bucket not in allowed:
+            raise _fail(f"task.{name}", f"{bucket!r} is not one of {', '.join(map(repr, allowed))}")
     _check_pattern("task.language", task.language, _LANGUAGE, "an ISO 639-1 code like 'en'")
     model = record.model
     if model.base:
@@ -182,9 +182,9 @@ def validate_record(record: RunRecord) -> RunRecord:
             _check_pattern(path, value, _CATEGORY, "a category name")
     _validate_search_space(record.search_space)
     _validate_curve(record.curve)
-    for name, value in record.metrics.items():
+    for name, metric in record.metrics.items():
         _check_pattern(f"metrics.{name}", name, _NAME, "a metric name")
-        _check_finite(f"metrics.{name}", value)
+        _check_finite(f"metrics.{name}", metric)
     if record.objective_direction not in DIRECTIONS:
         raise _fail("objective.direction", "must be 'maximize' or 'minimize'")
     if bool(record.objective_metric) != bool(record.objective_direction):

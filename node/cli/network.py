@@ -14,11 +14,13 @@ from gridpoint.schema import record_to_json
 
 if TYPE_CHECKING:
     from gridpoint.node.cli.main import SubParsers
+    from gridpoint.node.home import NodeHome
+    from gridpoint.node.store.base import CatalogStore
 
 __all__ = ["register"]
 
 
-def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _store(args: argparse.Namespace) -> tuple[NodeHome, CatalogStore]:
     from gridpoint.node.store.sql_store import open_store
 
     home = resolve_home(args.home)
@@ -105,12 +107,13 @@ def cmd_peer_remove(args: argparse.Namespace) -> int:
 
 def cmd_catalog_sync(args: argparse.Namespace) -> int:
     from gridpoint.node.logs import configure_logging
+    from gridpoint.node.peers.grpc_transport import grpc_connector
     from gridpoint.node.peers.sync import sync_all
 
     configure_logging()
     home, store = _store(args)
     try:
-        reports = sync_all(home, store, args.peer)
+        reports = sync_all(home, store, grpc_connector(home), args.peer)
     finally:
         store.close()
     if args.json:
@@ -128,17 +131,28 @@ def cmd_catalog_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_query(args: argparse.Namespace) -> int:
+    from gridpoint.node.peers.grpc_transport import grpc_connector
     from gridpoint.node.peers.live_query import run_query
 
     home, store = _store(args)
     try:
         result = run_query(
-            home, store, args.filter, limit=args.limit, order_by=args.order_by, ask_peers=args.peers
+            home,
+            store,
+            args.filter,
+            limit=args.limit,
+            order_by=args.order_by,
+            connect=grpc_connector(home) if args.peers else None,
         )
     finally:
         store.close()
     for peer_id, reason in result.unanswered.items():
         stderr.print(f"warning: peer {peer_id} did not answer: {reason}", markup=False)
+    if result.refused:
+        stderr.print(
+            f"warning: {result.refused} record(s) from peers were refused (see the log)",
+            markup=False,
+        )
     if args.json:
         print_json([_row_json(row.record, row.found_at) for row in result.rows])
         return 0

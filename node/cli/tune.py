@@ -141,13 +141,13 @@ def _tune(args: argparse.Namespace) -> int:
         ["trial", "state", objective, "params", "record"],
         [
             [
-                r["number"],
-                r["state"],
-                _fmt(r["metrics"].get(objective)),
-                json.dumps(r["params"]),
-                (r["record_id"] or "")[:12],
+                t.number,
+                t.state,
+                _fmt(t.run.metrics.get(objective) if t.run and t.state == "complete" else None),
+                json.dumps(t.params),
+                published.get(t.number, "")[:12],
             ]
-            for r in rows
+            for t in summary.trials
         ],
     )
     if summary.best is not None and summary.best.run is not None:

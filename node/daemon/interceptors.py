@@ -14,8 +14,9 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from gridpoint.errors import BadSignature, EnvelopeError, RequestError
-from gridpoint.node.protocol.request_auth import AUTH_METADATA_KEY, ReplayGuard, verify_request
+from gridpoint.errors import EnvelopeError, RequestError
+from gridpoint.node.daemon.service import RequestAuthenticator
+from gridpoint.node.protocol.request_auth import AUTH_METADATA_KEY
 from gridpoint.node.protocol.rpc_errors import abort_with
 
 __all__ = ["RequestAuthInterceptor"]
@@ -23,12 +24,11 @@ __all__ = ["RequestAuthInterceptor"]
 _EXEMPT_PREFIX = "/grpc.health.v1.Health/"
 
 
-class RequestAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class RequestAuthInterceptor(grpc.ServerInterceptor):
     """Refuses unsigned, tampered, untrusted, stale or replayed requests."""
 
-    def __init__(self, is_trusted: Callable[[str], bool], guard: ReplayGuard) -> None:
-        self._is_trusted = is_trusted
-        self._guard = guard
+    def __init__(self, authenticate: RequestAuthenticator) -> None:
+        self._authenticate = authenticate
 
     def intercept_service(
         self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
@@ -37,24 +37,20 @@ class RequestAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         method = details.method
         if handler is None or method.startswith(_EXEMPT_PREFIX) or handler.unary_unary is None:
             return handler
-        auth = next(
+        sent = next(
             (v for k, v in details.invocation_metadata or () if k == AUTH_METADATA_KEY), None
         )
+        # A "-bin" metadata key always arrives as bytes; anything else is no signature.
+        auth = sent if isinstance(sent, bytes) else None
         deserialize = handler.request_deserializer
         serve = handler.unary_unary
 
         def authenticated(raw: bytes, context: grpc.ServicerContext) -> Any:
-            if auth is None:
-                abort_with(context, method, BadSignature("request is not signed"))
+            names = [bytes(n) for n in context.auth_context().get("x509_common_name", [])]
             try:
-                caller = verify_request(
-                    auth, method, raw, is_trusted=self._is_trusted, guard=self._guard
-                )
+                self._authenticate(method, raw, auth, names[0].decode() if names else None)
             except EnvelopeError as exc:
                 abort_with(context, method, exc)
-            names = context.auth_context().get("x509_common_name", [])
-            if names and names[0].decode() != caller:
-                abort_with(context, method, BadSignature("request signer is not the TLS peer"))
             try:
                 request = deserialize(raw)
             except DecodeError:

@@ -14,8 +14,10 @@ from types import FrameType
 from gridpoint.node.daemon.server import start_server
 from gridpoint.node.home import NodeHome
 from gridpoint.node.logs import configure_logging, log_event
+from gridpoint.node.peers.grpc_transport import grpc_connector
 from gridpoint.node.peers.sync import sync_all
 from gridpoint.node.protocol.tls import split_address
+from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.sql_store import open_store, redact_url
 
 __all__ = ["run_daemon"]
@@ -60,9 +62,10 @@ def run_daemon(home: NodeHome, db_url: str, listen: str | None) -> int:
     return 0
 
 
-def _sync_loop(home: NodeHome, store, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+def _sync_loop(home: NodeHome, store: CatalogStore, stop: threading.Event) -> None:
     interval = home.config.sync.interval_s
     if interval <= 0:
         return
+    connect = grpc_connector(home)
     while not stop.wait(interval):
-        sync_all(home, store)
+        sync_all(home, store, connect)

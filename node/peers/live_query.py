@@ -16,10 +16,11 @@ from gridpoint.errors import EnvelopeError, GridpointError
 from gridpoint.node.catalog import admit, trust_check
 from gridpoint.node.home import NodeHome
 from gridpoint.node.logs import log_event
-from gridpoint.node.peers.trust import client_for
+from gridpoint.node.peers.transport import Connector
 from gridpoint.node.store.base import CatalogStore, Peer, StoredRecord
 from gridpoint.node.store.query_filter import OrderBy, parse_filter, parse_order_by
 from gridpoint.schema import RunRecord
+from gridpoint.v1.envelope_pb2 import SignedEnvelope
 
 __all__ = ["QueryResult", "QueryRow", "run_query", "sort_value"]
 
@@ -36,6 +37,8 @@ class QueryRow:
 
 @dataclass
 class QueryResult:
+    """The merged rows, the peers that did not answer (why), and how many records were refused."""
+
     rows: list[QueryRow]
     unanswered: dict[str, str]
     refused: int = 0
@@ -57,15 +60,14 @@ def sort_value(record: RunRecord, signer: str, key: str) -> float | str | None:
 
 
 def _sorted(rows: list[QueryRow], order: OrderBy) -> list[QueryRow]:
-    present = [
-        r for r in rows if sort_value(r.record.record, r.record.signer_id, order.key) is not None
-    ]
-    missing = [r for r in rows if r not in present]
-    present.sort(
-        key=lambda r: sort_value(r.record.record, r.record.signer_id, order.key),  # type: ignore[arg-type,return-value]
-        reverse=order.descending,
-    )
-    return present + missing
+    keyed = [(sort_value(r.record.record, r.record.signer_id, order.key), r) for r in rows]
+    numbers = [(v, r) for v, r in keyed if isinstance(v, float)]
+    texts = [(v, r) for v, r in keyed if isinstance(v, str)]
+    missing = [r for v, r in keyed if v is None]
+    # Numbers before texts, each sorted on its own: a key never compares a number to a text.
+    numbers.sort(key=lambda vr: vr[0], reverse=order.descending)
+    texts.sort(key=lambda vr: vr[0], reverse=order.descending)
+    return [r for _, r in numbers] + [r for _, r in texts] + missing
 
 
 def run_query(
@@ -75,20 +77,20 @@ def run_query(
     *,
     limit: int,
     order_by: str,
-    ask_peers: bool,
+    connect: Connector | None = None,
 ) -> QueryResult:
-    """Answers a filter from the local catalog and, with ask_peers, from every trusted peer."""
+    """Answers a filter from the local catalog and, given a connector, from every trusted peer."""
     where = parse_filter(filter_text)
     order = parse_order_by(order_by)
     rows: dict[str, QueryRow] = {}
     for record in store.query(where, limit=limit, order_by=order):
         rows[record.id] = QueryRow(record, [LOCAL])
     result = QueryResult(rows=[], unanswered={})
-    if ask_peers:
+    if connect is not None:
         peers = store.list_peers()
         is_trusted = trust_check(store, home.identity.node_id)
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(peers)))) as pool:
-            answers = list(pool.map(lambda p: _ask(home, p, filter_text, limit, order_by), peers))
+            answers = list(pool.map(lambda p: _ask(connect, p, filter_text, limit, order_by), peers))
         for peer, answer in zip(peers, answers, strict=True):
             if isinstance(answer, str):
                 result.unanswered[peer.node_id] = answer
@@ -106,9 +108,11 @@ def run_query(
     return result
 
 
-def _ask(home: NodeHome, peer: Peer, filter_text: str, limit: int, order_by: str) -> list | str:  # type: ignore[type-arg]
+def _ask(
+    connect: Connector, peer: Peer, filter_text: str, limit: int, order_by: str
+) -> list[SignedEnvelope] | str:
     try:
-        with client_for(home, peer) as client:
+        with connect(peer) as client:
             return client.query(filter_text, limit, order_by)
     except GridpointError as exc:
         return str(exc)

@@ -17,7 +17,7 @@ from gridpoint.errors import EnvelopeError, GridpointError, PeerError
 from gridpoint.node.catalog import admit, trust_check
 from gridpoint.node.home import NodeHome
 from gridpoint.node.logs import log_event
-from gridpoint.node.peers.trust import client_for
+from gridpoint.node.peers.transport import Connector
 from gridpoint.node.store.base import AddResult, CatalogStore, Peer, StoredRecord
 from gridpoint.v1 import envelope_pb2
 
@@ -50,16 +50,7 @@ class SyncReport:
         }
 
 
-def _reason(exc: GridpointError) -> str:
-    return {
-        "BadSignature": "bad signature",
-        "UnknownSigner": "untrusted signer",
-        "WrongPayloadType": "wrong payload type",
-        "ClockOutOfWindow": "signed in the future",
-    }.get(type(exc).__name__, "invalid record")
-
-
-def sync_peer(home: NodeHome, store: CatalogStore, peer: Peer) -> SyncReport:
+def sync_peer(home: NodeHome, store: CatalogStore, peer: Peer, connect: Connector) -> SyncReport:
     """Pulls everything new from one peer; errors are reported, not raised.
 
     The next page is fetched while the current one is verified, verification runs on two
@@ -73,7 +64,7 @@ def sync_peer(home: NodeHome, store: CatalogStore, peer: Peer) -> SyncReport:
     storing: Future[AddResult] | None = None
     try:
         with (
-            client_for(home, peer) as client,
+            connect(peer) as client,
             ThreadPoolExecutor(max_workers=1) as fetcher,
             ThreadPoolExecutor(max_workers=_VERIFY_THREADS) as verifier,
             ThreadPoolExecutor(max_workers=1) as writer,
@@ -94,7 +85,7 @@ def sync_peer(home: NodeHome, store: CatalogStore, peer: Peer) -> SyncReport:
                             admitted.append(outcome)
                         else:
                             signer, exc = outcome
-                            report.refused[_reason(exc)] += 1
+                            report.refused[exc.reason] += 1
                             log_event(
                                 "record refused",
                                 logging.WARNING,
@@ -144,11 +135,13 @@ def _admit_chunk(
     return outcomes
 
 
-def sync_all(home: NodeHome, store: CatalogStore, only: str | None = None) -> list[SyncReport]:
+def sync_all(
+    home: NodeHome, store: CatalogStore, connect: Connector, only: str | None = None
+) -> list[SyncReport]:
     """Pulls from every trusted peer (or the one named), one after the other."""
     peers = store.list_peers()
     if only is not None:
         peers = [p for p in peers if p.node_id == only or p.node_id.startswith(only)]
         if not peers:
             raise PeerError(f"no trusted peer {only!r}; see `gridpoint peer list`")
-    return [sync_peer(home, store, p) for p in peers]
+    return [sync_peer(home, store, p, connect) for p in peers]

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 
 from gridpoint.errors import PeerError, PeerRefused, PeerUnavailable
 from gridpoint.node.home import NodeHome
-from gridpoint.node.peers.grpc_transport import PeerInfo, peer_client
+from gridpoint.node.peers.grpc_transport import GrpcTransport
+from gridpoint.node.peers.transport import PeerInfo
 from gridpoint.node.protocol.tls import (
     fingerprint,
     node_id_of_certificate,
@@ -22,7 +23,7 @@ from gridpoint.node.protocol.tls import (
 )
 from gridpoint.node.store.base import CatalogStore, Peer
 
-__all__ = ["PeerAddResult", "add_peer", "client_for"]
+__all__ = ["PeerAddResult", "add_peer"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def add_peer(
     if node_id == home.identity.node_id:
         raise PeerError(f"{address} is this node itself")
     info: PeerInfo | None = None
-    with peer_client(
+    with GrpcTransport(
         home.identity,
         home.tls,
         address,
@@ -83,16 +84,3 @@ def _organization(cert_pem: bytes) -> str:
         NameOID.ORGANIZATION_NAME
     )
     return str(names[0].value) if names else ""
-
-
-def client_for(home: NodeHome, peer: Peer):  # type: ignore[no-untyped-def]
-    """A peer_client() context for a stored peer, with this node's limits."""
-    return peer_client(
-        home.identity,
-        home.tls,
-        peer.address,
-        peer.node_id,
-        peer.cert_pem,
-        timeout_s=home.config.sync.timeout_s,
-        max_message_bytes=home.config.security.max_message_bytes,
-    )

@@ -29,7 +29,7 @@ from gridpoint.errors import (
 )
 from gridpoint.node.logs import log_event
 
-__all__ = ["abort_with", "rpc_boundary", "status_for", "status_to_error"]
+__all__ = ["abort_with", "error_for_status", "rpc_boundary", "status_for", "status_to_error"]
 
 _STATUS: list[tuple[type[GridpointError], grpc.StatusCode]] = [
     (UnknownSigner, grpc.StatusCode.PERMISSION_DENIED),
@@ -52,6 +52,7 @@ def abort_with(context: grpc.ServicerContext, method: str, exc: GridpointError) 
     code = status_for(exc)
     log_event("request refused", logging.WARNING, method=method, status=code.name, reason=str(exc))
     context.abort(code, str(exc))
+    raise AssertionError("context.abort returns only by raising")
 
 
 @contextmanager
@@ -67,9 +68,14 @@ def rpc_boundary(context: grpc.ServicerContext, method: str) -> Iterator[None]:
 
 
 def status_to_error(err: grpc.RpcError, peer: str) -> GridpointError:
-    """The domain exception for a failed call to peer."""
+    """The domain exception for a failed gRPC call to peer."""
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details = err.details() if hasattr(err, "details") else ""
+    return error_for_status(code, details or "", peer)
+
+
+def error_for_status(code: grpc.StatusCode, details: str, peer: str) -> GridpointError:
+    """The domain exception a caller sees for a status answered by peer."""
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return PeerUnavailable(f"peer {peer} did not answer ({code.name.lower()})")
     if code == grpc.StatusCode.INVALID_ARGUMENT:

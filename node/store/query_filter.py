@@ -189,7 +189,8 @@ def parse_filter(text: str) -> FilterNode | None:
     except UnexpectedEOF:
         raise FilterError("filter ends too early", len(text) + 1) from None
     except UnexpectedCharacters as exc:
-        raise FilterError(f"unexpected character {text[exc.pos_in_stream]!r}", exc.column) from None
+        where = exc.pos_in_stream or 0
+        raise FilterError(f"unexpected character {text[where]!r}", exc.column) from None
     except UnexpectedInput as exc:
         token = getattr(exc, "token", None)
         if token is None or token.type == "$END":

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Table,
     and_,
     create_engine,
     delete,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlmodel import SQLModel
 
 from gridpoint.errors import RequestError, StoreError
 from gridpoint.node.protocol.envelope import content_id
@@ -51,11 +53,17 @@ from gridpoint.v1 import envelope_pb2
 
 __all__ = ["SqlStore", "open_store", "normalize_db_url"]
 
-R = RecordRow.__table__  # type: ignore[attr-defined]
-P = RecordParamRow.__table__  # type: ignore[attr-defined]
-M = RecordMetricRow.__table__  # type: ignore[attr-defined]
-PEERS = PeerRow.__table__  # type: ignore[attr-defined]
-PRIVATE = PrivateRunRow.__table__  # type: ignore[attr-defined]
+
+
+def _table(model: type[SQLModel]) -> Table:
+    return SQLModel.metadata.tables[str(model.__tablename__)]
+
+
+R = _table(RecordRow)
+P = _table(RecordParamRow)
+M = _table(RecordMetricRow)
+PEERS = _table(PeerRow)
+PRIVATE = _table(PrivateRunRow)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_WRITE_LOCK = 0x67726964  # "grid": one advisory lock for catalog writes
@@ -291,7 +299,7 @@ class SqlStore(CatalogStore):
         if condition is not None:
             ranked, missing = ranked.where(condition), missing.where(condition)
         with self._read() as conn:
-            rows = conn.execute(ranked).all()
+            rows = list(conn.execute(ranked).all())
             if len(rows) < limit:
                 rows += conn.execute(missing.limit(limit - len(rows))).all()
         return [_stored(r.envelope) for r in rows]
@@ -427,9 +435,11 @@ def _stored(envelope_bytes: bytes) -> StoredRecord:
 
 def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     if op == "IN":
-        return column.in_(list(value))
+        membership: ColumnElement[bool] = column.in_(list(value))
+        return membership
     if op == "LIKE":
-        return column.like(value)
+        like: ColumnElement[bool] = column.like(value)
+        return like
     ops = {
         "=": column.__eq__,
         "!=": column.__ne__,
@@ -446,6 +456,7 @@ def _param_value_condition(op: str, value: Value | tuple[Value, ...]) -> ColumnE
     if op == "IN":
         assert isinstance(value, tuple)
         return or_(*(_param_value_condition("=", v) for v in value))
+    assert not isinstance(value, tuple)
     if isinstance(value, str):
         return _compare(P.c.str_value, op, value)
     return _compare(P.c.num_value, op, float(value))

@@ -102,8 +102,8 @@ def choose_priors(
         if key != exclude and stored.record.study:
             groups[key].append(stored)
     choice = PriorChoice([], {})
-    for (signer, study), stored in sorted(groups.items()):
-        records = [s.record for s in stored]
+    for (signer, study), members in sorted(groups.items()):
+        records = [s.record for s in members]
         name = (names or {}).get(signer, "")
         source = PriorSource(
             label=f"{study[:10]}@{name or signer[:10]}",

@@ -111,6 +111,10 @@ class Federation:
         return proc
 
 
+#: A sitecustomize that makes a member sign the wrong digest (see its docstring).
+TAMPER = Path(__file__).parent / "tamper"
+
+
 def kill_flower_processes_under(folder: Path) -> int:
     """SIGKILLs every process whose FLWR_HOME lies under folder; returns how many.
 
@@ -196,7 +200,7 @@ def test_a_tampered_update_is_left_out_and_the_rounds_complete(federation: Feder
     host = federation.start_host("beta")
     joins = [
         federation.join(honest, "beta"),
-        federation.join(tamperer, "beta", env={"GRIDPOINT_FAULT_INJECT_TAMPER_UPDATE": "1"}),
+        federation.join(tamperer, "beta", env={"PYTHONPATH": str(TAMPER)}),
     ]
     code, out, err = finish(host)
     for j in joins:

@@ -137,7 +137,7 @@ def test_untrusted_and_tampered_records_in_a_page_are_refused_the_rest_stored(
     [report] = cli_json("catalog", "sync", home=c.path)
     # Assert
     assert report["new"] == 4 and report["refused"] == 2
-    assert report["refused_reasons"] == {"untrusted signer": 1, "bad signature": 1}
+    assert report["refused_reasons"] == {"untrusted-signer": 1, "bad-signature": 1}
     assert ids_in(c) == {r.id for r in good}
     assert db.process.poll() is None
 

@@ -23,4 +23,4 @@ def gaussian_copula(values: np.ndarray, *, minimize: bool = True) -> np.ndarray:
         return values.copy()
     oriented = values if minimize else -values
     ranks = rankdata(oriented, method="average")
-    return norm.ppf((ranks - 0.5) / values.size)
+    return np.asarray(norm.ppf((ranks - 0.5) / values.size), dtype=float)

@@ -88,7 +88,7 @@ def ranking_weights(
     if total == 0:
         weights[k] = 1.0
         return weights
-    return weights / total
+    return np.asarray(weights / total, dtype=float)
 
 
 @dataclass(frozen=True)

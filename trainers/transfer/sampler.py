@@ -74,7 +74,10 @@ class WarmStartSampler(BaseSampler):
         self.excluded: list[PriorExclusion] = []
         for prior in priors:
             mapped = map_prior(prior, self._space)
-            (self.used if isinstance(mapped, MappedPrior) else self.excluded).append(mapped)  # type: ignore[arg-type]
+            if isinstance(mapped, MappedPrior):
+                self.used.append(mapped)
+            else:
+                self.excluded.append(mapped)
         self.method = method
         self._rng = np.random.default_rng(seed)
         self._scores = [gaussian_copula(m.values, minimize=m.minimize) for m in self.used]
@@ -200,7 +203,7 @@ class WarmStartSampler(BaseSampler):
             minimize=study.direction == StudyDirection.MINIMIZE,
         )
         self.weights = dict(zip(self.labels(), (float(w) for w in step.weights[:-1]), strict=True))
-        return candidates[step.index]
+        return np.asarray(candidates[step.index], dtype=float)
 
     @property
     def target_weight(self) -> float:

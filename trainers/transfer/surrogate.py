@@ -12,6 +12,7 @@ Inputs are always points of the unit cube and objective values already copula-tr
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 from scipy.linalg import cho_solve
@@ -26,7 +27,7 @@ MAX_PRIOR_POINTS = 512
 MIN_FIT_POINTS = 10
 
 
-def _kernel(dim: int, noise: float = 1e-3):  # type: ignore[no-untyped-def]
+def _kernel(dim: int, noise: float = 1e-3) -> Any:
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
     return ConstantKernel(1.0, (0.05, 20.0)) * Matern(
@@ -34,13 +35,13 @@ def _kernel(dim: int, noise: float = 1e-3):  # type: ignore[no-untyped-def]
     ) + WhiteKernel(noise, (1e-6, 0.5))
 
 
-def _fixed_kernel():  # type: ignore[no-untyped-def]
+def _fixed_kernel() -> Any:
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
     return ConstantKernel(1.0) * Matern(length_scale=0.3, nu=2.5) + WhiteKernel(1e-2)
 
 
-def _fit_gp(x: np.ndarray, z: np.ndarray, kernel, optimize: bool):  # type: ignore[no-untyped-def]
+def _fit_gp(x: np.ndarray, z: np.ndarray, kernel: Any, optimize: bool) -> Any:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.gaussian_process import GaussianProcessRegressor
 
@@ -67,7 +68,7 @@ class PriorSurface:
         z = np.asarray(z, dtype=float)
         rng = np.random.default_rng(seed)
         self._constant = float(z.mean()) if len(z) < 3 else None
-        self._gp = None
+        self._gp: Any = None
         if self._constant is not None:
             return
         keep_x, keep_z = _best_and_random(x, z, MAX_PRIOR_POINTS, rng)
@@ -81,7 +82,7 @@ class PriorSurface:
             return np.empty(0)
         if self._gp is None:
             return np.full(len(x), self._constant)
-        return self._gp.predict(np.asarray(x, dtype=float))
+        return np.asarray(self._gp.predict(np.asarray(x, dtype=float)), dtype=float)
 
 
 def _best_and_random(
@@ -108,7 +109,7 @@ class TargetModel:
     def __init__(self, dim: int) -> None:
         self._kernel = _kernel(dim)
         self._fitted_at = 0
-        self._gp = None
+        self._gp: Any = None
 
     def fit(self, x: np.ndarray, z: np.ndarray) -> None:
         n = len(z)
@@ -130,8 +131,8 @@ class TargetModel:
         n = gp.alpha_.shape[0]
         inverse_diag = np.diag(cho_solve((gp.L_, True), np.eye(n)))
         y = gp.y_train_.ravel()
-        return y - gp.alpha_.ravel() / inverse_diag
+        return np.asarray(y - gp.alpha_.ravel() / inverse_diag, dtype=float)
 
     def training_x(self) -> np.ndarray:
         assert self._gp is not None, "fit() first"
-        return self._gp.X_train_
+        return np.asarray(self._gp.X_train_, dtype=float)

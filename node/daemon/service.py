@@ -1,0 +1,145 @@
+"""What a node answers its peers, independent of gRPC.
+
+The gRPC servicers (server.py) and the in-process transport of tests call the same code:
+authenticate a signed request over its raw bytes, decode it, answer from the store. Errors
+are GridpointErrors; the transport turns them into a status (gridpoint.node.protocol.rpc_errors).
+
+Must never trust a request before authenticate() accepted it, decode a stored record to serve
+it, or answer more than the message budget allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError, Message
+
+from gridpoint import __version__
+from gridpoint.errors import BadSignature, RequestError
+from gridpoint.node.home import NodeHome
+from gridpoint.node.protocol.envelope import sign_envelope
+from gridpoint.node.protocol.methods import HELLO, QUERY, SYNC
+from gridpoint.node.protocol.request_auth import ReplayGuard, verify_request
+from gridpoint.node.store.base import CatalogStore
+from gridpoint.node.store.query_filter import parse_filter, parse_order_by
+from gridpoint.v1 import catalog_pb2, envelope_pb2, node_pb2
+
+__all__ = [
+    "DEFAULT_PAGE",
+    "MAX_PAGE",
+    "MAX_QUERY",
+    "NodeService",
+    "RequestAuthenticator",
+]
+
+DEFAULT_PAGE = 500
+MAX_PAGE = 5000
+MAX_QUERY = 1000
+# Room left in a message for everything around the envelopes.
+_PAGE_OVERHEAD = 16 * 1024
+
+
+@dataclass(frozen=True)
+class RequestAuthenticator:
+    """Checks a signed request: signature over the raw bytes, trusted caller, fresh, no replay.
+
+    tls_name, when the transport has one, is the common name of the certificate the caller
+    presented: the signer must be that node.
+    """
+
+    is_trusted: Callable[[str], bool]
+    guard: ReplayGuard
+
+    def __call__(self, method: str, raw: bytes, auth: bytes | None, tls_name: str | None) -> str:
+        if auth is None:
+            raise BadSignature("request is not signed")
+        caller = verify_request(auth, method, raw, is_trusted=self.is_trusted, guard=self.guard)
+        if tls_name is not None and tls_name != caller:
+            raise BadSignature("request signer is not the TLS peer")
+        return caller
+
+
+class NodeService:
+    """Hello, Catalog.Sync and Catalog.Query of one node, over its home and store."""
+
+    def __init__(self, home: NodeHome, store: CatalogStore) -> None:
+        limits = home.config.security
+        self._home = home
+        self._store = store
+        self._budget = limits.max_message_bytes - _PAGE_OVERHEAD
+        info = node_pb2.NodeInfo(
+            node_id=home.identity.node_id,
+            name=home.config.name,
+            public_key=home.identity.public_key,
+            tls_fingerprint=home.tls_fingerprint,
+            protocol="gridpoint.v1",
+            software_version=__version__,
+        )
+        self._info = info.SerializeToString()
+        self.authenticate = RequestAuthenticator(
+            lambda caller: store.get_peer(caller) is not None,
+            ReplayGuard(limits.request_window_s),
+        )
+        self._methods: dict[str, tuple[type[Message], Callable[[Message], Message]]] = {
+            HELLO: (node_pb2.HelloRequest, lambda _r: self.hello()),
+            SYNC: (catalog_pb2.SyncRequest, self._sync_any),
+            QUERY: (catalog_pb2.QueryRequest, self._query_any),
+        }
+
+    def hello(self) -> node_pb2.HelloResponse:
+        """This node's NodeInfo, freshly signed."""
+        envelope = sign_envelope(
+            self._home.identity, self._info, node_pb2.NodeInfo.DESCRIPTOR.full_name
+        )
+        return node_pb2.HelloResponse(envelope=envelope)
+
+    def sync(self, request: catalog_pb2.SyncRequest) -> catalog_pb2.SyncPage:
+        """The page after request.cursor, cut before the message budget."""
+        limit = min(request.limit or DEFAULT_PAGE, MAX_PAGE)
+        page = self._store.records_after(request.cursor, limit)
+        out = catalog_pb2.SyncPage(next_cursor=page.next_cursor, has_more=page.has_more)
+        size = 0
+        for index, envelope in enumerate(page.envelopes):
+            size += len(envelope) + 8
+            if size > self._budget and index > 0:
+                # Stop before the message limit; the peer resumes after the last one sent.
+                out.next_cursor = page.cursors[index - 1]
+                out.has_more = True
+                break
+            out.envelopes.append(envelope_pb2.SignedEnvelope.FromString(envelope))
+        return out
+
+    def query(self, request: catalog_pb2.QueryRequest) -> catalog_pb2.QueryResponse:
+        """The records matching request.filter, cut before the message budget."""
+        where = parse_filter(request.filter)
+        order = parse_order_by(request.order_by)
+        limit = min(request.limit or 100, MAX_QUERY)
+        out = catalog_pb2.QueryResponse()
+        size = 0
+        for record in self._store.query(where, limit=limit, order_by=order):
+            size += len(record.envelope) + 8
+            if size > self._budget:
+                break
+            out.envelopes.append(envelope_pb2.SignedEnvelope.FromString(record.envelope))
+        return out
+
+    def handle(self, method: str, raw: bytes, auth: bytes | None, tls_name: str | None) -> bytes:
+        """One whole call as raw bytes: authenticate, decode, answer, encode."""
+        if method not in self._methods:
+            raise RequestError(f"unknown method {method}")
+        self.authenticate(method, raw, auth, tls_name)
+        request_type, answer = self._methods[method]
+        try:
+            request = request_type.FromString(raw)
+        except DecodeError:
+            raise RequestError("request is not a valid message") from None
+        return answer(request).SerializeToString()
+
+    def _sync_any(self, request: Message) -> Message:
+        assert isinstance(request, catalog_pb2.SyncRequest)
+        return self.sync(request)
+
+    def _query_any(self, request: Message) -> Message:
+        assert isinstance(request, catalog_pb2.QueryRequest)
+        return self.query(request)

@@ -1,0 +1,83 @@
+"""Nodes that talk through the in-process transport: real services and stores, no sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gridpoint.errors import PeerUnavailable
+from gridpoint.node.daemon.service import NodeService
+from gridpoint.node.home import NodeHome
+from gridpoint.node.peers.inprocess import InProcessTransport
+from gridpoint.node.peers.transport import Connector, PeerTransport
+from gridpoint.node.store.base import Peer
+from gridpoint.node.store.sql_store import SqlStore, open_store
+
+
+@dataclass
+class Node:
+    """One node of the network: its home, its open store, the service peers call."""
+
+    home: NodeHome
+    store: SqlStore
+    service: NodeService
+
+    @property
+    def node_id(self) -> str:
+        return self.home.identity.node_id
+
+
+@dataclass
+class Network:
+    """In-process nodes by node id; a node that is `down` answers nothing."""
+
+    root: Path
+    nodes: dict[str, Node] = field(default_factory=dict)
+    down: set[str] = field(default_factory=set)
+
+    def add(self, name: str, *, page_size: int | None = None) -> Node:
+        home = NodeHome(self.root / name)
+        home.init(name)
+        if page_size is not None:
+            text = home.config_path.read_text()
+            home.config_path.write_text(text.replace("page_size = 500", f"page_size = {page_size}"))
+            home = NodeHome(self.root / name)
+        store = open_store(home.db_url())
+        node = Node(home, store, NodeService(home, store))
+        self.nodes[node.node_id] = node
+        return node
+
+    def trust(self, a: Node, b: Node) -> None:
+        """a trusts b (as `peer add` would pin it)."""
+        a.store.add_peer(
+            Peer(
+                node_id=b.node_id,
+                address=f"inprocess:{b.home.config.name}",
+                name=b.home.config.name,
+                fingerprint=b.home.tls_fingerprint,
+                cert_pem=b.home.tls.cert_pem,
+                added_at=datetime.now(UTC),
+            )
+        )
+
+    def connector(self, caller: Node) -> Connector:
+        """Opens in-process transports from caller to its stored peers."""
+
+        @contextmanager
+        def connect(peer: Peer) -> Iterator[PeerTransport]:
+            if peer.node_id in self.down:
+                raise PeerUnavailable(f"peer {peer.address} did not answer (unavailable)")
+            target = self.nodes[peer.node_id]
+            with InProcessTransport(
+                caller.home.identity, peer.address, peer.node_id, target.service.handle
+            ) as transport:
+                yield transport
+
+        return connect
+
+    def close(self) -> None:
+        for node in self.nodes.values():
+            node.store.close()
