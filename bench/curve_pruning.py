@@ -106,7 +106,11 @@ def as_prior(curve: np.ndarray) -> list[tuple[int, float]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/bench/transfer-hpo/yahpo")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "shared/bench/transfer-hpo/yahpo",
+    )
     parser.add_argument("--tasks", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=30)
@@ -118,19 +122,29 @@ def main() -> int:
     tasks = surrogate.tasks[: args.tasks]
     # Ten curves per task for the "other tasks" priors, drawn once.
     pooled = {t: [surrogate.curve(t, c) for c in random_configs(10, 999)] for t in tasks}
-    pruners = ("none", "median (cold)", "curve, same task (warm)", "curve + median, same task",
-               "curve, other tasks (warm)")
+    pruners = (
+        "none",
+        "median (cold)",
+        "curve, same task (warm)",
+        "curve + median, same task",
+        "curve, other tasks (warm)",
+    )
     epochs = {p: [] for p in pruners}
     regret = {p: [] for p in pruners}
     for t in tasks:
         for seed in range(args.seeds):
             curves = [surrogate.curve(t, c) for c in random_configs(args.trials, seed)]
-            peer = [as_prior(surrogate.curve(t, c)) for c in random_configs(args.trials, 1000 + seed)]
+            peer = [
+                as_prior(surrogate.curve(t, c)) for c in random_configs(args.trials, 1000 + seed)
+            ]
             others = [as_prior(c) for o in tasks if o != t for c in pooled[o]]
             full = max(float(c[-1]) for c in curves)
             for name, pruner in (
                 ("none", optuna.pruners.NopPruner()),
-                ("median (cold)", optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5)),
+                (
+                    "median (cold)",
+                    optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5),
+                ),
                 ("curve, same task (warm)", CurvePruner(peer, n_warmup_steps=5)),
                 (
                     "curve + median, same task",
@@ -141,16 +155,28 @@ def main() -> int:
                 used, best = replay(curves, pruner)
                 epochs[name].append(used / (len(curves) * EPOCHS))
                 regret[name].append(full - best if np.isfinite(best) else full)
-    rows = {p: {"epochs_used": float(np.mean(epochs[p])), "final_regret": float(np.mean(regret[p]))} for p in pruners}
+    rows = {
+        p: {"epochs_used": float(np.mean(epochs[p])), "final_regret": float(np.mean(regret[p]))}
+        for p in pruners
+    }
     elapsed = time.perf_counter() - started
     if args.json:
-        print(json.dumps({"tasks": tasks, "seeds": args.seeds, "trials": args.trials, "pruners": rows}, indent=2))
+        print(
+            json.dumps(
+                {"tasks": tasks, "seeds": args.seeds, "trials": args.trials, "pruners": rows},
+                indent=2,
+            )
+        )
         return 0
-    print(f"LCBench (YAHPO surrogate): {len(tasks)} tasks x {args.seeds} seeds x {args.trials} random "
-          f"configurations, {EPOCHS} epochs each; {elapsed:.0f} s")
+    print(
+        f"LCBench (YAHPO surrogate): {len(tasks)} tasks x {args.seeds} seeds x {args.trials} random "
+        f"configurations, {EPOCHS} epochs each; {elapsed:.0f} s"
+    )
     print(f"{'pruner':<28} {'epochs used':>12} {'saved':>7} {'final regret (acc. points)':>28}")
     for name, row in rows.items():
-        print(f"{name:<28} {row['epochs_used']:>12.1%} {1 - row['epochs_used']:>7.1%} {row['final_regret']:>28.3f}")
+        print(
+            f"{name:<28} {row['epochs_used']:>12.1%} {1 - row['epochs_used']:>7.1%} {row['final_regret']:>28.3f}"
+        )
     return 0
 
 

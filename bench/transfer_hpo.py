@@ -70,7 +70,9 @@ class Task:
     y: np.ndarray  # objective, lower is better, failures set to the task's worst
 
 
-def load_tasks(path: Path, objective: str, maximize: bool, exclude: list[str]) -> tuple[str, list[Task]]:
+def load_tasks(
+    path: Path, objective: str, maximize: bool, exclude: list[str]
+) -> tuple[str, list[Task]]:
     frame = pd.read_csv(path)
     if objective not in frame.columns:
         raise SystemExit(f"{path}: no column {objective!r} (has {', '.join(frame.columns)})")
@@ -131,7 +133,9 @@ def run_one(job: tuple[str, int, int, int]) -> tuple[str, int, int, np.ndarray]:
     method, task_index, seed, iterations = job
     task = TASKS[task_index]
     rng = np.random.default_rng(seed * 1000 + task_index)
-    runner = {"random": _random, "tpe": _tpe, "gp": _gp, "design+tpe": _design_tpe, "rgpe": _rgpe}[method]
+    runner = {"random": _random, "tpe": _tpe, "gp": _gp, "design+tpe": _design_tpe, "rgpe": _rgpe}[
+        method
+    ]
     chosen = runner(task_index, task, rng, seed, min(iterations, len(task.y)))
     return method, task_index, seed, np.minimum.accumulate(task.y[chosen])
 
@@ -146,11 +150,20 @@ def _random(_i: int, task: Task, rng: np.random.Generator, _seed: int, n: int) -
     return rng.permutation(len(task.y))[:n]
 
 
-def _tpe(i: int, task: Task, rng: np.random.Generator, seed: int, n: int, design: np.ndarray | None = None) -> np.ndarray:
+def _tpe(
+    i: int,
+    task: Task,
+    rng: np.random.Generator,
+    seed: int,
+    n: int,
+    design: np.ndarray | None = None,
+) -> np.ndarray:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    dims = {f"x{d}": optuna.distributions.FloatDistribution(0.0, 1.0) for d in range(task.x.shape[1])}
+    dims = {
+        f"x{d}": optuna.distributions.FloatDistribution(0.0, 1.0) for d in range(task.x.shape[1])
+    }
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True))
     evaluated = np.zeros(len(task.y), dtype=bool)
     chosen: list[int] = []
@@ -161,7 +174,9 @@ def _tpe(i: int, task: Task, rng: np.random.Generator, seed: int, n: int, design
         evaluated[index] = True
         chosen.append(index)
         params = {f"x{d}": float(v) for d, v in enumerate(task.x[index])}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dims, value=float(task.y[index])))
+        study.add_trial(
+            optuna.trial.create_trial(params=params, distributions=dims, value=float(task.y[index]))
+        )
     while len(chosen) < n:
         trial = study.ask(dims)
         point = np.array([trial.params[f"x{d}"] for d in range(task.x.shape[1])])
@@ -182,7 +197,9 @@ def _gp(i: int, task: Task, rng: np.random.Generator, seed: int, n: int) -> np.n
     return _rgpe(i, task, rng, seed, n, use_priors=False)
 
 
-def _rgpe(i: int, task: Task, rng: np.random.Generator, seed: int, n: int, use_priors: bool = True) -> np.ndarray:
+def _rgpe(
+    i: int, task: Task, rng: np.random.Generator, seed: int, n: int, use_priors: bool = True
+) -> np.ndarray:
     prior = PRIOR_MEANS[i] if use_priors else PRIOR_MEANS[i][:0]
     ensemble = RankWeightedEnsemble(task.x.shape[1], seed=seed)
     evaluated = np.zeros(len(task.y), dtype=bool)
@@ -207,15 +224,24 @@ def summarize(tasks: list[Task], curves: dict[str, np.ndarray], iterations: int)
     baseline = adtm.get("random")
     names = list(adtm)
     stacked = np.stack([adtm[m] for m in names])  # methods × tasks × iterations
-    ranks = np.apply_along_axis(lambda v: pd.Series(v).rank().to_numpy(), 0, stacked).mean(axis=(1, 2))
+    ranks = np.apply_along_axis(lambda v: pd.Series(v).rank().to_numpy(), 0, stacked).mean(
+        axis=(1, 2)
+    )
     out: dict[str, dict] = {}
     for position, method in enumerate(names):
         score = float("nan")
         if baseline is not None:
             safe = np.where(baseline > 0, baseline, 1.0)
             score = float(np.where(baseline > 0, (baseline - adtm[method]) / safe, 0.0).mean())
-        regret = {str(t): float(adtm[method][:, t - 1].mean()) for t in CHECKPOINTS if t <= iterations}
-        out[method] = {"score": score, "rank": float(ranks[position]), "regret": regret, "warm_start": WARM[method]}
+        regret = {
+            str(t): float(adtm[method][:, t - 1].mean()) for t in CHECKPOINTS if t <= iterations
+        }
+        out[method] = {
+            "score": score,
+            "rank": float(ranks[position]),
+            "regret": regret,
+            "warm_start": WARM[method],
+        }
         if "tpe" in adtm:
             # The first iteration whose mean regret is at or below cold TPE's final one.
             reached = np.flatnonzero(adtm[method].mean(axis=0) <= adtm["tpe"].mean(axis=0)[-1])
@@ -225,16 +251,26 @@ def summarize(tasks: list[Task], curves: dict[str, np.ndarray], iterations: int)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="CSV (or .csv.zip) of offline evaluations")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="CSV (or .csv.zip) of offline evaluations"
+    )
     parser.add_argument("--objective", required=True, help="objective column, e.g. metric_error")
     parser.add_argument("--maximize", action="store_true", help="the objective is to be maximized")
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
-    parser.add_argument("--exclude-task", action="append", default=None,
-                        help="task to leave out (repeatable; default: wiki-rolling, as the data's README says)")
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}"
+    )
+    parser.add_argument(
+        "--exclude-task",
+        action="append",
+        default=None,
+        help="task to leave out (repeatable; default: wiki-rolling, as the data's README says)",
+    )
     parser.add_argument("--unrelated", type=Path, help="take priors from this other blackbox's CSV")
-    parser.add_argument("--unrelated-objective", help="objective column of --unrelated (default: --objective)")
+    parser.add_argument(
+        "--unrelated-objective", help="objective column of --unrelated (default: --objective)"
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
@@ -248,13 +284,20 @@ def main() -> int:
     blackbox, tasks = load_tasks(args.data, args.objective, args.maximize, exclude)
     priors = None
     if args.unrelated:
-        _, other = load_tasks(args.unrelated, args.unrelated_objective or args.objective, False, exclude)
+        _, other = load_tasks(
+            args.unrelated, args.unrelated_objective or args.objective, False, exclude
+        )
         rng = np.random.default_rng(0)
         dim = tasks[0].x.shape[1]
         priors = [Task(t.name, _lay_on(t.x, dim, rng), t.y) for t in other]
     started = time.perf_counter()
     prepare(tasks, priors)
-    jobs = [(m, t, s, args.iterations) for m in methods for t in range(len(tasks)) for s in range(args.seeds)]
+    jobs = [
+        (m, t, s, args.iterations)
+        for m in methods
+        for t in range(len(tasks))
+        for s in range(args.seeds)
+    ]
     # Slow methods first so the pool's tail is short.
     jobs.sort(key=lambda j: j[0] == "random")
     curves = {m: np.full((len(tasks), args.seeds, args.iterations), np.nan) for m in methods}
@@ -266,32 +309,59 @@ def main() -> int:
     elapsed = time.perf_counter() - started
     results = summarize(tasks, curves, args.iterations)
     if args.json:
-        print(json.dumps({"blackbox": blackbox, "seeds": args.seeds, "iterations": args.iterations,
-                          "priors": "unrelated" if priors else "related", "seconds": round(elapsed, 1),
-                          "methods": results, "published": PUBLISHED.get(blackbox, {})}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "blackbox": blackbox,
+                    "seeds": args.seeds,
+                    "iterations": args.iterations,
+                    "priors": "unrelated" if priors else "related",
+                    "seconds": round(elapsed, 1),
+                    "methods": results,
+                    "published": PUBLISHED.get(blackbox, {}),
+                },
+                indent=2,
+            )
+        )
         return 0
     _print_table(blackbox, tasks, args, results, priors is not None, elapsed)
     return 0
 
 
-def _print_table(blackbox: str, tasks: list[Task], args: argparse.Namespace, results: dict[str, dict],
-                 unrelated: bool, elapsed: float) -> None:
+def _print_table(
+    blackbox: str,
+    tasks: list[Task],
+    args: argparse.Namespace,
+    results: dict[str, dict],
+    unrelated: bool,
+    elapsed: float,
+) -> None:
     checkpoints = [str(t) for t in CHECKPOINTS if t <= args.iterations]
-    print(f"{blackbox}: {len(tasks)} tasks, {args.seeds} seeds, {args.iterations} iterations, "
-          f"priors {'from ' + args.unrelated.name + ' (unrelated)' if unrelated else 'leave-one-task-out'}; "
-          f"{elapsed:.0f} s on {args.workers} worker(s)")
-    header = f"{'method':<20} {'warm':>5} {'score':>7} {'rank':>6} " + " ".join(f"{'@' + c:>9}" for c in checkpoints)
-    print("score: improvement over random search (higher is better); @N: normalized regret after N iterations")
+    print(
+        f"{blackbox}: {len(tasks)} tasks, {args.seeds} seeds, {args.iterations} iterations, "
+        f"priors {'from ' + args.unrelated.name + ' (unrelated)' if unrelated else 'leave-one-task-out'}; "
+        f"{elapsed:.0f} s on {args.workers} worker(s)"
+    )
+    header = f"{'method':<20} {'warm':>5} {'score':>7} {'rank':>6} " + " ".join(
+        f"{'@' + c:>9}" for c in checkpoints
+    )
+    print(
+        "score: improvement over random search (higher is better); @N: normalized regret after N iterations"
+    )
     print(header)
     for method, row in results.items():
         cells = " ".join(f"{row['regret'][c]:>9.2e}" for c in checkpoints)
-        print(f"{method:<20} {'yes' if row['warm_start'] else 'no':>5} {row['score']:>7.3f} {row['rank']:>6.2f} {cells}")
+        print(
+            f"{method:<20} {'yes' if row['warm_start'] else 'no':>5} {row['score']:>7.3f} {row['rank']:>6.2f} {cells}"
+        )
     for name, score in PUBLISHED.get(blackbox, {}).items():
         print(f"{name:<20} {'yes':>5} {score:>7.3f}")
     for method, row in results.items():
         if row["warm_start"] and "reaches_cold_tpe_final_at" in row:
             at = row["reaches_cold_tpe_final_at"]
-            print(f"{method}: reaches cold TPE's final regret at iteration {at if at else 'never (within the run)'}")
+            print(
+                f"{method}: reaches cold TPE's final regret at iteration {at if at else 'never (within the run)'}"
+            )
 
 
 if __name__ == "__main__":

@@ -55,7 +55,6 @@ def cmd_fed_host(args: argparse.Namespace) -> int:
         round_timeout=args.round_timeout,
         params=parse_params(args.param),
         db=args.db,
-        json_output=args.json,
     )
     outcome = run_host(home, opts, _say)
     summary = publish_federation(home, opts, outcome)
@@ -98,7 +97,9 @@ def register(sub: SubParsers) -> None:
         help="host a federation: SuperLink + ServerApp, then publish the run",
         formatter_class=defaults,
     )
-    h.add_argument("--federation", required=True, help="the federation's name (members give it too)")
+    h.add_argument(
+        "--federation", required=True, help="the federation's name (members give it too)"
+    )
     h.add_argument("--study", required=True, type=Path, help="study file: model, task, objective")
     h.add_argument("--rounds", type=int, default=3, help="federated rounds")
     h.add_argument("--min-members", type=int, default=2, help="members needed in each round")

@@ -56,7 +56,6 @@ class HostOptions:
     round_timeout: float
     params: dict[str, float]
     db: str | None
-    json_output: bool
 
 
 @dataclass(frozen=True)

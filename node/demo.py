@@ -17,8 +17,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-LISTEN = "127.0.0.1:0"
-TASK = {"type": "text-classification", "num_labels": 2, "size_bucket": "1k-10k", "language": "en"}
 EXAMPLE_RUNS = [
     {"learning_rate": 2e-5, "batch_size": 16, "accuracy": 0.84},
     {"learning_rate": 5e-5, "batch_size": 32, "accuracy": 0.88},
@@ -30,7 +28,9 @@ def gridpoint(home: Path, *args: str) -> str:
     shown = " ".join(shlex.quote(a) for a in ("gridpoint", "--home", str(home), *args))
     print(f"\n$ {shown}", flush=True)
     result = subprocess.run(
-        [sys.executable, "-m", "gridpoint", "--home", str(home), *args], capture_output=True, text=True
+        [sys.executable, "-m", "gridpoint", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
     )
     sys.stdout.write(result.stdout)
     if result.returncode != 0:

@@ -53,10 +53,10 @@ class StudySummary:
     task: TaskDescriptor
 
 
-def _sampler(config: StudyConfig, sampler: Any | None) -> Any:
+def _sampler(config: StudyConfig) -> Any:
     import optuna
 
-    return sampler or optuna.samplers.TPESampler(seed=config.seed)
+    return optuna.samplers.TPESampler(seed=config.seed)
 
 
 def _pruner(config: StudyConfig) -> Any:
@@ -102,7 +102,6 @@ def run_study(
     *,
     n_trials: int | None = None,
     on_trial: OnTrial | None = None,
-    sampler: Any | None = None,
     search_for: SearchFactory | None = None,
     progress: bool = True,
     device: str = "auto",
@@ -115,7 +114,7 @@ def run_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     train, evaluation = load_data(config)
     task = describe(config.task, config.language, train.texts, train.labels)
-    search = Search(_sampler(config, sampler), _pruner(config))
+    search = Search(_sampler(config), _pruner(config))
     if search_for is not None:
         search = search_for(task, search)
     study = optuna.create_study(

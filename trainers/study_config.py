@@ -240,7 +240,9 @@ def _warm_start(table: dict[str, Any], space: tuple[SearchDimension, ...]) -> Wa
     searched = {d.name for d in space}
     for old, new in rename.items():
         if not isinstance(new, str):
-            raise _fail(f"warm_start.rename.{old}", "must be a string (this study's parameter name)")
+            raise _fail(
+                f"warm_start.rename.{old}", "must be a string (this study's parameter name)"
+            )
         if new not in searched:
             raise _fail(f"warm_start.rename.{old}", f"{new!r} is not in this study's search_space")
     return WarmStartSpec(

@@ -260,4 +260,3 @@ def choice_from_text(text: str) -> ParamValue:
     if _FLOAT_TEXT.fullmatch(text):
         return float(text)
     return text
-

@@ -202,7 +202,10 @@ class _WarmStart:
             model_family=self._family,
             model_base=self._public_id,
             where=self._where,
-            exclude=(self._home.identity.node_id, pseudonym(self._home.secret, "study", config.name)),
+            exclude=(
+                self._home.identity.node_id,
+                pseudonym(self._home.secret, "study", config.name),
+            ),
             renames=config.warm_start.rename,
             names={
                 **{p.node_id: p.name for p in self._store.list_peers()},
@@ -220,7 +223,9 @@ class _WarmStart:
             curves = [c for m in self._sampler.used for c in m.curves if c]
             self._curves = len(curves)
             if curves:
-                pruner = CurvePruner(curves, n_warmup_steps=config.pruner.n_warmup_steps, fallback=pruner)
+                pruner = CurvePruner(
+                    curves, n_warmup_steps=config.pruner.n_warmup_steps, fallback=pruner
+                )
         if not self._quiet:
             self._print_report()
         if not self._sampler.used:
@@ -232,7 +237,14 @@ class _WarmStart:
         rows = []
         for row in self._sampler.report():
             source = sources[row["prior"]]
-            rows.append({**row, "study": source.study, "signer": source.signer, "signer_name": source.signer_name})
+            rows.append(
+                {
+                    **row,
+                    "study": source.study,
+                    "signer": source.signer,
+                    "signer_name": source.signer_name,
+                }
+            )
         for source, reason in self._choice.left_out:
             rows.append(
                 {
@@ -258,7 +270,9 @@ class _WarmStart:
             [
                 [
                     r["study"][:12],
-                    f"{r['signer'][:12]} ({r['signer_name']})" if r["signer_name"] else r["signer"][:12],
+                    f"{r['signer'][:12]} ({r['signer_name']})"
+                    if r["signer_name"]
+                    else r["signer"][:12],
                     r["trials"],
                     r.get("similarity", ""),
                     r.get("weight", ""),
@@ -273,7 +287,11 @@ class _WarmStart:
             print_line(
                 f"first trials: the priors' best configurations; this study's own observations "
                 f"start at weight {self._sampler.target_weight:.3f}"
-                + (f"; curve-aware pruning with {self._curves} prior curve(s)" if self._curves else "")
+                + (
+                    f"; curve-aware pruning with {self._curves} prior curve(s)"
+                    if self._curves
+                    else ""
+                )
             )
 
     def print_learned(self) -> None:
@@ -313,6 +331,7 @@ def _private_detail(trial: Any, config: Any) -> dict[str, Any]:
         "device": run.device if run else None,
         "precision": run.precision if run else None,
         "samples_per_second": run.samples_per_second if run else None,
+        "trainable_parameters": run.trainable_parameters if run else None,
         "task": trial.task.__dict__,
     }
 

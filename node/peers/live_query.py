@@ -18,11 +18,11 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.logs import log_event
 from gridpoint.node.peers.transport import Connector
 from gridpoint.node.store.base import CatalogStore, Peer, StoredRecord
+from gridpoint.node.store.keys import key_value
 from gridpoint.node.store.query_filter import OrderBy, parse_filter, parse_order_by
-from gridpoint.schema import RunRecord
 from gridpoint.v1.envelope_pb2 import SignedEnvelope
 
-__all__ = ["QueryResult", "QueryRow", "run_query", "sort_value"]
+__all__ = ["QueryResult", "QueryRow", "run_query"]
 
 LOCAL = "local"
 
@@ -44,23 +44,8 @@ class QueryResult:
     refused: int = 0
 
 
-def sort_value(record: RunRecord, signer: str, key: str) -> float | str | None:
-    """The value of a filter key in a record, for sorting merged results."""
-    if key.startswith("metrics."):
-        return record.metrics.get(key.split(".", 1)[1])
-    if key.startswith("params."):
-        value = record.hyperparameters.get(key.split(".", 1)[1])
-        return None if value is None else (value if isinstance(value, str) else float(value))
-    if key == "signer":
-        return signer
-    head, _, attr = key.partition(".")
-    source = {"task": record.task, "model": record.model}.get(head, record)
-    value = getattr(source, attr or head)
-    return value if isinstance(value, str) else float(value)
-
-
 def _sorted(rows: list[QueryRow], order: OrderBy) -> list[QueryRow]:
-    keyed = [(sort_value(r.record.record, r.record.signer_id, order.key), r) for r in rows]
+    keyed = [(key_value(r.record.record, r.record.signer_id, order.key), r) for r in rows]
     numbers = [(v, r) for v, r in keyed if isinstance(v, float)]
     texts = [(v, r) for v, r in keyed if isinstance(v, str)]
     missing = [r for v, r in keyed if v is None]
@@ -90,7 +75,9 @@ def run_query(
         peers = store.list_peers()
         is_trusted = trust_check(store, home.identity.node_id)
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(peers)))) as pool:
-            answers = list(pool.map(lambda p: _ask(connect, p, filter_text, limit, order_by), peers))
+            answers = list(
+                pool.map(lambda p: _ask(connect, p, filter_text, limit, order_by), peers)
+            )
         for peer, answer in zip(peers, answers, strict=True):
             if isinstance(answer, str):
                 result.unanswered[peer.node_id] = answer

@@ -8,10 +8,31 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Table,
+    Text,
+)
 from sqlmodel import Field, SQLModel
 
-__all__ = ["PeerRow", "PrivateRunRow", "RecordMetricRow", "RecordParamRow", "RecordRow"]
+__all__ = [
+    "METRICS",
+    "PARAMS",
+    "PEERS",
+    "PRIVATE_RUNS",
+    "RECORDS",
+    "PeerRow",
+    "PrivateRunRow",
+    "RecordMetricRow",
+    "RecordParamRow",
+    "RecordRow",
+]
 
 
 class RecordRow(SQLModel, table=True):
@@ -108,3 +129,15 @@ class PrivateRunRow(SQLModel, table=True):
     # Id of the public record published for this run, if any.
     record_id: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+def _table(model: type[SQLModel]) -> Table:
+    return SQLModel.metadata.tables[str(model.__tablename__)]
+
+
+#: The tables as SQLAlchemy Core objects, for the store's queries.
+RECORDS = _table(RecordRow)
+PARAMS = _table(RecordParamRow)
+METRICS = _table(RecordMetricRow)
+PEERS = _table(PeerRow)
+PRIVATE_RUNS = _table(PrivateRunRow)

@@ -3,11 +3,11 @@
     task.type = 'text-classification' and metrics.accuracy > 0.8
         and params.learning_rate < 1e-4 and model.base LIKE 'bert%'
 
-Keys: kind, signer, study, status, period, task.<field>, model.<field>, params.<name>,
-metrics.<name>. Operators: = != < <= > >= LIKE IN; `and` binds tighter than `or`;
+Keys (gridpoint.node.store.keys): kind, signer, study, status, period, task.<field>,
+model.<field>, params.<name>, metrics.<name>. Operators: = != < <= > >= LIKE IN; `and` binds tighter than `or`;
 parentheses group. Values: 'single' or "double" quoted strings, numbers, true, false.
 
-The tree is turned into parameterized SQL by the store (node/sql_store.py); nothing a filter
+The tree is turned into parameterized SQL by the store (gridpoint.node.store.sql_store); nothing a filter
 says ever reaches SQL as text. Errors point at the column where the filter goes wrong.
 """
 
@@ -19,9 +19,9 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from gridpoint.errors import FilterError
+from gridpoint.node.store.keys import key_spec
 
 __all__ = [
-    "COLUMN_KEYS",
     "And",
     "Comparison",
     "FilterNode",
@@ -34,25 +34,6 @@ __all__ = [
 
 Value = str | float | bool
 
-#: Plain keys and their value type ("str" or "num").
-COLUMN_KEYS: dict[str, str] = {
-    "kind": "str",
-    "signer": "str",
-    "study": "str",
-    "status": "str",
-    "period": "str",
-    "task.type": "str",
-    "task.num_labels": "num",
-    "task.size_bucket": "str",
-    "task.balance_bucket": "str",
-    "task.language": "str",
-    "task.text_length_bucket": "str",
-    "model.base": "str",
-    "model.family": "str",
-    "model.method": "str",
-    "model.num_parameters": "num",
-}
-_PREFIXED = ("params.", "metrics.")
 
 _GRAMMAR = r"""
 ?start: expr
@@ -107,29 +88,11 @@ FilterNode = Comparison | And | Or
 
 
 def _check_key(token: Token) -> str:
-    key = str(token)
-    if key in COLUMN_KEYS:
-        return key
-    if key.startswith(_PREFIXED) and key.split(".", 1)[1]:
-        return key
-    raise FilterError(
-        f"unknown key {key!r}; use kind, signer, study, status, period, task.<field>, "
-        "model.<field>, params.<name> or metrics.<name>",
-        token.column,
-    )
-
-
-def key_type(key: str) -> str:
-    """'str' or 'num' for column keys; 'any' for params (typed per value), 'num' for metrics."""
-    if key.startswith("metrics."):
-        return "num"
-    if key.startswith("params."):
-        return "any"
-    return COLUMN_KEYS[key]
+    return key_spec(str(token), token.column).name
 
 
 def _check_value(key: Token, value: Value) -> None:
-    kt = key_type(str(key))
+    kt = key_spec(str(key)).type
     is_num = isinstance(value, float) and not isinstance(value, bool)
     if kt == "num" and not is_num:
         raise FilterError(f"{key} compares with a number", key.column)
@@ -160,7 +123,7 @@ class _ToTree(Transformer[Token, FilterNode]):
 
     def like(self, key: Token, pattern: Token) -> Comparison:
         name = _check_key(key)
-        if key_type(name) == "num":
+        if key_spec(name).type == "num":
             raise FilterError(f"LIKE needs a text key, {name} is numeric", key.column)
         return Comparison(name, "LIKE", str(pattern)[1:-1])
 

@@ -1,9 +1,9 @@
 """The store on SQL databases through SQLModel/SQLAlchemy: SQLite (default) and PostgreSQL.
 
-Implements node/store.py's contract. Writes are serialized (SQLite: BEGIN IMMEDIATE;
+Implements the contract of gridpoint.node.store.base. Writes are serialized (SQLite: BEGIN IMMEDIATE;
 PostgreSQL: a transaction-scoped advisory lock) so that storage order, which sync cursors
 follow, is also commit order: a reader paging by cursor never skips a row committed late.
-Schema comes from migrations only (node/migrations), applied on open.
+Schema comes from migrations only (migrations/), applied on open.
 """
 
 from __future__ import annotations
@@ -20,88 +20,36 @@ from alembic.config import Config
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Engine,
-    Table,
-    and_,
-    create_engine,
     delete,
-    event,
     exists,
     func,
     insert,
-    or_,
     select,
     text,
     update,
 )
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlmodel import SQLModel
 
 from gridpoint.errors import RequestError, StoreError
 from gridpoint.node.protocol.envelope import content_id
 from gridpoint.node.protocol.serde import decode_record
 from gridpoint.node.store.base import AddResult, CatalogStore, Page, Peer, PrivateRun, StoredRecord
-from gridpoint.node.store.models import (
-    PeerRow,
-    PrivateRunRow,
-    RecordMetricRow,
-    RecordParamRow,
-    RecordRow,
-)
-from gridpoint.node.store.query_filter import And, Comparison, FilterNode, OrderBy, Value
+from gridpoint.node.store.engine import make_engine, normalize_db_url, redact_url
+from gridpoint.node.store.models import METRICS as M
+from gridpoint.node.store.models import PARAMS as P
+from gridpoint.node.store.models import PEERS
+from gridpoint.node.store.models import PRIVATE_RUNS as PRIVATE
+from gridpoint.node.store.models import RECORDS as R
+from gridpoint.node.store.query_filter import FilterNode, OrderBy, Value
+from gridpoint.node.store.sql_filter import condition as sql_condition
+from gridpoint.node.store.sql_filter import order_columns
 from gridpoint.v1 import envelope_pb2
 
-__all__ = ["SqlStore", "open_store", "normalize_db_url"]
+__all__ = ["SqlStore", "normalize_db_url", "open_store", "redact_url"]
 
-
-
-def _table(model: type[SQLModel]) -> Table:
-    return SQLModel.metadata.tables[str(model.__tablename__)]
-
-
-R = _table(RecordRow)
-P = _table(RecordParamRow)
-M = _table(RecordMetricRow)
-PEERS = _table(PeerRow)
-PRIVATE = _table(PrivateRunRow)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_WRITE_LOCK = 0x67726964  # "grid": one advisory lock for catalog writes
-
-_COLUMNS = {
-    "kind": R.c.kind,
-    "signer": R.c.signer_id,
-    "study": R.c.study,
-    "status": R.c.status,
-    "period": R.c.period,
-    "task.type": R.c.task_type,
-    "task.num_labels": R.c.task_num_labels,
-    "task.size_bucket": R.c.task_size_bucket,
-    "task.balance_bucket": R.c.task_balance_bucket,
-    "task.language": R.c.task_language,
-    "task.text_length_bucket": R.c.task_text_length_bucket,
-    "model.base": R.c.model_base,
-    "model.family": R.c.model_family,
-    "model.method": R.c.model_method,
-    "model.num_parameters": R.c.model_num_parameters,
-}
-
-
-def normalize_db_url(url: str) -> str:
-    """Maps postgresql:// to the psycopg 3 driver; leaves other URLs as they are."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def redact_url(url: str) -> str:
-    """The URL without a password, for messages."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        creds, _, host = rest.rpartition("@")
-        rest = creds.split(":", 1)[0] + "@" + host
-    return scheme + sep + rest
 
 
 def open_store(url: str) -> SqlStore:
@@ -121,35 +69,12 @@ class SqlStore(CatalogStore):
             )
         self._lock = threading.Lock()
         try:
-            self.engine = self._make_engine()
+            self.engine = make_engine(self.url, self.dialect)
             self._migrate()
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"cannot open database {redact_url(url)}: {exc.__class__.__name__}"
             ) from exc
-
-    def _make_engine(self) -> Engine:
-        if self.dialect == "postgresql":
-            return create_engine(self.url, pool_pre_ping=True)
-        engine = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # We issue BEGIN ourselves so writes can take the lock up front.
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            write = conn.get_execution_options().get("gridpoint_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-        return engine
 
     def _migrate(self) -> None:
         cfg = Config()
@@ -258,14 +183,14 @@ class SqlStore(CatalogStore):
     def query(
         self, where: FilterNode | None, *, limit: int, order_by: OrderBy | None = None
     ) -> list[StoredRecord]:
-        condition = _condition(where) if where is not None else None
+        condition = sql_condition(where) if where is not None else None
         if order_by is not None and order_by.key.startswith("metrics."):
             return self._query_by_metric(condition, order_by, limit)
         stmt = select(R.c.envelope)
         if condition is not None:
             stmt = stmt.where(condition)
         if order_by is not None:
-            stmt, keys = _order(stmt, order_by.key)
+            stmt, keys = order_columns(stmt, order_by.key)
             stmt = stmt.order_by(
                 *((k.desc() if order_by.descending else k.asc()).nulls_last() for k in keys),
                 R.c.seq,
@@ -431,61 +356,3 @@ def _stored(envelope_bytes: bytes) -> StoredRecord:
         signed_at_ms=env.signed_at_unix_ms,
         record=decode_record(env.payload),
     )
-
-
-def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
-    if op == "IN":
-        membership: ColumnElement[bool] = column.in_(list(value))
-        return membership
-    if op == "LIKE":
-        like: ColumnElement[bool] = column.like(value)
-        return like
-    ops = {
-        "=": column.__eq__,
-        "!=": column.__ne__,
-        "<": column.__lt__,
-        "<=": column.__le__,
-        ">": column.__gt__,
-        ">=": column.__ge__,
-    }
-    result: ColumnElement[bool] = ops[op](value)
-    return result
-
-
-def _param_value_condition(op: str, value: Value | tuple[Value, ...]) -> ColumnElement[bool]:
-    if op == "IN":
-        assert isinstance(value, tuple)
-        return or_(*(_param_value_condition("=", v) for v in value))
-    assert not isinstance(value, tuple)
-    if isinstance(value, str):
-        return _compare(P.c.str_value, op, value)
-    return _compare(P.c.num_value, op, float(value))
-
-
-def _condition(node: FilterNode) -> ColumnElement[bool]:
-    if not isinstance(node, Comparison):
-        parts = [_condition(n) for n in node.operands]
-        return and_(*parts) if isinstance(node, And) else or_(*parts)
-    if node.key.startswith("params."):
-        name = node.key.removeprefix("params.")
-        return exists().where(
-            P.c.record_seq == R.c.seq, P.c.name == name, _param_value_condition(node.op, node.value)
-        )
-    if node.key.startswith("metrics."):
-        name = node.key.removeprefix("metrics.")
-        return exists().where(
-            M.c.record_seq == R.c.seq, M.c.name == name, _compare(M.c.value, node.op, node.value)
-        )
-    return _compare(_COLUMNS[node.key], node.op, node.value)
-
-
-def _order(stmt: Any, key: str) -> tuple[Any, list[Any]]:
-    """Adds what sorting by key needs to stmt; returns it with the sort columns.
-
-    Metrics are sorted by SqlStore._query_by_metric, which can use their index.
-    """
-    if key.startswith("params."):
-        p = P.alias("order_param")
-        stmt = stmt.outerjoin(p, and_(p.c.record_seq == R.c.seq, p.c.name == key.split(".", 1)[1]))
-        return stmt, [p.c.num_value, p.c.str_value]
-    return stmt, [_COLUMNS[key]]

@@ -128,9 +128,7 @@ def choose_priors(
             if r.status == "complete" and objective_metric in r.metrics
         ]
         if not trials:
-            choice.left_out.append(
-                (source, f"no complete trial reports {objective_metric!r}")
-            )
+            choice.left_out.append((source, f"no complete trial reports {objective_metric!r}"))
             continue
         similarity = task_similarity(first.task, task)
         if model_base and first.model.base and first.model.base != model_base:
@@ -155,8 +153,6 @@ def _direction(record: RunRecord, metric: str) -> str:
     return "minimize" if metric.endswith("loss") else "maximize"
 
 
-
-
 def from_catalog(
     home: NodeHome | str | Path,
     search_space: Mapping[str, Any] | Sequence[Any],
@@ -170,9 +166,9 @@ def from_catalog(
 ) -> WarmStartSampler:
     """A WarmStartSampler over the priors this node's catalog holds for `task`.
 
-        sampler = from_catalog("~/gridpoint", {"learning_rate": FloatDistribution(1e-5, 1e-3,
-                               log=True)}, task=TaskDescriptor("text-classification"),
-                               objective_metric="accuracy", filter="task.language = 'en'")
+    sampler = from_catalog("~/gridpoint", {"learning_rate": FloatDistribution(1e-5, 1e-3,
+                           log=True)}, task=TaskDescriptor("text-classification"),
+                           objective_metric="accuracy", filter="task.language = 'en'")
     """
     from gridpoint.node.store.sql_store import open_store
     from gridpoint.trainers.transfer.sampler import WarmStartSampler

@@ -1,7 +1,8 @@
 """Federated rounds on a real Flower deployment: SuperLink, SuperNodes, ServerApp, ClientApp.
 
-A host and two members (each a gridpoint node with its own home), all on 127.0.0.1 with
-ephemeral ports; every process started is stopped at teardown.
+A host and three members (each a gridpoint node with its own home), all on 127.0.0.1 with
+ephemeral ports; every process started is stopped at teardown. Both tests share one pytest-xdist
+group, so they never train at the same time on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from gridpoint.federation.processes import free_port
 from gridpoint.node.home import NodeHome
 from tests.helpers import ROOT, Daemon, cli_json, trust
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("federation")]
 STUDY = ROOT / "examples" / "tiny-study.toml"
 
 
@@ -37,9 +38,11 @@ class Federation:
     workdir: Path
     processes: list[subprocess.Popen[str]]
 
-    def start_host(self, name: str, round_timeout: int = 150) -> subprocess.Popen[str]:
-        # Two members training at once on 2 cores, plus Flower's polling: a round takes
-        # 20-40 s here, so the timeout is generous except where a test waits on it.
+    def start_host(
+        self, name: str, round_timeout: int = 150, min_members: int = 2
+    ) -> subprocess.Popen[str]:
+        # Members training at once on 2 cores, plus Flower's polling: a round takes 20-40 s
+        # here, so the timeout is generous except where a test waits on it.
         argv = [
             sys.executable,
             "-m",
@@ -55,7 +58,7 @@ class Federation:
             "--rounds",
             "2",
             "--min-members",
-            "2",
+            str(min_members),
             "--listen",
             self.address,
             "--round-timeout",
@@ -144,14 +147,14 @@ def finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str,
 
 @pytest.fixture
 def federation(make_home, daemons, tmp_path: Path) -> Iterator[Federation]:
-    host, m1, m2 = make_home("H"), make_home("M1"), make_home("M2")
-    running = {h.path.name: Daemon.start(h) for h in (host, m1, m2)}
+    host, *members = (make_home(name) for name in ("H", "M1", "M2", "M3"))
+    running = {h.path.name: Daemon.start(h) for h in (host, *members)}
     daemons += running.values()
-    for member in (m1, m2):
+    for member in members:
         trust(host, member, running[member.path.name].address)
         trust(member, host, running["H"].address)
     shutil.copy(ROOT / "examples" / "tiny_pipeline.py", tmp_path / "tiny_pipeline.py")
-    fed = Federation(host, [m1, m2], running, f"127.0.0.1:{free_port()}", tmp_path, [])
+    fed = Federation(host, members, running, f"127.0.0.1:{free_port()}", tmp_path, [])
     yield fed
     for proc in fed.processes:
         if proc.poll() is None:
@@ -164,24 +167,33 @@ def federation(make_home, daemons, tmp_path: Path) -> Iterator[Federation]:
     kill_flower_processes_under(tmp_path)
 
 
-def test_two_members_train_two_rounds_and_the_record_reaches_a_third_node(
+def test_two_honest_members_are_aggregated_a_tamperer_is_left_out_and_a_third_node_gets_the_record(
     federation: Federation, make_home, daemons
 ) -> None:
+    # Prepare: M1 and M2 are honest; M3 signs a digest of something it did not send.
+    *honest, tamperer = federation.members
+    honest_ids = sorted(m.identity.node_id for m in honest)
     # Execute
-    host = federation.start_host("alpha")
-    joins = [federation.join(m, "alpha") for m in federation.members]
+    host = federation.start_host("alpha", min_members=3)
+    joins = [federation.join(m, "alpha") for m in honest]
+    joins.append(federation.join(tamperer, "alpha", env={"PYTHONPATH": str(TAMPER)}))
     code, out, err = finish(host)
-    member_results = [finish(j) for j in joins]
-    # Assert: both members aggregated in both rounds, the model moved, the record is public.
+    member_results = [finish(j) for j in joins[:2]]
+    finish(joins[2])
+    # Assert: the honest members aggregated in both rounds, the tamperer refused in each.
     assert code == 0, err
     summary = json.loads(out)
-    assert [len(r["accepted"]) for r in summary["rounds"]] == [2, 2]
+    assert [sorted(r["accepted"]) for r in summary["rounds"]] == [honest_ids] * 2
+    for r in summary["rounds"]:
+        assert [x["node"] for x in r["refused"]] == [tamperer.identity.node_id]
+        assert "signature" in r["refused"][0]["reason"]
+    assert f"left out {tamperer.identity.node_id}" in err
     assert summary["model_changed"] is True
-    ids = sorted(m.identity.node_id for m in federation.members)
-    assert summary["members"] == ids
+    assert summary["members"] == honest_ids
     for mcode, mout, merr in member_results:
         assert mcode == 0, merr
         assert [r["round"] for r in json.loads(mout)["rounds"]] == [1, 2]
+    # Assert: the federated run's record reaches a node that trusts only the host.
     third = make_home("C")
     trust(third, federation.host, federation.daemons["H"].address)
     dc = Daemon.start(third)
@@ -190,33 +202,13 @@ def test_two_members_train_two_rounds_and_the_record_reaches_a_third_node(
     cli_json("catalog", "sync", home=third.path)
     [record] = cli_json("catalog", "query", "kind = 'federated'", home=third.path)
     assert record["signer"] == federation.host.identity.node_id
-    assert record["members"] == ids
+    assert record["members"] == honest_ids
     assert {p["step"] for p in record["curve"]} == {1, 2}
     assert record["id"] == summary["record_id"]
 
 
-def test_a_tampered_update_is_left_out_and_the_rounds_complete(federation: Federation) -> None:
-    honest, tamperer = federation.members
-    host = federation.start_host("beta")
-    joins = [
-        federation.join(honest, "beta"),
-        federation.join(tamperer, "beta", env={"PYTHONPATH": str(TAMPER)}),
-    ]
-    code, out, err = finish(host)
-    for j in joins:
-        finish(j)
-    assert code == 0, err
-    summary = json.loads(out)
-    assert [r["accepted"] for r in summary["rounds"]] == [[honest.identity.node_id]] * 2
-    for r in summary["rounds"]:
-        assert [x["node"] for x in r["refused"]] == [tamperer.identity.node_id]
-        assert "signature" in r["refused"][0]["reason"]
-    assert summary["members"] == [honest.identity.node_id]
-    assert f"left out {tamperer.identity.node_id}" in err
-
-
 def test_a_member_killed_mid_federation_does_not_stall_it(federation: Federation) -> None:
-    survivor, victim = federation.members
+    survivor, victim, _ = federation.members
     host = federation.start_host("gamma", round_timeout=60)
     joins = [federation.join(survivor, "gamma"), federation.join(victim, "gamma")]
     status = victim.path / "fed-member" / "gamma" / "status.jsonl"

@@ -7,7 +7,7 @@ from pathlib import Path
 from gridpoint.node.home import NodeHome
 from tests.helpers import Daemon, cli_json, trust
 
-PIPELINE = '''
+PIPELINE = """
 import random
 
 CUES = {0: ["good", "great", "fine"], 1: ["bad", "poor", "awful"], 2: ["blue", "red", "green"]}
@@ -30,7 +30,7 @@ def related():
 
 def unrelated():
     return _make(320, 3, 3, 40), _make(80, 4, 3, 40)
-'''
+"""
 
 SPACE = """learning_rate = { type = "float", low = 1e-5, high = 5e-3, log = true }
 batch_size = { type = "categorical", choices = [16, 32] }
@@ -82,7 +82,9 @@ def test_warm_start_uses_a_peers_study_weighs_an_unrelated_one_low_and_reports_a
     studies = tmp_path / "studies"
     t1 = write_study(studies, "t1", load="related", language="en", seed=0, space=SPACE)
     unrelated = write_study(studies, "u1", load="unrelated", language="de", seed=7, space=SPACE)
-    misfit = write_study(studies, "m1", load="related", language="en", seed=3, space=MISMATCHED_SPACE)
+    misfit = write_study(
+        studies, "m1", load="related", language="en", seed=3, space=MISMATCHED_SPACE
+    )
     t2 = write_study(studies, "t2", load="related", language="en", seed=1, space=SPACE)
     t3 = write_study(studies, "t3", load="related", language="en", seed=2, space=SPACE)
     a_t1 = cli_json("tune", t1, "--trials", "3", home=a.path, timeout=300)

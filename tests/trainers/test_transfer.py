@@ -24,7 +24,9 @@ def loss(lr: float, layers: int, shift: float = 0.0) -> float:
     return (math.log10(lr) + 3.0 + shift) ** 2 + (layers - 5) ** 2 / 10
 
 
-def prior(label: str, *, shift: float = 0.0, sign: float = 1.0, n: int = 40, seed: int = 0) -> PriorStudy:
+def prior(
+    label: str, *, shift: float = 0.0, sign: float = 1.0, n: int = 40, seed: int = 0
+) -> PriorStudy:
     rng = np.random.default_rng(seed)
     trials = []
     for _ in range(n):
@@ -99,15 +101,23 @@ def test_related_priors_beat_an_unhelpful_start_on_average() -> None:
 
 def test_priors_are_mapped_by_value_renamed_by_config_or_left_out_with_a_reason() -> None:
     space = UnitSpace(
-        [SearchDimension("learning_rate", "float", 1e-4, 1e-2, log=True), SearchDimension("bs", "categorical", choices=(16, 32))]
+        [
+            SearchDimension("learning_rate", "float", 1e-4, 1e-2, log=True),
+            SearchDimension("bs", "categorical", choices=(16, 32)),
+        ]
     )
     trials = (
         PriorTrial({"lr": 1e-3, "bs": 16}, 0.9),
         PriorTrial({"lr": 1e-1, "bs": 16}, 0.5),  # outside this study's range
         PriorTrial({"lr": 1e-3, "bs": 64}, 0.7),  # not one of its choices
     )
-    declared = (SearchDimension("lr", "float", 1e-5, 1e-1, log=True), SearchDimension("bs", "categorical", choices=(16, 32, 64)))
-    renamed = map_prior(PriorStudy("renamed", trials, search_space=declared, renames={"lr": "learning_rate"}), space)
+    declared = (
+        SearchDimension("lr", "float", 1e-5, 1e-1, log=True),
+        SearchDimension("bs", "categorical", choices=(16, 32, 64)),
+    )
+    renamed = map_prior(
+        PriorStudy("renamed", trials, search_space=declared, renames={"lr": "learning_rate"}), space
+    )
     assert isinstance(renamed, MappedPrior)
     assert len(renamed.values) == 1 and renamed.trials_outside == 2
     assert renamed.x[0] == pytest.approx([0.5, 0.0])
@@ -116,12 +126,19 @@ def test_priors_are_mapped_by_value_renamed_by_config_or_left_out_with_a_reason(
     missing = map_prior(PriorStudy("missing", trials, search_space=declared), space)
     assert isinstance(missing, PriorExclusion) and "learning_rate" in missing.reason
     typed = (SearchDimension("learning_rate", "categorical", choices=(1e-3,)), declared[1])
-    wrong_kind = map_prior(PriorStudy("typed", trials, search_space=typed, renames={"lr": "learning_rate"}), space)
-    assert isinstance(wrong_kind, PriorExclusion) and "categorical there, float here" in wrong_kind.reason
+    wrong_kind = map_prior(
+        PriorStudy("typed", trials, search_space=typed, renames={"lr": "learning_rate"}), space
+    )
+    assert (
+        isinstance(wrong_kind, PriorExclusion)
+        and "categorical there, float here" in wrong_kind.reason
+    )
 
 
 def test_sampler_reports_every_prior_used_or_not() -> None:
-    misfit = PriorStudy("misfit", (PriorTrial({"lr": 1e-3, "depth": 3}, 1.0),), direction="minimize")
+    misfit = PriorStudy(
+        "misfit", (PriorTrial({"lr": 1e-3, "depth": 3}, 1.0),), direction="minimize"
+    )
     sampler = WarmStartSampler([prior("good"), misfit], SPACE, seed=0)
     report = {r["prior"]: r for r in sampler.report()}
     assert report["good"]["used"] and report["good"]["trials"] == 40
@@ -129,17 +146,28 @@ def test_sampler_reports_every_prior_used_or_not() -> None:
 
 
 def test_categorical_spaces_round_trip() -> None:
-    space = {"opt": CategoricalDistribution(["adam", "sgd"]), "lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    space = {
+        "opt": CategoricalDistribution(["adam", "sgd"]),
+        "lr": FloatDistribution(1e-4, 1e-2, log=True),
+    }
     source = PriorStudy(
         "cat", tuple(PriorTrial({"opt": o, "lr": lr}, v) for o, lr, v in [("sgd", 1e-3, 0.2), ("adam", 1e-3, 0.9)]),
         direction="minimize",
     )  # fmt: skip
     study = optuna.create_study(sampler=WarmStartSampler([source], space, seed=0))
-    study.optimize(lambda t: (t.suggest_categorical("opt", ["adam", "sgd"]) == "adam") + t.suggest_float("lr", 1e-4, 1e-2, log=True), n_trials=3)
+    study.optimize(
+        lambda t: (
+            (t.suggest_categorical("opt", ["adam", "sgd"]) == "adam")
+            + t.suggest_float("lr", 1e-4, 1e-2, log=True)
+        ),
+        n_trials=3,
+    )
     assert study.trials[0].params["opt"] == "sgd"
 
 
-def _curve_study(pruner: optuna.pruners.BasePruner, final: list[float]) -> list[optuna.trial.TrialState]:
+def _curve_study(
+    pruner: optuna.pruners.BasePruner, final: list[float]
+) -> list[optuna.trial.TrialState]:
     study = optuna.create_study(direction="maximize", pruner=pruner)
     for level in final:
         trial = study.ask()

@@ -27,7 +27,9 @@ def initial_design(
     order = list(range(len(prior_points)))
     if weights is not None:
         order = [i for i in np.argsort(-np.asarray(weights), kind="stable") if weights[i] > 0]
-    ranked = [np.asarray(prior_points[i])[np.argsort(prior_scores[i], kind="stable")] for i in order]
+    ranked = [
+        np.asarray(prior_points[i])[np.argsort(prior_scores[i], kind="stable")] for i in order
+    ]
     chosen: list[np.ndarray] = []
     depth = 0
     while len(chosen) < count and any(depth < len(r) for r in ranked):

@@ -82,10 +82,13 @@ class WarmStartSampler(BaseSampler):
         self._rng = np.random.default_rng(seed)
         self._scores = [gaussian_copula(m.values, minimize=m.minimize) for m in self.used]
         self._surfaces = [
-            PriorSurface(m.x, z, seed=i) for i, (m, z) in enumerate(zip(self.used, self._scores, strict=True))
+            PriorSurface(m.x, z, seed=i)
+            for i, (m, z) in enumerate(zip(self.used, self._scores, strict=True))
         ]
         similarity = np.array([m.study.similarity for m in self.used])
-        self._ensemble = RankWeightedEnsemble(self._space.dim, seed=seed or 0, prior_weights=similarity)
+        self._ensemble = RankWeightedEnsemble(
+            self._space.dim, seed=seed or 0, prior_weights=similarity
+        )
         self.weights: dict[str, float] = dict(
             zip(self.labels(), self._ensemble.initial_weights(len(self.used))[:-1], strict=True)
         )
@@ -99,10 +102,6 @@ class WarmStartSampler(BaseSampler):
 
     def labels(self) -> list[str]:
         return [m.study.label for m in self.used]
-
-    @property
-    def design(self) -> np.ndarray:
-        return self._design
 
     def report(self) -> list[dict[str, Any]]:
         """One row per prior: used or left out, with trials, weight and notes or reason."""
@@ -118,7 +117,12 @@ class WarmStartSampler(BaseSampler):
             for m in self.used
         ]
         rows.extend(
-            {"prior": e.study.label, "used": False, "trials": len(e.study.trials), "reason": e.reason}
+            {
+                "prior": e.study.label,
+                "used": False,
+                "trials": len(e.study.trials),
+                "reason": e.reason,
+            }
             for e in self.excluded
         )
         return rows
@@ -129,7 +133,9 @@ class WarmStartSampler(BaseSampler):
         self._rng = np.random.default_rng()
         self._fallback.reseed_rng()
 
-    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
         if self._after_design(study) and self.method == "initial-design":
             return self._fallback.infer_relative_search_space(study, trial)
         return dict(self._distributions)
@@ -147,14 +153,20 @@ class WarmStartSampler(BaseSampler):
         return self._space.decode(self._propose(study))
 
     def sample_independent(
-        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
     ) -> Any:
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self._fallback.before_trial(study, trial)
 
-    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+    def after_trial(
+        self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
         self._fallback.after_trial(study, trial, state, values)
 
     # The transfer model.
@@ -175,25 +187,46 @@ class WarmStartSampler(BaseSampler):
         if len(observed_x) == 0 and self.used:
             # Before any observation, only configurations a prior actually evaluated.
             return np.vstack([m.x for m in self.used])
-        anchors = [observed_x] + [m.x[np.argsort(z)[:8]] for m, z in zip(self.used, self._scores, strict=True)]
-        anchor = np.vstack([a for a in anchors if len(a)]) if any(len(a) for a in anchors) else np.empty((0, self._space.dim))
+        anchors = [observed_x] + [
+            m.x[np.argsort(z)[:8]] for m, z in zip(self.used, self._scores, strict=True)
+        ]
+        anchor = (
+            np.vstack([a for a in anchors if len(a)])
+            if any(len(a) for a in anchors)
+            else np.empty((0, self._space.dim))
+        )
         local = (
-            np.clip(anchor[self._rng.integers(len(anchor), size=512)] + self._rng.normal(0, 0.05, (512, self._space.dim)), 0, 1)
+            np.clip(
+                anchor[self._rng.integers(len(anchor), size=512)]
+                + self._rng.normal(0, 0.05, (512, self._space.dim)),
+                0,
+                1,
+            )
             if len(anchor)
             else np.empty((0, self._space.dim))
         )
         candidates = np.vstack([self._rng.random((N_CANDIDATES, self._space.dim)), local])
         if len(observed_x):
             # Never propose (almost) exactly what was already run.
-            distance = np.min(np.sum((candidates[:, None, :] - observed_x[None, :, :]) ** 2, axis=2), axis=1)
+            distance = np.min(
+                np.sum((candidates[:, None, :] - observed_x[None, :, :]) ** 2, axis=2), axis=1
+            )
             candidates = candidates[distance > 1e-6]
         return candidates
 
     def _propose(self, study: Study) -> np.ndarray:
         observed_x, observed_y = self._observed(study)
         candidates = self._candidates(observed_x)
-        at_candidates = np.vstack([s.mean(candidates) for s in self._surfaces]) if self._surfaces else np.empty((0, len(candidates)))
-        at_observed = np.vstack([s.mean(observed_x) for s in self._surfaces]) if self._surfaces else np.empty((0, len(observed_x)))
+        at_candidates = (
+            np.vstack([s.mean(candidates) for s in self._surfaces])
+            if self._surfaces
+            else np.empty((0, len(candidates)))
+        )
+        at_observed = (
+            np.vstack([s.mean(observed_x) for s in self._surfaces])
+            if self._surfaces
+            else np.empty((0, len(observed_x)))
+        )
         step = self._ensemble.propose(
             candidates,
             at_candidates,

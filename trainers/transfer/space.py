@@ -115,7 +115,9 @@ def map_prior(study: PriorStudy, space: UnitSpace) -> MappedPrior | PriorExclusi
     for dim in space.dimensions:
         declared = renamed.get(dim.name)
         if declared is None:
-            if study.search_space and not any(dim.name in _renamed(t.params, study.renames) for t in study.trials):
+            if study.search_space and not any(
+                dim.name in _renamed(t.params, study.renames) for t in study.trials
+            ):
                 return PriorExclusion(study, f"has no parameter {dim.name!r}")
             continue
         if not _kind_fits(declared, dim):
@@ -142,7 +144,9 @@ def map_prior(study: PriorStudy, space: UnitSpace) -> MappedPrior | PriorExclusi
     if not points:
         if missing:
             return PriorExclusion(study, f"its trials lack {', '.join(sorted(missing))}")
-        return PriorExclusion(study, f"none of its {len(study.trials)} trial(s) lies inside this search space")
+        return PriorExclusion(
+            study, f"none of its {len(study.trials)} trial(s) lies inside this search space"
+        )
     if outside:
         notes.append(f"{outside} trial(s) outside this search space left out")
     return MappedPrior(

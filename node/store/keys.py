@@ -1,0 +1,104 @@
+"""The one registry of catalog filter keys: what each means, its type, where it is stored.
+
+The filter parser checks keys and value types here, the SQL store finds each key's column
+here, and live query reads a key's value from a record here to merge and sort peers'
+answers. A new key is one entry in KEYS (plus its column, by migration).
+
+Must never hold anything that depends on a database or the wire: it is pure schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from gridpoint.errors import FilterError
+from gridpoint.schema import RunRecord
+
+__all__ = ["KEYS", "PREFIXED", "KeySpec", "ValueType", "key_spec", "key_value"]
+
+#: "str" compares with quoted strings, "num" with numbers, "any" with either (parameters).
+ValueType = Literal["str", "num", "any"]
+SortValue = float | str | None
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """A filter key: its value type, its column in the records table (None for the families
+    params.<name> and metrics.<name>, stored in their own tables), and how to read it."""
+
+    name: str
+    type: ValueType
+    column: str | None
+    read: Callable[[RunRecord, str], SortValue]
+
+
+def _plain(column: str, type_: ValueType, read: Callable[[RunRecord], str | float]) -> KeySpec:
+    def value(record: RunRecord, _signer: str) -> SortValue:
+        raw = read(record)
+        return raw if isinstance(raw, str) else float(raw)
+
+    return KeySpec("", type_, column, value)
+
+
+_COLUMN_KEYS: dict[str, KeySpec] = {
+    "kind": _plain("kind", "str", lambda r: r.kind),
+    "study": _plain("study", "str", lambda r: r.study),
+    "status": _plain("status", "str", lambda r: r.status),
+    "period": _plain("period", "str", lambda r: r.period),
+    "task.type": _plain("task_type", "str", lambda r: r.task.type),
+    "task.num_labels": _plain("task_num_labels", "num", lambda r: r.task.num_labels),
+    "task.size_bucket": _plain("task_size_bucket", "str", lambda r: r.task.size_bucket),
+    "task.balance_bucket": _plain("task_balance_bucket", "str", lambda r: r.task.balance_bucket),
+    "task.language": _plain("task_language", "str", lambda r: r.task.language),
+    "task.text_length_bucket": _plain(
+        "task_text_length_bucket", "str", lambda r: r.task.text_length_bucket
+    ),
+    "model.base": _plain("model_base", "str", lambda r: r.model.base),
+    "model.family": _plain("model_family", "str", lambda r: r.model.family),
+    "model.method": _plain("model_method", "str", lambda r: r.model.method),
+    "model.num_parameters": _plain("model_num_parameters", "num", lambda r: r.model.num_parameters),
+}
+KEYS: dict[str, KeySpec] = {
+    name: KeySpec(name, spec.type, spec.column, spec.read) for name, spec in _COLUMN_KEYS.items()
+}
+KEYS["signer"] = KeySpec("signer", "str", "signer_id", lambda _r, signer: signer)
+
+
+def _param(record: RunRecord, name: str) -> SortValue:
+    value = record.hyperparameters.get(name)
+    return None if value is None else value if isinstance(value, str) else float(value)
+
+
+#: Key families: params.<name> (typed per value) and metrics.<name> (numbers).
+PREFIXED: dict[str, tuple[ValueType, Callable[[RunRecord, str], SortValue]]] = {
+    "params.": ("any", _param),
+    "metrics.": ("num", lambda record, name: record.metrics.get(name)),
+}
+
+
+def _reader(
+    read: Callable[[RunRecord, str], SortValue], name: str
+) -> Callable[[RunRecord, str], SortValue]:
+    return lambda record, _signer: read(record, name)
+
+
+def key_spec(key: str, column: int | None = None) -> KeySpec:
+    """The spec of a key; FilterError (pointing at column) for an unknown one."""
+    if key in KEYS:
+        return KEYS[key]
+    for prefix, (type_, read) in PREFIXED.items():
+        name = key.removeprefix(prefix)
+        if key.startswith(prefix) and name:
+            return KeySpec(key, type_, None, _reader(read, name))
+    raise FilterError(
+        f"unknown key {key!r}; use {', '.join(k for k in KEYS if '.' not in k)}, "
+        "task.<field>, model.<field>, params.<name> or metrics.<name>",
+        column,
+    )
+
+
+def key_value(record: RunRecord, signer: str, key: str) -> SortValue:
+    """The value of key in a record signed by signer (None when the record has none)."""
+    return key_spec(key).read(record, signer)
