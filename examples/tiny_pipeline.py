@@ -70,3 +70,8 @@ def make(n: int, seed: int) -> list[tuple[str, str]]:
 def load() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(train, eval) as (text, label) pairs."""
     return make(320, seed=1), make(80, seed=2)
+
+
+def load_beta() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Another organization's data for the demo: the same kind of task, other sentences."""
+    return make(480, seed=11), make(120, seed=12)

@@ -103,6 +103,10 @@ def _train(msg: Message, context: Context) -> Message:
     from gridpoint.trainers.pipeline import load_data
 
     run = context.run_config
+    joined = str(context.node_config.get("federation", ""))
+    if joined != str(run["federation"]):
+        # The member joined another federation than the one this run belongs to.
+        raise ValueError(f"this member joined {joined!r}, not {run['federation']!r}")
     study = _member_study(context)
     train_data, eval_data = load_data(study)
     num_labels = int(run["num-labels"])

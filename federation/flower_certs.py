@@ -18,7 +18,18 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gridpoint.node.protocol.tls import TlsMaterial, private_key_pem
 
-__all__ = ["issued_by", "openssh_private_key", "openssh_public_key", "superlink_material"]
+__all__ = [
+    "issued_by",
+    "openssh_private_key",
+    "openssh_public_key",
+    "superlink_common_name",
+    "superlink_material",
+]
+
+
+def superlink_common_name(federation: str) -> str:
+    """The SuperLink certificate's common name: it names the federation it hosts."""
+    return f"superlink {federation}"[:64]
 
 
 def superlink_material(node_tls: TlsMaterial, host: str, federation: str) -> TlsMaterial:
@@ -36,7 +47,7 @@ def superlink_material(node_tls: TlsMaterial, host: str, federation: str) -> Tls
     cert = (
         x509.CertificateBuilder()
         .subject_name(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"superlink {federation}"[:64])])
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, superlink_common_name(federation))])
         )
         .issuer_name(issuer_cert.subject)
         .public_key(key.public_key())

@@ -25,8 +25,10 @@ from gridpoint.federation.flower_certs import openssh_public_key, superlink_mate
 from gridpoint.federation.model_state import spec_to_json
 from gridpoint.federation.processes import (
     Say,
+    check_port_free,
     flower_env,
     free_port,
+    new_run_folder,
     start,
     stop,
     tool,
@@ -120,6 +122,9 @@ def run_host(home: NodeHome, opts: HostOptions, say: Say) -> HostOutcome:
         raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}")
     if opts.rounds < 1 or opts.min_members < 1:
         raise ConfigError("--rounds and --min-members must be at least 1")
+    host, port = split_address(opts.listen, allow_port_zero=True)
+    if port:
+        check_port_free(host, port)
     study = load_study_config(opts.study)
     params = federation_params(study, opts.params)
     train, _ = load_data(study)  # the host's own data: only its coarse descriptor is used
@@ -135,11 +140,8 @@ def run_host(home: NodeHome, opts: HostOptions, say: Say) -> HostOutcome:
         raise PeerError(
             f"--min-members {opts.min_members} but this node trusts only {len(peers)} peer(s)"
         )
-    host, port = split_address(opts.listen, allow_port_zero=True)
     port = port or free_port(host)
-    folder = home.path / "fed" / opts.federation
-    if folder.exists():
-        shutil.rmtree(folder)
+    folder = new_run_folder(home.path / "fed" / opts.federation)
     (folder / "flwr").mkdir(parents=True)
     material = superlink_material(home.tls, host, opts.federation)
     (folder / "ca.pem").write_bytes(home.tls.cert_pem)

@@ -10,6 +10,7 @@ SuperLink goes away for --max-wait seconds, or on Ctrl-C, stopping the SuperNode
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,19 @@ from typing import Any
 import tomli_w
 
 from gridpoint.errors import PeerError
-from gridpoint.federation.flower_certs import issued_by, openssh_private_key
-from gridpoint.federation.processes import flower_env, free_port, start, stop, tool
+from gridpoint.federation.flower_certs import (
+    issued_by,
+    openssh_private_key,
+    superlink_common_name,
+)
+from gridpoint.federation.processes import (
+    flower_env,
+    free_port,
+    new_run_folder,
+    start,
+    stop,
+    tool,
+)
 from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.identity import write_private_file
 from gridpoint.node.protocol.tls import split_address
@@ -26,28 +38,57 @@ from gridpoint.node.protocol.tls import split_address
 __all__ = ["run_member"]
 
 
-def _host_certificate(home: NodeHome, address: str, db: str | None) -> tuple[bytes, str]:
-    """The pinned certificate of the trusted peer that issued the SuperLink's certificate."""
+def _superlink_certificate(address: str, max_wait: float) -> bytes:
+    """The SuperLink's certificate, waiting up to max_wait seconds for a host to come up."""
     import socket
     import ssl
-
-    from gridpoint.node.store.sql_store import open_store
 
     host, port = split_address(address)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    try:
-        with (
-            socket.create_connection((host, port), timeout=10) as sock,
-            context.wrap_socket(sock) as tls,
-        ):
-            der = tls.getpeercert(binary_form=True)
-    except OSError as exc:
+    deadline = time.monotonic() + max_wait
+    while True:
+        try:
+            with (
+                socket.create_connection((host, port), timeout=10) as sock,
+                context.wrap_socket(sock) as tls,
+            ):
+                der = tls.getpeercert(binary_form=True)
+            return ssl.DER_cert_to_PEM_cert(der or b"").encode()
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                reason = (
+                    "nothing listens there"
+                    if isinstance(exc, ConnectionRefusedError)
+                    else (exc.strerror or "no answer")
+                )
+                raise PeerError(
+                    f"no SuperLink answered at {address} within --max-wait {max_wait:g} s "
+                    f"({reason}); is `gridpoint fed host` running there?"
+                ) from None
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def _host_certificate(
+    home: NodeHome, address: str, federation: str, db: str | None, max_wait: float
+) -> tuple[bytes, str]:
+    """The pinned certificate of the trusted peer that issued the SuperLink's certificate."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from gridpoint.node.store.sql_store import open_store
+
+    presented = _superlink_certificate(address, max_wait)
+    names = x509.load_pem_x509_certificate(presented).subject.get_attributes_for_oid(
+        NameOID.COMMON_NAME
+    )
+    hosted = str(names[0].value) if names else ""
+    if hosted != superlink_common_name(federation):
         raise PeerError(
-            f"cannot reach a SuperLink at {address}: {exc.__class__.__name__}"
-        ) from None
-    presented = ssl.DER_cert_to_PEM_cert(der or b"").encode()
+            f"the SuperLink at {address} hosts {hosted.removeprefix('superlink ')!r}, "
+            f"not federation {federation!r}; nothing was started"
+        )
     store = open_store(home.db_url(db))
     try:
         peers = store.list_peers()
@@ -59,6 +100,48 @@ def _host_certificate(home: NodeHome, address: str, db: str | None) -> tuple[byt
     raise PeerError(
         f"the SuperLink at {address} is not run by a trusted peer of this node; nothing was started"
     )
+
+
+def _listening(address: str) -> bool:
+    """Whether something accepts connections at address now."""
+    import socket
+
+    host, port = split_address(address)
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+#: Flower's error code when the SuperLink refuses to activate a SuperNode's key.
+_NOT_ACTIVATED = "[code: 2004]"
+
+
+def _start_supernode(
+    argv: list[str], env: dict[str, str], log_path: Path, max_wait: float
+) -> subprocess.Popen[bytes]:
+    """Starts the SuperNode, again while the SuperLink refuses its key and max_wait allows.
+
+    A host registers its members' keys only once its SuperLink is up, so a member that
+    connects in between is refused once, then accepted.
+    """
+    deadline = time.monotonic() + max_wait
+    while True:
+        supernode = start(argv, env, log_path)
+        while supernode.poll() is None and time.monotonic() < deadline:
+            log = log_path.read_text(errors="replace") if log_path.exists() else ""
+            if "Starting Flower SuperExec" in log or _NOT_ACTIVATED in log:
+                break
+            time.sleep(0.2)
+        refused = _NOT_ACTIVATED in (
+            log_path.read_text(errors="replace") if log_path.exists() else ""
+        )
+        if not refused or time.monotonic() >= deadline:
+            return supernode
+        stop(supernode)
+        log_path.rename(log_path.with_suffix(".refused.log"))
+        time.sleep(1.0)
 
 
 def run_member(
@@ -75,15 +158,13 @@ def run_member(
     module, sep, func = pipeline.partition(":")
     if not sep or not module or not func:
         raise PeerError("--pipeline must be MODULE:FUNCTION")
-    host_cert, host_id = _host_certificate(home, address, db)
-    folder = home.path / "fed-member" / federation
-    (folder / "flwr").mkdir(parents=True, exist_ok=True)
+    host_cert, host_id = _host_certificate(home, address, federation, db, max_wait)
+    folder = new_run_folder(home.path / "fed-member" / federation)
+    (folder / "flwr").mkdir(parents=True)
     (folder / "host.pem").write_bytes(host_cert)
     key_path = folder / "supernode.key"
-    key_path.unlink(missing_ok=True)
     write_private_file(key_path, openssh_private_key(home.tls.key_pem))
     status = folder / "status.jsonl"
-    status.unlink(missing_ok=True)
     node_config = folder / "node-config.toml"
     node_config.write_text(
         tomli_w.dumps(
@@ -93,34 +174,32 @@ def run_member(
                 "pipeline-dir": str(pipeline_dir.resolve()),
                 "model-path": model_path,
                 "status-file": str(status),
+                "federation": federation,
             }
         )
     )
-    supernode = start(
-        [
-            tool("flower-supernode"),
-            "--root-certificates",
-            str(folder / "host.pem"),
-            "--superlink",
-            address,
-            "--auth-supernode-private-key",
-            str(key_path),
-            "--node-config",
-            str(node_config),
-            "--port",
-            str(free_port()),
-            "--max-wait-time",
-            str(max_wait),
-        ],
-        flower_env(folder / "flwr"),
-        folder / "supernode.log",
-    )
+    argv = [
+        tool("flower-supernode"),
+        "--root-certificates",
+        str(folder / "host.pem"),
+        "--superlink",
+        address,
+        "--auth-supernode-private-key",
+        str(key_path),
+        "--node-config",
+        str(node_config),
+        "--port",
+        str(free_port()),
+        "--max-wait-time",
+        str(max_wait),
+    ]
+    log_path = folder / "supernode.log"
+    supernode = _start_supernode(argv, flower_env(folder / "flwr"), log_path, max_wait)
     say(
         f"joined federation {federation!r} hosted by {host_id}; training on this node's private data"
     )
     rounds: list[dict[str, Any]] = []
     seen = 0
-    log_path = folder / "supernode.log"
     try:
         # Flower's SuperNode neither exits when a run ends nor when it gives up on a
         # vanished SuperLink. Leaving right after the last reply would make the host see
@@ -135,12 +214,20 @@ def run_member(
             last_done = bool(rounds) and rounds[-1]["round"] >= rounds[-1]["rounds"]
             if last_done and log.count("Sent successfully") >= len(rounds):
                 last_sent_at = last_sent_at or time.monotonic()
-                if time.monotonic() - last_sent_at > max_wait + 60:
+                # The host stops its SuperLink once it has every reply: then we are done.
+                if not _listening(address) or time.monotonic() - last_sent_at > max_wait + 60:
                     break
             time.sleep(0.5)
         _report(status, seen, rounds, say)
     finally:
         stop(supernode)
+    log = log_path.read_text(errors="replace") if log_path.exists() else ""
+    if not rounds and _NOT_ACTIVATED in log:
+        raise PeerError(
+            f"the host {host_id} refused this node's SuperNode key: it does not trust this node "
+            f"yet; on the host run: gridpoint peer add <this node's address> "
+            f"--fingerprint {home.tls_fingerprint}"
+        )
     if not rounds or rounds[-1]["round"] < rounds[-1]["rounds"]:
         raise PeerError(
             f"the federation ended before its last round reached this node; see {folder / 'supernode.log'}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -12,7 +13,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["Say", "flower_env", "free_port", "start", "stop", "tool", "wait_for_port"]
+from gridpoint.errors import ConfigError, GridpointError
+
+__all__ = [
+    "Say",
+    "check_port_free",
+    "flower_env",
+    "free_port",
+    "new_run_folder",
+    "start",
+    "stop",
+    "tool",
+    "wait_for_port",
+]
 
 #: Reports one line of progress to the person running the command.
 Say = Callable[[str], None]
@@ -43,9 +56,25 @@ def flower_env(flwr_home: Path) -> dict[str, str]:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the kernel's pick)."""
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ConfigError, in one line, when host:port cannot be bound (in use, or not ours)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            why = (
+                "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+            )
+            raise ConfigError(
+                f"--listen {host}:{port} {why}; pick another port, or 0 for a free one"
+            ) from None
 
 
 def wait_for_port(
@@ -81,3 +110,17 @@ def stop(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+
+def new_run_folder(parent: Path) -> Path:
+    """A new folder for one run of a federation: run-001, run-002, ... Earlier runs stay."""
+    parent.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name[4:]) for p in parent.glob("run-*") if p.name[4:].isdigit()]
+    for number in range(max(taken, default=0) + 1, 10**6):
+        folder = parent / f"run-{number:03d}"
+        try:
+            folder.mkdir()
+        except FileExistsError:  # another `fed host` of the same name took it just now
+            continue
+        return folder
+    raise GridpointError(f"{parent} holds too many runs")

@@ -13,7 +13,8 @@ report, the JSON output) reads it, never the class name.
     ├── RecordError          a run record does not validate (the message names the field)
     ├── RequestError         a request's arguments are invalid (bad cursor, limit, ...)
     │   └── FilterError          a catalog filter does not parse (points at the column)
-    ├── StoreError           the database cannot be opened or migrated
+    ├── StoreError           the database cannot be opened, migrated or written
+    │   └── UnstorableRecord     one record the database cannot hold (refused, not the page)
     ├── TrainerError         local training cannot run as asked
     │   ├── StudyConfigError     the study file is invalid (raised before anything trains)
     │   ├── PipelineError        the private pipeline cannot be found or returned unusable data
@@ -23,15 +24,20 @@ report, the JSON output) reads it, never the class name.
     │   ├── UnknownSigner        the signer is not trusted by this node
     │   ├── WrongPayloadType     the payload is not of the type expected here
     │   ├── ClockOutOfWindow     signed too long ago, or in the future
-    │   └── Replayed             this nonce was already seen
+    │   ├── Replayed             this nonce was already seen
+    │   └── OversizedRecord      the signed record is larger than this node accepts
     └── PeerError            a peer is unreachable, answered wrongly or refused us
         ├── PeerUnavailable      no answer in time (down, unreachable, TLS refused)
         ├── PeerRefused          it answered, refusing our request (not trusted, ...)
+        ├── PeerMisbehaved       it answered something a correct peer never sends
+        ├── PeerConflict         `peer add` would replace an already trusted peer
         └── FingerprintMismatch  the peer's TLS certificate is not the one given
 """
 
 from __future__ import annotations
 
+import socket
+import ssl
 from typing import ClassVar
 
 __all__ = [
@@ -44,7 +50,10 @@ __all__ = [
     "GridpointError",
     "HomeError",
     "ModelLoadError",
+    "OversizedRecord",
+    "PeerConflict",
     "PeerError",
+    "PeerMisbehaved",
     "PeerRefused",
     "PeerUnavailable",
     "PipelineError",
@@ -55,7 +64,9 @@ __all__ = [
     "StudyConfigError",
     "TrainerError",
     "UnknownSigner",
+    "UnstorableRecord",
     "WrongPayloadType",
+    "in_words",
 ]
 
 
@@ -106,6 +117,12 @@ class StoreError(GridpointError):
     reason = "store"
 
 
+class UnstorableRecord(StoreError):
+    """The database refused one record (a value it cannot hold); the others are stored."""
+
+    reason = "unstorable"
+
+
 class EnvelopeError(GridpointError):
     """A signed envelope or signed request does not verify."""
 
@@ -142,6 +159,12 @@ class Replayed(EnvelopeError):
     reason = "replayed"
 
 
+class OversizedRecord(EnvelopeError):
+    """The signed record is larger than this node accepts (see catalog.MAX_RECORD_BYTES)."""
+
+    reason = "oversized"
+
+
 class PeerError(GridpointError):
     """A peer is unreachable, refused us, or answered something unusable."""
 
@@ -166,6 +189,18 @@ class PeerRefused(PeerError):
     reason = "peer-refused"
 
 
+class PeerMisbehaved(PeerError):
+    """The peer answered something no correct peer sends (a cursor that does not move, ...)."""
+
+    reason = "peer-misbehaved"
+
+
+class PeerConflict(PeerError):
+    """Adding this peer would replace another trusted entry; it needs an explicit --replace."""
+
+    reason = "peer-conflict"
+
+
 class TrainerError(GridpointError):
     """Local training cannot run as asked (study file, pipeline, model)."""
 
@@ -188,3 +223,22 @@ class ModelLoadError(TrainerError):
     """The base model cannot be loaded from local files."""
 
     reason = "model-load"
+
+
+def in_words(exc: BaseException) -> str:
+    """What an OS, network or database exception means, in words, for a one-line error.
+
+    For the user's own terminal: callers that send an error to a peer use their own text.
+    """
+    if isinstance(exc, ConnectionRefusedError):
+        return "nothing listens there (connection refused)"
+    if isinstance(exc, socket.gaierror):
+        return "the host name does not resolve"
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, ssl.SSLError):
+        return f"the TLS handshake failed ({exc.reason or 'no reason given'})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

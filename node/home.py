@@ -85,8 +85,22 @@ class NodeHome:
         self.config_path.write_text(render_default_config(name))
         return identity
 
+    def check(self) -> None:
+        """HomeError, naming the folder and the fix, unless this home holds a node."""
+        if not self.path.is_dir():
+            raise HomeError(
+                f"no node home at {self.path}: create one with "
+                f"`gridpoint --home {self.path} init --name ORG`"
+            )
+        if not self.identity_path.exists():
+            raise HomeError(
+                f"{self.path} holds no node identity ({self.identity_path.name}): "
+                f"run `gridpoint --home {self.path} init --name ORG` first"
+            )
+
     @cached_property
     def identity(self) -> NodeIdentity:
+        self.check()
         return NodeIdentity.load(self.identity_path)
 
     @cached_property

@@ -9,14 +9,22 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent import futures
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from gridpoint.node.catalog import sign_record
 from gridpoint.node.home import NodeHome
-from gridpoint.node.store.base import StoredRecord
+from gridpoint.node.protocol.envelope import sign_envelope
+from gridpoint.node.protocol.serde import RUN_RECORD_TYPE, record_to_proto
+from gridpoint.node.store.base import CatalogStore, Peer, StoredRecord
 from gridpoint.schema import BaseModelInfo, CurvePoint, RunRecord, TaskDescriptor
+from gridpoint.v1 import catalog_pb2, envelope_pb2, records_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,3 +148,97 @@ def trust(a: NodeHome, b: NodeHome, b_address: str) -> None:
     """a trusts b (through the real CLI)."""
     result = cli("peer", "add", b_address, "--fingerprint", b.tls_fingerprint, home=a.path)
     assert result.returncode == 0, result.stderr
+
+
+def crafted_envelope(
+    home: NodeHome,
+    i: int = 0,
+    *,
+    mutate: Callable[[records_pb2.RunRecord], None] | None = None,
+    signed_at_ms: int | None = None,
+) -> envelope_pb2.SignedEnvelope:
+    """A genuinely signed record envelope whose payload may break the record rules: mutate
+    edits the wire message after the schema had its say (what a buggy or hostile peer signs)."""
+    message = record_to_proto(make_record(i))
+    if mutate is not None:
+        mutate(message)
+    payload = message.SerializeToString(deterministic=True)
+    return sign_envelope(home.identity, payload, RUN_RECORD_TYPE, signed_at_ms=signed_at_ms)
+
+
+#: What a crafted peer answers: (cursor asked for) -> the page it serves.
+PageFn = Callable[[str], catalog_pb2.SyncPage]
+
+
+class CraftedPeer:
+    """A misbehaving peer: a real gRPC server over mutual TLS with home's certificate, whose
+    Catalog.Sync serves whatever page_fn makes (no authentication of its own)."""
+
+    def __init__(self, home: NodeHome, client: NodeHome, page_fn: PageFn) -> None:
+        self.home = home
+        self.calls = 0
+
+        def sync(raw: bytes, _context: grpc.ServicerContext) -> bytes:
+            self.calls += 1
+            request = catalog_pb2.SyncRequest.FromString(raw)
+            return page_fn(request.cursor).SerializeToString()
+
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=4),
+            options=[("grpc.max_send_message_length", 64 * 1024 * 1024)],
+        )
+        self.server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "gridpoint.v1.Catalog", {"Sync": grpc.unary_unary_rpc_method_handler(sync)}
+                ),
+            )
+        )
+        credentials = grpc.ssl_server_credentials(
+            [(home.tls.key_pem, home.tls.cert_pem)],
+            root_certificates=client.tls.cert_pem,
+            require_client_auth=True,
+        )
+        port = self.server.add_secure_port("127.0.0.1:0", credentials)
+        self.address = f"127.0.0.1:{port}"
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(0).wait()
+
+
+def pin(store: CatalogStore, home: NodeHome, address: str) -> None:
+    """store's node trusts home's node at address, as `peer add` pins it (no probe)."""
+    store.add_peer(
+        Peer(
+            node_id=home.identity.node_id,
+            address=address,
+            name=home.config.name,
+            fingerprint=home.tls_fingerprint,
+            cert_pem=home.tls.cert_pem,
+            added_at=datetime.now(UTC),
+        )
+    )
+
+
+def worst_filter() -> str:
+    """The costliest filter the limits allow that we know of: MAX_FILTER_DEPTH parentheses,
+    MAX_FILTER_TERMS comparisons (each parameter comparison an EXISTS subquery), a full IN
+    list and a LIKE pattern of many wildcards, within MAX_FILTER_CHARS. It matches no record
+    of make_record(), so a query with it reads every row."""
+    from gridpoint.node.store.query_filter import (
+        MAX_FILTER_CHARS,
+        MAX_FILTER_DEPTH,
+        MAX_FILTER_TERMS,
+        MAX_IN_VALUES,
+    )
+
+    values = ", ".join(str(16 * i + 1) for i in range(MAX_IN_VALUES))
+    inner = f"params.batch_size IN ({values})"
+    # The IN list's own parentheses are one level of the nesting.
+    text = "(" * (MAX_FILTER_DEPTH - 1) + inner + ")" * (MAX_FILTER_DEPTH - 1)
+    text += " or model.base LIKE '" + "%b" * 60 + "%'"
+    for i in range(MAX_FILTER_TERMS - 2):
+        text += f" or params.p{i} != 'x'" if i % 2 else f" or metrics.m{i} > 0.5"
+    assert len(text) <= MAX_FILTER_CHARS, len(text)
+    return text

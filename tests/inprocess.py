@@ -11,7 +11,7 @@ from pathlib import Path
 from gridpoint.errors import PeerUnavailable
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
-from gridpoint.node.peers.inprocess import InProcessTransport
+from gridpoint.node.peers.inprocess import Handler, InProcessTransport
 from gridpoint.node.peers.transport import Connector, PeerTransport
 from gridpoint.node.store.base import Peer
 from gridpoint.node.store.sql_store import SqlStore, open_store
@@ -32,11 +32,13 @@ class Node:
 
 @dataclass
 class Network:
-    """In-process nodes by node id; a node that is `down` answers nothing."""
+    """In-process nodes by node id; a node that is `down` answers nothing, and one in
+    `crafted` answers with that handler instead of its service (a misbehaving peer)."""
 
     root: Path
     nodes: dict[str, Node] = field(default_factory=dict)
     down: set[str] = field(default_factory=set)
+    crafted: dict[str, Handler] = field(default_factory=dict)
 
     def add(self, name: str, *, page_size: int | None = None) -> Node:
         home = NodeHome(self.root / name)
@@ -70,9 +72,9 @@ class Network:
         def connect(peer: Peer) -> Iterator[PeerTransport]:
             if peer.node_id in self.down:
                 raise PeerUnavailable(f"peer {peer.address} did not answer (unavailable)")
-            target = self.nodes[peer.node_id]
+            handler = self.crafted.get(peer.node_id) or self.nodes[peer.node_id].service.handle
             with InProcessTransport(
-                caller.home.identity, peer.address, peer.node_id, target.service.handle
+                caller.home.identity, peer.address, peer.node_id, handler
             ) as transport:
                 yield transport
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -54,10 +55,18 @@ def test_importing_gridpoint_does_not_load_the_training_stack() -> None:
 
 
 def test_a_wheel_installs_only_the_gridpoint_package(tmp_path: Path) -> None:
-    # Execute: build a wheel of this checkout (no dependencies, no network).
+    # Prepare: a copy of the checkout, so the build leaves nothing in it.
+    source = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__"),
+    )
+    # Execute: build a wheel (no dependencies, no network).
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(ROOT)],
+         "-w", str(tmp_path), str(source)],
         check=True,
         capture_output=True,
     )  # fmt: skip

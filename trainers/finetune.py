@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gridpoint.schema import CurvePoint
 from gridpoint.trainers.models import LoadedModel
 from gridpoint.trainers.pipeline import LabeledTexts
-from gridpoint.trainers.results import FineTuneResult
+from gridpoint.trainers.results import FineTuneResult, TrainingDiverged
 
 if TYPE_CHECKING:
     import torch
@@ -159,6 +159,8 @@ def finetune(
         train_seconds += time.perf_counter() - segment_start
         metrics = evaluate(model, eval_batches, device, autocast)
         metrics["train_loss"] = float(loss_sum) / max(loss_count, 1)
+        if not all(math.isfinite(v) for v in metrics.values()):
+            raise TrainingDiverged(f"the loss is no longer finite at step {step}")
         loss_sum, loss_count = torch.zeros((), device=device), 0
         curve.extend(CurvePoint(step, k, v) for k, v in sorted(metrics.items()))
         stop = bool(on_eval and on_eval(step, metrics))

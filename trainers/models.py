@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from gridpoint.errors import ModelLoadError
+from gridpoint.errors import ModelLoadError, in_words
 from gridpoint.trainers.study_config import ModelSpec
 
 __all__ = ["LoadedModel", "data_free_tokenizer", "load_model", "model_family_and_public_id"]
@@ -117,9 +117,7 @@ def load_model(
         )
     except (OSError, ValueError) as exc:
         where = "the local checkpoint" if spec.path is not None else "the local Hugging Face cache"
-        raise ModelLoadError(
-            f"cannot load the base model from {where} ({exc.__class__.__name__})"
-        ) from None
+        raise ModelLoadError(f"cannot load the base model from {where}: {in_words(exc)}") from None
     public = spec.public_id or spec.hub_id
     return LoadedModel(model, tokenizer, model.config.model_type, public)
 

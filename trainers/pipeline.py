@@ -79,8 +79,12 @@ def load_data(config: StudyConfig) -> tuple[LabeledTexts, LabeledTexts]:
     try:
         result = func()
     except Exception as exc:
+        # The organization's own error, shown on its own terminal; what leaves the node never
+        # carries it (records hold no error text; a federation member sends only its kind).
+        detail = str(exc)[:300]
         raise PipelineError(
             f"pipeline {config.pipeline!r} raised {exc.__class__.__name__}"
+            + (f": {detail}" if detail else "")
         ) from None
     if not (isinstance(result, tuple) and len(result) == 2):
         raise PipelineError(f"pipeline {config.pipeline!r} must return (train, eval)")

@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 
 from gridpoint.schema import CurvePoint, TaskDescriptor
 
-__all__ = ["FineTuneResult", "TrialResult"]
+__all__ = ["FineTuneResult", "TrainingDiverged", "TrialResult"]
+
+
+class TrainingDiverged(ArithmeticError):
+    """The loss stopped being a finite number: the trial fails as "diverged"."""
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,7 @@ class TrialResult:
     task: TaskDescriptor
     error: str | None = None
     curve: list[CurvePoint] = field(default_factory=list)
+    #: For a failed trial, why in the fixed vocabulary of gridpoint.schema.vocabulary.FAILURES
+    #: ("diverged", "out-of-memory"), or "" when the failure says nothing about the
+    #: hyperparameters (a bug, a missing file): such trials are kept but never published.
+    failure: str = ""

@@ -19,10 +19,11 @@ from typing import Any
 from gridpoint.errors import TrainerError
 from gridpoint.schema import CurvePoint, TaskDescriptor
 from gridpoint.trainers.descriptor import describe
+from gridpoint.trainers.devices import check_device
 from gridpoint.trainers.finetune import FineTuneSettings, finetune
 from gridpoint.trainers.models import load_model
 from gridpoint.trainers.pipeline import LabeledTexts, load_data
-from gridpoint.trainers.results import TrialResult
+from gridpoint.trainers.results import TrainingDiverged, TrialResult
 from gridpoint.trainers.search_space import distributions_of
 from gridpoint.trainers.study_config import StudyConfig
 
@@ -33,10 +34,11 @@ OnTrial = Callable[[TrialResult], None]
 
 @dataclass(frozen=True)
 class Search:
-    """The Optuna sampler and pruner a study runs with."""
+    """The Optuna sampler and pruner a study runs with, and the seed its samplers take."""
 
     sampler: Any
     pruner: Any
+    seed: int = 0
 
 
 #: Builds the search once the task is described (priors are chosen by task), given the
@@ -46,17 +48,32 @@ SearchFactory = Callable[[TaskDescriptor, Search], Search]
 
 @dataclass(frozen=True)
 class StudySummary:
+    """What one run of a study did: its trials, and the study's best over every run."""
+
     name: str
     trials: list[TrialResult]
-    best: TrialResult | None
+    best: tuple[int, float] | None
     interrupted: bool
     task: TaskDescriptor
 
 
-def _sampler(config: StudyConfig) -> Any:
+def resume_seed(seed: int, finished: int) -> int:
+    """The samplers' seed for a run of a study that already finished `finished` trials.
+
+    Seeding every run with the study's own seed would replay the same proposals on each
+    resume (trial 3 repeating trial 0); deriving it from the trials done continues the search
+    yet keeps a run reproducible.
+    """
+    return (seed * 1_000_003 + finished) % 2**32
+
+
+def _finished_and_interrupted(study: Any) -> tuple[int, list[int]]:
+    """Trials finished so far, and those left RUNNING by a run that was killed."""
     import optuna
 
-    return optuna.samplers.TPESampler(seed=config.seed)
+    running = optuna.trial.TrialState.RUNNING
+    finished = sum(t.state.is_finished() for t in study.trials)
+    return finished, [t.number for t in study.trials if t.state == running]
 
 
 def _pruner(config: StudyConfig) -> Any:
@@ -105,6 +122,7 @@ def run_study(
     search_for: SearchFactory | None = None,
     progress: bool = True,
     device: str = "auto",
+    on_interrupted: Callable[[int], None] = lambda _number: None,
 ) -> StudySummary:
     """Runs (or resumes) the study; returns every trial run now and the study's best."""
     import optuna
@@ -112,20 +130,26 @@ def run_study(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    device = check_device(device)
     train, evaluation = load_data(config)
     task = describe(config.task, config.language, train.texts, train.labels)
-    search = Search(_sampler(config), _pruner(config))
-    if search_for is not None:
-        search = search_for(task, search)
     study = optuna.create_study(
         study_name=config.name,
         storage=storage_url,
         load_if_exists=True,
         direction="maximize" if config.objective_direction == "maximize" else "minimize",
-        sampler=search.sampler,
-        pruner=search.pruner,
     )
-    done = sum(t.state.is_finished() for t in study.trials)
+    done, interrupted = _finished_and_interrupted(study)
+    for number in interrupted:
+        # Only one run drives a study at a time, so a RUNNING trial here was cut off (a
+        # second Ctrl-C, a kill) and can never finish: record it as failed.
+        study.tell(number, state=optuna.trial.TrialState.FAIL)
+        on_interrupted(number)
+    seed = resume_seed(config.seed, done + len(interrupted))
+    search = Search(optuna.samplers.TPESampler(seed=seed), _pruner(config), seed)
+    if search_for is not None:
+        search = search_for(task, search)
+    study.sampler, study.pruner = search.sampler, search.pruner
     planned = n_trials if n_trials is not None else max(0, config.trials - done)
     results: list[TrialResult] = []
     bar = Progress(
@@ -152,8 +176,7 @@ def run_study(
             if on_trial:
                 on_trial(result)
             bar.advance(study_task)
-    best = _best(config, results)
-    return StudySummary(config.name, results, best, stop.is_set(), task)
+    return StudySummary(config.name, results, _study_best(study), stop.is_set(), task)
 
 
 def _run_trial(
@@ -211,6 +234,7 @@ def _run_trial(
             task,
             error=f"{exc.__class__.__name__}: {exc}",
             curve=partial,
+            failure=_failure(exc),
         )
     finally:
         if trial_task in bar.task_ids:
@@ -224,12 +248,19 @@ def _run_trial(
     return TrialResult(config.name, trial.number, state, params, run, task, curve=run.curve)
 
 
-def _best(config: StudyConfig, results: list[TrialResult]) -> TrialResult | None:
-    complete = [r for r in results if r.state == "complete" and r.run is not None]
-    if not complete:
+def _failure(exc: BaseException) -> str:
+    """The public reason of a failure, when it says something about the hyperparameters."""
+    if isinstance(exc, TrainingDiverged):
+        return "diverged"
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return "out-of-memory"
+    return ""
+
+
+def _study_best(study: Any) -> tuple[int, float] | None:
+    """The study's best trial over every run so far: (number, objective value)."""
+    try:
+        best = study.best_trial
+    except ValueError:  # no complete trial yet
         return None
-    sign = 1 if config.objective_direction == "maximize" else -1
-    return max(
-        complete,
-        key=lambda r: sign * (r.run.metrics[config.objective_metric] if r.run else 0.0),
-    )
+    return int(best.number), float(best.value)

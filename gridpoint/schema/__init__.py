@@ -6,13 +6,14 @@ The code is organized as follows:
   compute each bucket from private data; the public hub-id rule.
 - records.py: RunRecord and its parts (TaskDescriptor, BaseModelInfo, SearchDimension,
   CurvePoint) and validate_record().
-- record_json.py: the JSON form that `gridpoint publish` reads.
+- record_json.py: the JSON form that `gridpoint publish` reads (load_record_json() bounds its
+  size and nesting before parsing).
 
 Depends on nothing but the standard library and gridpoint.errors: no protobuf, no database,
 no torch. Wire types stop at gridpoint.node.protocol.serde; trainers fill these types.
 """
 
-from gridpoint.schema.record_json import record_from_json, record_to_json
+from gridpoint.schema.record_json import load_record_json, record_from_json, record_to_json
 from gridpoint.schema.records import (
     SCHEMA_VERSION,
     BaseModelInfo,
@@ -36,6 +37,7 @@ __all__ = [
     "TaskDescriptor",
     "choice_from_text",
     "choice_text",
+    "load_record_json",
     "record_from_json",
     "record_to_json",
     "validate_record",

@@ -1,13 +1,17 @@
 """The JSON form of a run record: the door for records made by other tools (`gridpoint publish`).
 
+load_record_json() reads the text (bounded in size and nesting before the parser sees it);
 record_from_json() refuses unknown keys, wrong types, NaN and unordered curves with a message
 naming the field, then runs validate_record(). Must never accept a key it does not know:
-loose fields are where private strings would leak.
+loose fields are where private strings would leak; never hand the JSON parser text it could
+recurse on without bound.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from dataclasses import asdict
 from typing import Any
 
@@ -23,7 +27,43 @@ from gridpoint.schema.records import (
     validate_record,
 )
 
-__all__ = ["record_from_json", "record_to_json"]
+__all__ = [
+    "MAX_JSON_CHARS",
+    "MAX_JSON_DEPTH",
+    "load_record_json",
+    "record_from_json",
+    "record_to_json",
+]
+
+#: Largest record JSON text accepted (a record's signed form is capped well below this).
+MAX_JSON_CHARS = 8 * 1024 * 1024
+#: Deepest nesting of arrays and objects accepted; a record needs 4.
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def load_record_json(text: str, source: str = "the record") -> object:
+    """Parses record JSON text; RecordError (one line, naming source) for anything unusable."""
+    if len(text) > MAX_JSON_CHARS:
+        raise RecordError(f"{source} is larger than {MAX_JSON_CHARS} characters")
+    depth = deepest = 0
+    # Strings are cut out first: brackets inside them do not nest.
+    for char in re.sub(r"[^\[\]{}]", "", _JSON_STRING.sub("", text)):
+        depth += 1 if char in "[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > MAX_JSON_DEPTH:
+        raise RecordError(f"{source} nests arrays or objects more than {MAX_JSON_DEPTH} deep")
+    try:
+        data: object = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise RecordError(
+            f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    return data
+
+
+def _refuse_constant(name: str) -> float:
+    raise RecordError(f"{name} is not allowed in a record (values must be finite numbers)")
 
 
 def _fail(path: str, problem: str) -> RecordError:
@@ -37,7 +77,7 @@ def _check_finite(path: str, value: float) -> None:
 
 _TOP_KEYS = {
     "task", "model", "hyperparameters", "curve", "metrics", "kind", "study", "trial",
-    "search_space", "status", "period", "objective", "members", "schema_version",
+    "search_space", "status", "period", "objective", "members", "failure", "schema_version",
 }  # fmt: skip
 _REQUIRED = ("task", "model", "hyperparameters", "curve", "metrics")
 
@@ -49,7 +89,9 @@ def _obj(
         raise _fail(path or "(top level)", f"must be an object, got {_json_type(value)}")
     for key in value:
         if key not in allowed:
-            raise _fail(f"{path}.{key}".lstrip("."), "unknown key")
+            # The key is the sender's text: named, but never at full length.
+            name = key if len(key) <= 64 else f"{key[:40]}..."
+            raise _fail(f"{path}.{name}".lstrip("."), "unknown key")
     for key in required:
         if key not in value:
             raise _fail(f"{path}.{key}".lstrip("."), "is required")
@@ -145,6 +187,7 @@ def record_from_json(data: Any) -> RunRecord:
         members=tuple(
             _str(f"members[{i}]", m) for i, m in enumerate(_list("members", top.get("members", [])))
         ),
+        failure=_str("failure", top.get("failure", "")),
         schema_version=_int("schema_version", top.get("schema_version", SCHEMA_VERSION)),
     )
     return validate_record(record)
@@ -198,5 +241,6 @@ def record_to_json(record: RunRecord) -> dict[str, Any]:
         "period": record.period,
         "objective": {"metric": record.objective_metric, "direction": record.objective_direction},
         "members": list(record.members),
+        "failure": record.failure,
         "schema_version": record.schema_version,
     }

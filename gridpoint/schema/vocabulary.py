@@ -20,6 +20,7 @@ __all__ = [
     "BALANCE_BUCKETS",
     "DIMENSION_KINDS",
     "DIRECTIONS",
+    "FAILURES",
     "KINDS",
     "SIZE_BUCKETS",
     "STATUSES",
@@ -38,6 +39,8 @@ BALANCE_BUCKETS = ("", "low", "medium", "high")
 TEXT_LENGTH_BUCKETS = ("", "<32", "32-128", "128-512", ">512")
 DIMENSION_KINDS = ("float", "int", "categorical")
 DIRECTIONS = ("", "maximize", "minimize")
+#: Why a failed run failed, when that tells a peer something about its hyperparameters.
+FAILURES = ("", "diverged", "out-of-memory")
 
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?")
 

@@ -357,6 +357,7 @@ class RunRecord(_message.Message):
     OBJECTIVE_METRIC_FIELD_NUMBER: _builtins.int
     OBJECTIVE_DIRECTION_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
+    FAILURE_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """Version of this schema the author wrote; currently 1."""
     kind: Global___RunKind.ValueType
@@ -377,6 +378,11 @@ class RunRecord(_message.Message):
     """
     objective_direction: _builtins.str
     """"maximize" or "minimize"; empty with objective_metric."""
+    failure: _builtins.str
+    """Why a failed run failed, when that says something about its hyperparameters: "diverged"
+    (the loss became NaN or infinite) or "out-of-memory". Empty otherwise. Never free text:
+    a failure's own message stays on the node that ran it.
+    """
     @_builtins.property
     def task(self) -> Global___TaskDescriptor:
         """Coarse meta-features of the private dataset."""
@@ -423,10 +429,11 @@ class RunRecord(_message.Message):
         objective_metric: _builtins.str = ...,
         objective_direction: _builtins.str = ...,
         members: _abc.Iterable[_builtins.str] | None = ...,
+        failure: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["curve", b"curve", "hyperparameters", b"hyperparameters", "kind", b"kind", "members", b"members", "metrics", b"metrics", "model", b"model", "objective_direction", b"objective_direction", "objective_metric", b"objective_metric", "period", b"period", "schema_version", b"schema_version", "search_space", b"search_space", "status", b"status", "study", b"study", "task", b"task", "trial", b"trial"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["curve", b"curve", "failure", b"failure", "hyperparameters", b"hyperparameters", "kind", b"kind", "members", b"members", "metrics", b"metrics", "model", b"model", "objective_direction", b"objective_direction", "objective_metric", b"objective_metric", "period", b"period", "schema_version", b"schema_version", "search_space", b"search_space", "status", b"status", "study", b"study", "task", b"task", "trial", b"trial"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gridpoint.errors import ConfigError, RecordError
+from gridpoint.errors import ConfigError
 from gridpoint.node.cli.output import print_json, print_line
 from gridpoint.node.home import NodeHome, resolve_home
 
@@ -61,7 +60,7 @@ def cmd_identity(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from gridpoint.node.catalog import publish
-    from gridpoint.schema import record_from_json
+    from gridpoint.schema import load_record_json, record_from_json
 
     home = resolve_home(args.home)
     path = Path(args.record)
@@ -69,13 +68,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         text = sys.stdin.read() if args.record == "-" else path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read {args.record}: {exc.strerror}") from exc
-    try:
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
-        raise RecordError(
-            f"{args.record} is not valid JSON (line {exc.lineno}, column {exc.colno})"
-        ) from exc
-    record = record_from_json(data)
+    record = record_from_json(load_record_json(text, args.record))
     store = _open_store(args, home)
     try:
         result = publish(store, home.identity, record)
@@ -86,10 +79,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
     else:
         print_line(result.id if result.new else f"{result.id} (already in the catalog)")
     return 0
-
-
-def _refuse_constant(name: str) -> float:
-    raise RecordError(f"{name} is not allowed in a record (values must be finite numbers)")
 
 
 def register(sub: SubParsers) -> None:

@@ -34,7 +34,7 @@ COMMAND_GROUPS = "gridpoint.commands"
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, every group registered."""
-    from gridpoint.node.cli import local, network, tune
+    from gridpoint.node.cli import daemon, local, network, tune
 
     parser = argparse.ArgumentParser(
         prog="gridpoint",
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--db", help="database URL overriding the config (sqlite:///... or postgresql://...)"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in (local.register, network.register, tune.register):
+    for register in (local.register, daemon.register, network.register, tune.register):
         register(sub)
     for entry in sorted(entry_points(group=COMMAND_GROUPS), key=lambda e: e.name):
         entry.load()(sub)
@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command; returns its exit code."""
-    # gRPC's C core logs every refused TLS handshake at info level; refusals are ours to log.
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    # gRPC's C core logs refused TLS handshakes and failed binds on stderr; every such
+    # failure is ours to report, in one line. GRPC_VERBOSITY=ERROR brings its logs back.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:

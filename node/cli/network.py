@@ -1,21 +1,22 @@
-"""Commands that talk to peers: `node start`, `peer add|list|remove`, `catalog sync|query`."""
+"""Commands that talk to peers: `peer add|list|remove`, `catalog sync|query`."""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 from typing import TYPE_CHECKING, Any
 
-from gridpoint.errors import PeerError
+from gridpoint.errors import PeerError, RequestError
 from gridpoint.node.cli.output import print_json, print_line, print_table, stderr
 from gridpoint.node.home import resolve_home
-from gridpoint.node.protocol.identity import NodeIdentity
 from gridpoint.schema import record_to_json
 
 if TYPE_CHECKING:
     from gridpoint.node.cli.main import SubParsers
     from gridpoint.node.home import NodeHome
     from gridpoint.node.store.base import CatalogStore
+    from gridpoint.node.store.query_filter import FilterNode, OrderBy
 
 __all__ = ["register"]
 
@@ -27,23 +28,15 @@ def _store(args: argparse.Namespace) -> tuple[NodeHome, CatalogStore]:
     return home, open_store(home.db_url(args.db))
 
 
-def cmd_node_start(args: argparse.Namespace) -> int:
-    from gridpoint.node.daemon.run import run_daemon
-
-    home = resolve_home(args.home)
-    NodeIdentity.load(home.identity_path)  # fail early, before binding, on a broken home
-    return run_daemon(home, home.db_url(args.db), args.listen)
-
-
 def cmd_peer_add(args: argparse.Namespace) -> int:
     from gridpoint.node.peers.trust import add_peer
 
     home, store = _store(args)
     try:
-        result = add_peer(home, store, args.address, args.fingerprint)
+        result = add_peer(home, store, args.address, args.fingerprint, replace=args.replace)
     finally:
         store.close()
-    peer = result.peer
+    peer, old = result.peer, result.replaced
     if args.json:
         print_json(
             {
@@ -52,9 +45,21 @@ def cmd_peer_add(args: argparse.Namespace) -> int:
                 "address": peer.address,
                 "fingerprint": peer.fingerprint,
                 "mutual": result.mutual,
+                "replaced": None
+                if old is None
+                else {"name": old.name, "address": old.address, "fingerprint": old.fingerprint},
             }
         )
         return 0
+    if old is not None:
+        print_line(f"replaced the trusted entry of {peer.node_id}:")
+        for what, before, after in (
+            ("name", old.name, peer.name),
+            ("address", old.address, peer.address),
+            ("fingerprint", old.fingerprint, peer.fingerprint),
+        ):
+            if before != after:
+                print_line(f"  {what}: {before} -> {after}")
     print_line(f"trusted {peer.name!r} ({peer.node_id}) at {peer.address}")
     if not result.mutual:
         stderr.print(
@@ -123,7 +128,13 @@ def cmd_catalog_sync(args: argparse.Namespace) -> int:
             "sync",
             ["peer", "new", "duplicates", "refused", "error"],
             [
-                [r.peer_id, r.new, r.duplicates, sum(r.refused.values()), r.error or ""]
+                [
+                    r.peer_id,
+                    r.new,
+                    r.duplicates,
+                    sum(r.refused.values()),
+                    r.error or (f"stopped ({r.stopped}): more next round" if r.stopped else ""),
+                ]
                 for r in reports
             ],
         )
@@ -133,13 +144,20 @@ def cmd_catalog_sync(args: argparse.Namespace) -> int:
 def cmd_catalog_query(args: argparse.Namespace) -> int:
     from gridpoint.node.peers.grpc_transport import grpc_connector
     from gridpoint.node.peers.live_query import run_query
+    from gridpoint.node.store.query_filter import filter_text, parse_filter, parse_order_by
+    from gridpoint.node.tuning.anonymize import own_study_names
 
+    if args.limit < 1:
+        raise RequestError(f"--limit must be at least 1, got {args.limit}")
     home, store = _store(args)
     try:
+        where = own_study_names(parse_filter(args.filter), home.secret)
+        order = parse_order_by(args.order_by)
+        _warn_unknown_names(store, where, order)
         result = run_query(
             home,
             store,
-            args.filter,
+            filter_text(where) if where is not None else "",
             limit=args.limit,
             order_by=args.order_by,
             connect=grpc_connector(home) if args.peers else None,
@@ -176,6 +194,25 @@ def cmd_catalog_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_unknown_names(
+    store: CatalogStore, where: FilterNode | None, order: OrderBy | None
+) -> None:
+    """A warning for each metric or parameter no stored record has, naming close ones."""
+    from gridpoint.node.store.query_filter import filter_names
+
+    for family in ("metrics", "params"):
+        prefix = f"{family}."
+        used = filter_names(where, prefix)
+        if order is not None and order.key.startswith(prefix):
+            used.add(order.key.removeprefix(prefix))
+        known = store.known_names(family) if used else set()
+        for name in sorted(used - known):
+            starts = [k for k in sorted(known) if k.startswith(name)]
+            close = starts[:3] or difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(prefix + c for c in close)}?" if close else ""
+            stderr.print(f"warning: no record has {prefix}{name}{hint}", markup=False)
+
+
 def _compact(values: Any) -> str:
     return json.dumps(dict(values), separators=(",", ":"))
 
@@ -191,13 +228,6 @@ def _row_json(stored: Any, found_at: list[str]) -> dict[str, Any]:
 
 def register(sub: SubParsers) -> None:
     """Adds this module's commands to the top-level parser."""
-    node = sub.add_parser("node", help="run the node daemon").add_subparsers(
-        dest="node_command", required=True, metavar="COMMAND"
-    )
-    p = node.add_parser("start", help="serve the catalog to trusted peers and sync from them")
-    p.add_argument("--listen", help="HOST:PORT to listen on (port 0 picks a free port)")
-    p.set_defaults(handler=cmd_node_start)
-
     peer = sub.add_parser("peer", help="manage trusted peers").add_subparsers(
         dest="peer_command", required=True, metavar="COMMAND"
     )
@@ -207,6 +237,11 @@ def register(sub: SubParsers) -> None:
         "--fingerprint",
         required=True,
         help="the peer's TLS fingerprint (from its `gridpoint identity`)",
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace the entry of a node id already trusted with another certificate",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_peer_add)

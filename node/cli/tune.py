@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gridpoint.errors import ConfigError
-from gridpoint.node.cli.output import print_json, print_line, print_table
+from gridpoint.node.cli.output import print_json, print_line, print_table, stderr
 from gridpoint.node.home import NodeHome, resolve_home
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.query_filter import FilterNode, parse_filter
@@ -39,15 +39,6 @@ def _optuna_storage(db_url: str, home_path: Path) -> str:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from gridpoint.errors import TrainerError
-
-    try:
-        return _tune(args)
-    except TrainerError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _tune(args: argparse.Namespace) -> int:
     from gridpoint.node.catalog import publish
     from gridpoint.node.store.base import PrivateRun
     from gridpoint.node.store.sql_store import normalize_db_url, open_store
@@ -72,24 +63,37 @@ def _tune(args: argparse.Namespace) -> int:
     warm = _WarmStart(store, home, config, family, public_id, where, quiet=args.json)
 
     def on_trial(trial: TrialResult) -> None:
-        record = anonymize_trial(
-            trial,
-            config,
-            model_family=family,
-            public_model_id=public_id,
-            secret=home.secret,
-            policy=home.config.anonymizer,
-        )
-        result = publish(store, home.identity, record)
-        published[trial.number] = result.id
+        record_id: str | None = None
+        # A failure that says nothing about the hyperparameters (a bug, a missing file) would
+        # only mislead peers: it stays in the private record.
+        if trial.state != "failed" or trial.failure:
+            record = anonymize_trial(
+                trial,
+                config,
+                model_family=family,
+                public_model_id=public_id,
+                secret=home.secret,
+                policy=home.config.anonymizer,
+            )
+            record_id = publish(store, home.identity, record).id
+            published[trial.number] = record_id
+        if trial.state == "failed":
+            kept = f"published as {trial.failure!r}" if record_id else "kept private, not published"
+            stderr.print(f"trial {trial.number} failed: {trial.error} ({kept})", markup=False)
         store.add_private_run(
             PrivateRun(
                 study_name=config.name,
                 trial_number=trial.number,
                 detail=json.dumps(_private_detail(trial, config)),
-                record_id=result.id,
+                record_id=record_id,
                 created_at=datetime.now(UTC),
             )
+        )
+
+    def on_interrupted(number: int) -> None:
+        stderr.print(
+            f"trial {number} was left running by an interrupted run; recorded it as failed",
+            markup=False,
         )
 
     try:
@@ -101,6 +105,7 @@ def _tune(args: argparse.Namespace) -> int:
             search_for=warm.search if args.warm_start else None,
             progress=not args.json,
             device=args.device,
+            on_interrupted=on_interrupted,
         )
     finally:
         store.close()
@@ -129,7 +134,9 @@ def _tune(args: argparse.Namespace) -> int:
             {
                 "study": summary.name,
                 "trials": rows,
-                "best": summary.best.number if summary.best else None,
+                "best": (
+                    {"trial": summary.best[0], objective: summary.best[1]} if summary.best else None
+                ),
                 "interrupted": summary.interrupted,
                 "catalog": "published, signed by this node",
                 **({"warm_start": warm.summary()} if args.warm_start else {}),
@@ -150,10 +157,9 @@ def _tune(args: argparse.Namespace) -> int:
             for t in summary.trials
         ],
     )
-    if summary.best is not None and summary.best.run is not None:
-        print_line(
-            f"best: trial {summary.best.number}, {objective} = {summary.best.run.metrics[objective]:.4f}"
-        )
+    if summary.best is not None:
+        number, value = summary.best
+        print_line(f"best of the study so far: trial {number}, {objective} = {value:.4f}")
     if args.warm_start:
         warm.print_learned()
     if summary.interrupted:
@@ -188,16 +194,14 @@ class _WarmStart:
     def search(self, task: Any, default: Any) -> Any:
         from gridpoint.node.tuning.anonymize import pseudonym
         from gridpoint.node.tuning.warm_start import choose_priors
-        from gridpoint.schema import TaskDescriptor
         from gridpoint.trainers.study import Search
         from gridpoint.trainers.transfer.pruner import CurvePruner
         from gridpoint.trainers.transfer.sampler import WarmStartSampler
 
         config = self._config
-        descriptor = TaskDescriptor(**task.__dict__)
         self._choice = choose_priors(
             self._store,
-            task=descriptor,
+            task=task,
             objective_metric=config.objective_metric,
             model_family=self._family,
             model_base=self._public_id,
@@ -216,7 +220,7 @@ class _WarmStart:
             self._choice.priors,
             config.search_space,
             method=config.warm_start.method,
-            seed=config.seed,
+            seed=default.seed,
         )
         pruner = default.pruner
         if config.warm_start.curve_pruning:

@@ -2,8 +2,9 @@
 
 It checks the RequestAuth signature over the *raw* request bytes (the servicer's
 deserializer runs only afterwards), that the caller is trusted, fresh and not replaying,
-and that the signer is the node whose TLS certificate the connection presented. The
-standard health service is exempt: it says nothing about the catalog.
+and that the signer is the node whose TLS certificate the connection presented — exactly the
+certificate pinned for it, not one a pinned certificate signed. The standard health service
+is exempt: it says nothing about the catalog.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from gridpoint.errors import EnvelopeError, RequestError
+from gridpoint.errors import BadSignature, EnvelopeError, RequestError
 from gridpoint.node.daemon.service import RequestAuthenticator
 from gridpoint.node.protocol.request_auth import AUTH_METADATA_KEY
 from gridpoint.node.protocol.rpc_errors import abort_with
@@ -46,9 +47,15 @@ class RequestAuthInterceptor(grpc.ServerInterceptor):
         serve = handler.unary_unary
 
         def authenticated(raw: bytes, context: grpc.ServicerContext) -> Any:
-            names = [bytes(n) for n in context.auth_context().get("x509_common_name", [])]
+            peer = context.auth_context()
+            names = [bytes(n) for n in peer.get("x509_common_name", [])]
+            certs = [bytes(c) for c in peer.get("x509_pem_cert", [])]
             try:
-                self._authenticate(method, raw, auth, names[0].decode() if names else None)
+                if not certs:
+                    raise BadSignature("the caller presented no TLS certificate")
+                self._authenticate(
+                    method, raw, auth, names[0].decode() if names else None, certs[0]
+                )
             except EnvelopeError as exc:
                 abort_with(context, method, exc)
             try:

@@ -8,6 +8,8 @@ a trusted peer. The set of accepted client certificates is re-read at each hands
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
@@ -16,11 +18,12 @@ from typing import cast
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from gridpoint.errors import ConfigError
+from gridpoint.errors import ConfigError, in_words
 from gridpoint.node.daemon.interceptors import RequestAuthInterceptor
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.rpc_errors import rpc_boundary
+from gridpoint.node.protocol.tls import split_address
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.v1 import catalog_pb2, catalog_pb2_grpc, node_pb2, node_pb2_grpc
 
@@ -100,12 +103,36 @@ class NodeServer:
         self.server.stop(grace).wait()
 
 
+def _check_bindable(listen: str) -> None:
+    """ConfigError, in one line, when the address is taken: gRPC itself would also print its
+    own log line (whatever GRPC_VERBOSITY a library set) before failing."""
+    host, port = split_address(listen, allow_port_zero=True)
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            why = (
+                "the address is in use (another node or program)"
+                if exc.errno == errno.EADDRINUSE
+                else in_words(exc)
+            )
+            raise ConfigError(
+                f"cannot listen on {listen}: {why}; pick another with --listen HOST:PORT"
+            ) from None
+
+
 def start_server(home: NodeHome, store: CatalogStore, listen: str) -> NodeServer:
     """Builds, binds and starts the node's gRPC server; returns it with its bound port."""
     limits = home.config.security
     options = [
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_send_message_length", limits.max_message_bytes),
+        # gRPC binds with SO_REUSEPORT by default: a second node on the same port would then
+        # share its connections with the first instead of failing.
+        ("grpc.so_reuseport", 0),
     ]
 
     service = NodeService(home, store)
@@ -118,9 +145,16 @@ def start_server(home: NodeHome, store: CatalogStore, listen: str) -> NodeServer
     catalog_pb2_grpc.add_CatalogServicer_to_server(CatalogServicer(service), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_secure_port(listen, server_credentials(home, store))
+    _check_bindable(listen)
+    try:
+        port = server.add_secure_port(listen, server_credentials(home, store))
+    except RuntimeError:  # grpcio >= 1.60 raises where older versions returned 0
+        port = 0
     if port == 0:
-        raise ConfigError(f"cannot listen on {listen}: address in use or invalid")
+        raise ConfigError(
+            f"cannot listen on {listen}: the address is in use (another node or program) "
+            "or not an address of this machine; pick another with --listen HOST:PORT"
+        )
     server.start()
     for name in ("", "gridpoint.v1.Node", "gridpoint.v1.Catalog"):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

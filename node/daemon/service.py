@@ -4,8 +4,9 @@ The gRPC servicers (server.py) and the in-process transport of tests call the sa
 authenticate a signed request over its raw bytes, decode it, answer from the store. Errors
 are GridpointErrors; the transport turns them into a status (gridpoint.node.protocol.rpc_errors).
 
-Must never trust a request before authenticate() accepted it, decode a stored record to serve
-it, or answer more than the message budget allows.
+Must never trust a request before authenticate() accepted it, accept a TLS certificate other
+than the one pinned for the caller (a pinned certificate is no authority for other names),
+decode a stored record to serve it, or read and answer more than the message budget allows.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.envelope import sign_envelope
 from gridpoint.node.protocol.methods import HELLO, QUERY, SYNC
 from gridpoint.node.protocol.request_auth import ReplayGuard, verify_request
+from gridpoint.node.protocol.tls import fingerprint
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.query_filter import parse_filter, parse_order_by
 from gridpoint.v1 import catalog_pb2, envelope_pb2, node_pb2
@@ -44,19 +46,37 @@ _PAGE_OVERHEAD = 16 * 1024
 class RequestAuthenticator:
     """Checks a signed request: signature over the raw bytes, trusted caller, fresh, no replay.
 
-    tls_name, when the transport has one, is the common name of the certificate the caller
-    presented: the signer must be that node.
+    pinned gives the TLS fingerprint pinned for a node id (None: not trusted). tls_name, when
+    the transport has one, is the common name of the certificate the caller presented, and
+    tls_cert that certificate (PEM): the signer must be that node, and the certificate exactly
+    the one pinned for it. The TLS handshake alone accepts any certificate a pinned one
+    signed, since pinned certificates are self-signed CAs.
     """
 
-    is_trusted: Callable[[str], bool]
+    pinned: Callable[[str], str | None]
     guard: ReplayGuard
 
-    def __call__(self, method: str, raw: bytes, auth: bytes | None, tls_name: str | None) -> str:
+    def __call__(
+        self,
+        method: str,
+        raw: bytes,
+        auth: bytes | None,
+        tls_name: str | None,
+        tls_cert: bytes | None = None,
+    ) -> str:
         if auth is None:
             raise BadSignature("request is not signed")
-        caller = verify_request(auth, method, raw, is_trusted=self.is_trusted, guard=self.guard)
+        pins: dict[str, str | None] = {}
+
+        def is_trusted(caller: str) -> bool:
+            pins[caller] = self.pinned(caller)
+            return pins[caller] is not None
+
+        caller = verify_request(auth, method, raw, is_trusted=is_trusted, guard=self.guard)
         if tls_name is not None and tls_name != caller:
             raise BadSignature("request signer is not the TLS peer")
+        if tls_cert is not None and fingerprint(tls_cert) != pins[caller]:
+            raise BadSignature("the TLS certificate is not the one pinned for this peer")
         return caller
 
 
@@ -77,15 +97,16 @@ class NodeService:
             software_version=__version__,
         )
         self._info = info.SerializeToString()
-        self.authenticate = RequestAuthenticator(
-            lambda caller: store.get_peer(caller) is not None,
-            ReplayGuard(limits.request_window_s),
-        )
+        self.authenticate = RequestAuthenticator(self._pinned, ReplayGuard(limits.request_window_s))
         self._methods: dict[str, tuple[type[Message], Callable[[Message], Message]]] = {
             HELLO: (node_pb2.HelloRequest, lambda _r: self.hello()),
             SYNC: (catalog_pb2.SyncRequest, self._sync_any),
             QUERY: (catalog_pb2.QueryRequest, self._query_any),
         }
+
+    def _pinned(self, caller: str) -> str | None:
+        peer = self._store.get_peer(caller)
+        return None if peer is None else peer.fingerprint
 
     def hello(self) -> node_pb2.HelloResponse:
         """This node's NodeInfo, freshly signed."""
@@ -111,17 +132,20 @@ class NodeService:
         return out
 
     def query(self, request: catalog_pb2.QueryRequest) -> catalog_pb2.QueryResponse:
-        """The records matching request.filter, cut before the message budget."""
+        """The records matching request.filter, cut before the message budget (the store stops
+        reading there: rows past it are never fetched, let alone decoded)."""
         where = parse_filter(request.filter)
         order = parse_order_by(request.order_by)
         limit = min(request.limit or 100, MAX_QUERY)
+        envelopes = self._store.query_envelopes(
+            # Each envelope costs a few bytes of framing in the answer besides its own.
+            where,
+            limit=limit,
+            order_by=order,
+            max_bytes=self._budget - 8 * limit,
+        )
         out = catalog_pb2.QueryResponse()
-        size = 0
-        for record in self._store.query(where, limit=limit, order_by=order):
-            size += len(record.envelope) + 8
-            if size > self._budget:
-                break
-            out.envelopes.append(envelope_pb2.SignedEnvelope.FromString(record.envelope))
+        out.envelopes.extend(envelope_pb2.SignedEnvelope.FromString(e) for e in envelopes)
         return out
 
     def handle(self, method: str, raw: bytes, auth: bytes | None, tls_name: str | None) -> bytes:

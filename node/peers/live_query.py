@@ -4,20 +4,23 @@ Peers are asked in parallel with a deadline; every envelope they send is verifie
 synced one (an untrusted author is refused whoever relayed it). Results are de-duplicated
 by record id and keep their provenance: which node signed the record, and where it was
 found. A peer that does not answer is named in the result; it does not fail the query.
+Keys whose values mix numbers and texts sort numbers first, then texts, never comparing one
+with the other. Refusals are logged once per peer answer, counted by reason.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gridpoint.errors import EnvelopeError, GridpointError
+from gridpoint.errors import EnvelopeError, GridpointError, RequestError
 from gridpoint.node.catalog import admit, trust_check
 from gridpoint.node.home import NodeHome
-from gridpoint.node.logs import log_event
+from gridpoint.node.logs import log_limited
 from gridpoint.node.peers.transport import Connector
-from gridpoint.node.store.base import CatalogStore, Peer, StoredRecord
+from gridpoint.node.store.base import MAX_QUERY_LIMIT, CatalogStore, Peer, StoredRecord
 from gridpoint.node.store.keys import key_value
 from gridpoint.node.store.query_filter import OrderBy, parse_filter, parse_order_by
 from gridpoint.v1.envelope_pb2 import SignedEnvelope
@@ -45,7 +48,7 @@ class QueryResult:
 
 
 def _sorted(rows: list[QueryRow], order: OrderBy) -> list[QueryRow]:
-    keyed = [(key_value(r.record.record, r.record.signer_id, order.key), r) for r in rows]
+    keyed = [(key_value(r.record, order.key), r) for r in rows]
     numbers = [(v, r) for v, r in keyed if isinstance(v, float)]
     texts = [(v, r) for v, r in keyed if isinstance(v, str)]
     missing = [r for v, r in keyed if v is None]
@@ -65,6 +68,8 @@ def run_query(
     connect: Connector | None = None,
 ) -> QueryResult:
     """Answers a filter from the local catalog and, given a connector, from every trusted peer."""
+    if not 1 <= limit <= MAX_QUERY_LIMIT:
+        raise RequestError(f"--limit must be between 1 and {MAX_QUERY_LIMIT}, got {limit}")
     where = parse_filter(filter_text)
     order = parse_order_by(order_by)
     rows: dict[str, QueryRow] = {}
@@ -82,14 +87,23 @@ def run_query(
             if isinstance(answer, str):
                 result.unanswered[peer.node_id] = answer
                 continue
+            refused: Counter[str] = Counter()
             for envelope in answer:
                 try:
                     record = admit(envelope, is_trusted)
                 except EnvelopeError as exc:
-                    result.refused += 1
-                    log_event("record refused", logging.WARNING, peer=peer.node_id, reason=str(exc))
+                    refused[exc.reason] += 1
                     continue
                 rows.setdefault(record.id, QueryRow(record)).found_at.append(peer.node_id)
+            if refused:
+                result.refused += sum(refused.values())
+                log_limited(
+                    f"query refused from {peer.node_id}",
+                    "records refused",
+                    logging.WARNING,
+                    peer=peer.node_id,
+                    refused=dict(refused),
+                )
     merged = list(rows.values())
     result.rows = (_sorted(merged, order) if order else merged)[:limit]
     return result

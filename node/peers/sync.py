@@ -2,40 +2,104 @@
 
 Each page is verified envelope by envelope (a bad one is refused and counted, the rest
 stored) and stored together with the peer's next cursor in one transaction, so an
-interrupted sync resumes exactly after the last stored page.
+interrupted sync resumes exactly after the last stored page. Records refused for a reason
+that can pass (an author not trusted yet, a signing time slightly ahead) are kept in the same
+transaction and admitted again at the start of later rounds.
+
+A trusted peer can still be buggy or hostile, so one round with one peer is bounded: a cursor
+that does not advance (or is not one we can store) ends it, and so do MAX_PAGES_PER_ROUND,
+MAX_RECORDS_PER_ROUND and PEER_DEADLINE_S; the rest waits for the next round. Peers are
+synced side by side. Must never raise out of sync_peer() (one peer's failure, whatever it is,
+is its report's error) nor log one line per refused record (one line per page, rate-limited).
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gridpoint.errors import EnvelopeError, GridpointError, PeerError
+from google.protobuf.message import DecodeError
+
+from gridpoint.errors import (
+    ClockOutOfWindow,
+    EnvelopeError,
+    GridpointError,
+    PeerError,
+    PeerMisbehaved,
+    UnknownSigner,
+    UnstorableRecord,
+)
 from gridpoint.node.catalog import admit, trust_check
 from gridpoint.node.home import NodeHome
-from gridpoint.node.logs import log_event
-from gridpoint.node.peers.transport import Connector
-from gridpoint.node.store.base import AddResult, CatalogStore, Peer, StoredRecord
+from gridpoint.node.logs import log_event, log_limited
+from gridpoint.node.peers.transport import Connector, SyncBatch
+from gridpoint.node.protocol.envelope import canonical_envelope, content_id
+from gridpoint.node.store.base import AddResult, CatalogStore, Peer, PendingEnvelope, StoredRecord
 from gridpoint.v1 import envelope_pb2
 
-__all__ = ["SyncReport", "sync_all", "sync_peer"]
+__all__ = [
+    "MAX_CURSOR_CHARS",
+    "MAX_PAGES_PER_ROUND",
+    "MAX_PARALLEL_PEERS",
+    "MAX_RECORDS_PER_ROUND",
+    "PEER_DEADLINE_S",
+    "RETRYABLE",
+    "SyncLimits",
+    "SyncReport",
+    "sync_all",
+    "sync_peer",
+]
 
+#: Most pages pulled from one peer in one round.
+MAX_PAGES_PER_ROUND = 1_000
+#: Most envelopes received from one peer in one round (each costs a signature check).
+MAX_RECORDS_PER_ROUND = 200_000
+#: Seconds one round with one peer may take, every call included.
+PEER_DEADLINE_S = 300.0
+#: Most peers synced at the same time.
+MAX_PARALLEL_PEERS = 4
+#: Longest cursor a peer may hand us (the store keeps it in 64 characters).
+MAX_CURSOR_CHARS = 64
+#: Refusal reasons that can pass: such envelopes are kept and admitted again later.
+RETRYABLE = frozenset({UnknownSigner.reason, ClockOutOfWindow.reason})
+
+_CURSOR = re.compile(rf"[\x21-\x7e]{{0,{MAX_CURSOR_CHARS}}}")
 _VERIFY_THREADS = 2
 _CHUNK = 64
 
 
+@dataclass(frozen=True)
+class SyncLimits:
+    """The bounds of one round with one peer."""
+
+    max_pages: int = MAX_PAGES_PER_ROUND
+    max_records: int = MAX_RECORDS_PER_ROUND
+    deadline_s: float = PEER_DEADLINE_S
+
+
 @dataclass
 class SyncReport:
-    """What one pull from one peer did."""
+    """What one pull from one peer did.
+
+    stopped names the bound that ended the round before the peer's end ("max-pages",
+    "max-records", "deadline"): the rest follows next round. error says why the round failed.
+    """
 
     peer_id: str
     address: str
     new: int = 0
     duplicates: int = 0
     refused: Counter[str] = field(default_factory=Counter)
+    pages: int = 0
+    received: int = 0
+    retried: int = 0
+    kept: int = 0
+    stopped: str | None = None
     error: str | None = None
 
     def as_json(self) -> dict[str, object]:
@@ -46,21 +110,65 @@ class SyncReport:
             "duplicates": self.duplicates,
             "refused": sum(self.refused.values()),
             "refused_reasons": dict(self.refused),
+            "pages": self.pages,
+            "retried": self.retried,
+            "kept_for_retry": self.kept,
+            "stopped": self.stopped,
             "error": self.error,
         }
 
 
-def sync_peer(home: NodeHome, store: CatalogStore, peer: Peer, connect: Connector) -> SyncReport:
-    """Pulls everything new from one peer; errors are reported, not raised.
+Outcome = StoredRecord | tuple[envelope_pb2.SignedEnvelope, EnvelopeError]
 
-    The next page is fetched while the current one is verified, verification runs on two
-    threads (Ed25519 verification releases the GIL), and a page is stored while the next is
-    verified, so network, CPU and database overlap. Pages are still stored strictly in
-    order, each with its cursor, by one writer thread.
-    """
+
+def sync_peer(
+    home: NodeHome,
+    store: CatalogStore,
+    peer: Peer,
+    connect: Connector,
+    limits: SyncLimits = SyncLimits(),  # noqa: B008 (frozen, so one shared default is safe)
+) -> SyncReport:
+    """Pulls what is new from one peer, within limits; every failure is reported, none raised."""
     report = SyncReport(peer.node_id, peer.address)
-    is_trusted = trust_check(store, home.identity.node_id)
+    try:
+        is_trusted = trust_check(store, home.identity.node_id)
+        _retry_pending(store, peer, is_trusted, report)
+        _pull(home, store, peer, connect, limits, is_trusted, report)
+    except GridpointError as exc:
+        report.error = report.error or str(exc)
+    except Exception as exc:  # a bug or a surprise from one peer must not end sync with others
+        report.error = f"sync with this peer failed unexpectedly ({exc.__class__.__name__})"
+        log_event("sync failed", logging.ERROR, peer=peer.node_id, error=exc.__class__.__name__)
+    log_event(
+        "sync",
+        peer=peer.node_id,
+        new=report.new,
+        duplicates=report.duplicates,
+        refused=sum(report.refused.values()),
+        pages=report.pages,
+        retried=report.retried,
+        stopped=report.stopped,
+        error=report.error,
+    )
+    return report
+
+
+def _pull(
+    home: NodeHome,
+    store: CatalogStore,
+    peer: Peer,
+    connect: Connector,
+    limits: SyncLimits,
+    is_trusted: Callable[[str], bool],
+    report: SyncReport,
+) -> None:
+    """Pages through the peer. The next page is fetched while the current one is verified
+    (on two threads: Ed25519 verification releases the GIL) and the previous one stored, so
+    network, CPU and database overlap; pages are still stored strictly in order, each with
+    its cursor, by one writer thread."""
+    deadline = time.monotonic() + limits.deadline_s
     page_size = home.config.sync.page_size
+    seen = {peer.sync_cursor}
     storing: Future[AddResult] | None = None
     try:
         with (
@@ -69,79 +177,165 @@ def sync_peer(home: NodeHome, store: CatalogStore, peer: Peer, connect: Connecto
             ThreadPoolExecutor(max_workers=_VERIFY_THREADS) as verifier,
             ThreadPoolExecutor(max_workers=1) as writer,
         ):
+            client.deadline = deadline
             pending = fetcher.submit(client.sync_page, peer.sync_cursor, page_size)
             while True:
                 batch = pending.result()
+                report.pages += 1
+                report.received += len(batch.envelopes)
                 more = batch.has_more and bool(batch.envelopes)
-                if more:
+                _check_cursor(peer, batch, seen, more)
+                stop = _bound_reached(report, limits, deadline) if more else None
+                if more and stop is None:
                     pending = fetcher.submit(client.sync_page, batch.next_cursor, page_size)
                 chunks = [
                     batch.envelopes[i : i + _CHUNK] for i in range(0, len(batch.envelopes), _CHUNK)
                 ]
-                admitted: list[StoredRecord] = []
-                for chunk in verifier.map(lambda c: _admit_chunk(c, is_trusted), chunks):
-                    for outcome in chunk:
-                        if isinstance(outcome, StoredRecord):
-                            admitted.append(outcome)
-                        else:
-                            signer, exc = outcome
-                            report.refused[exc.reason] += 1
-                            log_event(
-                                "record refused",
-                                logging.WARNING,
-                                peer=peer.node_id,
-                                signer=signer,
-                                reason=str(exc),
-                            )
+                outcomes = [
+                    o
+                    for chunk in verifier.map(lambda c: _admit(c, is_trusted), chunks)
+                    for o in chunk
+                ]
+                admitted, retry = _sort_outcomes(peer, outcomes, report)
                 if storing is not None:
-                    _count(report, storing.result())
+                    stored, storing = storing, None
+                    _count(report, stored.result())
                 storing = writer.submit(
-                    store.store_sync_page, peer.node_id, admitted, batch.next_cursor
+                    store.store_sync_page, peer.node_id, admitted, batch.next_cursor, retry
                 )
-                if not more:
+                if not more or stop is not None:
+                    report.stopped = stop
                     break
-    except GridpointError as exc:
-        report.error = str(exc)
-    if storing is not None:  # the last page stored (or its write failed)
-        try:
+    finally:
+        if storing is not None:  # the last page stored (or its write failed: then it raises)
             _count(report, storing.result())
-        except GridpointError as exc:
-            report.error = report.error or str(exc)
-    log_event(
-        "sync",
-        peer=peer.node_id,
-        new=report.new,
-        duplicates=report.duplicates,
-        refused=sum(report.refused.values()),
-        error=report.error,
-    )
-    return report
+
+
+def _check_cursor(peer: Peer, batch: SyncBatch, seen: set[str], more: bool) -> None:
+    """PeerMisbehaved for a cursor we cannot store, or one that does not move on."""
+    if not _CURSOR.fullmatch(batch.next_cursor):
+        raise PeerMisbehaved(
+            f"peer {peer.address} sent a cursor that is not 0-{MAX_CURSOR_CHARS} printable "
+            "ASCII characters; its page was not stored"
+        )
+    if more and batch.next_cursor in seen:
+        raise PeerMisbehaved(
+            f"peer {peer.address} says more records follow but its cursor did not advance"
+        )
+    seen.add(batch.next_cursor)
+
+
+def _bound_reached(report: SyncReport, limits: SyncLimits, deadline: float) -> str | None:
+    if report.pages >= limits.max_pages:
+        return "max-pages"
+    if report.received >= limits.max_records:
+        return "max-records"
+    if time.monotonic() >= deadline:
+        return "deadline"
+    return None
+
+
+def _admit(
+    envelopes: list[envelope_pb2.SignedEnvelope], is_trusted: Callable[[str], bool]
+) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    for envelope in envelopes:
+        try:
+            outcomes.append(admit(envelope, is_trusted))
+        except EnvelopeError as exc:
+            outcomes.append((envelope, exc))
+    return outcomes
+
+
+def _sort_outcomes(
+    peer: Peer, outcomes: list[Outcome], report: SyncReport
+) -> tuple[list[StoredRecord], list[PendingEnvelope]]:
+    """The admitted records and the envelopes to retry; refusals counted, logged once."""
+    admitted: list[StoredRecord] = []
+    retry: list[PendingEnvelope] = []
+    refused: Counter[str] = Counter()
+    example: tuple[str, str] | None = None
+    for outcome in outcomes:
+        if isinstance(outcome, StoredRecord):
+            admitted.append(outcome)
+            continue
+        envelope, exc = outcome
+        refused[exc.reason] += 1
+        example = example or (envelope.signer_id, str(exc))
+        if exc.reason in RETRYABLE:
+            retry.append(
+                PendingEnvelope(
+                    content_id(envelope.signer_id, envelope.payload),
+                    canonical_envelope(envelope),
+                    exc.reason,
+                )
+            )
+    report.refused.update(refused)
+    if example is not None:
+        log_limited(
+            f"refused from {peer.node_id}",
+            "records refused",
+            logging.WARNING,
+            peer=peer.node_id,
+            refused=dict(refused),
+            example_signer=example[0],
+            example=example[1],
+        )
+    return admitted, retry
+
+
+def _retry_pending(
+    store: CatalogStore, peer: Peer, is_trusted: Callable[[str], bool], report: SyncReport
+) -> None:
+    """Admits again what this peer served earlier and was refused for a reason that can pass."""
+    admitted: list[StoredRecord] = []
+    dropped: list[str] = []
+    for item in store.pending_envelopes(peer.node_id):
+        try:
+            admitted.append(
+                admit(envelope_pb2.SignedEnvelope.FromString(item.envelope), is_trusted)
+            )
+        except EnvelopeError as exc:
+            if exc.reason not in RETRYABLE:
+                dropped.append(item.record_id)
+        except DecodeError:
+            dropped.append(item.record_id)
+    if admitted or dropped:
+        result = store.resolve_pending(peer.node_id, admitted, dropped)
+        report.retried = len(admitted)
+        _count(report, result)
 
 
 def _count(report: SyncReport, result: AddResult) -> None:
     report.new += result.new
     report.duplicates += result.duplicates
-
-
-def _admit_chunk(
-    envelopes: list[envelope_pb2.SignedEnvelope], is_trusted: Callable[[str], bool]
-) -> list[StoredRecord | tuple[str, EnvelopeError]]:
-    outcomes: list[StoredRecord | tuple[str, EnvelopeError]] = []
-    for envelope in envelopes:
-        try:
-            outcomes.append(admit(envelope, is_trusted))
-        except EnvelopeError as exc:
-            outcomes.append((envelope.signer_id, exc))
-    return outcomes
+    report.kept += result.kept
+    if result.unstorable:
+        report.refused[UnstorableRecord.reason] += len(result.unstorable)
+        log_limited(
+            f"unstorable from {report.peer_id}",
+            "records refused",
+            logging.WARNING,
+            peer=report.peer_id,
+            refused={UnstorableRecord.reason: len(result.unstorable)},
+            example=result.unstorable[0],
+        )
 
 
 def sync_all(
-    home: NodeHome, store: CatalogStore, connect: Connector, only: str | None = None
+    home: NodeHome,
+    store: CatalogStore,
+    connect: Connector,
+    only: str | None = None,
+    limits: SyncLimits = SyncLimits(),  # noqa: B008 (frozen, so one shared default is safe)
 ) -> list[SyncReport]:
-    """Pulls from every trusted peer (or the one named), one after the other."""
+    """Pulls from every trusted peer (or the one named), side by side; one report each."""
     peers = store.list_peers()
     if only is not None:
         peers = [p for p in peers if p.node_id == only or p.node_id.startswith(only)]
         if not peers:
             raise PeerError(f"no trusted peer {only!r}; see `gridpoint peer list`")
-    return [sync_peer(home, store, p, connect) for p in peers]
+    if len(peers) <= 1:
+        return [sync_peer(home, store, p, connect, limits) for p in peers]
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_PEERS, len(peers))) as pool:
+        return list(pool.map(lambda p: sync_peer(home, store, p, connect, limits), peers))

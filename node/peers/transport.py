@@ -5,10 +5,13 @@ once and those bytes are signed (RequestAuth), answers are decoded, and Hello is
 be signed by the node the transport was opened for. A subclass supplies only the round trip
 of raw bytes: over mutual-TLS gRPC (grpc_transport.py) or in-process (inprocess.py, for
 tests). Failures come out as PeerError / RequestError, never as a transport's own exception.
+A transport can be given a deadline for everything it still does (sync sets one per peer and
+round): no call starts after it, and a call in flight waits at most until then.
 """
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -17,7 +20,7 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from gridpoint.errors import EnvelopeError, PeerError
+from gridpoint.errors import EnvelopeError, PeerError, PeerUnavailable
 from gridpoint.node.protocol.envelope import verify_envelope
 from gridpoint.node.protocol.identity import NodeIdentity
 from gridpoint.node.protocol.methods import HELLO, QUERY, SYNC
@@ -56,6 +59,17 @@ class PeerTransport(ABC):
         self._identity = identity
         self.address = address
         self.peer_node_id = peer_node_id
+        #: time.monotonic() after which no call is made; None for no deadline.
+        self.deadline: float | None = None
+
+    def remaining_s(self) -> float | None:
+        """Seconds left before the deadline (None without one); PeerUnavailable once past."""
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise PeerUnavailable(f"peer {self.address}: the time allowed for this peer ran out")
+        return left
 
     @abstractmethod
     def round_trip(self, method: str, body: bytes, auth: bytes) -> bytes:
@@ -73,6 +87,7 @@ class PeerTransport(ABC):
 
     def _call(self, method: str, request: Message, response_type: type[T]) -> T:
         body = request.SerializeToString()
+        self.remaining_s()
         raw = self.round_trip(method, body, sign_request(self._identity, method, body))
         try:
             return response_type.FromString(raw)

@@ -4,14 +4,20 @@ gave out of band, greets it, and pins it.
 The fingerprint check alone establishes trust (it pins both the TLS key and, through the
 certificate's subject, the node id). Hello needs the peer to trust us too; until it does,
 the peer is pinned and the result says so, with what the other side must run.
+
+Must never replace a trusted peer's entry with another certificate unless asked (`--replace`):
+a certificate whose subject names an already trusted node id would otherwise take that
+peer's place and lock the real one out. The name a peer gives itself is display text only:
+control characters are dropped and it is cut to MAX_PEER_NAME_CHARS.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gridpoint.errors import PeerError, PeerRefused, PeerUnavailable
+from gridpoint.errors import PeerConflict, PeerError, PeerRefused, PeerUnavailable
 from gridpoint.node.home import NodeHome
 from gridpoint.node.peers.grpc_transport import GrpcTransport
 from gridpoint.node.peers.transport import PeerInfo
@@ -23,28 +29,51 @@ from gridpoint.node.protocol.tls import (
 )
 from gridpoint.node.store.base import CatalogStore, Peer
 
-__all__ = ["PeerAddResult", "add_peer"]
+__all__ = ["MAX_PEER_NAME_CHARS", "PeerAddResult", "add_peer"]
+
+#: Longest peer name kept (the store holds 255 characters).
+MAX_PEER_NAME_CHARS = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
 class PeerAddResult:
-    """The pinned peer, and whether it already accepts us (Hello answered)."""
+    """The pinned peer, whether it already accepts us (Hello answered), and the entry it
+    replaced for the same node id (None when the node id was new or its certificate the same)."""
 
     peer: Peer
     mutual: bool
     info: PeerInfo | None
+    replaced: Peer | None = None
 
 
 def add_peer(
-    home: NodeHome, store: CatalogStore, address: str, expected_fingerprint: str
+    home: NodeHome,
+    store: CatalogStore,
+    address: str,
+    expected_fingerprint: str,
+    *,
+    replace: bool = False,
 ) -> PeerAddResult:
-    """Pins a peer after checking its certificate; nothing is stored if the check fails."""
+    """Pins a peer after checking its certificate; nothing is stored if a check fails.
+
+    A node id already trusted with another certificate is refused (PeerConflict) unless
+    replace is true.
+    """
     split_address(address)
     timeout = home.config.sync.timeout_s
     cert_pem = probe_certificate(address, expected_fingerprint, timeout=timeout)
     node_id = node_id_of_certificate(cert_pem)
     if node_id == home.identity.node_id:
         raise PeerError(f"{address} is this node itself")
+    existing = store.get_peer(node_id)
+    other_cert = existing is not None and existing.fingerprint != fingerprint(cert_pem)
+    if existing is not None and other_cert and not replace:
+        raise PeerConflict(
+            f"node {node_id} is already trusted with another certificate (at "
+            f"{existing.address}); nothing was changed. If that node really changed its "
+            "certificate, run `peer add` again with --replace"
+        )
     info: PeerInfo | None = None
     with GrpcTransport(
         home.identity,
@@ -67,13 +96,19 @@ def add_peer(
     peer = Peer(
         node_id=node_id,
         address=address,
-        name=info.name if info else _organization(cert_pem),
+        name=_display_name(info.name if info else _organization(cert_pem)),
         fingerprint=fingerprint(cert_pem),
         cert_pem=cert_pem,
         added_at=datetime.now(UTC),
     )
     store.add_peer(peer)
-    return PeerAddResult(peer=peer, mutual=info is not None, info=info)
+    return PeerAddResult(
+        peer=peer, mutual=info is not None, info=info, replaced=existing if other_cert else None
+    )
+
+
+def _display_name(name: str) -> str:
+    return _CONTROL.sub("", name)[:MAX_PEER_NAME_CHARS]
 
 
 def _organization(cert_pem: bytes) -> str:

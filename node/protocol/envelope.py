@@ -5,8 +5,9 @@ payload), so it cannot be reused for another type or purpose. Verification never
 re-serializes anything: it checks the bytes that arrived. Record ids are SHA-256 of the
 author's id and the payload, so a relayed copy can be checked by anyone.
 
-Must never: accept an envelope whose key does not hash to its signer id, or trust a signer
-because a trusted peer relayed its record.
+Must never: accept an envelope whose key does not hash to its signer id, trust a signer
+because a trusted peer relayed its record, or keep anything of an envelope that the signature
+does not cover but its known fields (canonical_envelope()).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gridpoint.v1 import envelope_pb2
 
 __all__ = [
     "NONCE_LEN",
+    "canonical_envelope",
     "check_clock",
     "VerifiedEnvelope",
     "content_id",
@@ -90,6 +92,25 @@ def sign_envelope(
         signed_at_unix_ms=at,
         nonce=nonce,
     )
+
+
+def canonical_envelope(envelope: envelope_pb2.SignedEnvelope) -> bytes:
+    """The envelope re-encoded from its known fields only, deterministically.
+
+    The outer envelope is not signed as bytes (only its payload is, byte-exact, with its
+    type, time and nonce), so a relaying peer could add unknown fields and have them stored
+    and served on. Re-encoding drops them: every copy of one signed envelope is stored alike.
+    """
+    known = envelope_pb2.SignedEnvelope(
+        payload=envelope.payload,
+        payload_type=envelope.payload_type,
+        signer_id=envelope.signer_id,
+        signer_public_key=envelope.signer_public_key,
+        signature=envelope.signature,
+        signed_at_unix_ms=envelope.signed_at_unix_ms,
+        nonce=envelope.nonce,
+    )
+    return known.SerializeToString(deterministic=True)
 
 
 @dataclass(frozen=True)

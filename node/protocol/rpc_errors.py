@@ -3,7 +3,9 @@
 Server side: one table maps each GridpointError class to a status code; rpc_boundary() logs
 the detail and aborts with the error's own message, which is written to be safe for peers.
 Anything unexpected becomes INTERNAL with a generic message: exception text never leaves.
-Client side: status_to_error() turns a grpc.RpcError back into a domain exception.
+Client side: status_to_error() turns a grpc.RpcError back into a domain exception, keeping
+at most MAX_DETAILS_CHARS of what the peer said. Refusals are logged rate-limited per method
+and status: a caller can repeat a bad request as often as it likes.
 """
 
 from __future__ import annotations
@@ -27,9 +29,19 @@ from gridpoint.errors import (
     RequestError,
     UnknownSigner,
 )
-from gridpoint.node.logs import log_event
+from gridpoint.node.logs import log_limited
 
-__all__ = ["abort_with", "error_for_status", "rpc_boundary", "status_for", "status_to_error"]
+__all__ = [
+    "MAX_DETAILS_CHARS",
+    "abort_with",
+    "error_for_status",
+    "rpc_boundary",
+    "status_for",
+    "status_to_error",
+]
+
+#: How much of a peer's status details an error keeps: the peer chooses that text.
+MAX_DETAILS_CHARS = 300
 
 _STATUS: list[tuple[type[GridpointError], grpc.StatusCode]] = [
     (UnknownSigner, grpc.StatusCode.PERMISSION_DENIED),
@@ -50,7 +62,14 @@ def status_for(exc: GridpointError) -> grpc.StatusCode:
 
 def abort_with(context: grpc.ServicerContext, method: str, exc: GridpointError) -> NoReturn:
     code = status_for(exc)
-    log_event("request refused", logging.WARNING, method=method, status=code.name, reason=str(exc))
+    log_limited(
+        f"refused {method} {code.name}",
+        "request refused",
+        logging.WARNING,
+        method=method,
+        status=code.name,
+        reason=str(exc),
+    )
     context.abort(code, str(exc))
     raise AssertionError("context.abort returns only by raising")
 
@@ -63,7 +82,13 @@ def rpc_boundary(context: grpc.ServicerContext, method: str) -> Iterator[None]:
     except GridpointError as exc:
         abort_with(context, method, exc)
     except Exception as exc:
-        log_event("request failed", logging.ERROR, method=method, error=exc.__class__.__name__)
+        log_limited(
+            f"failed {method}",
+            "request failed",
+            logging.ERROR,
+            method=method,
+            error=exc.__class__.__name__,
+        )
         context.abort(grpc.StatusCode.INTERNAL, "internal error in the peer node")
 
 
@@ -76,6 +101,8 @@ def status_to_error(err: grpc.RpcError, peer: str) -> GridpointError:
 
 def error_for_status(code: grpc.StatusCode, details: str, peer: str) -> GridpointError:
     """The domain exception a caller sees for a status answered by peer."""
+    if len(details) > MAX_DETAILS_CHARS:
+        details = f"{details[:MAX_DETAILS_CHARS]}..."
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return PeerUnavailable(f"peer {peer} did not answer ({code.name.lower()})")
     if code == grpc.StatusCode.INVALID_ARGUMENT:

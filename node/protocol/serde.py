@@ -91,12 +91,23 @@ def record_to_proto(record: RunRecord) -> records_pb2.RunRecord:
         objective_metric=record.objective_metric,
         objective_direction=record.objective_direction,
         members=list(record.members),
+        failure=record.failure,
     )
 
 
 def record_from_proto(msg: records_pb2.RunRecord) -> RunRecord:
     if msg.kind not in _KIND_FROM_PROTO:
         raise RecordError("record field kind: unknown run kind")
+    # An unknown status is refused, never read as another: proto3 keeps unknown enum numbers.
+    if msg.status not in _STATUS_FROM_PROTO:
+        raise RecordError(f"record field status: unknown run status {msg.status}")
+    # A name twice would silently keep one value of two: the record is not what was signed.
+    for field_name, names in (
+        ("hyperparameters", [h.name for h in msg.hyperparameters]),
+        ("metrics", [m.name for m in msg.metrics]),
+    ):
+        if len(set(names)) != len(names):
+            raise RecordError(f"record field {field_name}: a name appears twice")
     return RunRecord(
         schema_version=msg.schema_version,
         kind=_KIND_FROM_PROTO[msg.kind],
@@ -131,11 +142,12 @@ def record_from_proto(msg: records_pb2.RunRecord) -> RunRecord:
         hyperparameters={h.name: param_from_proto(h.value) for h in msg.hyperparameters},
         curve=tuple(CurvePoint(p.step, p.metric, p.value) for p in msg.curve),
         metrics={m.name: m.value for m in msg.metrics},
-        status=_STATUS_FROM_PROTO.get(msg.status, "complete"),
+        status=_STATUS_FROM_PROTO[msg.status],
         period=msg.period,
         objective_metric=msg.objective_metric,
         objective_direction=msg.objective_direction,
         members=tuple(msg.members),
+        failure=msg.failure,
     )
 
 

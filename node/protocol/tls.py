@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gridpoint.errors import FingerprintMismatch, PeerError
+from gridpoint.errors import FingerprintMismatch, PeerError, in_words
 
 __all__ = [
     "TlsMaterial",
@@ -139,6 +139,10 @@ def node_id_of_certificate(cert_pem: bytes) -> str:
 
 def split_address(address: str, *, allow_port_zero: bool = False) -> tuple[str, int]:
     """Splits 'host:port' (or '[v6]:port'); raises PeerError on anything else."""
+    if "://" in address or "/" in address:
+        raise PeerError(
+            f"address {address!r} is not HOST:PORT (no scheme, no path: e.g. host:50551)"
+        )
     host, sep, port = address.rpartition(":")
     lowest = 0 if allow_port_zero else 1
     if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
@@ -164,7 +168,7 @@ def probe_certificate(address: str, expected_fingerprint: str, timeout: float = 
         ):
             der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError) as exc:
-        raise PeerError(f"cannot reach {address}: {exc.__class__.__name__}") from exc
+        raise PeerError(f"cannot reach {address}: {in_words(exc)}") from exc
     if not der:
         raise PeerError(f"{address} presented no TLS certificate")
     pem = ssl.DER_cert_to_PEM_cert(der).encode()

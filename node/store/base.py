@@ -8,6 +8,10 @@ Contract for every implementation (see node/sql_store.py):
   mid-sync resumes from the last fully stored page, never twice and never skipping.
 - Cursors returned by records_after() only move forward in storage order.
 - The store verifies nothing: callers hand it envelopes they already verified.
+- A record the database cannot hold is refused on its own (AddResult.unstorable); the rest
+  of its page and the cursor are still stored.
+- Everything a call reads is bounded: queries take a limit (1..MAX_QUERY_LIMIT), and
+  query_envelopes() stops reading rows once its byte budget is spent.
 """
 
 from __future__ import annotations
@@ -16,11 +20,24 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from gridpoint.node.store.query_filter import FilterNode, OrderBy
 from gridpoint.schema import RunRecord
 
-__all__ = ["AddResult", "CatalogStore", "Page", "Peer", "PrivateRun", "StoredRecord"]
+__all__ = [
+    "MAX_QUERY_LIMIT",
+    "AddResult",
+    "CatalogStore",
+    "Page",
+    "Peer",
+    "PendingEnvelope",
+    "PrivateRun",
+    "StoredRecord",
+]
+
+#: Most records one store query returns (peers are capped far lower by the service).
+MAX_QUERY_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -36,10 +53,23 @@ class StoredRecord:
 
 @dataclass(frozen=True)
 class AddResult:
-    """What a write did."""
+    """What a write did: records new and already present, the ids the database refused, and
+    how many pending envelopes were kept (and dropped for want of room)."""
 
     new: int
     duplicates: int
+    unstorable: tuple[str, ...] = ()
+    kept: int = 0
+    dropped: int = 0
+
+
+@dataclass(frozen=True)
+class PendingEnvelope:
+    """A verified envelope refused for a reason that can pass (reason: the error's slug)."""
+
+    record_id: str
+    envelope: bytes
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -90,8 +120,23 @@ class CatalogStore(ABC):
 
     @abstractmethod
     def store_sync_page(
-        self, peer_id: str, records: Sequence[StoredRecord], next_cursor: str
-    ) -> AddResult: ...
+        self,
+        peer_id: str,
+        records: Sequence[StoredRecord],
+        next_cursor: str,
+        pending: Sequence[PendingEnvelope] = (),
+    ) -> AddResult:
+        """Stores a page, the envelopes to retry later and the peer's cursor, all or nothing."""
+
+    @abstractmethod
+    def pending_envelopes(self, peer_id: str) -> list[PendingEnvelope]:
+        """The envelopes kept for retry from this peer, oldest first."""
+
+    @abstractmethod
+    def resolve_pending(
+        self, peer_id: str, admitted: Sequence[StoredRecord], dropped: Sequence[str]
+    ) -> AddResult:
+        """Stores retried envelopes now admitted; forgets them, the dropped and the expired."""
 
     @abstractmethod
     def get_record(self, record_id: str) -> StoredRecord | None: ...
@@ -105,7 +150,22 @@ class CatalogStore(ABC):
     ) -> list[StoredRecord]: ...
 
     @abstractmethod
+    def query_envelopes(
+        self,
+        where: FilterNode | None,
+        *,
+        limit: int,
+        order_by: OrderBy | None = None,
+        max_bytes: int,
+    ) -> list[bytes]:
+        """Matching envelopes as stored, in order, stopping before max_bytes (not decoded)."""
+
+    @abstractmethod
     def count_records(self) -> int: ...
+
+    @abstractmethod
+    def known_names(self, family: Literal["params", "metrics"], limit: int = 10_000) -> set[str]:
+        """Hyperparameter or metric names that some stored record has (at most limit)."""
 
     @abstractmethod
     def add_peer(self, peer: Peer) -> None: ...

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from gridpoint.errors import FilterError
 from gridpoint.schema import RunRecord
+from gridpoint.schema.records import shown
+
+if TYPE_CHECKING:
+    from gridpoint.node.store.base import StoredRecord
 
 __all__ = ["KEYS", "PREFIXED", "KeySpec", "ValueType", "key_spec", "key_value"]
 
@@ -31,12 +35,12 @@ class KeySpec:
     name: str
     type: ValueType
     column: str | None
-    read: Callable[[RunRecord, str], SortValue]
+    read: Callable[[StoredRecord], SortValue]
 
 
 def _plain(column: str, type_: ValueType, read: Callable[[RunRecord], str | float]) -> KeySpec:
-    def value(record: RunRecord, _signer: str) -> SortValue:
-        raw = read(record)
+    def value(stored: StoredRecord) -> SortValue:
+        raw = read(stored.record)
         return raw if isinstance(raw, str) else float(raw)
 
     return KeySpec("", type_, column, value)
@@ -63,7 +67,8 @@ _COLUMN_KEYS: dict[str, KeySpec] = {
 KEYS: dict[str, KeySpec] = {
     name: KeySpec(name, spec.type, spec.column, spec.read) for name, spec in _COLUMN_KEYS.items()
 }
-KEYS["signer"] = KeySpec("signer", "str", "signer_id", lambda _r, signer: signer)
+KEYS["signer"] = KeySpec("signer", "str", "signer_id", lambda stored: stored.signer_id)
+KEYS["id"] = KeySpec("id", "str", "id", lambda stored: stored.id)
 
 
 def _param(record: RunRecord, name: str) -> SortValue:
@@ -80,8 +85,8 @@ PREFIXED: dict[str, tuple[ValueType, Callable[[RunRecord, str], SortValue]]] = {
 
 def _reader(
     read: Callable[[RunRecord, str], SortValue], name: str
-) -> Callable[[RunRecord, str], SortValue]:
-    return lambda record, _signer: read(record, name)
+) -> Callable[[StoredRecord], SortValue]:
+    return lambda stored: read(stored.record, name)
 
 
 def key_spec(key: str, column: int | None = None) -> KeySpec:
@@ -93,12 +98,12 @@ def key_spec(key: str, column: int | None = None) -> KeySpec:
         if key.startswith(prefix) and name:
             return KeySpec(key, type_, None, _reader(read, name))
     raise FilterError(
-        f"unknown key {key!r}; use {', '.join(k for k in KEYS if '.' not in k)}, "
+        f"unknown key {shown(key)}; use {', '.join(k for k in KEYS if '.' not in k)}, "
         "task.<field>, model.<field>, params.<name> or metrics.<name>",
         column,
     )
 
 
-def key_value(record: RunRecord, signer: str, key: str) -> SortValue:
-    """The value of key in a record signed by signer (None when the record has none)."""
-    return key_spec(key).read(record, signer)
+def key_value(stored: StoredRecord, key: str) -> SortValue:
+    """The value of key in a stored record (None when the record has none)."""
+    return key_spec(key).read(stored)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    String,
     Table,
     Text,
 )
@@ -25,9 +26,11 @@ __all__ = [
     "METRICS",
     "PARAMS",
     "PEERS",
+    "PENDING",
     "PRIVATE_RUNS",
     "RECORDS",
     "PeerRow",
+    "PendingEnvelopeRow",
     "PrivateRunRow",
     "RecordMetricRow",
     "RecordParamRow",
@@ -114,6 +117,26 @@ class PeerRow(SQLModel, table=True):
     )
 
 
+class PendingEnvelopeRow(SQLModel, table=True):
+    """A record a peer served that was refused for a reason that can pass (an author not yet
+    trusted, a signing time slightly ahead): kept to be admitted again, since the peer's
+    cursor has moved past it."""
+
+    __tablename__ = "pending_envelopes"
+
+    peer_id: str = Field(
+        sa_column=Column(
+            String(40), ForeignKey("peers.node_id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    record_id: str = Field(max_length=64, primary_key=True)
+    # The canonical envelope; its signature was verified before it was kept.
+    envelope: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    reason: str = Field(max_length=32)
+    size: int
+    first_seen_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 class PrivateRunRow(SQLModel, table=True):
     """A run's full private record, for the organization itself; never sent to a peer."""
 
@@ -140,4 +163,5 @@ RECORDS = _table(RecordRow)
 PARAMS = _table(RecordParamRow)
 METRICS = _table(RecordMetricRow)
 PEERS = _table(PeerRow)
+PENDING = _table(PendingEnvelopeRow)
 PRIVATE_RUNS = _table(PrivateRunRow)

@@ -7,12 +7,22 @@ Keys (gridpoint.node.store.keys): kind, signer, study, status, period, task.<fie
 model.<field>, params.<name>, metrics.<name>. Operators: = != < <= > >= LIKE IN; `and` binds tighter than `or`;
 parentheses group. Values: 'single' or "double" quoted strings, numbers, true, false.
 
+LIKE means the same on every database: `%` matches any run of characters, `_` exactly one,
+a backslash makes the next `%`, `_` or backslash literal, and letters match in either case
+(every text a record holds is ASCII, so "either case" is exact).
+
 The tree is turned into parameterized SQL by the store (gridpoint.node.store.sql_store); nothing a filter
 says ever reaches SQL as text. Errors point at the column where the filter goes wrong.
+
+Must never let one filter cost without bound: its size, nesting, number of comparisons, IN
+lists and text values are capped (the limits below) before any SQL is built, and checked
+before the parser recurses.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 
 from lark import Lark, Token, Transformer, v_args
@@ -20,19 +30,43 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, Unex
 
 from gridpoint.errors import FilterError
 from gridpoint.node.store.keys import key_spec
+from gridpoint.schema.records import shown
 
 __all__ = [
+    "MAX_FILTER_CHARS",
+    "MAX_FILTER_DEPTH",
+    "MAX_FILTER_TERMS",
+    "MAX_IN_VALUES",
+    "MAX_TEXT_VALUE_CHARS",
     "And",
     "Comparison",
     "FilterNode",
     "Or",
     "OrderBy",
     "Value",
+    "filter_names",
+    "filter_text",
     "parse_filter",
     "parse_order_by",
 ]
 
 Value = str | float | bool
+
+#: Longest filter (and --order-by) text, in characters.
+MAX_FILTER_CHARS = 4096
+#: Deepest nesting of parentheses (an IN list's own count as one level).
+MAX_FILTER_DEPTH = 8
+#: Most comparisons in one filter (each IN counts as one).
+MAX_FILTER_TERMS = 50
+#: Most values in one IN list.
+MAX_IN_VALUES = 100
+#: Longest quoted value or LIKE pattern, in characters.
+MAX_TEXT_VALUE_CHARS = 256
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# In a LIKE pattern a backslash escapes %, _ or itself, and nothing else.
+_LIKE_ESCAPES = re.compile(r"\\[%_\\]?")
 
 
 _GRAMMAR = r"""
@@ -100,13 +134,32 @@ def _check_value(key: Token, value: Value) -> None:
         raise FilterError(f"{key} compares with a quoted string", key.column)
 
 
+def _check_like(pattern: str, column: int | None) -> None:
+    for escape in _LIKE_ESCAPES.finditer(pattern):
+        if len(escape.group()) != 2:
+            raise FilterError(
+                "in a LIKE pattern a backslash must be followed by %, _ or another backslash",
+                column,
+            )
+
+
 @v_args(inline=True)
 class _ToTree(Transformer[Token, FilterNode]):
     def string(self, token: Token) -> str:
-        return str(token)[1:-1]
+        text = str(token)[1:-1]
+        if len(text) > MAX_TEXT_VALUE_CHARS:
+            raise FilterError(
+                f"a quoted value is longer than {MAX_TEXT_VALUE_CHARS} characters", token.column
+            )
+        if _CONTROL.search(text):
+            raise FilterError("a quoted value contains a control character", token.column)
+        return text
 
     def number(self, token: Token) -> float:
-        return float(token)
+        value = float(token)
+        if not math.isfinite(value):
+            raise FilterError(f"number {shown(str(token))} is out of range", token.column)
+        return value
 
     def true(self) -> bool:
         return True
@@ -125,10 +178,17 @@ class _ToTree(Transformer[Token, FilterNode]):
         name = _check_key(key)
         if key_spec(name).type == "num":
             raise FilterError(f"LIKE needs a text key, {name} is numeric", key.column)
-        return Comparison(name, "LIKE", str(pattern)[1:-1])
+        text = self.string(pattern)
+        _check_like(text, pattern.column)
+        return Comparison(name, "LIKE", text)
 
     def in_(self, key: Token, *values: Value) -> Comparison:
         name = _check_key(key)
+        if len(values) > MAX_IN_VALUES:
+            raise FilterError(
+                f"an IN list has {len(values)} values, more than the limit of {MAX_IN_VALUES}",
+                key.column,
+            )
         for value in values:
             _check_value(key, value)
         return Comparison(name, "IN", tuple(values))
@@ -140,10 +200,32 @@ class _ToTree(Transformer[Token, FilterNode]):
         return operands[0] if len(operands) == 1 else Or(tuple(operands))
 
 
+def _check_size(text: str) -> None:
+    """The bounds that hold before the parser runs: length, then nesting (outside quotes)."""
+    if len(text) > MAX_FILTER_CHARS:
+        raise FilterError(f"filter is longer than {MAX_FILTER_CHARS} characters")
+    depth = 0
+    unquoted = _QUOTED.sub(lambda m: " " * len(m.group()), text)
+    for column, char in enumerate(unquoted, start=1):
+        if char == "(":
+            depth += 1
+            if depth > MAX_FILTER_DEPTH:
+                raise FilterError(f"parentheses nest more than {MAX_FILTER_DEPTH} deep", column)
+        elif char == ")":
+            depth -= 1
+
+
+def _count_terms(node: FilterNode) -> int:
+    if isinstance(node, Comparison):
+        return 1
+    return sum(_count_terms(n) for n in node.operands)
+
+
 def parse_filter(text: str) -> FilterNode | None:
     """Parses a filter; None for an empty one. Raises FilterError pointing at the column."""
     if not text.strip():
         return None
+    _check_size(text)
     try:
         tree = _PARSER.parse(text)
         result: FilterNode = _ToTree().transform(tree)
@@ -158,7 +240,7 @@ def parse_filter(text: str) -> FilterNode | None:
         token = getattr(exc, "token", None)
         if token is None or token.type == "$END":
             raise FilterError("filter ends too early", len(text.rstrip()) + 1) from None
-        raise FilterError(f"unexpected {str(token)!r}", exc.column) from None
+        raise FilterError(f"unexpected {shown(str(token))}", exc.column) from None
     except LarkError as exc:
         cause = exc.__context__
         if isinstance(cause, FilterError):
@@ -167,6 +249,11 @@ def parse_filter(text: str) -> FilterNode | None:
         if isinstance(orig, FilterError):
             raise orig from None
         raise FilterError("filter does not parse") from None
+    terms = _count_terms(result)
+    if terms > MAX_FILTER_TERMS:
+        raise FilterError(
+            f"filter has {terms} comparisons, more than the limit of {MAX_FILTER_TERMS}"
+        )
     return result
 
 
@@ -180,10 +267,41 @@ class OrderBy:
 
 def parse_order_by(text: str) -> OrderBy | None:
     """Parses 'KEY [asc|desc]'; None for an empty string."""
+    if len(text) > MAX_FILTER_CHARS:
+        raise FilterError(f"--order-by is longer than {MAX_FILTER_CHARS} characters")
     parts = text.split()
     if not parts:
         return None
     if len(parts) > 2 or (len(parts) == 2 and parts[1].lower() not in ("asc", "desc")):
-        raise FilterError(f"--order-by takes 'KEY [asc|desc]', got {text!r}")
+        raise FilterError(f"--order-by takes 'KEY [asc|desc]', got {shown(text)}")
     _check_key(Token("KEY", parts[0], column=1))
     return OrderBy(parts[0], len(parts) == 2 and parts[1].lower() == "desc")
+
+
+def filter_text(node: FilterNode) -> str:
+    """A tree back as filter text that parses to the same tree (for asking peers)."""
+    if isinstance(node, Comparison):
+        if node.op == "IN":
+            assert isinstance(node.value, tuple)
+            return f"{node.key} IN ({', '.join(_value_text(v) for v in node.value)})"
+        assert not isinstance(node.value, tuple)
+        return f"{node.key} {node.op} {_value_text(node.value)}"
+    joiner = " and " if isinstance(node, And) else " or "
+    return "(" + joiner.join(filter_text(n) for n in node.operands) + ")"
+
+
+def _value_text(value: Value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return f"'{value}'" if "'" not in value else f'"{value}"'
+
+
+def filter_names(node: FilterNode | None, prefix: str) -> set[str]:
+    """The names a filter uses under a key family, e.g. prefix "metrics." -> {"accuracy"}."""
+    if node is None:
+        return set()
+    if isinstance(node, Comparison):
+        return {node.key.removeprefix(prefix)} if node.key.startswith(prefix) else set()
+    return set().union(*(filter_names(n, prefix) for n in node.operands))

@@ -1,22 +1,23 @@
 """The filter language in SQL: a parsed filter tree becomes a parameterized condition.
 
 Every value reaches SQL as a bound parameter, never as text; every key's column comes from
-the one key registry (gridpoint.node.store.keys).
+the one key registry (gridpoint.node.store.keys). Must never build SQL whose meaning differs
+between SQLite and PostgreSQL (LIKE is spelled out here for that).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 
 from gridpoint.node.store.keys import key_spec
 from gridpoint.node.store.models import METRICS as M
 from gridpoint.node.store.models import PARAMS as P
 from gridpoint.node.store.models import RECORDS as R
-from gridpoint.node.store.query_filter import And, Comparison, FilterNode, Value
+from gridpoint.node.store.query_filter import And, Comparison, FilterNode, OrderBy, Value
 
-__all__ = ["condition", "order_columns"]
+__all__ = ["condition", "order_columns", "query_statements"]
 
 
 def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
@@ -24,7 +25,9 @@ def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
         membership: ColumnElement[bool] = column.in_(list(value))
         return membership
     if op == "LIKE":
-        like: ColumnElement[bool] = column.like(value)
+        # One meaning on every database (see query_filter): SQLite's LIKE ignores ASCII case
+        # and has no escape character, PostgreSQL's is case-sensitive and escapes with "\".
+        like: ColumnElement[bool] = func.lower(column).like(value.lower(), escape="\\")
         return like
     ops = {
         "=": column.__eq__,
@@ -81,3 +84,45 @@ def order_columns(stmt: Any, key: str) -> tuple[Any, list[Any]]:
         stmt = stmt.outerjoin(p, and_(p.c.record_seq == R.c.seq, p.c.name == key.split(".", 1)[1]))
         return stmt, [p.c.num_value, p.c.str_value]
     return stmt, [_column(key)]
+
+
+def query_statements(where: FilterNode | None, order_by: OrderBy | None) -> list[Select[bytes]]:
+    """The statements whose envelope rows, read one after the other, answer a query in order
+    (the caller applies the limit, and stops reading at its byte budget)."""
+    cond = condition(where) if where is not None else None
+    if order_by is not None and order_by.key.startswith("metrics."):
+        return _by_metric(cond, order_by)
+    stmt = select(R.c.envelope)
+    if cond is not None:
+        stmt = stmt.where(cond)
+    if order_by is not None:
+        stmt, keys = order_columns(stmt, order_by.key)
+        stmt = stmt.order_by(
+            *((k.desc() if order_by.descending else k.asc()).nulls_last() for k in keys),
+            R.c.seq,
+        )
+    else:
+        stmt = stmt.order_by(R.c.seq)
+    return [stmt]
+
+
+def _by_metric(cond: ColumnElement[bool] | None, order_by: OrderBy) -> list[Select[bytes]]:
+    """Sorted by a metric: walk the (name, value) index, so a limit stops the walk instead of
+    sorting every match; records without the metric follow (nulls last)."""
+    name = order_by.key.split(".", 1)[1]
+    m = M.alias("order_metric")
+    value = m.c.value.desc() if order_by.descending else m.c.value.asc()
+    ranked = (
+        select(R.c.envelope)
+        .select_from(m.join(R, R.c.seq == m.c.record_seq))
+        .where(m.c.name == name)
+        .order_by(value, R.c.seq)
+    )
+    missing = (
+        select(R.c.envelope)
+        .where(~exists().where(M.c.record_seq == R.c.seq, M.c.name == name))
+        .order_by(R.c.seq)
+    )
+    if cond is not None:
+        ranked, missing = ranked.where(cond), missing.where(cond)
+    return [ranked, missing]

@@ -4,52 +4,70 @@ Implements the contract of gridpoint.node.store.base. Writes are serialized (SQL
 PostgreSQL: a transaction-scoped advisory lock) so that storage order, which sync cursors
 follow, is also commit order: a reader paging by cursor never skips a row committed late.
 Schema comes from migrations only (migrations/), applied on open.
+
+Must never let one record the database cannot hold fail the others (it is refused alone,
+under a savepoint), read more rows than a query's byte budget allows, or show a database's
+own error text (sql_rows.write_failure() says what is wrong).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     delete,
-    exists,
     func,
     insert,
     select,
     text,
     update,
 )
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
-from gridpoint.errors import RequestError, StoreError
-from gridpoint.node.protocol.envelope import content_id
-from gridpoint.node.protocol.serde import decode_record
-from gridpoint.node.store.base import AddResult, CatalogStore, Page, Peer, PrivateRun, StoredRecord
+from gridpoint.errors import RequestError, StoreError, in_words
+from gridpoint.node.store import sql_pending
+from gridpoint.node.store.base import (
+    MAX_QUERY_LIMIT,
+    AddResult,
+    CatalogStore,
+    Page,
+    Peer,
+    PendingEnvelope,
+    PrivateRun,
+    StoredRecord,
+)
 from gridpoint.node.store.engine import make_engine, normalize_db_url, redact_url
 from gridpoint.node.store.models import METRICS as M
 from gridpoint.node.store.models import PARAMS as P
 from gridpoint.node.store.models import PEERS
 from gridpoint.node.store.models import PRIVATE_RUNS as PRIVATE
 from gridpoint.node.store.models import RECORDS as R
-from gridpoint.node.store.query_filter import FilterNode, OrderBy, Value
-from gridpoint.node.store.sql_filter import condition as sql_condition
-from gridpoint.node.store.sql_filter import order_columns
-from gridpoint.v1 import envelope_pb2
+from gridpoint.node.store.query_filter import FilterNode, OrderBy
+from gridpoint.node.store.sql_filter import query_statements
+from gridpoint.node.store.sql_rows import check_peer, param_row, record_row, stored, write_failure
 
 __all__ = ["SqlStore", "normalize_db_url", "open_store", "redact_url"]
 
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_WRITE_LOCK = 0x67726964  # "grid": one advisory lock for catalog writes
+# A cursor this node issues: a storage sequence number, ASCII digits that fit int64 (str.isdigit
+# would also take '²' and Arabic-Indic digits).
+_CURSOR = re.compile(r"[0-9]{1,19}")
+_MAX_SEQ = 2**63 - 1
+# What a database raises for one row it cannot hold (a value out of range, too long, NUL...).
+_ROW_ERRORS = (DataError, IntegrityError, OverflowError, ValueError)
+# Rows read per round trip while a query streams under its byte budget.
+_STREAM_ROWS = 16
 
 
 def open_store(url: str) -> SqlStore:
@@ -73,7 +91,7 @@ class SqlStore(CatalogStore):
             self._migrate()
         except SQLAlchemyError as exc:
             raise StoreError(
-                f"cannot open database {redact_url(url)}: {exc.__class__.__name__}"
+                f"cannot open database {redact_url(url)}: {in_words(getattr(exc, 'orig', exc))}"
             ) from exc
 
     def _migrate(self) -> None:
@@ -93,8 +111,8 @@ class SqlStore(CatalogStore):
                     if self.dialect == "postgresql":
                         conn.execute(select(func.pg_advisory_xact_lock(_PG_WRITE_LOCK)))
                     yield conn
-        except OperationalError as exc:
-            raise StoreError(f"database write failed: {exc.__class__.__name__}") from exc
+        except DBAPIError as exc:
+            raise write_failure(exc) from exc
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -108,18 +126,37 @@ class SqlStore(CatalogStore):
             return self._insert(conn, records)
 
     def store_sync_page(
-        self, peer_id: str, records: Sequence[StoredRecord], next_cursor: str
+        self,
+        peer_id: str,
+        records: Sequence[StoredRecord],
+        next_cursor: str,
+        pending: Sequence[PendingEnvelope] = (),
     ) -> AddResult:
         with self._write() as conn:
             result = self._insert(conn, records)
+            kept, dropped = sql_pending.keep(conn, peer_id, pending)
             conn.execute(
                 update(PEERS)
                 .where(PEERS.c.node_id == peer_id)
                 .values(sync_cursor=next_cursor, last_sync_at=datetime.now(UTC))
             )
+            return AddResult(result.new, result.duplicates, result.unstorable, kept, dropped)
+
+    def pending_envelopes(self, peer_id: str) -> list[PendingEnvelope]:
+        with self._read() as conn:
+            return sql_pending.listed(conn, peer_id)
+
+    def resolve_pending(
+        self, peer_id: str, admitted: Sequence[StoredRecord], dropped: Sequence[str]
+    ) -> AddResult:
+        with self._write() as conn:
+            result = self._insert(conn, admitted)
+            sql_pending.forget(conn, peer_id, [*(r.id for r in admitted), *dropped])
             return result
 
     def _insert(self, conn: Connection, records: Sequence[StoredRecord]) -> AddResult:
+        """Inserts the records not yet present: all at once, or, when the database refuses
+        the batch, one by one under savepoints so that only the refused ones are left out."""
         unique: dict[str, StoredRecord] = {}
         for rec in records:
             unique.setdefault(rec.id, rec)
@@ -130,6 +167,22 @@ class SqlStore(CatalogStore):
         fresh = [rec for rec_id, rec in unique.items() if rec_id not in existing]
         if not fresh:
             return AddResult(new=0, duplicates=len(records))
+        try:
+            with conn.begin_nested():
+                self._insert_rows(conn, fresh)
+            refused: list[str] = []
+        except _ROW_ERRORS:
+            refused = []
+            for rec in fresh:
+                try:
+                    with conn.begin_nested():
+                        self._insert_rows(conn, [rec])
+                except _ROW_ERRORS:
+                    refused.append(rec.id)
+        duplicates = len(records) - len(fresh)
+        return AddResult(len(fresh) - len(refused), duplicates, tuple(refused))
+
+    def _insert_rows(self, conn: Connection, fresh: Sequence[StoredRecord]) -> None:
         now = datetime.now(UTC)
         # Writers hold the write lock, so max(seq) + 1.. is ours alone: storage order is
         # commit order, which is what sync cursors rely on.
@@ -137,14 +190,11 @@ class SqlStore(CatalogStore):
         inserted = range(first, first + len(fresh))
         conn.execute(
             insert(R),
-            [
-                _record_row(rec, now) | {"seq": seq}
-                for seq, rec in zip(inserted, fresh, strict=True)
-            ],
+            [record_row(rec, now) | {"seq": seq} for seq, rec in zip(inserted, fresh, strict=True)],
         )
         params, metrics = [], []
         for seq, rec in zip(inserted, fresh, strict=True):
-            params += [_param_row(seq, k, v) for k, v in rec.record.hyperparameters.items()]
+            params += [param_row(seq, k, v) for k, v in rec.record.hyperparameters.items()]
             metrics += [
                 {"record_seq": seq, "name": k, "value": v} for k, v in rec.record.metrics.items()
             ]
@@ -152,16 +202,16 @@ class SqlStore(CatalogStore):
             conn.execute(insert(P), params)
         if metrics:
             conn.execute(insert(M), metrics)
-        return AddResult(new=len(fresh), duplicates=len(records) - len(fresh))
 
     def get_record(self, record_id: str) -> StoredRecord | None:
         with self._read() as conn:
             row = conn.execute(select(R.c.id, R.c.envelope).where(R.c.id == record_id)).first()
-        return None if row is None else _stored(row.envelope)
+        return None if row is None else stored(row.envelope)
 
     def records_after(self, cursor: str, limit: int) -> Page:
-        if cursor and not cursor.isdigit():
+        if cursor and (not _CURSOR.fullmatch(cursor) or int(cursor) > _MAX_SEQ):
             raise RequestError("sync cursor is not one this node issued")
+        _check_limit(limit)
         after = int(cursor or 0)
         with self._read() as conn:
             rows = conn.execute(
@@ -183,59 +233,55 @@ class SqlStore(CatalogStore):
     def query(
         self, where: FilterNode | None, *, limit: int, order_by: OrderBy | None = None
     ) -> list[StoredRecord]:
-        condition = sql_condition(where) if where is not None else None
-        if order_by is not None and order_by.key.startswith("metrics."):
-            return self._query_by_metric(condition, order_by, limit)
-        stmt = select(R.c.envelope)
-        if condition is not None:
-            stmt = stmt.where(condition)
-        if order_by is not None:
-            stmt, keys = order_columns(stmt, order_by.key)
-            stmt = stmt.order_by(
-                *((k.desc() if order_by.descending else k.asc()).nulls_last() for k in keys),
-                R.c.seq,
-            )
-        else:
-            stmt = stmt.order_by(R.c.seq)
-        with self._read() as conn:
-            rows = conn.execute(stmt.limit(limit)).all()
-        return [_stored(r.envelope) for r in rows]
+        envelopes = self._envelopes(where, limit, order_by, max_bytes=None)
+        return [stored(envelope) for envelope in envelopes]
 
-    def _query_by_metric(
-        self, condition: ColumnElement[bool] | None, order_by: OrderBy, limit: int
-    ) -> list[StoredRecord]:
-        """Sorted by a metric: walk the (name, value) index and stop after `limit` matches,
-        instead of sorting every match; records without the metric follow (nulls last)."""
-        name = order_by.key.split(".", 1)[1]
-        m = M.alias("order_metric")
-        value = m.c.value.desc() if order_by.descending else m.c.value.asc()
-        ranked = (
-            select(R.c.envelope)
-            .select_from(m.join(R, R.c.seq == m.c.record_seq))
-            .where(m.c.name == name)
-            .order_by(value, R.c.seq)
-            .limit(limit)
-        )
-        missing = (
-            select(R.c.envelope)
-            .where(~exists().where(M.c.record_seq == R.c.seq, M.c.name == name))
-            .order_by(R.c.seq)
-        )
-        if condition is not None:
-            ranked, missing = ranked.where(condition), missing.where(condition)
+    def query_envelopes(
+        self,
+        where: FilterNode | None,
+        *,
+        limit: int,
+        order_by: OrderBy | None = None,
+        max_bytes: int,
+    ) -> list[bytes]:
+        return self._envelopes(where, limit, order_by, max_bytes)
+
+    def _envelopes(
+        self, where: FilterNode | None, limit: int, order_by: OrderBy | None, max_bytes: int | None
+    ) -> list[bytes]:
+        """The matching envelopes in order; with max_bytes, rows stream and reading stops at
+        the first that would not fit, so a query never holds more than its budget."""
+        _check_limit(limit)
+        out: list[bytes] = []
+        size = 0
         with self._read() as conn:
-            rows = list(conn.execute(ranked).all())
-            if len(rows) < limit:
-                rows += conn.execute(missing.limit(limit - len(rows))).all()
-        return [_stored(r.envelope) for r in rows]
+            for stmt in query_statements(where, order_by):
+                if len(out) >= limit:
+                    break
+                rows = conn.execute(
+                    stmt.limit(limit - len(out)).execution_options(yield_per=_STREAM_ROWS)
+                )
+                for envelope in rows.scalars():
+                    size += len(envelope)
+                    if max_bytes is not None and size > max_bytes:
+                        rows.close()
+                        return out
+                    out.append(envelope)
+        return out
 
     def count_records(self) -> int:
         with self._read() as conn:
             return int(conn.scalar(select(func.count()).select_from(R)) or 0)
 
+    def known_names(self, family: Literal["params", "metrics"], limit: int = 10_000) -> set[str]:
+        table = P if family == "params" else M
+        with self._read() as conn:
+            return set(conn.scalars(select(table.c.name).distinct().limit(limit)))
+
     # --- peers ---------------------------------------------------------------------------
 
     def add_peer(self, peer: Peer) -> None:
+        check_peer(peer)
         values = {
             "node_id": peer.node_id,
             "address": peer.address,
@@ -315,44 +361,6 @@ class SqlStore(CatalogStore):
             return sorted(r[0] for r in rows)
 
 
-def _record_row(rec: StoredRecord, now: datetime) -> dict[str, Any]:
-    r = rec.record
-    return {
-        "id": rec.id,
-        "signer_id": rec.signer_id,
-        "payload_type": "gridpoint.v1.RunRecord",
-        "envelope": rec.envelope,
-        "signed_at_ms": rec.signed_at_ms,
-        "kind": r.kind,
-        "study": r.study,
-        "status": r.status,
-        "period": r.period,
-        "task_type": r.task.type,
-        "task_num_labels": r.task.num_labels,
-        "task_size_bucket": r.task.size_bucket,
-        "task_balance_bucket": r.task.balance_bucket,
-        "task_language": r.task.language,
-        "task_text_length_bucket": r.task.text_length_bucket,
-        "model_base": r.model.base,
-        "model_family": r.model.family,
-        "model_method": r.model.method,
-        "model_num_parameters": r.model.num_parameters,
-        "received_at": now,
-    }
-
-
-def _param_row(seq: int, name: str, value: Value | int) -> dict[str, Any]:
-    if isinstance(value, str):
-        return {"record_seq": seq, "name": name, "num_value": None, "str_value": value}
-    return {"record_seq": seq, "name": name, "num_value": float(value), "str_value": None}
-
-
-def _stored(envelope_bytes: bytes) -> StoredRecord:
-    env = envelope_pb2.SignedEnvelope.FromString(envelope_bytes)
-    return StoredRecord(
-        id=content_id(env.signer_id, env.payload),
-        signer_id=env.signer_id,
-        envelope=envelope_bytes,
-        signed_at_ms=env.signed_at_unix_ms,
-        record=decode_record(env.payload),
-    )
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_QUERY_LIMIT:
+        raise RequestError(f"limit must be between 1 and {MAX_QUERY_LIMIT}, got {limit}")

@@ -18,6 +18,7 @@ import re
 from datetime import UTC, datetime
 
 from gridpoint.node.config import AnonymizerConfig
+from gridpoint.node.store.query_filter import And, Comparison, FilterNode, Or, Value
 from gridpoint.schema import (
     BaseModelInfo,
     CurvePoint,
@@ -29,7 +30,13 @@ from gridpoint.schema.vocabulary import public_hub_id
 from gridpoint.trainers.results import TrialResult
 from gridpoint.trainers.study_config import KNOWN_PARAMS, StudyConfig
 
-__all__ = ["anonymize_federation", "anonymize_trial", "period_of", "pseudonym"]
+__all__ = [
+    "anonymize_federation",
+    "anonymize_trial",
+    "own_study_names",
+    "period_of",
+    "pseudonym",
+]
 
 #: Metric names that may be published; anything else a trainer measures stays private.
 PUBLIC_METRICS = frozenset({"accuracy", "f1", "eval_loss", "train_loss"})
@@ -112,6 +119,7 @@ def anonymize_trial(
         period=period_of(now or datetime.now(UTC), policy.period),
         objective_metric=study.objective_metric,
         objective_direction=study.objective_direction,
+        failure=trial.failure if trial.state == "failed" else "",
     )
 
 
@@ -166,3 +174,29 @@ def anonymize_federation(
         objective_direction=study.objective_direction,
         members=tuple(sorted(members)),
     )
+
+
+_PSEUDONYM = re.compile(r"[0-9a-f]{32}")
+
+
+def own_study_names(where: FilterNode | None, secret: bytes) -> FilterNode | None:
+    """The filter with this node's study names in `study` comparisons turned into pseudonyms.
+
+    Lets the owner write `study = 'tiny-sentiment'`; only the pseudonym is in any record, and
+    only the rewritten filter is ever sent to a peer. A value already a pseudonym stays.
+    """
+    if where is None:
+        return None
+    if isinstance(where, And | Or):
+        return type(where)(tuple(own_study_names(n, secret) or n for n in where.operands))
+    if where.key != "study" or where.op not in ("=", "!=", "IN"):
+        return where
+
+    def mapped(value: Value) -> Value:
+        if not isinstance(value, str) or _PSEUDONYM.fullmatch(value) or not value:
+            return value
+        return pseudonym(secret, "study", value)
+
+    if isinstance(where.value, tuple):
+        return Comparison(where.key, where.op, tuple(mapped(v) for v in where.value))
+    return Comparison(where.key, where.op, mapped(where.value))

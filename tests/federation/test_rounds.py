@@ -211,7 +211,7 @@ def test_a_member_killed_mid_federation_does_not_stall_it(federation: Federation
     survivor, victim, _ = federation.members
     host = federation.start_host("gamma", round_timeout=60)
     joins = [federation.join(survivor, "gamma"), federation.join(victim, "gamma")]
-    status = victim.path / "fed-member" / "gamma" / "status.jsonl"
+    status = victim.path / "fed-member" / "gamma" / "run-001" / "status.jsonl"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (status.exists() and status.read_text().strip()):
         time.sleep(0.2)

@@ -1,0 +1,96 @@
+"""`node start` and `node status`: run this home's daemon, and say how it is doing."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from gridpoint.node.cli.output import print_json, print_line, print_table
+from gridpoint.node.home import resolve_home
+
+if TYPE_CHECKING:
+    from gridpoint.node.cli.main import SubParsers
+
+__all__ = ["register"]
+
+
+def cmd_node_start(args: argparse.Namespace) -> int:
+    from gridpoint.node.daemon.run import run_daemon
+
+    home = resolve_home(args.home)
+    home.check()  # fail early, before binding, on a missing or broken home
+    return run_daemon(home, home.db_url(args.db), args.listen)
+
+
+def cmd_node_status(args: argparse.Namespace) -> int:
+    from gridpoint.node.daemon.state import running_daemon
+    from gridpoint.node.store.sql_store import open_store
+
+    home = resolve_home(args.home)
+    home.check()
+    daemon = running_daemon(home.path)
+    store = open_store(home.db_url(args.db))
+    try:
+        peers = store.list_peers()
+        records = store.count_records()
+    finally:
+        store.close()
+    status: dict[str, Any] = {
+        "node_id": home.identity.node_id,
+        "name": home.config.name,
+        "running": daemon is not None,
+        "pid": daemon.pid if daemon else None,
+        "address": daemon.address if daemon else None,
+        "started_at": daemon.started_at if daemon else None,
+        "records": records,
+        "peers": [
+            {
+                "node_id": p.node_id,
+                "name": p.name,
+                "address": p.address,
+                "last_sync_at": p.last_sync_at.isoformat() if p.last_sync_at else None,
+            }
+            for p in peers
+        ],
+    }
+    if args.json:
+        print_json(status)
+        return 0
+    if daemon is None:
+        print_line(
+            f"daemon:  not running (start it with `gridpoint --home {home.path} node start`)"
+        )
+    else:
+        print_line(
+            f"daemon:  running, PID {daemon.pid}, listening on {daemon.address} "
+            f"since {daemon.started_at}"
+        )
+    print_line(f"node:    {home.config.name!r} ({home.identity.node_id})")
+    print_line(f"records: {records} in the catalog")
+    if not peers:
+        print_line("peers:   none trusted yet (`gridpoint peer add ADDRESS --fingerprint FP`)")
+        return 0
+    print_table(
+        f"{len(peers)} trusted peer(s)",
+        ["name", "node id", "address", "last sync"],
+        [
+            [p["name"], p["node_id"][:12], p["address"], p["last_sync_at"] or "never"]
+            for p in status["peers"]
+        ],
+    )
+    return 0
+
+
+def register(sub: SubParsers) -> None:
+    """Adds `node start` and `node status`."""
+    node = sub.add_parser(
+        "node", help="run the node daemon, or see how it is doing"
+    ).add_subparsers(dest="node_command", required=True, metavar="COMMAND")
+    p = node.add_parser("start", help="serve the catalog to trusted peers and sync from them")
+    p.add_argument("--listen", help="HOST:PORT to listen on (port 0 picks a free port)")
+    p.set_defaults(handler=cmd_node_start)
+    p = node.add_parser(
+        "status", help="is the daemon running, where, its peers and when each last synced"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_node_status)

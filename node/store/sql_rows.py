@@ -1,0 +1,100 @@
+"""Rows of the SQL store: a record's rows, a stored envelope back, and what a failed write means.
+
+Kept apart from sql_store.py, which says when and in which transaction rows are written.
+Must never put a database's own error text in a message: it can hold values, paths and SQL;
+write_failure() says in plain words what is wrong.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from gridpoint.errors import RequestError, StoreError
+from gridpoint.node.protocol.envelope import content_id
+from gridpoint.node.protocol.serde import decode_record
+from gridpoint.node.store.base import Peer, StoredRecord
+from gridpoint.node.store.query_filter import Value
+from gridpoint.v1 import envelope_pb2
+
+__all__ = ["check_peer", "param_row", "record_row", "stored", "write_failure"]
+
+# SQLSTATEs of PostgreSQL (and what SQLite says) for the failures a user can act on.
+_READ_ONLY = ("25006", "readonly", "read-only")
+_DISK_FULL = ("53100", "disk is full", "no space left")
+_LOCKED = ("55P03", "database is locked")
+#: Longest peer address and name the store holds (its columns are 255 characters).
+MAX_PEER_TEXT = 255
+
+
+def write_failure(exc: DBAPIError) -> StoreError:
+    """A StoreError saying what a failed write means, without the database's own text."""
+    # SQLite ends the whole transaction on a full disk, so what surfaces can be the failed
+    # rollback of a savepoint: the cause is further down the chain.
+    said = ""
+    cause: BaseException | None = exc
+    while cause is not None:
+        orig = getattr(cause, "orig", cause)
+        said += f" {getattr(orig, 'sqlstate', '') or ''} {orig}".lower()
+        cause = cause.__context__
+    if any(sign in said for sign in _READ_ONLY):
+        return StoreError("the store is read-only: nothing was written (check its permissions)")
+    if any(sign in said for sign in _DISK_FULL):
+        return StoreError("no space left on the device of the store: nothing was written")
+    if any(sign in said for sign in _LOCKED):
+        return StoreError("the store is locked by another process: nothing was written")
+    return StoreError(f"database write failed ({exc.orig.__class__.__name__}): nothing was written")
+
+
+def check_peer(peer: Peer) -> None:
+    """RequestError unless every text of a peer fits its column (no NUL, bounded length)."""
+    for what, text in (("address", peer.address), ("name", peer.name)):
+        if len(text) > MAX_PEER_TEXT:
+            raise RequestError(f"peer {what} is longer than {MAX_PEER_TEXT} characters")
+        if "\x00" in text:
+            raise RequestError(f"peer {what} contains a NUL character")
+
+
+def record_row(rec: StoredRecord, now: datetime) -> dict[str, Any]:
+    r = rec.record
+    return {
+        "id": rec.id,
+        "signer_id": rec.signer_id,
+        "payload_type": "gridpoint.v1.RunRecord",
+        "envelope": rec.envelope,
+        "signed_at_ms": rec.signed_at_ms,
+        "kind": r.kind,
+        "study": r.study,
+        "status": r.status,
+        "period": r.period,
+        "task_type": r.task.type,
+        "task_num_labels": r.task.num_labels,
+        "task_size_bucket": r.task.size_bucket,
+        "task_balance_bucket": r.task.balance_bucket,
+        "task_language": r.task.language,
+        "task_text_length_bucket": r.task.text_length_bucket,
+        "model_base": r.model.base,
+        "model_family": r.model.family,
+        "model_method": r.model.method,
+        "model_num_parameters": r.model.num_parameters,
+        "received_at": now,
+    }
+
+
+def param_row(seq: int, name: str, value: Value | int) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"record_seq": seq, "name": name, "num_value": None, "str_value": value}
+    return {"record_seq": seq, "name": name, "num_value": float(value), "str_value": None}
+
+
+def stored(envelope_bytes: bytes) -> StoredRecord:
+    env = envelope_pb2.SignedEnvelope.FromString(envelope_bytes)
+    return StoredRecord(
+        id=content_id(env.signer_id, env.payload),
+        signer_id=env.signer_id,
+        envelope=envelope_bytes,
+        signed_at_ms=env.signed_at_unix_ms,
+        record=decode_record(env.payload),
+    )
