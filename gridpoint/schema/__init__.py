@@ -5,7 +5,8 @@ The code is organized as follows:
 - vocabulary.py: the fixed vocabularies (kinds, statuses, buckets) and the functions that
   compute each bucket from private data; the public hub-id rule.
 - records.py: RunRecord and its parts (TaskDescriptor, BaseModelInfo, SearchDimension,
-  CurvePoint) and validate_record().
+  CurvePoint).
+- validation.py: validate_record() and the limits every record keeps.
 - record_json.py: the JSON form that `gridpoint publish` reads (load_record_json() bounds its
   size and nesting before parsing).
 
@@ -24,8 +25,8 @@ from gridpoint.schema.records import (
     TaskDescriptor,
     choice_from_text,
     choice_text,
-    validate_record,
 )
+from gridpoint.schema.validation import validate_record
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -24,8 +24,8 @@ from gridpoint.schema.records import (
     RunRecord,
     SearchDimension,
     TaskDescriptor,
-    validate_record,
 )
+from gridpoint.schema.validation import validate_record
 
 __all__ = [
     "MAX_JSON_CHARS",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from gridpoint.errors import FilterError
 from gridpoint.schema import RunRecord
-from gridpoint.schema.records import shown
+from gridpoint.schema.validation import shown
 
 if TYPE_CHECKING:
     from gridpoint.node.store.base import StoredRecord

@@ -30,7 +30,7 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, Unex
 
 from gridpoint.errors import FilterError
 from gridpoint.node.store.keys import key_spec
-from gridpoint.schema.records import shown
+from gridpoint.schema.validation import shown
 
 __all__ = [
     "MAX_FILTER_CHARS",
