@@ -268,3 +268,14 @@ def test_catalog_query_refuses_a_limit_below_one_and_warns_of_unknown_names(
     assert "no record has metrics.acuracy; did you mean metrics.accuracy?" in typo.stderr
     assert "no record has metrics.acc; did you mean metrics.accuracy?" in order.stderr
     assert "unknown key" in one_line_error(bad_key)
+
+
+def test_addresses_and_unreachable_peers_are_explained_in_words(make_home) -> None:
+    home = make_home("A")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    scheme = cli("peer", "add", "http://127.0.0.1:50551", "--fingerprint", "AA", home=home.path)
+    refused = cli("peer", "add", f"127.0.0.1:{closed}", "--fingerprint", "AA", home=home.path)
+    assert "is not HOST:PORT (no scheme" in one_line_error(scheme)
+    assert "nothing listens there (connection refused)" in one_line_error(refused)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,37 @@ def test_tune_refuses_a_bad_prior_filter_naming_it(tmp_path: Path) -> None:
     result = cli("tune", str(path), "--warm-start", "--from", "task.colour = 'red'", home=home)
     assert result.returncode == 1 and "task.colour" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_pipeline_that_raises_shows_its_own_message_on_this_terminal(tmp_path: Path) -> None:
+    home = tmp_path / "node"
+    assert cli("init", "--name", "A", home=home).returncode == 0
+    (tmp_path / "raising.py").write_text(
+        "def load():\n    raise ValueError('the warehouse export is missing column q3')\n"
+    )
+    path = study_file(tmp_path, EXAMPLE.replace("tiny_pipeline:load", "raising:load"))
+    result = cli("tune", str(path), home=home)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "raised ValueError: the warehouse export is missing column q3" in result.stderr
+
+
+def test_a_diverging_trial_fails_shows_why_and_is_published_only_as_diverged(
+    tmp_path: Path,
+) -> None:
+    # Prepare: a learning rate so large that the loss stops being a number.
+    home = tmp_path / "node"
+    assert cli("init", "--name", "A", home=home).returncode == 0
+    huge = EXAMPLE.replace(
+        'learning_rate = { type = "float", low = 1e-4, high = 5e-3, log = true }',
+        'learning_rate = { type = "float", low = 1e8, high = 1e9, log = true }',
+    )
+    path = study_file(tmp_path, huge)
+    # Execute
+    result = cli("tune", str(path), "--trials", "1", "--json", home=home, timeout=300)
+    # Assert
+    assert result.returncode == 0, result.stderr
+    assert "trial 0 failed: TrainingDiverged" in result.stderr
+    assert "(published as 'diverged')" in result.stderr
+    [record] = json.loads(cli("catalog", "query", "--json", home=home).stdout)
+    assert record["status"] == "failed" and record["failure"] == "diverged"
+    assert "TrainingDiverged" not in json.dumps(record)
