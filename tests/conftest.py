@@ -82,3 +82,8 @@ def daemons() -> Iterator[list[Daemon]]:
     yield started
     for daemon in started:
         daemon.kill()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: on two xdist workers, long tests started last stretch the run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

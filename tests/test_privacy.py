@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 
 import grpc
+import pytest
 
 from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.request_auth import AUTH_METADATA_KEY, sign_request
@@ -21,6 +22,8 @@ from gridpoint.node.protocol.tls import tls_hostname
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.v1 import catalog_pb2, node_pb2
 from tests.helpers import Daemon, cli, cli_json, trust
+
+pytestmark = pytest.mark.slow
 
 CANARIES = {
     "text": "zqcanarytext",
@@ -36,6 +39,7 @@ CANARIES = {
 PIPELINE = """
 import random
 from datasets import Dataset
+
 
 def _split(n, seed):
     rng = random.Random(seed)

@@ -42,6 +42,12 @@ def _import(config: StudyConfig) -> Any:
         raise PipelineError(
             f"pipeline module {module_name!r} cannot be imported ({exc.__class__.__name__})"
         ) from None
+    except Exception as exc:
+        # The organization's own code failed while loading: its message, on its terminal.
+        raise PipelineError(
+            f"pipeline module {module_name!r} raised {exc.__class__.__name__} when imported: "
+            f"{str(exc)[:300]}"
+        ) from None
     finally:
         if sys.path and sys.path[0] == folder:
             sys.path.pop(0)

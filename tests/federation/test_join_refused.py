@@ -15,7 +15,8 @@ from gridpoint.federation.processes import free_port
 from tests.federation.test_rounds import STUDY, kill_flower_processes_under
 from tests.helpers import ROOT, Daemon, trust
 
-pytestmark = pytest.mark.slow
+# In the Flower tests' xdist group: never beside another deployment on 2 cores.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("federation")]
 
 
 def test_a_member_the_host_does_not_trust_is_told_what_the_host_must_run(

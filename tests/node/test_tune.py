@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from gridpoint.node.store.sql_store import open_store
 from tests.helpers import ROOT, cli, cli_json
+
+pytestmark = pytest.mark.slow
 
 STUDY = str(ROOT / "examples" / "tiny-study.toml")
 

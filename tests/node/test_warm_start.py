@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from gridpoint.node.home import NodeHome
 from tests.helpers import Daemon, cli_json, trust
 
+pytestmark = pytest.mark.slow
+
 PIPELINE = """
 import random
+
 
 CUES = {0: ["good", "great", "fine"], 1: ["bad", "poor", "awful"], 2: ["blue", "red", "green"]}
 FILLER = ["the", "a", "this", "it", "was", "very", "quite", "day", "item", "order"]

@@ -133,3 +133,13 @@ def test_a_diverging_trial_fails_shows_why_and_is_published_only_as_diverged(
     [record] = json.loads(cli("catalog", "query", "--json", home=home).stdout)
     assert record["status"] == "failed" and record["failure"] == "diverged"
     assert "TrainingDiverged" not in json.dumps(record)
+
+
+def test_a_pipeline_module_that_fails_to_import_is_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "node"
+    assert cli("init", "--name", "A", home=home).returncode == 0
+    (tmp_path / "broken.py").write_text("undefined_name_here\n")
+    path = study_file(tmp_path, EXAMPLE.replace("tiny_pipeline:load", "broken:load"))
+    result = cli("tune", str(path), home=home)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "'broken' raised NameError when imported" in result.stderr
