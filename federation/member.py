@@ -26,6 +26,7 @@ from gridpoint.federation.flower_certs import (
 from gridpoint.federation.processes import (
     flower_env,
     free_port,
+    listening,
     new_run_folder,
     start,
     stop,
@@ -100,18 +101,6 @@ def _host_certificate(
     raise PeerError(
         f"the SuperLink at {address} is not run by a trusted peer of this node; nothing was started"
     )
-
-
-def _listening(address: str) -> bool:
-    """Whether something accepts connections at address now."""
-    import socket
-
-    host, port = split_address(address)
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 #: Flower's error code when the SuperLink refuses to activate a SuperNode's key.
@@ -215,7 +204,10 @@ def run_member(
             if last_done and log.count("Sent successfully") >= len(rounds):
                 last_sent_at = last_sent_at or time.monotonic()
                 # The host stops its SuperLink once it has every reply: then we are done.
-                if not _listening(address) or time.monotonic() - last_sent_at > max_wait + 60:
+                if (
+                    not listening(*split_address(address), timeout=2.0)
+                    or time.monotonic() - last_sent_at > max_wait + 60
+                ):
                     break
             time.sleep(0.5)
         _report(status, seen, rounds, say)

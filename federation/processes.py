@@ -14,12 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gridpoint.errors import ConfigError, GridpointError
+from gridpoint.node.protocol.tls import bind_error
 
 __all__ = [
     "Say",
     "check_port_free",
     "flower_env",
     "free_port",
+    "listening",
     "new_run_folder",
     "start",
     "stop",
@@ -64,17 +66,19 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def check_port_free(host: str, port: int) -> None:
     """ConfigError, in one line, when host:port cannot be bound (in use, or not ours)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as s:
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            why = (
-                "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
-            )
-            raise ConfigError(
-                f"--listen {host}:{port} {why}; pick another port, or 0 for a free one"
-            ) from None
+    exc = bind_error(host, port)
+    if exc is not None:
+        why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+        raise ConfigError(f"--listen {host}:{port} {why}; pick another port, or 0 for a free one")
+
+
+def listening(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether something accepts connections at host:port now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def wait_for_port(
@@ -84,11 +88,9 @@ def wait_for_port(
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             return False
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.2)
+        if listening(host, port):
+            return True
+        time.sleep(0.2)
     return False
 
 

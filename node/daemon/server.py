@@ -9,7 +9,6 @@ a trusted peer. The set of accepted client certificates is re-read at each hands
 from __future__ import annotations
 
 import errno
-import socket
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from gridpoint.node.daemon.interceptors import RequestAuthInterceptor
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.rpc_errors import rpc_boundary
-from gridpoint.node.protocol.tls import split_address
+from gridpoint.node.protocol.tls import bind_error, split_address
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.v1 import catalog_pb2, catalog_pb2_grpc, node_pb2, node_pb2_grpc
 
@@ -107,21 +106,14 @@ def _check_bindable(listen: str) -> None:
     """ConfigError, in one line, when the address is taken: gRPC itself would also print its
     own log line (whatever GRPC_VERBOSITY a library set) before failing."""
     host, port = split_address(listen, allow_port_zero=True)
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            why = (
-                "the address is in use (another node or program)"
-                if exc.errno == errno.EADDRINUSE
-                else in_words(exc)
-            )
-            raise ConfigError(
-                f"cannot listen on {listen}: {why}; pick another with --listen HOST:PORT"
-            ) from None
+    exc = bind_error(host, port) if port else None
+    if exc is not None:
+        why = (
+            "the address is in use (another node or program)"
+            if exc.errno == errno.EADDRINUSE
+            else in_words(exc)
+        )
+        raise ConfigError(f"cannot listen on {listen}: {why}; pick another with --listen HOST:PORT")
 
 
 def start_server(home: NodeHome, store: CatalogStore, listen: str) -> NodeServer:

@@ -25,6 +25,7 @@ from gridpoint.errors import FingerprintMismatch, PeerError, in_words
 
 __all__ = [
     "TlsMaterial",
+    "bind_error",
     "fingerprint",
     "make_tls_material",
     "node_id_of_certificate",
@@ -148,6 +149,21 @@ def split_address(address: str, *, allow_port_zero: bool = False) -> tuple[str, 
     if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
         raise PeerError(f"address {address!r} is not HOST:PORT")
     return host.strip("[]"), int(port)
+
+
+def bind_error(host: str, port: int) -> OSError | None:
+    """Why a server could not bind host:port now, or None when it could.
+
+    Binds a throwaway socket with SO_REUSEADDR, as gRPC and uvicorn bind theirs, so a port
+    that only lingers in TIME_WAIT is not reported as taken.
+    """
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc
+    return None
 
 
 def probe_certificate(address: str, expected_fingerprint: str, timeout: float = 5.0) -> bytes:

@@ -38,37 +38,46 @@ class KeySpec:
     read: Callable[[StoredRecord], SortValue]
 
 
-def _plain(column: str, type_: ValueType, read: Callable[[RunRecord], str | float]) -> KeySpec:
+def _plain(
+    name: str, column: str, type_: ValueType, read: Callable[[RunRecord], str | float]
+) -> KeySpec:
     def value(stored: StoredRecord) -> SortValue:
         raw = read(stored.record)
         return raw if isinstance(raw, str) else float(raw)
 
-    return KeySpec("", type_, column, value)
+    return KeySpec(name, type_, column, value)
 
 
-_COLUMN_KEYS: dict[str, KeySpec] = {
-    "kind": _plain("kind", "str", lambda r: r.kind),
-    "study": _plain("study", "str", lambda r: r.study),
-    "status": _plain("status", "str", lambda r: r.status),
-    "period": _plain("period", "str", lambda r: r.period),
-    "task.type": _plain("task_type", "str", lambda r: r.task.type),
-    "task.num_labels": _plain("task_num_labels", "num", lambda r: r.task.num_labels),
-    "task.size_bucket": _plain("task_size_bucket", "str", lambda r: r.task.size_bucket),
-    "task.balance_bucket": _plain("task_balance_bucket", "str", lambda r: r.task.balance_bucket),
-    "task.language": _plain("task_language", "str", lambda r: r.task.language),
-    "task.text_length_bucket": _plain(
-        "task_text_length_bucket", "str", lambda r: r.task.text_length_bucket
-    ),
-    "model.base": _plain("model_base", "str", lambda r: r.model.base),
-    "model.family": _plain("model_family", "str", lambda r: r.model.family),
-    "model.method": _plain("model_method", "str", lambda r: r.model.method),
-    "model.num_parameters": _plain("model_num_parameters", "num", lambda r: r.model.num_parameters),
-}
 KEYS: dict[str, KeySpec] = {
-    name: KeySpec(name, spec.type, spec.column, spec.read) for name, spec in _COLUMN_KEYS.items()
+    spec.name: spec
+    for spec in (
+        _plain("kind", "kind", "str", lambda r: r.kind),
+        _plain("study", "study", "str", lambda r: r.study),
+        _plain("status", "status", "str", lambda r: r.status),
+        _plain("period", "period", "str", lambda r: r.period),
+        _plain("task.type", "task_type", "str", lambda r: r.task.type),
+        _plain("task.num_labels", "task_num_labels", "num", lambda r: r.task.num_labels),
+        _plain("task.size_bucket", "task_size_bucket", "str", lambda r: r.task.size_bucket),
+        _plain(
+            "task.balance_bucket", "task_balance_bucket", "str", lambda r: r.task.balance_bucket
+        ),
+        _plain("task.language", "task_language", "str", lambda r: r.task.language),
+        _plain(
+            "task.text_length_bucket",
+            "task_text_length_bucket",
+            "str",
+            lambda r: r.task.text_length_bucket,
+        ),
+        _plain("model.base", "model_base", "str", lambda r: r.model.base),
+        _plain("model.family", "model_family", "str", lambda r: r.model.family),
+        _plain("model.method", "model_method", "str", lambda r: r.model.method),
+        _plain(
+            "model.num_parameters", "model_num_parameters", "num", lambda r: r.model.num_parameters
+        ),
+        KeySpec("signer", "str", "signer_id", lambda stored: stored.signer_id),
+        KeySpec("id", "str", "id", lambda stored: stored.id),
+    )
 }
-KEYS["signer"] = KeySpec("signer", "str", "signer_id", lambda stored: stored.signer_id)
-KEYS["id"] = KeySpec("id", "str", "id", lambda stored: stored.id)
 
 
 def _param(record: RunRecord, name: str) -> SortValue:

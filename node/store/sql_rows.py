@@ -19,7 +19,14 @@ from gridpoint.node.store.base import Peer, StoredRecord
 from gridpoint.node.store.query_filter import Value
 from gridpoint.v1 import envelope_pb2
 
-__all__ = ["check_peer", "param_row", "record_row", "stored", "write_failure"]
+__all__ = [
+    "check_peer",
+    "failure_in_words",
+    "param_row",
+    "record_row",
+    "stored",
+    "write_failure",
+]
 
 # SQLSTATEs of PostgreSQL (and what SQLite says) for the failures a user can act on.
 _READ_ONLY = ("25006", "readonly", "read-only")
@@ -27,6 +34,18 @@ _DISK_FULL = ("53100", "disk is full", "no space left")
 _LOCKED = ("55P03", "database is locked")
 #: Longest peer address and name the store holds (its columns are 255 characters).
 MAX_PEER_TEXT = 255
+
+
+def failure_in_words(said: str) -> str | None:
+    """What a database's error text means for a user, for the failures one can act on."""
+    said = said.lower()
+    if any(sign in said for sign in _READ_ONLY):
+        return "the store is read-only"
+    if any(sign in said for sign in _DISK_FULL):
+        return "no space left on the device of the store"
+    if any(sign in said for sign in _LOCKED):
+        return "the store is locked by another process"
+    return None
 
 
 def write_failure(exc: DBAPIError) -> StoreError:
@@ -39,12 +58,11 @@ def write_failure(exc: DBAPIError) -> StoreError:
         orig = getattr(cause, "orig", cause)
         said += f" {getattr(orig, 'sqlstate', '') or ''} {orig}".lower()
         cause = cause.__context__
-    if any(sign in said for sign in _READ_ONLY):
-        return StoreError("the store is read-only: nothing was written (check its permissions)")
-    if any(sign in said for sign in _DISK_FULL):
-        return StoreError("no space left on the device of the store: nothing was written")
-    if any(sign in said for sign in _LOCKED):
-        return StoreError("the store is locked by another process: nothing was written")
+    meaning = failure_in_words(said)
+    if meaning == "the store is read-only":
+        return StoreError(f"{meaning}: nothing was written (check its permissions)")
+    if meaning is not None:
+        return StoreError(f"{meaning}: nothing was written")
     return StoreError(f"database write failed ({exc.orig.__class__.__name__}): nothing was written")
 
 

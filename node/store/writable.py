@@ -12,12 +12,13 @@ import os
 import sqlite3
 from pathlib import Path
 
-from gridpoint.errors import StoreError
+from gridpoint.errors import StoreError, in_words
+from gridpoint.node.store.sql_rows import failure_in_words
 
-__all__ = ["check_store_writable", "sqlite_path"]
+__all__ = ["check_store_writable"]
 
 
-def sqlite_path(url: str) -> Path | None:
+def _sqlite_file(url: str) -> Path | None:
     """The file of a sqlite:/// URL (None for other databases and in-memory SQLite)."""
     if not url.startswith("sqlite:///") or url in ("sqlite://", "sqlite:///:memory:"):
         return None
@@ -26,7 +27,7 @@ def sqlite_path(url: str) -> Path | None:
 
 def check_store_writable(url: str) -> None:
     """StoreError saying plainly what is wrong with a SQLite store; nothing for others."""
-    path = sqlite_path(url)
+    path = _sqlite_file(url)
     if path is None:
         return
     folder = path.parent
@@ -49,9 +50,10 @@ def check_store_writable(url: str) -> None:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("ROLLBACK")
     except sqlite3.OperationalError as exc:
-        if "readonly" in str(exc) or "read-only" in str(exc):
+        meaning = failure_in_words(str(exc))
+        if meaning == "the store is read-only":
             raise read_only from None
-        raise StoreError(f"the store {path} cannot be used: {exc}") from None
+        raise StoreError(f"the store {path} cannot be used: {meaning or in_words(exc)}") from None
     except sqlite3.DatabaseError:
         raise StoreError(
             f"the store {path} is not a readable SQLite database (corrupt, or another file); "

@@ -185,18 +185,20 @@ def own_study_names(where: FilterNode | None, secret: bytes) -> FilterNode | Non
     Lets the owner write `study = 'tiny-sentiment'`; only the pseudonym is in any record, and
     only the rewritten filter is ever sent to a peer. A value already a pseudonym stays.
     """
-    if where is None:
-        return None
-    if isinstance(where, And | Or):
-        return type(where)(tuple(own_study_names(n, secret) or n for n in where.operands))
-    if where.key != "study" or where.op not in ("=", "!=", "IN"):
-        return where
+    return None if where is None else _with_pseudonyms(where, secret)
+
+
+def _with_pseudonyms(node: FilterNode, secret: bytes) -> FilterNode:
+    if isinstance(node, And | Or):
+        return type(node)(tuple(_with_pseudonyms(n, secret) for n in node.operands))
+    if node.key != "study" or node.op not in ("=", "!=", "IN"):
+        return node
 
     def mapped(value: Value) -> Value:
         if not isinstance(value, str) or _PSEUDONYM.fullmatch(value) or not value:
             return value
         return pseudonym(secret, "study", value)
 
-    if isinstance(where.value, tuple):
-        return Comparison(where.key, where.op, tuple(mapped(v) for v in where.value))
-    return Comparison(where.key, where.op, mapped(where.value))
+    if isinstance(node.value, tuple):
+        return Comparison(node.key, node.op, tuple(mapped(v) for v in node.value))
+    return Comparison(node.key, node.op, mapped(node.value))
