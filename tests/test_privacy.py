@@ -22,6 +22,7 @@ from gridpoint.node.protocol.tls import tls_hostname
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.v1 import catalog_pb2, node_pb2
 from tests.helpers import Daemon, cli, cli_json, trust
+from tests.tasks.studies import CANARY, TASKS, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -176,3 +177,25 @@ def test_no_canary_leaves_the_node(make_home, daemons, tmp_path: Path) -> None:
     detail = " ".join(r.detail for r in store.list_private_runs())
     store.close()
     assert CANARIES["study"] in detail and CANARIES["path"] in detail
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_no_task_input_canary_leaves_the_node(make_home, tmp_path: Path, task: str) -> None:
+    # Prepare: prompts and responses, entity tag names, image labels and file names all
+    # carry the canary.
+    a = make_home("A")
+    study = write_study(tmp_path / "study", task, canary=True, name=CANARIES["study"])
+    # Execute
+    tuned = cli("tune", str(study), "--trials", "1", "--json", home=a.path, timeout=300)
+    listed = cli("catalog", "query", "--json", home=a.path)
+    # Assert
+    assert tuned.returncode == 0, tuned.stderr
+    published = _envelopes(a)
+    assert len(published) == 1
+    for blob in [*published, listed.stdout.encode()]:
+        for canary in (CANARY, CANARIES["study"]):
+            assert canary.lower().encode() not in blob.lower()
+    # The owner's own terminal shows its study's name, never its data.
+    assert CANARY not in tuned.stdout.lower()
+    if task == "image-classification":  # the images really were files named with the canary
+        assert any(CANARY in p.name for p in (tmp_path / "study" / "images").iterdir())

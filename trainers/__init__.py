@@ -4,10 +4,18 @@ The code is organized as follows:
 
 - study_config.py: the study file (TOML) and its checks, before anything trains.
 - pipeline.py: resolving and calling the organization's private data pipeline.
+- tasks/: one module per task type (text, causal-LM SFT, token, image classification):
+  its data, Auto class, batches, metrics and descriptor.
 - descriptor.py: coarse task meta-features computed from the private data.
-- models.py: loading a local checkpoint or building a model from a config, offline only.
+- word_tokenizer.py: tokenizers for models built from a config.
+- models.py: loading a checkpoint, an adapter folder or a config-built model, offline only.
+- batching.py: length-grouped, shuffled batches.
 - finetune.py: one fine-tuning run with its learning curve, on GPU (bf16) or CPU.
-- study.py: an Optuna study whose trials are fine-tuning runs; progress, pruning, resume.
+- devices.py: checking `--devices` before anything runs.
+- study_storage.py: the Optuna RDB storage of studies, with heartbeats.
+- study.py: an Optuna study whose trials are fine-tuning runs; one per device, workers,
+  progress, pruning, resume.
+- saved_model.py: a trained model handed to the node, and the folder it is saved as.
 - results.py: the records these produce (private: everything; the node decides what leaves).
 
 trainers imports nothing of gridpoint's node or federation and neither grpc nor flwr: it

@@ -7,11 +7,12 @@ language the organization declares; never rows, texts, label names or exact size
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from gridpoint.schema import TaskDescriptor
 from gridpoint.schema.vocabulary import balance_bucket, size_bucket, text_length_bucket
 
-__all__ = ["describe"]
+__all__ = ["describe", "describe_data"]
 
 
 def describe(
@@ -26,3 +27,10 @@ def describe(
         language=language,
         text_length_bucket=text_length_bucket(texts),
     )
+
+
+def describe_data(task_type: str, language: str, train: Any) -> TaskDescriptor:
+    """The descriptor of a training set as the task type holds it (trainers/tasks/)."""
+    from gridpoint.trainers.tasks import task_type as task_of
+
+    return task_of(task_type).describe(train, language)

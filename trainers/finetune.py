@@ -1,9 +1,13 @@
-"""One fine-tuning run of a sequence classifier, with its learning curve.
+"""One fine-tuning run of any task type, with its learning curve.
 
-A plain, transparent torch loop (AdamW, linear warmup/decay from transformers) so that its
-cost is the model's, not ours: on CUDA it autocasts to bf16 where the GPU supports it; on CPU
-it runs in float32. Every `eval_interval` steps it evaluates and hands the points to an
-`on_eval` callback, which may ask to stop (pruning); the partial curve is kept.
+A plain, transparent torch loop (AdamW, linear warmup/decay from transformers), so that its
+cost is the model's, not ours (bench/task_throughput.py measures it against a bare loop):
+batches padded to their own longest example and grouped by length, gradient accumulation,
+optional gradient checkpointing; on CUDA it autocasts to bf16 where the GPU supports it, on
+CPU it runs in float32. Every `eval_interval` optimizer steps it evaluates and hands the
+metrics to an `on_eval` callback, which may ask to stop (pruning); the partial curve is kept.
+What a task's data looks like, how it is batched and scored is the task type's
+(trainers/tasks/); this loop never looks inside an example.
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gridpoint.schema import CurvePoint
+from gridpoint.trainers.batching import eval_batches, length_grouped_batches
 from gridpoint.trainers.models import LoadedModel
-from gridpoint.trainers.pipeline import LabeledTexts
 from gridpoint.trainers.results import FineTuneResult, TrainingDiverged
+from gridpoint.trainers.tasks import task_type
+from gridpoint.trainers.tasks.base import Features, TaskType
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FineTuneSettings", "OnEval", "finetune"]
+__all__ = ["FineTuneSettings", "OnEval", "apply_lora", "finetune"]
 
 #: Called with (step, metrics); returning True stops the run (e.g. pruned).
 OnEval = Callable[[int, dict[str, float]], bool]
@@ -42,6 +48,10 @@ class FineTuneSettings:
     seed: int
     lora_rank: int | None = None
     device: str = "auto"
+    task: str = "text-classification"
+    #: Micro-batches of batch_size per optimizer step.
+    gradient_accumulation: int = 1
+    gradient_checkpointing: bool = False
 
 
 def _device(requested: str) -> torch.device:
@@ -52,73 +62,88 @@ def _device(requested: str) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _encode(
-    loaded: LoadedModel, data: LabeledTexts, max_length: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    import torch
+def _checkpoint_activations(model: Any) -> None:
+    """Recompute activations in the backward pass (transformers 5 names it activation checkpointing)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.config.use_cache = False
 
-    enc = loaded.tokenizer(
-        data.texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+
+def apply_lora(model: Any, rank: int, task: TaskType) -> Any:
+    """model wrapped with LoRA adapters of rank (and the task's head trainable)."""
+    from peft import LoraConfig, get_peft_model
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as KNOWN
+
+    config = LoraConfig(
+        task_type=task.peft_task_type or None,
+        r=rank,
+        lora_alpha=2 * rank,
+        lora_dropout=0.0,
+        # peft knows the attention projections of common text models; for the others
+        # (ViT, CNNs) every linear layer but the head takes an adapter.
+        target_modules=None if model.config.model_type in KNOWN else "all-linear",
+        modules_to_save=list(task.lora_modules_to_save) or None,
     )
-    return enc["input_ids"], enc["attention_mask"], torch.tensor(data.labels)
+    return get_peft_model(model, config)
 
 
-def _apply_lora(model: Any, rank: int) -> Any:
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    return get_peft_model(
-        model, LoraConfig(task_type=TaskType.SEQ_CLS, r=rank, lora_alpha=2 * rank, lora_dropout=0.0)
-    )
-
-
-def evaluate(
+def _evaluate(
     model: Any,
-    batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    task: TaskType,
+    batches: list[dict[str, Any]],
     device: torch.device,
     autocast: Callable[[], AbstractContextManager[Any]],
 ) -> dict[str, float]:
-    """Accuracy, macro F1 and mean loss over the eval batches."""
     import torch
 
     model.eval()
-    total_loss, n, preds, golds = 0.0, 0, [], []
+    scorer = task.scorer()
     with torch.no_grad():
-        for ids, mask, labels in batches:
-            ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
+        for batch in batches:
+            on_device = {k: v.to(device) for k, v in batch.items()}
             with autocast():
-                out = model(input_ids=ids, attention_mask=mask, labels=labels)
-            total_loss += float(out.loss) * len(labels)
-            n += len(labels)
-            preds += out.logits.argmax(-1).tolist()
-            golds += labels.tolist()
+                out = model(**on_device)
+            scorer.add(batch, float(out.loss), out.logits.float().cpu())
     model.train()
-    accuracy = sum(p == g for p, g in zip(preds, golds, strict=True)) / n
-    f1s = []
-    for label in set(golds):
-        tp = sum(p == g == label for p, g in zip(preds, golds, strict=True))
-        fp = sum(p == label != g for p, g in zip(preds, golds, strict=True))
-        fn = sum(g == label != p for p, g in zip(preds, golds, strict=True))
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return {"accuracy": accuracy, "f1": sum(f1s) / len(f1s), "eval_loss": total_loss / n}
+    return scorer.result()
+
+
+def _batches(
+    features: list[Features], batches: list[list[int]], collate: Callable[[list[Features]], Any]
+) -> list[dict[str, Any]]:
+    return [dict(collate([features[i] for i in batch])) for batch in batches]
 
 
 def finetune(
     loaded: LoadedModel,
-    train: LabeledTexts,
-    evaluation: LabeledTexts,
+    train: Any,
+    evaluation: Any,
     settings: FineTuneSettings,
     on_eval: OnEval | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> FineTuneResult:
-    """Fine-tunes loaded.model on train; returns curve, final metrics and throughput."""
+    """Fine-tunes loaded.model on train; returns curve, final metrics and throughput.
+
+    Afterwards loaded.model is the trained model (wrapped in LoRA adapters with lora_rank).
+    """
     import torch
     from transformers import get_linear_schedule_with_warmup
 
+    task = task_type(settings.task)
     torch.manual_seed(settings.seed)
     device = _device(settings.device)
+    if device.type == "cuda" and device.index is not None:
+        # Per thread: trials on several GPUs each keep theirs as the current device.
+        torch.cuda.set_device(device)
     model = loaded.model
+    if settings.gradient_checkpointing:
+        _checkpoint_activations(model)
     if settings.lora_rank:
-        model = _apply_lora(model, settings.lora_rank)
+        model = apply_lora(model, settings.lora_rank, task)
+        loaded.model = model
     model.to(device)
     model.train()
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -126,14 +151,18 @@ def finetune(
     def autocast() -> AbstractContextManager[Any]:
         return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
-    ids, mask, labels = _encode(loaded, train, settings.max_length)
-    e_ids, e_mask, e_labels = _encode(loaded, evaluation, settings.max_length)
-    eval_batches = [
-        (e_ids[i : i + 64], e_mask[i : i + 64], e_labels[i : i + 64])
-        for i in range(0, len(e_labels), 64)
-    ]
-    generator = torch.Generator().manual_seed(settings.seed)
-    steps_per_epoch = math.ceil(len(labels) / settings.batch_size)
+    collate = task.collator(loaded.processor)
+    train_features = task.features(loaded.processor, train, settings.max_length)
+    eval_features = task.features(loaded.processor, evaluation, settings.max_length)
+    lengths = [task.length(f) for f in train_features]
+    scored = _batches(
+        eval_features,
+        eval_batches([task.length(f) for f in eval_features], min(64, 2 * settings.batch_size)),
+        collate,
+    )
+    accumulation = settings.gradient_accumulation
+    micro_per_epoch = math.ceil(len(train_features) / settings.batch_size)
+    steps_per_epoch = math.ceil(micro_per_epoch / accumulation)
     total_steps = steps_per_epoch * settings.epochs
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -151,13 +180,13 @@ def finetune(
 
     def sync() -> None:
         if device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
 
     def record_eval() -> bool:
         nonlocal train_seconds, segment_start, loss_sum, loss_count
         sync()
         train_seconds += time.perf_counter() - segment_start
-        metrics = evaluate(model, eval_batches, device, autocast)
+        metrics = _evaluate(model, task, scored, device, autocast)
         metrics["train_loss"] = float(loss_sum) / max(loss_count, 1)
         if not all(math.isfinite(v) for v in metrics.values()):
             raise TrainingDiverged(f"the loss is no longer finite at step {step}")
@@ -167,24 +196,21 @@ def finetune(
         segment_start = time.perf_counter()
         return stop
 
-    for _ in range(settings.epochs):
-        order = torch.randperm(len(labels), generator=generator)
-        for start in range(0, len(labels), settings.batch_size):
-            batch = order[start : start + settings.batch_size]
-            b_ids, b_mask, b_labels = (
-                ids[batch].to(device),
-                mask[batch].to(device),
-                labels[batch].to(device),
-            )
-            with autocast():
-                loss = model(input_ids=b_ids, attention_mask=b_mask, labels=b_labels).loss
-            loss.backward()
+    for epoch in range(settings.epochs):
+        micro = length_grouped_batches(lengths, settings.batch_size, settings.seed * 1000 + epoch)
+        for start in range(0, len(micro), accumulation):
+            group = micro[start : start + accumulation]
+            for indices in group:
+                batch = collate([train_features[i] for i in indices])
+                with autocast():
+                    loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+                (loss / len(group)).backward()
+                loss_sum += loss.detach() / len(group)
+                seen += len(indices)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            seen += len(batch)
-            loss_sum += loss.detach()
             loss_count += 1
             if on_step:
                 on_step(step, total_steps)

@@ -1,9 +1,11 @@
-"""Loading a base model and its tokenizer, offline only.
+"""Loading a base model and its processor (tokenizer or image processor), offline only.
 
-Three sources, as the study file says: a local checkpoint directory, a hub id that must
-already be in the local Hugging Face cache, or a fresh model built from a transformers
-config (tests and demos; its word-level tokenizer is trained on the training texts). Nothing
-here ever downloads: hub access is forced offline.
+Sources, as the study file says: a local checkpoint directory (full weights, or a PEFT
+adapter folder whose base is itself local), a hub id that must already be in the local Hugging
+Face cache, or a fresh model built from a transformers config (tests and demos; its word-level
+tokenizer is trained on the training texts). A fourth, `artifact`, names a model the node
+keeps: the node resolves it to a path before training; here it is refused. The head comes from
+the task type's Auto class. Nothing here ever downloads: hub access is forced offline.
 """
 
 from __future__ import annotations
@@ -11,69 +13,37 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gridpoint.errors import ModelLoadError, in_words
 from gridpoint.trainers.study_config import ModelSpec
+from gridpoint.trainers.tasks import task_type
+from gridpoint.trainers.word_tokenizer import data_free_tokenizer
 
 __all__ = ["LoadedModel", "data_free_tokenizer", "load_model", "model_family_and_public_id"]
-
-_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 @dataclass
 class LoadedModel:
+    """A model ready to train, with its processor (named tokenizer: it is one for text tasks)."""
+
     model: Any
     tokenizer: Any
     family: str
     public_id: str
+    #: Where the weights came from ("" for a config-built model): LoRA adapters sit on it.
+    base: str = ""
+
+    @property
+    def processor(self) -> Any:
+        return self.tokenizer
 
 
-def _with_specials(tok: Any) -> Any:
-    """Wraps a `tokenizers` tokenizer for transformers, adding [CLS] ... [SEP] around inputs."""
-    from tokenizers import processors
-    from transformers import PreTrainedTokenizerFast
+def _auto_class(task: str) -> Any:
+    import transformers
 
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-
-
-def _trained_tokenizer(texts: list[str], vocab_size: int) -> Any:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(
-        texts, trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=_SPECIALS)
-    )
-    return _with_specials(tok)
-
-
-def data_free_tokenizer() -> Any:
-    """A byte-level tokenizer that needs no data: every byte is a token.
-
-    For config-built models shared between organizations (federation), where a vocabulary
-    learnt from one party's private text must not be needed or shipped.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {token: i for i, token in enumerate(_SPECIALS + alphabet)}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    return _with_specials(tok)
+    return getattr(transformers, task_type(task).auto_class_name)
 
 
 def load_model(
@@ -82,44 +52,69 @@ def load_model(
     train_texts: list[str],
     seed: int,
     tokenizer: Any | None = None,
+    task: str = "text-classification",
 ) -> LoadedModel:
-    """The model for sequence classification with num_labels, and its tokenizer.
+    """The model for `task` (with num_labels for classification heads) and its processor.
 
-    For a config-built model the tokenizer is `tokenizer` if given, else a word-level one
-    trained on train_texts (which stay in this process).
+    For a config-built model the processor is `tokenizer` if given, else the task's own (a
+    word-level tokenizer trained on train_texts, which stay in this process).
     """
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig
 
+    if spec.artifact:
+        raise ModelLoadError(
+            "model.artifact names a model this node keeps; run the study with `gridpoint tune`, "
+            "which resolves it to its folder (trainers cannot load an artifact id)"
+        )
+    kind = task_type(task)
+    auto = _auto_class(task)
     torch.manual_seed(seed)
     if spec.config:
         settings = dict(spec.config)
         model_type = settings.pop("model_type")
-        tokenizer = tokenizer or _trained_tokenizer(
-            train_texts, int(settings.get("vocab_size", 2000))
-        )
-        settings["vocab_size"] = len(tokenizer)
+        processor = tokenizer or kind.config_processor(train_texts, settings)
+        settings.update(kind.config_kwargs(num_labels, processor))
         try:
-            config = AutoConfig.for_model(model_type, num_labels=num_labels, **settings)
-        except (ValueError, TypeError) as exc:
+            config = AutoConfig.for_model(model_type, **settings)
+            model = auto.from_config(config)
+        except (ValueError, TypeError, KeyError) as exc:
             raise ModelLoadError(
-                f"model.config is not a valid {model_type!r} config: {exc}"
+                f"model.config is not a valid {model_type!r} config for {task}: {in_words(exc)}"
             ) from None
-        model = AutoModelForSequenceClassification.from_config(config)
-        return LoadedModel(model, tokenizer, config.model_type, spec.public_id)
+        kind.prepare_model(model, processor)
+        return LoadedModel(model, processor, config.model_type, spec.public_id)
     source = str(spec.path) if spec.path is not None else spec.hub_id
+    head = {"num_labels": num_labels} if kind.num_labels_needed else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=num_labels, local_files_only=True
-        )
+        if spec.path is not None and (spec.path / "adapter_config.json").is_file():
+            model, base = _merged_adapter(spec.path, auto, head)
+        else:
+            model, base = auto.from_pretrained(source, local_files_only=True, **head), source
+        processor = kind.pretrained_processor(source)
     except (OSError, ValueError) as exc:
         where = "the local checkpoint" if spec.path is not None else "the local Hugging Face cache"
         raise ModelLoadError(f"cannot load the base model from {where}: {in_words(exc)}") from None
+    kind.prepare_model(model, processor)
     public = spec.public_id or spec.hub_id
-    return LoadedModel(model, tokenizer, model.config.model_type, public)
+    return LoadedModel(model, processor, model.config.model_type, public, base)
+
+
+def _merged_adapter(folder: Path, auto: Any, head: dict[str, Any]) -> tuple[Any, str]:
+    """A PEFT adapter folder's base (local only) with the adapter merged into it."""
+    from peft import PeftModel
+
+    base = str(
+        json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        or ""
+    )
+    if not base:
+        raise ValueError("the adapter's adapter_config.json names no base model")
+    model = auto.from_pretrained(base, local_files_only=True, **head)
+    # Merged, the adapter becomes part of the weights: a trial may put a fresh LoRA on top.
+    return PeftModel.from_pretrained(model, str(folder)).merge_and_unload(), base
 
 
 def model_family_and_public_id(spec: ModelSpec) -> tuple[str, str]:
@@ -127,9 +122,14 @@ def model_family_and_public_id(spec: ModelSpec) -> tuple[str, str]:
     if spec.config:
         return str(spec.config["model_type"]), spec.public_id
     if spec.path is not None:
-        try:
-            family = str(json.loads((spec.path / "config.json").read_text()).get("model_type", ""))
-        except (OSError, ValueError):
-            family = ""
+        family = ""
+        for name in ("config.json", "adapter_config.json"):
+            try:
+                data = json.loads((spec.path / name).read_text())
+            except (OSError, ValueError):
+                continue
+            family = str(data.get("model_type", "") or "")
+            if family:
+                break
         return family, spec.public_id
     return "", spec.public_id or spec.hub_id

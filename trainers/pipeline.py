@@ -2,34 +2,24 @@
 
 The pipeline is the study file's `pipeline = "module:function"`, imported with the study
 file's folder first on the import path. It returns (train, eval): Hugging Face
-`datasets.Dataset`s or sequences of (text, label) pairs. Its data stays in this process.
-Errors name the pipeline and the problem, never a row or a label value.
+`datasets.Dataset`s or sequences of (input, target) pairs, as the study's task reads them
+(trainers/tasks/). Its data stays in this process. Errors name the pipeline and the problem,
+never a row or a label value.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from gridpoint.errors import PipelineError
 from gridpoint.trainers.study_config import StudyConfig
+from gridpoint.trainers.tasks import task_type
+from gridpoint.trainers.tasks.base import Columns
+from gridpoint.trainers.tasks.text_classification import LabeledTexts
 
 __all__ = ["LabeledTexts", "load_data"]
-
-
-@dataclass(frozen=True)
-class LabeledTexts:
-    """Texts with integer labels; label_names maps ids back to the private names."""
-
-    texts: list[str]
-    labels: list[int]
-    label_names: list[str]
-
-    def __len__(self) -> int:
-        return len(self.texts)
 
 
 def _import(config: StudyConfig) -> Any:
@@ -59,28 +49,11 @@ def _import(config: StudyConfig) -> Any:
     return func
 
 
-def _pairs(split: Any, config: StudyConfig, which: str) -> list[tuple[str, Any]]:
-    if hasattr(split, "column_names"):  # a datasets.Dataset
-        missing = [
-            c for c in (config.text_column, config.label_column) if c not in split.column_names
-        ]
-        if missing:
-            raise PipelineError(f"{which} split lacks the configured text/label column(s)")
-        return list(zip(split[config.text_column], split[config.label_column], strict=True))
-    if not isinstance(split, Sequence) or isinstance(split, str | bytes):
-        raise PipelineError(
-            f"{which} split must be a datasets.Dataset or a sequence of (text, label)"
-        )
-    pairs = []
-    for i, item in enumerate(split):
-        if not (isinstance(item, Sequence) and len(item) == 2 and isinstance(item[0], str)):
-            raise PipelineError(f"{which} split item {i} is not a (text, label) pair")
-        pairs.append((item[0], item[1]))
-    return pairs
+def load_data(config: StudyConfig) -> tuple[Any, Any]:
+    """Calls the pipeline and returns (train, eval) as the study's task type holds them.
 
-
-def load_data(config: StudyConfig) -> tuple[LabeledTexts, LabeledTexts]:
-    """Calls the pipeline and returns (train, eval) with labels mapped to ids."""
+    For text classification: LabeledTexts with labels mapped to ids.
+    """
     func = _import(config)
     try:
         result = func()
@@ -94,20 +67,10 @@ def load_data(config: StudyConfig) -> tuple[LabeledTexts, LabeledTexts]:
         ) from None
     if not (isinstance(result, tuple) and len(result) == 2):
         raise PipelineError(f"pipeline {config.pipeline!r} must return (train, eval)")
+    task = task_type(config.task)
+    columns = Columns(config.text_column, config.label_column)
     train, evaluation = (
-        _pairs(split, config, which) for split, which in zip(result, ("train", "eval"), strict=True)
+        task.read(split, columns, which)
+        for split, which in zip(result, ("train", "eval"), strict=True)
     )
-    if len(train) < 2 or len(evaluation) < 1:
-        raise PipelineError("the train split needs at least 2 examples and eval at least 1")
-    names = sorted({str(label) for _, label in train})
-    if len(names) < 2:
-        raise PipelineError("the train split has fewer than 2 distinct labels")
-    index = {name: i for i, name in enumerate(names)}
-    unseen = {str(label) for _, label in evaluation} - set(index)
-    if unseen:
-        raise PipelineError(f"the eval split has {len(unseen)} label(s) absent from train")
-
-    def labeled(pairs: list[tuple[str, Any]]) -> LabeledTexts:
-        return LabeledTexts([t for t, _ in pairs], [index[str(lab)] for _, lab in pairs], names)
-
-    return labeled(train), labeled(evaluation)
+    return task.prepare(train, evaluation)

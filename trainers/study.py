@@ -1,35 +1,46 @@
 """A tuning study: Optuna proposes hyperparameters, each trial is a fine-tuning run.
 
-Studies live in an Optuna RDB storage (resuming a study by name continues it). Each
+Studies live in an Optuna RDB storage (resuming a study by name continues it; other
+processes, on this machine or others sharing a PostgreSQL storage, may join it as workers).
+Trials run one per device at a time, in parallel when several devices are given. Each
 finished trial — complete, pruned (with its partial curve) or failed — is handed to the
-`on_trial` sink, in order; trainers never decides where results go. Ctrl-C once stops after
-the current trial and keeps everything done; twice aborts the current trial.
+`on_trial` sink, and each complete one's model to `keep_model`; those calls are serialized
+(never two at once), so the sink needs no locking. trainers never decides where results go.
+A live trial beats Optuna's heartbeat; a trial whose heartbeat stopped (its process was
+killed) is failed by whichever run or worker next starts, never a live one. Ctrl-C once stops
+after the current trials and keeps everything done; twice aborts.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from gridpoint.errors import TrainerError
+from gridpoint.errors import ConfigError, TrainerError
 from gridpoint.schema import CurvePoint, TaskDescriptor
-from gridpoint.trainers.descriptor import describe
-from gridpoint.trainers.devices import check_device
+from gridpoint.trainers.descriptor import describe_data
+from gridpoint.trainers.devices import check_devices
 from gridpoint.trainers.finetune import FineTuneSettings, finetune
-from gridpoint.trainers.models import load_model
-from gridpoint.trainers.pipeline import LabeledTexts, load_data
+from gridpoint.trainers.models import LoadedModel, load_model
+from gridpoint.trainers.pipeline import load_data
 from gridpoint.trainers.results import TrainingDiverged, TrialResult
+from gridpoint.trainers.saved_model import TrainedModel, adapter_base
 from gridpoint.trainers.search_space import distributions_of
 from gridpoint.trainers.study_config import StudyConfig
+from gridpoint.trainers.study_storage import HEARTBEAT_SECONDS, study_storage
+from gridpoint.trainers.tasks import task_type
 
 __all__ = ["Search", "StudySummary", "run_study"]
 
 OnTrial = Callable[[TrialResult], None]
+KeepModel = Callable[[TrialResult, TrainedModel], None]
 
 
 @dataclass(frozen=True)
@@ -67,13 +78,34 @@ def resume_seed(seed: int, finished: int) -> int:
     return (seed * 1_000_003 + finished) % 2**32
 
 
-def _finished_and_interrupted(study: Any) -> tuple[int, list[int]]:
-    """Trials finished so far, and those left RUNNING by a run that was killed."""
+@contextmanager
+def _quiet_heartbeat_warnings() -> Iterator[None]:
+    """Optuna calls heartbeats experimental and meant for Study.optimize; we beat for ask/tell."""
     import optuna
 
-    running = optuna.trial.TrialState.RUNNING
-    finished = sum(t.state.is_finished() for t in study.trials)
-    return finished, [t.number for t in study.trials if t.state == running]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        yield
+
+
+@contextmanager
+def _heartbeat(storage: Any, trial: Any) -> Iterator[None]:
+    """Beats for trial every HEARTBEAT_SECONDS while the block runs (first beat at once)."""
+    storage.record_heartbeat(trial._trial_id)
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(HEARTBEAT_SECONDS):
+            storage.record_heartbeat(trial._trial_id)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def _pruner(config: StudyConfig) -> Any:
@@ -121,36 +153,76 @@ def run_study(
     on_trial: OnTrial | None = None,
     search_for: SearchFactory | None = None,
     progress: bool = True,
-    device: str = "auto",
+    device: str | None = None,
+    devices: str = "auto",
+    worker: bool = False,
     on_interrupted: Callable[[int], None] = lambda _number: None,
+    keep_model: KeepModel | None = None,
 ) -> StudySummary:
-    """Runs (or resumes) the study; returns every trial run now and the study's best."""
+    """Runs (or resumes, or as a worker joins) the study; returns its trials run now and its best.
+
+    devices: `auto`, `cpu` or a list like `cuda:0,cuda:1` (device, one name, is the older
+    spelling); one trial per device at a time. worker: join a study another process started
+    (ConfigError if there is none); without n_trials it runs until the study has its trials.
+    keep_model is called after on_trial for each complete trial, with its trained model,
+    which is released when it returns.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = check_devices(device or devices, "--device" if device else "--devices")
+    with _quiet_heartbeat_warnings():
+        return _run(
+            config, storage_url, names, n_trials, on_trial, search_for, progress, worker,
+            on_interrupted, keep_model,
+        )  # fmt: skip
+
+
+def _run(
+    config: StudyConfig,
+    storage_url: str,
+    names: list[str],
+    n_trials: int | None,
+    on_trial: OnTrial | None,
+    search_for: SearchFactory | None,
+    progress: bool,
+    worker: bool,
+    on_interrupted: Callable[[int], None],
+    keep_model: KeepModel | None,
+) -> StudySummary:
     import optuna
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    device = check_device(device)
+    storage = study_storage(storage_url, on_interrupted)
+    if worker:
+        try:
+            study = optuna.load_study(study_name=config.name, storage=storage)
+        except KeyError:
+            raise ConfigError(
+                f"--worker: this node's study storage has no study {config.name!r} yet; "
+                "start it with `gridpoint tune STUDY` first, then add workers"
+            ) from None
     train, evaluation = load_data(config)
-    task = describe(config.task, config.language, train.texts, train.labels)
-    study = optuna.create_study(
-        study_name=config.name,
-        storage=storage_url,
-        load_if_exists=True,
-        direction="maximize" if config.objective_direction == "maximize" else "minimize",
-    )
-    done, interrupted = _finished_and_interrupted(study)
-    for number in interrupted:
-        # Only one run drives a study at a time, so a RUNNING trial here was cut off (a
-        # second Ctrl-C, a kill) and can never finish: record it as failed.
-        study.tell(number, state=optuna.trial.TrialState.FAIL)
-        on_interrupted(number)
-    seed = resume_seed(config.seed, done + len(interrupted))
+    task = describe_data(config.task, config.language, train)
+    if not worker:
+        study = optuna.create_study(
+            study_name=config.name,
+            storage=storage,
+            load_if_exists=True,
+            direction="maximize" if config.objective_direction == "maximize" else "minimize",
+        )
+    # A RUNNING trial whose heartbeat stopped belongs to a run that was killed; a live one,
+    # another worker's, beats and is left alone.
+    optuna.storages.fail_stale_trials(study)
+    done = sum(t.state.is_finished() for t in study.trials)
+    # Workers started together would replay each other's proposals from one seed.
+    seed = resume_seed(config.seed, done) ^ (int.from_bytes(os.urandom(4)) if worker else 0)
     search = Search(optuna.samplers.TPESampler(seed=seed), _pruner(config), seed)
     if search_for is not None:
         search = search_for(task, search)
     study.sampler, study.pruner = search.sampler, search.pruner
-    planned = n_trials if n_trials is not None else max(0, config.trials - done)
+    claims = _Claims(study, n_trials, config.trials)
     results: list[TrialResult] = []
     bar = Progress(
         TextColumn("{task.description}"),
@@ -161,39 +233,114 @@ def run_study(
         disable=not progress,
         transient=False,
     )
+    # on_trial and keep_model write the node's store: one at a time, whatever the devices.
+    sink = threading.Lock()
+    failures: list[BaseException] = []
+
     with (
         bar,
         _stop_after_current_trial(
-            lambda: bar.console.print("stopping after this trial (Ctrl-C again to abort)")
+            lambda: bar.console.print("stopping after the current trial(s) (Ctrl-C again to abort)")
         ) as stop,
     ):
-        study_task = bar.add_task(f"study {config.name}", total=planned)
-        for _ in range(planned):
-            if stop.is_set():
-                break
-            result = _run_trial(study, config, train, evaluation, task, bar, device)
-            results.append(result)
-            if on_trial:
-                on_trial(result)
-            bar.advance(study_task)
+        study_task = bar.add_task(f"study {config.name}", total=claims.planned)
+
+        def work(on: str) -> None:
+            try:
+                while not stop.is_set() and not failures and claims.take():
+                    result, trained = _run_trial(
+                        study, storage, config, train, evaluation, task, bar, on
+                    )
+                    with sink:
+                        results.append(result)
+                        if on_trial:
+                            on_trial(result)
+                        if keep_model and trained is not None:
+                            keep_model(result, trained)
+                    del trained
+                    bar.advance(study_task)
+            except BaseException as exc:
+                failures.append(exc)
+
+        if len(names) == 1:
+            work(names[0])
+        else:
+            threads = [
+                threading.Thread(target=work, args=(name,), name=f"trials-{name}", daemon=True)
+                for name in names
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.5)
+        if failures:
+            raise failures[0]
+    results.sort(key=lambda r: r.number)
     return StudySummary(config.name, results, _study_best(study), stop.is_set(), task)
+
+
+class _Claims:
+    """How many more trials this run starts: n_trials of its own, or up to the study's total."""
+
+    def __init__(self, study: Any, n_trials: int | None, total: int) -> None:
+        import optuna
+
+        self._study, self._total, self._lock = study, total, threading.Lock()
+        self._left = n_trials
+        self._states = (*(s for s in optuna.trial.TrialState if s.is_finished()),
+                        optuna.trial.TrialState.RUNNING)  # fmt: skip
+        counted = len(study.get_trials(deepcopy=False, states=self._states))
+        self.planned = n_trials if n_trials is not None else max(0, total - counted)
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._left is not None:
+                if self._left <= 0:
+                    return False
+                self._left -= 1
+                return True
+            # Other threads or workers start trials too: the storage says how many exist.
+            counted = len(self._study.get_trials(deepcopy=False, states=self._states))
+            return counted < self._total
+
+
+def _settings(
+    config: StudyConfig, params: dict[str, Any], seed: int, device: str
+) -> FineTuneSettings:
+    return FineTuneSettings(
+        learning_rate=float(params["learning_rate"]),
+        batch_size=int(params["batch_size"]),
+        epochs=int(params["epochs"]),
+        warmup_ratio=float(params["warmup_ratio"]),
+        weight_decay=float(params["weight_decay"]),
+        eval_interval=config.eval_interval,
+        max_length=config.model.max_length,
+        seed=seed,
+        lora_rank=int(params["lora_rank"]) if config.model.lora else None,
+        device=device,
+        task=config.task,
+        gradient_accumulation=config.gradient_accumulation,
+        gradient_checkpointing=config.gradient_checkpointing,
+    )
 
 
 def _run_trial(
     study: Any,
+    storage: Any,
     config: StudyConfig,
-    train: LabeledTexts,
-    evaluation: LabeledTexts,
+    train: Any,
+    evaluation: Any,
     task: TaskDescriptor,
     bar: Any,
     device: str,
-) -> TrialResult:
+) -> tuple[TrialResult, TrainedModel | None]:
     import optuna
 
     # The sampler proposes every searched parameter; the rest keep their fixed defaults.
     trial = study.ask(fixed_distributions=distributions_of(config.search_space))
     params: dict[str, Any] = {**config.fixed_params(), **trial.params}
-    trial_task = bar.add_task(f"  trial {trial.number}", total=None)
+    trial_task = bar.add_task(f"  trial {trial.number} ({device})", total=None)
     partial: list[CurvePoint] = []
 
     def on_eval(step: int, metrics: dict[str, float]) -> bool:
@@ -204,48 +351,47 @@ def _run_trial(
     def on_step(step: int, total: int) -> None:
         bar.update(trial_task, completed=step, total=total)
 
-    settings = FineTuneSettings(
-        learning_rate=float(params["learning_rate"]),
-        batch_size=int(params["batch_size"]),
-        epochs=int(params["epochs"]),
-        warmup_ratio=float(params["warmup_ratio"]),
-        weight_decay=float(params["weight_decay"]),
-        eval_interval=config.eval_interval,
-        max_length=config.model.max_length,
-        seed=config.seed + trial.number,
-        lora_rank=int(params["lora_rank"]) if config.model.lora else None,
-        device=device,
-    )
-    try:
-        loaded = load_model(config.model, len(train.label_names), train.texts, settings.seed)
-        run = finetune(loaded, train, evaluation, settings, on_eval=on_eval, on_step=on_step)
-    except TrainerError:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        raise
-    except Exception as exc:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        bar.remove_task(trial_task)
-        return TrialResult(
-            config.name,
-            trial.number,
-            "failed",
-            params,
-            None,
-            task,
-            error=f"{exc.__class__.__name__}: {exc}",
-            curve=partial,
-            failure=_failure(exc),
-        )
-    finally:
-        if trial_task in bar.task_ids:
-            bar.remove_task(trial_task)
-    if run.stopped_early:
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        state = "pruned"
-    else:
+    settings = _settings(config, params, config.seed + trial.number, device)
+    loaded: LoadedModel | None = None
+    with _heartbeat(storage, trial):
+        try:
+            loaded = load_model(
+                config.model,
+                task_type(config.task).num_labels(train),
+                task_type(config.task).texts(train),
+                settings.seed,
+                task=config.task,
+            )
+            run = finetune(loaded, train, evaluation, settings, on_eval=on_eval, on_step=on_step)
+        except TrainerError:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        except Exception as exc:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            failed = TrialResult(
+                config.name,
+                trial.number,
+                "failed",
+                params,
+                None,
+                task,
+                error=f"{exc.__class__.__name__}: {exc}",
+                curve=partial,
+                failure=_failure(exc),
+            )
+            return failed, None
+        finally:
+            if trial_task in bar.task_ids:
+                bar.remove_task(trial_task)
+        if run.stopped_early:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return TrialResult(
+                config.name, trial.number, "pruned", params, run, task, curve=run.curve
+            ), None
         study.tell(trial, run.metrics[config.objective_metric])
-        state = "complete"
-    return TrialResult(config.name, trial.number, state, params, run, task, curve=run.curve)
+    result = TrialResult(config.name, trial.number, "complete", params, run, task, curve=run.curve)
+    method = "lora" if adapter_base(loaded.model) else "full"
+    return result, TrainedModel(loaded.model, loaded.processor, method)
 
 
 def _failure(exc: BaseException) -> str:

@@ -4,7 +4,7 @@ model trains; every problem is reported with the key it concerns.
 
     pipeline = "my_pipeline:load"    # module:function, resolved next to this file
     name = "sentiment-v2"            # private; published only as a keyed pseudonym
-    task = "text-classification"
+    task = "text-classification"    # | causal-lm | token-classification | image-classification
     language = "en"
     trials = 20
     seed = 0
@@ -12,8 +12,9 @@ model trains; every problem is reported with the key it concerns.
     [model]                          # path = "/models/minilm"  (a local checkpoint), or
     config = { model_type = "bert", hidden_size = 32, ... }   # a fresh model from a config
     public_id = "sentence-transformers/all-MiniLM-L6-v2"      # what to publish for a local path
-    lora = false
+    lora = false                     # default true for causal-lm
     max_length = 128
+    # artifact = "ID"                # a model this node keeps; the node resolves it to a path
 
     [objective]
     metric = "accuracy"
@@ -21,6 +22,11 @@ model trains; every problem is reported with the key it concerns.
 
     [training]
     eval_interval = 20               # optimizer steps between evaluations
+    gradient_accumulation = 1        # micro-batches per optimizer step
+    gradient_checkpointing = false   # trade compute for memory
+
+    [output]
+    keep = 1                         # the best K complete trials' models the node keeps (0: none)
 
     [search_space]
     learning_rate = { type = "float", low = 1e-5, high = 1e-3, log = true }
@@ -54,8 +60,29 @@ __all__ = [
     "load_study_config",
 ]
 
-TASKS = ("text-classification",)
-PLANNED_TASKS = ("token-classification", "causal-lm")
+TASKS = ("text-classification", "causal-lm", "token-classification", "image-classification")
+#: The metrics each task measures (the objective must be one of them), its default objective
+#: and the default (input, target) columns of a `datasets.Dataset` from its pipeline.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "text-classification": ("accuracy", "f1", "eval_loss"),
+    "causal-lm": ("eval_loss", "perplexity"),
+    "token-classification": ("f1", "accuracy", "eval_loss"),
+    "image-classification": ("accuracy", "f1", "eval_loss"),
+}
+DEFAULT_OBJECTIVE: dict[str, tuple[str, str]] = {
+    "text-classification": ("accuracy", "maximize"),
+    "causal-lm": ("eval_loss", "minimize"),
+    "token-classification": ("f1", "maximize"),
+    "image-classification": ("accuracy", "maximize"),
+}
+DEFAULT_COLUMNS: dict[str, tuple[str, str]] = {
+    "text-classification": ("text", "label"),
+    "causal-lm": ("prompt", "response"),
+    "token-classification": ("tokens", "tags"),
+    "image-classification": ("image", "label"),
+}
+#: How many trained models one study may keep.
+MAX_KEEP = 50
 #: Hyperparameters the fine-tuner understands, with the value used when not searched.
 KNOWN_PARAMS: dict[str, float | int] = {
     "learning_rate": 5e-5,
@@ -68,12 +95,17 @@ KNOWN_PARAMS: dict[str, float | int] = {
 PRUNERS = ("none", "median", "percentile", "hyperband")
 WARM_START_METHODS = ("rgpe", "initial-design")
 _TOP = {"pipeline", "name", "task", "language", "trials", "seed", "model", "objective",
-        "training", "search_space", "pruner", "warm_start", "text_column", "label_column"}  # fmt: skip
+        "training", "search_space", "pruner", "warm_start", "text_column", "label_column",
+        "output"}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Where the base model comes from (never a download)."""
+    """Where the base model comes from (never a download).
+
+    `artifact` names a model this node keeps; trainers cannot resolve it (the node replaces it
+    with `path` before anything trains).
+    """
 
     path: Path | None = None
     hub_id: str = ""
@@ -81,6 +113,7 @@ class ModelSpec:
     public_id: str = ""
     lora: bool = False
     max_length: int = 128
+    artifact: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,9 +150,14 @@ class StudyConfig:
     eval_interval: int
     search_space: tuple[SearchDimension, ...]
     pruner: PrunerSpec
+    #: The input column of a `datasets.Dataset` (text, prompt, tokens or image) and its target.
     text_column: str = "text"
     label_column: str = "label"
     warm_start: WarmStartSpec = field(default_factory=WarmStartSpec)
+    gradient_accumulation: int = 1
+    gradient_checkpointing: bool = False
+    #: How many of the best complete trials' models the node keeps ([output] keep).
+    keep: int = 1
 
     def fixed_params(self) -> dict[str, float | int]:
         """Defaults for the known parameters this study does not search (lora_rank only with LoRA)."""
@@ -185,27 +223,39 @@ def load_study_config(path: Path) -> StudyConfig:
     if not sep or not module or not func:
         raise _fail("pipeline", "must be 'module:function'")
     task = _get(data, "task", str, "", "text-classification")
-    if task in PLANNED_TASKS:
-        raise _fail("task", f"{task!r} is planned but not supported yet; use text-classification")
     if task not in TASKS:
         raise _fail("task", f"must be one of {', '.join(TASKS)}")
     trials = _get(data, "trials", int, "", 10)
     if trials < 1:
         raise _fail("trials", "must be at least 1")
-    model = _model(_get(data, "model", dict, ""), path.parent)
-    objective = _get(data, "objective", dict, "", {"metric": "accuracy", "direction": "maximize"})
+    model = _model(_get(data, "model", dict, ""), path.parent, task)
+    default_metric, default_direction = DEFAULT_OBJECTIVE[task]
+    objective = _get(data, "objective", dict, "", {})
     _unknown(objective, {"metric", "direction"}, "objective.")
-    direction = _get(objective, "direction", str, "objective.", "maximize")
+    direction = _get(objective, "direction", str, "objective.", default_direction)
     if direction not in ("maximize", "minimize"):
         raise _fail("objective.direction", "must be 'maximize' or 'minimize'")
-    metric = _get(objective, "metric", str, "objective.", "accuracy")
-    if metric not in ("accuracy", "eval_loss", "f1"):
-        raise _fail("objective.metric", "must be accuracy, f1 or eval_loss")
+    metric = _get(objective, "metric", str, "objective.", default_metric)
+    if metric not in TASK_METRICS[task]:
+        raise _fail(
+            "objective.metric", f"must be one of {', '.join(TASK_METRICS[task])} for {task}"
+        )
     training = _get(data, "training", dict, "", {})
-    _unknown(training, {"eval_interval"}, "training.")
+    _unknown(
+        training, {"eval_interval", "gradient_accumulation", "gradient_checkpointing"}, "training."
+    )
     eval_interval = _get(training, "eval_interval", int, "training.", 20)
     if eval_interval < 1:
         raise _fail("training.eval_interval", "must be at least 1")
+    accumulation = _get(training, "gradient_accumulation", int, "training.", 1)
+    if not 1 <= accumulation <= 1024:
+        raise _fail("training.gradient_accumulation", "must be between 1 and 1024")
+    output = _get(data, "output", dict, "", {})
+    _unknown(output, {"keep"}, "output.")
+    keep = _get(output, "keep", int, "output.", 1)
+    if not 0 <= keep <= MAX_KEEP:
+        raise _fail("output.keep", f"must be between 0 and {MAX_KEEP}")
+    text_column, label_column = DEFAULT_COLUMNS[task]
     space = _search_space(_get(data, "search_space", dict, ""), model.lora)
     pruner = _pruner(_get(data, "pruner", dict, "", {}))
     language = _get(data, "language", str, "", "")
@@ -225,9 +275,12 @@ def load_study_config(path: Path) -> StudyConfig:
         eval_interval=eval_interval,
         search_space=space,
         pruner=pruner,
-        text_column=_get(data, "text_column", str, "", "text"),
-        label_column=_get(data, "label_column", str, "", "label"),
+        text_column=_get(data, "text_column", str, "", text_column),
+        label_column=_get(data, "label_column", str, "", label_column),
         warm_start=_warm_start(_get(data, "warm_start", dict, "", {}), space),
+        gradient_accumulation=accumulation,
+        gradient_checkpointing=_get(training, "gradient_checkpointing", bool, "training.", False),
+        keep=keep,
     )
 
 
@@ -252,13 +305,20 @@ def _warm_start(table: dict[str, Any], space: tuple[SearchDimension, ...]) -> Wa
     )
 
 
-def _model(table: dict[str, Any], base: Path) -> ModelSpec:
-    _unknown(table, {"path", "hub_id", "config", "public_id", "lora", "max_length"}, "model.")
-    sources = [k for k in ("path", "hub_id", "config") if k in table]
+def _model(table: dict[str, Any], base: Path, task: str) -> ModelSpec:
+    _unknown(
+        table, {"path", "hub_id", "config", "public_id", "lora", "max_length", "artifact"}, "model."
+    )
+    sources = [k for k in ("path", "hub_id", "config", "artifact") if k in table]
     if len(sources) != 1:
         raise _fail(
-            "model", "give exactly one of path (local checkpoint), hub_id (local cache) or config"
+            "model",
+            "give exactly one of path (local checkpoint), hub_id (local cache), config "
+            "or artifact (a model this node keeps)",
         )
+    artifact = _get(table, "artifact", str, "model.", "")
+    if "artifact" in table and not artifact.strip():
+        raise _fail("model.artifact", "must not be empty")
     path = None
     if "path" in table:
         path = (base / _get(table, "path", str, "model.")).resolve()
@@ -281,8 +341,9 @@ def _model(table: dict[str, Any], base: Path) -> ModelSpec:
         hub_id=_get(table, "hub_id", str, "model.", ""),
         config=config,
         public_id=_get(table, "public_id", str, "model.", ""),
-        lora=_get(table, "lora", bool, "model.", False),
+        lora=_get(table, "lora", bool, "model.", task == "causal-lm"),
         max_length=max_length,
+        artifact=artifact,
     )
 
 

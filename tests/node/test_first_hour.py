@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import socket
+import sqlite3
 import ssl
 import subprocess
 import threading
@@ -125,7 +126,13 @@ def test_a_trial_left_running_by_a_killed_run_is_recorded_as_failed(tmp_path: Pa
     cut_off = optuna.create_study(
         study_name="tiny-sentiment", storage=storage, direction="maximize"
     )
-    cut_off.ask()
+    trial = cut_off.ask()
+    # Its last heartbeat is a day old: the run that beat for it is gone.
+    with sqlite3.connect(home / "studies.db") as db:
+        db.execute(
+            "INSERT INTO trial_heartbeats (trial_id, heartbeat) VALUES (?, datetime('now', '-1 day'))",
+            (trial._trial_id,),
+        )
     # Execute
     result = cli("tune", STUDY, "--trials", "1", home=home, timeout=300)
     # Assert

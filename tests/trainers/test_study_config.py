@@ -56,8 +56,23 @@ def test_the_shipped_example_is_valid() -> None:
         (lambda t: t.replace('type = "median"', 'type = "magic"'), "pruner.type"),
         (lambda t: t.replace('direction = "maximize"', 'direction = "up"'), "objective.direction"),
         (
+            lambda t: t.replace('task = "text-classification"', 'task = "summarization"'),
+            "task: must be one of",
+        ),
+        (
             lambda t: t.replace('task = "text-classification"', 'task = "causal-lm"'),
-            "planned but not supported",
+            "objective.metric: must be one of eval_loss, perplexity for causal-lm",
+        ),
+        (lambda t: t + "\n[output]\nkeep = 51\n", "output.keep: must be between 0 and 50"),
+        (
+            lambda t: t.replace("max_length = 96", "max_length = 96\nartifact = 'abc'"),
+            "exactly one",
+        ),
+        (
+            lambda t: t.replace(
+                "eval_interval = 10", "eval_interval = 10\ngradient_accumulation = 0"
+            ),
+            "training.gradient_accumulation",
         ),
         (lambda t: t + '\n[warm_start]\nmethod = "psychic"\n', "warm_start.method"),
         (
@@ -143,3 +158,30 @@ def test_a_pipeline_module_that_fails_to_import_is_one_line(tmp_path: Path) -> N
     result = cli("tune", str(path), home=home)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "'broken' raised NameError when imported" in result.stderr
+
+
+def test_the_output_keep_artifact_and_training_options_are_read(tmp_path: Path) -> None:
+    text = EXAMPLE.replace(
+        "eval_interval = 10",
+        "eval_interval = 10\ngradient_accumulation = 4\ngradient_checkpointing = true",
+    )
+    text = text.replace("[model]\n", "[model]\nartifact = 'kept-model-id'\n").replace(
+        "config = { model_type", "# config = { model_type"
+    )
+    config = load_study_config(study_file(tmp_path, text + "\n[output]\nkeep = 3\n"))
+    assert config.keep == 3 and config.model.artifact == "kept-model-id"
+    assert config.gradient_accumulation == 4 and config.gradient_checkpointing
+
+
+@pytest.mark.parametrize(
+    ("study", "task", "metric", "lora"),
+    [
+        ("causal-lm-study.toml", "causal-lm", "eval_loss", False),
+        ("token-classification-study.toml", "token-classification", "f1", False),
+        ("image-classification-study.toml", "image-classification", "accuracy", False),
+    ],
+)
+def test_each_task_example_is_valid(study: str, task: str, metric: str, lora: bool) -> None:
+    config = load_study_config(ROOT / "examples" / study)
+    assert (config.task, config.objective_metric, config.model.lora) == (task, metric, lora)
+    assert config.keep == 1

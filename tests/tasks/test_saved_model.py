@@ -1,0 +1,103 @@
+"""The hooks the node builds on: trained models saved as plain folders, and loaded back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from gridpoint.errors import ModelLoadError
+from gridpoint.trainers.finetune import FineTuneSettings, finetune
+from gridpoint.trainers.models import load_model
+from gridpoint.trainers.saved_model import TrainedModel, adapter_base, save_trained
+from gridpoint.trainers.study_config import ModelSpec
+from gridpoint.trainers.tasks import task_type
+
+BERT = {
+    "model_type": "bert",
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "max_position_embeddings": 32,
+    "vocab_size": 100,
+}
+LLAMA = {
+    "model_type": "llama",
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 2,
+    "intermediate_size": 32,
+    "max_position_embeddings": 32,
+    "vocab_size": 100,
+}
+TEXTS = [("good fine great", "pos"), ("bad awful poor", "neg")] * 8
+PAIRS = [(f"add {a} and 2", f"{a} plus 2 is {a + 2}") for a in range(10)]
+
+
+def _settings(task: str, lora: int | None) -> FineTuneSettings:
+    return FineTuneSettings(1e-2, 4, 1, 0.0, 0.0, 100, 16, 0, lora_rank=lora, task=task)
+
+
+def _train(spec: ModelSpec, task: str, pairs: list, lora: int | None):  # type: ignore[no-untyped-def]
+    kind = task_type(task)
+    train, evaluation = kind.prepare(pairs, pairs[:4])
+    loaded = load_model(spec, kind.num_labels(train), kind.texts(train), 0, task=task)
+    finetune(loaded, train, evaluation, _settings(task, lora))
+    return loaded, evaluation
+
+
+def _logits(model, processor, text: str) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    model.eval()
+    with torch.no_grad():
+        return model(**processor(text, return_tensors="pt")).logits
+
+
+def test_lora_on_a_local_checkpoint_is_saved_as_an_adapter_that_loads_back(tmp_path: Path) -> None:
+    # Prepare: a base checkpoint on disk, fine-tuned with LoRA from its path.
+    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
+    base.model.save_pretrained(tmp_path / "base")
+    base.tokenizer.save_pretrained(tmp_path / "base")
+    loaded, _ = _train(ModelSpec(path=tmp_path / "base"), "text-classification", TEXTS, 4)
+    assert adapter_base(loaded.model) == str(tmp_path / "base")
+    # Execute
+    save_trained(TrainedModel(loaded.model, loaded.processor, "lora"), tmp_path / "kept")
+    # Assert: the adapter alone, which peft and our loader both load to the same model.
+    from peft import AutoPeftModelForSequenceClassification
+
+    files = {p.name for p in (tmp_path / "kept").iterdir()}
+    assert "adapter_config.json" in files and "model.safetensors" not in files
+    again = load_model(ModelSpec(path=tmp_path / "kept"), 2, [], 0)
+    plain = AutoPeftModelForSequenceClassification.from_pretrained(tmp_path / "kept")
+    expected = _logits(loaded.model, loaded.processor, "good fine")
+    assert torch.allclose(_logits(again.model, again.tokenizer, "good fine"), expected, atol=1e-5)
+    assert torch.allclose(_logits(plain, again.tokenizer, "good fine"), expected, atol=1e-5)
+
+
+def test_lora_on_a_config_built_model_is_saved_merged_as_full_weights(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded, _ = _train(ModelSpec(config=LLAMA), "causal-lm", PAIRS, 4)
+    assert adapter_base(loaded.model) == ""
+    expected = _logits(loaded.model, loaded.processor, "add 3 and 2")
+    save_trained(TrainedModel(loaded.model, loaded.processor, "full"), tmp_path / "kept")
+    files = {p.name for p in (tmp_path / "kept").iterdir()}
+    assert "model.safetensors" in files and "adapter_config.json" not in files
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "kept")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "kept")
+    assert torch.allclose(_logits(model, tokenizer, "add 3 and 2"), expected, atol=1e-4)
+
+
+def test_a_full_checkpoint_of_each_head_loads_from_its_path(tmp_path: Path) -> None:
+    loaded, _ = _train(ModelSpec(config=LLAMA), "causal-lm", PAIRS, None)
+    save_trained(TrainedModel(loaded.model, loaded.processor, "full"), tmp_path / "lm")
+    again = load_model(ModelSpec(path=tmp_path / "lm"), 0, [], 0, task="causal-lm")
+    assert type(again.model).__name__ == "LlamaForCausalLM"
+    assert again.tokenizer.pad_token is not None
+
+
+def test_an_unresolved_artifact_is_refused_in_plain_words() -> None:
+    with pytest.raises(ModelLoadError, match="model.artifact names a model this node keeps"):
+        load_model(ModelSpec(artifact="0123abcd"), 2, [], 0)

@@ -1,0 +1,149 @@
+"""run_study's contracts with the node: keep_model after on_trial, heartbeats, devices."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from sqlalchemy import create_engine, text
+
+from gridpoint.errors import ConfigError
+from gridpoint.trainers.devices import check_devices
+from gridpoint.trainers.results import TrialResult
+from gridpoint.trainers.saved_model import TrainedModel
+from gridpoint.trainers.study import run_study
+from gridpoint.trainers.study_config import load_study_config
+from tests.helpers import ROOT
+
+EXAMPLE = (ROOT / "examples" / "tiny-study.toml").read_text()
+
+
+def _study(tmp_path: Path) -> Path:
+    (tmp_path / "tiny_pipeline.py").write_text((ROOT / "examples" / "tiny_pipeline.py").read_text())
+    path = tmp_path / "study.toml"
+    small = EXAMPLE.replace('epochs = { type = "int", low = 4, high = 8 }', "")
+    # A range wide enough for a diverging learning rate.
+    small = small.replace("low = 1e-4, high = 5e-3", "low = 1e-4, high = 1e9")
+    path.write_text(small.replace("n_startup_trials = 2", "n_startup_trials = 9"))
+    return path
+
+
+def test_keep_model_follows_on_trial_for_complete_trials_only(tmp_path: Path) -> None:
+    # Prepare: trial 0 diverges (fails), trial 1 completes.
+    config = load_study_config(_study(tmp_path))
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = optuna.create_study(study_name=config.name, storage=storage, direction="maximize")
+    study.enqueue_trial({"learning_rate": 1e9, "batch_size": 32, "warmup_ratio": 0.0})
+    study.enqueue_trial({"learning_rate": 3e-3, "batch_size": 32, "warmup_ratio": 0.0})
+    events: list[tuple[str, int, str]] = []
+
+    def on_trial(trial: TrialResult) -> None:
+        events.append(("trial", trial.number, trial.state))
+
+    def keep(trial: TrialResult, trained: TrainedModel) -> None:
+        events.append(("keep", trial.number, trained.method))
+        assert trained.model.training is not None and trained.processor is not None
+
+    # Execute
+    run_study(
+        config, storage, n_trials=2, on_trial=on_trial, keep_model=keep, progress=False,
+        devices="cpu",
+    )  # fmt: skip
+    # Assert
+    assert events == [("trial", 0, "failed"), ("trial", 1, "complete"), ("keep", 1, "full")]
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used:UserWarning")
+def test_a_live_trial_is_left_alone_and_a_silent_one_is_failed(tmp_path: Path) -> None:
+    # Prepare: two RUNNING trials, one beating now, one whose last beat is a day old.
+    config = load_study_config(_study(tmp_path))
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=10)
+    study = optuna.create_study(study_name=config.name, storage=storage, direction="maximize")
+    live, silent = study.ask(), study.ask()
+    storage.record_heartbeat(live._trial_id)
+    storage.record_heartbeat(silent._trial_id)
+    engine = create_engine(url)
+    with engine.begin() as db:
+        db.execute(
+            text(
+                "UPDATE trial_heartbeats SET heartbeat = datetime('now', '-1 day') WHERE trial_id = :t"
+            ),
+            {"t": silent._trial_id},
+        )
+    engine.dispose()
+    stale: list[int] = []
+    # Execute
+    run_study(config, url, n_trials=1, progress=False, devices="cpu", on_interrupted=stale.append)
+    # Assert
+    states = {
+        t.number: t.state for t in optuna.load_study(study_name=config.name, storage=url).trials
+    }
+    assert stale == [silent.number]
+    assert states[live.number] == optuna.trial.TrialState.RUNNING
+    assert states[silent.number] == optuna.trial.TrialState.FAIL
+    assert states[2] == optuna.trial.TrialState.COMPLETE
+
+
+def test_a_worker_refuses_a_study_nobody_started(tmp_path: Path) -> None:
+    config = load_study_config(_study(tmp_path))
+    with pytest.raises(ConfigError, match="--worker: this node's study storage has no study"):
+        run_study(config, f"sqlite:///{tmp_path / 's.db'}", worker=True, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("requested", "message"),
+    [
+        ("tpu", "--devices tpu is not a device"),
+        ("cuda", "torch sees no CUDA GPU"),
+        ("cuda:7", "torch sees no CUDA GPU"),
+        ("cpu,cpu", "a device is named twice"),
+        ("cpu,auto", "give auto, cpu, or devices like"),
+        ("cpu,", "give auto, cpu, or devices like"),
+    ],
+)
+def test_unusable_devices_are_refused_naming_them(requested: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_devices(requested)
+
+
+def test_auto_is_every_gpu_or_the_cpu() -> None:
+    import torch
+
+    expected = [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
+    assert check_devices("auto") == expected
+    assert check_devices("cpu") == ["cpu"]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used:UserWarning")
+def test_parallel_trials_hand_their_results_over_one_at_a_time(tmp_path: Path) -> None:
+    # Prepare: two trial threads (on the CPU twice: the same code path as two GPUs).
+    from gridpoint.trainers.study import _run
+
+    config = load_study_config(_study(tmp_path))
+    busy, overlapped, numbers = threading.Lock(), [], []
+
+    def on_trial(trial: TrialResult) -> None:
+        if not busy.acquire(blocking=False):
+            overlapped.append(trial.number)
+            return
+        try:
+            time.sleep(0.5)  # a slow store write: the other thread must wait for it
+            numbers.append(trial.number)
+        finally:
+            busy.release()
+
+    # Execute
+    summary = _run(
+        config, f"sqlite:///{tmp_path / 's.db'}", ["cpu", "cpu"], 4, on_trial, None, False,
+        False, lambda _n: None, None,
+    )  # fmt: skip
+    # Assert
+    assert overlapped == [] and sorted(numbers) == [0, 1, 2, 3]
+    assert [t.number for t in summary.trials] == [0, 1, 2, 3]
