@@ -40,6 +40,7 @@ _ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("TaskDescriptor", "size_bucket"): vocab.SIZE_BUCKETS,
     ("TaskDescriptor", "balance_bucket"): vocab.BALANCE_BUCKETS,
     ("TaskDescriptor", "text_length_bucket"): vocab.TEXT_LENGTH_BUCKETS,
+    ("TaskDescriptor", "image_size_bucket"): vocab.IMAGE_SIZE_BUCKETS,
     ("SearchDimension", "kind"): vocab.DIMENSION_KINDS,
     ("BaseModelInfo", "method"): ("full", "lora"),
 }
@@ -77,7 +78,7 @@ def schema() -> dict[str, Any]:
         RunRecord,
         ("task", "model", "hyperparameters", "curve", "metrics"),
         skip=("task", "model", "hyperparameters", "curve", "metrics", "search_space", "members",
-              "objective_metric", "objective_direction"),
+              "objective_metric", "objective_direction", "parents"),
     )  # fmt: skip
     top["properties"].update(
         {
@@ -109,6 +110,11 @@ def schema() -> dict[str, Any]:
                 },
             },
             "members": {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{40}$"}},
+            "parents": {
+                "type": "array",
+                "description": "lineage: ids of the records this run derives from",
+                "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            },
         }
     )
     top["properties"]["schema_version"]["enum"] = [SCHEMA_VERSION]

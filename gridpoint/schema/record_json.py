@@ -78,6 +78,11 @@ def _check_finite(path: str, value: float) -> None:
 _TOP_KEYS = {
     "task", "model", "hyperparameters", "curve", "metrics", "kind", "study", "trial",
     "search_space", "status", "period", "objective", "members", "failure", "schema_version",
+    "parents",
+}  # fmt: skip
+_TASK_KEYS = {
+    "type", "num_labels", "size_bucket", "balance_bucket", "language", "text_length_bucket",
+    "image_size_bucket",
 }  # fmt: skip
 _REQUIRED = ("task", "model", "hyperparameters", "curve", "metrics")
 
@@ -146,7 +151,7 @@ def record_from_json(data: Any) -> RunRecord:
     task = _obj(
         "task",
         top["task"],
-        {"type", "num_labels", "size_bucket", "balance_bucket", "language", "text_length_bucket"},
+        _TASK_KEYS,
         ("type",),
     )
     model = _obj("model", top["model"], {"base", "family", "num_parameters", "method"})
@@ -161,6 +166,7 @@ def record_from_json(data: Any) -> RunRecord:
             balance_bucket=_str("task.balance_bucket", task.get("balance_bucket", "")),
             language=_str("task.language", task.get("language", "")),
             text_length_bucket=_str("task.text_length_bucket", task.get("text_length_bucket", "")),
+            image_size_bucket=_str("task.image_size_bucket", task.get("image_size_bucket", "")),
         ),
         model=BaseModelInfo(
             base=_str("model.base", model.get("base", "")),
@@ -188,6 +194,9 @@ def record_from_json(data: Any) -> RunRecord:
             _str(f"members[{i}]", m) for i, m in enumerate(_list("members", top.get("members", [])))
         ),
         failure=_str("failure", top.get("failure", "")),
+        parents=tuple(
+            _str(f"parents[{i}]", p) for i, p in enumerate(_list("parents", top.get("parents", [])))
+        ),
         schema_version=_int("schema_version", top.get("schema_version", SCHEMA_VERSION)),
     )
     return validate_record(record)
@@ -242,5 +251,6 @@ def record_to_json(record: RunRecord) -> dict[str, Any]:
         "objective": {"metric": record.objective_metric, "direction": record.objective_direction},
         "members": list(record.members),
         "failure": record.failure,
+        "parents": list(record.parents),
         "schema_version": record.schema_version,
     }

@@ -40,6 +40,7 @@ class TaskDescriptor:
     balance_bucket: str = ""
     language: str = ""
     text_length_bucket: str = ""
+    image_size_bucket: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class RunRecord:
     objective_direction: str = ""
     members: tuple[str, ...] = field(default_factory=tuple)
     failure: str = ""
+    #: Lineage: ids of the records this run derives from (see records.proto).
+    parents: tuple[str, ...] = field(default_factory=tuple)
     schema_version: int = SCHEMA_VERSION
 
 

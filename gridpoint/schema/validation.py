@@ -28,6 +28,7 @@ from gridpoint.schema.vocabulary import (
     DIRECTIONS,
     FAILURES,
     HUB_ID,
+    IMAGE_SIZE_BUCKETS,
     KINDS,
     SIZE_BUCKETS,
     STATUSES,
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_INT64",
     "MAX_MEMBERS",
     "MAX_NAMED_VALUES",
+    "MAX_PARENTS",
     "MAX_SEARCH_DIMENSIONS",
     "shown",
     "validate_record",
@@ -52,6 +54,8 @@ MAX_INT64 = 2**63 - 1
 MAX_CURVE_POINTS = 10_000
 #: Most federation members of one record.
 MAX_MEMBERS = 1_000
+#: Most parent records (lineage) of one record.
+MAX_PARENTS = 64
 #: Most hyperparameters, and most metrics, of one record.
 MAX_NAMED_VALUES = 256
 #: Most searched dimensions of one record, and most choices of one categorical dimension.
@@ -65,6 +69,7 @@ _SLUG = re.compile(r"[a-z][a-z0-9\-]{0,63}")
 _LANGUAGE = re.compile(r"(|[a-z]{2})")
 _PSEUDONYM = re.compile(r"(|[a-z0-9]{8,64})")
 _NODE_ID = re.compile(r"[0-9a-f]{40}")
+_RECORD_ID = re.compile(r"[0-9a-f]{64}")
 _PERIOD = re.compile(r"(|\d{4}-(0[1-9]|1[0-2]))")
 _CATEGORY = re.compile(r"[A-Za-z0-9_.\-+]{1,64}")
 
@@ -121,6 +126,7 @@ def validate_record(record: RunRecord) -> RunRecord:
         ("size_bucket", task.size_bucket, SIZE_BUCKETS),
         ("balance_bucket", task.balance_bucket, BALANCE_BUCKETS),
         ("text_length_bucket", task.text_length_bucket, TEXT_LENGTH_BUCKETS),
+        ("image_size_bucket", task.image_size_bucket, IMAGE_SIZE_BUCKETS),
     ):
         if bucket not in allowed:
             raise _fail(f"task.{name}", f"{bucket!r} is not one of {', '.join(map(repr, allowed))}")
@@ -152,6 +158,11 @@ def validate_record(record: RunRecord) -> RunRecord:
     _check_count("members", record.members, MAX_MEMBERS)
     for i, member in enumerate(record.members):
         _check_pattern(f"members[{i}]", member, _NODE_ID, "a node id")
+    _check_count("parents", record.parents, MAX_PARENTS)
+    for i, parent in enumerate(record.parents):
+        _check_pattern(f"parents[{i}]", parent, _RECORD_ID, "a record id (64 hex digits)")
+    if len(set(record.parents)) != len(record.parents):
+        raise _fail("parents", "a record id appears twice")
     return record
 
 

@@ -21,11 +21,13 @@ __all__ = [
     "DIMENSION_KINDS",
     "DIRECTIONS",
     "FAILURES",
+    "IMAGE_SIZE_BUCKETS",
     "KINDS",
     "SIZE_BUCKETS",
     "STATUSES",
     "TEXT_LENGTH_BUCKETS",
     "balance_bucket",
+    "image_size_bucket",
     "public_hub_id",
     "size_bucket",
     "text_length_bucket",
@@ -37,6 +39,8 @@ STATUSES = ("complete", "pruned", "failed")
 SIZE_BUCKETS = ("<1k", "1k-10k", "10k-100k", "100k-1m", ">1m")
 BALANCE_BUCKETS = ("", "low", "medium", "high")
 TEXT_LENGTH_BUCKETS = ("", "<32", "32-128", "128-512", ">512")
+#: Median image side (the longer side, in pixels); "" for tasks without images.
+IMAGE_SIZE_BUCKETS = ("", "<64", "64-224", "224-512", ">512")
 DIMENSION_KINDS = ("float", "int", "categorical")
 DIRECTIONS = ("", "maximize", "minimize")
 #: Why a failed run failed, when that tells a peer something about its hyperparameters.
@@ -46,6 +50,7 @@ HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\
 
 _SIZE_LIMITS = (1_000, 10_000, 100_000, 1_000_000)
 _TEXT_LIMITS = (32, 128, 512)
+_IMAGE_LIMITS = (64, 224, 512)
 
 
 def size_bucket(n: int) -> str:
@@ -74,6 +79,17 @@ def text_length_bucket(texts: Sequence[str]) -> str:
         if median < limit:
             return name
     return TEXT_LENGTH_BUCKETS[-1]
+
+
+def image_size_bucket(sizes: Sequence[tuple[int, int]]) -> str:
+    """The bucket of the median longer side of images given as (width, height); "" for none."""
+    if not sizes:
+        return ""
+    median = statistics.median(max(width, height) for width, height in sizes)
+    for limit, name in zip(_IMAGE_LIMITS, IMAGE_SIZE_BUCKETS[1:], strict=False):
+        if median < limit:
+            return name
+    return IMAGE_SIZE_BUCKETS[-1]
 
 
 def public_hub_id(candidate: str) -> str:

@@ -24,31 +24,31 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agridpoint/v1/records.proto\x12\x0cgridpoint.v1\"\x8d\x01\n\x0eTaskDescriptor\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x12\n\nnum_labels\x18\x02 \x01(\r\x12\x13\n\x0bsize_bucket\x18\x03 \x01(\t\x12\x16\n\x0e\x62\x61lance_bucket\x18\x04 \x01(\t\x12\x10\n\x08language\x18\x05 \x01(\t\x12\x1a\n\x12text_length_bucket\x18\x06 \x01(\t\"Q\n\tBaseModel\x12\x0c\n\x04\x62\x61se\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x16\n\x0enum_parameters\x18\x03 \x01(\x04\x12\x0e\n\x06method\x18\x04 \x01(\t\"p\n\nParamValue\x12\x16\n\x0c\x64ouble_value\x18\x01 \x01(\x01H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x12H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x42\x07\n\x05value\"G\n\x0eHyperparameter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.gridpoint.v1.ParamValue\"t\n\x0fSearchDimension\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0b\n\x03low\x18\x03 \x01(\x01\x12\x0c\n\x04high\x18\x04 \x01(\x01\x12\x0b\n\x03log\x18\x05 \x01(\x08\x12\x0c\n\x04step\x18\x06 \x01(\x01\x12\x0f\n\x07\x63hoices\x18\x07 \x03(\t\"9\n\nCurvePoint\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\"%\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\"\x88\x04\n\tRunRecord\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.gridpoint.v1.RunKind\x12\r\n\x05study\x18\x03 \x01(\t\x12\r\n\x05trial\x18\x04 \x01(\t\x12*\n\x04task\x18\x05 \x01(\x0b\x32\x1c.gridpoint.v1.TaskDescriptor\x12&\n\x05model\x18\x06 \x01(\x0b\x32\x17.gridpoint.v1.BaseModel\x12\x33\n\x0csearch_space\x18\x07 \x03(\x0b\x32\x1d.gridpoint.v1.SearchDimension\x12\x35\n\x0fhyperparameters\x18\x08 \x03(\x0b\x32\x1c.gridpoint.v1.Hyperparameter\x12\'\n\x05\x63urve\x18\t \x03(\x0b\x32\x18.gridpoint.v1.CurvePoint\x12%\n\x07metrics\x18\n \x03(\x0b\x32\x14.gridpoint.v1.Metric\x12\'\n\x06status\x18\x0b \x01(\x0e\x32\x17.gridpoint.v1.RunStatus\x12\x0e\n\x06period\x18\x0c \x01(\t\x12\x18\n\x10objective_metric\x18\r \x01(\t\x12\x1b\n\x13objective_direction\x18\x0e \x01(\t\x12\x0f\n\x07members\x18\x0f \x03(\t\x12\x0f\n\x07\x66\x61ilure\x18\x10 \x01(\t*O\n\x07RunKind\x12\x18\n\x14RUN_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eRUN_KIND_TRIAL\x10\x01\x12\x16\n\x12RUN_KIND_FEDERATED\x10\x02*n\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13RUN_STATUS_COMPLETE\x10\x01\x12\x15\n\x11RUN_STATUS_PRUNED\x10\x02\x12\x15\n\x11RUN_STATUS_FAILED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agridpoint/v1/records.proto\x12\x0cgridpoint.v1\"\xa8\x01\n\x0eTaskDescriptor\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x12\n\nnum_labels\x18\x02 \x01(\r\x12\x13\n\x0bsize_bucket\x18\x03 \x01(\t\x12\x16\n\x0e\x62\x61lance_bucket\x18\x04 \x01(\t\x12\x10\n\x08language\x18\x05 \x01(\t\x12\x1a\n\x12text_length_bucket\x18\x06 \x01(\t\x12\x19\n\x11image_size_bucket\x18\x07 \x01(\t\"Q\n\tBaseModel\x12\x0c\n\x04\x62\x61se\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x16\n\x0enum_parameters\x18\x03 \x01(\x04\x12\x0e\n\x06method\x18\x04 \x01(\t\"p\n\nParamValue\x12\x16\n\x0c\x64ouble_value\x18\x01 \x01(\x01H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x12H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x42\x07\n\x05value\"G\n\x0eHyperparameter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.gridpoint.v1.ParamValue\"t\n\x0fSearchDimension\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0b\n\x03low\x18\x03 \x01(\x01\x12\x0c\n\x04high\x18\x04 \x01(\x01\x12\x0b\n\x03log\x18\x05 \x01(\x08\x12\x0c\n\x04step\x18\x06 \x01(\x01\x12\x0f\n\x07\x63hoices\x18\x07 \x03(\t\"9\n\nCurvePoint\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\"%\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\"\x99\x04\n\tRunRecord\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.gridpoint.v1.RunKind\x12\r\n\x05study\x18\x03 \x01(\t\x12\r\n\x05trial\x18\x04 \x01(\t\x12*\n\x04task\x18\x05 \x01(\x0b\x32\x1c.gridpoint.v1.TaskDescriptor\x12&\n\x05model\x18\x06 \x01(\x0b\x32\x17.gridpoint.v1.BaseModel\x12\x33\n\x0csearch_space\x18\x07 \x03(\x0b\x32\x1d.gridpoint.v1.SearchDimension\x12\x35\n\x0fhyperparameters\x18\x08 \x03(\x0b\x32\x1c.gridpoint.v1.Hyperparameter\x12\'\n\x05\x63urve\x18\t \x03(\x0b\x32\x18.gridpoint.v1.CurvePoint\x12%\n\x07metrics\x18\n \x03(\x0b\x32\x14.gridpoint.v1.Metric\x12\'\n\x06status\x18\x0b \x01(\x0e\x32\x17.gridpoint.v1.RunStatus\x12\x0e\n\x06period\x18\x0c \x01(\t\x12\x18\n\x10objective_metric\x18\r \x01(\t\x12\x1b\n\x13objective_direction\x18\x0e \x01(\t\x12\x0f\n\x07members\x18\x0f \x03(\t\x12\x0f\n\x07\x66\x61ilure\x18\x10 \x01(\t\x12\x0f\n\x07parents\x18\x11 \x03(\t*O\n\x07RunKind\x12\x18\n\x14RUN_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eRUN_KIND_TRIAL\x10\x01\x12\x16\n\x12RUN_KIND_FEDERATED\x10\x02*n\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13RUN_STATUS_COMPLETE\x10\x01\x12\x15\n\x11RUN_STATUS_PRUNED\x10\x02\x12\x15\n\x11RUN_STATUS_FAILED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gridpoint.v1.records_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNKIND']._serialized_start=1197
-  _globals['_RUNKIND']._serialized_end=1276
-  _globals['_RUNSTATUS']._serialized_start=1278
-  _globals['_RUNSTATUS']._serialized_end=1388
+  _globals['_RUNKIND']._serialized_start=1241
+  _globals['_RUNKIND']._serialized_end=1320
+  _globals['_RUNSTATUS']._serialized_start=1322
+  _globals['_RUNSTATUS']._serialized_end=1432
   _globals['_TASKDESCRIPTOR']._serialized_start=45
-  _globals['_TASKDESCRIPTOR']._serialized_end=186
-  _globals['_BASEMODEL']._serialized_start=188
-  _globals['_BASEMODEL']._serialized_end=269
-  _globals['_PARAMVALUE']._serialized_start=271
-  _globals['_PARAMVALUE']._serialized_end=383
-  _globals['_HYPERPARAMETER']._serialized_start=385
-  _globals['_HYPERPARAMETER']._serialized_end=456
-  _globals['_SEARCHDIMENSION']._serialized_start=458
-  _globals['_SEARCHDIMENSION']._serialized_end=574
-  _globals['_CURVEPOINT']._serialized_start=576
-  _globals['_CURVEPOINT']._serialized_end=633
-  _globals['_METRIC']._serialized_start=635
-  _globals['_METRIC']._serialized_end=672
-  _globals['_RUNRECORD']._serialized_start=675
-  _globals['_RUNRECORD']._serialized_end=1195
+  _globals['_TASKDESCRIPTOR']._serialized_end=213
+  _globals['_BASEMODEL']._serialized_start=215
+  _globals['_BASEMODEL']._serialized_end=296
+  _globals['_PARAMVALUE']._serialized_start=298
+  _globals['_PARAMVALUE']._serialized_end=410
+  _globals['_HYPERPARAMETER']._serialized_start=412
+  _globals['_HYPERPARAMETER']._serialized_end=483
+  _globals['_SEARCHDIMENSION']._serialized_start=485
+  _globals['_SEARCHDIMENSION']._serialized_end=601
+  _globals['_CURVEPOINT']._serialized_start=603
+  _globals['_CURVEPOINT']._serialized_end=660
+  _globals['_METRIC']._serialized_start=662
+  _globals['_METRIC']._serialized_end=699
+  _globals['_RUNRECORD']._serialized_start=702
+  _globals['_RUNRECORD']._serialized_end=1239
 # @@protoc_insertion_point(module_scope)

@@ -89,6 +89,7 @@ class TaskDescriptor(_message.Message):
     BALANCE_BUCKET_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
     TEXT_LENGTH_BUCKET_FIELD_NUMBER: _builtins.int
+    IMAGE_SIZE_BUCKET_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """Task type, e.g. "text-classification", "token-classification", "causal-lm"."""
     num_labels: _builtins.int
@@ -105,6 +106,10 @@ class TaskDescriptor(_message.Message):
     """Median text length bucket in whitespace tokens: "<32", "32-128", "128-512", ">512";
     empty when unknown.
     """
+    image_size_bucket: _builtins.str
+    """Median image side bucket in pixels (the median of max(width, height)): "<64", "64-224",
+    "224-512", ">512"; empty when the task is not an image task or the size is unknown.
+    """
     def __init__(
         self,
         *,
@@ -114,10 +119,11 @@ class TaskDescriptor(_message.Message):
         balance_bucket: _builtins.str = ...,
         language: _builtins.str = ...,
         text_length_bucket: _builtins.str = ...,
+        image_size_bucket: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_bucket", b"balance_bucket", "language", b"language", "num_labels", b"num_labels", "size_bucket", b"size_bucket", "text_length_bucket", b"text_length_bucket", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance_bucket", b"balance_bucket", "image_size_bucket", b"image_size_bucket", "language", b"language", "num_labels", b"num_labels", "size_bucket", b"size_bucket", "text_length_bucket", b"text_length_bucket", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -358,6 +364,7 @@ class RunRecord(_message.Message):
     OBJECTIVE_DIRECTION_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
     FAILURE_FIELD_NUMBER: _builtins.int
+    PARENTS_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """Version of this schema the author wrote; currently 1."""
     kind: Global___RunKind.ValueType
@@ -411,6 +418,14 @@ class RunRecord(_message.Message):
     def members(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """For federated runs: node ids of the members whose updates were aggregated."""
 
+    @_builtins.property
+    def parents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Lineage: ids of the records this run derives from (64 lowercase hex each, at most 64),
+        e.g. the trial records whose hyperparameters a federated run used, or the record of the
+        model a fine-tune started from. Empty for a run that starts from a public base model;
+        an empty list adds no bytes, so records written before this field keep their ids.
+        """
+
     def __init__(
         self,
         *,
@@ -430,10 +445,11 @@ class RunRecord(_message.Message):
         objective_direction: _builtins.str = ...,
         members: _abc.Iterable[_builtins.str] | None = ...,
         failure: _builtins.str = ...,
+        parents: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["curve", b"curve", "failure", b"failure", "hyperparameters", b"hyperparameters", "kind", b"kind", "members", b"members", "metrics", b"metrics", "model", b"model", "objective_direction", b"objective_direction", "objective_metric", b"objective_metric", "period", b"period", "schema_version", b"schema_version", "search_space", b"search_space", "status", b"status", "study", b"study", "task", b"task", "trial", b"trial"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["curve", b"curve", "failure", b"failure", "hyperparameters", b"hyperparameters", "kind", b"kind", "members", b"members", "metrics", b"metrics", "model", b"model", "objective_direction", b"objective_direction", "objective_metric", b"objective_metric", "parents", b"parents", "period", b"period", "schema_version", b"schema_version", "search_space", b"search_space", "status", b"status", "study", b"study", "task", b"task", "trial", b"trial"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -92,6 +92,7 @@ def record_to_proto(record: RunRecord) -> records_pb2.RunRecord:
         objective_direction=record.objective_direction,
         members=list(record.members),
         failure=record.failure,
+        parents=list(record.parents),
     )
 
 
@@ -120,6 +121,7 @@ def record_from_proto(msg: records_pb2.RunRecord) -> RunRecord:
             balance_bucket=msg.task.balance_bucket,
             language=msg.task.language,
             text_length_bucket=msg.task.text_length_bucket,
+            image_size_bucket=msg.task.image_size_bucket,
         ),
         model=BaseModelInfo(
             base=msg.model.base,
@@ -148,6 +150,7 @@ def record_from_proto(msg: records_pb2.RunRecord) -> RunRecord:
         objective_direction=msg.objective_direction,
         members=tuple(msg.members),
         failure=msg.failure,
+        parents=tuple(msg.parents),
     )
 
 

@@ -102,6 +102,14 @@ class Peer:
 
 
 @dataclass(frozen=True)
+class RecordSource:
+    """A trusted peer that served a record by sync (provenance), and when it first did."""
+
+    peer_id: str
+    first_seen_at: datetime
+
+
+@dataclass(frozen=True)
 class PrivateRun:
     """The organization's own full record of a run (never leaves the node)."""
 
@@ -142,12 +150,22 @@ class CatalogStore(ABC):
     def get_record(self, record_id: str) -> StoredRecord | None: ...
 
     @abstractmethod
+    def record_sources(self, record_id: str) -> list[RecordSource]:
+        """The trusted peers this node found the record at by sync, first seen first."""
+
+    @abstractmethod
     def records_after(self, cursor: str, limit: int) -> Page: ...
 
     @abstractmethod
     def query(
-        self, where: FilterNode | None, *, limit: int, order_by: OrderBy | None = None
-    ) -> list[StoredRecord]: ...
+        self,
+        where: FilterNode | None,
+        *,
+        limit: int,
+        order_by: OrderBy | None = None,
+        offset: int = 0,
+    ) -> list[StoredRecord]:
+        """Matching records in order, the first `offset` skipped (a page of a long answer)."""
 
     @abstractmethod
     def query_envelopes(

@@ -23,16 +23,24 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "ARTIFACTS",
+    "ARTIFACT_READERS",
     "METRICS",
     "PARAMS",
     "PEERS",
     "PENDING",
+    "PARENTS",
+    "SOURCES",
     "PRIVATE_RUNS",
     "RECORDS",
+    "ArtifactReaderRow",
+    "ArtifactRow",
     "PeerRow",
     "PendingEnvelopeRow",
     "PrivateRunRow",
     "RecordMetricRow",
+    "RecordParentRow",
+    "RecordSourceRow",
     "RecordParamRow",
     "RecordRow",
 ]
@@ -62,6 +70,9 @@ class RecordRow(SQLModel, table=True):
     task_balance_bucket: str = Field(max_length=16)
     task_language: str = Field(max_length=8)
     task_text_length_bucket: str = Field(max_length=16)
+    task_image_size_bucket: str = Field(
+        default="", sa_column=Column(String(16), nullable=False, server_default="")
+    )
     model_base: str = Field(max_length=200, index=True)
     model_family: str = Field(max_length=64)
     model_method: str = Field(max_length=16)
@@ -98,6 +109,68 @@ class RecordMetricRow(SQLModel, table=True):
     )
     name: str = Field(max_length=64, primary_key=True)
     value: float
+
+
+class RecordParentRow(SQLModel, table=True):
+    """One parent of a record (lineage), indexed both ways so children can be found too."""
+
+    __tablename__ = "record_parents"
+
+    record_seq: int = Field(
+        sa_column=Column(Integer, ForeignKey("records.seq", ondelete="CASCADE"), primary_key=True)
+    )
+    # Position in the record's list: lineage keeps the order the author gave.
+    position: int = Field(primary_key=True)
+    parent_id: str = Field(max_length=64, index=True)
+
+
+class RecordSourceRow(SQLModel, table=True):
+    """A trusted peer a record was found at by sync (provenance), and when first."""
+
+    __tablename__ = "record_sources"
+
+    record_seq: int = Field(
+        sa_column=Column(Integer, ForeignKey("records.seq", ondelete="CASCADE"), primary_key=True)
+    )
+    peer_id: str = Field(max_length=40, primary_key=True)
+    first_seen_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ArtifactRow(SQLModel, table=True):
+    """A model held in this node's home (files under HOME/models/ID): kept, received or pulled.
+
+    Never sent to a peer as a row: peers see only the signed manifest, and group_name (a
+    study or federation name) never leaves the node.
+    """
+
+    __tablename__ = "artifacts"
+
+    # Digest of the canonical manifest: the same weights have the same id on every node.
+    id: str = Field(max_length=64, primary_key=True)
+    kind: str = Field(max_length=16)
+    record_id: str | None = Field(default=None, max_length=64, index=True)
+    base_model: str = Field(max_length=200)
+    method: str = Field(max_length=16)
+    group_name: str = Field(max_length=255, index=True)
+    score: float | None = None
+    author: str = Field(max_length=40)
+    # The signed manifest envelope, verbatim as its author signed it.
+    manifest: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ArtifactReaderRow(SQLModel, table=True):
+    """A node allowed to fetch an artifact from this node."""
+
+    __tablename__ = "artifact_readers"
+
+    artifact_id: str = Field(
+        sa_column=Column(
+            String(64), ForeignKey("artifacts.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    node_id: str = Field(max_length=40, primary_key=True)
 
 
 class PeerRow(SQLModel, table=True):
@@ -165,3 +238,7 @@ METRICS = _table(RecordMetricRow)
 PEERS = _table(PeerRow)
 PENDING = _table(PendingEnvelopeRow)
 PRIVATE_RUNS = _table(PrivateRunRow)
+PARENTS = _table(RecordParentRow)
+SOURCES = _table(RecordSourceRow)
+ARTIFACTS = _table(ArtifactRow)
+ARTIFACT_READERS = _table(ArtifactReaderRow)

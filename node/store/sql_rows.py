@@ -93,6 +93,7 @@ def record_row(rec: StoredRecord, now: datetime) -> dict[str, Any]:
         "task_balance_bucket": r.task.balance_bucket,
         "task_language": r.task.language,
         "task_text_length_bucket": r.task.text_length_bucket,
+        "task_image_size_bucket": r.task.image_size_bucket,
         "model_base": r.model.base,
         "model_family": r.model.family,
         "model_method": r.model.method,

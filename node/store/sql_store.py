@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from gridpoint.errors import RequestError, StoreError, in_words
-from gridpoint.node.store import sql_pending
+from gridpoint.node.store import sql_pending, sql_sources
 from gridpoint.node.store.base import (
     MAX_QUERY_LIMIT,
     AddResult,
@@ -43,12 +43,13 @@ from gridpoint.node.store.base import (
     Peer,
     PendingEnvelope,
     PrivateRun,
+    RecordSource,
     StoredRecord,
 )
 from gridpoint.node.store.engine import make_engine, normalize_db_url, redact_url
 from gridpoint.node.store.models import METRICS as M
 from gridpoint.node.store.models import PARAMS as P
-from gridpoint.node.store.models import PEERS
+from gridpoint.node.store.models import PARENTS, PEERS
 from gridpoint.node.store.models import PRIVATE_RUNS as PRIVATE
 from gridpoint.node.store.models import RECORDS as R
 from gridpoint.node.store.query_filter import FilterNode, OrderBy
@@ -134,6 +135,7 @@ class SqlStore(CatalogStore):
     ) -> AddResult:
         with self._write() as conn:
             result = self._insert(conn, records)
+            sql_sources.note(conn, peer_id, [r.id for r in records])
             kept, dropped = sql_pending.keep(conn, peer_id, pending)
             conn.execute(
                 update(PEERS)
@@ -151,6 +153,7 @@ class SqlStore(CatalogStore):
     ) -> AddResult:
         with self._write() as conn:
             result = self._insert(conn, admitted)
+            sql_sources.note(conn, peer_id, [r.id for r in admitted])
             sql_pending.forget(conn, peer_id, [*(r.id for r in admitted), *dropped])
             return result
 
@@ -192,21 +195,31 @@ class SqlStore(CatalogStore):
             insert(R),
             [record_row(rec, now) | {"seq": seq} for seq, rec in zip(inserted, fresh, strict=True)],
         )
-        params, metrics = [], []
+        params, metrics, parents = [], [], []
         for seq, rec in zip(inserted, fresh, strict=True):
             params += [param_row(seq, k, v) for k, v in rec.record.hyperparameters.items()]
             metrics += [
                 {"record_seq": seq, "name": k, "value": v} for k, v in rec.record.metrics.items()
             ]
+            parents += [
+                {"record_seq": seq, "position": i, "parent_id": parent}
+                for i, parent in enumerate(rec.record.parents)
+            ]
         if params:
             conn.execute(insert(P), params)
         if metrics:
             conn.execute(insert(M), metrics)
+        if parents:
+            conn.execute(insert(PARENTS), parents)
 
     def get_record(self, record_id: str) -> StoredRecord | None:
         with self._read() as conn:
             row = conn.execute(select(R.c.id, R.c.envelope).where(R.c.id == record_id)).first()
         return None if row is None else stored(row.envelope)
+
+    def record_sources(self, record_id: str) -> list[RecordSource]:
+        with self._read() as conn:
+            return sql_sources.listed(conn, record_id)
 
     def records_after(self, cursor: str, limit: int) -> Page:
         if cursor and (not _CURSOR.fullmatch(cursor) or int(cursor) > _MAX_SEQ):
@@ -231,9 +244,14 @@ class SqlStore(CatalogStore):
         )
 
     def query(
-        self, where: FilterNode | None, *, limit: int, order_by: OrderBy | None = None
+        self,
+        where: FilterNode | None,
+        *,
+        limit: int,
+        order_by: OrderBy | None = None,
+        offset: int = 0,
     ) -> list[StoredRecord]:
-        envelopes = self._envelopes(where, limit, order_by, max_bytes=None)
+        envelopes = self._envelopes(where, limit, order_by, max_bytes=None, offset=offset)
         return [stored(envelope) for envelope in envelopes]
 
     def query_envelopes(
@@ -247,17 +265,31 @@ class SqlStore(CatalogStore):
         return self._envelopes(where, limit, order_by, max_bytes)
 
     def _envelopes(
-        self, where: FilterNode | None, limit: int, order_by: OrderBy | None, max_bytes: int | None
+        self,
+        where: FilterNode | None,
+        limit: int,
+        order_by: OrderBy | None,
+        max_bytes: int | None,
+        offset: int = 0,
     ) -> list[bytes]:
         """The matching envelopes in order; with max_bytes, rows stream and reading stops at
         the first that would not fit, so a query never holds more than its budget."""
         _check_limit(limit)
+        if offset < 0:
+            raise RequestError(f"offset must be at least 0, got {offset}")
         out: list[bytes] = []
         size = 0
         with self._read() as conn:
             for stmt in query_statements(where, order_by):
                 if len(out) >= limit:
                     break
+                if offset and not out:
+                    # An answer in two statements (sorted by a metric): the rows skipped in
+                    # the first are counted only when the page starts past its end.
+                    skipped = conn.scalar(
+                        select(func.count()).select_from(stmt.limit(offset).subquery())
+                    )
+                    stmt, offset = stmt.offset(offset), offset - int(skipped or 0)
                 rows = conn.execute(
                     stmt.limit(limit - len(out)).execution_options(yield_per=_STREAM_ROWS)
                 )
@@ -275,8 +307,14 @@ class SqlStore(CatalogStore):
 
     def known_names(self, family: Literal["params", "metrics"], limit: int = 10_000) -> set[str]:
         table = P if family == "params" else M
+        # A skip scan of the (name, ...) index: one lookup per distinct name, not a read of
+        # every row (a plain DISTINCT reads millions of rows at 1M records).
+        names = select(func.min(table.c.name)).cte("names", recursive=True)
+        following = select(func.min(table.c.name)).where(table.c.name > names.c[0])
+        names = names.union_all(select(following.scalar_subquery()).where(names.c[0].is_not(None)))
+        stmt = select(names.c[0]).where(names.c[0].is_not(None)).limit(limit)
         with self._read() as conn:
-            return set(conn.scalars(select(table.c.name).distinct().limit(limit)))
+            return set(conn.scalars(stmt))
 
     # --- peers ---------------------------------------------------------------------------
 
