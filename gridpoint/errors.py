@@ -26,6 +26,9 @@ report, the JSON output) reads it, never the class name.
     │   ├── ClockOutOfWindow     signed too long ago, or in the future
     │   ├── Replayed             this nonce was already seen
     │   └── OversizedRecord      the signed record is larger than this node accepts
+    ├── ArtifactError        a kept model cannot be stored, found, read or fetched as asked
+    │   ├── ArtifactNotFound     no artifact has this id (or prefix) here
+    │   └── NotShared            the caller is not among the artifact's readers
     └── PeerError            a peer is unreachable, answered wrongly or refused us
         ├── PeerUnavailable      no answer in time (down, unreachable, TLS refused)
         ├── PeerRefused          it answered, refusing our request (not trusted, ...)
@@ -41,6 +44,8 @@ import ssl
 from typing import ClassVar
 
 __all__ = [
+    "ArtifactError",
+    "ArtifactNotFound",
     "BadSignature",
     "ClockOutOfWindow",
     "ConfigError",
@@ -49,6 +54,7 @@ __all__ = [
     "FingerprintMismatch",
     "GridpointError",
     "HomeError",
+    "NotShared",
     "ModelLoadError",
     "OversizedRecord",
     "PeerConflict",
@@ -199,6 +205,24 @@ class PeerConflict(PeerError):
     """Adding this peer would replace another trusted entry; it needs an explicit --replace."""
 
     reason = "peer-conflict"
+
+
+class ArtifactError(GridpointError):
+    """A kept model cannot be stored, found, read or fetched as asked."""
+
+    reason = "artifact"
+
+
+class ArtifactNotFound(ArtifactError):
+    """No artifact has this id (or unique prefix) on the node asked."""
+
+    reason = "artifact-not-found"
+
+
+class NotShared(ArtifactError):
+    """The caller is not among the readers of the artifact it asked for."""
+
+    reason = "not-shared"
 
 
 class TrainerError(GridpointError):

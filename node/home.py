@@ -25,9 +25,11 @@ from gridpoint.node.config import NodeConfig, render_default_config
 from gridpoint.node.protocol.identity import NodeIdentity, write_private_file
 from gridpoint.node.protocol.tls import TlsMaterial, fingerprint, make_tls_material
 
-__all__ = ["NodeHome", "resolve_home"]
+__all__ = ["STUDIES_SCHEMA", "NodeHome", "resolve_home"]
 
 HOME_ENV = "GRIDPOINT_HOME"
+#: The PostgreSQL schema of a node's Optuna studies (trainers/study_storage.py creates it).
+STUDIES_SCHEMA = "optuna"
 
 
 def resolve_home(cli_value: str | None) -> NodeHome:
@@ -128,3 +130,17 @@ class NodeHome:
     def db_url(self, override: str | None = None) -> str:
         """--db if given, else the config's store.url, else the home's SQLite file."""
         return override or self.config.store.url or f"sqlite:///{self.sqlite_path}"
+
+    def studies_url(self, override: str | None = None) -> str:
+        """The Optuna storage of this node's studies, a plain Optuna RDB storage.
+
+        Beside a PostgreSQL store the studies share its database in a schema of their own
+        (STUDIES_SCHEMA, named in the URL, so every reader — tune, the UI, optuna-dashboard —
+        finds them: Optuna and the store each keep an `alembic_version` table); beside the
+        default SQLite store they get their own file, studies.db, so that tuning never
+        contends with the catalog for SQLite's single writer.
+        """
+        url = self.db_url(override)
+        if url.startswith(("postgresql", "postgres")):
+            return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{STUDIES_SCHEMA}"
+        return f"sqlite:///{self.path / 'studies.db'}"

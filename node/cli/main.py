@@ -34,7 +34,7 @@ COMMAND_GROUPS = "gridpoint.commands"
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, every group registered."""
-    from gridpoint.node.cli import daemon, local, network, tune
+    from gridpoint.node.cli import daemon, local, model, network, plot, tune, ui
 
     parser = argparse.ArgumentParser(
         prog="gridpoint",
@@ -46,7 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--db", help="database URL overriding the config (sqlite:///... or postgresql://...)"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in (local.register, daemon.register, network.register, tune.register):
+    for register in (
+        local.register,
+        daemon.register,
+        network.register,
+        tune.register,
+        ui.register,
+        plot.register,
+        model.register,
+    ):
         register(sub)
     for entry in sorted(entry_points(group=COMMAND_GROUPS), key=lambda e: e.name):
         entry.load()(sub)

@@ -28,23 +28,17 @@ if TYPE_CHECKING:
 __all__ = ["cmd_tune", "register"]
 
 
-def _optuna_storage(db_url: str, home_path: Path) -> str:
-    # Optuna keeps its own tables; beside a PostgreSQL store they share the database,
-    # beside the default SQLite store they get their own file (no write contention).
-    return (
-        db_url
-        if db_url.startswith(("postgresql", "postgres"))
-        else f"sqlite:///{home_path / 'studies.db'}"
-    )
-
-
 def cmd_tune(args: argparse.Namespace) -> int:
+    from gridpoint.node.artifacts.keep import keep_trial_model, start_from_artifact
+    from gridpoint.node.artifacts.store import ArtifactStore, NewArtifact
     from gridpoint.node.catalog import publish
     from gridpoint.node.store.base import PrivateRun
     from gridpoint.node.store.sql_store import normalize_db_url, open_store
     from gridpoint.node.tuning.anonymize import anonymize_trial
+    from gridpoint.schema.vocabulary import public_hub_id
     from gridpoint.trainers.models import model_family_and_public_id
     from gridpoint.trainers.results import TrialResult
+    from gridpoint.trainers.saved_model import TrainedModel, save_trained
     from gridpoint.trainers.study import run_study
     from gridpoint.trainers.study_config import load_study_config
 
@@ -52,8 +46,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
     config = load_study_config(Path(args.study))
     if args.trials is not None and args.trials < 1:
         raise ConfigError("--trials must be at least 1")
+    from gridpoint.trainers.devices import check_devices
+
+    # Checked before the store opens or the pipeline runs: a wrong device trains nothing.
+    devices = args.device or args.devices
+    check_devices(devices, "--device" if args.device else "--devices")
     db_url = home.db_url(args.db)
     store = open_store(db_url)
+    artifacts = ArtifactStore(home, store)
+    # model = { artifact = "ID" }: the kept folder, and its record as every trial's parent.
+    config, parents = start_from_artifact(artifacts, config)
     published: dict[int, str] = {}
     where = parse_filter(args.from_filter) if args.from_filter else None
     if where is not None and not args.warm_start:
@@ -74,6 +76,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 public_model_id=public_id,
                 secret=home.secret,
                 policy=home.config.anonymizer,
+                parents=parents,
             )
             record_id = publish(store, home.identity, record).id
             published[trial.number] = record_id
@@ -90,6 +93,25 @@ def cmd_tune(args: argparse.Namespace) -> int:
             )
         )
 
+    def keep_model(trial: TrialResult, trained: TrainedModel) -> None:
+        score = trial.run.metrics.get(config.objective_metric) if trial.run else None
+        if trial.state != "complete" or score is None:
+            return
+        keep_trial_model(
+            artifacts,
+            lambda folder: save_trained(trained, folder),
+            NewArtifact(
+                kind="trial",
+                record_id=published.get(trial.number),
+                base_model=public_hub_id(public_id),
+                method=trained.method,
+                group=config.name,
+                score=score,
+            ),
+            keep=config.keep,
+            direction=config.objective_direction,
+        )
+
     def on_interrupted(number: int) -> None:
         stderr.print(
             f"trial {number} was left running by an interrupted run; recorded it as failed",
@@ -99,16 +121,24 @@ def cmd_tune(args: argparse.Namespace) -> int:
     try:
         summary = run_study(
             config,
-            normalize_db_url(_optuna_storage(db_url, home.path)),
+            normalize_db_url(home.studies_url(args.db)),
             n_trials=args.trials,
             on_trial=on_trial,
             search_for=warm.search if args.warm_start else None,
             progress=not args.json,
-            device=args.device,
+            devices=devices,
+            worker=args.worker,
             on_interrupted=on_interrupted,
+            keep_model=keep_model,
         )
     finally:
         store.close()
+    if args.warm_start and warm.summary():
+        from gridpoint.node.ui.study_reports import save_report
+
+        # Kept beside the study for the UI's Study page (weights at start and at the end).
+        saved_at = datetime.now(UTC).isoformat(timespec="seconds")
+        save_report(home.path, config.name, {**warm.summary(), "saved_at": saved_at})
     objective = config.objective_metric
     if not summary.trials and not args.json:
         print_line(
@@ -351,7 +381,21 @@ def register(sub: SubParsers) -> None:
     p.add_argument(
         "--trials", type=int, help="run this many trials now (default: up to the file's `trials`)"
     )
-    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--devices",
+        default="auto",
+        help="where trials run, one per device at a time: auto (every GPU, else the CPU), cpu, "
+        "or a list like cuda:0,cuda:1",
+    )
+    p.add_argument(
+        "--device", help="one device (cpu, cuda, cuda:1): the older spelling of --devices"
+    )
+    p.add_argument(
+        "--worker",
+        action="store_true",
+        help="join a study another process started (through this node's PostgreSQL, --db); "
+        "runs trials until the study has its `trials`",
+    )
     p.add_argument(
         "--warm-start",
         action="store_true",

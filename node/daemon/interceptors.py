@@ -36,15 +36,19 @@ class RequestAuthInterceptor(grpc.ServerInterceptor):
     ) -> Any:
         handler = continuation(details)
         method = details.method
-        if handler is None or method.startswith(_EXEMPT_PREFIX) or handler.unary_unary is None:
+        if handler is None or method.startswith(_EXEMPT_PREFIX):
             return handler
+        # Unary calls and server-streaming ones (Artifacts.Download) take one signed request;
+        # a method taking a stream of requests could not be checked, so none is served.
+        serve = handler.unary_unary or handler.unary_stream
+        if serve is None or handler.request_streaming:
+            return None
         sent = next(
             (v for k, v in details.invocation_metadata or () if k == AUTH_METADATA_KEY), None
         )
         # A "-bin" metadata key always arrives as bytes; anything else is no signature.
         auth = sent if isinstance(sent, bytes) else None
         deserialize = handler.request_deserializer
-        serve = handler.unary_unary
 
         def authenticated(raw: bytes, context: grpc.ServicerContext) -> Any:
             peer = context.auth_context()
@@ -64,7 +68,12 @@ class RequestAuthInterceptor(grpc.ServerInterceptor):
                 abort_with(context, method, RequestError("request is not a valid message"))
             return serve(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
+        wrap = (
+            grpc.unary_stream_rpc_method_handler
+            if handler.unary_stream is not None
+            else grpc.unary_unary_rpc_method_handler
+        )
+        return wrap(
             authenticated,
             request_deserializer=None,
             response_serializer=handler.response_serializer,

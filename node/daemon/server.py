@@ -1,4 +1,4 @@
-"""The gRPC service a node offers its trusted peers: Hello, Catalog.Sync, Catalog.Query, health.
+"""The gRPC service a node offers its trusted peers: Hello, Catalog, Artifacts, health.
 
 Servicers read the store and answer; authentication happens before them, in
 node/interceptors.py, and mutual TLS before that: a client must present the certificate of
@@ -18,13 +18,21 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gridpoint.errors import ConfigError, in_words
+from gridpoint.node.artifacts.service import ArtifactService, ArtifactsServicer
+from gridpoint.node.artifacts.store import ArtifactStore
 from gridpoint.node.daemon.interceptors import RequestAuthInterceptor
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.rpc_errors import rpc_boundary
 from gridpoint.node.protocol.tls import bind_error, split_address
 from gridpoint.node.store.base import CatalogStore
-from gridpoint.v1 import catalog_pb2, catalog_pb2_grpc, node_pb2, node_pb2_grpc
+from gridpoint.v1 import (
+    artifacts_pb2_grpc,
+    catalog_pb2,
+    catalog_pb2_grpc,
+    node_pb2,
+    node_pb2_grpc,
+)
 
 __all__ = ["NodeServer", "start_server"]
 
@@ -135,6 +143,8 @@ def start_server(home: NodeHome, store: CatalogStore, listen: str) -> NodeServer
     )
     node_pb2_grpc.add_NodeServicer_to_server(NodeServicer(service), server)
     catalog_pb2_grpc.add_CatalogServicer_to_server(CatalogServicer(service), server)
+    artifacts = ArtifactService(ArtifactStore(home, store), limits.max_message_bytes)
+    artifacts_pb2_grpc.add_ArtifactsServicer_to_server(ArtifactsServicer(artifacts), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     _check_bindable(listen)
@@ -148,6 +158,6 @@ def start_server(home: NodeHome, store: CatalogStore, listen: str) -> NodeServer
             "or not an address of this machine; pick another with --listen HOST:PORT"
         )
     server.start()
-    for name in ("", "gridpoint.v1.Node", "gridpoint.v1.Catalog"):
+    for name in ("", "gridpoint.v1.Node", "gridpoint.v1.Catalog", "gridpoint.v1.Artifacts"):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return NodeServer(server=server, port=port, health=health_servicer)

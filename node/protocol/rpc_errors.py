@@ -18,9 +18,11 @@ from typing import NoReturn
 import grpc
 
 from gridpoint.errors import (
+    ArtifactNotFound,
     ClockOutOfWindow,
     EnvelopeError,
     GridpointError,
+    NotShared,
     PeerError,
     PeerRefused,
     PeerUnavailable,
@@ -45,6 +47,8 @@ MAX_DETAILS_CHARS = 300
 
 _STATUS: list[tuple[type[GridpointError], grpc.StatusCode]] = [
     (UnknownSigner, grpc.StatusCode.PERMISSION_DENIED),
+    (NotShared, grpc.StatusCode.PERMISSION_DENIED),
+    (ArtifactNotFound, grpc.StatusCode.NOT_FOUND),
     (Replayed, grpc.StatusCode.UNAUTHENTICATED),
     (ClockOutOfWindow, grpc.StatusCode.UNAUTHENTICATED),
     (EnvelopeError, grpc.StatusCode.UNAUTHENTICATED),
@@ -109,6 +113,8 @@ def error_for_status(code: grpc.StatusCode, details: str, peer: str) -> Gridpoin
         return RequestError(f"peer {peer} refused the request: {details}")
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         return PeerRefused(f"peer {peer} refused us ({code.name.lower()}): {details}")
+    if code == grpc.StatusCode.NOT_FOUND:
+        return ArtifactNotFound(f"peer {peer} does not hold it: {details}")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return PeerError(f"peer {peer}: message too large ({details})")
     return PeerError(f"peer {peer} failed ({code.name.lower()}): {details}")

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: Metric names that may be published; anything else a trainer measures stays private.
-PUBLIC_METRICS = frozenset({"accuracy", "f1", "eval_loss", "train_loss"})
+PUBLIC_METRICS = frozenset({"accuracy", "f1", "eval_loss", "train_loss", "perplexity"})
 _FAMILY = re.compile(r"[a-z][a-z0-9\-]{0,63}")
 
 
@@ -75,8 +75,10 @@ def anonymize_trial(
     secret: bytes,
     policy: AnonymizerConfig,
     now: datetime | None = None,
+    parents: tuple[str, ...] = (),
 ) -> RunRecord:
-    """The public record of one trial under policy."""
+    """The public record of one trial under policy; parents: the record of the kept model
+    the trial started from, if any (lineage)."""
     run = trial.run
     curve: tuple[CurvePoint, ...] = ()
     if policy.curve:
@@ -98,7 +100,8 @@ def anonymize_trial(
         params = {k: v for k, v in trial.params.items() if k in KNOWN_PARAMS}
     space: tuple[SearchDimension, ...] = ()
     if policy.search_space:
-        space = study.search_space
+        # The study file admits only known names; imported runs come through here too.
+        space = tuple(d for d in study.search_space if d.name in KNOWN_PARAMS)
     return RunRecord(
         kind="trial",
         study=pseudonym(secret, "study", study.name),
@@ -120,6 +123,7 @@ def anonymize_trial(
         objective_metric=study.objective_metric,
         objective_direction=study.objective_direction,
         failure=trial.failure if trial.state == "failed" else "",
+        parents=parents,
     )
 
 
@@ -138,8 +142,12 @@ def anonymize_federation(
     secret: bytes,
     policy: AnonymizerConfig,
     now: datetime | None = None,
+    parents: tuple[str, ...] = (),
 ) -> RunRecord:
-    """The public record of a federated run: per-round aggregated metrics as its curve."""
+    """The public record of a federated run: per-round aggregated metrics as its curve.
+
+    parents are the records of the trials whose hyperparameters the federation used.
+    """
     points = (
         tuple(
             CurvePoint(round_number, name, value)
@@ -173,6 +181,7 @@ def anonymize_federation(
         objective_metric=study.objective_metric,
         objective_direction=study.objective_direction,
         members=tuple(sorted(members)),
+        parents=parents,
     )
 
 
