@@ -40,6 +40,7 @@ def parse_params(items: list[str]) -> dict[str, float]:
 
 
 def cmd_fed_host(args: argparse.Namespace) -> int:
+    from gridpoint.federation.global_model import keep_global_model
     from gridpoint.federation.host import HostOptions, run_host
     from gridpoint.federation.publish import publish_federation
 
@@ -55,12 +56,25 @@ def cmd_fed_host(args: argparse.Namespace) -> int:
         round_timeout=args.round_timeout,
         params=parse_params(args.param),
         db=args.db,
+        from_best_trial=args.from_best_trial,
     )
     outcome = run_host(home, opts, _say)
     summary = publish_federation(home, opts, outcome)
     _say(f"federation {args.federation!r} done; record {summary.record_id} published")
+    model = keep_global_model(
+        home,
+        args.db,
+        outcome.result.model_dir,
+        federation=args.federation,
+        record_id=summary.record_id,
+        base_model=summary.base_model,
+        members=summary.members,
+    )
+    _say(
+        f"kept the final global model {model.id[:12]}; its {len(summary.members)} member(s) may fetch it"
+    )
     if args.json:
-        print_json(summary.as_json())
+        print_json({**summary.as_json(), "model": model.id})
     return 0
 
 
@@ -115,6 +129,11 @@ def register(sub: SubParsers) -> None:
     )
     h.add_argument(
         "--param", action="append", default=[], help="NAME=VALUE hyperparameter override"
+    )
+    h.add_argument(
+        "--from-best-trial",
+        action="store_true",
+        help="use the hyperparameters of the study's best trial on this node (--param still overrides)",
     )
     h.add_argument("--json", action="store_true", help="print JSON")
     h.set_defaults(handler=cmd_fed_host)

@@ -58,6 +58,8 @@ class HostOptions:
     round_timeout: float
     params: dict[str, float]
     db: str | None
+    #: Take the hyperparameters of the study's best trial on this node (and link its record).
+    from_best_trial: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,11 @@ class FederationResult:
     train_metrics: dict[int, dict[str, float]]
     initial_digest: str
     final_digest: str
+    #: The final global model, saved by the ServerApp as a from_pretrained folder.
+    model_dir: Path
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FederationResult:
+    def from_json(cls, data: dict[str, Any], folder: Path) -> FederationResult:
         return cls(
             members=[str(m) for m in data["members"]],
             train_metrics={
@@ -79,6 +83,7 @@ class FederationResult:
             },
             initial_digest=str(data["initial_digest"]),
             final_digest=str(data["final_digest"]),
+            model_dir=folder / str(data["model_dir"]),
         )
 
 
@@ -92,6 +97,8 @@ class HostOutcome:
     result: FederationResult
     rounds: list[dict[str, Any]]
     start: dict[str, Any]
+    #: Lineage: the records of the trials whose hyperparameters the federation used.
+    parents: tuple[str, ...] = ()
 
 
 def federation_params(study: Any, overrides: dict[str, float]) -> dict[str, float]:
@@ -112,6 +119,46 @@ def federation_params(study: Any, overrides: dict[str, float]) -> dict[str, floa
     return {**values, **overrides}
 
 
+def best_trial_params(home: NodeHome, db: str | None, study: Any) -> tuple[dict[str, float], str]:
+    """The best trial of `study` on this node: its hyperparameters and its record id.
+
+    The record id is "" when the trial was kept private (it is then no lineage to publish).
+    """
+    import optuna
+
+    from gridpoint.node.store.sql_store import normalize_db_url, open_store
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        tuned = optuna.load_study(
+            study_name=study.name, storage=normalize_db_url(home.studies_url(db))
+        )
+        best = tuned.best_trial
+    except (KeyError, ValueError):
+        raise ConfigError(
+            f"--from-best-trial: study {study.name!r} has no complete trial on this node; "
+            "run `gridpoint tune` on it first"
+        ) from None
+    params = {**federation_params(study, {}), **_numbers(best.params)}
+    store = open_store(home.db_url(db))
+    try:
+        runs = store.list_private_runs(study.name)
+    finally:
+        store.close()
+    record = next((r.record_id for r in runs if r.trial_number == best.number), None)
+    return params, record or ""
+
+
+def _numbers(params: dict[str, Any]) -> dict[str, float]:
+    try:
+        return {name: float(value) for name, value in params.items()}
+    except (TypeError, ValueError):
+        raise ConfigError(
+            "--from-best-trial: the best trial has a non-numeric hyperparameter, "
+            "which a federation cannot use"
+        ) from None
+
+
 def run_host(home: NodeHome, opts: HostOptions, say: Say) -> HostOutcome:
     """Runs the federation to its end; returns the summary (raises GridpointError on failure)."""
     from gridpoint.trainers.descriptor import describe
@@ -127,6 +174,15 @@ def run_host(home: NodeHome, opts: HostOptions, say: Say) -> HostOutcome:
         check_port_free(host, port)
     study = load_study_config(opts.study)
     params = federation_params(study, opts.params)
+    parents: tuple[str, ...] = ()
+    if opts.from_best_trial:
+        best, record = best_trial_params(home, opts.db, study)
+        params = {**best, **opts.params}
+        parents = (record,) if record else ()
+        say(
+            f"hyperparameters from the best trial of study {study.name!r}"
+            + (f" (record {record[:12]})" if record else "")
+        )
     train, _ = load_data(study)  # the host's own data: only its coarse descriptor is used
     task = describe(study.task, study.language, train.texts, train.labels)
     from gridpoint.node.store.sql_store import open_store
@@ -213,7 +269,7 @@ def run_host(home: NodeHome, opts: HostOptions, say: Say) -> HostOutcome:
         result, rounds, start_event = _watch(folder, opts, superlink, say)
     finally:
         stop(superlink)
-    return HostOutcome(run_id, params, task, result, rounds, start_event)
+    return HostOutcome(run_id, params, task, result, rounds, start_event, parents)
 
 
 def _flwr(args: list[str], env: dict[str, str], folder: Path) -> str:
@@ -302,7 +358,8 @@ def _watch(
                         say(f"  left out {refusal['node']}: {refusal['reason']}")
             seen = len(lines)
         if result.exists():
-            return FederationResult.from_json(json.loads(result.read_text())), rounds, start_event
+            outcome = FederationResult.from_json(json.loads(result.read_text()), folder)
+            return outcome, rounds, start_event
         if superlink.poll() is not None:
             raise GridpointError(f"the SuperLink stopped; see {folder / 'superlink.log'}")
         time.sleep(0.5)

@@ -3,8 +3,10 @@
 The SuperLink at ADDRESS must present a certificate issued by one of this node's trusted
 peers (the host); the SuperNode authenticates with this node's own key, which the host
 registered from the certificate it pinned. The ClientApp trains on this node's private
-pipeline only. The command returns once its reply to the last round is sent, when the
-SuperLink goes away for --max-wait seconds, or on Ctrl-C, stopping the SuperNode cleanly.
+pipeline only. Once its reply to the last round is sent, the command fetches the final
+global model from the host's node (signed Artifacts service) and keeps it; it also returns
+when the SuperLink goes away for --max-wait seconds, or on Ctrl-C, stopping the SuperNode
+cleanly.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from typing import Any
 
 import tomli_w
 
-from gridpoint.errors import PeerError
+from gridpoint.errors import GridpointError, PeerError
 from gridpoint.federation.flower_certs import (
     issued_by,
     openssh_private_key,
     superlink_common_name,
 )
+from gridpoint.federation.global_model import federated_artifact_ids, receive_global_model
 from gridpoint.federation.processes import (
     flower_env,
     free_port,
@@ -189,6 +192,10 @@ def run_member(
     )
     rounds: list[dict[str, Any]] = []
     seen = 0
+    # The host's federated models before this run ends, read once the host has accepted
+    # this node (its first round): the run's own model is the one that appears after.
+    known: set[str] | None = None
+    unreachable = ""
     try:
         # Flower's SuperNode neither exits when a run ends nor when it gives up on a
         # vanished SuperLink. Leaving right after the last reply would make the host see
@@ -197,6 +204,12 @@ def run_member(
         last_sent_at: float | None = None
         while supernode.poll() is None:
             seen = _report(status, seen, rounds, say)
+            if rounds and known is None and not unreachable:
+                try:
+                    known = federated_artifact_ids(home, db, host_id)
+                except GridpointError as exc:
+                    unreachable = str(exc)
+                    say(f"the final model cannot be fetched from the host's node: {exc}")
             log = log_path.read_text(errors="replace") if log_path.exists() else ""
             if "Giving up reconnection" in log:
                 break
@@ -224,7 +237,17 @@ def run_member(
         raise PeerError(
             f"the federation ended before its last round reached this node; see {folder / 'supernode.log'}"
         )
-    return {"federation": federation, "host": host_id, "rounds": rounds}
+    if known is None:
+        raise PeerError(
+            f"trained all {len(rounds)} round(s), but the final model could not be fetched from "
+            f"the host's node ({unreachable or 'no round reached this node'}); fetch it later "
+            f"with `gridpoint model pull ID --from {host_id[:12]}`"
+        )
+    model = receive_global_model(home, db, host_id, known, max_wait, federation)
+    say(
+        f"received the final global model {model.id[:12]} ({model.bytes} bytes); see `gridpoint model show`"
+    )
+    return {"federation": federation, "host": host_id, "rounds": rounds, "model": model.id}
 
 
 def _report(status: Path, seen: int, rounds: list[dict[str, Any]], say: Any) -> int:

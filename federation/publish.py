@@ -25,6 +25,8 @@ class FederationSummary:
     members: list[str]
     model_changed: bool
     initial_payload_bytes: int | None
+    #: The public id of the base model ("" when private or built from a config).
+    base_model: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +68,7 @@ def publish_federation(
         num_parameters=int(outcome.start.get("parameters", 0)),
         secret=home.secret,
         policy=home.config.anonymizer,
+        parents=outcome.parents,
     )
     store = open_store(home.db_url(opts.db))
     try:
@@ -81,4 +84,5 @@ def publish_federation(
         members=result.members,
         model_changed=result.initial_digest != result.final_digest,
         initial_payload_bytes=int(payload) if payload is not None else None,
+        base_model=public_id,
     )

@@ -7,8 +7,9 @@ that disappears costs one timeout, never the federation.
 Updates are checked before aggregation (the outermost step): signed by a trusted peer of
 the host, over exactly the bytes received, for this federation, round and run. Refused
 updates are left out with a log line naming the node and reason; the round goes on with
-the others. Progress and the final result go to files in the host's federation folder,
-which `fed host` reads to report and publish.
+the others. Progress, the final result and the final global model (a from_pretrained
+folder) go to the host's federation folder, which `fed host` reads to report, publish and
+keep the model.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedYogi
 
 from gridpoint.errors import GridpointError
-from gridpoint.federation.model_state import build_model, get_weights, spec_from_json
+from gridpoint.federation.model_state import build_model, get_weights, set_weights, spec_from_json
 from gridpoint.federation.update_signing import (
     SIGNATURE_RECORD,
     UpdateContext,
@@ -33,9 +34,12 @@ from gridpoint.federation.update_signing import (
     update_parts,
     verify_update,
 )
+from gridpoint.trainers.saved_model import TrainedModel, save_trained
 
-__all__ = ["STRATEGIES", "app", "verifying"]
+__all__ = ["MODEL_DIR", "STRATEGIES", "app", "verifying"]
 
+#: Where, in the run's folder, the final global model is saved (a from_pretrained folder).
+MODEL_DIR = "model"
 STRATEGIES = {"fedavg": FedAvg, "fedadam": FedAdam, "fedyogi": FedYogi}
 log = logging.getLogger("gridpoint.federation")
 
@@ -179,9 +183,17 @@ def main(grid: Grid, context: Context) -> None:
         train_config=ConfigRecord({"federation": str(run["federation"])}),
     )
     final = result.arrays
-    (folder / "result.json").write_text(
+    # The global model is on disk before result.json appears: `fed host` keeps it as an
+    # artifact as soon as it reads the result.
+    set_weights(loaded.model, final, lora)
+    save_trained(
+        TrainedModel(loaded.model, loaded.tokenizer, "lora" if lora else "full"), folder / MODEL_DIR
+    )
+    partial = folder / "result.json.partial"
+    partial.write_text(
         json.dumps(
             {
+                "model_dir": MODEL_DIR,
                 "rounds": int(run["rounds"]),
                 "seconds": time.time() - started,
                 "initial_digest": _digest(initial),
@@ -193,3 +205,4 @@ def main(grid: Grid, context: Context) -> None:
             }
         )
     )
+    partial.replace(folder / "result.json")

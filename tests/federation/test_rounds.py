@@ -23,7 +23,7 @@ import pytest
 
 from gridpoint.federation.processes import free_port
 from gridpoint.node.home import NodeHome
-from tests.helpers import ROOT, Daemon, cli_json, trust
+from tests.helpers import ROOT, Daemon, cli, cli_json, trust
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("federation")]
 STUDY = ROOT / "examples" / "tiny-study.toml"
@@ -179,7 +179,7 @@ def test_two_honest_members_are_aggregated_a_tamperer_is_left_out_and_a_third_no
     joins.append(federation.join(tamperer, "alpha", env={"PYTHONPATH": str(TAMPER)}))
     code, out, err = finish(host)
     member_results = [finish(j) for j in joins[:2]]
-    finish(joins[2])
+    tamperer_code, _, tamperer_err = finish(joins[2])
     # Assert: the honest members aggregated in both rounds, the tamperer refused in each.
     assert code == 0, err
     summary = json.loads(out)
@@ -193,6 +193,19 @@ def test_two_honest_members_are_aggregated_a_tamperer_is_left_out_and_a_third_no
     for mcode, mout, merr in member_results:
         assert mcode == 0, merr
         assert [r["round"] for r in json.loads(mout)["rounds"]] == [1, 2]
+    # Assert: the host kept the final global model; each honest member received the very
+    # same files over the Artifacts service; the refused tamperer received nothing.
+    kept = cli_json("model", "show", summary["model"], home=federation.host.path)
+    assert kept["kind"] == "federated"
+    assert kept["record"] == summary["record_id"]
+    assert sorted(kept["readers"]) == honest_ids
+    for member, (_, mout, _) in zip(honest, member_results, strict=True):
+        assert json.loads(mout)["model"] == summary["model"]
+        received = cli_json("model", "show", summary["model"], home=member.path)
+        assert _digests(received) == _digests(kept)
+    assert tamperer_code != 0
+    assert "no new model" in tamperer_err
+    assert cli_json("model", "list", home=tamperer.path) == []
     # Assert: the federated run's record reaches a node that trusts only the host.
     third = make_home("C")
     trust(third, federation.host, federation.daemons["H"].address)
@@ -205,6 +218,24 @@ def test_two_honest_members_are_aggregated_a_tamperer_is_left_out_and_a_third_no
     assert record["members"] == honest_ids
     assert {p["step"] for p in record["curve"]} == {1, 2}
     assert record["id"] == summary["record_id"]
+    # Assert: a node that was no member may not fetch the model, and holds nothing after.
+    refused = cli(
+        "model",
+        "pull",
+        summary["model"],
+        "--from",
+        federation.host.identity.node_id,
+        home=third.path,
+    )
+    assert refused.returncode == 1
+    assert "permission" in refused.stderr.lower() or "not allowed" in refused.stderr.lower()
+    assert cli_json("model", "list", home=third.path) == []
+
+
+def _digests(shown: dict[str, object]) -> dict[str, str]:
+    files = shown["files"]
+    assert isinstance(files, list) and files
+    return {f["path"]: f["sha256"] for f in files}
 
 
 def test_a_member_killed_mid_federation_does_not_stall_it(federation: Federation) -> None:
@@ -220,8 +251,10 @@ def test_a_member_killed_mid_federation_does_not_stall_it(federation: Federation
     os.killpg(joins[1].pid, signal.SIGKILL)  # the join command
     assert kill_flower_processes_under(victim.path) >= 1  # its SuperNode, SuperExec, ClientApp
     code, out, err = finish(host)
-    finish(joins[0])
+    survivor_code, survivor_out, survivor_err = finish(joins[0])
     assert code == 0, err
     summary = json.loads(out)
     assert [r["accepted"] for r in summary["rounds"]] == [[survivor.identity.node_id]] * 2
     assert summary["members"] == [survivor.identity.node_id]
+    assert survivor_code == 0, survivor_err
+    assert json.loads(survivor_out)["model"] == summary["model"]
