@@ -1,4 +1,5 @@
-"""Commands that talk to peers: `peer add|list|remove`, `catalog sync|query`."""
+"""Commands that talk to peers and read the catalog: `peer add|list|remove`,
+`catalog sync|query|show`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from gridpoint.errors import PeerError, RequestError
-from gridpoint.node.cli.output import print_json, print_line, print_table, stderr
+from gridpoint.node.cli.output import (
+    print_delimited,
+    print_json,
+    print_line,
+    print_table,
+    stderr,
+)
 from gridpoint.node.home import resolve_home
 from gridpoint.schema import record_to_json
 
@@ -144,8 +151,10 @@ def cmd_catalog_sync(args: argparse.Namespace) -> int:
 def cmd_catalog_query(args: argparse.Namespace) -> int:
     from gridpoint.node.peers.grpc_transport import grpc_connector
     from gridpoint.node.peers.live_query import run_query
+    from gridpoint.node.store.keys import key_value
     from gridpoint.node.store.query_filter import filter_text, parse_filter, parse_order_by
     from gridpoint.node.tuning.anonymize import own_study_names
+    from gridpoint.node.ui.views import SignerNames, format_value
 
     if args.limit < 1:
         raise RequestError(f"--limit must be at least 1, got {args.limit}")
@@ -154,6 +163,7 @@ def cmd_catalog_query(args: argparse.Namespace) -> int:
         where = own_study_names(parse_filter(args.filter), home.secret)
         order = parse_order_by(args.order_by)
         _warn_unknown_names(store, where, order)
+        names = SignerNames(home, store)
         result = run_query(
             home,
             store,
@@ -171,26 +181,124 @@ def cmd_catalog_query(args: argparse.Namespace) -> int:
             f"warning: {result.refused} record(s) from peers were refused (see the log)",
             markup=False,
         )
-    if args.json:
-        print_json([_row_json(row.record, row.found_at) for row in result.rows])
-        return 0
-    print_table(
-        f"{len(result.rows)} record(s)",
-        ["id", "signer", "kind", "task", "model", "hyperparameters", "metrics", "found at"],
-        [
+    fmt = "json" if args.json else args.format
+    if fmt == "json":
+        print_json(
             [
-                row.record.id[:12],
-                row.record.signer_id[:12],
-                row.record.record.kind,
-                row.record.record.task.type,
-                row.record.record.model.base,
-                _compact(row.record.record.hyperparameters),
-                _compact(row.record.record.metrics),
-                ", ".join(x[:12] for x in row.found_at),
+                {
+                    **_row_json(row.record, row.found_at),
+                    "signer_name": names.name(row.record.signer_id),
+                }
+                for row in result.rows
             ]
-            for row in result.rows
-        ],
-    )
+        )
+        return 0
+    columns = _columns(args.columns, where, order, [row.record for row in result.rows])
+    headings = ["id", "signed by", *columns]
+    if args.peers:
+        headings.append("found at")
+    table = [
+        [
+            row.record.id if fmt != "table" else row.record.id[:12],
+            names.name(row.record.signer_id),
+            *(key_value(row.record, key) for key in columns),
+            *([", ".join(names.name(x) for x in row.found_at)] if args.peers else []),
+        ]
+        for row in result.rows
+    ]
+    if fmt == "table":
+        print_table(
+            f"{len(result.rows)} record(s)",
+            headings,
+            [[format_value(v) for v in r] for r in table],
+            numeric=[i for i, h in enumerate(headings) if h.startswith(("metrics.", "params."))],
+        )
+    else:
+        print_delimited(headings, table, "," if fmt == "csv" else "\t")
+    return 0
+
+
+#: Columns of `catalog query` when --columns is not given (metrics the filter names follow).
+DEFAULT_COLUMNS = ("kind", "task.type", "model.base")
+
+
+def _columns(
+    chosen: str, where: FilterNode | None, order: OrderBy | None, records: list[Any]
+) -> list[str]:
+    """--columns (checked), else the defaults, the metrics the filter or order names and,
+    when they name none, each shown record's objective metric."""
+    from gridpoint.node.store.query_filter import filter_names
+    from gridpoint.node.ui.views import check_columns
+
+    if chosen:
+        return check_columns([c.strip() for c in chosen.split(",") if c.strip()])
+    metrics = sorted(filter_names(where, "metrics."))
+    if order is not None and order.key.startswith("metrics.") and order.key[8:] not in metrics:
+        metrics.insert(0, order.key[8:])
+    if not metrics:
+        metrics = sorted({r.record.objective_metric for r in records if r.record.objective_metric})
+    return [*DEFAULT_COLUMNS, *(f"metrics.{m}" for m in metrics)]
+
+
+def cmd_catalog_show(args: argparse.Namespace) -> int:
+    from gridpoint.node.ui.views import format_value, record_view
+
+    home, store = _store(args)
+    try:
+        view = record_view(home, store, args.record_id)
+    finally:
+        store.close()
+    stored = view.stored
+    if args.json:
+        print_json(
+            {
+                **_row_json(stored, []),
+                "signer_name": view.signer_name,
+                "parents": [pid for pid, _ in view.parents],
+                "found_at": [
+                    {"name": name, "first_seen_at": seen.isoformat()} for name, seen in view.sources
+                ],
+                **(
+                    {"private": [p.__dict__ for p in view.private]}
+                    if view.own and view.private
+                    else {}
+                ),
+            }
+        )
+        return 0
+    lines = [
+        ("id", stored.id),
+        (
+            "signed by",
+            f"{view.signer_name}{' (this node)' if view.own else ''} ({stored.signer_id})",
+        ),
+    ]
+    lines += [
+        ("found at", f"{name} (first synced {seen:%Y-%m-%d %H:%M} UTC)")
+        for name, seen in view.sources
+    ]
+    for key, value in view.fields.items():
+        if isinstance(value, dict):
+            lines += [(f"{key}.{k}", format_value(v)) for k, v in sorted(value.items())]
+        elif isinstance(value, list):
+            lines.append(
+                (key, ", ".join(json.dumps(v) if isinstance(v, dict) else str(v) for v in value))
+            )
+        else:
+            lines.append((key, format_value(value)))
+    lines += [
+        ("parent", f"{pid} ({signer or 'not in this catalog'})") for pid, signer in view.parents
+    ]
+    for p in view.private:
+        lines.append(("private: study / trial", f"{p.study_name} / {p.trial_number} ({p.state})"))
+        if p.error:
+            lines.append(("private: error", p.error))
+    print_table(f"record {stored.id[:12]}", ["field", "value"], lines)
+    by_metric: dict[str, list[str]] = {}
+    for point in stored.record.curve:
+        by_metric.setdefault(point.metric, []).append(f"{point.step}:{format_value(point.value)}")
+    for metric, points in by_metric.items():
+        print_line(f"curve {metric} ({len(points)} points): {' '.join(points)}")
     return 0
 
 
@@ -211,10 +319,6 @@ def _warn_unknown_names(
             close = starts[:3] or difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(prefix + c for c in close)}?" if close else ""
             stderr.print(f"warning: no record has {prefix}{name}{hint}", markup=False)
-
-
-def _compact(values: Any) -> str:
-    return json.dumps(dict(values), separators=(",", ":"))
 
 
 def _row_json(stored: Any, found_at: list[str]) -> dict[str, Any]:
@@ -264,5 +368,22 @@ def register(sub: SubParsers) -> None:
     p.add_argument("--peers", action="store_true", help="also ask trusted peers live")
     p.add_argument("--limit", type=int, default=100, help="most records shown (default 100)")
     p.add_argument("--order-by", default="", help="KEY [asc|desc], e.g. 'metrics.accuracy desc'")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--columns",
+        default="",
+        help="comma-separated keys shown after id and signer, e.g. "
+        "'task.type,params.learning_rate,metrics.accuracy' (default: kind, task, model and "
+        "the metrics the filter names)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "csv", "tsv", "json"),
+        default="table",
+        help="table (numbers rounded), csv or tsv (full ids and values), json (every field)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON (same as --format json)")
     p.set_defaults(handler=cmd_catalog_query)
+    p = catalog.add_parser("show", help="print one record in full (id or unique prefix)")
+    p.add_argument("record_id", metavar="ID", help="a record id or a unique prefix of one")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_catalog_show)

@@ -5,6 +5,7 @@ Data goes to stdout; diagnostics go to stderr, so `--json | jq` always gets clea
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["print_json", "print_line", "print_table", "stderr"]
+__all__ = ["print_delimited", "print_json", "print_line", "print_table", "stderr"]
 
 stderr = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 _stdout = Console(highlight=False, soft_wrap=True, emoji=False)
@@ -24,13 +25,28 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def print_table(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    numeric: Sequence[int] = (),
+) -> None:
+    """A table; the columns at the `numeric` positions are right-aligned."""
     table = Table(title=title, show_lines=False)
-    for col in columns:
-        table.add_column(col, overflow="fold")
+    for i, col in enumerate(columns):
+        table.add_column(col, overflow="fold", justify="right" if i in numeric else "left")
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     _stdout.print(table)
+
+
+def print_delimited(columns: Sequence[str], rows: Sequence[Sequence[Any]], delimiter: str) -> None:
+    """CSV (delimiter ",") or TSV ("\\t") with a header row; None is an empty field."""
+    writer = csv.writer(sys.stdout, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    sys.stdout.flush()
 
 
 def print_line(text: str) -> None:

@@ -1,0 +1,279 @@
+"""The UI's test world: a node (Beta) that synced a peer's (Alpha's) records, has studies of its
+own and a hosted federation's journal, served by a real `gridpoint ui` process; one Chromium
+(Debian's, driven by Playwright) for the whole session.
+
+Screenshots go to build/test-artifacts/ui/ (and the README's two to docs/screenshots/).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridpoint.node.catalog import publish
+from gridpoint.node.home import NodeHome
+from gridpoint.node.peers.sync import sync_all
+from gridpoint.node.store.base import PrivateRun
+from gridpoint.node.ui.study_reports import save_report
+from gridpoint.schema import CurvePoint, RunRecord
+from tests.helpers import ROOT, make_record
+from tests.inprocess import Network
+
+ARTIFACTS = ROOT / "build" / "test-artifacts" / "ui"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Text only this node knows about its own runs; it must never appear on a peer's record page.
+PRIVATE_CANARY = "canary-private-study-7f3a"
+
+
+@dataclass
+class World:
+    alpha: NodeHome
+    beta: NodeHome
+    alpha_ids: list[str]
+    beta_ids: list[str]
+    long_curve_id: str
+    records: dict[str, RunRecord]
+
+
+def _curved(i: int, accuracy: float, points: int, lr: float) -> RunRecord:
+    base = make_record(i, accuracy=accuracy, learning_rate=lr)
+    curve = tuple(
+        CurvePoint(10 * (k + 1), "accuracy", round(accuracy * (k + 1) / points + 0.01 * (k % 3), 4))
+        for k in range(points)
+    )
+    return replace(base, curve=curve, objective_metric="accuracy", objective_direction="maximize")
+
+
+def _studies(home: NodeHome) -> None:
+    """Two Optuna studies as `tune` keeps them (a cold one and a warm-started one) and the
+    warm-started one's report."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{home.path / 'studies.db'}"
+    cold = [0.55, 0.61, 0.58, 0.66, 0.64, 0.69, 0.7, 0.68]
+    warm = [0.71, 0.69, 0.74, 0.73, 0.76, 0.75, 0.77, 0.76]
+    for name, values in (("sentiment-cold", cold), ("sentiment-warm", warm)):
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        for k, value in enumerate(values):
+            trial = study.ask()
+            trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True)
+            if k == 3:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                study.tell(trial, value)
+    save_report(
+        home.path,
+        "sentiment-warm",
+        {
+            "method": "rgpe",
+            "priors": [
+                {
+                    "prior": "p1",
+                    "study": "ab" * 16,
+                    "signer": "a" * 40,
+                    "signer_name": "Alpha Labs",
+                    "trials": 6,
+                    "similarity": 0.91,
+                    "weight": 0.5,
+                    "used": True,
+                    "notes": [],
+                },
+                {
+                    "prior": "p2",
+                    "study": "cd" * 16,
+                    "signer": "b" * 40,
+                    "signer_name": "Gamma",
+                    "used": False,
+                    "trials": 3,
+                    "reason": "another model family",
+                },
+            ],
+            "weights": {"p1": 0.62},
+            "study_weight": 0.38,
+            "prior_curves": 6,
+            "saved_at": "2026-11-24T05:00:00+00:00",
+        },
+    )
+
+
+def _federation(home: NodeHome, members: list[str]) -> None:
+    """A hosted federation's journal, in the format the ServerApp writes it."""
+    folder = home.path / "fed" / "sentiment" / "run-001"
+    folder.mkdir(parents=True)
+    events = [{"event": "start", "rounds": 3, "payload_bytes": 1000, "parameters": 250}]
+    for r in range(1, 4):
+        events.append(
+            {
+                "event": "round",
+                "round": r,
+                "accepted": members,
+                "refused": [{"node": "flower-node-99", "reason": "update is not signed"}]
+                if r == 2
+                else [],
+                "metrics": {"train_loss": 1.0 / r, "accuracy": 0.5 + r / 10},
+                "payload_bytes": [1000] * len(members),
+            }
+        )
+    (folder / "progress.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    (folder / "result.json").write_text(json.dumps({"members": members, "train_metrics": {}}))
+
+
+@pytest.fixture(scope="session")
+def world() -> Iterator[World]:
+    root = Path(tempfile.mkdtemp(prefix="gridpoint-ui-"))
+    net = Network(root)
+    alpha, beta = net.add("Alpha Labs"), net.add("Beta Research")
+    net.trust(alpha, beta)
+    net.trust(beta, alpha)
+    records: dict[str, RunRecord] = {}
+    alpha_ids = []
+    for i in range(6):
+        record = _curved(i, 0.6 + i / 20, 20, 1e-5 * (i + 1))
+        alpha_ids.append(publish(alpha.store, alpha.home.identity, record).id)
+        records[alpha_ids[-1]] = record
+    long_record = _curved(99, 0.9, 1000, 5e-5)
+    long_curve_id = publish(alpha.store, alpha.home.identity, long_record).id
+    records[long_curve_id] = long_record
+    alpha_ids.append(long_curve_id)
+    sync_all(beta.home, beta.store, net.connector(beta))
+    beta_ids = []
+    for i in range(3):
+        record = _curved(10 + i, 0.7 + i / 50, 15, 2e-5 * (i + 1))
+        beta_ids.append(publish(beta.store, beta.home.identity, record).id)
+        records[beta_ids[-1]] = record
+    # A run derived from one of the peer's (its lineage) and one from a record never seen here.
+    child = replace(_curved(20, 0.8, 5, 3e-5), parents=(alpha_ids[1], "f" * 64))
+    beta_ids.append(publish(beta.store, beta.home.identity, child).id)
+    records[beta_ids[-1]] = child
+    now = datetime.now(UTC)
+    beta.store.add_private_run(
+        PrivateRun(
+            PRIVATE_CANARY, 0, json.dumps({"state": "complete", "error": None}), beta_ids[0], now
+        )
+    )
+    # A private run that (wrongly) names a peer's record: the page of that record must still
+    # show nothing private, because the record is not this node's.
+    beta.store.add_private_run(
+        PrivateRun(
+            PRIVATE_CANARY,
+            1,
+            json.dumps({"state": "failed", "error": "canary-error"}),
+            alpha_ids[0],
+            now,
+        )
+    )
+    _studies(beta.home)
+    _federation(beta.home, [alpha.node_id, beta.node_id])
+    world = World(alpha.home, beta.home, alpha_ids, beta_ids, long_curve_id, records)
+    net.close()
+    yield world
+    shutil.rmtree(root, ignore_errors=True)
+
+
+class UiProcess:
+    """A real `gridpoint ui` process; url is what it printed."""
+
+    def __init__(self, home: NodeHome, listen: str = "127.0.0.1:0") -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gridpoint", "--home", str(home.path), "ui", "--listen", listen],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        match = re.search(r"(http://\S+)", line)
+        if match is None:
+            self.stop()
+            raise AssertionError(f"gridpoint ui did not start: {line}")
+        self.url = match.group(1)
+        self.port = int(re.search(r":(\d+)/", self.url).group(1))  # type: ignore[union-attr]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def ui(world: World) -> Iterator[UiProcess]:
+    process = UiProcess(world.beta)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
+        pytest.skip("no chromium (apt-get install chromium; ./dev test installs it)")
+    user_data = Path(tempfile.mkdtemp(prefix="gridpoint-chromium-"))
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(user_data),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1400, "height": 900},
+        )
+        context.set_default_timeout(10_000)
+        yield context
+        context.close()
+    shutil.rmtree(user_data, ignore_errors=True)
+
+
+@pytest.fixture
+def page(browser: Any, ui: UiProcess) -> Iterator[Any]:
+    """A fresh tab that records every request it makes (page.requests)."""
+    tab = browser.new_page()
+    requests: list[str] = []
+    tab.on("request", lambda request: requests.append(request.url))
+    tab.requests = requests
+    yield tab
+    tab.close()
+
+
+def shot(page: Any, name: str, *, readme: bool = False) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if readme:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
+    return path
