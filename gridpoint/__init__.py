@@ -7,7 +7,9 @@ following `__all__` from here is public; every other module is internal and may 
     sampler = gridpoint.from_catalog("~/gridpoint", search_space, task=..., objective_metric=...)
 
 The training-side names (WarmStartSampler, CurvePruner, PriorStudy, from_catalog) load
-Optuna and the surrogate models on first use, so importing gridpoint itself stays light.
+Optuna and the surrogate models on first use, so importing gridpoint itself stays light; so
+do the integrations (`gridpoint.integrations.transformers.GridpointCallback`, a Hugging Face
+Trainer callback, and `gridpoint.integrations.optuna.Publisher`, an Optuna study callback).
 
 The package is organized as follows:
 
@@ -63,6 +65,7 @@ __all__ = [
     "WarmStartSampler",
     "__version__",
     "from_catalog",
+    "integrations",
     "record_from_json",
     "record_to_json",
     "validate_record",
@@ -78,6 +81,8 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "integrations":  # a subpackage: gridpoint.integrations.transformers, .optuna
+        return importlib.import_module("gridpoint.integrations")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'gridpoint' has no attribute {name!r}")

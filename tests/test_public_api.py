@@ -26,6 +26,7 @@ EXPORTED = {
     "WarmStartSampler",
     "__version__",
     "from_catalog",
+    "integrations",
     "record_from_json",
     "record_to_json",
     "validate_record",
@@ -79,6 +80,7 @@ def test_a_wheel_installs_only_the_gridpoint_package(tmp_path: Path) -> None:
         "gridpoint/py.typed",
         "gridpoint/node/daemon/server.py",
         "gridpoint/trainers/study.py",
+        "gridpoint/integrations/transformers.py",
         "gridpoint/federation/flower_app/pyproject.toml",
         "gridpoint/node/store/migrations/versions/0001_initial.py",
         "gridpoint/v1/records_pb2.pyi",
@@ -88,3 +90,4 @@ def test_a_wheel_installs_only_the_gridpoint_package(tmp_path: Path) -> None:
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "gridpoint = gridpoint.node.cli.main:main" in text
     assert "fed = gridpoint.federation.cli:register" in text
+    assert "import = gridpoint.integrations.import_cli:register" in text

@@ -1,0 +1,32 @@
+"""Integrations: runs of a team's own training code enter a node home as `gridpoint tune`'s do.
+
+    from gridpoint.integrations.transformers import GridpointCallback   # Hugging Face Trainer
+    from gridpoint.integrations.optuna import Publisher                 # any Optuna study
+
+and `gridpoint import optuna|mlflow` for history that already exists. Importing this package
+loads neither transformers nor Optuna nor MLflow: each submodule loads its own library.
+
+The code is organized as follows:
+
+- transformers.py: `GridpointCallback`, a `TrainerCallback` (Trainer and TRL's trainers).
+- optuna.py: `Publisher`, an Optuna study callback.
+- optuna_trials.py, mlflow_runs.py: reading one source's runs as `ForeignRun`s.
+- foreign_run.py: a run from elsewhere; renaming into the vocabulary (names.py); the private
+  trial the anonymizer takes.
+- task.py: the task descriptor, measured on a dataset or declared.
+- sink.py: anonymize, sign, publish, keep privately; idempotent by source identity.
+- import_cli.py: `gridpoint import ...` (registered through the `gridpoint.commands` entry point).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__all__ = ["optuna", "transformers"]
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name not in __all__:
+        raise AttributeError(f"module 'gridpoint.integrations' has no attribute {name!r}")
+    return importlib.import_module(f"{__name__}.{name}")
