@@ -5,7 +5,9 @@ Two organizations, Alpha Labs and Beta Research, each with its own private data 
 a small study; Beta syncs Alpha's anonymized records, tunes its own task cold and then
 warm-started from Alpha's study (the prior report says whom it used and with what weight);
 then both train one model together in a federation hosted by a third node, the Consortium.
-The demo ends with a summary: records shared, priors used, best cold vs warm, rounds.
+The demo ends with a summary: records shared, priors used, best cold vs warm, rounds, and
+the models each organization keeps (its best trials', and the federation's, which every
+member received from the host over the signed Artifacts service).
 `--quick` runs only the catalog path (publish, sync, query), in seconds.
 
 Every command is printed before it runs, so the output doubles as a walkthrough. Daemons
@@ -289,6 +291,12 @@ def story(work: Path) -> None:
         cold = tune(beta, "study-cold.toml")
         print("\n# Alpha and Beta train one model together; the Consortium hosts the rounds.")
         fed = federate(consortium, [alpha, beta])
+        print("\n# The models: Beta kept its best trial's model and received the federation's.")
+        gridpoint(beta, "model", "list")
+        models = {
+            n.name: json.loads(gridpoint(n, "model", "list", "--json", quiet=True))
+            for n in (alpha, beta)
+        }
         gridpoint(beta, "catalog", "sync", quiet=True)
         catalog = json.loads(
             gridpoint(beta, "catalog", "query", "", "--limit", "1000", "--json", quiet=True)
@@ -312,6 +320,12 @@ def story(work: Path) -> None:
         f"federation: {len(fed['rounds'])} rounds, {len(fed['members'])} members aggregated, "
         f"record {fed['record_id'][:12]} published by the Consortium"
     )
+    for name, kept in models.items():
+        received = any(m["id"] == fed["model"] for m in kept)
+        print(
+            f"{name} keeps {sum(m['kind'] == 'trial' for m in kept)} tuned model(s)"
+            + (f" and the federation's model {fed['model'][:12]}" if received else "")
+        )
     print(f"node homes, private folders and logs: {work}")
 
 

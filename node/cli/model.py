@@ -67,24 +67,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json([artifact_json(a) for a in held])
         return 0
+    # Narrow enough for 80 columns: `model show ID` has the record, files and digests.
     print_table(
         f"{len(held)} models",
-        ["id", "kind", "method", "base model", "record", "files", "bytes", "score", "group"],
+        ["id", "kind", "method", "size", "score", "study / federation", "base model"],
         [
             [
                 a.id[:12],
                 a.kind,
                 a.method,
-                a.base_model or "-",
-                (a.record_id or "-")[:12],
-                len(a.files),
-                a.bytes,
+                f"{a.bytes / 1e6:.1f} MB",
                 "-" if a.score is None else f"{a.score:.4g}",
                 a.group or "-",
+                a.base_model or "-",
             ]
             for a in held
         ],
-        numeric=(5, 6, 7),
+        numeric=(3, 4),
+        whole=(0, 1, 2, 3),
     )
     return 0
 

@@ -31,11 +31,18 @@ def print_table(
     rows: Sequence[Sequence[Any]],
     *,
     numeric: Sequence[int] = (),
+    whole: Sequence[int] = (),
 ) -> None:
-    """A table; the columns at the `numeric` positions are right-aligned."""
+    """A table; the columns at the `numeric` positions are right-aligned, those at the
+    `whole` positions (ids, short words) never wrap: the others give way when it is narrow."""
     table = Table(title=title, show_lines=False)
     for i, col in enumerate(columns):
-        table.add_column(col, overflow="fold", justify="right" if i in numeric else "left")
+        table.add_column(
+            col,
+            overflow="fold",
+            justify="right" if i in numeric else "left",
+            no_wrap=i in whole,
+        )
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     _stdout.print(table)
