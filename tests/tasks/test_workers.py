@@ -12,8 +12,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from gridpoint.node.store.sql_store import normalize_db_url, open_store
 from gridpoint.node.home import STUDIES_SCHEMA, NodeHome
+from gridpoint.node.store.sql_store import normalize_db_url, open_store
 from gridpoint.node.ui.studies import list_studies, optuna_url
 from gridpoint.trainers.study_storage import SCHEMA, study_storage
 from tests.helpers import ROOT, cli_json
