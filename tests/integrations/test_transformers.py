@@ -94,3 +94,64 @@ def test_a_trainer_run_becomes_one_record_with_its_curve_and_no_canary(
         assert canary.lower().encode() not in stored.envelope.lower(), canary
     # The canaries did reach the private record, so the check above could have failed.
     assert "ZQCANARYOUTDIR" in private.detail and private.study_name == "ZQCANARYSTUDY"
+
+
+# TRL's SFTConfig still sets the TrainingArguments field transformers 5 renamed.
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing.*is deprecated:FutureWarning")
+def test_trl_sft_trainer_runs_with_the_callback_and_publishes_one_record(
+    make_home, tmp_path: Path
+) -> None:
+    # Prepare: TRL's SFTTrainer (a Trainer subclass) on a tiny causal LM with prompt/completion
+    # pairs; the prompts carry a canary.
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from gridpoint.trainers.word_tokenizer import data_free_tokenizer
+
+    home = make_home("A")
+    tokenizer = data_free_tokenizer()
+    rows = [
+        {"prompt": f"zqcanaryprompt {i} plus one:", "completion": f" {i + 1}"} for i in range(64)
+    ]
+    model = LlamaForCausalLM(
+        LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                    num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                    max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id)
+    )  # fmt: skip
+    args = SFTConfig(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=8,
+        num_train_epochs=2,
+        learning_rate=1e-3,
+        eval_strategy="steps",
+        eval_steps=3,
+        logging_steps=2,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        max_length=48,
+    )
+    train = Dataset.from_list(rows[:48])
+    callback = GridpointCallback(home=home.path, task="causal-lm", study="sft", language="en")
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=Dataset.from_list(rows[48:]),
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    # Execute
+    trainer.train()
+    # Assert: one causal-lm record whose eval_loss curve is the SFT run's evaluations.
+    store = open_store(home.db_url())
+    [stored] = store.query(None, limit=10)
+    store.close()
+    record = stored.record
+    evaluations = [h for h in trainer.state.log_history if "eval_loss" in h]
+    assert (record.task.type, record.objective_metric) == ("causal-lm", "eval_loss")
+    assert [(p.step, p.value) for p in record.curve if p.metric == "eval_loss"] == [
+        (h["step"], h["eval_loss"]) for h in evaluations
+    ]
+    assert b"zqcanaryprompt" not in stored.envelope.lower()
