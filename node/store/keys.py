@@ -68,6 +68,12 @@ KEYS: dict[str, KeySpec] = {
             "str",
             lambda r: r.task.text_length_bucket,
         ),
+        _plain(
+            "task.image_size_bucket",
+            "task_image_size_bucket",
+            "str",
+            lambda r: r.task.image_size_bucket,
+        ),
         _plain("model.base", "model_base", "str", lambda r: r.model.base),
         _plain("model.family", "model_family", "str", lambda r: r.model.family),
         _plain("model.method", "model_method", "str", lambda r: r.model.method),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -15,6 +16,7 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.store.base import Peer
 from gridpoint.node.store.query_filter import parse_filter, parse_order_by
 from gridpoint.node.store.sql_store import SqlStore, open_store
+from gridpoint.schema import TaskDescriptor
 from tests.helpers import make_record, signed_records
 
 
@@ -158,3 +160,18 @@ def test_ordering_by_a_metric_puts_records_without_it_last_and_keeps_the_filter(
     assert [t.record.metrics["accuracy"] for t in top] == sorted(
         r.record.metrics["accuracy"] for r in with_metric
     )[:2]
+
+
+def test_image_records_are_found_by_their_image_size_bucket(store: SqlStore, make_home) -> None:
+    home: NodeHome = make_home("org")
+    text = make_record(0)
+    image = replace(
+        make_record(1, task_type="image-classification"),
+        task=TaskDescriptor(type="image-classification", num_labels=2, size_bucket="<1k",
+                            image_size_bucket="64-224"),
+    )  # fmt: skip
+    stored = [sign_record(home.identity, r) for r in (text, image)]
+    store.add_records(stored)
+    found = store.query(parse_filter("task.image_size_bucket = '64-224'"), limit=10)
+    assert [f.id for f in found] == [stored[1].id]
+    assert found[0].record.task.image_size_bucket == "64-224"
