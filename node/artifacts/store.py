@@ -20,14 +20,12 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy import Connection, delete, insert, select
-from sqlalchemy.exc import DBAPIError
 
 from gridpoint.errors import ArtifactError, ArtifactNotFound, StoreError
 from gridpoint.node.artifacts.manifest import (
@@ -47,7 +45,7 @@ from gridpoint.node.protocol.envelope import sign_envelope
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.models import ARTIFACT_READERS as READERS
 from gridpoint.node.store.models import ARTIFACTS
-from gridpoint.node.store.sql_rows import write_failure
+from gridpoint.node.store.sql_rows import as_utc
 from gridpoint.node.store.sql_store import SqlStore
 from gridpoint.v1 import envelope_pb2
 
@@ -109,7 +107,7 @@ class ArtifactStore:
         if not isinstance(store, SqlStore):
             raise StoreError("the artifact store needs the node's SQL store")
         self._home = home
-        self._engine = store.engine
+        self._sql = store
         self.root = home.path / "models"
         self.root.mkdir(mode=0o700, exist_ok=True)
         self._sweep()
@@ -172,7 +170,7 @@ class ArtifactStore:
             shutil.rmtree(final)
         os.replace(folder, final)
         try:
-            with self._write() as conn:
+            with self._sql.writing() as conn:
                 conn.execute(
                     insert(ARTIFACTS).values(
                         id=new_id,
@@ -205,7 +203,7 @@ class ArtifactStore:
         stmt = select(ARTIFACTS).order_by(ARTIFACTS.c.created_at.desc(), ARTIFACTS.c.id)
         if group is not None:
             stmt = stmt.where(ARTIFACTS.c.group_name == group)
-        with self._read() as conn:
+        with self._sql.reading() as conn:
             rows = conn.execute(stmt).all()
             readers = self._readers(conn, [r.id for r in rows])
         return [_artifact(r, readers.get(r.id, ())) for r in rows]
@@ -216,7 +214,7 @@ class ArtifactStore:
             raise ArtifactNotFound(
                 f"{id_or_prefix[:70]!r} is not an artifact id (lowercase hex digits)"
             )
-        with self._read() as conn:
+        with self._sql.reading() as conn:
             rows = conn.execute(
                 select(ARTIFACTS).where(ARTIFACTS.c.id.startswith(id_or_prefix)).limit(2)
             ).all()
@@ -245,7 +243,7 @@ class ArtifactStore:
     def remove(self, id_or_prefix: str) -> None:
         """Forgets the artifact and deletes its files."""
         artifact = self.get(id_or_prefix)
-        with self._write() as conn:
+        with self._sql.writing() as conn:
             conn.execute(delete(ARTIFACTS).where(ARTIFACTS.c.id == artifact.id))
         shutil.rmtree(self.folder(artifact), ignore_errors=True)
 
@@ -281,23 +279,8 @@ class ArtifactStore:
 
     # --- internals ------------------------------------------------------------------------
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        try:
-            with self._engine.connect() as conn:
-                conn.execution_options(gridpoint_write=True)
-                with conn.begin():
-                    yield conn
-        except DBAPIError as exc:
-            raise write_failure(exc) from exc
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn, conn.begin():
-            yield conn
-
     def _row(self, artifact_id_: str) -> object | None:
-        with self._read() as conn:
+        with self._sql.reading() as conn:
             return conn.execute(
                 select(ARTIFACTS.c.id).where(ARTIFACTS.c.id == artifact_id_)
             ).first()
@@ -315,7 +298,7 @@ class ArtifactStore:
         return {k: tuple(v) for k, v in out.items()}
 
     def _add_readers(self, artifact_id_: str, readers: Sequence[str]) -> None:
-        with self._write() as conn:
+        with self._sql.writing() as conn:
             present = set(
                 conn.scalars(select(READERS.c.node_id).where(READERS.c.artifact_id == artifact_id_))
             )
@@ -352,9 +335,7 @@ def _alive(pid: int) -> bool:
 def _artifact(row: object, readers: tuple[str, ...]) -> Artifact:
     r = row._mapping  # type: ignore[attr-defined]
     manifest = decode_manifest(envelope_pb2.SignedEnvelope.FromString(r["manifest"]).payload)
-    created = r["created_at"]
-    if created.tzinfo is None:  # SQLite hands back naive datetimes
-        created = created.replace(tzinfo=UTC)
+    created = as_utc(r["created_at"])
     return Artifact(
         id=r["id"],
         kind=r["kind"],

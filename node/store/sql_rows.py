@@ -1,4 +1,5 @@
-"""Rows of the SQL store: a record's rows, a stored envelope back, and what a failed write means.
+"""Rows of the SQL store: a record's rows, a stored envelope back, a stored time, and what a
+failed write means.
 
 Kept apart from sql_store.py, which says when and in which transaction rows are written.
 Must never put a database's own error text in a message: it can hold values, paths and SQL;
@@ -7,7 +8,7 @@ write_failure() says in plain words what is wrong.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -20,6 +21,7 @@ from gridpoint.node.store.query_filter import Value
 from gridpoint.v1 import envelope_pb2
 
 __all__ = [
+    "as_utc",
     "check_peer",
     "failure_in_words",
     "param_row",
@@ -117,3 +119,8 @@ def stored(envelope_bytes: bytes) -> StoredRecord:
         signed_at_ms=env.signed_at_unix_ms,
         record=decode_record(env.payload),
     )
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A time read back from a timezone-aware column, aware (SQLite hands it back naive)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

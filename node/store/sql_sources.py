@@ -17,6 +17,7 @@ from sqlalchemy import Connection, insert, select
 from gridpoint.node.store.base import RecordSource
 from gridpoint.node.store.models import RECORDS as R
 from gridpoint.node.store.models import SOURCES
+from gridpoint.node.store.sql_rows import as_utc
 
 __all__ = ["listed", "note"]
 
@@ -55,9 +56,4 @@ def listed(conn: Connection, record_id: str) -> list[RecordSource]:
         .where(R.c.id == record_id)
         .order_by(SOURCES.c.first_seen_at, SOURCES.c.peer_id)
     )
-    return [RecordSource(row.peer_id, _utc(row.first_seen_at)) for row in rows]
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return [RecordSource(row.peer_id, as_utc(row.first_seen_at)) for row in rows]

@@ -104,7 +104,10 @@ class SqlStore(CatalogStore):
             conn.commit()
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction, one writer at a time (this process's lock, and on PostgreSQL an
+        advisory lock); a database failure comes out as a StoreError. For every table in the
+        node's database, the artifact store's included."""
         try:
             with self._lock, self.engine.connect() as conn:
                 conn.execution_options(gridpoint_write=True)
@@ -116,14 +119,15 @@ class SqlStore(CatalogStore):
             raise write_failure(exc) from exc
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def reading(self) -> Iterator[Connection]:
+        """A read transaction."""
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
     # --- records -------------------------------------------------------------------------
 
     def add_records(self, records: Sequence[StoredRecord]) -> AddResult:
-        with self._write() as conn:
+        with self.writing() as conn:
             return self._insert(conn, records)
 
     def store_sync_page(
@@ -133,7 +137,7 @@ class SqlStore(CatalogStore):
         next_cursor: str,
         pending: Sequence[PendingEnvelope] = (),
     ) -> AddResult:
-        with self._write() as conn:
+        with self.writing() as conn:
             result = self._insert(conn, records)
             sql_sources.note(conn, peer_id, [r.id for r in records])
             kept, dropped = sql_pending.keep(conn, peer_id, pending)
@@ -145,13 +149,13 @@ class SqlStore(CatalogStore):
             return AddResult(result.new, result.duplicates, result.unstorable, kept, dropped)
 
     def pending_envelopes(self, peer_id: str) -> list[PendingEnvelope]:
-        with self._read() as conn:
+        with self.reading() as conn:
             return sql_pending.listed(conn, peer_id)
 
     def resolve_pending(
         self, peer_id: str, admitted: Sequence[StoredRecord], dropped: Sequence[str]
     ) -> AddResult:
-        with self._write() as conn:
+        with self.writing() as conn:
             result = self._insert(conn, admitted)
             sql_sources.note(conn, peer_id, [r.id for r in admitted])
             sql_pending.forget(conn, peer_id, [*(r.id for r in admitted), *dropped])
@@ -213,12 +217,12 @@ class SqlStore(CatalogStore):
             conn.execute(insert(PARENTS), parents)
 
     def get_record(self, record_id: str) -> StoredRecord | None:
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(R.c.id, R.c.envelope).where(R.c.id == record_id)).first()
         return None if row is None else stored(row.envelope)
 
     def record_sources(self, record_id: str) -> list[RecordSource]:
-        with self._read() as conn:
+        with self.reading() as conn:
             return sql_sources.listed(conn, record_id)
 
     def records_after(self, cursor: str, limit: int) -> Page:
@@ -226,7 +230,7 @@ class SqlStore(CatalogStore):
             raise RequestError("sync cursor is not one this node issued")
         _check_limit(limit)
         after = int(cursor or 0)
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(
                 select(R.c.seq, R.c.envelope)
                 .where(R.c.seq > after)
@@ -279,7 +283,7 @@ class SqlStore(CatalogStore):
             raise RequestError(f"offset must be at least 0, got {offset}")
         out: list[bytes] = []
         size = 0
-        with self._read() as conn:
+        with self.reading() as conn:
             for stmt in query_statements(where, order_by):
                 if len(out) >= limit:
                     break
@@ -302,7 +306,7 @@ class SqlStore(CatalogStore):
         return out
 
     def count_records(self) -> int:
-        with self._read() as conn:
+        with self.reading() as conn:
             return int(conn.scalar(select(func.count()).select_from(R)) or 0)
 
     def known_names(self, family: Literal["params", "metrics"], limit: int = 10_000) -> set[str]:
@@ -313,7 +317,7 @@ class SqlStore(CatalogStore):
         following = select(func.min(table.c.name)).where(table.c.name > names.c[0])
         names = names.union_all(select(following.scalar_subquery()).where(names.c[0].is_not(None)))
         stmt = select(names.c[0]).where(names.c[0].is_not(None)).limit(limit)
-        with self._read() as conn:
+        with self.reading() as conn:
             return set(conn.scalars(stmt))
 
     # --- peers ---------------------------------------------------------------------------
@@ -328,7 +332,7 @@ class SqlStore(CatalogStore):
             "cert_pem": peer.cert_pem,
             "added_at": peer.added_at,
         }
-        with self._write() as conn:
+        with self.writing() as conn:
             present = conn.scalar(select(PEERS.c.node_id).where(PEERS.c.node_id == peer.node_id))
             if present is None:
                 conn.execute(insert(PEERS).values(**values, sync_cursor=peer.sync_cursor))
@@ -337,23 +341,23 @@ class SqlStore(CatalogStore):
                 conn.execute(update(PEERS).where(PEERS.c.node_id == peer.node_id).values(**values))
 
     def get_peer(self, node_id: str) -> Peer | None:
-        with self._read() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(PEERS).where(PEERS.c.node_id == node_id)).first()
         return None if row is None else Peer(**row._mapping)
 
     def list_peers(self) -> list[Peer]:
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(select(PEERS).order_by(PEERS.c.added_at, PEERS.c.node_id)).all()
         return [Peer(**r._mapping) for r in rows]
 
     def remove_peer(self, node_id: str) -> bool:
-        with self._write() as conn:
+        with self.writing() as conn:
             return bool(conn.execute(delete(PEERS).where(PEERS.c.node_id == node_id)).rowcount)
 
     # --- private runs --------------------------------------------------------------------
 
     def add_private_run(self, run: PrivateRun) -> int:
-        with self._write() as conn:
+        with self.writing() as conn:
             return int(
                 conn.execute(
                     insert(PRIVATE)
@@ -372,7 +376,7 @@ class SqlStore(CatalogStore):
         stmt = select(PRIVATE).order_by(PRIVATE.c.id)
         if study_name is not None:
             stmt = stmt.where(PRIVATE.c.study_name == study_name)
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = conn.execute(stmt).all()
         return [
             PrivateRun(
@@ -389,7 +393,7 @@ class SqlStore(CatalogStore):
         self.engine.dispose()
 
     def table_names(self) -> list[str]:
-        with self._read() as conn:
+        with self.reading() as conn:
             if self.dialect == "sqlite":
                 rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))
             else:
