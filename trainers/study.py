@@ -153,7 +153,6 @@ def run_study(
     on_trial: OnTrial | None = None,
     search_for: SearchFactory | None = None,
     progress: bool = True,
-    device: str | None = None,
     devices: str = "auto",
     worker: bool = False,
     on_interrupted: Callable[[int], None] = lambda _number: None,
@@ -161,8 +160,8 @@ def run_study(
 ) -> StudySummary:
     """Runs (or resumes, or as a worker joins) the study; returns its trials run now and its best.
 
-    devices: `auto`, `cpu` or a list like `cuda:0,cuda:1` (device, one name, is the older
-    spelling); one trial per device at a time. worker: join a study another process started
+    devices: `auto`, `cpu`, one device or a list like `cuda:0,cuda:1`; one trial per device
+    at a time. worker: join a study another process started
     (ConfigError if there is none); without n_trials it runs until the study has its trials.
     keep_model is called after on_trial for each complete trial, with its trained model,
     which is released when it returns.
@@ -170,7 +169,7 @@ def run_study(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    names = check_devices(device or devices, "--device" if device else "--devices")
+    names = check_devices(devices)
     with _quiet_heartbeat_warnings():
         return _run(
             config, storage_url, names, n_trials, on_trial, search_for, progress, worker,
