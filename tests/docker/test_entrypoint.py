@@ -29,19 +29,31 @@ NOBODY = 65534
 def run_unprivileged(
     home: Path, *command: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """The entry point as a user who owns nothing here (root reads and writes everything)."""
+    """The entry point as a user who owns nothing here (root reads and writes everything).
+
+    It runs from a copy in a folder that user can read: the checkout may sit in one it
+    cannot (a clone in `mktemp -d` is root's alone), as the script never does in the image.
+    """
     as_user: list[str] = []
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         assert setpriv, "setpriv (util-linux) is needed to run the entry point as another user"
         as_user = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    return subprocess.run(
-        [*as_user, str(ENTRYPOINT), *command],
-        env={"PATH": os.environ["PATH"], "GRIDPOINT_HOME": str(home), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    folder = Path(tempfile.mkdtemp(prefix="gridpoint-entrypoint-script-"))
+    try:
+        folder.chmod(0o755)
+        script = folder / ENTRYPOINT.name
+        shutil.copy2(ENTRYPOINT, script)
+        script.chmod(0o755)
+        return subprocess.run(
+            [*as_user, str(script), *command],
+            env={"PATH": os.environ["PATH"], "GRIDPOINT_HOME": str(home), **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        shutil.rmtree(folder)
 
 
 @pytest.fixture
