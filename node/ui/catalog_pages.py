@@ -28,6 +28,7 @@ from gridpoint.node.ui.views import (
     catalog_page,
     curve_panels,
     find_record,
+    record_view,
 )
 from gridpoint.schema import RunRecord
 
@@ -138,8 +139,6 @@ def register(app: FastAPI, ui: UiContext) -> None:
 
     @app.get("/record/{record_id}", response_class=HTMLResponse)
     def record(request: Request, record_id: str) -> HTMLResponse:
-        from gridpoint.node.ui.views import record_view
-
         try:
             view = record_view(ui.home, ui.store, record_id, ui.names())
         except GridpointError as exc:

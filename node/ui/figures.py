@@ -50,8 +50,13 @@ COLORS = (
     "#FF97FF",
     "#FECB52",
 )
-_SCRIPT_UNSAFE = str.maketrans(
-    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+# What would end a <script> element or an HTML comment, written as JSON escapes instead.
+_SCRIPT_UNSAFE = (
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("&", "\\u0026"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
 )
 
 
@@ -64,7 +69,13 @@ class Chart:
 
     def json(self) -> str:
         """The figure as JSON safe inside a <script type="application/json"> element."""
-        return json.dumps(_finite(self.figure), separators=(",", ":")).translate(_SCRIPT_UNSAFE)
+        try:
+            text = json.dumps(self.figure, separators=(",", ":"), allow_nan=False)
+        except ValueError:  # a NaN or an infinity somewhere: the slow walk replaces them
+            text = json.dumps(_finite(self.figure), separators=(",", ":"))
+        for unsafe, escaped in _SCRIPT_UNSAFE:
+            text = text.replace(unsafe, escaped)
+        return text
 
 
 def esc(text: object) -> str:
@@ -84,17 +95,14 @@ def integer_axis(title: str, values: Sequence[float] = ()) -> dict[str, Any]:
     """An axis of trials, rounds or steps: ticks on whole numbers at a readable spacing."""
     finite = [v for v in values if math.isfinite(v)]
     span = (max(finite) - min(finite)) if finite else 1.0
-    return axis(title, tickmode="linear", tick0=0, dtick=whole_step(span), tickformat="d")
+    return axis(title, tickmode="linear", tick0=0, dtick=_whole_step(span), tickformat="d")
 
 
-def whole_step(span: float) -> int:
+def _whole_step(span: float) -> int:
     """A tick spacing of 1, 2 or 5 times a power of ten giving at most about 10 ticks."""
     target = max(span / 10, 1.0)
     power = 10 ** math.floor(math.log10(target))
-    for factor in (1, 2, 5, 10):
-        if factor * power >= target:
-            return int(factor * power)
-    return int(10 * power)  # pragma: no cover (the loop always returns)
+    return int(next(f * power for f in (1, 2, 5, 10) if f * power >= target))
 
 
 def layout(title: str, x: dict[str, Any], y: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -113,14 +121,14 @@ def layout(title: str, x: dict[str, Any], y: dict[str, Any], **extra: Any) -> di
     }
 
 
-def series_trace(series: Series, color: str, *, show_legend: bool = True) -> dict[str, Any]:
+def _series_trace(series: Series, color: str) -> dict[str, Any]:
     """One series as a scatter trace: every point kept (no line simplification)."""
     trace: dict[str, Any] = {
         "type": "scatter",
         "x": list(series.x),
         "y": list(series.y),
         "name": esc(series.label),
-        "showlegend": show_legend and bool(series.label),
+        "showlegend": bool(series.label),
         "line": {"color": color, "simplify": False},
         "marker": {"color": color, "size": 7},
     }
@@ -147,7 +155,7 @@ def panel_chart(name: str, panel: Panel) -> Chart:
         key = series.group or series.label or str(index)
         if key not in keys:
             keys.append(key)
-        trace = series_trace(series, color_of(keys.index(key)))
+        trace = _series_trace(series, color_of(keys.index(key)))
         if series.group:
             rank = sum(1 for s in panel.series[:index] if s.group == series.group)
             trace["line"]["dash"] = dashes[rank % len(dashes)]

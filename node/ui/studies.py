@@ -158,6 +158,8 @@ def _read(conn: Connection, name: str) -> StudyView | None:
     internal: dict[int, dict[str, float]] = {}
     problems: dict[int, list[str]] = {}
     spaces: dict[str, ParamSpace] = {}
+    # Every trial repeats its parameters' distributions: each text is read once.
+    distributions: dict[Any, Any] = {}
     for trial_id, pname, pvalue, dist in conn.execute(
         text(
             "SELECT trial_id, param_name, param_value, distribution_json FROM trial_params"
@@ -165,7 +167,9 @@ def _read(conn: Connection, name: str) -> StudyView | None:
         ),
         study,
     ):
-        space, value, problem = _param(str(pname), pvalue, dist)
+        if dist not in distributions:
+            distributions[dist] = _distribution(dist)
+        space, value, problem = _param(str(pname), pvalue, distributions[dist], str(dist))
         if problem:
             problems.setdefault(trial_id, []).append(problem)
             continue
@@ -211,15 +215,23 @@ def _read(conn: Connection, name: str) -> StudyView | None:
     )
 
 
-def _param(
-    name: str, value: Any, distribution_json: Any
-) -> tuple[ParamSpace | None, ParamValue | None, str]:
-    """The parameter's space and external value, or what is wrong with its row."""
+def _distribution(text: Any) -> dict[str, Any] | None:
+    """A distribution's JSON as an object (None when it is not one)."""
     try:
-        dist = json.loads(distribution_json)
+        dist = json.loads(text)
     except (TypeError, ValueError):
-        dist = None
+        return None
     if not isinstance(dist, dict) or not isinstance(dist.get("attributes", {}), dict):
+        return None
+    return dist
+
+
+def _param(
+    name: str, value: Any, dist: dict[str, Any] | None, text: str
+) -> tuple[ParamSpace | None, ParamValue | None, str]:
+    """The parameter's space and external value, or what is wrong with its row (dist: its
+    distribution read from text)."""
+    if dist is None:
         return None, None, f"parameter {name}: its distribution is not a JSON object"
     attributes = dist.get("attributes", {})
     number = isinstance(value, int | float) and math.isfinite(value)
@@ -229,13 +241,13 @@ def _param(
         if not (number and isinstance(choices, list) and 0 <= value < len(choices)) or value % 1:
             return None, None, f"parameter {name}: {value!r} is not the index of a choice"
         labels = tuple(str(c) for c in choices)
-        space = ParamSpace(name, "categorical", choices=labels, distribution=json.dumps(dist))
+        space = ParamSpace(name, "categorical", choices=labels, distribution=text)
         return space, labels[int(value)], ""
     if not number:
         return None, None, f"parameter {name}: its value {value!r} is not a number"
     log = bool(attributes.get("log")) or "Log" in kind
     kind = "int" if kind.startswith("Int") else "float"
-    return ParamSpace(name, kind, log=log, distribution=json.dumps(dist)), float(value), ""
+    return ParamSpace(name, kind, log=log, distribution=text), float(value), ""
 
 
 def _time(value: object) -> datetime | None:

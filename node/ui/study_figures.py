@@ -30,6 +30,7 @@ from gridpoint.node.ui.studies import ParamSpace, StudyTrial, StudyView
 __all__ = [
     "contour_chart",
     "curves_chart",
+    "drawn",
     "history_chart",
     "importance_chart",
     "parallel_chart",

@@ -15,9 +15,10 @@ page on a malformed trial: it is listed with what is wrong and left out of the c
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -42,7 +43,13 @@ __all__ = ["counterpart", "register", "trial_link"]
 
 
 def trial_link(view: StudyView, number: int) -> str:
-    return "/study/trial?" + urlencode({"name": view.name, "number": number})
+    """The page of a trial (a chart asks once per point: the quoted name is kept)."""
+    return f"/study/trial?name={_quoted(view.name)}&number={number}"
+
+
+@functools.lru_cache(maxsize=64)
+def _quoted(name: str) -> str:
+    return quote_plus(name)
 
 
 def counterpart(name: str, names: list[str], warm: set[str]) -> str | None:
