@@ -144,7 +144,7 @@ def register(app: FastAPI, ui: UiContext) -> None:
         except GridpointError as exc:
             return ui.error(request, 404, str(exc))
         panels = curve_panels([("", view.stored.record)])
-        models = [m for m in ui.models() if m.record_id == view.stored.id]
+        models = ui.models_of(view.stored.id)
         return ui.page(
             request,
             "record.html",

@@ -13,6 +13,7 @@ Must never follow more than MAX_NODES nodes nor read a record twice.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -70,14 +71,14 @@ def _children(store: CatalogStore, record_id: str) -> list[str]:
 
 
 def model_lineage(
-    store: CatalogStore, names: SignerNames, models: list[Artifact], model: Artifact
+    store: CatalogStore,
+    names: SignerNames,
+    models_of: Callable[[str], list[Artifact]],
+    model: Artifact,
 ) -> LineageGraph:
-    """The graph around model: ancestors of its record, descendants, models of each."""
+    """The graph around model: ancestors of its record, descendants, the models held for
+    each record (models_of)."""
     graph = LineageGraph()
-    by_record: dict[str, list[Artifact]] = {}
-    for m in models:
-        if m.record_id:
-            by_record.setdefault(m.record_id, []).append(m)
 
     def add_record(record_id: str, generation: int) -> StoredRecord | None:
         stored = store.get_record(record_id)
@@ -89,7 +90,7 @@ def model_lineage(
             label = f"{kind} record {record_id[:12]}<br>{signer}"
             link = f"/record/{record_id}"
         graph.nodes[record_id] = LineageNode(record_id, "record", label, link, generation)
-        for m in by_record.get(record_id, []):
+        for m in models_of(record_id):
             graph.nodes[m.id] = LineageNode(
                 m.id,
                 "model",

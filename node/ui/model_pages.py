@@ -36,7 +36,7 @@ def register(app: FastAPI, ui: UiContext) -> None:
         except GridpointError as exc:
             return ui.error(request, 404, str(exc))
         names = ui.names()
-        graph = model_lineage(ui.store, names, ui.models(), found)
+        graph = model_lineage(ui.store, names, ui.models_of, found)
         holders = [("this node", "the model is held here")]
         if found.author != names.own_id:
             holders.append((names.name(found.author), "its author (signed its manifest)"))

@@ -160,7 +160,7 @@ def _param_axis(space: ParamSpace, **options: Any) -> dict[str, Any]:
             **options,
         )
     if space.log:
-        return axis(space.name, type="log", exponentformat="e", **options)
+        return axis(space.name, type="log", exponentformat="e", dtick="D2", **options)
     return axis(space.name, **options)
 
 

@@ -117,7 +117,7 @@ def register(app: FastAPI, ui: UiContext) -> None:
         if any(t.curve for t in view.trials):
             charts.append(curves_chart(view, trial_link))
         private = _private_runs(ui, name)
-        models = {m.record_id: m for m in ui.models() if m.record_id}
+        models = {m.record_id: m for m in ui.models(group=name) if m.record_id}
         return ui.page(
             request,
             "study.html",
@@ -184,7 +184,7 @@ def register(app: FastAPI, ui: UiContext) -> None:
             charts=charts,
             record_id=record_id,
             error=_error(run),
-            models=[m for m in ui.models() if record_id and m.record_id == record_id],
+            models=ui.models_of(record_id) if record_id else [],
             study_link="/study?name=" + quote(name, safe=""),
         )
 
