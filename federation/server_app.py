@@ -72,6 +72,8 @@ def verifying(base: type, federation: str, trusted: dict[str, bytes], journal: _
 
         def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> Any:
             kept, accepted, refused = [], [], []
+            # Each member's own metrics, as it signed them (the UI draws them per member).
+            member_metrics: dict[str, dict[str, float]] = {}
             for reply in replies:
                 if reply.has_error():
                     refused.append(
@@ -95,6 +97,7 @@ def verifying(base: type, federation: str, trusted: dict[str, bytes], journal: _
                     continue
                 kept.append(reply)
                 accepted.append(signer)
+                member_metrics[signer] = update_parts(reply.content)[1]
             self.accepted_by_round[server_round] = accepted
             arrays, metrics = super().aggregate_train(server_round, kept)
             journal.write(
@@ -103,6 +106,7 @@ def verifying(base: type, federation: str, trusted: dict[str, bytes], journal: _
                 accepted=accepted,
                 refused=refused,
                 metrics=dict(metrics) if metrics is not None else {},
+                member_metrics=member_metrics,
                 payload_bytes=[_payload_bytes(r) for r in kept],
             )
             return arrays, metrics

@@ -15,6 +15,8 @@ The code is organized as follows:
 - study_storage.py: the Optuna RDB storage of studies, with heartbeats.
 - study.py: an Optuna study whose trials are fine-tuning runs; one per device, workers,
   progress, pruning, resume.
+- importance.py: hyperparameter importances by Optuna's evaluator, as a child process the
+  web UI runs (`python -m gridpoint.trainers.importance`).
 - saved_model.py: a trained model handed to the node, and the folder it is saved as.
 - results.py: the records these produce (private: everything; the node decides what leaves).
 

@@ -103,14 +103,16 @@ class Artifact:
 class ArtifactStore:
     """The models held in one node home; thread-safe (every call is its own transaction)."""
 
-    def __init__(self, home: NodeHome, store: CatalogStore) -> None:
+    def __init__(self, home: NodeHome, store: CatalogStore, *, read_only: bool = False) -> None:
+        """read_only: a reader (the web UI) that neither creates nor sweeps the folder."""
         if not isinstance(store, SqlStore):
             raise StoreError("the artifact store needs the node's SQL store")
         self._home = home
         self._sql = store
         self.root = home.path / "models"
-        self.root.mkdir(mode=0o700, exist_ok=True)
-        self._sweep()
+        if not read_only:
+            self.root.mkdir(mode=0o700, exist_ok=True)
+            self._sweep()
 
     # --- adding ---------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 Writes a picture without a server: records' learning curves (several compared on one chart),
 studies' best-so-far side by side (e.g. a cold and a warm-started study), a federation's rounds.
-The charts are the UI's (gridpoint.node.ui.plots); this module only finds the data.
+Drawn by matplotlib (gridpoint.node.ui.plots: trials, rounds and steps on whole-number ticks);
+this module only finds the data.
 """
 
 from __future__ import annotations
@@ -40,15 +41,21 @@ def _curves(home: NodeHome, store: CatalogStore, ids: list[str]) -> list[Panel]:
 
 def _study_values(
     home: NodeHome, store: CatalogStore, db_url: str, name: str
-) -> tuple[list[float], bool]:
-    """A study's objective values in trial order: this node's own study by name (studies.db),
-    else a catalog study by its pseudonym (trial records in the order they were stored)."""
+) -> tuple[list[int], list[float], bool]:
+    """A study's trial numbers and objective values in trial order: this node's own study by
+    name (studies.db), else a catalog study by its pseudonym (trial records in the order they
+    were stored, numbered from 0)."""
     from gridpoint.node.store.query_filter import And, Comparison
     from gridpoint.node.ui.studies import optuna_url, read_study
 
     own = read_study(optuna_url(home.studies_url(db_url)), name)
     if own is not None:
-        return [t.value for t in own.complete if t.value is not None], own.maximize
+        done = [t for t in own.complete if t.value is not None and not t.problem]
+        return (
+            [t.number for t in done],
+            [t.value for t in done if t.value is not None],
+            own.maximize,
+        )
     records = store.query(
         And((Comparison("study", "=", name), Comparison("kind", "=", "trial"))),
         limit=MAX_STUDY_TRIALS,
@@ -57,7 +64,7 @@ def _study_values(
         raise RequestError(f"no study {name!r} on this node nor in its catalog")
     metric = records[0].record.objective_metric
     values = [r.record.metrics[metric] for r in records if metric in r.record.metrics]
-    return values, records[0].record.objective_direction != "minimize"
+    return list(range(len(values))), values, records[0].record.objective_direction != "minimize"
 
 
 def _best_so_far(home: NodeHome, store: CatalogStore, db_url: str, ids: list[str]) -> list[Panel]:
@@ -66,8 +73,7 @@ def _best_so_far(home: NodeHome, store: CatalogStore, db_url: str, ids: list[str
     best = Panel("best so far", "trial", "objective")
     trials = Panel("every trial", "trial", "objective")
     for name in ids:
-        values, maximize = _study_values(home, store, db_url, name)
-        x = [float(i) for i in range(len(values))]
+        x, values, maximize = _study_values(home, store, db_url, name)
         label = name if len(name) <= 24 else name[:12]
         best.series.append(Series(label, x, best_so_far(values, maximize), "step"))
         trials.series.append(Series(label, x, values, "points"))

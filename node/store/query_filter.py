@@ -97,6 +97,8 @@ NUMBER: /[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?/
 """
 
 _PARSER = Lark(_GRAMMAR, parser="lalr", propagate_positions=True)
+# The grammar's own KEY pattern: --order-by takes exactly the keys a filter does.
+_KEY = re.compile(next(t.pattern.to_regexp() for t in _PARSER.terminals if t.name == "KEY"))
 
 
 @dataclass(frozen=True)
@@ -274,6 +276,8 @@ def parse_order_by(text: str) -> OrderBy | None:
         return None
     if len(parts) > 2 or (len(parts) == 2 and parts[1].lower() not in ("asc", "desc")):
         raise FilterError(f"--order-by takes 'KEY [asc|desc]', got {shown(text)}")
+    if not _KEY.fullmatch(parts[0]):
+        raise FilterError(f"--order-by: {shown(parts[0])} is not a key (letters, digits, _ - .)")
     _check_key(Token("KEY", parts[0], column=1))
     return OrderBy(parts[0], len(parts) == 2 and parts[1].lower() == "desc")
 

@@ -1,6 +1,8 @@
-"""What a chart shows, apart from drawing it: panels of named series (plots.py draws them).
+"""What a chart of curves shows, apart from drawing it: panels of named series, x always
+whole numbers (trials, rounds, steps). plots.py draws them with matplotlib for `gridpoint
+plot`; figures.py turns them into plotly.js figures for the web UI.
 
-Kept free of matplotlib so that the views and the terminal commands load without it.
+Kept free of matplotlib and plotly so that the views and the terminal commands load without.
 """
 
 from __future__ import annotations
@@ -9,35 +11,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Panel", "Series", "Style", "best_so_far", "spans_decades"]
+__all__ = ["Panel", "Series", "Style", "best_so_far"]
 
 Style = Literal["line", "step", "points"]
 
 
 @dataclass(frozen=True)
 class Series:
-    """One line or set of points: x and y of equal length, and its legend label."""
+    """One line or set of points: x and y of equal length, and its legend label; group names
+    the organization (series of one group share a colour); links[i], when given, is the page
+    point i opens."""
 
     label: str
     x: Sequence[float]
     y: Sequence[float]
     style: Style = "line"
+    group: str = ""
+    links: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
 class Panel:
-    """One set of axes."""
+    """One set of axes; x counts trials, rounds or steps (ticks fall on whole numbers)."""
 
     title: str
     xlabel: str
     ylabel: str
     series: list[Series] = field(default_factory=list)
-    log_x: bool = False
-
-
-def spans_decades(values: Sequence[float]) -> bool:
-    """True for positive values over more than two orders of magnitude (a log axis reads them)."""
-    return bool(values) and min(values) > 0 and max(values) / min(values) > 100
 
 
 def best_so_far(values: Sequence[float], maximize: bool) -> list[float]:

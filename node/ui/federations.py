@@ -1,6 +1,7 @@
 """What `fed host` wrote in the home: fed/NAME/run-NNN/progress.jsonl (one event per line:
-start, then one per round with its metrics, accepted members and refused updates) and
-result.json when the run finished (federation/server_app.py writes both).
+start, then one per round with its aggregated metrics, each member's own metrics as it signed
+them, accepted members and refused updates) and result.json when the run finished
+(federation/server_app.py writes both).
 
 Must never write there, nor fail on a run still going or cut short: a missing or torn line is
 left out, not an error.
@@ -21,12 +22,14 @@ MAX_JOURNAL_BYTES = 8 * 1024 * 1024
 
 @dataclass(frozen=True)
 class FederationRound:
-    """One round: its metrics, the members aggregated, the updates refused (node, reason)."""
+    """One round: its aggregated metrics, the members aggregated, the updates refused (node,
+    reason), and each aggregated member's own metrics (by node id)."""
 
     number: int
     metrics: dict[str, float]
     accepted: list[str]
     refused: list[tuple[str, str]]
+    member_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,17 +70,17 @@ def read_run(home_path: Path, federation: str, run: str) -> FederationRun | None
             rounds.append(
                 FederationRound(
                     number=_int(event.get("round")) or len(rounds) + 1,
-                    metrics={
-                        str(k): float(v)
-                        for k, v in dict(event.get("metrics") or {}).items()
-                        if isinstance(v, int | float)
-                    },
+                    metrics=_numbers(event.get("metrics")),
                     accepted=[str(m) for m in event.get("accepted") or []],
                     refused=[
                         (str(r.get("node", "")), str(r.get("reason", "")))
                         for r in event.get("refused") or []
                         if isinstance(r, dict)
                     ],
+                    member_metrics={
+                        str(node): _numbers(values)
+                        for node, values in _mapping(event.get("member_metrics")).items()
+                    },
                 )
             )
     members: list[str] = []
@@ -106,6 +109,19 @@ def _events(path: Path) -> list[dict[str, Any]]:
         if isinstance(event, dict):
             events.append(event)
     return events
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _numbers(value: Any) -> dict[str, float]:
+    """The numeric entries of a JSON object (anything else in a journal is left out)."""
+    return {
+        str(k): float(v)
+        for k, v in _mapping(value).items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 def _int(value: Any) -> int | None:

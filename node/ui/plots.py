@@ -4,6 +4,9 @@ PNG or SVG files for `gridpoint plot`.
 A chart is a list of panels (gridpoint.node.ui.charts) side by side. Each drawn line gets an
 SVG id (`series-P-S`: panel P, series S), so a page's chart can be checked point by point.
 
+x counts trials, rounds or steps: its ticks fall on whole numbers. Labels are plain text
+(mathtext off), so a `$` in a peer's name or a parameter's never makes matplotlib raise.
+
 Must never import pyplot (global state, not thread-safe under a web server) nor draw
 anything it was not given: the callers decide what is private.
 """
@@ -16,6 +19,7 @@ from typing import Literal
 
 from matplotlib import rcParams
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from gridpoint.node.ui.charts import Panel
 
@@ -30,6 +34,8 @@ rcParams["svg.fonttype"] = "none"
 rcParams["font.family"] = "sans-serif"
 # Every point is drawn (no path simplification): a chart can be checked point by point.
 rcParams["path.simplify"] = False
+# Names come from peers and study files: "$x$" is a name, never a formula to typeset.
+rcParams["text.parse_math"] = False
 
 
 def render(panels: Sequence[Panel], fmt: Format, *, width: float = 6.4, dpi: int = 100) -> bytes:
@@ -42,8 +48,7 @@ def render(panels: Sequence[Panel], fmt: Format, *, width: float = 6.4, dpi: int
         ax.set_xlabel(panel.xlabel)
         ax.set_ylabel(panel.ylabel)
         ax.grid(True, alpha=0.3)
-        if panel.log_x:
-            ax.set_xscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for s_index, series in enumerate(panel.series):
             gid = f"series-{p_index}-{s_index}"
             if series.style == "points":

@@ -6,7 +6,6 @@ terminal that started the UI.
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 import socket
 from collections.abc import Callable
@@ -18,18 +17,9 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.tls import split_address
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.node.ui.app import create_app
+from gridpoint.node.ui.guard import is_loopback
 
-__all__ = ["is_loopback", "serve"]
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost (names are not resolved: only these)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+__all__ = ["serve"]
 
 
 def serve(

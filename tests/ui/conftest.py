@@ -1,8 +1,10 @@
 """The UI's test world: a node (Beta) that synced a peer's (Alpha's) records, has studies of its
-own and a hosted federation's journal, served by a real `gridpoint ui` process; one Chromium
-(Debian's, driven by Playwright) for the whole session.
+own (a cold one, one warm-started from Alpha's study, one with malformed rows), models kept
+from its runs (a trial's, a federation's, one derived from that), and a hosted federation's
+journal, served by a real `gridpoint ui` process; one Chromium (Debian's, driven by
+Playwright) for the whole session.
 
-Screenshots go to build/test-artifacts/ui/ (and the README's two to docs/screenshots/).
+Screenshots go to build/test-artifacts/ui/ (and the README's to docs/screenshots/).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -22,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from gridpoint.node.artifacts.store import ArtifactStore, NewArtifact
 from gridpoint.node.catalog import publish
 from gridpoint.node.home import NodeHome
 from gridpoint.node.peers.sync import sync_all
@@ -46,6 +50,11 @@ CHROMIUM_ARGS = [
 ]
 #: Text only this node knows about its own runs; it must never appear on a peer's record page.
 PRIVATE_CANARY = "canary-private-study-7f3a"
+#: Alpha's study, as its records name it (a pseudonym): the warm-started study's prior.
+ALPHA_STUDY = "ab" * 16
+#: A study with a row Optuna's reader chokes on and a parameter named like a formula.
+EDGE_STUDY = "edge-cases"
+DOLLAR_PARAM = "$\\beta_1$"
 
 
 @dataclass
@@ -56,10 +65,14 @@ class World:
     beta_ids: list[str]
     long_curve_id: str
     records: dict[str, RunRecord]
+    #: Beta's models: a trial's, the federation's started from it, one derived from that.
+    models: list[str]
+    federated_id: str
+    derived_id: str
 
 
 def _curved(i: int, accuracy: float, points: int, lr: float) -> RunRecord:
-    base = make_record(i, accuracy=accuracy, learning_rate=lr)
+    base = replace(make_record(i, accuracy=accuracy, learning_rate=lr), study=ALPHA_STUDY)
     curve = tuple(
         CurvePoint(10 * (k + 1), "accuracy", round(accuracy * (k + 1) / points + 0.01 * (k % 3), 4))
         for k in range(points)
@@ -67,9 +80,9 @@ def _curved(i: int, accuracy: float, points: int, lr: float) -> RunRecord:
     return replace(base, curve=curve, objective_metric="accuracy", objective_direction="maximize")
 
 
-def _studies(home: NodeHome) -> None:
-    """Two Optuna studies as `tune` keeps them (a cold one and a warm-started one) and the
-    warm-started one's report."""
+def _studies(home: NodeHome, first: RunRecord, alpha_id: str) -> None:
+    """Studies as `tune` keeps them: a cold one, a warm-started one (its first trial runs the
+    configuration of Alpha's record `first`) with its report, and one with malformed rows."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -77,10 +90,21 @@ def _studies(home: NodeHome) -> None:
     cold = [0.55, 0.61, 0.58, 0.66, 0.64, 0.69, 0.7, 0.68]
     warm = [0.71, 0.69, 0.74, 0.73, 0.76, 0.75, 0.77, 0.76]
     for name, values in (("sentiment-cold", cold), ("sentiment-warm", warm)):
-        study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            direction="maximize",
+            sampler=optuna.samplers.RandomSampler(seed=len(name)),
+        )
+        if name == "sentiment-warm":
+            study.enqueue_trial(dict(first.hyperparameters))
         for k, value in enumerate(values):
             trial = study.ask()
-            trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True)
+            trial.suggest_float("learning_rate", 1e-6, 1e-3, log=True)
+            trial.suggest_int("batch_size", 16, 48)
+            trial.suggest_categorical("optimizer", ["adamw", "sgd"])
+            for step in range(1, 6):
+                trial.report(value * step / 5 - 0.01 * (step % 2), step * 10)
             if k == 3:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
             else:
@@ -93,8 +117,8 @@ def _studies(home: NodeHome) -> None:
             "priors": [
                 {
                     "prior": "p1",
-                    "study": "ab" * 16,
-                    "signer": "a" * 40,
+                    "study": ALPHA_STUDY,
+                    "signer": alpha_id,
                     "signer_name": "Alpha Labs",
                     "trials": 6,
                     "similarity": 0.91,
@@ -115,9 +139,68 @@ def _studies(home: NodeHome) -> None:
             "weights": {"p1": 0.62},
             "study_weight": 0.38,
             "prior_curves": 6,
-            "saved_at": "2026-11-24T05:00:00+00:00",
+            "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     )
+    edge = optuna.create_study(study_name=EDGE_STUDY, storage=storage, direction="minimize")
+    for value in (0.5, 0.4, 0.45, 0.3):
+        trial = edge.ask()
+        trial.suggest_float(DOLLAR_PARAM, 0.0, 1.0)
+        trial.suggest_categorical("optimizer", ["adamw", "sgd"])
+        edge.tell(trial, value)
+    # A categorical index that is NaN (trial 1) and a distribution that is not an object
+    # (trial 2): rows a broken writer could leave.
+    with sqlite3.connect(home.path / "studies.db") as db:
+        db.execute(
+            "UPDATE trial_params SET param_value = ? WHERE param_name = 'optimizer'"
+            " AND trial_id = (SELECT trial_id FROM trials t JOIN studies s USING (study_id)"
+            " WHERE s.study_name = ? AND t.number = 1)",
+            (float("nan"), EDGE_STUDY),
+        )
+        db.execute(
+            "UPDATE trial_params SET distribution_json = '[1, 2]' WHERE param_name = ?"
+            " AND trial_id = (SELECT trial_id FROM trials t JOIN studies s USING (study_id)"
+            " WHERE s.study_name = ? AND t.number = 2)",
+            (DOLLAR_PARAM, EDGE_STUDY),
+        )
+
+
+def _models(
+    beta: NodeHome, store: Any, trial_id: str, reader: str, records: dict[str, RunRecord]
+) -> tuple[list[str], str, str]:
+    """A trial's kept model, a federation started from that trial (its record and global
+    model) and a trial derived from the federation's model: lineage over four generations."""
+    folder = Path(tempfile.mkdtemp(prefix="gridpoint-ui-model-"))
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "num_labels": 2}))
+    (folder / "model.safetensors").write_bytes(bytes(range(256)) * 64)
+    artifacts = ArtifactStore(beta, store)
+    models = [
+        artifacts.add(
+            folder,
+            NewArtifact("trial", trial_id, "", "full", "sentiment-warm", 0.74, readers=(reader,)),
+        ).id
+    ]
+    federated = replace(
+        _curved(30, 0.78, 3, 3e-5),
+        kind="federated",
+        study="",
+        members=(beta.identity.node_id, reader),
+        parents=(trial_id,),
+    )
+    federated_id = publish(store, beta.identity, federated).id
+    records[federated_id] = federated
+    (folder / "model.safetensors").write_bytes(bytes(range(256)) * 65)
+    models.append(
+        artifacts.add(
+            folder,
+            NewArtifact("federated", federated_id, "", "full", "sentiment", readers=(reader,)),
+        ).id
+    )
+    derived = replace(_curved(31, 0.8, 4, 4e-5), study="", parents=(federated_id,))
+    derived_id = publish(store, beta.identity, derived).id
+    records[derived_id] = derived
+    shutil.rmtree(folder)
+    return models, federated_id, derived_id
 
 
 def _federation(home: NodeHome, members: list[str]) -> None:
@@ -135,6 +218,10 @@ def _federation(home: NodeHome, members: list[str]) -> None:
                 if r == 2
                 else [],
                 "metrics": {"train_loss": 1.0 / r, "accuracy": 0.5 + r / 10},
+                "member_metrics": {
+                    m: {"train_loss": 1.0 / r + 0.1 * i, "accuracy": 0.45 + r / 10 + 0.1 * i}
+                    for i, m in enumerate(members)
+                },
                 "payload_bytes": [1000] * len(members),
             }
         )
@@ -186,9 +273,31 @@ def world() -> Iterator[World]:
             now,
         )
     )
-    _studies(beta.home)
+    beta.store.add_private_run(
+        PrivateRun(
+            "sentiment-warm",
+            0,
+            json.dumps({"state": "complete", "error": None}),
+            beta_ids[0],
+            now,
+        )
+    )
+    _studies(beta.home, records[alpha_ids[1]], alpha.node_id)
+    models, federated_id, derived_id = _models(
+        beta.home, beta.store, beta_ids[0], alpha.node_id, records
+    )
     _federation(beta.home, [alpha.node_id, beta.node_id])
-    world = World(alpha.home, beta.home, alpha_ids, beta_ids, long_curve_id, records)
+    world = World(
+        alpha.home,
+        beta.home,
+        alpha_ids,
+        beta_ids,
+        long_curve_id,
+        records,
+        models,
+        federated_id,
+        derived_id,
+    )
     net.close()
     yield world
     shutil.rmtree(root, ignore_errors=True)
@@ -260,11 +369,25 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, ui: UiProcess) -> Iterator[Any]:
-    """A fresh tab that records every request it makes (page.requests)."""
+    """A fresh tab that records every request it makes (page.requests) and every script
+    error (page.errors)."""
     tab = browser.new_page()
     requests: list[str] = []
+    errors: list[str] = []
     tab.on("request", lambda request: requests.append(request.url))
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    # An error status is the page's own answer (a bad filter is a 400 page); a script that
+    # throws or logs an error is not.
+    tab.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
     tab.requests = requests
+    tab.errors = errors
     yield tab
     tab.close()
 

@@ -1,7 +1,10 @@
-"""The UI in a real browser (Debian's Chromium via Playwright) against a real `gridpoint ui`."""
+"""The UI in a real browser (Debian's Chromium via Playwright) against a real `gridpoint ui`:
+every page clicked through, its charts drawn by plotly.js (hover, zoom, a click opens what a
+point stands for), nothing loaded from another host, no script error."""
 
 from __future__ import annotations
 
+import http.client
 import re
 import urllib.error
 import urllib.request
@@ -11,42 +14,47 @@ from urllib.parse import urlparse
 import pytest
 
 from tests.helpers import cli
-from tests.ui.conftest import PRIVATE_CANARY, SCREENSHOTS, UiProcess, World, shot
+from tests.ui.conftest import EDGE_STUDY, PRIVATE_CANARY, SCREENSHOTS, UiProcess, World, shot
+
+#: Longest wait for a chart Optuna computes in a child process (importances).
+SLOW_CHART_MS = 60_000
 
 
-def _path_points(d: str) -> list[tuple[float, float]]:
-    numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", d)]
-    return list(zip(numbers[::2], numbers[1::2], strict=True))
-
-
-def _drawn(page: Any, chart: int = 0, series: int = 0) -> list[tuple[float, float]]:
-    """The vertices of one drawn line, in SVG pixels (y grows downwards)."""
-    d = (
-        page.locator(".chart")
-        .nth(chart)
-        .locator(f"g#series-0-{series} path")
-        .first.get_attribute("d")
-    )
-    assert d and d.startswith("M"), d
-    return _path_points(d)
-
-
-def _assert_draws(points: list[tuple[float, float]], values: list[float]) -> None:
-    """Every value is a vertex, left to right, each higher value higher on the page."""
-    assert len(points) == len(values)
-    xs = [x for x, _ in points]
-    assert xs == sorted(xs) and len(set(xs)) == len(xs)
-    for i in range(len(values)):
-        for j in range(i + 1, min(len(values), i + 25)):
-            if values[i] < values[j]:
-                assert points[i][1] > points[j][1]
-            elif values[i] > values[j]:
-                assert points[i][1] < points[j][1]
+#: The tests over the shared test world run on one xdist worker: one world, one browser.
+pytestmark = pytest.mark.xdist_group("ui-world")
 
 
 def _only_the_node(page: Any, ui: UiProcess) -> None:
     hosts = {urlparse(u).netloc for u in page.requests}
     assert hosts == {f"127.0.0.1:{ui.port}"}, page.requests
+    assert page.errors == [], page.errors
+
+
+def _drawn(page: Any, name: str, timeout: int = 15_000) -> Any:
+    """The chart #chart-NAME once plotly.js has drawn it."""
+    chart = page.locator(f"#chart-{name}")
+    page.wait_for_selector(f"#chart-{name}[data-drawn='1']", timeout=timeout)
+    return chart
+
+
+def _ticks(chart: Any, axis: str = "x") -> list[str]:
+    return [t for t in chart.locator(f"g.{axis}tick text").all_text_contents() if t]
+
+
+def _whole(ticks: list[str]) -> bool:
+    return bool(ticks) and all(re.fullmatch(r"−?-?\d[\d,]*", t) for t in ticks)
+
+
+def _line_vertices(chart: Any, trace: int = 0) -> int:
+    d = chart.locator(".scatterlayer .trace").nth(trace).locator("path.js-line").first
+    return len(re.findall(r"[ML]", d.get_attribute("d") or ""))
+
+
+def _click_point(page: Any, chart: Any, trace: int = 0, point: int = 0) -> None:
+    """Clicks a drawn point where it is on the screen (plotly listens on the plot area)."""
+    box = chart.locator(".scatterlayer .trace").nth(trace).locator("path.point").nth(point)
+    where = box.bounding_box()
+    page.mouse.click(where["x"] + where["width"] / 2, where["y"] + where["height"] / 2)
 
 
 def test_catalog_filters_sorts_and_names_organizations(
@@ -55,7 +63,7 @@ def test_catalog_filters_sorts_and_names_organizations(
     # Prepare / Execute: the whole catalog, then a filter sorted by a metric column.
     page.goto(ui.base + "/")
     rows = page.locator("#catalog tbody tr")
-    assert rows.count() == len(world.alpha_ids) + len(world.beta_ids)
+    assert rows.count() == len(world.records)
     signers = set(page.locator("#catalog tbody tr td:nth-child(3)").all_inner_texts())
     assert {s.replace(" (this node)", "") for s in signers} == {"Alpha Labs", "Beta Research"}
     page.fill("#filter", "metrics.accuracy > 0.7")
@@ -76,49 +84,58 @@ def test_catalog_filters_sorts_and_names_organizations(
     ]
     assert ascending == sorted(values)
     shot(page, "catalog", readme=True)
-    _only_the_node(page, ui)
-
-
-def test_a_malformed_filter_shows_the_cli_error_inline(
-    page: Any, ui: UiProcess, world: World
-) -> None:
-    page.goto(ui.base + "/")
+    # A malformed filter: the CLI's error, inline, the filter kept.
     page.fill("#filter", "metrics.accuracy >")
     page.click("#apply")
     error = page.locator("#filter-error").inner_text()
     from_cli = cli("catalog", "query", "metrics.accuracy >", home=world.beta.path)
-    assert from_cli.returncode == 1
-    assert from_cli.stderr.strip() == f"error: {error}"
+    assert from_cli.returncode == 1 and from_cli.stderr.strip() == f"error: {error}"
     assert page.locator("#filter").input_value() == "metrics.accuracy >"
-    shot(page, "filter-error")
-
-
-def test_a_record_page_draws_every_point_of_its_curve(
-    page: Any, ui: UiProcess, world: World
-) -> None:
-    record = world.records[world.long_curve_id]
-    page.goto(ui.base + f"/record/{world.long_curve_id[:10]}")
-    assert "Alpha Labs" in page.locator("#signer").inner_text()
-    # Provenance: the peer sync found it at (here its author), by organization name.
-    assert "Alpha Labs" in page.locator("#sources").inner_text()
-    _assert_draws(_drawn(page), [p.value for p in sorted(record.curve)])
-    assert page.locator("#private").count() == 0
-    shot(page, "record-1000-points")
     _only_the_node(page, ui)
 
 
-def test_compare_draws_each_record_on_one_chart(page: Any, ui: UiProcess, world: World) -> None:
+def test_record_and_compare_draw_every_point_on_whole_steps(
+    page: Any, ui: UiProcess, world: World
+) -> None:
+    # A record: every one of its 1,000 points, steps on whole numbers, zoomed too.
+    page.goto(ui.base + f"/record/{world.long_curve_id[:10]}")
+    assert "Alpha Labs" in page.locator("#signer").inner_text()
+    assert "Alpha Labs" in page.locator("#sources").inner_text()
+    chart = _drawn(page, "curve-0")
+    assert _line_vertices(chart) == 1000
+    before = _ticks(chart)
+    assert _whole(before)
+    # Zoomed into a few dozen steps, the ticks follow and stay whole numbers.
+    box = chart.locator(".nsewdrag").bounding_box()
+    page.mouse.move(box["x"] + 5, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 25, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+    page.wait_for_function(
+        "before => [...document.querySelectorAll('#chart-curve-0 g.xtick text')]"
+        ".map(t => t.textContent).join() !== before",
+        arg=",".join(before),
+    )
+    zoomed = _ticks(chart)
+    assert len(zoomed) >= 3 and _whole(zoomed), zoomed
+    assert page.locator("#private").count() == 0
+    shot(page, "record-1000-points")
+    # Compare two organizations' records from the catalog: one chart, coloured by signer.
     page.goto(ui.base + "/?q=" + "kind = 'trial'")
     first, second = world.alpha_ids[1], world.beta_ids[2]
     page.check(f"tr[data-id='{first}'] input[name=id]")
     page.check(f"tr[data-id='{second}'] input[name=id]")
     page.click("#compare")
     assert page.url.startswith(ui.base + "/compare?")
-    for series, rid in enumerate((first, second)):
-        _assert_draws(_drawn(page, 0, series), [p.value for p in sorted(world.records[rid].curve)])
-    legend = page.locator(".chart").first.inner_text()
+    chart = _drawn(page, "compare-0")
+    legend = " ".join(chart.locator(".legend .legendtext").all_text_contents())
     assert "Alpha Labs" in legend and "Beta Research" in legend
-    shot(page, "compare")
+    for trace, rid in enumerate((first, second)):
+        assert _line_vertices(chart, trace) == len(world.records[rid].curve)
+    shot(page, "compare", readme=True)
+    # A point opens its record.
+    _click_point(page, chart, trace=1, point=3)
+    page.wait_for_url(f"**/record/{second}")
     _only_the_node(page, ui)
 
 
@@ -133,27 +150,109 @@ def test_private_details_only_on_this_nodes_own_records(
     assert PRIVATE_CANARY not in html and "canary-error" not in html
     page.goto(ui.base + "/?q=" + "metrics.accuracy > 0")
     assert PRIVATE_CANARY not in page.content()
+    # Lineage: a parent held here, one not in this catalog; a click opens the parent.
+    child = world.beta_ids[3]
+    page.goto(ui.base + f"/record/{child}")
+    lineage = page.locator("#lineage li").all_inner_texts()
+    assert lineage[0].startswith(world.alpha_ids[1][:12]) and "Alpha Labs" in lineage[0]
+    assert "not in this catalog" in lineage[1]
+    page.click(f"#lineage a[href='/record/{world.alpha_ids[1]}']")
+    assert "Alpha Labs" in page.locator("#signer").inner_text()
 
 
-def test_study_and_federation_pages(page: Any, ui: UiProcess, world: World) -> None:
+def test_a_study_its_trials_and_its_warm_start(page: Any, ui: UiProcess, world: World) -> None:
     page.goto(ui.base + "/studies")
     page.click("text=sentiment-warm")
-    assert "Alpha Labs" in page.locator("table.warm").inner_text()
-    assert "another model family" in page.locator("table.warm").inner_text()
-    trials = page.locator("#trials tr")
-    assert trials.count() == 1 + 8
-    # trial 3 failed: the best-so-far steps join the 7 complete trials (2 vertices a step).
-    assert len(_drawn(page, 0, 1)) == 2 * 7 - 1
-    assert page.locator(".chart").first.locator("g#series-0-0 use").count() == 7
-    shot(page, "study")
+    # Every chart drawn; Optuna's importances arrive once computed.
+    history = _drawn(page, "history")
+    for name in ("parallel", "slice", "contour", "curves"):
+        _drawn(page, name)
+    importance = _drawn(page, "importance", timeout=SLOW_CHART_MS)
+    assert set(importance.locator("g.ytick text").all_text_contents()) == {
+        "learning_rate",
+        "batch_size",
+        "optimizer",
+    }
+    # History: 7 complete warm trials and 7 cold ones overlaid, trials on whole numbers.
+    points = history.locator(".scatterlayer .trace path.point")
+    assert points.count() == 14
+    assert _whole(_ticks(history))
+    assert page.locator("#trials tr").count() == 1 + 8
+    assert _line_vertices(_drawn(page, "curves")) == 5
+    # Hover names the trial and its value.
+    page.mouse.move(*_point_centre(history, 0, 2))
+    page.wait_for_selector(".hoverlayer .hovertext")
+    assert "trial 2" in (page.locator(".hoverlayer .hovertext").first.text_content() or "")
+    shot(page, "study", readme=True)
+    # Select a trial: its page, its record, its kept model.
+    _click_point(page, history, trace=0, point=0)
+    page.wait_for_url("**/study/trial?name=sentiment-warm&number=0")
+    assert _whole(_ticks(_drawn(page, "trial-curve")))
+    page.click("#trial-model")
+    assert page.locator("#model").count() == 1
+    page.go_back()
+    page.click("#trial-record")
+    page.wait_for_url(f"**/record/{world.beta_ids[0]}")
+    # The warm start: priors, signers, weights over the trials, what was left out.
+    page.goto(ui.base + "/study?name=sentiment-warm")
+    page.click("#warm-start-link")
+    weights = _drawn(page, "weights")
+    assert _whole(_ticks(weights))
+    table = page.locator("#run-1").inner_text()
+    assert "Alpha Labs" in table and "left out: another model family" in table
+    assert "ran its configurations" in table
+    shot(page, "warm-start", readme=True)
+    # A study with malformed rows and a parameter named like a formula still draws.
+    page.goto(ui.base + "/study?name=" + EDGE_STUDY)
+    _drawn(page, "history")
+    _drawn(page, "parallel")
+    assert page.locator("#trials tr.bad").count() == 2
+    _only_the_node(page, ui)
+
+
+def _point_centre(chart: Any, trace: int, point: int) -> tuple[float, float]:
+    box = chart.locator(".scatterlayer .trace").nth(trace).locator("path.point").nth(point)
+    where = box.bounding_box()
+    return where["x"] + where["width"] / 2, where["y"] + where["height"] / 2
+
+
+def test_models_lineage_and_a_federation(page: Any, ui: UiProcess, world: World) -> None:
+    page.goto(ui.base + "/models")
+    page.click(f"a[href='/model/{world.models[0]}']")
+    assert "Alpha Labs" in page.locator("#readers").inner_text()
+    assert page.locator("#files tr").count() == 1 + 2
+    lineage = _drawn(page, "lineage")
+    texts = lineage.locator(".scatterlayer text").all_text_contents()
+    assert sum("record" in t for t in texts) == 3 and sum("model" in t for t in texts) == 2
+    shot(page, "model", readme=True)
+    # A node of the graph opens its page: the derived record, the newest generation.
+    records = lineage.locator(".scatterlayer .trace").nth(1)
+    last = records.locator("path.point").count() - 1
+    _click_point(page, lineage, trace=1, point=last)
+    page.wait_for_url(f"**/record/{world.derived_id}")
+    # The federation: each member's metric and the global model's, round by round.
     page.goto(ui.base + "/federations")
     page.click("text=sentiment · run-001")
-    assert page.locator("#members").inner_text().count("\n") >= 1
     assert "Alpha Labs" in page.locator("#members").inner_text()
     assert "update is not signed" in page.locator("#rounds").inner_text()
-    assert len(_drawn(page)) == 3
+    chart = _drawn(page, "round-0")
+    legend = chart.locator(".legend .legendtext").all_text_contents()
+    assert legend == ["global model (aggregated)", "Alpha Labs", "Beta Research"]
+    assert _ticks(chart) == ["1", "2", "3"]
     shot(page, "federation")
     _only_the_node(page, ui)
+
+
+def test_a_rebound_host_name_gets_nothing_from_the_real_ui(ui: UiProcess) -> None:
+    # A page at rebound.example whose DNS now answers 127.0.0.1 (DNS rebinding).
+    connection = http.client.HTTPConnection("127.0.0.1", ui.port, timeout=10)
+    connection.request("GET", "/studies", headers={"Host": f"rebound.example:{ui.port}"})
+    answer = connection.getresponse()
+    body = answer.read().decode()
+    connection.close()
+    assert answer.status == 421 and "sentiment" not in body
+    with urllib.request.urlopen(ui.base + "/studies", timeout=10) as ok:
+        assert ok.status == 200
 
 
 @pytest.mark.slow
@@ -214,13 +313,3 @@ def test_a_non_loopback_listen_needs_the_token(world: World) -> None:
             assert ok.status == 200
     finally:
         process.stop()
-
-
-def test_a_record_shows_its_lineage(page: Any, ui: UiProcess, world: World) -> None:
-    child = world.beta_ids[-1]
-    page.goto(ui.base + f"/record/{child}")
-    lineage = page.locator("#lineage li").all_inner_texts()
-    assert lineage[0].startswith(world.alpha_ids[1][:12]) and "Alpha Labs" in lineage[0]
-    assert "not in this catalog" in lineage[1]
-    page.click(f"#lineage a[href='/record/{world.alpha_ids[1]}']")
-    assert "Alpha Labs" in page.locator("#signer").inner_text()

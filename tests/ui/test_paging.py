@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -18,12 +19,12 @@ from tests.helpers import make_record
 @pytest.mark.parametrize("order", ["", "metrics.accuracy desc", "params.learning_rate asc"])
 def test_pages_of_an_answer_join_up_to_the_whole_answer(
     store: SqlStore,
-    make_home,
-    order: str,  # type: ignore[no-untyped-def]
+    make_home: Callable[[str], NodeHome],
+    order: str,
 ) -> None:
     # Prepare: records with and without the sort metric (sorted by a metric, those without it
     # come from a second statement: a page may straddle both).
-    home: NodeHome = make_home("Pager")
+    home = make_home("Pager")
     records = [
         make_record(i, accuracy=0.5 + i / 100, learning_rate=1e-5 * (i % 7 + 1)) for i in range(17)
     ]
@@ -83,9 +84,9 @@ def test_a_studys_warm_start_reports_are_kept_one_per_run(tmp_path) -> None:  # 
 
 def test_known_names_skip_scan_finds_every_name_and_honours_the_limit(
     store: SqlStore,
-    make_home,  # type: ignore[no-untyped-def]
+    make_home: Callable[[str], NodeHome],
 ) -> None:
-    home: NodeHome = make_home("Names")
+    home = make_home("Names")
     records = [make_record(i) for i in range(5)]
     records.append(replace(make_record(9), metrics={"f1": 0.5, "zz_last": 1.0}))
     store.add_records([sign_record(home.identity, r) for r in records])
