@@ -136,3 +136,35 @@ def optuna_study(path: Path, name: str, n_trials: int, *, steps: int = 4) -> str
         )
     study.add_trials(trials)
     return url
+
+
+def mlflow_file_store(root: Path, experiment: str, n_runs: int, *, steps: int = 5) -> str:
+    """A file store (`mlruns/`) at root with n_runs runs, written by MLflow itself; its URI."""
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    previous = os.environ.get("MLFLOW_ALLOW_FILE_STORE")
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    try:
+        uri = root.as_uri()
+        client = MlflowClient(tracking_uri=uri)
+        experiment_id = client.create_experiment(experiment)
+        for i in range(n_runs):
+            run = client.create_run(
+                experiment_id, run_name=f"run-{i}", start_time=1_700_000_000_000 + i
+            )
+            for step in range(steps):
+                client.log_metric(
+                    run.info.run_id, "val_acc", 0.5 + 0.05 * step + 0.001 * i, step=step
+                )
+            client.log_metric(run.info.run_id, PRIVATE_METRIC, 3.5)
+            client.log_param(run.info.run_id, "lr", str(1e-4 * (1 + i)))
+            client.log_param(run.info.run_id, PRIVATE_PARAM, "/data/ZQCANARYMLFLOW")
+            client.set_terminated(run.info.run_id, "FAILED" if i % 10 == 9 else "FINISHED")
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_ALLOW_FILE_STORE")
+        else:
+            os.environ["MLFLOW_ALLOW_FILE_STORE"] = previous
+    return uri
