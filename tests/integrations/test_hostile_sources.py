@@ -279,3 +279,34 @@ def test_a_missing_file_store_folder_is_one_line_and_not_created(
     _one_line_or_skips(ran)
     assert ran.returncode == 1 and "no MLflow file store at" in ran.stderr
     assert not (tmp_path / "nope").exists()
+
+
+def test_either_database_is_read_through_a_connection_that_refuses_writes(
+    capsys: pytest.CaptureFixture[str], make_home, db_url: str
+) -> None:
+    # Prepare: an Optuna study in SQLite or PostgreSQL.
+    import optuna
+    from sqlalchemy import text
+
+    from gridpoint.integrations.readonly import read_only
+
+    home: NodeHome = make_home("A")
+    study = optuna.create_study(storage=db_url, study_name="s", direction="maximize")
+    study.optimize(lambda t: t.suggest_float("learning_rate", 1e-5, 1e-3), n_trials=3)
+    engine = read_only(db_url, "an Optuna storage").engine()
+    # Execute
+    ran = run_main(
+        capsys, "import", "optuna", "--storage", db_url, "--study", "s", "--metric", "accuracy",
+        *TASK, "--json", home=home.path,
+    )  # fmt: skip
+    try:
+        with engine.begin() as db:
+            db.execute(text("DELETE FROM trials"))
+        wrote = True
+    except Exception:
+        wrote = False
+    finally:
+        engine.dispose()
+    # Assert
+    assert ran.json()["imported"] == 3
+    assert not wrote and len(optuna.load_study(study_name="s", storage=db_url).trials) == 3
