@@ -35,7 +35,7 @@ from gridpoint.trainers.finetune import FineTuneSettings, finetune
 from gridpoint.trainers.models import LoadedModel, load_model
 from gridpoint.trainers.pipeline import load_data
 from gridpoint.trainers.results import TrainingDiverged, TrialResult
-from gridpoint.trainers.saved_model import TrainedModel, adapter_base
+from gridpoint.trainers.saved_model import TrainedModel, saved_method
 from gridpoint.trainers.search_space import distributions_of
 from gridpoint.trainers.study_config import StudyConfig
 from gridpoint.trainers.study_storage import HEARTBEAT_SECONDS, study_storage
@@ -447,8 +447,8 @@ def _run_trial(
             ), None
         study.tell(trial, run.metrics[config.objective_metric])
     result = TrialResult(config.name, trial.number, "complete", params, run, task, curve=run.curve)
-    method = "lora" if adapter_base(loaded.model) else "full"
-    return result, TrainedModel(loaded.model, loaded.processor, method)
+    labels = tuple(getattr(train, "label_names", ()))
+    return result, TrainedModel(loaded.model, loaded.processor, saved_method(loaded.model), labels)
 
 
 def _failure(exc: BaseException) -> str:

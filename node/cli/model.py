@@ -173,9 +173,20 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_share(args: argparse.Namespace) -> int:
+    from gridpoint.errors import ArtifactError
+    from gridpoint.node.artifacts.private_parts import private_parts
+
     _home, store, artifacts = _open(args)
     try:
-        artifact = artifacts.share(args.id, args.node)
+        found = artifacts.get(args.id)
+        parts = private_parts(artifacts.folder(found))
+        if parts and not args.include_private:
+            raise ArtifactError(
+                f"model {found.id[:12]} carries what it learnt from your private data: "
+                f"{'; '.join(parts)}; a peer it is shared with receives them all. "
+                "Share it anyway with --include-private"
+            )
+        artifact = artifacts.share(found.id, args.node)
     finally:
         store.close()
     if args.json:
@@ -215,5 +226,11 @@ def register(sub: SubParsers) -> None:
     p = cmds.add_parser("share", help="let a peer fetch a model from this node")
     p.add_argument("id", help="model id or unique prefix")
     p.add_argument("--with", dest="node", required=True, metavar="NODE_ID", help="the peer")
+    p.add_argument(
+        "--include-private",
+        action="store_true",
+        help="share it even though it carries what it learnt from your private data (a "
+        "vocabulary learnt from the training texts, the label names); refused without",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_share)
