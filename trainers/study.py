@@ -418,6 +418,8 @@ def _run_trial(
                 settings.seed,
                 task=config.task,
             )
+            if "dropout" in params:
+                _set_dropout(loaded.model, float(params["dropout"]))
             run = finetune(loaded, train, evaluation, settings, on_eval=on_eval, on_step=on_step)
         except (TrainerError, KeyboardInterrupt):
             # Aborted (a second Ctrl-C) or impossible: recorded now, never left RUNNING.
@@ -449,6 +451,15 @@ def _run_trial(
     result = TrialResult(config.name, trial.number, "complete", params, run, task, curve=run.curve)
     labels = tuple(getattr(train, "label_names", ()))
     return result, TrainedModel(loaded.model, loaded.processor, saved_method(loaded.model), labels)
+
+
+def _set_dropout(model: Any, p: float) -> None:
+    """Every dropout layer of the model drops with probability p (the searched `dropout`)."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
 
 
 def _failure(exc: BaseException) -> str:

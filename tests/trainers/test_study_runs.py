@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from sqlalchemy import create_engine, text
 
 from gridpoint.errors import ConfigError, ModelLoadError
@@ -164,6 +165,48 @@ def test_a_model_that_cannot_load_stops_the_study_before_any_trial(
         run_study(config, url, n_trials=3, progress=False, devices="cpu")
     # Assert: the study's budget is untouched: no trial, not even a study.
     assert optuna.get_all_study_names(url) == []
+
+
+def test_dropout_is_searched_applied_to_every_dropout_layer_and_published(
+    tmp_path: Path,
+) -> None:
+    # Prepare: the example study, searching dropout too.
+    from gridpoint.node.config import AnonymizerConfig
+    from gridpoint.node.tuning.anonymize import anonymize_trial
+
+    path = _study(tmp_path)
+    path.write_text(
+        path.read_text().replace(
+            "[search_space]\n",
+            '[search_space]\ndropout = { type = "float", low = 0.2, high = 0.4 }\n',
+        )
+    )
+    config = load_study_config(path)
+    seen: list[tuple[TrialResult, set[float]]] = []
+
+    def keep(trial: TrialResult, trained: TrainedModel) -> None:
+        probabilities = {
+            m.p for m in trained.model.modules() if isinstance(m, torch.nn.Dropout)
+        }
+        seen.append((trial, probabilities))
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name=config.name, storage=storage, direction="maximize")
+    study.enqueue_trial(
+        {"learning_rate": 3e-3, "batch_size": 32, "warmup_ratio": 0.0, "dropout": 0.3}
+    )
+    # Execute
+    run_study(config, storage, n_trials=1, keep_model=keep, progress=False, devices="cpu")
+    # Assert
+    [(trial, probabilities)] = seen
+    dropout = trial.params["dropout"]
+    assert dropout == 0.3 and probabilities == {0.3}
+    record = anonymize_trial(
+        trial, config, model_family="bert", public_model_id="", secret=b"k" * 32,
+        policy=AnonymizerConfig(),
+    )  # fmt: skip
+    assert record.hyperparameters["dropout"] == dropout
+    assert any(d.name == "dropout" for d in record.search_space)
 
 
 def test_a_worker_refuses_a_study_nobody_started(tmp_path: Path) -> None:
