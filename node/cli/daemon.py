@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from gridpoint.node.cli.output import print_json, print_line, print_table
+from gridpoint.node.cli.output import print_json, print_line, print_table, timestamp
 from gridpoint.node.home import resolve_home
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def cmd_node_status(args: argparse.Namespace) -> int:
                 "node_id": p.node_id,
                 "name": p.name,
                 "address": p.address,
-                "last_sync_at": p.last_sync_at.isoformat() if p.last_sync_at else None,
+                "last_sync_at": timestamp(p.last_sync_at),
             }
             for p in peers
         ],

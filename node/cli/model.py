@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gridpoint.node.cli.output import print_json, print_line, print_table
+from gridpoint.node.cli.output import print_json, print_line, print_table, timestamp
 from gridpoint.node.home import resolve_home
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def artifact_json(artifact: Artifact, *, detail: bool = False) -> dict[str, Any]
         "readers": list(artifact.readers),
         "files": len(artifact.files),
         "bytes": artifact.bytes,
-        "created_at": artifact.created_at.isoformat(),
+        "created_at": timestamp(artifact.created_at),
     }
     if detail:
         out["files"] = [

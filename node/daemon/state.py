@@ -56,7 +56,9 @@ class HeldHome:
         self.announce("")
 
     def announce(self, address: str) -> None:
-        state = DaemonState(os.getpid(), address, datetime.now(UTC).isoformat(timespec="seconds"))
+        # The one form of a time in gridpoint's output (node/cli/output.py: timestamp()).
+        started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        state = DaemonState(os.getpid(), address, started)
         self._handle.seek(0)
         self._handle.truncate()
         self._handle.write(json.dumps(state.__dict__))

@@ -7,6 +7,7 @@ status` run in this process.
 from __future__ import annotations
 
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -33,7 +34,10 @@ def test_node_stop_stops_the_daemon_and_a_second_stop_finds_none(
     home: NodeHome = make_home("A")
     daemon = Daemon.start(home)
     daemons.append(daemon)
-    assert _running(capsys, home)
+    status = run_main(capsys, "node", "status", "--json", home=home.path).json()
+    assert status["running"] and re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", status["started_at"]
+    )
     # Execute
     first = run_main(capsys, "node", "stop", "--json", home=home.path)
     second = run_main(capsys, "node", "stop", home=home.path)

@@ -143,3 +143,23 @@ def test_a_full_checkpoint_of_each_head_loads_from_its_path(tmp_path: Path) -> N
 def test_an_unresolved_artifact_is_refused_in_plain_words() -> None:
     with pytest.raises(ModelLoadError, match="model.artifact names a model this node keeps"):
         load_model(ModelSpec(artifact="0123abcd"), 2, [], 0)
+
+
+def test_loading_and_saving_draw_no_progress_bar(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: bars on, as in a fresh process (this test must be able to fail).
+    from transformers.utils import logging
+
+    logging.enable_progress_bar()
+    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
+    base.model.save_pretrained(tmp_path / "base")
+    base.tokenizer.save_pretrained(tmp_path / "base")
+    capsys.readouterr()
+    # Execute: what tune does with a checkpoint: load it, keep the trained model.
+    loaded = load_model(ModelSpec(path=tmp_path / "base"), 2, [], 0)
+    save_trained(TrainedModel(loaded.model, loaded.tokenizer, "full"), tmp_path / "kept")
+    # Assert
+    err = capsys.readouterr().err
+    for bar in ("Loading weights", "Writing model shards", "it/s]"):
+        assert bar not in err

@@ -185,9 +185,7 @@ def test_dropout_is_searched_applied_to_every_dropout_layer_and_published(
     seen: list[tuple[TrialResult, set[float]]] = []
 
     def keep(trial: TrialResult, trained: TrainedModel) -> None:
-        probabilities = {
-            m.p for m in trained.model.modules() if isinstance(m, torch.nn.Dropout)
-        }
+        probabilities = {m.p for m in trained.model.modules() if isinstance(m, torch.nn.Dropout)}
         seen.append((trial, probabilities))
 
     storage = f"sqlite:///{tmp_path / 's.db'}"
