@@ -175,6 +175,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def cmd_share(args: argparse.Namespace) -> int:
     from gridpoint.errors import ArtifactError
     from gridpoint.node.artifacts.private_parts import private_parts
+    from gridpoint.node.peers.trust import find_peer
 
     _home, store, artifacts = _open(args)
     try:
@@ -186,7 +187,9 @@ def cmd_share(args: argparse.Namespace) -> int:
                 f"{'; '.join(parts)}; a peer it is shared with receives them all. "
                 "Share it anyway with --include-private"
             )
-        artifact = artifacts.share(found.id, args.node)
+        # The one rule for ids: a full node id, or a unique prefix of a trusted peer's.
+        node = args.node if len(args.node) == 40 else find_peer(store, args.node).node_id
+        artifact = artifacts.share(found.id, node)
     finally:
         store.close()
     if args.json:
@@ -225,7 +228,13 @@ def register(sub: SubParsers) -> None:
     p.set_defaults(handler=cmd_pull)
     p = cmds.add_parser("share", help="let a peer fetch a model from this node")
     p.add_argument("id", help="model id or unique prefix")
-    p.add_argument("--with", dest="node", required=True, metavar="NODE_ID", help="the peer")
+    p.add_argument(
+        "--with",
+        dest="node",
+        required=True,
+        metavar="NODE_ID",
+        help="the peer's node id, or a unique prefix of a trusted peer's",
+    )
     p.add_argument(
         "--include-private",
         action="store_true",

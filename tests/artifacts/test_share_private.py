@@ -87,3 +87,22 @@ def test_a_model_with_nothing_learnt_from_private_data_is_shared_as_asked(
         capsys, "--db", db_url, "model", "share", artifact_id, "--with", PEER, home=home.path
     )
     assert ran.returncode == 0 and _readers(home, db_url, artifact_id) == (PEER,)
+
+
+def test_share_takes_a_unique_prefix_of_a_trusted_peer_s_id(
+    capsys: pytest.CaptureFixture[str], make_home, tmp_path: Path, db_url: str
+) -> None:
+    from tests.helpers import pin
+
+    home: NodeHome = make_home("A")
+    peer: NodeHome = make_home("B")
+    store = open_store(db_url)
+    pin(store, peer, "127.0.0.1:9")
+    store.close()
+    artifact_id = _kept(home, db_url, model_folder(tmp_path / "model", size=1024))
+    ran = run_main(
+        capsys, "--db", db_url, "model", "share", artifact_id, "--with",
+        peer.identity.node_id[:6], home=home.path,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert _readers(home, db_url, artifact_id) == (peer.identity.node_id,)
