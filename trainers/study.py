@@ -240,16 +240,16 @@ def _fail_running(study: Any, on_interrupted: Callable[[int], None]) -> None:
             on_interrupted(trial.number)
 
 
+def _load(config: StudyConfig, train: Any, seed: int) -> LoadedModel:
+    kind = task_type(config.task)
+    return load_model(
+        config.model, kind.num_labels(train), kind.texts(train), seed, task=config.task
+    )
+
+
 def check_model(config: StudyConfig, train: Any) -> None:
     """Loads the study's model once and lets it go: ModelLoadError before any trial exists."""
-    loaded = load_model(
-        config.model,
-        task_type(config.task).num_labels(train),
-        task_type(config.task).texts(train),
-        config.seed,
-        task=config.task,
-    )
-    del loaded
+    _load(config, train, config.seed)
 
 
 def _run_trials(
@@ -411,13 +411,7 @@ def _run_trial(
     loaded: LoadedModel | None = None
     with _heartbeat(storage, trial):
         try:
-            loaded = load_model(
-                config.model,
-                task_type(config.task).num_labels(train),
-                task_type(config.task).texts(train),
-                settings.seed,
-                task=config.task,
-            )
+            loaded = _load(config, train, settings.seed)
             if "dropout" in params:
                 _set_dropout(loaded.model, float(params["dropout"]))
             run = finetune(loaded, train, evaluation, settings, on_eval=on_eval, on_step=on_step)

@@ -7,7 +7,10 @@ runs, `bulk=True` writes the same rows through MLflow's own table models in one 
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
+import sqlite3
 import time
 import uuid
 import warnings
@@ -168,3 +171,23 @@ def mlflow_file_store(root: Path, experiment: str, n_runs: int, *, steps: int = 
         else:
             os.environ["MLFLOW_ALLOW_FILE_STORE"] = previous
     return uri
+
+
+def tree_digest(path: Path) -> str:
+    """The bytes of a file, or of every file under a folder with their names: a source
+    read-only really was not written if this is the same before and after."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def damaged_copy(template: Path, path: Path, sql: str) -> Path:
+    """A copy of a SQLite store at path with sql (which damages it) run on it."""
+    shutil.copy(template, path)
+    with sqlite3.connect(path) as db:
+        db.executescript(sql)
+    db.close()
+    return path

@@ -10,7 +10,6 @@ raised, and the source's bytes are exactly as they were.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from gridpoint.integrations.foreign_run import ForeignRun, screen
 from gridpoint.integrations.import_cli import _read
 from gridpoint.integrations.mlflow_runs import read_experiment
 from gridpoint.integrations.optuna_trials import read_study
-from tests.integrations.sources import mlflow_file_store, optuna_study
+from tests.integrations.sources import tree_digest
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -68,14 +67,6 @@ MLFLOW_CELLS = [
 ] + [("params", "key"), ("params", "value"), ("experiments", "name")]  # fmt: skip
 
 
-def _digest(path: Path) -> str:
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode() + f.read_bytes())
-    return h.hexdigest()
-
-
 def _damage(path: Path, table: str, column: str, row: int, value: object) -> None:
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA ignore_check_constraints = ON")
@@ -111,18 +102,20 @@ def _read_all(open_source: Callable[[], object]) -> None:
         source.close()  # type: ignore[attr-defined]
 
 
-@pytest.fixture(scope="module")
-def optuna_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("fuzz-optuna") / "study.db"
-    optuna_study(path, "sweep", 5, steps=3)
-    return path
-
-
-@pytest.fixture(scope="module")
-def files_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("fuzz-files") / "mlruns"
-    mlflow_file_store(root, "exp", 3, steps=3)
-    return root
+def _damage_and_read(
+    template: Path,
+    path: Path,
+    cell: tuple[str, str],
+    row: int,
+    value: object,
+    open_source: Callable[[Path], object],
+) -> None:
+    """The property on a copy of template with one cell damaged; its bytes unchanged after."""
+    shutil.copy(template, path)
+    _damage(path, *cell, row, value)
+    before = tree_digest(path)
+    _read_all(lambda: open_source(path))
+    assert tree_digest(path) == before
 
 
 # Opening an Optuna storage runs its schema checks (a third of a second): a smaller budget.
@@ -131,12 +124,10 @@ def files_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_damaged_optuna_storage_reads_as_runs_reasons_or_one_error(
     tmp_path: Path, optuna_template: Path, cell: tuple[str, str], row: int, value: object
 ) -> None:
-    path = tmp_path / "study.db"
-    shutil.copy(optuna_template, path)
-    _damage(path, *cell, row, value)
-    before = _digest(path)
-    _read_all(lambda: read_study(f"sqlite:///{path}", "sweep", "accuracy"))
-    assert _digest(path) == before
+    _damage_and_read(
+        optuna_template, tmp_path / "study.db", cell, row, value,
+        lambda path: read_study(f"sqlite:///{path}", "sweep", "accuracy"),
+    )  # fmt: skip
 
 
 @pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
@@ -145,12 +136,10 @@ def test_a_damaged_optuna_storage_reads_as_runs_reasons_or_one_error(
 def test_a_damaged_mlflow_database_reads_as_runs_reasons_or_one_error(
     tmp_path: Path, mlflow_template: Path, cell: tuple[str, str], row: int, value: object
 ) -> None:
-    path = tmp_path / "mlflow.db"
-    shutil.copy(mlflow_template, path)
-    _damage(path, *cell, row, value)
-    before = _digest(path)
-    _read_all(lambda: read_experiment(f"sqlite:///{path}", "ZQEXPERIMENT", "val_acc", None))
-    assert _digest(path) == before
+    _damage_and_read(
+        mlflow_template, tmp_path / "mlflow.db", cell, row, value,
+        lambda path: read_experiment(f"sqlite:///{path}", "ZQEXPERIMENT", "val_acc", None),
+    )  # fmt: skip
 
 
 @BUDGET
@@ -167,6 +156,6 @@ def test_a_damaged_mlflow_file_store_reads_as_runs_reasons_or_one_error(
     shutil.copytree(files_template, root)
     files = sorted(p for p in root.rglob("*") if p.is_file())
     files[which % len(files)].write_bytes(content)
-    before = _digest(root)
+    before = tree_digest(root)
     _read_all(lambda: read_experiment(root.as_uri(), "exp", "val_acc", None))
-    assert _digest(root) == before
+    assert tree_digest(root) == before

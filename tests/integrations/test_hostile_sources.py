@@ -7,7 +7,6 @@ bytes exactly as they were (the importers open it read-only). Run in this proces
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sqlite3
 from pathlib import Path
@@ -16,21 +15,14 @@ import pytest
 
 from gridpoint.node.home import NodeHome
 from tests.cli_main import Ran, run_main
-from tests.integrations.sources import mlflow_file_store, optuna_study
+from tests.integrations.sources import (
+    damaged_copy,
+    tree_digest,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
 
 TASK = ("--task", "text-classification", "--train-size", "5000", "--language", "en")
-
-
-def _digest(path: Path) -> str:
-    """The bytes of a file, or of every file under a folder, with their names."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 def _one_line_or_skips(ran: Ran) -> None:
@@ -39,20 +31,6 @@ def _one_line_or_skips(ran: Ran) -> None:
         assert ran.returncode == 1
         lines = [line for line in ran.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), ran.stderr
-
-
-@pytest.fixture(scope="module")
-def optuna_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("optuna") / "study.db"
-    optuna_study(path, "sweep", 8)
-    return path
-
-
-@pytest.fixture(scope="module")
-def files_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("files") / "mlruns"
-    mlflow_file_store(root, "exp", 4, steps=3)
-    return root
 
 
 # --- never writes into a source ---------------------------------------------------------
@@ -73,7 +51,7 @@ def test_a_file_that_is_not_the_source_is_refused_and_left_as_it_was(
             db.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
             db.execute("INSERT INTO invoices (total) VALUES (12.5)")
         db.close()
-    before = _digest(path)
+    before = tree_digest(path)
     args = (
         ("import", "optuna", "--storage", f"sqlite:///{path}", "--study", "s")
         if source == "optuna"
@@ -85,7 +63,7 @@ def test_a_file_that_is_not_the_source_is_refused_and_left_as_it_was(
     _one_line_or_skips(ran)
     assert ran.returncode == 1
     assert ("empty file" if content == "empty" else "another application's database") in ran.stderr
-    assert _digest(path) == before
+    assert tree_digest(path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["A", "data.db"]
 
 
@@ -171,45 +149,29 @@ def _check_import(
     args: tuple[str, ...],
     expected: str,
 ) -> None:
-    before = _digest(source)
+    before = tree_digest(source)
     ran = run_main(capsys, *args, *TASK, home=home)
     _one_line_or_skips(ran)
     assert expected in ran.stdout + ran.stderr, ran.stdout + ran.stderr
-    assert _digest(source) == before
+    assert tree_digest(source) == before
 
 
-@pytest.mark.parametrize(
-    ("name", "sql", "expected"), OPTUNA_DAMAGE, ids=[d[0] for d in OPTUNA_DAMAGE]
-)
-def test_a_damaged_optuna_storage_gives_one_line_or_skips_the_damaged_trial(
+DAMAGE = [("optuna", *d) for d in OPTUNA_DAMAGE] + [("mlflow", *d) for d in MLFLOW_DAMAGE]
+
+
+@pytest.mark.parametrize(("source", "name", "sql", "expected"), DAMAGE, ids=[d[1] for d in DAMAGE])
+def test_a_damaged_store_gives_one_line_or_skips_the_damaged_run(
     capsys: pytest.CaptureFixture[str], make_home, tmp_path: Path, optuna_template: Path,
-    name: str, sql: str, expected: str,
+    mlflow_template: Path, source: str, name: str, sql: str, expected: str,
 ) -> None:  # fmt: skip
     home: NodeHome = make_home("A")
-    path = tmp_path / "study.db"
-    shutil.copy(optuna_template, path)
-    with sqlite3.connect(path) as db:
-        db.executescript(sql)
-    db.close()
-    args = ("import", "optuna", "--storage", f"sqlite:///{path}", "--study", "sweep")
-    _check_import(capsys, home.path, path, args, expected)
-
-
-@pytest.mark.parametrize(
-    ("name", "sql", "expected"), MLFLOW_DAMAGE, ids=[d[0] for d in MLFLOW_DAMAGE]
-)
-def test_a_damaged_mlflow_database_gives_one_line_or_skips_the_damaged_run(
-    capsys: pytest.CaptureFixture[str], make_home, tmp_path: Path, mlflow_template: Path,
-    name: str, sql: str, expected: str,
-) -> None:  # fmt: skip
-    home: NodeHome = make_home("A")
-    path = tmp_path / "mlflow.db"
-    shutil.copy(mlflow_template, path)
-    with sqlite3.connect(path) as db:
-        db.executescript(sql)
-    db.close()
-    args = ("import", "mlflow", "--tracking-uri", f"sqlite:///{path}", "--experiment",
-            "ZQEXPERIMENT", "--metric", "val_acc")  # fmt: skip
+    if source == "optuna":
+        path = damaged_copy(optuna_template, tmp_path / "study.db", sql)
+        args = ("import", "optuna", "--storage", f"sqlite:///{path}", "--study", "sweep")
+    else:
+        path = damaged_copy(mlflow_template, tmp_path / "mlflow.db", sql)
+        args = ("import", "mlflow", "--tracking-uri", f"sqlite:///{path}", "--experiment",
+                "ZQEXPERIMENT", "--metric", "val_acc")  # fmt: skip
     _check_import(capsys, home.path, path, args, expected)
 
 
@@ -240,7 +202,7 @@ def test_a_file_store_imports_like_mlflow_reads_it_and_is_left_untouched(
     root = tmp_path / "mlruns"
     shutil.copytree(files_template, root)
     shutil.rmtree(root / ".trash")  # MLflow's FileStore adds it on open; we must not
-    before = _digest(root)
+    before = tree_digest(root)
     args = ("import", "mlflow", "--experiment", "exp", "--metric", "val_acc", *TASK, "--json")
     # Execute: the URI form and the plain folder are the same store.
     first = run_main(capsys, *args, "--tracking-uri", root.as_uri(), home=home.path).json()
@@ -264,7 +226,7 @@ def test_a_file_store_imports_like_mlflow_reads_it_and_is_left_untouched(
         record = by_lr[1e-4 * (1 + i)]
         assert [p.value for p in record.curve] == [0.5 + 0.05 * s + 0.001 * i for s in range(3)]
         assert record.metrics["accuracy"] == 0.5 + 0.05 * 2 + 0.001 * i
-    assert _digest(root) == before and not (root / ".trash").exists()
+    assert tree_digest(root) == before and not (root / ".trash").exists()
 
 
 def test_a_missing_file_store_folder_is_one_line_and_not_created(
