@@ -88,16 +88,12 @@ class NodeHome:
         return identity
 
     def check(self) -> None:
-        """HomeError, naming the folder and the fix, unless this home holds a node."""
-        if not self.path.is_dir():
+        """HomeError unless this home holds a node: one message, whatever is missing (the
+        folder, or the node in it), naming the folder and the command that makes one."""
+        if not self.path.is_dir() or not self.identity_path.exists():
             raise HomeError(
-                f"no node home at {self.path}: create one with "
+                f"no node at {self.path}: create one with "
                 f"`gridpoint --home {self.path} init --name ORG`"
-            )
-        if not self.identity_path.exists():
-            raise HomeError(
-                f"{self.path} holds no node identity ({self.identity_path.name}): "
-                f"run `gridpoint --home {self.path} init --name ORG` first"
             )
 
     @cached_property
@@ -107,6 +103,7 @@ class NodeHome:
 
     @cached_property
     def config(self) -> NodeConfig:
+        self.check()
         return NodeConfig.load(self.config_path)
 
     @cached_property

@@ -5,6 +5,11 @@ folder, pipeline module, checkpoint directory), the study config (its name), an 
 variable, and we also watch the host and user names. A study runs, its trials are published,
 a second real node syncs them; then no canary may appear in any byte of any envelope in
 either catalog, nor in any byte the first node sent over the wire (Hello, Sync, Query).
+
+The model the study keeps is private, and holds what it learnt from the data (the texts'
+words in its vocabulary, the label names): `model share` refuses to send it until told
+--include-private; then the copy the peer pulls is byte for byte the kept one. No path,
+module, study name, environment value, host or user name is in any file of either.
 """
 
 from __future__ import annotations
@@ -177,6 +182,56 @@ def test_no_canary_leaves_the_node(make_home, daemons, tmp_path: Path) -> None:
     detail = " ".join(r.detail for r in store.list_private_runs())
     store.close()
     assert CANARIES["study"] in detail and CANARIES["path"] in detail
+    _check_kept_shared_and_pulled_model(a, b, watched)
+
+
+def _model_bytes(home: NodeHome, artifact_id: str) -> dict[str, bytes]:
+    """Every file of a model a home holds; of weights files only their (JSON) header, since
+    random weights may hold any short byte string."""
+    from gridpoint.node.artifacts import ArtifactStore
+
+    store = open_store(home.db_url())
+    try:
+        artifacts = ArtifactStore(home, store)
+        folder = artifacts.folder(artifacts.get(artifact_id))
+    finally:
+        store.close()
+    out = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        if path.suffix == ".safetensors":
+            data = data[8 : 8 + int.from_bytes(data[:8], "little")]
+        out[path.relative_to(folder).as_posix()] = data
+    return out
+
+
+def _check_kept_shared_and_pulled_model(a: NodeHome, b: NodeHome, watched: dict[str, str]) -> None:
+    [kept] = cli_json("model", "list", home=a.path)
+    refused = cli("model", "share", kept["id"], "--with", b.identity.node_id, home=a.path)
+    shared = cli(
+        "model", "share", kept["id"], "--with", b.identity.node_id, "--include-private",
+        home=a.path,
+    )  # fmt: skip
+    pulled = cli_json("model", "pull", kept["id"], "--from", a.identity.node_id, home=b.path)
+    # Refused without the flag, naming what it would have sent; the peer's copy is the same.
+    assert refused.returncode == 1 and "vocabulary learnt from the training texts" in refused.stderr
+    assert "names of the training labels" in refused.stderr
+    assert shared.returncode == 0 and pulled["id"] == kept["id"]
+    files = {
+        "A's kept model": _model_bytes(a, kept["id"]),
+        "B's pulled model": _model_bytes(b, kept["id"]),
+    }
+    assert files["A's kept model"] == files["B's pulled model"]
+    learnt = {"text", "label"}  # in the model by design; sent only with --include-private
+    for where, model in files.items():
+        for name, blob in model.items():
+            for kind, canary in watched.items():
+                if kind not in learnt:
+                    assert canary.lower().encode() not in blob.lower(), f"{kind} in {where}/{name}"
+    # The check above reads real bytes: the label names and the words really are there.
+    kept_files = files["A's kept model"]
+    assert b"ZQCANARYLABEL_pos" in kept_files["config.json"]
+    assert b"zqcanarytext" in kept_files["tokenizer.json"]
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -13,6 +13,7 @@ The code is organized as follows:
 - finetune.py: one fine-tuning run with its learning curve, on GPU (bf16) or CPU.
 - devices.py: checking `--devices` before anything runs.
 - study_storage.py: the Optuna RDB storage of studies, with heartbeats.
+- study_workers.py: the study's worker lock: who works on a study now (file or advisory lock).
 - study.py: an Optuna study whose trials are fine-tuning runs; one per device, workers,
   progress, pruning, resume.
 - importance.py: hyperparameter importances by Optuna's evaluator, as a child process the

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gridpoint.errors import ModelLoadError, in_words
+from gridpoint.trainers.saved_model import quiet_transformers
 from gridpoint.trainers.study_config import ModelSpec
 from gridpoint.trainers.tasks import task_type
 from gridpoint.trainers.word_tokenizer import data_free_tokenizer
@@ -64,6 +65,7 @@ def load_model(
     import torch
     from transformers import AutoConfig
 
+    quiet_transformers()
     if spec.artifact:
         raise ModelLoadError(
             "model.artifact names a model this node keeps; run the study with `gridpoint tune`, "

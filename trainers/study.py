@@ -6,9 +6,13 @@ Trials run one per device at a time, in parallel when several devices are given.
 finished trial — complete, pruned (with its partial curve) or failed — is handed to the
 `on_trial` sink, and each complete one's model to `keep_model`; those calls are serialized
 (never two at once), so the sink needs no locking. trainers never decides where results go.
-A live trial beats Optuna's heartbeat; a trial whose heartbeat stopped (its process was
-killed) is failed by whichever run or worker next starts, never a live one. Ctrl-C once stops
-after the current trials and keeps everything done; twice aborts.
+Before any trial is created the model is loaded once (check_model): a model that cannot load
+(an unknown model_type, a hub id not in the cache) stops the run in one line and costs the
+study no trial. A live trial beats Optuna's heartbeat and its process holds the study's
+worker lock (study_workers.py); a run that starts alone fails every trial still RUNNING at
+once (their processes are gone); beside other live workers it fails only trials whose
+heartbeat stopped, never a live one. Ctrl-C once stops after the current trials and keeps
+everything done; twice aborts, recording the trial it cut short as failed.
 """
 
 from __future__ import annotations
@@ -31,13 +35,14 @@ from gridpoint.trainers.finetune import FineTuneSettings, finetune
 from gridpoint.trainers.models import LoadedModel, load_model
 from gridpoint.trainers.pipeline import load_data
 from gridpoint.trainers.results import TrainingDiverged, TrialResult
-from gridpoint.trainers.saved_model import TrainedModel, adapter_base
+from gridpoint.trainers.saved_model import TrainedModel, saved_method
 from gridpoint.trainers.search_space import distributions_of
 from gridpoint.trainers.study_config import StudyConfig
 from gridpoint.trainers.study_storage import HEARTBEAT_SECONDS, study_storage
+from gridpoint.trainers.study_workers import study_workers
 from gridpoint.trainers.tasks import task_type
 
-__all__ = ["Search", "StudySummary", "run_study"]
+__all__ = ["Search", "StudySummary", "check_model", "run_study"]
 
 OnTrial = Callable[[TrialResult], None]
 KeepModel = Callable[[TrialResult, TrainedModel], None]
@@ -190,8 +195,6 @@ def _run(
     keep_model: KeepModel | None,
 ) -> StudySummary:
     import optuna
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     storage = study_storage(storage_url, on_interrupted)
     if worker:
@@ -203,6 +206,7 @@ def _run(
                 "start it with `gridpoint tune STUDY` first, then add workers"
             ) from None
     train, evaluation = load_data(config)
+    check_model(config, train)
     task = describe_data(config.task, config.language, train)
     if not worker:
         study = optuna.create_study(
@@ -211,9 +215,62 @@ def _run(
             load_if_exists=True,
             direction="maximize" if config.objective_direction == "maximize" else "minimize",
         )
-    # A RUNNING trial whose heartbeat stopped belongs to a run that was killed; a live one,
-    # another worker's, beats and is left alone.
-    optuna.storages.fail_stale_trials(study)
+    with study_workers(
+        storage_url, config.name, lambda: _fail_running(study, on_interrupted)
+    ) as alone:
+        if not alone:
+            # Beside live workers, a RUNNING trial whose heartbeat stopped belongs to a run
+            # that was killed; a live one, another worker's, beats and is left alone.
+            optuna.storages.fail_stale_trials(study)
+        return _run_trials(
+            config, study, storage, names, n_trials, train, evaluation, task, search_for,
+            progress, worker, keep_model, on_trial,
+        )  # fmt: skip
+
+
+def _fail_running(study: Any, on_interrupted: Callable[[int], None]) -> None:
+    """Fails every RUNNING trial: called only when no other process works on the study."""
+    import optuna
+
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in running:
+        if study._storage.set_trial_state_values(
+            trial._trial_id, state=optuna.trial.TrialState.FAIL
+        ):
+            on_interrupted(trial.number)
+
+
+def _load(config: StudyConfig, train: Any, seed: int) -> LoadedModel:
+    kind = task_type(config.task)
+    return load_model(
+        config.model, kind.num_labels(train), kind.texts(train), seed, task=config.task
+    )
+
+
+def check_model(config: StudyConfig, train: Any) -> None:
+    """Loads the study's model once and lets it go: ModelLoadError before any trial exists."""
+    _load(config, train, config.seed)
+
+
+def _run_trials(
+    config: StudyConfig,
+    study: Any,
+    storage: Any,
+    names: list[str],
+    n_trials: int | None,
+    train: Any,
+    evaluation: Any,
+    task: TaskDescriptor,
+    search_for: SearchFactory | None,
+    progress: bool,
+    worker: bool,
+    keep_model: KeepModel | None,
+    on_trial: OnTrial | None,
+) -> StudySummary:
+    import optuna
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     done = sum(t.state.is_finished() for t in study.trials)
     # Workers started together would replay each other's proposals from one seed.
     seed = resume_seed(config.seed, done) ^ (int.from_bytes(os.urandom(4)) if worker else 0)
@@ -354,15 +411,12 @@ def _run_trial(
     loaded: LoadedModel | None = None
     with _heartbeat(storage, trial):
         try:
-            loaded = load_model(
-                config.model,
-                task_type(config.task).num_labels(train),
-                task_type(config.task).texts(train),
-                settings.seed,
-                task=config.task,
-            )
+            loaded = _load(config, train, settings.seed)
+            if "dropout" in params:
+                _set_dropout(loaded.model, float(params["dropout"]))
             run = finetune(loaded, train, evaluation, settings, on_eval=on_eval, on_step=on_step)
-        except TrainerError:
+        except (TrainerError, KeyboardInterrupt):
+            # Aborted (a second Ctrl-C) or impossible: recorded now, never left RUNNING.
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         except Exception as exc:
@@ -389,8 +443,17 @@ def _run_trial(
             ), None
         study.tell(trial, run.metrics[config.objective_metric])
     result = TrialResult(config.name, trial.number, "complete", params, run, task, curve=run.curve)
-    method = "lora" if adapter_base(loaded.model) else "full"
-    return result, TrainedModel(loaded.model, loaded.processor, method)
+    labels = tuple(getattr(train, "label_names", ()))
+    return result, TrainedModel(loaded.model, loaded.processor, saved_method(loaded.model), labels)
+
+
+def _set_dropout(model: Any, p: float) -> None:
+    """Every dropout layer of the model drops with probability p (the searched `dropout`)."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
 
 
 def _failure(exc: BaseException) -> str:

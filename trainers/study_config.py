@@ -83,7 +83,9 @@ DEFAULT_COLUMNS: dict[str, tuple[str, str]] = {
 }
 #: How many trained models one study may keep.
 MAX_KEEP = 50
-#: Hyperparameters the fine-tuner understands, with the value used when not searched.
+#: Hyperparameters the fine-tuner understands, with the value used when not searched: the
+#: hyperparameter vocabulary (the anonymizer publishes no other). `dropout` (every dropout
+#: layer's probability) applies only when searched: otherwise the model keeps its own.
 KNOWN_PARAMS: dict[str, float | int] = {
     "learning_rate": 5e-5,
     "batch_size": 16,
@@ -91,7 +93,10 @@ KNOWN_PARAMS: dict[str, float | int] = {
     "warmup_ratio": 0.0,
     "weight_decay": 0.0,
     "lora_rank": 8,
+    "dropout": 0.1,
 }
+#: Searched only: not applied, nor recorded, unless the search space names them.
+_SEARCHED_ONLY = ("dropout",)
 PRUNERS = ("none", "median", "percentile", "hyperband")
 WARM_START_METHODS = ("rgpe", "initial-design")
 _TOP = {"pipeline", "name", "task", "language", "trials", "seed", "model", "objective",
@@ -160,12 +165,15 @@ class StudyConfig:
     keep: int = 1
 
     def fixed_params(self) -> dict[str, float | int]:
-        """Defaults for the known parameters this study does not search (lora_rank only with LoRA)."""
+        """Defaults for the known parameters this study does not search (lora_rank only with
+        LoRA; dropout never: the model keeps its own)."""
         searched = {d.name for d in self.search_space}
         return {
             k: v
             for k, v in KNOWN_PARAMS.items()
-            if k not in searched and (k != "lora_rank" or self.model.lora)
+            if k not in searched
+            and k not in _SEARCHED_ONLY
+            and (k != "lora_rank" or self.model.lora)
         }
 
 
@@ -365,6 +373,10 @@ def _search_space(table: dict[str, Any], lora: bool) -> tuple[SearchDimension, .
             choices = _get(spec, "choices", list, where + ".")
             if not choices:
                 raise _fail(where + ".choices", "must not be empty")
+            if name == "dropout" and not all(
+                isinstance(c, int | float) and 0 <= c < 1 for c in choices
+            ):
+                raise _fail(where, "dropout choices must be numbers from 0 up to (not) 1")
             dims.append(SearchDimension(name, kind, choices=tuple(choices)))
             continue
         if kind not in ("float", "int"):
@@ -380,6 +392,8 @@ def _search_space(table: dict[str, Any], lora: bool) -> tuple[SearchDimension, .
             raise _fail(where, "a log range needs low > 0")
         if name in ("batch_size", "epochs", "lora_rank") and low < 1:
             raise _fail(where, f"{name} must be at least 1")
+        if name == "dropout" and (kind != "float" or low < 0 or high >= 1):
+            raise _fail(where, "dropout is a float from 0 up to (not) 1")
         dims.append(SearchDimension(name, kind, float(low), float(high), log, float(step)))
     return tuple(dims)
 

@@ -10,7 +10,11 @@ The code is organized as follows:
 
 - transformers.py: `GridpointCallback`, a `TrainerCallback` (Trainer and TRL's trainers).
 - optuna.py: `Publisher`, an Optuna study callback.
-- optuna_trials.py, mlflow_runs.py: reading one source's runs as `ForeignRun`s.
+- optuna_trials.py: an Optuna study's trials as `ForeignRun`s (the storage opened read-only).
+- mlflow_runs.py: an MLflow experiment's runs as `ForeignRun`s, from whichever reader fits the
+  tracking URI: mlflow_files.py (a file store, `mlruns/`), mlflow_sql.py (a tracking
+  database), mlflow_server.py (a tracking server's REST API, bounded in pages, runs and time).
+- readonly.py: a team's SQLite or PostgreSQL database opened so that nothing can write to it.
 - foreign_run.py: a run from elsewhere; renaming into the vocabulary (names.py); the private
   trial the anonymizer takes.
 - task.py: the task descriptor, measured on a dataset or declared.

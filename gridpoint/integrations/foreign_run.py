@@ -12,6 +12,7 @@ beyond renaming (the anonymizer decides).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,15 @@ from gridpoint.schema import CurvePoint, ParamValue, SearchDimension, TaskDescri
 from gridpoint.trainers.results import FineTuneResult, TrialResult
 from gridpoint.trainers.study_config import ModelSpec, PrunerSpec, StudyConfig
 
-__all__ = ["ForeignRun", "ModelRef", "NotPublished", "ScreenedRun", "as_trial", "screen"]
+__all__ = [
+    "ForeignRun",
+    "ModelRef",
+    "NotPublished",
+    "ScreenedRun",
+    "as_trial",
+    "screen",
+    "unreadable",
+]
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,8 @@ def _metrics(run: ForeignRun, left: list[NotPublished]) -> dict[str, float]:
         target = public_metric(name)
         if target is None:
             left.append(NotPublished("metric", name, "not in the metric vocabulary"))
+        elif not math.isfinite(value):
+            left.append(NotPublished("metric", name, "not a finite number"))
         elif target in out:
             left.append(NotPublished("metric", name, f"{target} is already given by another name"))
         else:
@@ -144,7 +155,8 @@ def _curve(run: ForeignRun, metric_names: dict[str, str]) -> tuple[CurvePoint, .
     points: dict[tuple[str, int], float] = {}
     for point in run.curve:
         target = metric_names.get(point.metric)
-        if target is not None and point.step >= 0:
+        # NaN and infinite points (a diverged step, a damaged store) carry no curve shape.
+        if target is not None and point.step >= 0 and math.isfinite(point.value):
             points[(target, int(point.step))] = float(point.value)
     return tuple(
         CurvePoint(step, metric, value)
@@ -244,3 +256,11 @@ def as_trial(
         pruner=PrunerSpec(type="none"),
     )
     return trial, study
+
+
+def unreadable(exc: BaseException) -> str:
+    """Why a damaged run (a corrupt file or row, a value nested thousands deep) is skipped."""
+    if isinstance(exc, RecursionError):
+        return "unreadable: a value nested too deeply"
+    first = (str(exc).strip().splitlines() or [""])[0][:120]
+    return f"unreadable: {type(exc).__name__}{': ' + first if first else ''}"

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gridpoint.node.cli.output import print_json, print_line, print_table, stderr
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from gridpoint.integrations.foreign_run import ForeignRun, ModelRef
     from gridpoint.integrations.sink import Outcome
     from gridpoint.node.cli.main import SubParsers
@@ -36,6 +38,8 @@ class _Source(Protocol):
 
     def runs(self) -> Iterator[tuple[str, str, Callable[[], ForeignRun | str]]]: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass
 class _Summary:
@@ -46,6 +50,8 @@ class _Summary:
     present: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
     left_out: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    #: What the source's listing stopped short of (caps), said on stderr.
+    notes: list[str] = field(default_factory=list)
 
     def add(self, label: str, outcome: Outcome) -> None:
         from gridpoint.schema import record_to_json
@@ -71,6 +77,7 @@ class _Summary:
             "source": self.source,
             "study": self.study,
             "dry_run": self.dry_run,
+            "notes": self.notes,
             "imported": len(self.imported),
             "already_present": self.present,
             "skipped": self.skipped,
@@ -82,6 +89,19 @@ class _Summary:
         }
 
 
+def _read(read: Callable[[], ForeignRun | str]) -> ForeignRun | str:
+    """A run, or why it is skipped: a damaged run (file, row, value) is skipped alone."""
+    from gridpoint.errors import GridpointError
+    from gridpoint.integrations.foreign_run import unreadable
+
+    try:
+        return read()
+    except GridpointError:
+        raise  # the source itself failed (a server gone, out of time): the import stops
+    except Exception as exc:  # what a foreign store holds is never trusted to parse
+        return unreadable(exc)
+
+
 def _run_import(
     args: argparse.Namespace,
     study: str,
@@ -90,14 +110,6 @@ def _run_import(
     model: ModelRef,
     summary: _Summary,
 ) -> None:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     from gridpoint.errors import RecordError
     from gridpoint.integrations.sink import HomeSink, Outcome, open_home
 
@@ -105,22 +117,15 @@ def _run_import(
     total = len(source)
     with (
         HomeSink(home, db=args.db, dry_run=args.dry_run) as sink,
-        Progress(
-            TextColumn("importing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=stderr,
-            disable=args.json,
-        ) as progress,
+        _progress(args.json) as progress,
     ):
-        bar = progress.add_task("import", total=total)
+        bar = progress.add_task("importing", total=total)
         for label, key, read in source.runs():
-            if sink.knows(study, key):
+            if key and sink.knows(study, key):
                 summary.present += 1
                 progress.advance(bar)
                 continue
-            run = read()
+            run = _read(read)
             if isinstance(run, str):
                 summary.skipped.append({"run": label, "reason": run})
             else:
@@ -130,6 +135,30 @@ def _run_import(
                     outcome = Outcome("skipped", reason=f"no valid record: {exc}")
                 summary.add(label, outcome)
             progress.advance(bar)
+
+
+def _progress(quiet: bool, *, transient: bool = False) -> Progress:
+    """The progress shown on a terminal's stderr: what is being listed (with the time it
+    takes), then runs; nothing where stderr is a pipe or a log."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        disable=quiet or not stderr.is_terminal,
+        transient=transient,
+    )
 
 
 def _print(summary: _Summary, as_json: bool) -> None:
@@ -161,6 +190,8 @@ def _print(summary: _Summary, as_json: bool) -> None:
             ["kind", "name", "why", "runs"],
             [[k, n, r, c] for (k, n, r), c in sorted(summary.left_out.items())],
         )
+    for note in summary.notes:
+        stderr.print(f"warning: {note}", markup=False)
     reasons = Counter(s["reason"] for s in summary.skipped)
     for reason, count in sorted(reasons.items()):
         print_line(f"skipped {count}: {reason}")
@@ -186,26 +217,46 @@ def _task_and_model(args: argparse.Namespace) -> tuple[TaskDescriptor, ModelRef]
     return task, ModelRef(public_id=args.model_id, family=args.model_family)
 
 
+def _import(args: argparse.Namespace, kind: str, name: str, source: _Source) -> int:
+    task, model = _task_and_model(args)
+    summary = _Summary(kind, name, args.dry_run)
+    try:
+        summary.notes = list(getattr(source, "notes", []))
+        _run_import(args, name, source, task, model, summary)
+    finally:
+        source.close()
+    _print(summary, args.json)
+    return 0
+
+
 def cmd_import_optuna(args: argparse.Namespace) -> int:
     from gridpoint.integrations.optuna_trials import read_study
 
-    task, model = _task_and_model(args)
+    _task_and_model(args)  # a wrong --task or --model-id is said before the storage opens
     source = read_study(args.storage, args.study, args.metric)
-    summary = _Summary("optuna", args.study, args.dry_run)
-    _run_import(args, source.name, source, task, model, summary)
-    _print(summary, args.json)
-    return 0
+    return _import(args, "optuna", source.name, source)
 
 
 def cmd_import_mlflow(args: argparse.Namespace) -> int:
-    from gridpoint.integrations.mlflow_runs import read_experiment
+    from gridpoint.integrations.mlflow_runs import ReadLimits, read_experiment
 
-    task, model = _task_and_model(args)
-    source = read_experiment(args.tracking_uri, args.experiment, args.metric, args.direction)
-    summary = _Summary("mlflow", args.experiment, args.dry_run)
-    _run_import(args, source.study, source, task, model, summary)
-    _print(summary, args.json)
-    return 0
+    _task_and_model(args)
+    if args.timeout <= 0:
+        from gridpoint.errors import ConfigError
+
+        raise ConfigError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+    limits = ReadLimits(timeout_s=args.timeout, request_timeout_s=min(30.0, args.timeout))
+    with _progress(args.json, transient=True) as progress:
+        listing = progress.add_task(f"opening {args.experiment!r}", total=None)
+        source = read_experiment(
+            args.tracking_uri,
+            args.experiment,
+            args.metric,
+            args.direction,
+            limits=limits,
+            progress=lambda text: progress.update(listing, description=text),
+        )
+    return _import(args, "mlflow", source.study, source)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -248,7 +299,10 @@ def register(sub: SubParsers) -> None:
     o.set_defaults(handler=cmd_import_optuna)
     m = kinds.add_parser("mlflow", help="runs of an MLflow experiment")
     m.add_argument(
-        "--tracking-uri", required=True, help="e.g. sqlite:///mlflow.db or http://host:5000"
+        "--tracking-uri",
+        required=True,
+        help="a file store (file:///path/mlruns or a folder), a database "
+        "(sqlite:///mlflow.db, postgresql://...) or a server (http://host:5000); read-only",
     )
     m.add_argument("--experiment", required=True, help="the experiment's name")
     m.add_argument("--metric", help="the objective metric, as MLflow names it (e.g. val_acc)")
@@ -256,6 +310,13 @@ def register(sub: SubParsers) -> None:
         "--direction",
         choices=("maximize", "minimize"),
         help="with --metric (default: minimize a loss, maximize anything else)",
+    )
+    m.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="against a server: give up after S seconds in all (default 300; 30 per request)",
     )
     _common(m)
     m.set_defaults(handler=cmd_import_mlflow)

@@ -34,6 +34,10 @@ _PARAM_ALIASES = {
     "weight_decay": "weight_decay",
     "lora_rank": "lora_rank",
     "lora_r": "lora_rank",
+    "dropout": "dropout",
+    "dropout_rate": "dropout",
+    "hidden_dropout": "dropout",
+    "hidden_dropout_prob": "dropout",
 }
 
 _METRIC_ALIASES = {

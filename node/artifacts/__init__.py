@@ -9,6 +9,8 @@ The code is organized as follows:
 - service.py: the gridpoint.v1.Artifacts service (who may fetch what; bounded streams).
 - client.py: the Artifacts client for one trusted peer.
 - pull.py: pull(), the verified, resumable, atomic download.
+- private_parts.py: what of a kept model was learnt from private data (a vocabulary, label
+  names), which `model share` refuses to send unless told to.
 
 Never imports torch or transformers: the daemon serves from here. Producers (the trainers'
 save_trained, the federation) write a from_pretrained folder and hand it to

@@ -4,7 +4,8 @@ Every command group is a module with `register(sub)`, which adds its subcommands
 `handler` on each. Groups of packages that node must not import (`fed`, from
 gridpoint.federation) are found through the `gridpoint.commands` entry point, so they are
 ordinary subcommands of this one parser. Every GridpointError becomes one line on stderr
-and exit code 1 (argparse's usage errors exit 2); no traceback reaches the user. Heavy work
+and exit code 1 (argparse's usage errors exit 2); no traceback reaches the user, not even
+when the reader of a pipe goes away (`| head`: exit 141, silently). Heavy work
 (tuning, federation) is imported inside its handler, so catalog commands and the daemon
 never load torch.
 """
@@ -76,6 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         stderr.print("interrupted", markup=False)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`... --format csv | head`): what it wanted, it has. Later
+        # writes (the interpreter's own flush at exit) go nowhere instead of failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141  # 128 + SIGPIPE, as a tool the pipe's signal ended
 
 
 if __name__ == "__main__":

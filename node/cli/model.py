@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gridpoint.node.cli.output import print_json, print_line, print_table
+from gridpoint.node.cli.output import print_json, print_line, print_table, timestamp
 from gridpoint.node.home import resolve_home
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def artifact_json(artifact: Artifact, *, detail: bool = False) -> dict[str, Any]
         "readers": list(artifact.readers),
         "files": len(artifact.files),
         "bytes": artifact.bytes,
-        "created_at": artifact.created_at.isoformat(),
+        "created_at": timestamp(artifact.created_at),
     }
     if detail:
         out["files"] = [
@@ -173,9 +173,23 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_share(args: argparse.Namespace) -> int:
+    from gridpoint.errors import ArtifactError
+    from gridpoint.node.artifacts.private_parts import private_parts
+    from gridpoint.node.peers.trust import find_peer
+
     _home, store, artifacts = _open(args)
     try:
-        artifact = artifacts.share(args.id, args.node)
+        found = artifacts.get(args.id)
+        parts = private_parts(artifacts.folder(found))
+        if parts and not args.include_private:
+            raise ArtifactError(
+                f"model {found.id[:12]} carries what it learnt from your private data: "
+                f"{'; '.join(parts)}; a peer it is shared with receives them all. "
+                "Share it anyway with --include-private"
+            )
+        # The one rule for ids: a full node id, or a unique prefix of a trusted peer's.
+        node = args.node if len(args.node) == 40 else find_peer(store, args.node).node_id
+        artifact = artifacts.share(found.id, node)
     finally:
         store.close()
     if args.json:
@@ -214,6 +228,18 @@ def register(sub: SubParsers) -> None:
     p.set_defaults(handler=cmd_pull)
     p = cmds.add_parser("share", help="let a peer fetch a model from this node")
     p.add_argument("id", help="model id or unique prefix")
-    p.add_argument("--with", dest="node", required=True, metavar="NODE_ID", help="the peer")
+    p.add_argument(
+        "--with",
+        dest="node",
+        required=True,
+        metavar="NODE_ID",
+        help="the peer's node id, or a unique prefix of a trusted peer's",
+    )
+    p.add_argument(
+        "--include-private",
+        action="store_true",
+        help="share it even though it carries what it learnt from your private data (a "
+        "vocabulary learnt from the training texts, the label names); refused without",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_share)

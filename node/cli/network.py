@@ -15,6 +15,7 @@ from gridpoint.node.cli.output import (
     print_line,
     print_table,
     stderr,
+    timestamp,
 )
 from gridpoint.node.home import resolve_home
 from gridpoint.schema import record_to_json
@@ -89,8 +90,8 @@ def cmd_peer_list(args: argparse.Namespace) -> int:
             "name": p.name,
             "address": p.address,
             "fingerprint": p.fingerprint,
-            "added_at": p.added_at.isoformat(),
-            "last_sync_at": p.last_sync_at.isoformat() if p.last_sync_at else None,
+            "added_at": timestamp(p.added_at),
+            "last_sync_at": timestamp(p.last_sync_at),
         }
         for p in peers
     ]
@@ -101,51 +102,83 @@ def cmd_peer_list(args: argparse.Namespace) -> int:
             "trusted peers",
             ["node id", "name", "address", "last sync"],
             [[r["node_id"], r["name"], r["address"], r["last_sync_at"] or "never"] for r in rows],
+            whole=(0, 2, 3),
         )
     return 0
 
 
 def cmd_peer_remove(args: argparse.Namespace) -> int:
+    from gridpoint.node.peers.trust import find_peer
+    from gridpoint.node.store.query_filter import parse_filter
+
     home, store = _store(args)
     try:
-        removed = store.remove_peer(args.node_id)
+        peer = find_peer(store, args.node_id)
+        signed = store.count_records(parse_filter(f"signer = '{peer.node_id}'"))
+        if not store.remove_peer(peer.node_id):
+            raise PeerError(f"no trusted peer {args.node_id!r}; see `gridpoint peer list`")
     finally:
         store.close()
-    if not removed:
-        raise PeerError(f"no trusted peer {args.node_id!r}; see `gridpoint peer list`")
-    print_line(f"removed {args.node_id}")
+    if args.json:
+        print_json({"node_id": peer.node_id, "name": peer.name, "records_kept": signed})
+        return 0
+    print_line(f"removed {peer.name!r} ({peer.node_id}): no more syncs with it, nor calls from it")
+    print_line(
+        f"kept: the {signed} record(s) it signed, still in the catalog and still verifiable "
+        "(records travel signed; withdrawing them is their author's to do)"
+    )
     return 0
 
 
 def cmd_catalog_sync(args: argparse.Namespace) -> int:
-    from gridpoint.node.logs import configure_logging
+    import logging
+
     from gridpoint.node.peers.grpc_transport import grpc_connector
     from gridpoint.node.peers.sync import sync_all
+    from gridpoint.node.peers.trust import find_peer
 
-    configure_logging()
+    # Everything the daemon would log is in the report printed below, per peer, in words:
+    # no log lines (JSON, for the daemon's log) on this terminal.
+    quiet = logging.getLogger("gridpoint")
+    quiet.handlers[:] = [logging.NullHandler()]
+    quiet.propagate = False
     home, store = _store(args)
     try:
-        reports = sync_all(home, store, grpc_connector(home), args.peer)
+        only = find_peer(store, args.peer).node_id if args.peer else None
+        reports = sync_all(home, store, grpc_connector(home), only)
     finally:
         store.close()
     if args.json:
         print_json([r.as_json() for r in reports])
+    elif not reports:
+        print_line("no trusted peers to sync from (`gridpoint peer add ADDRESS --fingerprint FP`)")
     else:
         print_table(
             "sync",
             ["peer", "new", "duplicates", "refused", "error"],
             [
                 [
-                    r.peer_id,
+                    r.peer_id[:12],
                     r.new,
                     r.duplicates,
-                    sum(r.refused.values()),
+                    _refused(r.refused),
                     r.error or (f"stopped ({r.stopped}): more next round" if r.stopped else ""),
                 ]
                 for r in reports
             ],
+            numeric=(1, 2),
+            whole=(0, 1, 2),
         )
-    return 1 if reports and all(r.error for r in reports) else 0
+    # One rule: 1 when any peer could not be synced (its error is in the report), else 0.
+    return 1 if any(r.error for r in reports) else 0
+
+
+def _refused(counts: Any) -> str:
+    """Refused records by reason, e.g. "3 (unknown-signer 2, bad-signature 1)"."""
+    total = sum(counts.values())
+    if not total:
+        return "0"
+    return f"{total} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"
 
 
 def cmd_catalog_query(args: argparse.Namespace) -> int:
@@ -211,11 +244,19 @@ def cmd_catalog_query(args: argparse.Namespace) -> int:
             f"{len(result.rows)} record(s)",
             headings,
             [[format_value(v) for v in r] for r in table],
-            numeric=[i for i, h in enumerate(headings) if h.startswith(("metrics.", "params."))],
+            numeric=[i for i, h in enumerate(headings) if h in columns and _numeric(h)],
+            whole=[0],
         )
     else:
         print_delimited(headings, table, "," if fmt == "csv" else "\t")
     return 0
+
+
+def _numeric(key: str) -> bool:
+    """Whether a column holds numbers (right-aligned, never split)."""
+    from gridpoint.node.store.keys import key_spec
+
+    return key_spec(key).type in ("num", "any")
 
 
 #: Columns of `catalog query` when --columns is not given (metrics the filter names follow).
@@ -256,7 +297,7 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
                 "signer_name": view.signer_name,
                 "parents": [pid for pid, _ in view.parents],
                 "found_at": [
-                    {"name": name, "first_seen_at": seen.isoformat()} for name, seen in view.sources
+                    {"name": name, "first_seen_at": timestamp(seen)} for name, seen in view.sources
                 ],
                 **(
                     {"private": [p.__dict__ for p in view.private]}
@@ -274,8 +315,7 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
         ),
     ]
     lines += [
-        ("found at", f"{name} (first synced {seen:%Y-%m-%d %H:%M} UTC)")
-        for name, seen in view.sources
+        ("found at", f"{name} (first synced {timestamp(seen)})") for name, seen in view.sources
     ]
     for key, value in view.fields.items():
         if isinstance(value, dict):
@@ -352,18 +392,36 @@ def register(sub: SubParsers) -> None:
     p = peer.add_parser("list", help="list trusted peers")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_peer_list)
-    p = peer.add_parser("remove", help="stop trusting a peer")
-    p.add_argument("node_id")
+    p = peer.add_parser(
+        "remove", help="stop trusting a peer (the records it signed stay in the catalog)"
+    )
+    p.add_argument("node_id", metavar="NODE_ID", help="the peer's node id or a unique prefix")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_peer_remove)
 
     catalog = sub.add_parser(
         "catalog", help="sync and query the experiment catalog"
     ).add_subparsers(dest="catalog_command", required=True, metavar="COMMAND")
-    p = catalog.add_parser("sync", help="pull new records from trusted peers now")
-    p.add_argument("--peer", help="only this peer (node id or prefix)")
+    p = catalog.add_parser(
+        "sync",
+        help="pull new records from trusted peers now",
+        description="Pull new records from every trusted peer (or one), side by side, and "
+        "report each: new, duplicate and refused records, and why a peer could not be synced. "
+        "Exit status: 1 when any peer could not be synced, else 0 (records a peer sent that "
+        "were refused do not make it fail).",
+    )
+    p.add_argument("--peer", help="only this peer (node id or a unique prefix)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_catalog_sync)
-    p = catalog.add_parser("query", help='filter the catalog, e.g. "metrics.accuracy > 0.8"')
+    from gridpoint.node.store.filter_reference import filter_reference
+
+    p = catalog.add_parser(
+        "query",
+        help='filter the catalog, e.g. "metrics.accuracy > 0.8"',
+        description="Records of the catalog that match FILTER, with who signed each.",
+        epilog=filter_reference(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("filter", nargs="?", default="", help="filter expression ('' matches all)")
     p.add_argument("--peers", action="store_true", help="also ask trusted peers live")
     p.add_argument("--limit", type=int, default=100, help="most records shown (default 100)")

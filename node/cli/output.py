@@ -1,6 +1,7 @@
 """How commands print: one JSON document with --json, otherwise rich tables and lines.
 
 Data goes to stdout; diagnostics go to stderr, so `--json | jq` always gets clean JSON.
+Every time is printed one way, in UTC to the second: 2026-12-04T22:02:05Z (timestamp()).
 """
 
 from __future__ import annotations
@@ -9,15 +10,25 @@ import csv
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["print_delimited", "print_json", "print_line", "print_table", "stderr"]
+__all__ = ["print_delimited", "print_json", "print_line", "print_table", "stderr", "timestamp"]
 
 stderr = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 _stdout = Console(highlight=False, soft_wrap=True, emoji=False)
+
+
+def timestamp(moment: datetime | None) -> str | None:
+    """The one form of a time in every output: ISO 8601 in UTC, to the second, with Z.
+    A naive time (SQLite's) is UTC already."""
+    if moment is None:
+        return None
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return aware.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def print_json(data: Any) -> None:
@@ -33,19 +44,26 @@ def print_table(
     numeric: Sequence[int] = (),
     whole: Sequence[int] = (),
 ) -> None:
-    """A table; the columns at the `numeric` positions are right-aligned, those at the
-    `whole` positions (ids, short words) never wrap: the others give way when it is narrow."""
+    """A table; the columns at the `numeric` positions are right-aligned, and they and those
+    at the `whole` positions (ids, short words) are never split across lines: on a narrow
+    terminal the text columns give way."""
     table = Table(title=title, show_lines=False)
     for i, col in enumerate(columns):
+        # At least as wide as its widest value: a heading may fold, a value never.
+        widest = max((len(_cell(row[i])) for row in rows if i < len(row)), default=0)
         table.add_column(
             col,
             overflow="fold",
             justify="right" if i in numeric else "left",
-            no_wrap=i in whole,
+            min_width=widest if i in whole or i in numeric else None,
         )
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(_cell(v) for v in row))
     _stdout.print(table)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 def print_delimited(columns: Sequence[str], rows: Sequence[Sequence[Any]], delimiter: str) -> None:

@@ -1,17 +1,29 @@
 """`gridpoint node start`: serve the catalog to trusted peers and pull from them periodically.
 
 Runs in the foreground until SIGTERM or SIGINT; then stops accepting calls, lets in-flight
-calls finish (grace period), stops the sync loop and closes the store. Prints the address
-it listens on as its first line of stdout: "listening on HOST:PORT". One daemon per home
-(state.py holds the home's lock) and per port (no SO_REUSEPORT).
+calls finish (grace period), stops the sync loop, closes the store and exits, all within
+about 2 x GRACE_S. Prints the address it listens on as its first line of stdout: "listening
+on HOST:PORT". One daemon per home (state.py holds the home's lock) and per port (no
+SO_REUSEPORT).
+
+Signals are never handled in a Python signal handler: a handler runs between any two
+bytecodes of the main thread, and one that takes a lock the main thread already holds (an
+Event's, the log's) deadlocks it for good, the home's lock still held, so `node status`
+says "running" forever. SIGTERM and SIGINT are blocked in every thread from the start and
+the main thread waits for them with sigwait(); a second signal during shutdown stays
+pending and changes nothing.
+
+Must never: leave the process alive after it released the home's lock.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
-from types import FrameType
+import time
 
 from gridpoint.node.daemon.server import start_server
 from gridpoint.node.daemon.state import HeldHome, hold_home
@@ -24,31 +36,32 @@ from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.sql_store import SqlStore, open_store
 from gridpoint.node.store.writable import check_store_writable
 
-__all__ = ["run_daemon"]
+__all__ = ["GRACE_S", "STOP_SIGNALS", "run_daemon"]
 
 GRACE_S = 5.0
 
 
+#: The signals that stop a daemon; blocked in every thread, awaited by the main one.
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def run_daemon(home: NodeHome, db_url: str, listen: str | None) -> int:
     """Runs the node until a termination signal; returns the exit code."""
+    # Before any thread exists, so that every thread inherits the mask.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     configure_logging()
     address = listen or home.config.listen
     host, _ = split_address(address, allow_port_zero=True)
     with hold_home(home.path) as held:
         check_store_writable(db_url)
         store = open_store(db_url)
-        return _serve(home, store, host, address, held)
+        code = _serve(home, store, host, address, held)
+    leave(code)
+    return code
 
 
 def _serve(home: NodeHome, store: SqlStore, host: str, address: str, held: HeldHome) -> int:
     stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log_event("shutdown requested", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     try:
         server = start_server(home, store, address)
         bound = f"{host}:{server.port}" if ":" not in host else f"[{host}]:{server.port}"
@@ -64,13 +77,30 @@ def _serve(home: NodeHome, store: SqlStore, host: str, address: str, held: HeldH
         )
         syncer = threading.Thread(target=_sync_loop, args=(home, store, stop), daemon=True)
         syncer.start()
-        stop.wait()
+        received = signal.sigwait(STOP_SIGNALS)
+        log_event("shutdown requested", signal=signal.Signals(received).name)
+        stop.set()
         server.stop(GRACE_S)
         syncer.join(timeout=GRACE_S)
         log_event("node stopped", node_id=home.identity.node_id)
     finally:
         store.close()
     return 0
+
+
+def leave(code: int) -> None:
+    """Ends the process once the home is released: a gRPC worker still stuck in a call (it
+    ignored the cancellation) would otherwise keep an interpreter that serves nothing alive."""
+    deadline = time.monotonic() + GRACE_S
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    busy = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
+    if len(busy) > 1:
+        log_event("exiting with calls still busy", logging.WARNING, threads=len(busy) - 1)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
 
 
 def _sync_loop(home: NodeHome, store: CatalogStore, stop: threading.Event) -> None:

@@ -3,7 +3,8 @@
 `node start` takes an exclusive lock on `daemon.lock` in the home for its whole life (the
 kernel drops it when the process dies, however it dies) and writes its PID and address
 there. A second `node start` on the same home is refused with that PID; `node status` reads
-the same file and asks the kernel whether the lock is still held.
+the same file and asks the kernel whether the lock is still held, and `node stop` signals
+the PID it names only while the lock is held (so never a process that merely reused the PID).
 
 Must never delete the lock file or write anything but the PID, the address and the start
 time into it: the file is read by other processes while the daemon runs.
@@ -51,9 +52,13 @@ class HeldHome:
 
     def __init__(self, handle: IO[str]) -> None:
         self._handle = handle
+        # At once: until then the file names the previous holder, whose PID may be reused.
+        self.announce("")
 
     def announce(self, address: str) -> None:
-        state = DaemonState(os.getpid(), address, datetime.now(UTC).isoformat(timespec="seconds"))
+        # The one form of a time in gridpoint's output (node/cli/output.py: timestamp()).
+        started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        state = DaemonState(os.getpid(), address, started)
         self._handle.seek(0)
         self._handle.truncate()
         self._handle.write(json.dumps(state.__dict__))

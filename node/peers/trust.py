@@ -29,7 +29,7 @@ from gridpoint.node.protocol.tls import (
 )
 from gridpoint.node.store.base import CatalogStore, Peer
 
-__all__ = ["MAX_PEER_NAME_CHARS", "PeerAddResult", "add_peer"]
+__all__ = ["MAX_PEER_NAME_CHARS", "PeerAddResult", "add_peer", "find_peer"]
 
 #: Longest peer name kept (the store holds 255 characters).
 MAX_PEER_NAME_CHARS = 255
@@ -119,3 +119,18 @@ def _organization(cert_pem: bytes) -> str:
         NameOID.ORGANIZATION_NAME
     )
     return str(names[0].value) if names else ""
+
+
+def find_peer(store: CatalogStore, id_or_prefix: str) -> Peer:
+    """The trusted peer whose node id is id_or_prefix or starts with it (the one rule for ids
+    everywhere: the full id or a unique prefix); PeerError naming what is wrong."""
+    wanted = id_or_prefix.strip().lower()
+    matches = [p for p in store.list_peers() if wanted and p.node_id.startswith(wanted)]
+    if not matches:
+        raise PeerError(f"no trusted peer {id_or_prefix[:70]!r}; see `gridpoint peer list`")
+    if len(matches) > 1:
+        raise PeerError(
+            f"{id_or_prefix[:70]!r} is the start of {len(matches)} trusted peers' ids: "
+            "give more of it"
+        )
+    return matches[0]

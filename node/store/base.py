@@ -179,7 +179,8 @@ class CatalogStore(ABC):
         """Matching envelopes as stored, in order, stopping before max_bytes (not decoded)."""
 
     @abstractmethod
-    def count_records(self) -> int: ...
+    def count_records(self, where: FilterNode | None = None) -> int:
+        """How many records there are (that match where)."""
 
     @abstractmethod
     def known_names(self, family: Literal["params", "metrics"], limit: int = 10_000) -> set[str]:

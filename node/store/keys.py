@@ -16,6 +16,14 @@ from typing import TYPE_CHECKING, Literal
 from gridpoint.errors import FilterError
 from gridpoint.schema import RunRecord
 from gridpoint.schema.validation import shown
+from gridpoint.schema.vocabulary import (
+    BALANCE_BUCKETS,
+    IMAGE_SIZE_BUCKETS,
+    KINDS,
+    SIZE_BUCKETS,
+    STATUSES,
+    TEXT_LENGTH_BUCKETS,
+)
 
 if TYPE_CHECKING:
     from gridpoint.node.store.base import StoredRecord
@@ -36,54 +44,63 @@ class KeySpec:
     type: ValueType
     column: str | None
     read: Callable[[StoredRecord], SortValue]
+    #: What the key means, for the filter reference (`catalog query --help`, the README).
+    about: str = ""
 
 
 def _plain(
-    name: str, column: str, type_: ValueType, read: Callable[[RunRecord], str | float]
+    name: str,
+    column: str,
+    type_: ValueType,
+    read: Callable[[RunRecord], str | float],
+    about: str,
 ) -> KeySpec:
     def value(stored: StoredRecord) -> SortValue:
         raw = read(stored.record)
         return raw if isinstance(raw, str) else float(raw)
 
-    return KeySpec(name, type_, column, value)
+    return KeySpec(name, type_, column, value, about)
+
+
+def _one_of(values: tuple[str, ...]) -> str:
+    return "one of " + ", ".join(f"'{v}'" if v else "''" for v in values)
 
 
 KEYS: dict[str, KeySpec] = {
     spec.name: spec
     for spec in (
-        _plain("kind", "kind", "str", lambda r: r.kind),
-        _plain("study", "study", "str", lambda r: r.study),
-        _plain("status", "status", "str", lambda r: r.status),
-        _plain("period", "period", "str", lambda r: r.period),
-        _plain("task.type", "task_type", "str", lambda r: r.task.type),
-        _plain("task.num_labels", "task_num_labels", "num", lambda r: r.task.num_labels),
-        _plain("task.size_bucket", "task_size_bucket", "str", lambda r: r.task.size_bucket),
-        _plain(
-            "task.balance_bucket", "task_balance_bucket", "str", lambda r: r.task.balance_bucket
-        ),
-        _plain("task.language", "task_language", "str", lambda r: r.task.language),
-        _plain(
-            "task.text_length_bucket",
-            "task_text_length_bucket",
-            "str",
-            lambda r: r.task.text_length_bucket,
-        ),
-        _plain(
-            "task.image_size_bucket",
-            "task_image_size_bucket",
-            "str",
-            lambda r: r.task.image_size_bucket,
-        ),
-        _plain("model.base", "model_base", "str", lambda r: r.model.base),
-        _plain("model.family", "model_family", "str", lambda r: r.model.family),
-        _plain("model.method", "model_method", "str", lambda r: r.model.method),
-        _plain(
-            "model.num_parameters", "model_num_parameters", "num", lambda r: r.model.num_parameters
-        ),
-        KeySpec("signer", "str", "signer_id", lambda stored: stored.signer_id),
-        KeySpec("id", "str", "id", lambda stored: stored.id),
+        _plain("kind", "kind", "str", lambda r: r.kind, _one_of(KINDS)),
+        _plain("study", "study", "str", lambda r: r.study,
+               "the study's pseudonym (on its own node, also the study's name)"),
+        _plain("status", "status", "str", lambda r: r.status, _one_of(STATUSES)),
+        _plain("period", "period", "str", lambda r: r.period, "the month (or quarter's first month) it ran, 'YYYY-MM'"),
+        _plain("task.type", "task_type", "str", lambda r: r.task.type,
+               "e.g. 'text-classification', 'causal-lm'"),
+        _plain("task.num_labels", "task_num_labels", "num", lambda r: r.task.num_labels,
+               "classes (0: none)"),
+        _plain("task.size_bucket", "task_size_bucket", "str", lambda r: r.task.size_bucket,
+               _one_of(SIZE_BUCKETS)),
+        _plain("task.balance_bucket", "task_balance_bucket", "str",
+               lambda r: r.task.balance_bucket, _one_of(BALANCE_BUCKETS)),
+        _plain("task.language", "task_language", "str", lambda r: r.task.language,
+               "ISO 639-1 code, e.g. 'en'"),
+        _plain("task.text_length_bucket", "task_text_length_bucket", "str",
+               lambda r: r.task.text_length_bucket, _one_of(TEXT_LENGTH_BUCKETS)),
+        _plain("task.image_size_bucket", "task_image_size_bucket", "str",
+               lambda r: r.task.image_size_bucket, _one_of(IMAGE_SIZE_BUCKETS)),
+        _plain("model.base", "model_base", "str", lambda r: r.model.base,
+               "public hub id of the base model, e.g. 'bert-base-uncased'"),
+        _plain("model.family", "model_family", "str", lambda r: r.model.family,
+               "e.g. 'bert', 'llama'"),
+        _plain("model.method", "model_method", "str", lambda r: r.model.method,
+               "'full' or 'lora'"),
+        _plain("model.num_parameters", "model_num_parameters", "num",
+               lambda r: r.model.num_parameters, "parameters of the base model"),
+        KeySpec("signer", "str", "signer_id", lambda stored: stored.signer_id,
+                "node id of the record's author"),
+        KeySpec("id", "str", "id", lambda stored: stored.id, "the record's id"),
     )
-}
+}  # fmt: skip
 
 
 def _param(record: RunRecord, name: str) -> SortValue:

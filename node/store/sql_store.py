@@ -305,9 +305,14 @@ class SqlStore(CatalogStore):
                     out.append(envelope)
         return out
 
-    def count_records(self) -> int:
+    def count_records(self, where: FilterNode | None = None) -> int:
         with self.reading() as conn:
-            return int(conn.scalar(select(func.count()).select_from(R)) or 0)
+            if where is None:
+                return int(conn.scalar(select(func.count()).select_from(R)) or 0)
+            return sum(
+                int(conn.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+                for stmt in query_statements(where, None)
+            )
 
     def known_names(self, family: Literal["params", "metrics"], limit: int = 10_000) -> set[str]:
         table = P if family == "params" else M

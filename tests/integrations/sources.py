@@ -7,7 +7,10 @@ runs, `bulk=True` writes the same rows through MLflow's own table models in one 
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
+import sqlite3
 import time
 import uuid
 import warnings
@@ -136,3 +139,55 @@ def optuna_study(path: Path, name: str, n_trials: int, *, steps: int = 4) -> str
         )
     study.add_trials(trials)
     return url
+
+
+def mlflow_file_store(root: Path, experiment: str, n_runs: int, *, steps: int = 5) -> str:
+    """A file store (`mlruns/`) at root with n_runs runs, written by MLflow itself; its URI."""
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    previous = os.environ.get("MLFLOW_ALLOW_FILE_STORE")
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    try:
+        uri = root.as_uri()
+        client = MlflowClient(tracking_uri=uri)
+        experiment_id = client.create_experiment(experiment)
+        for i in range(n_runs):
+            run = client.create_run(
+                experiment_id, run_name=f"run-{i}", start_time=1_700_000_000_000 + i
+            )
+            for step in range(steps):
+                client.log_metric(
+                    run.info.run_id, "val_acc", 0.5 + 0.05 * step + 0.001 * i, step=step
+                )
+            client.log_metric(run.info.run_id, PRIVATE_METRIC, 3.5)
+            client.log_param(run.info.run_id, "lr", str(1e-4 * (1 + i)))
+            client.log_param(run.info.run_id, PRIVATE_PARAM, "/data/ZQCANARYMLFLOW")
+            client.set_terminated(run.info.run_id, "FAILED" if i % 10 == 9 else "FINISHED")
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_ALLOW_FILE_STORE")
+        else:
+            os.environ["MLFLOW_ALLOW_FILE_STORE"] = previous
+    return uri
+
+
+def tree_digest(path: Path) -> str:
+    """The bytes of a file, or of every file under a folder with their names: a source
+    read-only really was not written if this is the same before and after."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def damaged_copy(template: Path, path: Path, sql: str) -> Path:
+    """A copy of a SQLite store at path with sql (which damages it) run on it."""
+    shutil.copy(template, path)
+    with sqlite3.connect(path) as db:
+        db.executescript(sql)
+    db.close()
+    return path

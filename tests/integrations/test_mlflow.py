@@ -25,14 +25,6 @@ pytestmark = [
 TASK = ("--task", "text-classification", "--train-size", "20000", "--language", "en")
 
 
-@pytest.fixture(scope="module")
-def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Ten runs (the last one failed) in a tracking store; creating one costs seconds."""
-    path = tmp_path_factory.mktemp("mlflow") / "template.db"
-    mlflow_store(path, "ZQEXPERIMENT", 10)
-    return path
-
-
 def _catalog(home: NodeHome) -> tuple[list[RunRecord], list[bytes]]:
     store = open_store(home.db_url())
     try:
@@ -43,12 +35,12 @@ def _catalog(home: NodeHome) -> tuple[list[RunRecord], list[bytes]]:
 
 
 def test_import_mlflow_matches_the_runs_and_reimport_adds_only_new_runs(
-    make_home, tmp_path: Path, template_store: Path
+    make_home, tmp_path: Path, mlflow_template: Path
 ) -> None:
     # Prepare: ten runs, the last one failed.
     home = make_home("A")
     db = tmp_path / "mlflow.db"
-    shutil.copy(template_store, db)
+    shutil.copy(mlflow_template, db)
     uri = f"sqlite:///{db}"
     args = ("import", "mlflow", "--tracking-uri", uri, "--experiment", "ZQEXPERIMENT",
             "--metric", "val_acc", *TASK)  # fmt: skip
@@ -93,10 +85,10 @@ def test_import_mlflow_matches_the_runs_and_reimport_adds_only_new_runs(
 
 
 def test_import_mlflow_refuses_an_unknown_experiment_and_a_metric_outside_the_vocabulary(
-    make_home, template_store: Path
+    make_home, mlflow_template: Path
 ) -> None:
     home = make_home("A")
-    base = ("import", "mlflow", "--tracking-uri", f"sqlite:///{template_store}", *TASK)
+    base = ("import", "mlflow", "--tracking-uri", f"sqlite:///{mlflow_template}", *TASK)
     unknown = cli(*base, "--experiment", "nope", home=home.path)
     metric = cli(*base, "--experiment", "ZQEXPERIMENT", "--metric", "gpu_temp", home=home.path)
     assert unknown.returncode == 1 and "no MLflow experiment named 'nope'" in unknown.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import optuna
@@ -12,7 +13,8 @@ from gridpoint.integrations.optuna import Publisher
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.schema import RunRecord, record_to_json
-from tests.helpers import cli, cli_json
+from tests.cli_main import run_main
+from tests.helpers import ROOT, cli, cli_json
 from tests.integrations.sources import optuna_study
 
 TASK = ("--task", "text-classification", "--train-size", "5000", "--language", "en")
@@ -131,3 +133,21 @@ def test_import_needs_the_training_set_size(make_home, tmp_path: Path, train_siz
         "text-classification", "--train-size", train_size, home=home.path,
     )  # fmt: skip
     assert result.returncode == 1 and "--train-size" in result.stderr
+
+
+def test_the_readme_import_optuna_example_runs_as_written(
+    capsys: pytest.CaptureFixture[str], make_home, tmp_path: Path
+) -> None:
+    # Prepare: a study that never named its metric, as most are; the README's command with
+    # its placeholders filled in.
+    home = make_home("A")
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(direction="maximize", storage=storage, study_name="sweep")
+    study.optimize(lambda t: t.suggest_float("learning_rate", 1e-5, 1e-3, log=True), n_trials=2)
+    readme = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    [line] = [x for x in readme.splitlines() if x.startswith("gridpoint import optuna")]
+    argv = shlex.split(line.replace("sqlite:///study.db", storage).replace("NAME", "sweep"))
+    # Execute
+    ran = run_main(capsys, *argv[1:], "--json", home=home.path)
+    # Assert
+    assert ran.json()["imported"] == 2

@@ -63,10 +63,11 @@ def test_records_relayed_through_a_peer_stay_verified_as_their_authors(
         *db_args(b, b_db), "catalog", "sync", "--peer", a.identity.node_id, home=b.path
     )
     da.stop()
-    c_reports = cli_json("catalog", "sync", home=c.path)
-    # Assert
+    c_sync = cli("catalog", "sync", "--json", home=c.path)
+    # Assert: A is down, so C's sync fails (exit 1) yet takes A's records from B.
     assert (b_report["new"], b_report["refused"]) == (3, 0)
-    by_peer = {r["peer"]: r for r in c_reports}
+    assert c_sync.returncode == 1, c_sync.stderr
+    by_peer = {r["peer"]: r for r in json.loads(c_sync.stdout)}
     assert by_peer[b.identity.node_id]["new"] == 3 and by_peer[b.identity.node_id]["error"] is None
     assert "did not answer" in by_peer[a.identity.node_id]["error"]
     rows = cli_json("catalog", "query", "metrics.accuracy >= 0", home=c.path)

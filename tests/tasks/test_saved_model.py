@@ -10,7 +10,7 @@ import torch
 from gridpoint.errors import ModelLoadError
 from gridpoint.trainers.finetune import FineTuneSettings, finetune
 from gridpoint.trainers.models import load_model
-from gridpoint.trainers.saved_model import TrainedModel, adapter_base, save_trained
+from gridpoint.trainers.saved_model import TrainedModel, adapter_base, save_trained, saved_method
 from gridpoint.trainers.study_config import ModelSpec
 from gridpoint.trainers.tasks import task_type
 
@@ -55,25 +55,67 @@ def _logits(model, processor, text: str) -> torch.Tensor:  # type: ignore[no-unt
         return model(**processor(text, return_tensors="pt")).logits
 
 
-def test_lora_on_a_local_checkpoint_is_saved_as_an_adapter_that_loads_back(tmp_path: Path) -> None:
-    # Prepare: a base checkpoint on disk, fine-tuned with LoRA from its path.
+def test_lora_on_a_local_checkpoint_is_saved_merged_with_no_trace_of_its_path(
+    tmp_path: Path,
+) -> None:
+    # Prepare: a base checkpoint on disk (a private path), fine-tuned with LoRA from it.
+    base_dir = tmp_path / "ZQCANARYCKPT"
     base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
-    base.model.save_pretrained(tmp_path / "base")
-    base.tokenizer.save_pretrained(tmp_path / "base")
-    loaded, _ = _train(ModelSpec(path=tmp_path / "base"), "text-classification", TEXTS, 4)
-    assert adapter_base(loaded.model) == str(tmp_path / "base")
+    base.model.save_pretrained(base_dir)
+    base.tokenizer.save_pretrained(base_dir)
+    loaded, _ = _train(ModelSpec(path=base_dir), "text-classification", TEXTS, 4)
+    assert adapter_base(loaded.model) == str(base_dir)
     # Execute
-    save_trained(TrainedModel(loaded.model, loaded.processor, "lora"), tmp_path / "kept")
-    # Assert: the adapter alone, which peft and our loader both load to the same model.
-    from peft import AutoPeftModelForSequenceClassification
+    method = saved_method(loaded.model)
+    save_trained(TrainedModel(loaded.model, loaded.processor, method), tmp_path / "kept")
+    # Assert: full weights that plain transformers and our loader load to the same model, and
+    # no file names the base's local path (an adapter's config and card would).
+    from transformers import AutoModelForSequenceClassification
 
-    files = {p.name for p in (tmp_path / "kept").iterdir()}
-    assert "adapter_config.json" in files and "model.safetensors" not in files
-    again = load_model(ModelSpec(path=tmp_path / "kept"), 2, [], 0)
-    plain = AutoPeftModelForSequenceClassification.from_pretrained(tmp_path / "kept")
+    kept = tmp_path / "kept"
+    files = {p.name for p in kept.iterdir()}
+    assert method == "full" and "model.safetensors" in files and "adapter_config.json" not in files
+    for path in kept.iterdir():
+        assert (
+            b"ZQCANARYCKPT" not in path.read_bytes()
+            and str(tmp_path).encode() not in path.read_bytes()
+        )
+    again = load_model(ModelSpec(path=kept), 2, [], 0)
+    plain = AutoModelForSequenceClassification.from_pretrained(kept)
     expected = _logits(loaded.model, loaded.processor, "good fine")
     assert torch.allclose(_logits(again.model, again.tokenizer, "good fine"), expected, atol=1e-5)
     assert torch.allclose(_logits(plain, again.tokenizer, "good fine"), expected, atol=1e-5)
+
+
+# peft looks the base up to see whether its embeddings changed; it is not cached here.
+@pytest.mark.filterwarnings("ignore:Could not find a config file in zq-org/tiny-bert")
+def test_lora_on_a_public_hub_base_is_saved_as_the_adapter_alone(tmp_path: Path) -> None:
+    # Prepare: a LoRA model whose base is named by a public hub id (as when loaded from the
+    # cache by that id: no such model is cached here, so the id is set on the adapter).
+    base_dir = tmp_path / "base"
+    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
+    base.model.save_pretrained(base_dir)
+    base.tokenizer.save_pretrained(base_dir)
+    loaded, _ = _train(ModelSpec(path=base_dir), "text-classification", TEXTS, 4)
+    next(iter(loaded.model.peft_config.values())).base_model_name_or_path = "zq-org/tiny-bert"
+    # Execute
+    method = saved_method(loaded.model)
+    save_trained(TrainedModel(loaded.model, loaded.processor, method), tmp_path / "kept")
+    # Assert
+    files = {p.name for p in (tmp_path / "kept").iterdir()}
+    assert method == "lora" and "adapter_config.json" in files and "model.safetensors" not in files
+    assert '"zq-org/tiny-bert"' in (tmp_path / "kept" / "adapter_config.json").read_text()
+
+
+def test_a_classifier_keeps_its_label_names_in_sorted_order(tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    loaded, _ = _train(ModelSpec(config=BERT), "text-classification", TEXTS, None)
+    names = tuple(sorted({label for _, label in TEXTS}))
+    save_trained(TrainedModel(loaded.model, loaded.processor, "full", names), tmp_path / "kept")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "kept")
+    assert model.config.id2label == {0: "neg", 1: "pos"}
+    assert model.config.label2id == {"neg": 0, "pos": 1}
 
 
 def test_lora_on_a_config_built_model_is_saved_merged_as_full_weights(tmp_path: Path) -> None:
@@ -101,3 +143,23 @@ def test_a_full_checkpoint_of_each_head_loads_from_its_path(tmp_path: Path) -> N
 def test_an_unresolved_artifact_is_refused_in_plain_words() -> None:
     with pytest.raises(ModelLoadError, match="model.artifact names a model this node keeps"):
         load_model(ModelSpec(artifact="0123abcd"), 2, [], 0)
+
+
+def test_loading_and_saving_draw_no_progress_bar(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: bars on, as in a fresh process (this test must be able to fail).
+    from transformers.utils import logging
+
+    logging.enable_progress_bar()
+    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
+    base.model.save_pretrained(tmp_path / "base")
+    base.tokenizer.save_pretrained(tmp_path / "base")
+    capsys.readouterr()
+    # Execute: what tune does with a checkpoint: load it, keep the trained model.
+    loaded = load_model(ModelSpec(path=tmp_path / "base"), 2, [], 0)
+    save_trained(TrainedModel(loaded.model, loaded.tokenizer, "full"), tmp_path / "kept")
+    # Assert
+    err = capsys.readouterr().err
+    for bar in ("Loading weights", "Writing model shards", "it/s]"):
+        assert bar not in err

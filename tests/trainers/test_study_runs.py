@@ -8,17 +8,28 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from sqlalchemy import create_engine, text
 
-from gridpoint.errors import ConfigError
+from gridpoint.errors import ConfigError, ModelLoadError
+from gridpoint.node.store.sql_store import normalize_db_url
 from gridpoint.trainers.devices import check_devices
 from gridpoint.trainers.results import TrialResult
 from gridpoint.trainers.saved_model import TrainedModel
 from gridpoint.trainers.study import run_study
 from gridpoint.trainers.study_config import load_study_config
+from gridpoint.trainers.study_storage import study_storage
+from gridpoint.trainers.study_workers import study_workers
 from tests.helpers import ROOT
 
 EXAMPLE = (ROOT / "examples" / "tiny-study.toml").read_text()
+
+
+def _studies_url(db_url: str) -> str:
+    """The node's studies storage beside a store at db_url (SQLite file, PostgreSQL schema)."""
+    if db_url.startswith("sqlite"):
+        return db_url.replace("store.db", "studies.db")
+    return f"{normalize_db_url(db_url)}?options=-csearch_path%3Doptuna"
 
 
 def _study(tmp_path: Path) -> Path:
@@ -77,16 +88,123 @@ def test_a_live_trial_is_left_alone_and_a_silent_one_is_failed(tmp_path: Path) -
         )
     engine.dispose()
     stale: list[int] = []
-    # Execute
-    run_study(config, url, n_trials=1, progress=False, devices="cpu", on_interrupted=stale.append)
+    # Execute: another worker (holding the study's worker lock) is alive.
+    with study_workers(url, config.name, lambda: None) as first:
+        run_study(
+            config, url, n_trials=1, progress=False, devices="cpu", on_interrupted=stale.append
+        )
     # Assert
     states = {
         t.number: t.state for t in optuna.load_study(study_name=config.name, storage=url).trials
     }
-    assert stale == [silent.number]
+    assert first and stale == [silent.number]
     assert states[live.number] == optuna.trial.TrialState.RUNNING
     assert states[silent.number] == optuna.trial.TrialState.FAIL
     assert states[2] == optuna.trial.TrialState.COMPLETE
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used:UserWarning")
+def test_a_run_that_starts_alone_fails_every_running_trial_at_once(
+    tmp_path: Path, db_url: str
+) -> None:
+    # Prepare: two RUNNING trials that beat a moment ago; their process is gone (a second
+    # Ctrl-C, a kill), so nobody holds the study's worker lock.
+    config = load_study_config(_study(tmp_path))
+    url = _studies_url(db_url)
+    storage = study_storage(url)
+    study = optuna.create_study(study_name=config.name, storage=storage, direction="maximize")
+    cut = [study.ask(), study.ask()]
+    for trial in cut:
+        storage.record_heartbeat(trial._trial_id)
+    stale: list[int] = []
+    # Execute: at once, well within the heartbeat grace (no new trial needed to see it).
+    run_study(config, url, n_trials=0, progress=False, devices="cpu", on_interrupted=stale.append)
+    # Assert
+    trials = optuna.load_study(study_name=config.name, storage=storage).trials
+    assert sorted(stale) == [t.number for t in cut]
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
+
+
+def test_the_worker_lock_is_shared_and_only_the_first_holder_is_alone(
+    tmp_path: Path, db_url: str
+) -> None:
+    url = _studies_url(db_url)
+    calls: list[str] = []
+    with (
+        study_workers(url, "s", lambda: calls.append("first")) as first,
+        study_workers(url, "s", lambda: calls.append("second")) as second,
+        study_workers(url, "other", lambda: calls.append("other")) as other,
+    ):
+        assert (first, second, other) == (True, False, True)
+    with study_workers(url, "s", lambda: calls.append("again")) as again:
+        assert again
+    assert calls == ["first", "other", "again"]
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ('config = { model_type = "no-such-architecture" }', "not a valid 'no-such-architecture'"),
+        ('hub_id = "zq-org/not-in-the-cache"', "cannot load the base model from the local"),
+    ],
+)
+def test_a_model_that_cannot_load_stops_the_study_before_any_trial(
+    tmp_path: Path, model: str, message: str
+) -> None:
+    # Prepare: the example study with a model that cannot load.
+    path = _study(tmp_path)
+    text = path.read_text()
+    start = text.index("[model]")
+    end = text.index("\n[", start + 1)
+    path.write_text(text[:start] + f"[model]\n{model}\n" + text[end:])
+    config = load_study_config(path)
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    # Execute
+    with pytest.raises(ModelLoadError, match=message):
+        run_study(config, url, n_trials=3, progress=False, devices="cpu")
+    # Assert: the study's budget is untouched: no trial, not even a study.
+    assert optuna.get_all_study_names(url) == []
+
+
+def test_dropout_is_searched_applied_to_every_dropout_layer_and_published(
+    tmp_path: Path,
+) -> None:
+    # Prepare: the example study, searching dropout too.
+    from gridpoint.node.config import AnonymizerConfig
+    from gridpoint.node.tuning.anonymize import anonymize_trial
+
+    path = _study(tmp_path)
+    path.write_text(
+        path.read_text().replace(
+            "[search_space]\n",
+            '[search_space]\ndropout = { type = "float", low = 0.2, high = 0.4 }\n',
+        )
+    )
+    config = load_study_config(path)
+    seen: list[tuple[TrialResult, set[float]]] = []
+
+    def keep(trial: TrialResult, trained: TrainedModel) -> None:
+        probabilities = {m.p for m in trained.model.modules() if isinstance(m, torch.nn.Dropout)}
+        seen.append((trial, probabilities))
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name=config.name, storage=storage, direction="maximize")
+    study.enqueue_trial(
+        {"learning_rate": 3e-3, "batch_size": 32, "warmup_ratio": 0.0, "dropout": 0.3}
+    )
+    # Execute
+    run_study(config, storage, n_trials=1, keep_model=keep, progress=False, devices="cpu")
+    # Assert
+    [(trial, probabilities)] = seen
+    dropout = trial.params["dropout"]
+    assert dropout == 0.3 and probabilities == {0.3}
+    record = anonymize_trial(
+        trial, config, model_family="bert", public_model_id="", secret=b"k" * 32,
+        policy=AnonymizerConfig(),
+    )  # fmt: skip
+    assert record.hyperparameters["dropout"] == dropout
+    assert any(d.name == "dropout" for d in record.search_space)
 
 
 def test_a_worker_refuses_a_study_nobody_started(tmp_path: Path) -> None:
