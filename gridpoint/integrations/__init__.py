@@ -2,14 +2,18 @@
 
     from gridpoint.integrations.transformers import GridpointCallback   # Hugging Face Trainer
     from gridpoint.integrations.optuna import Publisher                 # any Optuna study
+    from gridpoint.integrations.ray import run_study                    # a study on Ray Tune
 
 and `gridpoint import optuna|mlflow` for history that already exists. Importing this package
-loads neither transformers nor Optuna nor MLflow: each submodule loads its own library.
+loads neither transformers nor Optuna nor MLflow nor Ray: each submodule loads its own library.
 
 The code is organized as follows:
 
 - transformers.py: `GridpointCallback`, a `TrainerCallback` (Trainer and TRL's trainers).
 - optuna.py: `Publisher`, an Optuna study callback.
+- ray.py: `run_study`, a gridpoint study's trials on a Ray cluster through Ray Tune
+  (OptunaSearch with the study's sampler, warm-started on request), published as tune's.
+- ray_pruner.py: `PrunerScheduler`, any Optuna pruner (the curve pruner) as a Ray scheduler.
 - optuna_trials.py, mlflow_runs.py: reading one source's runs as `ForeignRun`s.
 - foreign_run.py: a run from elsewhere; renaming into the vocabulary (names.py); the private
   trial the anonymizer takes.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["optuna", "transformers"]
+__all__ = ["optuna", "ray", "transformers"]
 
 
 def __getattr__(name: str) -> ModuleType:
