@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from gridpoint.errors import ConfigError, ProtectedAlias, RegistryError
 from gridpoint.node.artifacts.hooks import HookOutcome, run_hook
@@ -159,29 +159,37 @@ class Registry:
             raise RegistryError(f"{name} has no version {version} (see `gridpoint model list`)")
         return found[0]
 
-    def versions(self, name: str | None = None) -> list[ModelVersion]:
-        """Every registered version (or those of one name), by name then version."""
-        found = self._load(name)
+    def versions(
+        self, name: str | None = None, *, held: Sequence[Artifact] | None = None
+    ) -> list[ModelVersion]:
+        """Every registered version (or those of one name), by name then version; held, the
+        artifacts a caller listed already, saves listing them again."""
+        found = self._load(name, held=held)
         if name is not None and not found:
             raise RegistryError(f"no model is registered as {name} (see `gridpoint model list`)")
         return found
 
-    def _load(self, name: str | None, version: int | None = None) -> list[ModelVersion]:
+    def _load(
+        self,
+        name: str | None,
+        version: int | None = None,
+        held: Sequence[Artifact] | None = None,
+    ) -> list[ModelVersion]:
         if name is not None:
             _check_name(name)
         with self._sql.reading() as conn:
             rows = _version_rows(conn, name, version)
             aliases = _aliases(conn, name)
         # A few versions: their artifacts one by one; many: every artifact in one read.
-        if len(rows) > _FEW:
-            held = {a.id: a for a in self._artifacts.list()}
+        if held is not None or len(rows) > _FEW:
+            by_id = {a.id: a for a in (self._artifacts.list() if held is None else held)}
         else:
-            held = {r.artifact_id: self._artifacts.get(r.artifact_id) for r in rows}
+            by_id = {r.artifact_id: self._artifacts.get(r.artifact_id) for r in rows}
         return [
             ModelVersion(
                 name=r.name,
                 version=r.version,
-                artifact=held[r.artifact_id],
+                artifact=by_id[r.artifact_id],
                 aliases=tuple(sorted(aliases.get((r.name, r.version), ()))),
                 created_at=as_utc(r.created_at),
             )
@@ -200,22 +208,29 @@ class Registry:
     def resolve(self, ref: str) -> ModelVersion:
         """The version `NAME@ALIAS`, `NAME@VERSION` or `NAME@latest` names."""
         name, _, which = ref.partition("@")
-        versions = self.versions(name)
-        if which == LATEST:
-            return versions[-1]
+        _check_name(name)
         if which.startswith("v") and which[1:].isdigit():
             which = which[1:]
         if which.isdigit():
             return self.version(name, int(which))
-        _check_alias(which, f"{ref[:120]!r}:")
-        for v in versions:
-            if which in v.aliases:
-                return v
-        raise RegistryError(
-            f"{name} has no alias {which}"
-            + (f" (its aliases: {', '.join(_all_aliases(versions))})" if _all_aliases(versions)
-               else "")
-        )  # fmt: skip
+        if which != LATEST:
+            _check_alias(which, f"{ref[:120]!r}:")
+        with self._sql.reading() as conn:
+            if which == LATEST:
+                found = conn.execute(
+                    select(func.max(MODEL_VERSIONS.c.version)).where(MODEL_VERSIONS.c.name == name)
+                ).scalar()
+            else:
+                found = _alias_version(conn, name, which)
+            known = sorted(_aliases_of(conn, name)) if found is None else []
+        if found is None:
+            if which == LATEST:
+                self.versions(name)  # no version: says the name is unknown
+            raise RegistryError(
+                f"{name} has no alias {which}"
+                + (f" (its aliases: {', '.join(known)})" if known else "")
+            )
+        return self.version(name, int(found))
 
     def artifact(self, ref: str) -> Artifact:
         """The artifact an id, unique id prefix or `NAME@...` reference names."""
@@ -350,8 +365,8 @@ def _alias_version(conn: Connection, name: str, alias: str) -> int | None:
     return None if found is None else int(found)
 
 
-def _all_aliases(versions: Iterable[ModelVersion]) -> list[str]:
-    return sorted(a for v in versions for a in v.aliases)
+def _aliases_of(conn: Connection, name: str) -> list[str]:
+    return list(conn.scalars(select(MODEL_ALIASES.c.alias).where(MODEL_ALIASES.c.name == name)))
 
 
 def _check_name(name: str) -> None:

@@ -220,9 +220,13 @@ class ArtifactStore:
                 f"{id_or_prefix[:70]!r} is not an artifact id (lowercase hex digits)"
             )
         with self._sql.reading() as conn:
-            rows = conn.execute(
-                select(ARTIFACTS).where(ARTIFACTS.c.id.startswith(id_or_prefix)).limit(2)
-            ).all()
+            # A whole id is found through the primary key; a prefix by a scan.
+            match = (
+                ARTIFACTS.c.id == id_or_prefix
+                if len(id_or_prefix) == 64
+                else ARTIFACTS.c.id.startswith(id_or_prefix)
+            )
+            rows = conn.execute(select(ARTIFACTS).where(match).limit(2)).all()
             if not rows:
                 raise ArtifactNotFound(f"no model {id_or_prefix} on this node (see `model list`)")
             if len(rows) > 1:

@@ -90,9 +90,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     home, store, artifacts = _open(args)
     try:
         held = artifacts.list()
-        versions = _registry(home, store, artifacts).versions()
+        versions = _registry(home, store, artifacts).versions(args.name, held=held)
     finally:
         store.close()
+    if args.name:
+        return _list_versions(args, versions)
     by_artifact: dict[str, list[ModelVersion]] = {}
     for v in versions:
         by_artifact.setdefault(v.artifact.id, []).append(v)
@@ -100,23 +102,27 @@ def cmd_list(args: argparse.Namespace) -> int:
         print_json([artifact_json(a, versions=by_artifact.get(a.id, ())) for a in held])
         return 0
     if versions:
-        names = len({v.name for v in versions})
+        names: dict[str, list[ModelVersion]] = {}
+        for v in versions:
+            names.setdefault(v.name, []).append(v)
+        # One row per name (`model list NAME` has every version): thousands of versions
+        # stay a short table.
         print_table(
-            f"registered models: {names} name{'s' * (names != 1)}, {len(versions)} "
-            f"version{'s' * (len(versions) != 1)}",
-            ["name", "version", "aliases", "id", "kind", "score"],
+            f"{len(names)} registered model{'s' * (len(names) != 1)} ({len(versions)} "
+            f"version{'s' * (len(versions) != 1)})",
+            ["name", "versions", "aliases", "latest", "id", "score"],
             [
                 [
-                    v.name if i == 0 or versions[i - 1].name != v.name else "",
-                    v.version,
-                    ", ".join(v.aliases),
-                    v.artifact.id[:12],
-                    v.artifact.kind,
-                    _score(v.artifact),
+                    name,
+                    len(of),
+                    ", ".join(f"{a}: {v.version}" for v in of for a in v.aliases) or "-",
+                    of[-1].version,
+                    of[-1].artifact.id[:12],
+                    _score(of[-1].artifact),
                 ]
-                for i, v in enumerate(versions)
+                for name, of in names.items()
             ],
-            numeric=(1,),
+            numeric=(1, 3),
             whole=(1, 3, 4),
         )
     others = [a for a in held if a.id not in by_artifact]
@@ -140,6 +146,36 @@ def cmd_list(args: argparse.Namespace) -> int:
         ],
         numeric=(3,),
         whole=(0, 1, 2, 3),
+    )
+    return 0
+
+
+def _list_versions(args: argparse.Namespace, versions: Sequence[ModelVersion]) -> int:
+    if args.json:
+        print_json(
+            [
+                _version_json(v) | {"created_at": v.created_at.isoformat()}
+                | artifact_json(v.artifact, versions=[v])
+                for v in versions
+            ]
+        )  # fmt: skip
+        return 0
+    print_table(
+        f"{args.name}: {len(versions)} version{'s' * (len(versions) != 1)}",
+        ["version", "aliases", "id", "kind", "score", "registered"],
+        [
+            [
+                v.version,
+                ", ".join(v.aliases) or "-",
+                v.artifact.id[:12],
+                v.artifact.kind,
+                _score(v.artifact),
+                v.created_at.strftime("%Y-%m-%d %H:%M"),
+            ]
+            for v in versions
+        ],
+        numeric=(0,),
+        whole=(0, 2, 3),
     )
     return 0
 
@@ -414,7 +450,10 @@ def register(sub: SubParsers) -> None:
     """Adds `model` and its subcommands to the top-level parser."""
     model = sub.add_parser("model", help="models kept by tune and fed, shared with peers")
     cmds = model.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
-    p = cmds.add_parser("list", help="list the models this node holds")
+    p = cmds.add_parser(
+        "list", help="the models this node holds: registered names first, then the others"
+    )
+    p.add_argument("name", nargs="?", help="a registered name: list its versions")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_list)
     p = cmds.add_parser("show", help="a model's record, lineage, files, digests and readers")

@@ -180,6 +180,7 @@ def test_the_cli_exports_by_alias_and_verifies_with_the_signer_named(
         main([*run, "model", "register", "sentiment", artifact.id[:8]]),
         main([*run, "model", "alias", "set", "sentiment", "champion", "1"]),
         main([*run, "model", "list"]),
+        main([*run, "model", "list", "sentiment"]),
         main([*run, "model", "export", "sentiment@champion", str(out)]),
         main([*run, "model", "verify", str(out)]),
         main(["--home", str(stranger.path), "model", "verify", str(out)]),
@@ -189,8 +190,9 @@ def test_the_cli_exports_by_alias_and_verifies_with_the_signer_named(
     codes.append(main([*run, "model", "export", "sentiment@champion", str(tmp_path / "f" / "x")]))
     printed = capsys.readouterr()
 
-    assert codes == [0, 0, 0, 0, 0, 1, 0, 1]
-    assert "accuracy 0.5" in printed.out and "champion" in printed.out
+    assert codes == [0, 0, 0, 0, 0, 0, 1, 0, 1]
+    assert "1 registered model (1 version)" in printed.out and "champion: 1" in printed.out
+    assert "sentiment: 1 version" in printed.out and "accuracy 0.5" in printed.out
     assert "bound to node " + home.identity.node_id + " (this node)" in printed.out
     errors = printed.err.strip().splitlines()
     assert errors == [
