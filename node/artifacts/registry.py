@@ -38,7 +38,7 @@ _ALIAS = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _VERSION_LIKE = re.compile(r"v?[0-9]+")
 #: The alias-like word that always means a name's newest version.
 LATEST = "latest"
-_FEW = 50
+_FEW = 1000
 
 
 def is_reference(text: str) -> bool:
@@ -174,11 +174,12 @@ class Registry:
         name: str | None,
         version: int | None = None,
         held: Sequence[Artifact] | None = None,
+        artifact_id: str | None = None,
     ) -> list[ModelVersion]:
         if name is not None:
             _check_name(name)
         with self._sql.reading() as conn:
-            rows = _version_rows(conn, name, version)
+            rows = _version_rows(conn, name, version, artifact_id)
             aliases = _aliases(conn, name)
         # A few versions: their artifacts one by one; many: every artifact in one read.
         if held is not None or len(rows) > _FEW:
@@ -196,12 +197,9 @@ class Registry:
             for r in rows
         ]
 
-    def by_artifact(self) -> dict[str, list[ModelVersion]]:
-        """Every registered version, by the id of its artifact."""
-        out: dict[str, list[ModelVersion]] = {}
-        for v in self.versions():
-            out.setdefault(v.artifact.id, []).append(v)
-        return out
+    def versions_of(self, artifact: Artifact) -> list[ModelVersion]:
+        """The versions (of any name) an artifact is registered as."""
+        return self._load(None, artifact_id=artifact.id)
 
     # --- references -----------------------------------------------------------------------
 
@@ -324,7 +322,9 @@ class Registry:
         return dataclasses.replace(change, hook=outcome)
 
 
-def _version_rows(conn: Connection, name: str | None, version: int | None) -> list[_Row]:
+def _version_rows(
+    conn: Connection, name: str | None, version: int | None, artifact_id: str | None
+) -> list[_Row]:
     stmt = select(
         MODEL_VERSIONS.c.name,
         MODEL_VERSIONS.c.version,
@@ -335,6 +335,8 @@ def _version_rows(conn: Connection, name: str | None, version: int | None) -> li
         stmt = stmt.where(MODEL_VERSIONS.c.name == name)
     if version is not None:
         stmt = stmt.where(MODEL_VERSIONS.c.version == version)
+    if artifact_id is not None:
+        stmt = stmt.where(MODEL_VERSIONS.c.artifact_id == artifact_id)
     return [_Row(*r) for r in conn.execute(stmt)]
 
 

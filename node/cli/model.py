@@ -185,7 +185,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         registry = _registry(home, store, artifacts)
         artifact = registry.artifact(args.id)
-        versions = registry.by_artifact().get(artifact.id, [])
+        versions = registry.versions_of(artifact)
         lineage = _lineage(store, artifact.record_id)
     finally:
         store.close()

@@ -36,6 +36,17 @@ def registry_of(store: SqlStore, home: NodeHome, **config: object) -> Registry:
     )  # type: ignore[arg-type]
 
 
+def two_versions(
+    store: SqlStore, home: NodeHome, tmp_path: Path
+) -> tuple[Registry, Artifact, Artifact]:
+    """A registry holding two models as versions 1 and 2 of "sentiment"."""
+    a, b = held(store, home, tmp_path, 2)
+    registry = registry_of(store, home)
+    registry.register("sentiment", a.id)
+    registry.register("sentiment", b.id)
+    return registry, a, b
+
+
 def test_versions_are_numbered_per_name_and_a_number_is_never_given_twice(
     store: SqlStore, make_home, tmp_path: Path
 ) -> None:
@@ -63,11 +74,7 @@ def test_versions_are_numbered_per_name_and_a_number_is_never_given_twice(
 def test_references_name_a_version_by_alias_number_or_latest(
     store: SqlStore, make_home, tmp_path: Path
 ) -> None:
-    home = make_home("A")
-    a, b = held(store, home, tmp_path, 2)
-    registry = registry_of(store, home)
-    registry.register("sentiment", a.id)
-    registry.register("sentiment", b.id)
+    registry, a, b = two_versions(store, make_home("A"), tmp_path)
     registry.set_alias("sentiment", "staging", 1)
 
     assert registry.artifact("sentiment@staging").id == a.id
@@ -88,11 +95,7 @@ def test_references_name_a_version_by_alias_number_or_latest(
 def test_a_protected_alias_moves_and_goes_only_with_force(
     store: SqlStore, make_home, tmp_path: Path
 ) -> None:
-    home = make_home("A")
-    a, b = held(store, home, tmp_path, 2)
-    registry = registry_of(store, home)
-    registry.register("sentiment", a.id)
-    registry.register("sentiment", b.id)
+    registry, *_ = two_versions(store, make_home("A"), tmp_path)
 
     first = registry.set_alias("sentiment", "champion", 1)
     with pytest.raises(ProtectedAlias, match="pass --force to move it to version 2"):

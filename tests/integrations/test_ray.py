@@ -222,7 +222,9 @@ def test_a_warm_started_study_runs_on_the_cluster_workers_and_publishes_like_tun
         record = stored.record
         assert record.kind == "trial" and record.objective_metric == "accuracy"
         assert record.model.family == "bert" and record.curve
-        assert "tiny-sentiment" not in json.dumps(stored.record.hyperparameters)
+        # Private names and where the trial ran stay in the private record.
+        for private_text in (b"tiny-sentiment", b"tiny_pipeline", ray_cluster.worker_node.encode()):
+            assert private_text not in stored.envelope
     details = sorted((json.loads(p.detail) for p in private), key=lambda d: d["trial"])
     assert [d["trial"] for d in details] == [0, 1]
     # The warm start's first proposal is the prior's best configuration.
@@ -230,4 +232,7 @@ def test_a_warm_started_study_runs_on_the_cluster_workers_and_publishes_like_tun
     assert {k: float(v) for k, v in first.items()} == pytest.approx(PRIOR_BEST)
     # The head has no CPU: every trial ran on the worker process's node.
     assert {d["ray_node"] for d in details} == {ray_cluster.worker_node}
-    assert summary.best is not None and summary.best[0] in (0, 1)
+    # The curve pruner may stop either trial (the priors' curves are steep): the best is
+    # among those that finished, and there is none when none did.
+    finished = {d["trial"] for d in details if d["state"] == "complete"}
+    assert (summary.best[0] if summary.best else None) in (finished or {None})
