@@ -28,7 +28,10 @@ report, the JSON output) reads it, never the class name.
     │   └── OversizedRecord      the signed record is larger than this node accepts
     ├── ArtifactError        a kept model cannot be stored, found, read or fetched as asked
     │   ├── ArtifactNotFound     no artifact has this id (or prefix) here
-    │   └── NotShared            the caller is not among the artifact's readers
+    │   ├── NotShared            the caller is not among the artifact's readers
+    │   ├── RegistryError        a registered name, version or alias is wrong or unknown
+    │   │   └── ProtectedAlias       moving or removing a protected alias needs --force
+    │   └── SignatureInvalid     an exported model does not match its signature or binding
     └── PeerError            a peer is unreachable, answered wrongly or refused us
         ├── PeerUnavailable      no answer in time (down, unreachable, TLS refused)
         ├── PeerRefused          it answered, refusing our request (not trusted, ...)
@@ -63,9 +66,12 @@ __all__ = [
     "PeerRefused",
     "PeerUnavailable",
     "PipelineError",
+    "ProtectedAlias",
     "RecordError",
+    "RegistryError",
     "Replayed",
     "RequestError",
+    "SignatureInvalid",
     "StoreError",
     "StudyConfigError",
     "TrainerError",
@@ -223,6 +229,24 @@ class NotShared(ArtifactError):
     """The caller is not among the readers of the artifact it asked for."""
 
     reason = "not-shared"
+
+
+class RegistryError(ArtifactError):
+    """A registered model name, version or alias is malformed, unknown, or in use."""
+
+    reason = "registry"
+
+
+class ProtectedAlias(RegistryError):
+    """Moving or removing a protected alias (config.toml [registry]) needs --force."""
+
+    reason = "protected-alias"
+
+
+class SignatureInvalid(ArtifactError):
+    """An exported model does not match its model-signing bundle or its identity binding."""
+
+    reason = "signature-invalid"
 
 
 class TrainerError(GridpointError):

@@ -17,6 +17,7 @@ from gridpoint.errors import ConfigError
 __all__ = [
     "AnonymizerConfig",
     "NodeConfig",
+    "RegistryConfig",
     "SecurityConfig",
     "StoreConfig",
     "SyncConfig",
@@ -62,6 +63,17 @@ class AnonymizerConfig:
 
 
 @dataclass(frozen=True)
+class RegistryConfig:
+    """The model registry's local rules (node/artifacts/registry.py); none leaves the node."""
+
+    #: Aliases that `model alias set` moves, and `model alias remove` removes, only with --force.
+    protected_aliases: tuple[str, ...] = ("champion", "production")
+    #: A command run when an alias is set, moved or removed, the event as JSON on its stdin.
+    on_promotion: str = ""
+    hook_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """The whole config file."""
 
@@ -71,6 +83,7 @@ class NodeConfig:
     sync: SyncConfig = field(default_factory=SyncConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     anonymizer: AnonymizerConfig = field(default_factory=AnonymizerConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -87,6 +100,7 @@ class NodeConfig:
             "sync": SyncConfig,
             "security": SecurityConfig,
             "anonymizer": AnonymizerConfig,
+            "registry": RegistryConfig,
         }
         unknown = set(data) - {"node", *sections}
         if unknown:
@@ -104,6 +118,8 @@ class NodeConfig:
             raise ConfigError(f"{path.name}: anonymizer.period must be 'month' or 'quarter'")
         if config.anonymizer.curve_noise < 0:
             raise ConfigError(f"{path.name}: anonymizer.curve_noise must not be negative")
+        if not 0 < config.registry.hook_timeout_s <= 3600:
+            raise ConfigError(f"{path.name}: registry.hook_timeout_s must be in (0, 3600] seconds")
         if config.sync.page_size < 1 or config.security.max_message_bytes < 1024:
             raise ConfigError(
                 f"{path.name}: sync.page_size and security.max_message_bytes too small"
@@ -127,6 +143,10 @@ def _build(kind: type[Any], values: dict[str, Any], section: str) -> Any:
             raise ConfigError(f"config: unknown key {section}.{key}")
         default = known[key].default
         expected = float if isinstance(default, float) else type(default)
+        if expected is tuple and isinstance(value, list):  # TOML arrays: lists of strings here
+            if not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"config: {section}.{key} must be a list of strings")
+            value = tuple(value)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool):
@@ -185,6 +205,17 @@ base_model = {_toml_bool(d.anonymizer.base_model)}
 period = "{d.anonymizer.period}"
 # Standard deviation of Gaussian noise added to published curve values (0 = none).
 curve_noise = {d.anonymizer.curve_noise}
+
+[registry]
+# Named models, versions and aliases stay on this node (`gridpoint model register|alias`).
+# Moving or removing one of these aliases needs --force.
+protected_aliases = [{", ".join(f'"{a}"' for a in d.registry.protected_aliases)}]
+# A command run when an alias is set, moved or removed (e.g. "/usr/local/bin/deploy --stage"),
+# split like a shell line but run without a shell; the event is JSON on its stdin. Its failure
+# is logged and never undoes the change. Empty = none.
+on_promotion = "{d.registry.on_promotion}"
+# Seconds the command may run before it is stopped.
+hook_timeout_s = {d.registry.hook_timeout_s}
 """
 
 

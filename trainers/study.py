@@ -42,7 +42,7 @@ from gridpoint.trainers.study_storage import HEARTBEAT_SECONDS, study_storage
 from gridpoint.trainers.study_workers import study_workers
 from gridpoint.trainers.tasks import task_type
 
-__all__ = ["Search", "StudySummary", "check_model", "run_study"]
+__all__ = ["Search", "StudySummary", "check_model", "run_study", "study_pruner", "trial_settings"]
 
 OnTrial = Callable[[TrialResult], None]
 KeepModel = Callable[[TrialResult, TrainedModel], None]
@@ -113,7 +113,8 @@ def _heartbeat(storage: Any, trial: Any) -> Iterator[None]:
         thread.join()
 
 
-def _pruner(config: StudyConfig) -> Any:
+def study_pruner(config: StudyConfig) -> Any:
+    """The Optuna pruner the study file's [pruner] section names."""
     import optuna
 
     spec = config.pruner
@@ -274,7 +275,7 @@ def _run_trials(
     done = sum(t.state.is_finished() for t in study.trials)
     # Workers started together would replay each other's proposals from one seed.
     seed = resume_seed(config.seed, done) ^ (int.from_bytes(os.urandom(4)) if worker else 0)
-    search = Search(optuna.samplers.TPESampler(seed=seed), _pruner(config), seed)
+    search = Search(optuna.samplers.TPESampler(seed=seed), study_pruner(config), seed)
     if search_for is not None:
         search = search_for(task, search)
     study.sampler, study.pruner = search.sampler, search.pruner
@@ -361,9 +362,10 @@ class _Claims:
             return counted < self._total
 
 
-def _settings(
+def trial_settings(
     config: StudyConfig, params: dict[str, Any], seed: int, device: str
 ) -> FineTuneSettings:
+    """A trial's fine-tuning settings: its parameters (fixed and proposed), the study's rest."""
     return FineTuneSettings(
         learning_rate=float(params["learning_rate"]),
         batch_size=int(params["batch_size"]),
@@ -407,7 +409,7 @@ def _run_trial(
     def on_step(step: int, total: int) -> None:
         bar.update(trial_task, completed=step, total=total)
 
-    settings = _settings(config, params, config.seed + trial.number, device)
+    settings = trial_settings(config, params, config.seed + trial.number, device)
     loaded: LoadedModel | None = None
     with _heartbeat(storage, trial):
         try:

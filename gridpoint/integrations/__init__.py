@@ -2,9 +2,10 @@
 
     from gridpoint.integrations.transformers import GridpointCallback   # Hugging Face Trainer
     from gridpoint.integrations.optuna import Publisher                 # any Optuna study
+    from gridpoint.integrations.ray import run_study                    # a study on Ray Tune
 
 and `gridpoint import optuna|mlflow` for history that already exists. Importing this package
-loads neither transformers nor Optuna nor MLflow: each submodule loads its own library.
+loads neither transformers nor Optuna nor MLflow nor Ray: each submodule loads its own library.
 
 The code is organized as follows:
 
@@ -15,6 +16,9 @@ The code is organized as follows:
   tracking URI: mlflow_files.py (a file store, `mlruns/`), mlflow_sql.py (a tracking
   database), mlflow_server.py (a tracking server's REST API, bounded in pages, runs and time).
 - readonly.py: a team's SQLite or PostgreSQL database opened so that nothing can write to it.
+- ray.py: `run_study`, a gridpoint study's trials on a Ray cluster through Ray Tune
+  (OptunaSearch with the study's sampler, warm-started on request), published as tune's.
+- ray_pruner.py: `PrunerScheduler`, any Optuna pruner (the curve pruner) as a Ray scheduler.
 - foreign_run.py: a run from elsewhere; renaming into the vocabulary (names.py); the private
   trial the anonymizer takes.
 - task.py: the task descriptor, measured on a dataset or declared.
@@ -27,7 +31,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["optuna", "transformers"]
+__all__ = ["optuna", "ray", "transformers"]
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -11,6 +11,12 @@ The code is organized as follows:
 - pull.py: pull(), the verified, resumable, atomic download.
 - private_parts.py: what of a kept model was learnt from private data (a vocabulary, label
   names), which `model share` refuses to send unless told to.
+- keep.py: what `tune` keeps (a study's best K) and a study's start from a kept model.
+- registry.py: the model registry: names, numbered versions, aliases (private to the node).
+- hooks.py: the promotion hook, a local command run when an alias changes (bounded in time).
+- export.py: `model export`: a held model copied out to a folder and signed there.
+- model_signature.py: the OpenSSF model-signing signature of an exported folder, and the
+  statement binding its key to the node identity; verify_folder() checks both.
 
 Never imports torch or transformers: the daemon serves from here. Producers (the trainers'
 save_trained, the federation) write a from_pretrained folder and hand it to

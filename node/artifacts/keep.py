@@ -3,8 +3,9 @@
 keep_trial_model() saves a complete trial's model (through the producer's own `save`, so
 this module never loads torch) only when it ranks among the study's best K, adds it, then
 applies retention: exactly the best K of the study's kept trial models remain, ties going
-to the earlier one. start_from_artifact() turns `model = { artifact = "ID" }` into the kept
-folder, and names the artifact's record as the parent of every trial that starts from it.
+to the earlier one, and any registered as a model version besides. start_from_artifact()
+turns `model = { artifact = "ID" }` into the kept folder, and names the artifact's record as
+the parent of every trial that starts from it.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ def ranks_among_best(
 
 
 def apply_retention(artifacts: ArtifactStore, group: str, keep: int, direction: str) -> list[str]:
-    """Removes all but the study's best keep trial models; returns the removed ids."""
-    removed = [a.id for a in _ranked(artifacts, group, direction)[keep:]]
+    """Removes all but the study's best keep trial models, except those registered in the
+    model registry (a version is removed only by deregistering it); returns the removed ids."""
+    pinned = artifacts.registered()
+    removed = [a.id for a in _ranked(artifacts, group, direction)[keep:] if a.id not in pinned]
     for artifact_id in removed:
         artifacts.remove(artifact_id)
     return removed

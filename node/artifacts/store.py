@@ -44,7 +44,7 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.envelope import sign_envelope
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.models import ARTIFACT_READERS as READERS
-from gridpoint.node.store.models import ARTIFACTS
+from gridpoint.node.store.models import ARTIFACTS, MODEL_VERSIONS
 from gridpoint.node.store.sql_rows import as_utc
 from gridpoint.node.store.sql_store import SqlStore
 from gridpoint.v1 import envelope_pb2
@@ -70,6 +70,7 @@ class NewArtifact:
     method: str  # "full" | "lora"
     group: str  # PRIVATE: study name or federation name; never leaves the node
     score: float | None = None  # objective value, for retention ranking
+    metric: str = ""  # what score measures ("accuracy", "eval_loss", ...)
     readers: tuple[str, ...] = ()  # node ids allowed to fetch (default: private)
 
 
@@ -84,6 +85,7 @@ class Artifact:
     method: str
     group: str
     score: float | None
+    metric: str
     readers: tuple[str, ...]
     author: str
     files: tuple[ArtifactFile, ...]
@@ -137,6 +139,7 @@ class ArtifactStore:
                 envelope.SerializeToString(deterministic=True),
                 group=info.group,
                 score=info.score,
+                metric=info.metric,
                 readers=info.readers,
             )
         finally:
@@ -155,6 +158,7 @@ class ArtifactStore:
         *,
         group: str = "",
         score: float | None = None,
+        metric: str = "",
         readers: Sequence[str] = (),
     ) -> Artifact:
         """Moves a complete folder (inside self.root, its files matching the manifest) to
@@ -182,6 +186,7 @@ class ArtifactStore:
                         method=manifest.method,
                         group_name=group,
                         score=score,
+                        score_metric=metric,
                         author=envelope.signer_id,
                         manifest=manifest_envelope,
                         size=manifest.size,
@@ -217,9 +222,13 @@ class ArtifactStore:
                 f"{id_or_prefix[:70]!r} is not an artifact id (lowercase hex digits)"
             )
         with self._sql.reading() as conn:
-            rows = conn.execute(
-                select(ARTIFACTS).where(ARTIFACTS.c.id.startswith(id_or_prefix)).limit(2)
-            ).all()
+            # A whole id is found through the primary key; a prefix by a scan.
+            match = (
+                ARTIFACTS.c.id == id_or_prefix
+                if len(id_or_prefix) == 64
+                else ARTIFACTS.c.id.startswith(id_or_prefix)
+            )
+            rows = conn.execute(select(ARTIFACTS).where(match).limit(2)).all()
             if not rows:
                 raise ArtifactNotFound(f"no model {id_or_prefix} on this node (see `model list`)")
             if len(rows) > 1:
@@ -236,6 +245,11 @@ class ArtifactStore:
             return None
         return self.get(artifact_id_)
 
+    def registered(self) -> set[str]:
+        """Ids of the artifacts registered as a model version (registry.py): not removable."""
+        with self._sql.reading() as conn:
+            return set(conn.scalars(select(MODEL_VERSIONS.c.artifact_id).distinct()))
+
     def folder(self, artifact: Artifact) -> Path:
         """The folder holding the artifact's files (read it; never write into it)."""
         return self.root / artifact.id
@@ -246,6 +260,16 @@ class ArtifactStore:
         """Forgets the artifact and deletes its files."""
         artifact = self.get(id_or_prefix)
         with self._sql.writing() as conn:
+            version = conn.execute(
+                select(MODEL_VERSIONS.c.name, MODEL_VERSIONS.c.version)
+                .where(MODEL_VERSIONS.c.artifact_id == artifact.id)
+                .limit(1)
+            ).first()
+            if version is not None:
+                raise ArtifactError(
+                    f"model {artifact.id[:12]} is {version.name} version {version.version}: "
+                    f"`gridpoint model deregister {version.name} {version.version}` first"
+                )
             conn.execute(delete(ARTIFACTS).where(ARTIFACTS.c.id == artifact.id))
         shutil.rmtree(self.folder(artifact), ignore_errors=True)
 
@@ -346,6 +370,7 @@ def _artifact(row: object, readers: tuple[str, ...]) -> Artifact:
         method=r["method"],
         group=r["group_name"],
         score=r["score"],
+        metric=r["score_metric"],
         readers=readers,
         author=r["author"],
         files=manifest.files,
@@ -364,6 +389,8 @@ def _check_info(info: NewArtifact) -> None:
     check_metadata(info.kind, info.record_id or "", info.base_model, info.method)
     if len(info.group) > _MAX_GROUP_CHARS or "\x00" in info.group:
         raise ArtifactError(f"an artifact's group name is at most {_MAX_GROUP_CHARS} characters")
+    if len(info.metric) > 64:
+        raise ArtifactError("an artifact's score metric name is at most 64 characters")
     for reader in info.readers:
         _check_node_id(reader)
 

@@ -107,6 +107,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 method=trained.method,
                 group=config.name,
                 score=score,
+                metric=config.objective_metric,
             ),
             keep=config.keep,
             direction=config.objective_direction,

@@ -13,12 +13,14 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlmodel import Field, SQLModel
 
@@ -26,6 +28,8 @@ __all__ = [
     "ARTIFACTS",
     "ARTIFACT_READERS",
     "METRICS",
+    "MODEL_ALIASES",
+    "MODEL_VERSIONS",
     "PARAMS",
     "PEERS",
     "PENDING",
@@ -33,8 +37,11 @@ __all__ = [
     "SOURCES",
     "PRIVATE_RUNS",
     "RECORDS",
+    "REGISTERED_MODELS",
     "ArtifactReaderRow",
     "ArtifactRow",
+    "ModelAliasRow",
+    "ModelVersionRow",
     "PeerRow",
     "PendingEnvelopeRow",
     "PrivateRunRow",
@@ -43,6 +50,7 @@ __all__ = [
     "RecordSourceRow",
     "RecordParamRow",
     "RecordRow",
+    "RegisteredModelRow",
 ]
 
 
@@ -153,6 +161,10 @@ class ArtifactRow(SQLModel, table=True):
     method: str = Field(max_length=16)
     group_name: str = Field(max_length=255, index=True)
     score: float | None = None
+    # The metric the score measures ("" when the producer did not say).
+    score_metric: str = Field(
+        default="", sa_column=Column(String(64), nullable=False, server_default="")
+    )
     author: str = Field(max_length=40)
     # The signed manifest envelope, verbatim as its author signed it.
     manifest: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
@@ -171,6 +183,56 @@ class ArtifactReaderRow(SQLModel, table=True):
         )
     )
     node_id: str = Field(max_length=40, primary_key=True)
+
+
+class RegisteredModelRow(SQLModel, table=True):
+    """A name models are registered under (the model registry); private to this node."""
+
+    __tablename__ = "registered_models"
+
+    name: str = Field(max_length=100, primary_key=True)
+    # Versions are numbered 1, 2, ... and a number is never given twice, even after removal.
+    last_version: int
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ModelVersionRow(SQLModel, table=True):
+    """One version of a registered name: an artifact this node holds (never removed under it)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "artifact_id", name="uq_model_versions_artifact"),)
+
+    name: str = Field(
+        sa_column=Column(
+            String(100),
+            ForeignKey("registered_models.name", ondelete="CASCADE"),
+            primary_key=True,
+        )
+    )
+    version: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    # No cascade: an artifact cannot be removed while a version names it.
+    artifact_id: str = Field(
+        sa_column=Column(String(64), ForeignKey("artifacts.id"), nullable=False, index=True)
+    )
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ModelAliasRow(SQLModel, table=True):
+    """An alias (champion, staging, ...) of a registered name, pointing at one of its versions."""
+
+    __tablename__ = "model_aliases"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["name", "version"],
+            ["model_versions.name", "model_versions.version"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    name: str = Field(max_length=100, primary_key=True)
+    alias: str = Field(max_length=64, primary_key=True)
+    version: int
+    set_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class PeerRow(SQLModel, table=True):
@@ -242,3 +304,6 @@ PARENTS = _table(RecordParentRow)
 SOURCES = _table(RecordSourceRow)
 ARTIFACTS = _table(ArtifactRow)
 ARTIFACT_READERS = _table(ArtifactReaderRow)
+REGISTERED_MODELS = _table(RegisteredModelRow)
+MODEL_VERSIONS = _table(ModelVersionRow)
+MODEL_ALIASES = _table(ModelAliasRow)
