@@ -11,10 +11,11 @@ The code is organized as follows:
 - transformers.py: `GridpointCallback`, a `TrainerCallback` (Trainer and TRL's trainers).
 - optuna.py: `Publisher`, an Optuna study callback.
 - optuna_trials.py, mlflow_runs.py: reading one source's runs as `ForeignRun`s.
-- foreign_run.py: a run from elsewhere; renaming into the vocabulary (names.py); the private
-  trial the anonymizer takes.
+- foreign_run.py: a run from elsewhere; renaming into the vocabulary (names.py) and leaving
+  out what is outside it or out of range; the typed private run the publishing service takes.
 - task.py: the task descriptor, measured on a dataset or declared.
-- sink.py: anonymize, sign, publish, keep privately; idempotent by source identity.
+- sink.py: each run through the node's publishing service (anonymized, signed, kept
+  privately, in one transaction); idempotent by source identity.
 - import_cli.py: `gridpoint import ...` (registered through the `gridpoint.commands` entry point).
 """
 

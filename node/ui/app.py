@@ -14,7 +14,6 @@ answer a request without the token when one is set.
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
@@ -31,20 +30,18 @@ from fastapi.templating import Jinja2Templates
 
 from gridpoint.errors import GridpointError
 from gridpoint.node.home import NodeHome
-from gridpoint.node.store.base import CatalogStore
-from gridpoint.node.ui import federations, studies, study_reports
+from gridpoint.node.record_views import SignerNames, find_record, format_value, record_view
+from gridpoint.node.store.base import CatalogStore, RunDetail
+from gridpoint.node.study_reports import load_reports
+from gridpoint.node.ui import federations, studies
 from gridpoint.node.ui.charts import Panel, Series, best_so_far, spans_decades
 from gridpoint.node.ui.plots import render
 from gridpoint.node.ui.views import (
     BASE_COLUMNS,
     MAX_COMPARED,
-    SignerNames,
     catalog_page,
     curve_panels,
-    find_record,
-    format_value,
     record_label,
-    record_view,
 )
 
 __all__ = ["TOKEN_COOKIE", "create_app"]
@@ -62,12 +59,9 @@ class _Names:
     at: float
 
 
-def _trial_error(detail: str) -> str:
-    """A failed trial's error text from its private detail (JSON; see node/cli/tune.py)."""
-    try:
-        return str(json.loads(detail).get("error") or "") if detail else ""
-    except (ValueError, AttributeError):
-        return ""
+def _trial_error(detail: RunDetail | str) -> str:
+    """A failed trial's error text from its private detail ("" for a trial with none)."""
+    return detail.error if isinstance(detail, RunDetail) else ""
 
 
 def _svg(panel: Panel) -> str:
@@ -260,7 +254,7 @@ def create_app(
             "study.html",
             view=view,
             charts=charts,
-            reports=study_reports.load_reports(home.path, name),
+            reports=load_reports(home.path, name),
             private=private,
         )
 

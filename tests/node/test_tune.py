@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,7 +56,7 @@ def test_tune_publishes_every_trial_with_its_curve_and_resumes_without_repeating
     private = store.list_private_runs("tiny-sentiment")
     store.close()
     assert [p.trial_number for p in private] == [0, 1, 2, 3]
-    assert json.loads(private[0].detail)["pipeline"] == "tiny_pipeline:load"
+    assert private[0].detail.pipeline == "tiny_pipeline:load"
 
 
 def _searched(home: Path) -> list[dict[str, object]]:
@@ -63,3 +67,45 @@ def _searched(home: Path) -> list[dict[str, object]]:
         study_name="tiny-sentiment", storage=f"sqlite:///{home / 'studies.db'}"
     )
     return [dict(trial.params) for trial in study.trials]
+
+
+def test_tune_stopped_by_one_ctrl_c_keeps_its_trials_and_exits_130(tmp_path: Path) -> None:
+    # Prepare
+    home = tmp_path / "node"
+    cli_json("init", "--name", "A", home=home)
+    argv = [sys.executable, "-m", "gridpoint", "--home", str(home), "tune", STUDY]
+    tune = subprocess.Popen(
+        [*argv, "--trials", "3", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    # Execute: one Ctrl-C as soon as the first trial is stored.
+    try:
+        _wait_for_trials(home, 1, tune)
+        tune.send_signal(signal.SIGINT)
+        out, err = tune.communicate(timeout=300)
+    finally:
+        if tune.poll() is None:
+            tune.kill()
+            tune.wait()
+    # Assert: stopped after the trial that was running, everything done kept, status 130.
+    assert tune.returncode == 130, err
+    done = json.loads(out)
+    assert done["interrupted"] is True and 1 <= len(done["trials"]) < 3
+    assert all(t["record_id"] for t in done["trials"] if t["state"] != "failed")
+
+
+def _wait_for_trials(home: Path, count: int, tune: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and tune.poll() is None:
+        if (home / "catalog.db").exists():
+            store = open_store(f"sqlite:///{home / 'catalog.db'}")
+            try:
+                if len(store.list_private_runs()) >= count:
+                    return
+            finally:
+                store.close()
+        time.sleep(0.1)
+    raise AssertionError("no trial was stored in time")
