@@ -9,6 +9,7 @@ The code is organized as follows:
 - service.py: the gridpoint.v1.Artifacts service (who may fetch what; bounded streams).
 - client.py: the Artifacts client for one trusted peer.
 - pull.py: pull(), the verified, resumable, atomic download.
+- keep.py: a study's best K trial models kept; a study started from a kept model.
 
 Never imports torch or transformers: the daemon serves from here. Producers (the trainers'
 save_trained, the federation) write a from_pretrained folder and hand it to
