@@ -8,7 +8,7 @@ run number, every round's metrics) in one transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gridpoint.errors import GridpointError
 from gridpoint.federation.host import HostOptions, HostOutcome
@@ -16,6 +16,9 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.publishing.service import PublishingService
 from gridpoint.node.store.base import ModelRef, PrivateRun, RunDetail
 from gridpoint.schema import CurvePoint
+
+if TYPE_CHECKING:
+    from gridpoint.trainers.study_config import StudyConfig
 
 __all__ = ["FederationSummary", "publish_federation"]
 
@@ -62,9 +65,44 @@ def publish_federation(
             "no member's update was aggregated in any round (see the refusals above); nothing published"
         )
     final = result.train_metrics[max(result.train_metrics)] if result.train_metrics else {}
-    run = PrivateRun(
+    store = open_store(home.db_url(opts.db))
+    try:
+        # Flower's run id is a 64-bit unsigned number: it is kept in the detail, and the
+        # federation's runs are numbered here in the order they finished.
+        number = len(store.list_private_runs(opts.federation, kind="federated"))
+        published = PublishingService(home, store).publish(
+            _private_run(opts, outcome, study, family, public_id, number, final),
+            parents=outcome.parents,
+        )
+    finally:
+        store.close()
+    payload = outcome.start.get("payload_bytes")
+    return FederationSummary(
+        federation=opts.federation,
+        record_id=published.record_id or "",
+        run_id=outcome.run_id,
+        rounds=outcome.rounds,
+        members=result.members,
+        model_changed=result.initial_digest != result.final_digest,
+        initial_payload_bytes=int(payload) if payload is not None else None,
+        base_model=public_id,
+    )
+
+
+def _private_run(
+    opts: HostOptions,
+    outcome: HostOutcome,
+    study: StudyConfig,
+    family: str,
+    public_id: str,
+    number: int,
+    final: dict[str, float],
+) -> PrivateRun:
+    """The federated run as the host keeps it: every round's metrics, members, study, run id."""
+    result = outcome.result
+    return PrivateRun(
         study_name=opts.federation,
-        trial_number=outcome.run_id,
+        trial_number=number,
         detail=RunDetail(
             kind="federated",
             state="complete",
@@ -87,21 +125,6 @@ def publish_federation(
             study_file=str(opts.study),
             pipeline=study.pipeline,
             members=tuple(result.members),
+            extra={"run_id": str(outcome.run_id)},
         ),
-    )
-    store = open_store(home.db_url(opts.db))
-    try:
-        published = PublishingService(home, store).publish(run, parents=outcome.parents)
-    finally:
-        store.close()
-    payload = outcome.start.get("payload_bytes")
-    return FederationSummary(
-        federation=opts.federation,
-        record_id=published.record_id or "",
-        run_id=outcome.run_id,
-        rounds=outcome.rounds,
-        members=result.members,
-        model_changed=result.initial_digest != result.final_digest,
-        initial_payload_bytes=int(payload) if payload is not None else None,
-        base_model=public_id,
     )

@@ -186,8 +186,9 @@ def test_a_federated_run_is_published_through_the_service(
         final_digest="y",
         model_dir=tmp_path,
     )
+    # Flower's run ids are unsigned 64-bit numbers: wider than any column of ours.
     outcome = HostOutcome(
-        run_id=4, params={"learning_rate": 1e-3, "batch_size": 16.0}, task=TASK, result=result,
+        run_id=2**64 - 1, params={"learning_rate": 1e-3, "batch_size": 16.0}, task=TASK, result=result,
         rounds=[], start={"parameters": 1234},
     )  # fmt: skip
     # Execute
@@ -209,7 +210,8 @@ def test_a_federated_run_is_published_through_the_service(
     assert [(p.step, p.metric) for p in record.curve] == [
         (1, "accuracy"), (1, "eval_loss"), (2, "accuracy"),
     ]  # fmt: skip
-    assert private.trial_number == 4 and CANARY.encode() not in stored.envelope
+    assert private.trial_number == 0 and private.detail.extra == {"run_id": str(2**64 - 1)}
+    assert CANARY.encode() not in stored.envelope
 
 
 def test_an_imported_run_goes_through_the_service_once(home: NodeHome, db_url: str) -> None:
