@@ -8,8 +8,12 @@ The code is organized as follows:
 - server_app.py: the ServerApp: verify every update against the host's trusted peers, aggregate.
 - flower_app/: the Flower App bundle (pyproject + thin entry modules) that `flwr run` ships.
 - flower_certs.py: SuperLink TLS certificate and SuperNode auth keys from gridpoint identities.
+- processes.py: starting and stopping the Flower processes, with the settings they need.
 - host.py / member.py: `fed host` and `fed join`: start and watch the Flower processes.
-- __main__.py: the entry point `gridpoint fed ...` execs (node never imports this package).
+- publish.py: the finished federation handed to the node's publishing service (kind federated).
+- global_model.py: the final global model, kept by the host and pulled by every member.
+- cli.py: the `fed` command group, registered through the `gridpoint.commands` entry point
+  (node never imports this package).
 
 Only weights (or LoRA adapters) and coarse metrics leave a member; its data never does.
 """

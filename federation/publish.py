@@ -1,15 +1,24 @@
-"""Publishing a finished federation as a signed, anonymized RunRecord (kind federated)."""
+"""Publishing a finished federation as a signed, anonymized RunRecord (kind federated).
+
+The run is handed to the node's publishing service (node/publishing/service.py) as a typed private
+run, like every trial: anonymized, signed, and stored with its private part (federation name,
+run number, every round's metrics) in one transaction.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gridpoint.errors import GridpointError
 from gridpoint.federation.host import HostOptions, HostOutcome
-from gridpoint.node.catalog import publish
 from gridpoint.node.home import NodeHome
-from gridpoint.node.tuning.anonymize import anonymize_federation
+from gridpoint.node.publishing.service import PublishingService
+from gridpoint.node.store.base import ModelRef, PrivateRun, RunDetail
+from gridpoint.schema import CurvePoint
+
+if TYPE_CHECKING:
+    from gridpoint.trainers.study_config import StudyConfig
 
 __all__ = ["FederationSummary", "publish_federation"]
 
@@ -55,34 +64,67 @@ def publish_federation(
         raise GridpointError(
             "no member's update was aggregated in any round (see the refusals above); nothing published"
         )
-    record = anonymize_federation(
-        federation=opts.federation,
-        curve=sorted(result.train_metrics.items()),
-        params=outcome.params,
-        members=result.members,
-        task=outcome.task,
-        study=study,
-        lora=opts.lora,
-        model_family=family,
-        public_model_id=public_id,
-        num_parameters=int(outcome.start.get("parameters", 0)),
-        secret=home.secret,
-        policy=home.config.anonymizer,
-        parents=outcome.parents,
-    )
+    final = result.train_metrics[max(result.train_metrics)] if result.train_metrics else {}
     store = open_store(home.db_url(opts.db))
     try:
-        published = publish(store, home.identity, record)
+        # Flower's run id is a 64-bit unsigned number: it is kept in the detail, and the
+        # federation's runs are numbered here in the order they finished.
+        number = len(store.list_private_runs(opts.federation, kind="federated"))
+        published = PublishingService(home, store).publish(
+            _private_run(opts, outcome, study, family, public_id, number, final),
+            parents=outcome.parents,
+        )
     finally:
         store.close()
     payload = outcome.start.get("payload_bytes")
     return FederationSummary(
         federation=opts.federation,
-        record_id=published.id,
+        record_id=published.record_id or "",
         run_id=outcome.run_id,
         rounds=outcome.rounds,
         members=result.members,
         model_changed=result.initial_digest != result.final_digest,
         initial_payload_bytes=int(payload) if payload is not None else None,
         base_model=public_id,
+    )
+
+
+def _private_run(
+    opts: HostOptions,
+    outcome: HostOutcome,
+    study: StudyConfig,
+    family: str,
+    public_id: str,
+    number: int,
+    final: dict[str, float],
+) -> PrivateRun:
+    """The federated run as the host keeps it: every round's metrics, members, study, run id."""
+    result = outcome.result
+    return PrivateRun(
+        study_name=opts.federation,
+        trial_number=number,
+        detail=RunDetail(
+            kind="federated",
+            state="complete",
+            params=dict(outcome.params),
+            curve=tuple(
+                CurvePoint(round_number, name, value)
+                for round_number, metrics in sorted(result.train_metrics.items())
+                for name, value in sorted(metrics.items())
+            ),
+            metrics=dict(final),
+            objective_metric=study.objective_metric,
+            objective_direction=study.objective_direction,
+            task=outcome.task,
+            model=ModelRef(
+                public_id=public_id,
+                family=family,
+                num_parameters=int(outcome.start.get("parameters", 0)),
+                lora=opts.lora,
+            ),
+            study_file=str(opts.study),
+            pipeline=study.pipeline,
+            members=tuple(result.members),
+            extra={"run_id": str(outcome.run_id)},
+        ),
     )

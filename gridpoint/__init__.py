@@ -19,6 +19,9 @@ The package is organized as follows:
 - trainers/: local fine-tuning and tuning studies; knows nothing of nodes or the wire.
 - node/: the long-lived daemon, its store, its peers and the command line.
 - federation/: training together over Flower (`gridpoint fed ...`).
+- integrations/: runs of a team's own code brought in (Trainer callback, Optuna publisher,
+  `gridpoint import`).
+- __main__.py: `python -m gridpoint` runs the command line.
 """
 
 from __future__ import annotations

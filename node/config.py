@@ -51,7 +51,7 @@ class SecurityConfig:
 
 @dataclass(frozen=True)
 class AnonymizerConfig:
-    """The allowlist: which parts of a run may leave this node (see node/anonymize.py)."""
+    """The allowlist: which parts of a run may leave this node (see node/publishing/anonymize.py)."""
 
     hyperparameters: bool = True
     search_space: bool = True

@@ -179,7 +179,7 @@ def test_no_canary_leaves_the_node(make_home, daemons, tmp_path: Path) -> None:
                 )
     # The canaries did reach the private side: the check above could have failed.
     store = open_store(a.db_url())
-    detail = " ".join(r.detail for r in store.list_private_runs())
+    detail = " ".join(repr(r) for r in store.list_private_runs())
     store.close()
     assert CANARIES["study"] in detail and CANARIES["path"] in detail
     _check_kept_shared_and_pulled_model(a, b, watched)

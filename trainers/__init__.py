@@ -12,6 +12,8 @@ The code is organized as follows:
 - batching.py: length-grouped, shuffled batches.
 - finetune.py: one fine-tuning run with its learning curve, on GPU (bf16) or CPU.
 - devices.py: checking `--devices` before anything runs.
+- search_space.py: the one mapping between search dimensions and Optuna's distributions.
+- transfer/: the warm-start maths (transfer sampler, curve pruner), knowing nothing of nodes.
 - study_storage.py: the Optuna RDB storage of studies, with heartbeats.
 - study_workers.py: the study's worker lock: who works on a study now (file or advisory lock).
 - study.py: an Optuna study whose trials are fine-tuning runs; one per device, workers,

@@ -19,10 +19,11 @@ The code is organized as follows:
 - ray.py: `run_study`, a gridpoint study's trials on a Ray cluster through Ray Tune
   (OptunaSearch with the study's sampler, warm-started on request), published as tune's.
 - ray_pruner.py: `PrunerScheduler`, any Optuna pruner (the curve pruner) as a Ray scheduler.
-- foreign_run.py: a run from elsewhere; renaming into the vocabulary (names.py); the private
-  trial the anonymizer takes.
+- foreign_run.py: a run from elsewhere; renaming into the vocabulary (names.py) and leaving
+  out what is outside it or out of range; the typed private run the publishing service takes.
 - task.py: the task descriptor, measured on a dataset or declared.
-- sink.py: anonymize, sign, publish, keep privately; idempotent by source identity.
+- sink.py: each run through the node's publishing service (anonymized, signed, kept
+  privately, in one transaction); idempotent by source identity.
 - import_cli.py: `gridpoint import ...` (registered through the `gridpoint.commands` entry point).
 """
 

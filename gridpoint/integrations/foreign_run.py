@@ -2,9 +2,10 @@
 
 Readers of each source fill a `ForeignRun` with the names the source uses. `screen` renames
 what the vocabulary knows (names.py) and lists everything else as not published, with the
-reason, so nothing is dropped silently. `as_trial` then gives the same private `TrialResult`
-and study description that `gridpoint tune` hands to the anonymizer, so an imported run is
-anonymized by the one anonymizer under the one allowlist.
+reason, so nothing is dropped silently; so is a metric value outside its range (an accuracy
+given as a percentage). `as_private_run` then gives the typed private run every source hands
+the publishing service (node/publishing/service.py), so an imported run is anonymized by the one
+anonymizer under the one allowlist.
 
 Must never: publish, sign or store anything (sink.py does), or decide what may leave a node
 beyond renaming (the anonymizer decides).
@@ -12,44 +13,25 @@ beyond renaming (the anonymizer decides).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from gridpoint.integrations.names import public_metric, public_param, public_param_value
+from gridpoint.node.publishing.anonymize import METRIC_RANGES, in_range
+from gridpoint.node.store.base import ModelRef, NotPublished, PrivateRun, RunDetail
 from gridpoint.schema import CurvePoint, ParamValue, SearchDimension, TaskDescriptor
-from gridpoint.trainers.results import FineTuneResult, TrialResult
-from gridpoint.trainers.study_config import ModelSpec, PrunerSpec, StudyConfig
 
 __all__ = [
     "ForeignRun",
     "ModelRef",
     "NotPublished",
     "ScreenedRun",
-    "as_trial",
+    "as_private_run",
     "screen",
     "unreadable",
 ]
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """What may be said of the model a run trained: a public hub id, its family, its size."""
-
-    public_id: str = ""
-    family: str = ""
-    num_parameters: int = 0
-    lora: bool = False
-
-
-@dataclass(frozen=True)
-class NotPublished:
-    """A parameter, metric or dimension left out of the record, and why."""
-
-    kind: str  # "param" | "metric" | "search_space" | "objective"
-    name: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -145,19 +127,35 @@ def _metrics(run: ForeignRun, left: list[NotPublished]) -> dict[str, float]:
             left.append(NotPublished("metric", name, "not a finite number"))
         elif target in out:
             left.append(NotPublished("metric", name, f"{target} is already given by another name"))
+        elif not in_range(target, float(value)):
+            left.append(NotPublished("metric", name, _out_of_range(target)))
         else:
             out[target] = float(value)
     return out
 
 
-def _curve(run: ForeignRun, metric_names: dict[str, str]) -> tuple[CurvePoint, ...]:
+def _out_of_range(target: str) -> str:
+    low, high = METRIC_RANGES[target]
+    return f"a value outside the range of {target} ({low:g} to {high:g})"
+
+
+def _curve(
+    run: ForeignRun, metric_names: dict[str, str], left: list[NotPublished]
+) -> tuple[CurvePoint, ...]:
     # One point per (metric, step), the last one logged: sources may log a step twice.
     points: dict[tuple[str, int], float] = {}
+    outside: dict[str, str] = {}
     for point in run.curve:
         target = metric_names.get(point.metric)
         # NaN and infinite points (a diverged step, a damaged store) carry no curve shape.
-        if target is not None and point.step >= 0 and math.isfinite(point.value):
+        if target is None or point.step < 0 or not math.isfinite(point.value):
+            continue
+        if not in_range(target, float(point.value)):
+            outside[point.metric] = target
+        else:
             points[(target, int(point.step))] = float(point.value)
+    for name, target in sorted(outside.items()):
+        left.append(NotPublished("metric", name, f"curve points with {_out_of_range(target)}"))
     return tuple(
         CurvePoint(step, metric, value)
         for (metric, step), value in sorted(points.items(), key=lambda kv: (kv[0][1], kv[0][0]))
@@ -205,7 +203,7 @@ def screen(run: ForeignRun) -> ScreenedRun:
     return ScreenedRun(
         params=params,
         search_space=space,
-        curve=_curve(run, curve_names),
+        curve=_curve(run, curve_names, left),
         metrics=metrics,
         objective_metric=objective,
         objective_direction=direction,
@@ -213,49 +211,36 @@ def screen(run: ForeignRun) -> ScreenedRun:
     )
 
 
-def as_trial(
+def as_private_run(
     run: ForeignRun, screened: ScreenedRun, number: int, task: TaskDescriptor, model: ModelRef
-) -> tuple[TrialResult, StudyConfig]:
-    """The private trial and study description `tune` would hand the anonymizer for this run."""
-    result = FineTuneResult(
-        curve=list(screened.curve),
-        metrics=dict(screened.metrics),
-        steps=max((p.step for p in screened.curve), default=0),
-        samples_seen=0,
-        train_seconds=0.0,
-        num_parameters=model.num_parameters,
-        trainable_parameters=0,
-        device="",
-        precision="",
-        stopped_early=run.state == "pruned",
-    )
-    trial = TrialResult(
+) -> PrivateRun:
+    """The typed private run of a screened run, numbered `number` in its study: what the
+    publishing service anonymizes (the screened part) and keeps (all of it)."""
+    return PrivateRun(
         study_name=run.study,
-        number=number,
-        state=run.state,
-        params=dict(screened.params),
-        run=result,
-        task=task,
-        curve=list(screened.curve),
+        trial_number=number,
+        detail=RunDetail(
+            state=run.state,
+            params=dict(screened.params),
+            search_space=screened.search_space,
+            curve=screened.curve,
+            metrics=dict(screened.metrics),
+            objective_metric=screened.objective_metric,
+            objective_direction=screened.objective_direction,
+            task=task,
+            model=model,
+            source=run.source_key,
+            finished_at=run.finished_at,
+            not_published=screened.left_out,
+            # The source's own names and values, beside the screened ones the anonymizer reads.
+            extra={
+                **run.private,
+                "source_params": json.dumps(run.params, default=str, sort_keys=True),
+                "source_metrics": json.dumps(run.metrics, default=str, sort_keys=True),
+                "source_curve": json.dumps([list(p) for p in run.curve], default=str),
+            },
+        ),
     )
-    # A study description with no pipeline and no file: only what the anonymizer reads of it
-    # (name for pseudonyms, search space, objective, model) comes from the run.
-    study = StudyConfig(
-        path=Path(),
-        pipeline="",
-        name=run.study,
-        task=task.type,
-        language=task.language,
-        trials=1,
-        seed=0,
-        model=ModelSpec(public_id=model.public_id, lora=model.lora),
-        objective_metric=screened.objective_metric,
-        objective_direction=screened.objective_direction,
-        eval_interval=1,
-        search_space=screened.search_space,
-        pruner=PrunerSpec(type="none"),
-    )
-    return trial, study
 
 
 def unreadable(exc: BaseException) -> str:

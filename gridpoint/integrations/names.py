@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from gridpoint.node.tuning.anonymize import PUBLIC_METRICS
+from gridpoint.node.publishing.anonymize import PUBLIC_METRICS
 from gridpoint.schema import ParamValue
 from gridpoint.trainers.study_config import KNOWN_PARAMS
 

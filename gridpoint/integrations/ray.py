@@ -153,7 +153,7 @@ def _search(
     the warm-start report."""
     from gridpoint.node.store.query_filter import parse_filter
     from gridpoint.node.store.sql_store import open_store
-    from gridpoint.node.tuning.anonymize import pseudonym
+    from gridpoint.node.pseudonyms import pseudonym
     from gridpoint.node.tuning.warm_start import choose_priors
     from gridpoint.trainers.study import study_pruner
     from gridpoint.trainers.transfer.pruner import CurvePruner

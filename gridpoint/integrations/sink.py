@@ -1,10 +1,10 @@
 """Where runs from elsewhere enter a node home: anonymized, signed, published; kept in full privately.
 
-The same three steps `gridpoint tune` takes for each trial (node/cli/tune.py): the anonymizer
-(node/tuning/anonymize.py) makes the public record under the home's [anonymizer] policy,
-`catalog.publish` signs and stores it, and the full private record goes to the store's private
-runs. Each run carries a stable source identity (`ForeignRun.source_key`), kept only in the
-private record, so the same run is never published twice and re-importing adds only new runs.
+Each run goes through the publishing service (node/publishing/service.py), as each of `tune`'s trials
+does: the one anonymizer makes the public record under the home's [anonymizer] policy, it is
+signed, and record and full private run are stored in one transaction. Each run carries a
+stable source identity (`ForeignRun.source_key`), kept only in the private run, so the same
+run is never published twice and re-importing adds only new runs.
 
 Must never: publish a record the anonymizer did not make, put the source identity, the study
 name or anything of the private detail into a record, or publish a failed run.
@@ -12,9 +12,7 @@ name or anything of the private detail into a record, or publish a failed run.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -23,14 +21,12 @@ from gridpoint.integrations.foreign_run import (
     ForeignRun,
     ModelRef,
     NotPublished,
-    as_trial,
+    as_private_run,
     screen,
 )
-from gridpoint.node.catalog import publish
 from gridpoint.node.home import NodeHome, resolve_home
-from gridpoint.node.store.base import PrivateRun
+from gridpoint.node.publishing.service import PublishingService
 from gridpoint.node.store.sql_store import SqlStore, open_store
-from gridpoint.node.tuning.anonymize import anonymize_trial
 from gridpoint.schema import RunRecord, TaskDescriptor
 
 __all__ = ["HomeSink", "Outcome", "open_home"]
@@ -79,10 +75,8 @@ class HomeSink:
     def __init__(self, home: NodeHome, *, db: str | None = None, dry_run: bool = False) -> None:
         self.home = home
         self.dry_run = dry_run
-        self._secret = home.secret
-        self._policy = home.config.anonymizer
-        self._identity = home.identity
         self._store: SqlStore = open_store(home.db_url(db))
+        self._publishing = PublishingService(home, self._store)
         self._studies: dict[str, _StudyRuns] = {}
 
     def __enter__(self) -> HomeSink:
@@ -104,10 +98,7 @@ class HomeSink:
         if known is None:
             known = _StudyRuns()
             for private in self._store.list_private_runs(study):
-                try:
-                    key = str(json.loads(private.detail).get("source", ""))
-                except (ValueError, AttributeError):
-                    key = ""
+                key = private.detail.source
                 # A run of `tune` has no source: its identity is its Optuna trial number.
                 known.by_number[private.trial_number] = key
                 if key:
@@ -136,43 +127,17 @@ class HomeSink:
         # Taken by another run (an in-memory study run again under one name): the next free one.
         number = own if own is not None and own not in known.by_number else known.next_number()
         screened = screen(run)
-        trial, study = as_trial(run, screened, number, task, model)
-        record = anonymize_trial(
-            trial,
-            study,
-            model_family=model.family,
-            public_model_id=model.public_id,
-            secret=self._secret,
-            policy=self._policy,
-            now=run.finished_at,
-        )
+        private = as_private_run(run, screened, number, task, model)
         if self.dry_run:
+            record = self._publishing.record_of(private)
             known.add(run.source_key, number, None)
             return Outcome(IMPORTED, number, None, left_out=screened.left_out, record=record)
-        record_id = publish(self._store, self._identity, record).id
-        detail = {
-            "source": run.source_key,
-            "study": run.study,
-            "trial": number,
-            "state": run.state,
-            "params": {k: str(v) for k, v in run.params.items()},
-            "search_space": [asdict(d) for d in run.search_space],
-            "curve": [[p.step, p.metric, p.value] for p in run.curve],
-            "metrics": run.metrics,
-            "objective": [run.objective_metric, run.objective_direction],
-            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-            "task": asdict(task),
-            "not_published": [asdict(n) for n in screened.left_out],
-            **run.private,
-        }
-        self._store.add_private_run(
-            PrivateRun(
-                study_name=run.study,
-                trial_number=number,
-                detail=json.dumps(detail, default=str),
-                record_id=record_id,
-                created_at=datetime.now(UTC),
-            )
+        published = self._publishing.publish(private)
+        known.add(run.source_key, number, published.record_id)
+        return Outcome(
+            IMPORTED,
+            number,
+            published.record_id,
+            left_out=screened.left_out,
+            record=published.record,
         )
-        known.add(run.source_key, number, record_id)
-        return Outcome(IMPORTED, number, record_id, left_out=screened.left_out, record=record)

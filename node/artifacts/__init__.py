@@ -11,7 +11,7 @@ The code is organized as follows:
 - pull.py: pull(), the verified, resumable, atomic download.
 - private_parts.py: what of a kept model was learnt from private data (a vocabulary, label
   names), which `model share` refuses to send unless told to.
-- keep.py: what `tune` keeps (a study's best K) and a study's start from a kept model.
+- keep.py: a study's best K trial models kept; a study started from a kept model.
 - registry.py: the model registry: names, numbered versions, aliases (private to the node).
 - hooks.py: the promotion hook, a local command run when an alias changes (bounded in time).
 - export.py: `model export`: a held model copied out to a folder and signed there.

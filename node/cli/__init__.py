@@ -1,6 +1,16 @@
 """The `gridpoint` command line: one parser, one registration style, one error boundary.
 
-main.py (the parser, the boundary, the node commands), network.py (node start, peer,
-catalog), tune.py (`tune`), output.py (printing). Command groups of other packages
-(`fed`) register through the `gridpoint.commands` entry point.
+The code is organized as follows (each command group a module with `register(sub)`):
+
+- main.py: the parser and the one error boundary (a GridpointError is one line, exit 1).
+- local.py: `init`, `identity`, `publish` (through the publishing service).
+- daemon.py: `node start`, `node status`.
+- network.py: `peer ...`, `catalog sync|query|show`.
+- tune.py: `tune` (one call to the tune service, node/tuning/study_run.py).
+- model.py: `model list|show|export|remove|pull|share`.
+- ui.py, plot.py: `gridpoint ui` and `gridpoint plot` (over node/ui/).
+- output.py: printing tables, JSON and one-line messages.
+
+Each command parses, calls one service function and prints. Command groups of other
+packages (`fed`, `import`) register through the `gridpoint.commands` entry point.
 """

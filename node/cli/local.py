@@ -59,8 +59,8 @@ def cmd_identity(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from gridpoint.node.catalog import publish
-    from gridpoint.schema import load_record_json, record_from_json
+    from gridpoint.node.publishing.service import PublishingService
+    from gridpoint.schema import load_record_json
 
     home = resolve_home(args.home)
     path = Path(args.record)
@@ -68,16 +68,18 @@ def cmd_publish(args: argparse.Namespace) -> int:
         text = sys.stdin.read() if args.record == "-" else path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read {args.record}: {exc.strerror}") from exc
-    record = record_from_json(load_record_json(text, args.record))
+    data = load_record_json(text, args.record)
     store = _open_store(args, home)
     try:
-        result = publish(store, home.identity, record)
+        result = PublishingService(home, store).publish_written(data)
     finally:
         store.close()
     if args.json:
-        print_json({"id": result.id, "new": result.new, "signer": home.identity.node_id})
+        print_json({"id": result.record_id, "new": result.new, "signer": home.identity.node_id})
     else:
-        print_line(result.id if result.new else f"{result.id} (already in the catalog)")
+        print_line(
+            f"{result.record_id}" if result.new else f"{result.record_id} (already in the catalog)"
+        )
     return 0
 
 
@@ -93,7 +95,11 @@ def register(sub: SubParsers) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_identity)
     p = sub.add_parser(
-        "publish", help="validate, sign and add a run record (JSON file, or - for stdin)"
+        "publish",
+        help="validate, sign and add a run record (JSON file, or - for stdin)",
+        description="Validate, sign and add a run record written by hand. Its `study` and "
+        "`trial` are your own names: they are published as keyed pseudonyms, as `tune` "
+        "publishes them. accuracy and f1 must lie in [0, 1], losses be at least 0.",
     )
     p.add_argument("record", help="path to a RunRecord JSON file, or - for stdin")
     p.add_argument("--json", action="store_true", help="print JSON")

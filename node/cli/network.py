@@ -184,10 +184,10 @@ def _refused(counts: Any) -> str:
 def cmd_catalog_query(args: argparse.Namespace) -> int:
     from gridpoint.node.peers.grpc_transport import grpc_connector
     from gridpoint.node.peers.live_query import run_query
+    from gridpoint.node.pseudonyms import own_study_names
+    from gridpoint.node.record_views import SignerNames, format_value
     from gridpoint.node.store.keys import key_value
     from gridpoint.node.store.query_filter import filter_text, parse_filter, parse_order_by
-    from gridpoint.node.tuning.anonymize import own_study_names
-    from gridpoint.node.ui.views import SignerNames, format_value
 
     if args.limit < 1:
         raise RequestError(f"--limit must be at least 1, got {args.limit}")
@@ -268,8 +268,8 @@ def _columns(
 ) -> list[str]:
     """--columns (checked), else the defaults, the metrics the filter or order names and,
     when they name none, each shown record's objective metric."""
+    from gridpoint.node.record_views import check_columns
     from gridpoint.node.store.query_filter import filter_names
-    from gridpoint.node.ui.views import check_columns
 
     if chosen:
         return check_columns([c.strip() for c in chosen.split(",") if c.strip()])
@@ -282,7 +282,7 @@ def _columns(
 
 
 def cmd_catalog_show(args: argparse.Namespace) -> int:
-    from gridpoint.node.ui.views import format_value, record_view
+    from gridpoint.node.record_views import format_value, record_view
 
     home, store = _store(args)
     try:

@@ -29,7 +29,8 @@ MAX_STUDY_TRIALS = 10_000
 
 
 def _curves(home: NodeHome, store: CatalogStore, ids: list[str]) -> list[Panel]:
-    from gridpoint.node.ui.views import SignerNames, curve_panels, find_record, record_label
+    from gridpoint.node.record_views import SignerNames, find_record
+    from gridpoint.node.ui.views import curve_panels, record_label
 
     names = SignerNames(home, store)
     found = [find_record(store, i) for i in ids]
@@ -83,9 +84,10 @@ def _best_so_far(home: NodeHome, store: CatalogStore, db_url: str, ids: list[str
 def _rounds(home: NodeHome, store: CatalogStore, ids: list[str]) -> list[Panel]:
     """A federation's rounds: a hosted federation's newest run by name (its journal), else a
     federated record's per-round curve."""
+    from gridpoint.node.record_views import SignerNames, find_record
     from gridpoint.node.ui.charts import Panel, Series
     from gridpoint.node.ui.federations import list_runs, read_run
-    from gridpoint.node.ui.views import SignerNames, curve_panels, find_record, record_label
+    from gridpoint.node.ui.views import curve_panels, record_label
 
     panels: dict[str, Panel] = {}
     names = SignerNames(home, store)

@@ -1,7 +1,7 @@
 """The gRPC service a node offers its trusted peers: Hello, Catalog, Artifacts, health.
 
 Servicers read the store and answer; authentication happens before them, in
-node/interceptors.py, and mutual TLS before that: a client must present the certificate of
+node/daemon/interceptors.py, and mutual TLS before that: a client must present the certificate of
 a trusted peer. The set of accepted client certificates is re-read at each handshake, so
 `peer add` / `peer remove` take effect without a restart.
 """

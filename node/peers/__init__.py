@@ -2,8 +2,9 @@
 
 transport.py (PeerTransport: what a node asks of a peer, and the factory that opens one),
 grpc_transport.py (the real one: mutual TLS, pinned certificate, signed requests),
-trust.py (`peer add`: check a fingerprint, greet, pin), sync.py (pull sync), live_query.py
-(`catalog query --peers`).
+inprocess.py (no socket: the peer's service called directly; tests), trust.py (`peer add`:
+check a fingerprint, greet, pin), sync.py (pull sync), live_query.py (`catalog query
+--peers`), diagnose.py (a peer that is down told from one refusing our certificate).
 
 Everything above the transport works on schema and store types; tests run it over an
 in-process transport. Must never trust what a peer sends before it is verified.

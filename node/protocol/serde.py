@@ -1,17 +1,20 @@
 """Conversions between domain records and gridpoint.v1 wire messages, one pair per type.
 
 Wire types stop here and at the servicers: the rest of node/ and all of trainers/ see only
-the dataclasses of node/run_record.py. encode_record() is the single place a RunRecord is
-serialized for signing; it is deterministic, so equal content gives an equal id.
+the dataclasses of gridpoint/schema/records.py. encode_record() is the single place a RunRecord
+is serialized for signing; it is deterministic, so equal content gives an equal id.
+read_stored_envelope() reads back an envelope the store kept, so the store itself never
+decodes wire bytes.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from google.protobuf.message import DecodeError
 
 from gridpoint.errors import RecordError
+from gridpoint.node.protocol.envelope import content_id
 from gridpoint.schema import (
     BaseModelInfo,
     CurvePoint,
@@ -22,12 +25,14 @@ from gridpoint.schema import (
     choice_from_text,
     choice_text,
 )
-from gridpoint.v1 import records_pb2
+from gridpoint.v1 import envelope_pb2, records_pb2
 
 __all__ = [
     "RUN_RECORD_TYPE",
+    "EnvelopeContent",
     "decode_record",
     "encode_record",
+    "read_stored_envelope",
     "record_from_proto",
     "record_to_proto",
 ]
@@ -165,3 +170,24 @@ def decode_record(payload: bytes) -> RunRecord:
         return record_from_proto(records_pb2.RunRecord.FromString(payload))
     except DecodeError as exc:
         raise RecordError("payload is not a valid gridpoint.v1.RunRecord") from exc
+
+
+@dataclass(frozen=True)
+class EnvelopeContent:
+    """What a stored record envelope holds: the record's id, signer, signing time, record."""
+
+    id: str
+    signer_id: str
+    signed_at_ms: int
+    record: RunRecord
+
+
+def read_stored_envelope(envelope: bytes) -> EnvelopeContent:
+    """An envelope as the store keeps it, read back (verified when it was admitted: not again)."""
+    env = envelope_pb2.SignedEnvelope.FromString(envelope)
+    return EnvelopeContent(
+        id=content_id(env.signer_id, env.payload),
+        signer_id=env.signer_id,
+        signed_at_ms=env.signed_at_unix_ms,
+        record=decode_record(env.payload),
+    )

@@ -1,13 +1,17 @@
 """Persistence: what a node keeps, behind one contract, on SQLite or PostgreSQL.
 
-base.py (the CatalogStore contract and its record types), models.py (SQLModel tables),
+base.py (the CatalogStore contract and its record types, the typed private run among them),
+models.py (SQLModel tables), engine.py (database URLs, engines, SQLite settings),
 sql_store.py (the implementation: when and in which transaction rows are written),
-sql_rows.py (a record's rows, and what a failed write means), sql_pending.py (envelopes
-kept for retry, bounded), sql_filter.py (a filter tree as parameterized SQL), keys.py (the
-one registry of filter keys, which drives the parser, the SQL and the merge of live
-results), query_filter.py (the filter language, and its limits), filter_reference.py (the
-language's reference for `catalog query --help` and the README, written from keys.py and
-those limits), migrations/ (alembic: schema changes are migrations, applied when a store opens).
+sql_rows.py (a record's rows, and what a failed write means), run_detail.py (a private run's
+detail as one JSON document), sql_pending.py (envelopes kept for retry, bounded),
+sql_sources.py (provenance: which peers served each record by sync), sql_filter.py (a filter
+tree as parameterized SQL), keys.py (the one registry of filter keys, which drives the
+parser, the SQL and the merge of live results), query_filter.py (the filter language, and
+its limits), filter_reference.py (the language's reference for `catalog query --help` and
+the README, written from keys.py and those limits), writable.py (a SQLite store checked
+usable before a daemon starts), migrations/ (alembic: schema changes are migrations, applied
+when a store opens).
 
 Must never verify signatures or re-serialize a payload: it stores what callers verified.
 """

@@ -1,6 +1,6 @@
 """The store interface: what the node keeps, independent of the database behind it.
 
-Contract for every implementation (see node/sql_store.py):
+Contract for every implementation (see node/store/sql_store.py):
 - Thread-safe: one instance serves the daemon's gRPC threads and its sync loop.
 - Storing is idempotent by record id; a record already present is counted as a duplicate
   and left untouched, so nothing stored is ever changed by a later write.
@@ -8,6 +8,8 @@ Contract for every implementation (see node/sql_store.py):
   mid-sync resumes from the last fully stored page, never twice and never skipping.
 - Cursors returned by records_after() only move forward in storage order.
 - The store verifies nothing: callers hand it envelopes they already verified.
+- A run's private part and the record published for it are stored together or not at all
+  (add_run).
 - A record the database cannot hold is refused on its own (AddResult.unstorable); the rest
   of its page and the cursor are still stored.
 - Everything a call reads is bounded: queries take a limit (1..MAX_QUERY_LIMIT), and
@@ -18,21 +20,24 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 from gridpoint.node.store.query_filter import FilterNode, OrderBy
-from gridpoint.schema import RunRecord
+from gridpoint.schema import CurvePoint, ParamValue, RunRecord, SearchDimension, TaskDescriptor
 
 __all__ = [
     "MAX_QUERY_LIMIT",
     "AddResult",
     "CatalogStore",
+    "ModelRef",
+    "NotPublished",
     "Page",
     "Peer",
     "PendingEnvelope",
     "PrivateRun",
+    "RunDetail",
     "StoredRecord",
 ]
 
@@ -110,14 +115,75 @@ class RecordSource:
 
 
 @dataclass(frozen=True)
+class ModelRef:
+    """What may be said of the model a run trained: a public hub id, its family, its size."""
+
+    public_id: str = ""
+    family: str = ""
+    num_parameters: int = 0
+    lora: bool = False
+
+
+@dataclass(frozen=True)
+class NotPublished:
+    """A parameter, metric or dimension left out of the record, and why."""
+
+    kind: str  # "param" | "metric" | "search_space" | "objective"
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    """Everything the organization keeps of one run, in one shape whatever produced it.
+
+    kind is "trial" (a trial of `tune`, or a run brought in by the integrations) or
+    "federated" (a run of `fed host`: its curve is per round). source is the stable identity
+    of a run brought in from elsewhere ("mlflow:<run id>"), "" for the node's own runs.
+    """
+
+    state: str  # "complete" | "pruned" | "failed"
+    kind: str = "trial"
+    params: dict[str, ParamValue] = field(default_factory=dict)
+    search_space: tuple[SearchDimension, ...] = ()
+    curve: tuple[CurvePoint, ...] = ()
+    metrics: dict[str, float] = field(default_factory=dict)
+    objective_metric: str = ""
+    objective_direction: str = ""
+    task: TaskDescriptor = TaskDescriptor("")
+    model: ModelRef = ModelRef()
+    #: A failed run's error text, and its public reason (gridpoint.schema.vocabulary.FAILURES)
+    #: when the failure says something about the hyperparameters.
+    error: str = ""
+    failure: str = ""
+    source: str = ""
+    study_file: str = ""
+    pipeline: str = ""
+    device: str = ""
+    precision: str = ""
+    samples_per_second: float | None = None
+    trainable_parameters: int | None = None
+    members: tuple[str, ...] = ()
+    finished_at: datetime | None = None
+    not_published: tuple[NotPublished, ...] = ()
+    #: The source's own fields (an output folder, every training argument); text only.
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class PrivateRun:
-    """The organization's own full record of a run (never leaves the node)."""
+    """The organization's own full record of a run (never leaves the node).
+
+    study_name and trial_number are the study's own name and the trial's number (for a
+    federated run: the federation's name and its run number); record_id is the record
+    published for it, None when it stayed private.
+    """
 
     study_name: str
     trial_number: int
-    detail: str
-    record_id: str | None
-    created_at: datetime
+    detail: RunDetail
+    record_id: str | None = None
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class CatalogStore(ABC):
@@ -199,10 +265,16 @@ class CatalogStore(ABC):
     def remove_peer(self, node_id: str) -> bool: ...
 
     @abstractmethod
-    def add_private_run(self, run: PrivateRun) -> int: ...
+    def add_run(self, run: PrivateRun, record: StoredRecord | None = None) -> AddResult:
+        """Stores a private run and the record published for it in one transaction: both
+        or neither (StoreError). The record is idempotent by id as in add_records; one the
+        database refuses fails the whole write."""
 
     @abstractmethod
-    def list_private_runs(self, study_name: str | None = None) -> list[PrivateRun]: ...
+    def list_private_runs(
+        self, study_name: str | None = None, *, kind: str | None = "trial"
+    ) -> list[PrivateRun]:
+        """Private runs in the order stored: of one study (or all), of one kind (or any)."""
 
     @abstractmethod
     def close(self) -> None: ...

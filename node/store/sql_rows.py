@@ -1,5 +1,5 @@
-"""Rows of the SQL store: a record's rows, a stored envelope back, a stored time, and what a
-failed write means.
+"""Rows of the SQL store: a record's rows, a stored envelope back (read by protocol/serde.py),
+a stored time, and what a failed write means.
 
 Kept apart from sql_store.py, which says when and in which transaction rows are written.
 Must never put a database's own error text in a message: it can hold values, paths and SQL;
@@ -14,11 +14,9 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from gridpoint.errors import RequestError, StoreError
-from gridpoint.node.protocol.envelope import content_id
-from gridpoint.node.protocol.serde import decode_record
+from gridpoint.node.protocol.serde import read_stored_envelope
 from gridpoint.node.store.base import Peer, StoredRecord
 from gridpoint.node.store.query_filter import Value
-from gridpoint.v1 import envelope_pb2
 
 __all__ = [
     "as_utc",
@@ -111,13 +109,14 @@ def param_row(seq: int, name: str, value: Value | int) -> dict[str, Any]:
 
 
 def stored(envelope_bytes: bytes) -> StoredRecord:
-    env = envelope_pb2.SignedEnvelope.FromString(envelope_bytes)
+    """A stored envelope as a StoredRecord (protocol/serde.py reads the wire bytes)."""
+    content = read_stored_envelope(envelope_bytes)
     return StoredRecord(
-        id=content_id(env.signer_id, env.payload),
-        signer_id=env.signer_id,
+        id=content.id,
+        signer_id=content.signer_id,
         envelope=envelope_bytes,
-        signed_at_ms=env.signed_at_unix_ms,
-        record=decode_record(env.payload),
+        signed_at_ms=content.signed_at_ms,
+        record=content.record,
     )
 
 

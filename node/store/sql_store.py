@@ -53,6 +53,7 @@ from gridpoint.node.store.models import PARENTS, PEERS
 from gridpoint.node.store.models import PRIVATE_RUNS as PRIVATE
 from gridpoint.node.store.models import RECORDS as R
 from gridpoint.node.store.query_filter import FilterNode, OrderBy
+from gridpoint.node.store.run_detail import detail_from_text, detail_text
 from gridpoint.node.store.sql_filter import query_statements
 from gridpoint.node.store.sql_rows import check_peer, param_row, record_row, stored, write_failure
 
@@ -361,38 +362,46 @@ class SqlStore(CatalogStore):
 
     # --- private runs --------------------------------------------------------------------
 
-    def add_private_run(self, run: PrivateRun) -> int:
+    def add_run(self, run: PrivateRun, record: StoredRecord | None = None) -> AddResult:
         with self.writing() as conn:
-            return int(
+            result = self._insert(conn, [record]) if record is not None else AddResult(0, 0)
+            if result.unstorable:
+                raise StoreError("the database cannot hold this run's record: nothing was written")
+            try:
                 conn.execute(
-                    insert(PRIVATE)
-                    .values(
+                    insert(PRIVATE).values(
                         study_name=run.study_name,
                         trial_number=run.trial_number,
-                        detail=run.detail,
+                        detail=detail_text(run.detail),
                         record_id=run.record_id,
                         created_at=run.created_at,
                     )
-                    .returning(PRIVATE.c.id)
-                ).scalar_one()
-            )
+                )
+            except _ROW_ERRORS as exc:
+                raise StoreError(
+                    "the database cannot hold this run's private detail: nothing was written"
+                ) from exc
+            return result
 
-    def list_private_runs(self, study_name: str | None = None) -> list[PrivateRun]:
+    def list_private_runs(
+        self, study_name: str | None = None, *, kind: str | None = "trial"
+    ) -> list[PrivateRun]:
         stmt = select(PRIVATE).order_by(PRIVATE.c.id)
         if study_name is not None:
             stmt = stmt.where(PRIVATE.c.study_name == study_name)
         with self.reading() as conn:
             rows = conn.execute(stmt).all()
-        return [
+        runs = [
             PrivateRun(
                 study_name=r.study_name,
                 trial_number=r.trial_number,
-                detail=r.detail,
+                detail=detail_from_text(r.detail),
                 record_id=r.record_id,
                 created_at=r.created_at,
             )
             for r in rows
         ]
+        return [r for r in runs if kind is None or r.detail.kind == kind]
 
     def close(self) -> None:
         self.engine.dispose()

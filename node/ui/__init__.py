@@ -1,13 +1,13 @@
 """Seeing results: the read-only web UI (`gridpoint ui`) and the pictures of `gridpoint plot`.
 
 The code is organized as follows:
-- ``views.py``: what the catalog and record pages show, read from the node's store and home
-  (no web framework);
+- ``views.py``: the catalog page and curve panels, read from the node's store and home (no
+  web framework), on node/record_views.py, which the command line shares;
 - ``studies.py``: this node's Optuna studies, read with plain SQL from their storage;
 - ``importance.py``: hyperparameter importances, computed by Optuna in a child process
   (`python -m gridpoint.trainers.importance`), kept in memory;
-- ``study_reports.py``: the warm-start report `tune --warm-start` keeps beside its study;
-- ``warm_start_view.py``: what the Warm start page shows of those reports;
+- ``warm_start_view.py``: what the Warm start page shows of the reports `tune --warm-start`
+  keeps beside its study (node/study_reports.py);
 - ``federations.py``: what `fed host` wrote in the home (per-round journal, result);
 - ``lineage.py``: a model's lineage as a graph (records, models, derived work) and its chart;
 - ``charts.py``: panels of curves, independent of how they are drawn;

@@ -26,6 +26,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 
 from gridpoint.node.home import NodeHome
+from gridpoint.node.record_views import format_value
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.ui import (
     catalog_pages,
@@ -37,7 +38,6 @@ from gridpoint.node.ui import (
 from gridpoint.node.ui.context import PLOTLY_PATH, UiContext
 from gridpoint.node.ui.guard import add_guard
 from gridpoint.node.ui.importance import ImportanceCache
-from gridpoint.node.ui.views import format_value
 
 __all__ = ["create_app"]
 

@@ -18,18 +18,11 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 
 from gridpoint.errors import GridpointError
+from gridpoint.node.record_views import SignerNames, find_record, record_view
 from gridpoint.node.ui.charts import Panel, Series
 from gridpoint.node.ui.context import UiContext
 from gridpoint.node.ui.figures import panel_chart
-from gridpoint.node.ui.views import (
-    BASE_COLUMNS,
-    MAX_COMPARED,
-    SignerNames,
-    catalog_page,
-    curve_panels,
-    find_record,
-    record_view,
-)
+from gridpoint.node.ui.views import BASE_COLUMNS, MAX_COMPARED, catalog_page, curve_panels
 from gridpoint.schema import RunRecord
 
 __all__ = ["compare_panels", "register"]

@@ -18,11 +18,11 @@ from sqlalchemy import select
 
 from gridpoint.node.artifacts.store import Artifact, ArtifactStore
 from gridpoint.node.home import NodeHome
+from gridpoint.node.record_views import SignerNames
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.models import ARTIFACTS
 from gridpoint.node.store.sql_store import SqlStore
 from gridpoint.node.ui.importance import ImportanceCache
-from gridpoint.node.ui.views import SignerNames
 
 __all__ = ["PLOTLY_PATH", "UiContext"]
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
+from gridpoint.node.record_views import SignerNames
 from gridpoint.node.ui import federations
 from gridpoint.node.ui.charts import Panel, Series
 from gridpoint.node.ui.context import UiContext
 from gridpoint.node.ui.federations import FederationRun
 from gridpoint.node.ui.figures import panel_chart
-from gridpoint.node.ui.views import SignerNames
 
 __all__ = ["register", "round_panels"]
 

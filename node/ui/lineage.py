@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from gridpoint.node.artifacts.store import Artifact
+from gridpoint.node.record_views import SignerNames
 from gridpoint.node.store.base import CatalogStore, StoredRecord
 from gridpoint.node.store.models import PARENTS, RECORDS
 from gridpoint.node.store.sql_store import SqlStore
 from gridpoint.node.ui.figures import Chart, color_of, esc
-from gridpoint.node.ui.views import SignerNames
 
 __all__ = ["LineageGraph", "LineageNode", "lineage_chart", "model_lineage"]
 

@@ -16,7 +16,6 @@ page on a malformed trial: it is listed with what is wrong and left out of the c
 from __future__ import annotations
 
 import functools
-import json
 import os
 from urllib.parse import quote, quote_plus, urlencode
 
@@ -24,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from gridpoint.node.store.base import PrivateRun
-from gridpoint.node.ui import study_reports
+from gridpoint.node.study_reports import load_reports
 from gridpoint.node.ui.context import UiContext
 from gridpoint.node.ui.figures import Chart, axis, integer_axis, layout
 from gridpoint.node.ui.studies import StudyView, list_studies, read_study
@@ -70,19 +69,15 @@ def _private_runs(ui: UiContext, name: str) -> dict[int, PrivateRun]:
 
 
 def _error(run: PrivateRun | None) -> str:
-    """A failed trial's error from its private detail (JSON; see node/cli/tune.py)."""
-    try:
-        detail = json.loads(run.detail) if run is not None else {}
-        return str(detail.get("error") or "") if isinstance(detail, dict) else ""
-    except ValueError:
-        return ""
+    """A failed trial's error from its private detail ("" for a trial with none)."""
+    return run.detail.error if run is not None else ""
 
 
 def register(app: FastAPI, ui: UiContext) -> None:
     """Adds the study pages to app."""
 
     def warm_started(names: list[str]) -> set[str]:
-        return {n for n in names if study_reports.load_reports(ui.home.path, n)}
+        return {n for n in names if load_reports(ui.home.path, n)}
 
     @app.get("/studies", response_class=HTMLResponse)
     def study_list(request: Request) -> HTMLResponse:
@@ -193,7 +188,7 @@ def register(app: FastAPI, ui: UiContext) -> None:
         view = read_study(ui.optuna_url, name)
         if view is None:
             return ui.error(request, 404, "no study of that name on this node")
-        runs, chart = warm_start_runs(ui, view, study_reports.load_reports(ui.home.path, name))
+        runs, chart = warm_start_runs(ui, view, load_reports(ui.home.path, name))
         return ui.page(
             request,
             "warm_start.html",

@@ -4,8 +4,8 @@ the end), what each contributed (the trials of this study that ran one of that p
 configurations, found by comparing parameters with the prior's records in the catalog),
 what was left out and why, and a chart of the weights over the study's trials.
 
-Reads the reports `tune --warm-start` saves (study_reports.load_reports; their format is
-study_reports' and tune's, only read here). A run covers the trials started after the
+Reads the reports `tune --warm-start` saves (node/study_reports.py, typed there; only read
+here). A run covers the trials started after the
 previous report was saved and up to its own; its weights are drawn at its first trial (at the
 start) and its last (at the end).
 
@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from gridpoint.node.store.query_filter import And, Comparison
+from gridpoint.node.study_reports import WarmStartReport
 from gridpoint.node.ui.context import UiContext
 from gridpoint.node.ui.figures import Chart, axis, color_of, esc, integer_axis, layout
 from gridpoint.node.ui.studies import StudyTrial, StudyView
@@ -72,10 +73,10 @@ def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
-def _saved(report: dict[str, Any]) -> datetime | None:
+def _saved(report: WarmStartReport) -> datetime | None:
     """When the report was saved, as Optuna's naive local times read."""
     try:
-        at = datetime.fromisoformat(str(report.get("saved_at", "")))
+        at = datetime.fromisoformat(report.saved_at)
     except ValueError:
         return None
     return at.astimezone().replace(tzinfo=None) if at.tzinfo else at
@@ -102,7 +103,7 @@ def _ran_configurations(ui: UiContext, study: str, trials: list[StudyTrial]) -> 
 
 
 def warm_start_runs(
-    ui: UiContext, view: StudyView, reports: list[dict[str, Any]]
+    ui: UiContext, view: StudyView, reports: list[WarmStartReport]
 ) -> tuple[list[WarmStartRun], Chart | None]:
     """The study's warm-started runs, oldest first, and the chart of their weights."""
     runs = []
@@ -118,46 +119,40 @@ def warm_start_runs(
             and (saved is None or started <= saved)
         ]
         previous = saved or previous
-        weights = report.get("weights")
-        ends: dict[str, Any] = weights if isinstance(weights, dict) else {}
-        study_weight = _float(report.get("study_weight"))
-        shares = [v for v in map(_float, ends.values()) if v is not None]
+        study_weight = _float(report.study_weight)
+        shares = [v for v in map(_float, report.weights.values()) if v is not None]
         total = sum(shares) + (study_weight or 0.0)
         priors = []
-        for row in report.get("priors") or []:
-            if not isinstance(row, dict):
-                continue
-            label, study = str(row.get("prior", "")), str(row.get("study", ""))
-            used = bool(row.get("used"))
-            end = _float(ends.get(label))
+        for row in report.priors:
+            end = _float(report.weights.get(row.prior))
             priors.append(
                 PriorRow(
-                    label=label,
-                    study=study,
-                    signer=str(row.get("signer", "")),
-                    signer_name=str(row.get("signer_name") or ""),
-                    trials=int(_float(row.get("trials")) or 0),
-                    used=used,
-                    similarity=_float(row.get("similarity")),
-                    weight_start=_float(row.get("weight")),
+                    label=row.prior,
+                    study=row.study,
+                    signer=row.signer,
+                    signer_name=row.signer_name,
+                    trials=row.trials,
+                    used=row.used,
+                    similarity=_float(row.similarity),
+                    weight_start=_float(row.weight),
                     weight_end=end,
                     share_end=end / total if end is not None and total > 0 else None,
-                    notes=[str(n) for n in row.get("notes") or []],
-                    reason=str(row.get("reason") or ""),
-                    ran_its_configurations=_ran_configurations(ui, study, trials)
-                    if used and study
+                    notes=list(row.notes),
+                    reason=row.reason,
+                    ran_its_configurations=_ran_configurations(ui, row.study, trials)
+                    if row.used and row.study
                     else [],
                 )
             )
         runs.append(
             WarmStartRun(
                 number=number,
-                method=str(report.get("method", "")),
-                saved_at=str(report.get("saved_at", "")),
+                method=report.method,
+                saved_at=report.saved_at,
                 trials=[t.number for t in trials],
                 priors=priors,
                 study_weight=study_weight,
-                prior_curves=int(_float(report.get("prior_curves")) or 0),
+                prior_curves=report.prior_curves,
             )
         )
     return runs, _weights_chart(runs)

@@ -3,14 +3,12 @@ links that trial's record as its parent (lineage), through the node's real Optun
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import optuna
 import pytest
 
 from gridpoint.errors import ConfigError
 from gridpoint.federation.host import best_trial_params
-from gridpoint.node.store.base import PrivateRun
+from gridpoint.node.store.base import PrivateRun, RunDetail
 from gridpoint.node.store.sql_store import normalize_db_url, open_store
 from gridpoint.trainers.study_config import load_study_config
 from tests.helpers import ROOT
@@ -36,9 +34,7 @@ def test_the_best_trial_gives_its_parameters_and_its_record(make_home) -> None:
     store = open_store(home.db_url())
     try:
         for number in range(3):
-            store.add_private_run(
-                PrivateRun(study.name, number, "{}", f"{number:064x}", datetime.now(UTC))
-            )
+            store.add_run(PrivateRun(study.name, number, RunDetail("complete"), f"{number:064x}"))
     finally:
         store.close()
 

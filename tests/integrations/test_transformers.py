@@ -93,7 +93,10 @@ def test_a_trainer_run_becomes_one_record_with_its_curve_and_no_canary(
     for canary in CANARIES:
         assert canary.lower().encode() not in stored.envelope.lower(), canary
     # The canaries did reach the private record, so the check above could have failed.
-    assert "ZQCANARYOUTDIR" in private.detail and private.study_name == "ZQCANARYSTUDY"
+    assert (
+        "ZQCANARYOUTDIR" in private.detail.extra["output_dir"]
+        and private.study_name == "ZQCANARYSTUDY"
+    )
 
 
 # TRL's SFTConfig still sets the TrainingArguments field transformers 5 renamed.

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,7 +57,7 @@ def test_tune_publishes_every_trial_with_its_curve_and_resumes_without_repeating
     private = store.list_private_runs("tiny-sentiment")
     store.close()
     assert [p.trial_number for p in private] == [0, 1, 2, 3]
-    assert json.loads(private[0].detail)["pipeline"] == "tiny_pipeline:load"
+    assert private[0].detail.pipeline == "tiny_pipeline:load"
 
 
 def _searched(home: Path) -> list[dict[str, object]]:
@@ -63,3 +68,48 @@ def _searched(home: Path) -> list[dict[str, object]]:
         study_name="tiny-sentiment", storage=f"sqlite:///{home / 'studies.db'}"
     )
     return [dict(trial.params) for trial in study.trials]
+
+
+def test_tune_stopped_by_one_ctrl_c_keeps_its_trials_and_exits_130(tmp_path: Path) -> None:
+    # Prepare
+    home = tmp_path / "node"
+    cli_json("init", "--name", "A", home=home)
+    argv = [sys.executable, "-m", "gridpoint", "--home", str(home), "tune", STUDY]
+    tune = subprocess.Popen(
+        [*argv, "--trials", "3", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    # Execute: one Ctrl-C as soon as the first trial has started.
+    try:
+        _wait_for_a_trial(home, tune)
+        tune.send_signal(signal.SIGINT)
+        out, err = tune.communicate(timeout=300)
+    finally:
+        if tune.poll() is None:
+            tune.kill()
+            tune.wait()
+    # Assert: stopped after the trial that was running, everything done kept, status 130.
+    assert tune.returncode == 130, err
+    done = json.loads(out)
+    assert done["interrupted"] is True and 1 <= len(done["trials"]) < 3
+    assert all(t["record_id"] for t in done["trials"] if t["state"] != "failed")
+
+
+def _wait_for_a_trial(home: Path, tune: subprocess.Popen[str]) -> None:
+    """Until the study's storage holds a trial (read-only, as plain SQLite)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and tune.poll() is None:
+        try:
+            db = sqlite3.connect(f"file:{home / 'studies.db'}?mode=ro", uri=True)
+            try:
+                if db.execute("SELECT count(*) FROM trials").fetchone()[0]:
+                    return
+            finally:
+                db.close()
+        except sqlite3.OperationalError:  # no file, or no tables yet
+            pass
+        time.sleep(0.1)
+    raise AssertionError("no trial started in time")

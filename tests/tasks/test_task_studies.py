@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -54,4 +53,4 @@ def test_a_study_of_each_task_publishes_curves_and_resumes(tmp_path: Path, task:
     private = store.list_private_runs(f"tiny-{task}")
     store.close()
     assert [p.trial_number for p in private] == [0, 1, 2]
-    assert json.loads(private[0].detail)["task"]["type"] == task
+    assert private[0].detail.task.type == task

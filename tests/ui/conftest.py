@@ -29,8 +29,8 @@ from gridpoint.node.artifacts.store import ArtifactStore, NewArtifact
 from gridpoint.node.catalog import publish
 from gridpoint.node.home import NodeHome
 from gridpoint.node.peers.sync import sync_all
-from gridpoint.node.store.base import PrivateRun
-from gridpoint.node.ui.study_reports import save_report
+from gridpoint.node.store.base import PrivateRun, RunDetail
+from gridpoint.node.study_reports import PriorRow, WarmStartReport, save_report
 from gridpoint.schema import CurvePoint, RunRecord
 from tests.helpers import ROOT, make_record
 from tests.inprocess import Network
@@ -112,35 +112,19 @@ def _studies(home: NodeHome, first: RunRecord, alpha_id: str) -> None:
     save_report(
         home.path,
         "sentiment-warm",
-        {
-            "method": "rgpe",
-            "priors": [
-                {
-                    "prior": "p1",
-                    "study": ALPHA_STUDY,
-                    "signer": alpha_id,
-                    "signer_name": "Alpha Labs",
-                    "trials": 6,
-                    "similarity": 0.91,
-                    "weight": 0.5,
-                    "used": True,
-                    "notes": [],
-                },
-                {
-                    "prior": "p2",
-                    "study": "cd" * 16,
-                    "signer": "b" * 40,
-                    "signer_name": "Gamma",
-                    "used": False,
-                    "trials": 3,
-                    "reason": "another model family",
-                },
-            ],
-            "weights": {"p1": 0.62},
-            "study_weight": 0.38,
-            "prior_curves": 6,
-            "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
+        WarmStartReport(
+            method="rgpe",
+            priors=(
+                PriorRow("p1", ALPHA_STUDY, alpha_id, "Alpha Labs", 6, True, 0.91, 0.5),
+                PriorRow(
+                    "p2", "cd" * 16, "b" * 40, "Gamma", 3, False, reason="another model family"
+                ),
+            ),
+            weights={"p1": 0.62},
+            study_weight=0.38,
+            prior_curves=6,
+            saved_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        ),
     )
     edge = optuna.create_study(study_name=EDGE_STUDY, storage=storage, direction="minimize")
     for value in (0.5, 0.4, 0.45, 0.3):
@@ -256,32 +240,13 @@ def world() -> Iterator[World]:
     child = replace(_curved(20, 0.8, 5, 3e-5), parents=(alpha_ids[1], "f" * 64))
     beta_ids.append(publish(beta.store, beta.home.identity, child).id)
     records[beta_ids[-1]] = child
-    now = datetime.now(UTC)
-    beta.store.add_private_run(
-        PrivateRun(
-            PRIVATE_CANARY, 0, json.dumps({"state": "complete", "error": None}), beta_ids[0], now
-        )
-    )
+    beta.store.add_run(PrivateRun(PRIVATE_CANARY, 0, RunDetail("complete"), beta_ids[0]))
     # A private run that (wrongly) names a peer's record: the page of that record must still
     # show nothing private, because the record is not this node's.
-    beta.store.add_private_run(
-        PrivateRun(
-            PRIVATE_CANARY,
-            1,
-            json.dumps({"state": "failed", "error": "canary-error"}),
-            alpha_ids[0],
-            now,
-        )
+    beta.store.add_run(
+        PrivateRun(PRIVATE_CANARY, 1, RunDetail("failed", error="canary-error"), alpha_ids[0])
     )
-    beta.store.add_private_run(
-        PrivateRun(
-            "sentiment-warm",
-            0,
-            json.dumps({"state": "complete", "error": None}),
-            beta_ids[0],
-            now,
-        )
-    )
+    beta.store.add_run(PrivateRun("sentiment-warm", 0, RunDetail("complete"), beta_ids[0]))
     _studies(beta.home, records[alpha_ids[1]], alpha.node_id)
     models, federated_id, derived_id = _models(
         beta.home, beta.store, beta_ids[0], alpha.node_id, records

@@ -72,11 +72,16 @@ def test_studies_are_read_from_an_optuna_storage_on_postgresql(pg_url: str) -> N
 
 
 def test_a_studys_warm_start_reports_are_kept_one_per_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from gridpoint.node.ui.study_reports import load_reports, report_path, save_report
+    from gridpoint.node.study_reports import (
+        WarmStartReport,
+        load_reports,
+        report_path,
+        save_report,
+    )
 
-    save_report(tmp_path, "my study/1", {"method": "rgpe", "study_weight": 0.4})
-    save_report(tmp_path, "my study/1", {"method": "rgpe", "study_weight": 0.7})
-    assert [r["study_weight"] for r in load_reports(tmp_path, "my study/1")] == [0.4, 0.7]
+    save_report(tmp_path, "my study/1", WarmStartReport("rgpe", study_weight=0.4))
+    save_report(tmp_path, "my study/1", WarmStartReport("rgpe", study_weight=0.7))
+    assert [r.study_weight for r in load_reports(tmp_path, "my study/1")] == [0.4, 0.7]
     assert load_reports(tmp_path, "another") == []
     # The file is named by a hash: a study name never becomes a path.
     assert report_path(tmp_path, "my study/1").parent == tmp_path / "warm-start"
