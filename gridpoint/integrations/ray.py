@@ -151,9 +151,9 @@ def _search(
 ) -> tuple[Any, Any, list[dict[str, Any]]]:
     """The sampler and pruner of the study (warm-started from the catalog when asked), and
     the warm-start report."""
+    from gridpoint.node.pseudonyms import pseudonym
     from gridpoint.node.store.query_filter import parse_filter
     from gridpoint.node.store.sql_store import open_store
-    from gridpoint.node.pseudonyms import pseudonym
     from gridpoint.node.tuning.warm_start import choose_priors
     from gridpoint.trainers.study import study_pruner
     from gridpoint.trainers.transfer.pruner import CurvePruner
