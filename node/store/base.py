@@ -12,6 +12,10 @@ Contract for every implementation (see node/sql_store.py):
   of its page and the cursor are still stored.
 - Everything a call reads is bounded: queries take a limit (1..MAX_QUERY_LIMIT), and
   query_envelopes() stops reading rows once its byte budget is spent.
+- Artifacts (kept models) are rows only: their files live in the node home, and their
+  manifests were verified by the caller. Adding is idempotent by id (a row already present
+  gains the new readers and is otherwise left as it is); removing an artifact removes its
+  readers with it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ __all__ = [
     "Peer",
     "PendingEnvelope",
     "PrivateRun",
+    "StoredArtifact",
     "StoredRecord",
 ]
 
@@ -120,8 +125,27 @@ class PrivateRun:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class StoredArtifact:
+    """A model the node holds, as stored: its signed manifest verbatim and what the node
+    knows besides (group and score stay on this node)."""
+
+    id: str
+    kind: str
+    record_id: str | None
+    base_model: str
+    method: str
+    group: str
+    score: float | None
+    author: str
+    manifest: bytes
+    size: int
+    created_at: datetime
+    readers: tuple[str, ...] = ()
+
+
 class CatalogStore(ABC):
-    """Records, trusted peers and private runs of one node."""
+    """Records, trusted peers, private runs and kept models of one node."""
 
     @abstractmethod
     def add_records(self, records: Sequence[StoredRecord]) -> AddResult: ...
@@ -202,6 +226,26 @@ class CatalogStore(ABC):
 
     @abstractmethod
     def list_private_runs(self, study_name: str | None = None) -> list[PrivateRun]: ...
+
+    @abstractmethod
+    def add_artifact(self, artifact: StoredArtifact) -> bool:
+        """Stores an artifact's row and readers; False (readers added) when already held."""
+
+    @abstractmethod
+    def find_artifacts(self, id_prefix: str, limit: int = 2) -> list[StoredArtifact]:
+        """Artifacts whose id starts with id_prefix (at most limit), by id."""
+
+    @abstractmethod
+    def list_artifacts(self, group: str | None = None) -> list[StoredArtifact]:
+        """Every artifact held (or those of one group), newest first."""
+
+    @abstractmethod
+    def add_artifact_readers(self, artifact_id: str, readers: Sequence[str]) -> None:
+        """Lets more nodes fetch an artifact (readers already there are kept once)."""
+
+    @abstractmethod
+    def remove_artifact(self, artifact_id: str) -> bool:
+        """Forgets an artifact and its readers; False when it was not held."""
 
     @abstractmethod
     def close(self) -> None: ...
