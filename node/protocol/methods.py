@@ -15,7 +15,6 @@ __all__ = [
     "ARTIFACTS_LIST",
     "HELLO",
     "QUERY",
-    "STREAMING",
     "SYNC",
 ]
 
@@ -32,5 +31,3 @@ QUERY = _path(catalog_pb2.DESCRIPTOR, "Catalog", "Query")
 ARTIFACTS_LIST = _path(artifacts_pb2.DESCRIPTOR, "Artifacts", "List")
 ARTIFACTS_GET_MANIFEST = _path(artifacts_pb2.DESCRIPTOR, "Artifacts", "GetManifest")
 ARTIFACTS_DOWNLOAD = _path(artifacts_pb2.DESCRIPTOR, "Artifacts", "Download")
-#: The methods that answer with a stream of messages (the rest answer with one).
-STREAMING = frozenset({ARTIFACTS_DOWNLOAD})
