@@ -121,6 +121,7 @@ def cmd_catalog_sync(args: argparse.Namespace) -> int:
     from gridpoint.node.logs import configure_logging
     from gridpoint.node.peers.grpc_transport import grpc_connector
     from gridpoint.node.peers.sync import sync_all
+    from gridpoint.node.protocol.peer_text import printable
 
     configure_logging()
     home, store = _store(args)
@@ -140,7 +141,9 @@ def cmd_catalog_sync(args: argparse.Namespace) -> int:
                     r.new,
                     r.duplicates,
                     sum(r.refused.values()),
-                    r.error or (f"stopped ({r.stopped}): more next round" if r.stopped else ""),
+                    printable(
+                        r.error or (f"stopped ({r.stopped}): more next round" if r.stopped else "")
+                    ),
                 ]
                 for r in reports
             ],
