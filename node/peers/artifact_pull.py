@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import re
 import shutil
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -53,6 +55,10 @@ _BUSY_WAIT_S = 1.0
 # What a peer is asked for: a prefix long enough to name one model among many.
 _ASKABLE = re.compile(r"[0-9a-f]{8,64}")
 _MB = 1024 * 1024
+# Chunks received and checked but not yet written, at most (memory: a few chunks).
+_AHEAD = 4
+# How often a side blocked on the hand-over looks whether the other one stopped.
+_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -233,7 +239,7 @@ def _mb(size: int) -> str:
 
 @dataclass
 class _Progress:
-    """Where a download stands: the file being written (open), the position in it, and the
+    """Where writing stands: the file being written (open), the position in it, and the
     SHA-256 of its bytes so far."""
 
     index: int
@@ -247,19 +253,23 @@ class _Discard(PeerMisbehaved):
 
 
 def _download(transport: PeerTransport, full_id: str, manifest: Manifest, partial: Path) -> None:
-    progress = _Progress(0, 0)
+    """Receives and checks chunks here while a _Writer writes them: each chunk's SHA-256 on
+    this thread, the write and each file's whole SHA-256 on the writer's (hashlib and file
+    writes release the GIL, so they run side by side)."""
+    writer = _Writer(partial, manifest, transport.address)
     refused = 0
     try:
-        progress = _resume(partial, manifest, 0, transport.address)
-        while progress.index < len(manifest.files):
-            before = (progress.index, progress.position)
+        while not writer.received_all():
+            before = writer.cursor
             try:
-                chunks = transport.artifact_chunks(full_id, progress.index, progress.position)
+                chunks = transport.artifact_chunks(full_id, *writer.cursor)
                 with closing(chunks):
-                    _write(chunks, progress, manifest, partial, transport.address)
+                    for chunk in chunks:
+                        writer.put(_checked(chunk, writer.cursor, manifest, transport.address))
+                        if writer.received_all():
+                            break
             except Busy:
-                moved = (progress.index, progress.position) != before
-                refused = 0 if moved else refused + 1
+                refused = 0 if writer.cursor != before else refused + 1
                 if refused >= BUSY_TRIES:
                     raise Busy(
                         f"peer {transport.address} is serving as many downloads as it allows; "
@@ -268,44 +278,107 @@ def _download(transport: PeerTransport, full_id: str, manifest: Manifest, partia
                 time.sleep(_BUSY_WAIT_S)
                 continue
             refused = 0
-            if (progress.index, progress.position) == before:
+            if writer.cursor == before:
                 raise PeerMisbehaved(
                     f"peer {transport.address} ended the download without sending anything"
                 )
+        writer.finish()
     finally:
-        _close(progress)
+        writer.stop()
 
 
-def _write(
-    chunks: Iterable[Chunk], progress: _Progress, manifest: Manifest, partial: Path, source: str
-) -> None:
-    """Checks and writes chunks until the stream ends or the last file is complete, moving
-    progress on; complete files are checked whole and closed on the way."""
-    for chunk in chunks:
-        f = manifest.files[progress.index]
-        expected = min(manifest.chunk_size, f.size - progress.position)
-        digest = f.chunks[progress.position // manifest.chunk_size]
-        if (
-            chunk.file_index != progress.index
-            or chunk.offset != progress.position
-            or len(chunk.data) != expected
-            or hashlib.sha256(chunk.data).digest() != digest
-        ):
-            raise _Discard(
-                f"peer {source} sent a chunk of {f.path} at offset {chunk.offset} that does "
-                "not match the signed manifest; the partial download was discarded"
-            )
-        assert progress.out is not None
-        progress.out.write(chunk.data)
-        progress.whole.update(chunk.data)
-        progress.position += len(chunk.data)
-        if progress.position == f.size:
-            _finish(progress, manifest, source)
-            following = _resume(partial, manifest, progress.index + 1, source)
-            progress.index, progress.position = following.index, following.position
-            progress.out, progress.whole = following.out, following.whole
-            if progress.index == len(manifest.files):
+def _checked(chunk: Chunk, cursor: tuple[int, int], manifest: Manifest, source: str) -> bytes:
+    """The chunk's bytes when it is exactly the one the signed manifest has at cursor."""
+    index, position = cursor
+    f = manifest.files[index]
+    if (
+        chunk.file_index != index
+        or chunk.offset != position
+        or len(chunk.data) != min(manifest.chunk_size, f.size - position)
+        or hashlib.sha256(chunk.data).digest() != f.chunks[position // manifest.chunk_size]
+    ):
+        raise _Discard(
+            f"peer {source} sent a chunk of {f.path} at offset {chunk.offset} that does not "
+            "match the signed manifest; the partial download was discarded"
+        )
+    return chunk.data
+
+
+class _Writer:
+    """Writes checked chunks in order on a thread of its own, at most _AHEAD chunks behind
+    the receiver (memory stays at a few chunks); checks and closes each complete file.
+
+    cursor is where the next chunk to receive starts (file index, offset): the writer's
+    position plus what is queued. A failure on the writer's side is raised by the next
+    put() or by finish().
+    """
+
+    def __init__(self, partial: Path, manifest: Manifest, source: str) -> None:
+        self._partial, self._manifest, self._source = partial, manifest, source
+        self._progress = _resume(partial, manifest, 0, source)
+        self.cursor = (self._progress.index, self._progress.position)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(_AHEAD)
+        self._error: BaseException | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gridpoint-pull-writer", daemon=True)
+        self._thread.start()
+
+    def received_all(self) -> bool:
+        return self.cursor[0] == len(self._manifest.files)
+
+    def put(self, data: bytes) -> None:
+        index, position = self.cursor[0], self.cursor[1] + len(data)
+        files = self._manifest.files
+        while index < len(files) and position == files[index].size:
+            index, position = index + 1, 0
+        self.cursor = (index, position)
+        self._hand_over(data)
+
+    def finish(self) -> None:
+        """Waits until everything queued is written and checked."""
+        self._hand_over(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        """Ends the thread (what is still queued is dropped: a later pull fetches it)."""
+        self._stopping.set()
+        self._thread.join()
+
+    def _hand_over(self, item: bytes | None) -> None:
+        while self._thread.is_alive():
+            try:
+                self._queue.put(item, timeout=_POLL_S)
                 return
+            except queue.Full:
+                continue
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        progress = self._progress
+        try:
+            while not self._stopping.is_set():
+                try:
+                    data = self._queue.get(timeout=_POLL_S)
+                except queue.Empty:
+                    continue
+                if data is None:
+                    return
+                assert progress.out is not None
+                progress.out.write(data)
+                progress.whole.update(data)
+                progress.position += len(data)
+                if progress.position == self._manifest.files[progress.index].size:
+                    _finish(progress, self._manifest, self._source)
+                    progress = _resume(
+                        self._partial, self._manifest, progress.index + 1, self._source
+                    )
+        except BaseException as exc:  # raised on the receiver's side (put, finish)
+            self._error = exc
+        finally:
+            _close(progress)
 
 
 def _finish(progress: _Progress, manifest: Manifest, source: str) -> None:
