@@ -3,7 +3,7 @@
 Each call waits at most the configured timeout, a stream at most STREAM_TIMEOUT_S (the
 server ends its own sooner; the caller resumes), and neither past the transport's deadline.
 Every answer it takes is bounded by the message limit, never below one chunk of the largest
-size a manifest allows.
+size a manifest allows, and what a peer may send ahead of the reader by a fixed window.
 """
 
 from __future__ import annotations
@@ -29,13 +29,26 @@ from gridpoint.node.protocol.rpc_errors import status_to_error
 from gridpoint.node.protocol.tls import TlsMaterial, tls_hostname
 from gridpoint.node.store.base import Peer
 
-__all__ = ["MIN_MESSAGE_BYTES", "STREAM_TIMEOUT_S", "Diagnosis", "GrpcTransport", "grpc_connector"]
+__all__ = [
+    "MIN_MESSAGE_BYTES",
+    "RECEIVE_WINDOW_BYTES",
+    "STREAM_TIMEOUT_S",
+    "Diagnosis",
+    "GrpcTransport",
+    "grpc_connector",
+]
 
 #: Longest one stream may take (the server ends its own at 300 s; the caller resumes).
 STREAM_TIMEOUT_S = 600.0
 #: The least message limit a transport takes: the largest chunk a manifest allows, with room
 #: for the chunk message's own fields.
 MIN_MESSAGE_BYTES = MAX_CHUNK + 64 * 1024
+#: What a peer may send ahead of what this node has read, per stream. gRPC would otherwise
+#: grow it by probing the bandwidth-delay product, and while a reader is busy (hashing,
+#: writing, short of CPU) the peer fills it: that is where a pull's memory went (95 MB above
+#: idle for 2 GiB, 200+ MB under load). A fixed window of a few chunks keeps the rate on
+#: loopback; over a link it caps one stream at about this window per round trip.
+RECEIVE_WINDOW_BYTES = 8 * 1024 * 1024
 
 
 class GrpcTransport(PeerTransport):
@@ -69,6 +82,8 @@ class GrpcTransport(PeerTransport):
                 ("grpc.ssl_target_name_override", tls_hostname(peer_node_id)),
                 ("grpc.max_receive_message_length", max(max_message_bytes, MIN_MESSAGE_BYTES)),
                 ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.http2.bdp_probe", 0),
+                ("grpc.http2.lookahead_bytes", RECEIVE_WINDOW_BYTES),
             ],
         )
 

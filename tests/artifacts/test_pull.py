@@ -112,6 +112,19 @@ def test_a_reader_gets_the_same_bytes_and_the_author_s_group_stays_home(
     assert [p for p in held(b) if p.startswith(".partial/")] == []
 
 
+def test_empty_files_and_files_of_whole_chunks_arrive_whole(net: Network, tmp_path: Path) -> None:
+    a, b = pair(net)
+    source = model_folder(tmp_path / "m", size=2 * MIB)
+    (source / "added_tokens.json").write_bytes(b"")
+    (source / "tokenizer" / "empty.txt").write_bytes(b"")
+    model_id = keep(a, source, readers=(b,))
+
+    pulled = pull(b.home, b.store, model_id, connect=net.connector(b))
+
+    assert len(pulled.artifact.files) == 5
+    assert folder_digests(b.artifacts.folder(pulled.artifact)) == folder_digests(source)
+
+
 def test_a_peer_that_is_not_a_reader_is_refused_and_nothing_is_placed(
     net: Network, tmp_path: Path
 ) -> None:
