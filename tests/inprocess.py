@@ -60,6 +60,13 @@ class Network:
         self.nodes[node.node_id] = node
         return node
 
+    def pair(self, a_name: str, b_name: str) -> tuple[Node, Node]:
+        """Two new nodes that trust each other."""
+        a, b = self.add(a_name), self.add(b_name)
+        self.trust(a, b)
+        self.trust(b, a)
+        return a, b
+
     def trust(self, a: Node, b: Node) -> None:
         """a trusts b (as `peer add` would pin it)."""
         a.store.add_peer(

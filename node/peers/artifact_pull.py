@@ -283,8 +283,11 @@ def _download(transport: PeerTransport, full_id: str, manifest: Manifest, partia
                     f"peer {transport.address} ended the download without sending anything"
                 )
         writer.finish()
+    except _Discard:
+        writer.abandon()
+        raise
     finally:
-        writer.stop()
+        writer.close()
 
 
 def _checked(chunk: Chunk, cursor: tuple[int, int], manifest: Manifest, source: str) -> bytes:
@@ -341,8 +344,19 @@ class _Writer:
         if self._error is not None:
             raise self._error
 
-    def stop(self) -> None:
-        """Ends the thread (what is still queued is dropped: a later pull fetches it)."""
+    def close(self) -> None:
+        """Writes what is still queued (verified: a later pull resumes after it), then ends
+        the thread; does nothing once it ended."""
+        while self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=_POLL_S)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+
+    def abandon(self) -> None:
+        """Ends the thread without writing what is queued (the download is discarded)."""
         self._stopping.set()
         self._thread.join()
 

@@ -36,28 +36,6 @@ from tests.inprocess import Network, Node
 CHUNK = 4096
 
 
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[Network]:
-    network = Network(tmp_path / "net")
-    yield network
-    network.close()
-
-
-@pytest.fixture
-def silent() -> Iterator[threading.Event]:
-    """Set at teardown: a crafted peer waiting on it stops waiting."""
-    event = threading.Event()
-    yield event
-    event.set()
-
-
-def pair(net: Network) -> tuple[Node, Node]:
-    """(hostile H, puller B), trusting each other."""
-    h, b = net.add("H"), net.add("B")
-    net.trust(h, b), net.trust(b, h)
-    return h, b
-
-
 def forged(signer: Node, files: dict[str, bytes], wrong_whole: str = "") -> tuple[bytes, str]:
     """A manifest for files signed by signer (the whole-file digest of wrong_whole made up),
     as its envelope's bytes, and its id."""
@@ -128,7 +106,7 @@ def one_line(error: GridpointError, node: Node) -> str:
 def test_an_answer_that_does_not_parse_is_one_line_peer_misbehaved(
     net: Network, method: str
 ) -> None:
-    h, b = pair(net)
+    h, b = net.pair("H", "B")
     net.crafted[h.node_id] = lambda *_call: b"\x0a\x05\x0a\x03abc\xff"
     peer = b.store.get_peer(h.node_id)
     assert peer is not None
@@ -146,7 +124,7 @@ def test_an_answer_that_does_not_parse_is_one_line_peer_misbehaved(
 def test_a_chunk_that_does_not_parse_is_peer_misbehaved_and_nothing_is_placed(
     net: Network,
 ) -> None:
-    h, b = pair(net)
+    h, b = net.pair("H", "B")
     files = {"model.bin": b"w" * (3 * CHUNK)}
     envelope, model_id = forged(h, files)
     serve(net, h, envelope, files)
@@ -169,7 +147,7 @@ def test_a_chunk_that_does_not_parse_is_peer_misbehaved_and_nothing_is_placed(
 def test_a_manifest_listing_a_file_and_a_file_inside_it_is_refused_before_anything_is_written(
     net: Network,
 ) -> None:
-    h, b = pair(net)
+    h, b = net.pair("H", "B")
     files = {"a": b"x" * 10, "a/b": b"y" * 10}
     envelope, model_id = forged(h, files)
     calls = serve(net, h, envelope, files)
@@ -186,7 +164,7 @@ def test_a_manifest_listing_a_file_and_a_file_inside_it_is_refused_before_anythi
 def test_a_manifest_whose_whole_file_digest_contradicts_its_chunks_is_never_placed(
     net: Network,
 ) -> None:
-    h, b = pair(net)
+    h, b = net.pair("H", "B")
     files = {"config.json": b"{}", "model.bin": bytes(range(256)) * 40}
     envelope, model_id = forged(h, files, wrong_whole="model.bin")
     serve(net, h, envelope, files)
@@ -201,7 +179,7 @@ def test_a_manifest_whose_whole_file_digest_contradicts_its_chunks_is_never_plac
 def test_a_peer_that_sends_one_chunk_and_goes_silent_fails_the_pull_after_the_idle_timeout(
     net: Network, silent: threading.Event
 ) -> None:
-    h, b = pair(net)
+    h, b = net.pair("H", "B")
     files = {"model.bin": b"z" * (4 * CHUNK)}
     envelope, model_id = forged(h, files)
     serve(net, h, envelope, files)
@@ -227,7 +205,7 @@ def test_a_peer_that_sends_one_chunk_and_goes_silent_fails_the_pull_after_the_id
 def test_a_chunk_over_the_message_limit_is_misbehaviour_and_is_not_retried(
     net: Network,
 ) -> None:
-    h, b = pair(net)
+    h, b = net.pair("H", "B")
     files = {"model.bin": b"q" * CHUNK}
     envelope, model_id = forged(h, files)
     calls = serve(net, h, envelope, files)
@@ -246,7 +224,7 @@ def test_a_chunk_over_the_message_limit_is_misbehaviour_and_is_not_retried(
 
 
 def test_a_busy_peer_is_asked_again_and_the_download_completes(net: Network) -> None:
-    h, b = pair(net)
+    h, b = net.pair("H", "B")
     files = {"model.bin": b"r" * (3 * CHUNK + 5)}
     envelope, model_id = forged(h, files)
     calls = serve(net, h, envelope, files)
@@ -270,8 +248,7 @@ def test_a_model_sized_exactly_to_the_free_space_is_refused_with_the_numbers(
     net: Network, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The disk is the one thing made up here: it has exactly the model's size free.
-    a, b = net.add("A"), net.add("B")
-    net.trust(a, b), net.trust(b, a)
+    a, b = net.pair("A", "B")
     source = model_folder(tmp_path / "m", size=50_000)
     artifact = a.artifacts.add(source, info(readers=(b.node_id,)))
     real = shutil.disk_usage(tmp_path)

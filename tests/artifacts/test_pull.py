@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,20 +37,6 @@ from tests.inprocess import Network, Node
 
 GROUP = "study-canary-7f3a"
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[Network]:
-    network = Network(tmp_path / "net")
-    yield network
-    network.close()
-
-
-def pair(net: Network) -> tuple[Node, Node]:
-    """(author A, puller B), trusting each other."""
-    a, b = net.add("A"), net.add("B")
-    net.trust(a, b), net.trust(b, a)
-    return a, b
 
 
 def keep(node: Node, folder: Path, readers: tuple[Node, ...] = ()) -> str:
@@ -99,21 +86,38 @@ def test_a_reader_pulls_over_mtls_with_the_cli_and_a_second_pull_says_it_is_ther
 def test_a_reader_gets_the_same_bytes_and_the_author_s_group_stays_home(
     net: Network, tmp_path: Path
 ) -> None:
-    a, b = pair(net)
+    a, b = net.pair("A", "B")
     source = model_folder(tmp_path / "m")
     model_id = keep(a, source, readers=(b,))
+    sent: list[bytes] = []  # every byte A answers, to look for its private group name
 
+    def recorded(*call: Any) -> bytes:
+        sent.append(a.service.handle(*call))
+        return sent[-1]
+
+    def recorded_stream(*call: Any) -> Iterator[bytes]:
+        for raw in a.service.handle_stream(*call):
+            sent.append(raw)
+            yield raw
+
+    net.crafted[a.node_id], net.crafted_streams[a.node_id] = recorded, recorded_stream
+    peer = b.store.get_peer(a.node_id)
+    assert peer is not None
+
+    offers = offered(b.home, b.store, peer, net.connector(b))
     first = pull(b.home, b.store, model_id[:10], connect=net.connector(b))
     second = pull(b.home, b.store, model_id, connect=net.connector(b))
 
+    assert [o.id for o in offers] == [model_id]
     assert (first.artifact.id, first.fetched, second.fetched) == (model_id, True, False)
     assert first.artifact.author == a.node_id and first.artifact.group == ""
     assert folder_digests(b.artifacts.folder(first.artifact)) == folder_digests(source)
     assert [p for p in held(b) if p.startswith(".partial/")] == []
+    assert len(sent) > 3 and not any(GROUP.encode() in raw for raw in sent)
 
 
 def test_empty_files_and_files_of_whole_chunks_arrive_whole(net: Network, tmp_path: Path) -> None:
-    a, b = pair(net)
+    a, b = net.pair("A", "B")
     source = model_folder(tmp_path / "m", size=2 * MIB)
     (source / "added_tokens.json").write_bytes(b"")
     (source / "tokenizer" / "empty.txt").write_bytes(b"")
@@ -128,7 +132,7 @@ def test_empty_files_and_files_of_whole_chunks_arrive_whole(net: Network, tmp_pa
 def test_a_peer_that_is_not_a_reader_is_refused_and_nothing_is_placed(
     net: Network, tmp_path: Path
 ) -> None:
-    a, b = pair(net)
+    a, b = net.pair("A", "B")
     model_id = keep(a, model_folder(tmp_path / "m"))
 
     with pytest.raises(PeerRefused, match="permission_denied.*is not shared"):
@@ -140,7 +144,7 @@ def test_a_peer_that_is_not_a_reader_is_refused_and_nothing_is_placed(
 def test_a_tampered_chunk_is_refused_and_the_partial_download_discarded(
     net: Network, tmp_path: Path
 ) -> None:
-    a, b = pair(net)
+    a, b = net.pair("A", "B")
     model_id = keep(a, model_folder(tmp_path / "m"), readers=(b,))
     # The author's stored copy changes after its manifest was signed: its third chunk.
     with (a.artifacts.root / model_id / "model.safetensors").open("r+b") as f:
@@ -159,7 +163,7 @@ def test_an_interrupted_pull_resumes_in_place_and_completes_with_the_right_diges
     net: Network, tmp_path: Path
 ) -> None:
     # Prepare: A's stream breaks off after 5 chunks the first time.
-    a, b = pair(net)
+    a, b = net.pair("A", "B")
     source = random_folder(tmp_path / "m", 12 * MIB)
     model_id = keep(a, source, readers=(b,))
 
@@ -188,7 +192,7 @@ def test_an_interrupted_pull_resumes_in_place_and_completes_with_the_right_diges
 def test_the_service_lists_only_what_the_caller_may_fetch_and_refuses_bad_requests(
     net: Network, tmp_path: Path
 ) -> None:
-    a, b = pair(net)
+    a, b = net.pair("A", "B")
     shared = keep(a, model_folder(tmp_path / "m1", size=5000, seed=1), readers=(b,))
     keep(a, model_folder(tmp_path / "m2", size=5000, seed=2))
     peer = b.store.get_peer(a.node_id)

@@ -33,33 +33,11 @@ from tests.inprocess import Network, Node
 from tests.transports import MIB, TRANSPORTS, Opener
 
 
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[Network]:
-    network = Network(tmp_path)
-    yield network
-    network.close()
-
-
 @pytest.fixture(params=TRANSPORTS)
 def opener(request: pytest.FixtureRequest, net: Network) -> Iterator[Opener]:
     opened = Opener(request.param, net)
     yield opened
     opened.close()
-
-
-@pytest.fixture
-def silent() -> Iterator[threading.Event]:
-    """Set at teardown: a crafted peer waiting on it stops waiting."""
-    event = threading.Event()
-    yield event
-    event.set()
-
-
-def pair(net: Network) -> tuple[Node, Node]:
-    """(peer A, caller B), trusting each other."""
-    a, b = net.add("A"), net.add("B")
-    net.trust(a, b), net.trust(b, a)
-    return a, b
 
 
 def shared_model(node: Node, reader: Node, folder: Path, size: int) -> str:
@@ -72,7 +50,7 @@ def chunk(data: bytes = b"x", offset: int = 0) -> bytes:
 
 
 def test_hello_sync_and_query_answer_alike(net: Network, opener: Opener) -> None:
-    a, b = pair(net)
+    a, b = net.pair("A", "B")
     a.store.add_records(signed_records(a.home, 3))
     transport = opener.open(b, a)
 
@@ -90,7 +68,7 @@ def test_hello_sync_and_query_answer_alike(net: Network, opener: Opener) -> None
 def test_a_stream_delivers_every_chunk_of_every_file_in_order(
     net: Network, opener: Opener, tmp_path: Path
 ) -> None:
-    a, b = pair(net)
+    a, b = net.pair("A", "B")
     model_id = shared_model(a, b, tmp_path / "m", 3 * MIB + 17)
     artifact = a.artifacts.get(model_id)
 
@@ -105,10 +83,26 @@ def test_a_stream_delivers_every_chunk_of_every_file_in_order(
     assert sum(len(c.data) for c in chunks) == artifact.bytes
 
 
+def test_a_model_not_shared_with_the_caller_is_refused_on_every_method(
+    net: Network, opener: Opener, tmp_path: Path
+) -> None:
+    a, b = net.pair("A", "B")
+    private = a.artifacts.add(model_folder(tmp_path / "m", 5000), info(group="study-x")).id
+    transport = opener.open(b, a)
+
+    listed = transport.artifact_manifests()
+    with pytest.raises(PeerRefused, match="is not shared with node") as refused:
+        transport.artifact_manifest(private)
+    with pytest.raises(PeerRefused, match="is not shared with node"):
+        next(transport.artifact_chunks(private, 0, 0))
+
+    assert listed.envelopes == [] and "study-x" not in str(refused.value)
+
+
 def test_two_downloads_at_once_and_a_stream_closed_early_frees_its_slot(
     net: Network, opener: Opener, tmp_path: Path
 ) -> None:
-    a, b = pair(net)
+    a, b = net.pair("A", "B")
     model_id = shared_model(a, b, tmp_path / "m", 32 * MIB)
     transport = opener.open(b, a)
     held = [transport.artifact_chunks(model_id, 0, 0) for _ in range(2)]
@@ -134,7 +128,7 @@ def test_a_reader_that_stops_reading_loses_its_slot_after_the_idle_bound(
     net: Network, opener: Opener, tmp_path: Path
 ) -> None:
     # Two streams read once, then never again: the peer waits on them (flow control).
-    a, b = pair(net)
+    a, b = net.pair("A", "B")
     model_id = shared_model(a, b, tmp_path / "m", 48 * MIB)
     service = NodeService(a.home, a.store, ArtifactService(a.artifacts, 4 * MIB, max_idle_s=0.5))
     transport = opener.open(b, a, service=service)
@@ -159,7 +153,7 @@ def test_a_reader_that_stops_reading_loses_its_slot_after_the_idle_bound(
 def test_a_peer_that_goes_silent_is_given_up_after_the_idle_timeout(
     net: Network, opener: Opener, silent: threading.Event
 ) -> None:
-    a, b = pair(net)
+    a, b = net.pair("A", "B")
 
     def one_chunk_then_silence(*_call: object) -> Iterator[bytes]:
         yield chunk()
@@ -179,7 +173,7 @@ def test_a_peer_that_goes_silent_is_given_up_after_the_idle_timeout(
 def test_an_answer_over_the_message_limit_is_misbehaviour_not_busy(
     net: Network, opener: Opener
 ) -> None:
-    a, b = pair(net)
+    a, b = net.pair("A", "B")
 
     def huge_answer(*_call: object) -> bytes:
         return artifacts_pb2.GetManifestResponse().SerializeToString() + b"\x00" * (5 * MIB)
@@ -196,7 +190,7 @@ def test_an_answer_over_the_message_limit_is_misbehaviour_not_busy(
 
 
 def test_answers_that_do_not_parse_are_misbehaviour(net: Network, opener: Opener) -> None:
-    a, b = pair(net)
+    a, b = net.pair("A", "B")
 
     def garbage(*_call: object) -> bytes:
         return b"\xff\xff\xff"
@@ -220,7 +214,7 @@ def test_answers_that_do_not_parse_are_misbehaviour(net: Network, opener: Opener
 def test_refusals_arrive_as_domain_errors_with_the_peers_control_characters_removed(
     net: Network, opener: Opener
 ) -> None:
-    a, b = pair(net)
+    a, b = net.pair("A", "B")
     hostile = "slots \x1b[2J\x1b]0;pwned\x07taken\x9b31m\u202e"
 
     def busy(*_call: object) -> Iterator[bytes]:
