@@ -114,8 +114,10 @@ class Opener:
                 context.abort(status_for(exc), str(exc))
 
         class Raw(grpc.GenericRpcHandler):
-            def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-                method: str = details.method  # type: ignore[attr-defined]
+            def service(
+                self, details: grpc.HandlerCallDetails
+            ) -> grpc.RpcMethodHandler[bytes, bytes]:
+                method = details.method
                 if method == ARTIFACTS_DOWNLOAD:
                     return grpc.unary_stream_rpc_method_handler(
                         lambda raw, context: answers(method, raw, context)

@@ -25,7 +25,6 @@ from gridpoint.node.artifacts.manifest import (
     artifact_id,
     encode_manifest,
 )
-from gridpoint.node.peers import artifact_pull
 from gridpoint.node.peers.artifact_pull import disk_margin, offered, pull
 from gridpoint.node.protocol.envelope import sign_envelope
 from gridpoint.node.protocol.methods import ARTIFACTS_GET_MANIFEST, ARTIFACTS_LIST
@@ -256,7 +255,7 @@ def test_a_model_sized_exactly_to_the_free_space_is_refused_with_the_numbers(
     def exactly_full(path: object) -> object:
         return type(real)(total=real.total, used=real.total - artifact.bytes, free=artifact.bytes)
 
-    monkeypatch.setattr(artifact_pull.shutil, "disk_usage", exactly_full)
+    monkeypatch.setattr(shutil, "disk_usage", exactly_full)
 
     with pytest.raises(ArtifactError) as refused:
         pull(b.home, b.store, artifact.id, connect=net.connector(b))

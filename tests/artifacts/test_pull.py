@@ -8,7 +8,7 @@ mutual TLS.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ def held(node: Node | NodeHome) -> list[str]:
 
 @pytest.mark.slow
 def test_a_reader_pulls_over_mtls_with_the_cli_and_a_second_pull_says_it_is_there(
-    make_home, daemons: list[Daemon], tmp_path: Path
+    make_home: Callable[[str], NodeHome], daemons: list[Daemon], tmp_path: Path
 ) -> None:
     a, b = make_home("A"), make_home("B")
     daemon = Daemon.start(a)
@@ -221,7 +221,8 @@ def test_pull_asks_every_trusted_peer_until_one_holds_the_model(
     # Asked before A: a peer that is down, and one that holds nothing.
     gone, c, a, b = net.add("Gone"), net.add("C"), net.add("A"), net.add("B")
     for peer in (gone, c, a):
-        net.trust(b, peer), net.trust(peer, b)
+        net.trust(b, peer)
+        net.trust(peer, b)
     net.down.add(gone.node_id)
     model_id = keep(a, model_folder(tmp_path / "m", size=5000), readers=(b,))
 

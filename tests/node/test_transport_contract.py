@@ -218,8 +218,8 @@ def test_refusals_arrive_as_domain_errors_with_the_peers_control_characters_remo
     hostile = "slots \x1b[2J\x1b]0;pwned\x07taken\x9b31m\u202e"
 
     def busy(*_call: object) -> Iterator[bytes]:
+        yield from ()
         raise Busy(hostile)
-        yield b""
 
     def refuse(*_call: object) -> bytes:
         raise NotShared(hostile)
