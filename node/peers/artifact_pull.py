@@ -336,23 +336,17 @@ class _Writer:
             index, position = index + 1, 0
         self.cursor = (index, position)
         self._hand_over(data)
+        self._raise_failure()
 
     def finish(self) -> None:
         """Waits until everything queued is written and checked."""
-        self._hand_over(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
+        self.close()
+        self._raise_failure()
 
     def close(self) -> None:
         """Writes what is still queued (verified: a later pull resumes after it), then ends
         the thread; does nothing once it ended."""
-        while self._thread.is_alive():
-            try:
-                self._queue.put(None, timeout=_POLL_S)
-                break
-            except queue.Full:
-                continue
+        self._hand_over(None)
         self._thread.join()
 
     def abandon(self) -> None:
@@ -361,12 +355,15 @@ class _Writer:
         self._thread.join()
 
     def _hand_over(self, item: bytes | None) -> None:
+        """Queues item, waiting for room while the writer is alive (a dead one takes none)."""
         while self._thread.is_alive():
             try:
                 self._queue.put(item, timeout=_POLL_S)
                 return
             except queue.Full:
                 continue
+
+    def _raise_failure(self) -> None:
         if self._error is not None:
             raise self._error
 
