@@ -14,7 +14,6 @@ HOME/models.
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import os
 import re
@@ -69,23 +68,16 @@ class NewArtifact:
 
 
 @dataclass(frozen=True)
-class Artifact:
-    """A model held by this node: its signed manifest and what the node knows besides."""
+class Artifact(StoredArtifact):
+    """A model held by this node: its stored row (the signed manifest verbatim, and what the
+    node knows besides) and the files that manifest lists."""
 
-    id: str
-    kind: str
-    record_id: str | None
-    base_model: str
-    method: str
-    group: str
-    score: float | None
-    readers: tuple[str, ...]
-    author: str
-    files: tuple[ArtifactFile, ...]
-    bytes: int
-    created_at: datetime
-    #: The SignedEnvelope of the manifest, verbatim as its author signed it.
-    manifest: builtins.bytes
+    files: tuple[ArtifactFile, ...] = ()
+
+    @property
+    def bytes(self) -> int:
+        """Size of all its files."""
+        return self.size
 
     @property
     def chunk_size(self) -> int:
@@ -278,21 +270,7 @@ def _alive(pid: int) -> bool:
 
 def _artifact(row: StoredArtifact) -> Artifact:
     manifest = decode_manifest(envelope_pb2.SignedEnvelope.FromString(row.manifest).payload)
-    return Artifact(
-        id=row.id,
-        kind=row.kind,
-        record_id=row.record_id,
-        base_model=row.base_model,
-        method=row.method,
-        group=row.group,
-        score=row.score,
-        readers=row.readers,
-        author=row.author,
-        files=manifest.files,
-        bytes=row.size,
-        created_at=row.created_at,
-        manifest=row.manifest,
-    )
+    return Artifact(**vars(row), files=manifest.files)
 
 
 def _check_node_id(node_id: str) -> None:
