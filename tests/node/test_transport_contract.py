@@ -14,11 +14,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from gridpoint.errors import (
     Busy,
     NotShared,
+    PeerError,
     PeerMisbehaved,
     PeerRefused,
     PeerUnavailable,
@@ -26,6 +28,7 @@ from gridpoint.errors import (
 )
 from gridpoint.node.artifacts.service import ArtifactService
 from gridpoint.node.daemon.service import NodeService
+from gridpoint.node.protocol.rpc_errors import error_for_status
 from gridpoint.v1 import artifacts_pb2
 from tests.artifacts.helpers import info, model_folder, random_folder
 from tests.helpers import signed_records
@@ -234,3 +237,25 @@ def test_refusals_arrive_as_domain_errors_with_the_peers_control_characters_remo
     for error in (busy_error.value, refused.value):
         assert "slots [2J]0;pwnedtaken31m" in str(error)
         assert not any(c in str(error) for c in "\x1b\x07\x9b\u202e")
+
+
+@pytest.mark.parametrize(
+    ("code", "details", "error"),
+    [
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "every download slot is taken", Busy),
+        (grpc.StatusCode.UNAVAILABLE, "connection reset", Busy),
+        (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "Received message larger than max (9 vs. 4)",
+            PeerMisbehaved,
+        ),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "", PeerUnavailable),
+        (grpc.StatusCode.CANCELLED, "", PeerError),
+    ],
+)
+def test_only_a_busy_or_briefly_unreachable_peer_is_worth_asking_again(
+    code: grpc.StatusCode, details: str, error: type[PeerError]
+) -> None:
+    # Busy is what a pull retries: a timeout or an oversized answer would fail the same way.
+    mapped = error_for_status(code, details, "peer 127.0.0.1:1")
+    assert type(mapped) is error
