@@ -7,12 +7,13 @@ PERMISSION_DENIED and a rate-limited log line naming the method and the caller, 
 group name or a path.
 
 Every cost a request can cause is bounded: manifests per answer (and the message budget),
-concurrent downloads (MAX_STREAMS slots; more are told Busy, RESOURCE_EXHAUSTED), bytes and
-seconds per download stream (MAX_STREAM_BYTES, MAX_STREAM_S: it ends between two chunks and
-the client resumes), and memory (one chunk read at a time). Between chunks is not enough: a
-server waiting on a reader's flow control never gets there, so a watchdog also ends a stream
-whose reader took no chunk for MAX_IDLE_S, and a reader that stops reading holds a slot at
-most that long. A cancelled stream frees its slot at once.
+concurrent downloads (MAX_STREAMS slots; more are told Busy, RESOURCE_EXHAUSTED), bytes per
+download stream (MAX_STREAM_BYTES), and memory (one chunk read at a time). A slot is held at
+most MAX_STREAM_S, and at most MAX_IDLE_S since its reader last took a chunk. A stream ends
+by itself between two chunks; a server waiting on a reader's flow control never gets there,
+so a watchdog takes the slot back and cancels the call, and a reader that stops reading
+cannot keep the slots from others. Either way the reader resumes with a new request. A
+cancelled stream frees its slot at once.
 """
 
 from __future__ import annotations
@@ -79,10 +80,10 @@ class _Lease:
 
 class _Slots:
     """At most `size` leases; a watchdog thread (alive while any lease is) takes back those
-    whose reader took no chunk for idle_s, and ends their streams."""
+    held max_s, or whose reader took no chunk for idle_s, and ends their streams."""
 
-    def __init__(self, size: int, idle_s: float) -> None:
-        self._size, self._idle_s = size, idle_s
+    def __init__(self, size: int, max_s: float, idle_s: float) -> None:
+        self._size, self._max_s, self._idle_s = size, max_s, idle_s
         self._leases: list[_Lease] = []
         self._lock = threading.Lock()
         self._watching = False
@@ -97,6 +98,10 @@ class _Slots:
                 self._watching = True
                 threading.Thread(target=self._watch, name="gridpoint-slots", daemon=True).start()
             return lease
+
+    def ends(self, lease: _Lease) -> float:
+        """When the lease is taken back unless its reader takes a chunk before."""
+        return min(lease.started + self._max_s, lease.last + self._idle_s)
 
     def progress(self, lease: _Lease) -> None:
         with self._lock:
@@ -115,12 +120,12 @@ class _Slots:
                     self._watching = False
                     return
                 now = time.monotonic()
-                stalled = [lease for lease in self._leases if lease.last + self._idle_s <= now]
-                for lease in stalled:
+                over = [lease for lease in self._leases if self.ends(lease) <= now]
+                for lease in over:
                     lease.released = True
                     self._leases.remove(lease)
-                soonest = min((lease.last + self._idle_s for lease in self._leases), default=now)
-            for lease in stalled:
+                soonest = min((self.ends(lease) for lease in self._leases), default=now)
+            for lease in over:
                 lease.cancel()
             # A lease's deadline moves with its reader: look again at least every second.
             time.sleep(min(max(soonest - now, 0.01), 1.0))
@@ -148,8 +153,7 @@ class ArtifactService:
     ) -> None:
         self._artifacts = artifacts
         self._budget = max_message_bytes - _OVERHEAD
-        self._max_s = max_stream_s
-        self._slots = _Slots(MAX_STREAMS, max_idle_s)
+        self._slots = _Slots(MAX_STREAMS, max_stream_s, max_idle_s)
 
     def list(
         self, caller: str, request: artifacts_pb2.ListArtifactsRequest
@@ -206,7 +210,6 @@ class ArtifactService:
         self, lease: _Lease, artifact: Artifact, chunk_size: int, first: int, offset: int
     ) -> Iterator[artifacts_pb2.ArtifactChunk]:
         sent = 0
-        ends = lease.started + self._max_s
         folder = self._artifacts.folder(artifact)
         try:
             for index in range(first, len(artifact.files)):
@@ -217,7 +220,11 @@ class ArtifactService:
                     while position < f.size:
                         # Past its bounds, or its slot taken back by the watchdog: end here
                         # (the reader resumes with a new request).
-                        if sent >= MAX_STREAM_BYTES or time.monotonic() > ends or lease.released:
+                        if (
+                            sent >= MAX_STREAM_BYTES
+                            or lease.released
+                            or time.monotonic() > self._slots.ends(lease)
+                        ):
                             return
                         data = src.read(min(chunk_size, f.size - position))
                         if len(data) != min(chunk_size, f.size - position):

@@ -5,8 +5,9 @@ the detail and aborts with the error's own message, which is written to be safe 
 Anything unexpected becomes INTERNAL with a generic message: exception text never leaves.
 Client side: status_to_error() turns a grpc.RpcError back into a domain exception, keeping
 at most MAX_DETAILS_CHARS of what the peer said, with its control characters removed (the
-peer chooses that text). RESOURCE_EXHAUSTED means Busy (retry shortly) unless it is gRPC's
-own "message larger than max", which a correct peer never causes. Refusals are logged
+peer chooses that text). RESOURCE_EXHAUSTED, UNAVAILABLE and a peer's CANCELLED mean Busy
+(ask again shortly) unless it is gRPC's own "message larger than max", which a correct peer
+never causes. Refusals are logged
 rate-limited per method and status: a caller can repeat a bad request as often as it likes.
 """
 
@@ -119,6 +120,9 @@ def error_for_status(code: grpc.StatusCode, details: str, peer: str) -> Gridpoin
         details = f"{details[:MAX_DETAILS_CHARS]}..."
     if code == grpc.StatusCode.UNAVAILABLE:
         return Busy(f"peer {peer} did not answer (unavailable)")
+    if code == grpc.StatusCode.CANCELLED:
+        # Our own cancels never get here; the peer's end a stream it bounds (resume it).
+        return Busy(f"peer {peer} ended the call (cancelled)")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return PeerUnavailable(f"peer {peer} did not answer (deadline_exceeded)")
     if code == grpc.StatusCode.INVALID_ARGUMENT:

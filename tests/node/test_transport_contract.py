@@ -12,7 +12,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -26,11 +28,12 @@ from gridpoint.errors import (
     PeerUnavailable,
     RequestError,
 )
-from gridpoint.node.artifacts.service import ArtifactService
+from gridpoint.node.artifacts.service import ArtifactService, Download
 from gridpoint.node.daemon.service import NodeService
+from gridpoint.node.peers.artifact_pull import pull
 from gridpoint.node.protocol.rpc_errors import error_for_status
 from gridpoint.v1 import artifacts_pb2
-from tests.artifacts.helpers import info, model_folder, random_folder
+from tests.artifacts.helpers import folder_digests, info, model_folder, random_folder
 from tests.helpers import signed_records
 from tests.inprocess import Network, Node
 from tests.transports import MIB, TRANSPORTS, Opener
@@ -127,14 +130,15 @@ def test_two_downloads_at_once_and_a_stream_closed_early_frees_its_slot(
     assert (third.file_index, third.offset) == (0, 0)
 
 
-def test_a_reader_that_stops_reading_loses_its_slot_after_the_idle_bound(
-    net: Network, opener: Opener, tmp_path: Path
+@pytest.mark.parametrize(("max_s", "idle_s"), [(60.0, 0.5), (0.5, 60.0)], ids=["idle", "total"])
+def test_a_reader_that_stops_reading_loses_its_slot_at_either_bound(
+    net: Network, opener: Opener, tmp_path: Path, max_s: float, idle_s: float
 ) -> None:
     # Two streams read once, then never again: the peer waits on them (flow control).
     a, b = net.pair("A", "B")
     model_id = shared_model(a, b, tmp_path / "m", 48 * MIB)
-    service = NodeService(a.home, a.store, ArtifactService(a.artifacts, 4 * MIB, max_idle_s=0.5))
-    transport = opener.open(b, a, service=service)
+    bounded = ArtifactService(a.artifacts, 4 * MIB, max_stream_s=max_s, max_idle_s=idle_s)
+    transport = opener.open(b, a, service=NodeService(a.home, a.store, bounded))
     stalled = [transport.artifact_chunks(model_id, 0, 0) for _ in range(2)]
     for stream in stalled:
         next(stream)
@@ -151,6 +155,28 @@ def test_a_reader_that_stops_reading_loses_its_slot_after_the_idle_bound(
             time.sleep(0.1)
 
     assert time.monotonic() - start >= 0.2
+
+
+def test_a_pull_resumes_across_streams_the_peer_cuts_at_its_bound(
+    net: Network, opener: Opener, tmp_path: Path
+) -> None:
+    a, b = net.pair("A", "B")
+    source = random_folder(tmp_path / "m", 24 * MIB)
+    model_id = a.artifacts.add(source, info(readers=(b.node_id,))).id
+    started: list[int] = []
+
+    class Counted(ArtifactService):
+        def download(self, *args: Any, **kwargs: Any) -> Download:
+            started.append(1)
+            return super().download(*args, **kwargs)
+
+    bounded = Counted(a.artifacts, 4 * MIB, max_stream_s=0.1)
+    transport = opener.open(b, a, service=NodeService(a.home, a.store, bounded))
+
+    pulled = pull(b.home, b.store, model_id, connect=lambda _peer: nullcontext(transport))
+
+    assert folder_digests(b.artifacts.folder(pulled.artifact)) == folder_digests(source)
+    assert len(started) > 1
 
 
 def test_a_peer_that_goes_silent_is_given_up_after_the_idle_timeout(
@@ -250,10 +276,11 @@ def test_refusals_arrive_as_domain_errors_with_the_peers_control_characters_remo
             PeerMisbehaved,
         ),
         (grpc.StatusCode.DEADLINE_EXCEEDED, "", PeerUnavailable),
-        (grpc.StatusCode.CANCELLED, "", PeerError),
+        (grpc.StatusCode.CANCELLED, "", Busy),  # the peer ended a stream at its bound
+        (grpc.StatusCode.INTERNAL, "internal error in the peer node", PeerError),
     ],
 )
-def test_only_a_busy_or_briefly_unreachable_peer_is_worth_asking_again(
+def test_only_a_busy_briefly_unreachable_or_bounding_peer_is_asked_again(
     code: grpc.StatusCode, details: str, error: type[PeerError]
 ) -> None:
     # Busy is what a pull retries: a timeout or an oversized answer would fail the same way.
