@@ -268,12 +268,12 @@ def _download(transport: PeerTransport, full_id: str, manifest: Manifest, partia
                         writer.put(_checked(chunk, writer.cursor, manifest, transport.address))
                         if writer.received_all():
                             break
-            except Busy:
+            except Busy as exc:
                 refused = 0 if writer.cursor != before else refused + 1
                 if refused >= BUSY_TRIES:
                     raise Busy(
-                        f"peer {transport.address} is serving as many downloads as it allows; "
-                        "try again later (the download resumes where it stopped)"
+                        f"{exc} ({BUSY_TRIES} times in a row); try again later: the download "
+                        "resumes where it stopped"
                     ) from None
                 time.sleep(_BUSY_WAIT_S)
                 continue
