@@ -46,14 +46,14 @@ def _rss_mb() -> float:
 
 def child(home: Path, artifact_id: str) -> None:
     """Runs in the pulling process: pull, then report time and memory as JSON."""
-    from gridpoint.node.artifacts import pull
+    from gridpoint.node.peers.artifact_pull import pull
 
     node = NodeHome(home)
     store = open_store(node.db_url())
     idle = _rss_mb()
     cpu = time.process_time()
     start = time.perf_counter()
-    artifact = pull(node, store, artifact_id)
+    artifact = pull(node, store, artifact_id).artifact
     seconds = time.perf_counter() - start
     cpu = time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

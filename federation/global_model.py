@@ -52,23 +52,19 @@ def keep_global_model(
 
 def federated_artifact_ids(home: NodeHome, db: str | None, host_id: str) -> set[str]:
     """The ids of the federated models host_id lets this node fetch now."""
-    from gridpoint.node.artifacts.client import ArtifactClient
-    from gridpoint.node.artifacts.manifest import artifact_id, decode_manifest
+    from gridpoint.node.peers.artifact_pull import offered
+    from gridpoint.node.peers.grpc_transport import grpc_connector
     from gridpoint.node.store.sql_store import open_store
-    from gridpoint.v1 import envelope_pb2
 
     store = open_store(home.db_url(db))
     try:
         peer = store.get_peer(host_id)
+        if peer is None:
+            raise PeerError(f"{host_id} is not a trusted peer of this node")
+        offers = offered(home, store, peer, grpc_connector(home))
     finally:
         store.close()
-    if peer is None:
-        raise PeerError(f"{host_id} is not a trusted peer of this node")
-    with ArtifactClient(home, peer) as client:
-        envelopes = [envelope_pb2.SignedEnvelope.FromString(m) for m in client.list()]
-    return {
-        artifact_id(e.payload) for e in envelopes if decode_manifest(e.payload).kind == "federated"
-    }
+    return {offer.id for offer in offers if offer.manifest.kind == "federated"}
 
 
 def receive_global_model(
@@ -85,7 +81,7 @@ def receive_global_model(
     run's own model is the one that appears after it (the host keeps it only once it has
     published the run, a few seconds after the last round).
     """
-    from gridpoint.node.artifacts import pull
+    from gridpoint.node.peers.artifact_pull import pull
     from gridpoint.node.store.sql_store import open_store
 
     deadline = time.monotonic() + max_wait
@@ -107,6 +103,6 @@ def receive_global_model(
         time.sleep(1.0)
     store = open_store(home.db_url(db))
     try:
-        return pull(home, store, new.pop(), host_id, group=federation)
+        return pull(home, store, new.pop(), host_id, group=federation).artifact
     finally:
         store.close()

@@ -34,6 +34,7 @@ report, the JSON output) reads it, never the class name.
     │   └── SignatureInvalid     an exported model does not match its signature or binding
     └── PeerError            a peer is unreachable, answered wrongly or refused us
         ├── PeerUnavailable      no answer in time (down, unreachable, TLS refused)
+        │   └── Busy                 asks us to come back shortly (slots taken, brief outage)
         ├── PeerRefused          it answered, refusing our request (not trusted, ...)
         ├── PeerMisbehaved       it answered something a correct peer never sends
         ├── PeerConflict         `peer add` would replace an already trusted peer
@@ -50,6 +51,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactNotFound",
     "BadSignature",
+    "Busy",
     "ClockOutOfWindow",
     "ConfigError",
     "EnvelopeError",
@@ -193,6 +195,13 @@ class PeerUnavailable(PeerError):
     """The peer did not answer in time (down, unreachable, or refused our certificate)."""
 
     reason = "peer-unavailable"
+
+
+class Busy(PeerUnavailable):
+    """The peer cannot serve this now but may shortly (every download slot taken, or the
+    connection briefly down): the one refusal a caller retries after a pause."""
+
+    reason = "busy"
 
 
 class PeerRefused(PeerError):

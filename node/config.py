@@ -39,6 +39,7 @@ class SyncConfig:
     interval_s: float = 60.0
     timeout_s: float = 10.0
     page_size: int = 500
+    idle_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,8 @@ class NodeConfig:
             raise ConfigError(f"{path.name}: anonymizer.curve_noise must not be negative")
         if not 0 < config.registry.hook_timeout_s <= 3600:
             raise ConfigError(f"{path.name}: registry.hook_timeout_s must be in (0, 3600] seconds")
+        if not config.sync.idle_timeout_s > 0:
+            raise ConfigError(f"{path.name}: sync.idle_timeout_s must be more than 0")
         if config.sync.page_size < 1 or config.security.max_message_bytes < 1024:
             raise ConfigError(
                 f"{path.name}: sync.page_size and security.max_message_bytes too small"
@@ -184,6 +187,8 @@ interval_s = {d.sync.interval_s}
 timeout_s = {d.sync.timeout_s}
 # Records asked for per sync page.
 page_size = {d.sync.page_size}
+# Seconds a model download waits for the peer's next chunk before giving the peer up.
+idle_timeout_s = {d.sync.idle_timeout_s}
 
 [security]
 # Accepted age (and clock skew) of a signed live request, in seconds; older ones are refused.

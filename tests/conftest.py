@@ -7,6 +7,7 @@ skip when no server answers; with CI=true they fail instead, so CI never skips t
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import SqlStore, open_store
 from tests.helpers import Daemon
+from tests.inprocess import Network
 
 PG_ADMIN_URL = os.environ.get("GRIDPOINT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -73,6 +75,22 @@ def make_home(tmp_path: Path):  # type: ignore[no-untyped-def]
         return home
 
     return make
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Network]:
+    """In-process nodes (tests.inprocess): real services and stores, no sockets."""
+    network = Network(tmp_path / "net")
+    yield network
+    network.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[threading.Event]:
+    """Set at teardown: a crafted peer that waits on it (goes silent) stops waiting."""
+    event = threading.Event()
+    yield event
+    event.set()
 
 
 @pytest.fixture

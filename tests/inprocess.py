@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gridpoint.errors import PeerUnavailable
+from gridpoint.node.artifacts.store import ArtifactStore
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
-from gridpoint.node.peers.inprocess import Handler, InProcessTransport
-from gridpoint.node.peers.transport import Connector, PeerTransport
+from gridpoint.node.peers.inprocess import Handler, InProcessTransport, StreamHandler
+from gridpoint.node.peers.transport import IDLE_TIMEOUT_S, Connector, PeerTransport
 from gridpoint.node.store.base import Peer
 from gridpoint.node.store.sql_store import SqlStore, open_store
 
@@ -29,16 +30,23 @@ class Node:
     def node_id(self) -> str:
         return self.home.identity.node_id
 
+    @property
+    def artifacts(self) -> ArtifactStore:
+        return ArtifactStore(self.home, self.store)
+
 
 @dataclass
 class Network:
     """In-process nodes by node id; a node that is `down` answers nothing, and one in
-    `crafted` answers with that handler instead of its service (a misbehaving peer)."""
+    `crafted` (`crafted_streams`) answers with that handler instead of its service (a
+    misbehaving peer). Transports wait idle_timeout_s for a stream's next message."""
 
     root: Path
     nodes: dict[str, Node] = field(default_factory=dict)
     down: set[str] = field(default_factory=set)
     crafted: dict[str, Handler] = field(default_factory=dict)
+    crafted_streams: dict[str, StreamHandler] = field(default_factory=dict)
+    idle_timeout_s: float = IDLE_TIMEOUT_S
 
     def add(self, name: str, *, page_size: int | None = None) -> Node:
         home = NodeHome(self.root / name)
@@ -51,6 +59,13 @@ class Network:
         node = Node(home, store, NodeService(home, store))
         self.nodes[node.node_id] = node
         return node
+
+    def pair(self, a_name: str, b_name: str) -> tuple[Node, Node]:
+        """Two new nodes that trust each other."""
+        a, b = self.add(a_name), self.add(b_name)
+        self.trust(a, b)
+        self.trust(b, a)
+        return a, b
 
     def trust(self, a: Node, b: Node) -> None:
         """a trusts b (as `peer add` would pin it)."""
@@ -72,9 +87,14 @@ class Network:
         def connect(peer: Peer) -> Iterator[PeerTransport]:
             if peer.node_id in self.down:
                 raise PeerUnavailable(f"peer {peer.address} did not answer (unavailable)")
-            handler = self.crafted.get(peer.node_id) or self.nodes[peer.node_id].service.handle
+            service = self.nodes[peer.node_id].service
             with InProcessTransport(
-                caller.home.identity, peer.address, peer.node_id, handler
+                caller.home.identity,
+                peer.address,
+                peer.node_id,
+                self.crafted.get(peer.node_id) or service.handle,
+                self.crafted_streams.get(peer.node_id) or service.handle_stream,
+                idle_timeout_s=self.idle_timeout_s,
             ) as transport:
                 yield transport
 

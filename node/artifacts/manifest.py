@@ -7,8 +7,9 @@ by a trusted author, the right type) and decode_manifest() every rule a manifest
 before anything reads its paths or sizes.
 
 Must never accept a path that leaves the artifact folder (absolute, "..", backslashes, NUL),
-more files or chunks than the limits below, or a digest of the wrong length: a manifest
-comes from a peer, and its paths become file names in this node's home.
+a file whose path is another file's folder ("a" and "a/b"), more files or chunks than the
+limits below, or a digest of the wrong length: a manifest comes from a peer, and its paths
+become file names in this node's home.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gridpoint.v1 import artifacts_pb2, envelope_pb2
 __all__ = [
     "CHUNK_SIZE",
     "MANIFEST_TYPE",
+    "MAX_CHUNK",
     "MAX_FILES",
     "MAX_PATH_CHARS",
     "ArtifactFile",
@@ -49,7 +51,8 @@ MANIFEST_VERSION = 1
 #: message well under the default 4 MiB gRPC limit and a 100 GB model's manifest under it too).
 CHUNK_SIZE = 1024 * 1024
 _MIN_CHUNK = 4096
-_MAX_CHUNK = 2 * 1024 * 1024
+#: The largest chunk size a manifest may name.
+MAX_CHUNK = 2 * 1024 * 1024
 #: Most files of one artifact, and the longest path of one.
 MAX_FILES = 10_000
 MAX_PATH_CHARS = 512
@@ -128,8 +131,8 @@ def decode_manifest(payload: bytes) -> Manifest:
     if msg.schema_version != MANIFEST_VERSION:
         raise ArtifactError(f"manifest version {msg.schema_version} is not known here")
     check_metadata(msg.kind, msg.record_id, msg.base_model, msg.method)
-    if not _MIN_CHUNK <= msg.chunk_size <= _MAX_CHUNK:
-        raise ArtifactError(f"manifest chunk size must be {_MIN_CHUNK}..{_MAX_CHUNK} bytes")
+    if not _MIN_CHUNK <= msg.chunk_size <= MAX_CHUNK:
+        raise ArtifactError(f"manifest chunk size must be {_MIN_CHUNK}..{MAX_CHUNK} bytes")
     if not 1 <= len(msg.files) <= MAX_FILES:
         raise ArtifactError(f"a manifest lists 1 to {MAX_FILES} files")
     files = []
@@ -146,6 +149,7 @@ def decode_manifest(payload: bytes) -> Manifest:
         if len(f.sha256) != 32 or any(len(d) != 32 for d in f.chunk_sha256):
             raise ArtifactError(f"manifest files[{i}]: a digest is not 32 bytes")
         files.append(ArtifactFile(f.path, f.size, f.sha256.hex(), tuple(f.chunk_sha256)))
+    _check_folders(files)
     return Manifest(
         kind=msg.kind,
         record_id=msg.record_id,
@@ -166,6 +170,19 @@ def check_metadata(kind: str, record_id: str, base_model: str, method: str) -> N
         raise ArtifactError("artifact base model must be a public hub id like 'org/model'")
     if method not in ("full", "lora"):
         raise ArtifactError("artifact method must be 'full' or 'lora'")
+
+
+def _check_folders(files: list[ArtifactFile]) -> None:
+    """ArtifactError when a file's path is also the folder of another file's path."""
+    paths = {f.path for f in files}
+    for f in files:
+        parts = f.path.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder in paths:
+                raise ArtifactError(
+                    f"manifest lists {folder!r} both as a file and as the folder of {f.path!r}"
+                )
 
 
 def check_path(path: str) -> None:

@@ -1,4 +1,5 @@
-"""The artifact store: models this node holds, as folders under HOME/models/ID plus SQL rows.
+"""The artifact store: models this node holds, as folders under HOME/models/ID plus rows in
+the node's store (through the CatalogStore contract, on any backend).
 
 add() copies a producer's folder into the home and signs its manifest; place() is how a
 verified download lands; list/get/remove/share/export work on what is held. A folder appears
@@ -13,7 +14,6 @@ HOME/models.
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import os
 import re
@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from sqlalchemy import Connection, delete, insert, select
-
-from gridpoint.errors import ArtifactError, ArtifactNotFound, StoreError
+from gridpoint.errors import ArtifactError, ArtifactNotFound
 from gridpoint.node.artifacts.manifest import (
     MANIFEST_TYPE,
     MAX_FILES,
@@ -42,11 +40,7 @@ from gridpoint.node.artifacts.manifest import (
 )
 from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.envelope import sign_envelope
-from gridpoint.node.store.base import CatalogStore
-from gridpoint.node.store.models import ARTIFACT_READERS as READERS
-from gridpoint.node.store.models import ARTIFACTS, MODEL_VERSIONS
-from gridpoint.node.store.sql_rows import as_utc
-from gridpoint.node.store.sql_store import SqlStore
+from gridpoint.node.store.base import CatalogStore, StoredArtifact
 from gridpoint.v1 import envelope_pb2
 
 __all__ = ["Artifact", "ArtifactStore", "NewArtifact"]
@@ -75,24 +69,16 @@ class NewArtifact:
 
 
 @dataclass(frozen=True)
-class Artifact:
-    """A model held by this node: its signed manifest and what the node knows besides."""
+class Artifact(StoredArtifact):
+    """A model held by this node: its stored row (the signed manifest verbatim, and what the
+    node knows besides) and the files that manifest lists."""
 
-    id: str
-    kind: str
-    record_id: str | None
-    base_model: str
-    method: str
-    group: str
-    score: float | None
-    metric: str
-    readers: tuple[str, ...]
-    author: str
-    files: tuple[ArtifactFile, ...]
-    bytes: int
-    created_at: datetime
-    #: The SignedEnvelope of the manifest, verbatim as its author signed it.
-    manifest: builtins.bytes
+    files: tuple[ArtifactFile, ...] = ()
+
+    @property
+    def bytes(self) -> int:
+        """Size of all its files."""
+        return self.size
 
     @property
     def chunk_size(self) -> int:
@@ -107,10 +93,8 @@ class ArtifactStore:
 
     def __init__(self, home: NodeHome, store: CatalogStore, *, read_only: bool = False) -> None:
         """read_only: a reader (the web UI) that neither creates nor sweeps the folder."""
-        if not isinstance(store, SqlStore):
-            raise StoreError("the artifact store needs the node's SQL store")
         self._home = home
-        self._sql = store
+        self._store = store
         self.root = home.path / "models"
         if not read_only:
             self.root.mkdir(mode=0o700, exist_ok=True)
@@ -168,36 +152,31 @@ class ArtifactStore:
         new_id = artifact_id(envelope.payload)
         for reader in readers:
             _check_node_id(reader)
-        if self._row(new_id) is not None:
-            self._add_readers(new_id, readers)
+        if self.find(new_id) is not None:
+            self._store.add_artifact_readers(new_id, readers)
             return self.get(new_id)
         final = self.root / new_id
         if final.exists():  # unlisted: left by a crash between rename and row
             shutil.rmtree(final)
         os.replace(folder, final)
         try:
-            with self._sql.writing() as conn:
-                conn.execute(
-                    insert(ARTIFACTS).values(
-                        id=new_id,
-                        kind=manifest.kind,
-                        record_id=manifest.record_id or None,
-                        base_model=manifest.base_model,
-                        method=manifest.method,
-                        group_name=group,
-                        score=score,
-                        score_metric=metric,
-                        author=envelope.signer_id,
-                        manifest=manifest_envelope,
-                        size=manifest.size,
-                        created_at=datetime.now(UTC),
-                    )
+            self._store.add_artifact(
+                StoredArtifact(
+                    id=new_id,
+                    kind=manifest.kind,
+                    record_id=manifest.record_id or None,
+                    base_model=manifest.base_model,
+                    method=manifest.method,
+                    group=group,
+                    score=score,
+                    author=envelope.signer_id,
+                    manifest=manifest_envelope,
+                    size=manifest.size,
+                    created_at=datetime.now(UTC),
+                    readers=tuple(sorted(set(readers))),
+                    metric=metric,
                 )
-                if readers:
-                    conn.execute(
-                        insert(READERS),
-                        [{"artifact_id": new_id, "node_id": r} for r in sorted(set(readers))],
-                    )
+            )
         except BaseException:
             shutil.rmtree(final, ignore_errors=True)
             raise
@@ -207,13 +186,7 @@ class ArtifactStore:
 
     def list(self, group: str | None = None) -> list[Artifact]:
         """Every artifact held (or those of one group), newest first."""
-        stmt = select(ARTIFACTS).order_by(ARTIFACTS.c.created_at.desc(), ARTIFACTS.c.id)
-        if group is not None:
-            stmt = stmt.where(ARTIFACTS.c.group_name == group)
-        with self._sql.reading() as conn:
-            rows = conn.execute(stmt).all()
-            readers = self._readers(conn, [r.id for r in rows])
-        return [_artifact(r, readers.get(r.id, ())) for r in rows]
+        return [_artifact(row) for row in self._store.list_artifacts(group)]
 
     def get(self, id_or_prefix: str) -> Artifact:
         """The artifact with this id or unique prefix; ArtifactNotFound / ArtifactError."""
@@ -221,34 +194,21 @@ class ArtifactStore:
             raise ArtifactNotFound(
                 f"{id_or_prefix[:70]!r} is not an artifact id (lowercase hex digits)"
             )
-        with self._sql.reading() as conn:
-            # A whole id is found through the primary key; a prefix by a scan.
-            match = (
-                ARTIFACTS.c.id == id_or_prefix
-                if len(id_or_prefix) == 64
-                else ARTIFACTS.c.id.startswith(id_or_prefix)
-            )
-            rows = conn.execute(select(ARTIFACTS).where(match).limit(2)).all()
-            if not rows:
-                raise ArtifactNotFound(f"no model {id_or_prefix} on this node (see `model list`)")
-            if len(rows) > 1:
-                raise ArtifactError(
-                    f"model id prefix {id_or_prefix} is ambiguous: give more of the id"
-                )
-            readers = self._readers(conn, [rows[0].id])
-        return _artifact(rows[0], readers.get(rows[0].id, ()))
+        rows = self._store.find_artifacts(id_or_prefix, limit=2)
+        if not rows:
+            raise ArtifactNotFound(f"no model {id_or_prefix} on this node (see `model list`)")
+        if len(rows) > 1:
+            raise ArtifactError(f"model id prefix {id_or_prefix} is ambiguous: give more of the id")
+        return _artifact(rows[0])
 
     def find(self, artifact_id_: str) -> Artifact | None:
         """The artifact with exactly this id, or None."""
-        row = self._row(artifact_id_)
-        if row is None:
-            return None
-        return self.get(artifact_id_)
+        rows = self._store.find_artifacts(artifact_id_, limit=1)
+        return _artifact(rows[0]) if rows and rows[0].id == artifact_id_ else None
 
     def registered(self) -> set[str]:
         """Ids of the artifacts registered as a model version (registry.py): not removable."""
-        with self._sql.reading() as conn:
-            return set(conn.scalars(select(MODEL_VERSIONS.c.artifact_id).distinct()))
+        return self._store.registered_artifacts()
 
     def folder(self, artifact: Artifact) -> Path:
         """The folder holding the artifact's files (read it; never write into it)."""
@@ -259,25 +219,21 @@ class ArtifactStore:
     def remove(self, id_or_prefix: str) -> None:
         """Forgets the artifact and deletes its files."""
         artifact = self.get(id_or_prefix)
-        with self._sql.writing() as conn:
-            version = conn.execute(
-                select(MODEL_VERSIONS.c.name, MODEL_VERSIONS.c.version)
-                .where(MODEL_VERSIONS.c.artifact_id == artifact.id)
-                .limit(1)
-            ).first()
-            if version is not None:
-                raise ArtifactError(
-                    f"model {artifact.id[:12]} is {version.name} version {version.version}: "
-                    f"`gridpoint model deregister {version.name} {version.version}` first"
-                )
-            conn.execute(delete(ARTIFACTS).where(ARTIFACTS.c.id == artifact.id))
+        version = self._store.artifact_version(artifact.id)
+        if version is not None:
+            name, number = version
+            raise ArtifactError(
+                f"model {artifact.id[:12]} is {name} version {number}: "
+                f"`gridpoint model deregister {name} {number}` first"
+            )
+        self._store.remove_artifact(artifact.id)
         shutil.rmtree(self.folder(artifact), ignore_errors=True)
 
     def share(self, id_or_prefix: str, node_id: str) -> Artifact:
         """Lets node_id fetch the artifact from this node."""
         _check_node_id(node_id)
         artifact = self.get(id_or_prefix)
-        self._add_readers(artifact.id, [node_id])
+        self._store.add_artifact_readers(artifact.id, [node_id])
         return self.get(artifact.id)
 
     def export(self, id_or_prefix: str, dest: Path) -> Path:
@@ -305,35 +261,6 @@ class ArtifactStore:
 
     # --- internals ------------------------------------------------------------------------
 
-    def _row(self, artifact_id_: str) -> object | None:
-        with self._sql.reading() as conn:
-            return conn.execute(
-                select(ARTIFACTS.c.id).where(ARTIFACTS.c.id == artifact_id_)
-            ).first()
-
-    def _readers(self, conn: Connection, ids: builtins.list[str]) -> dict[str, tuple[str, ...]]:
-        out: dict[str, builtins.list[str]] = {}
-        for i in range(0, len(ids), 500):
-            rows = conn.execute(
-                select(READERS.c.artifact_id, READERS.c.node_id)
-                .where(READERS.c.artifact_id.in_(ids[i : i + 500]))
-                .order_by(READERS.c.node_id)
-            )
-            for artifact, node in rows:
-                out.setdefault(artifact, []).append(node)
-        return {k: tuple(v) for k, v in out.items()}
-
-    def _add_readers(self, artifact_id_: str, readers: Sequence[str]) -> None:
-        with self._sql.writing() as conn:
-            present = set(
-                conn.scalars(select(READERS.c.node_id).where(READERS.c.artifact_id == artifact_id_))
-            )
-            fresh = sorted(set(readers) - present)
-            if fresh:
-                conn.execute(
-                    insert(READERS), [{"artifact_id": artifact_id_, "node_id": n} for n in fresh]
-                )
-
     def _sweep(self) -> None:
         """Deletes temporary folders whose process is gone (a crash mid-add), and partial
         downloads nobody resumed for PARTIAL_DAYS (disk use stays bounded)."""
@@ -358,26 +285,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _artifact(row: object, readers: tuple[str, ...]) -> Artifact:
-    r = row._mapping  # type: ignore[attr-defined]
-    manifest = decode_manifest(envelope_pb2.SignedEnvelope.FromString(r["manifest"]).payload)
-    created = as_utc(r["created_at"])
-    return Artifact(
-        id=r["id"],
-        kind=r["kind"],
-        record_id=r["record_id"],
-        base_model=r["base_model"],
-        method=r["method"],
-        group=r["group_name"],
-        score=r["score"],
-        metric=r["score_metric"],
-        readers=readers,
-        author=r["author"],
-        files=manifest.files,
-        bytes=r["size"],
-        created_at=created,
-        manifest=r["manifest"],
-    )
+def _artifact(row: StoredArtifact) -> Artifact:
+    manifest = decode_manifest(envelope_pb2.SignedEnvelope.FromString(row.manifest).payload)
+    return Artifact(**vars(row), files=manifest.files)
 
 
 def _check_node_id(node_id: str) -> None:

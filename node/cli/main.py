@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from gridpoint import __version__
 from gridpoint.errors import GridpointError
 from gridpoint.node.cli.output import stderr
+from gridpoint.node.protocol.peer_text import printable
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -72,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args))
     except GridpointError as exc:
-        stderr.print(f"error: {exc}", markup=False)
+        # An error can quote a peer or a server: its text never writes escapes to the terminal.
+        stderr.print(f"error: {printable(str(exc))}", markup=False)
         return 1
     except KeyboardInterrupt:
         stderr.print("interrupted", markup=False)

@@ -414,19 +414,19 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from gridpoint.node.artifacts.pull import pull
+    from gridpoint.node.peers.artifact_pull import pull
 
     home, store, _artifacts = _open(args)
     try:
-        artifact = pull(home, store, args.id, args.source)
+        pulled = pull(home, store, args.id, args.source)
     finally:
         store.close()
+    artifact = pulled.artifact
     if args.json:
-        print_json(artifact_json(artifact))
+        print_json({**artifact_json(artifact), "fetched": pulled.fetched})
         return 0
-    print_line(
-        f"pulled model {artifact.id[:12]}: {len(artifact.files)} files, {artifact.bytes} bytes"
-    )
+    done = "pulled model" if pulled.fetched else "already on this node: model"
+    print_line(f"{done} {artifact.id[:12]}: {len(artifact.files)} files, {artifact.bytes} bytes")
     return 0
 
 

@@ -136,6 +136,7 @@ def cmd_catalog_sync(args: argparse.Namespace) -> int:
     from gridpoint.node.peers.grpc_transport import grpc_connector
     from gridpoint.node.peers.sync import sync_all
     from gridpoint.node.peers.trust import find_peer
+    from gridpoint.node.protocol.peer_text import printable
 
     # Everything the daemon would log is in the report printed below, per peer, in words:
     # no log lines (JSON, for the daemon's log) on this terminal.
@@ -162,7 +163,9 @@ def cmd_catalog_sync(args: argparse.Namespace) -> int:
                     r.new,
                     r.duplicates,
                     _refused(r.refused),
-                    r.error or (f"stopped ({r.stopped}): more next round" if r.stopped else ""),
+                    printable(
+                        r.error or (f"stopped ({r.stopped}): more next round" if r.stopped else "")
+                    ),
                 ]
                 for r in reports
             ],

@@ -18,8 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gridpoint.errors import ConfigError, in_words
-from gridpoint.node.artifacts.service import ArtifactService, ArtifactsServicer
-from gridpoint.node.artifacts.store import ArtifactStore
+from gridpoint.node.artifacts.service import ArtifactsServicer
 from gridpoint.node.daemon.interceptors import RequestAuthInterceptor
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
@@ -124,8 +123,11 @@ def _check_bindable(listen: str) -> None:
         raise ConfigError(f"cannot listen on {listen}: {why}; pick another with --listen HOST:PORT")
 
 
-def start_server(home: NodeHome, store: CatalogStore, listen: str) -> NodeServer:
-    """Builds, binds and starts the node's gRPC server; returns it with its bound port."""
+def start_server(
+    home: NodeHome, store: CatalogStore, listen: str, *, service: NodeService | None = None
+) -> NodeServer:
+    """Builds, binds and starts the node's gRPC server (answering with service, by default
+    one of its own over home and store); returns it with its bound port."""
     limits = home.config.security
     options = [
         ("grpc.max_receive_message_length", limits.max_message_bytes),
@@ -135,7 +137,7 @@ def start_server(home: NodeHome, store: CatalogStore, listen: str) -> NodeServer
         ("grpc.so_reuseport", 0),
     ]
 
-    service = NodeService(home, store)
+    service = service or NodeService(home, store)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=8),
         interceptors=[RequestAuthInterceptor(service.authenticate)],
@@ -143,8 +145,7 @@ def start_server(home: NodeHome, store: CatalogStore, listen: str) -> NodeServer
     )
     node_pb2_grpc.add_NodeServicer_to_server(NodeServicer(service), server)
     catalog_pb2_grpc.add_CatalogServicer_to_server(CatalogServicer(service), server)
-    artifacts = ArtifactService(ArtifactStore(home, store), limits.max_message_bytes)
-    artifacts_pb2_grpc.add_ArtifactsServicer_to_server(ArtifactsServicer(artifacts), server)
+    artifacts_pb2_grpc.add_ArtifactsServicer_to_server(ArtifactsServicer(service.artifacts), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     _check_bindable(listen)

@@ -1,8 +1,9 @@
 """What a node answers its peers, independent of gRPC.
 
 The gRPC servicers (server.py) and the in-process transport of tests call the same code:
-authenticate a signed request over its raw bytes, decode it, answer from the store. Errors
-are GridpointErrors; the transport turns them into a status (gridpoint.node.protocol.rpc_errors).
+authenticate a signed request over its raw bytes, decode it, answer from the store (and,
+for Artifacts, from the artifact service it holds). Errors are GridpointErrors; the
+transport turns them into a status (gridpoint.node.protocol.rpc_errors).
 
 Must never trust a request before authenticate() accepted it, accept a TLS certificate other
 than the one pinned for the caller (a pinned certificate is no authority for other names),
@@ -11,21 +12,30 @@ decode a stored record to serve it, or read and answer more than the message bud
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError, Message
 
 from gridpoint import __version__
 from gridpoint.errors import BadSignature, RequestError
+from gridpoint.node.artifacts.service import ArtifactService
+from gridpoint.node.artifacts.store import ArtifactStore
 from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.envelope import sign_envelope
-from gridpoint.node.protocol.methods import HELLO, QUERY, SYNC
+from gridpoint.node.protocol.methods import (
+    ARTIFACTS_DOWNLOAD,
+    ARTIFACTS_GET_MANIFEST,
+    ARTIFACTS_LIST,
+    HELLO,
+    QUERY,
+    SYNC,
+)
 from gridpoint.node.protocol.request_auth import ReplayGuard, verify_request
 from gridpoint.node.protocol.tls import fingerprint
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.query_filter import parse_filter, parse_order_by
-from gridpoint.v1 import catalog_pb2, envelope_pb2, node_pb2
+from gridpoint.v1 import artifacts_pb2, catalog_pb2, envelope_pb2, node_pb2
 
 __all__ = [
     "DEFAULT_PAGE",
@@ -81,9 +91,11 @@ class RequestAuthenticator:
 
 
 class NodeService:
-    """Hello, Catalog.Sync and Catalog.Query of one node, over its home and store."""
+    """Hello, Catalog.Sync, Catalog.Query and Artifacts of one node, over its home and store."""
 
-    def __init__(self, home: NodeHome, store: CatalogStore) -> None:
+    def __init__(
+        self, home: NodeHome, store: CatalogStore, artifacts: ArtifactService | None = None
+    ) -> None:
         limits = home.config.security
         self._home = home
         self._store = store
@@ -98,10 +110,15 @@ class NodeService:
         )
         self._info = info.SerializeToString()
         self.authenticate = RequestAuthenticator(self._pinned, ReplayGuard(limits.request_window_s))
-        self._methods: dict[str, tuple[type[Message], Callable[[Message], Message]]] = {
-            HELLO: (node_pb2.HelloRequest, lambda _r: self.hello()),
+        self.artifacts = artifacts or ArtifactService(
+            ArtifactStore(home, store), limits.max_message_bytes
+        )
+        self._methods: dict[str, tuple[type[Message], Callable[[str, Message], Message]]] = {
+            HELLO: (node_pb2.HelloRequest, lambda _caller, _r: self.hello()),
             SYNC: (catalog_pb2.SyncRequest, self._sync_any),
             QUERY: (catalog_pb2.QueryRequest, self._query_any),
+            ARTIFACTS_LIST: (artifacts_pb2.ListArtifactsRequest, self._list_any),
+            ARTIFACTS_GET_MANIFEST: (artifacts_pb2.GetManifestRequest, self._manifest_any),
         }
 
     def _pinned(self, caller: str) -> str | None:
@@ -152,18 +169,46 @@ class NodeService:
         """One whole call as raw bytes: authenticate, decode, answer, encode."""
         if method not in self._methods:
             raise RequestError(f"unknown method {method}")
-        self.authenticate(method, raw, auth, tls_name)
+        caller = self.authenticate(method, raw, auth, tls_name)
         request_type, answer = self._methods[method]
-        try:
-            request = request_type.FromString(raw)
-        except DecodeError:
-            raise RequestError("request is not a valid message") from None
-        return answer(request).SerializeToString()
+        return answer(caller, _decoded(request_type, raw)).SerializeToString()
 
-    def _sync_any(self, request: Message) -> Message:
+    def handle_stream(
+        self, method: str, raw: bytes, auth: bytes | None, tls_name: str | None
+    ) -> Iterator[bytes]:
+        """One whole streaming call (Artifacts.Download) as raw bytes; closing the iterator
+        ends the call and frees what it holds."""
+        if method != ARTIFACTS_DOWNLOAD:
+            raise RequestError(f"unknown method {method}")
+        caller = self.authenticate(method, raw, auth, tls_name)
+        request = _decoded(artifacts_pb2.DownloadRequest, raw)
+        assert isinstance(request, artifacts_pb2.DownloadRequest)
+        download = self.artifacts.download(caller, request)
+        try:
+            for chunk in download.chunks:
+                yield chunk.SerializeToString()
+        finally:
+            download.release()
+
+    def _sync_any(self, _caller: str, request: Message) -> Message:
         assert isinstance(request, catalog_pb2.SyncRequest)
         return self.sync(request)
 
-    def _query_any(self, request: Message) -> Message:
+    def _query_any(self, _caller: str, request: Message) -> Message:
         assert isinstance(request, catalog_pb2.QueryRequest)
         return self.query(request)
+
+    def _list_any(self, caller: str, request: Message) -> Message:
+        assert isinstance(request, artifacts_pb2.ListArtifactsRequest)
+        return self.artifacts.list(caller, request)
+
+    def _manifest_any(self, caller: str, request: Message) -> Message:
+        assert isinstance(request, artifacts_pb2.GetManifestRequest)
+        return self.artifacts.get_manifest(caller, request)
+
+
+def _decoded(request_type: type[Message], raw: bytes) -> Message:
+    try:
+        return request_type.FromString(raw)
+    except DecodeError:
+        raise RequestError("request is not a valid message") from None

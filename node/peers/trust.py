@@ -8,12 +8,11 @@ the peer is pinned and the result says so, with what the other side must run.
 Must never replace a trusted peer's entry with another certificate unless asked (`--replace`):
 a certificate whose subject names an already trusted node id would otherwise take that
 peer's place and lock the real one out. The name a peer gives itself is display text only:
-control characters are dropped and it is cut to MAX_PEER_NAME_CHARS.
+control and format characters are dropped (peer_text.py) and it is cut to MAX_PEER_NAME_CHARS.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,6 +20,7 @@ from gridpoint.errors import PeerConflict, PeerError, PeerRefused, PeerUnavailab
 from gridpoint.node.home import NodeHome
 from gridpoint.node.peers.grpc_transport import GrpcTransport
 from gridpoint.node.peers.transport import PeerInfo
+from gridpoint.node.protocol.peer_text import printable
 from gridpoint.node.protocol.tls import (
     fingerprint,
     node_id_of_certificate,
@@ -33,7 +33,6 @@ __all__ = ["MAX_PEER_NAME_CHARS", "PeerAddResult", "add_peer", "find_peer"]
 
 #: Longest peer name kept (the store holds 255 characters).
 MAX_PEER_NAME_CHARS = 255
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ def add_peer(
 
 
 def _display_name(name: str) -> str:
-    return _CONTROL.sub("", name)[:MAX_PEER_NAME_CHARS]
+    return printable(name)[:MAX_PEER_NAME_CHARS]
 
 
 def _organization(cert_pem: bytes) -> str:

@@ -3,8 +3,9 @@
 identity.py (Ed25519 node key, node id), tls.py (self-signed certificates, fingerprints,
 pinning), envelope.py (signatures over exact payload bytes), request_auth.py (signed live
 requests, replay guard), serde.py (schema <-> gridpoint.v1 messages: wire types stop here),
-rpc_errors.py (GridpointError <-> gRPC status, both directions), methods.py (the full
-names of the gridpoint.v1 methods, as signed in every request).
+rpc_errors.py (GridpointError <-> gRPC status, both directions), methods.py (every method's
+full name, read from the service descriptors), peer_text.py (text a peer chose, made safe to
+print).
 
 Must never decide trust policy (who is trusted is the caller's predicate), touch the store,
 or re-serialize a payload it verifies.

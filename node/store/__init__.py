@@ -5,6 +5,7 @@ models.py (SQLModel tables), engine.py (database URLs, engines, SQLite settings)
 sql_store.py (the implementation: when and in which transaction rows are written),
 sql_rows.py (a record's rows, and what a failed write means), run_detail.py (a private run's
 detail as one JSON document), sql_pending.py (envelopes kept for retry, bounded),
+sql_artifacts.py (the rows of kept models, their readers and registered versions),
 sql_sources.py (provenance: which peers served each record by sync), sql_filter.py (a filter
 tree as parameterized SQL), keys.py (the one registry of filter keys, which drives the
 parser, the SQL and the merge of live results), query_filter.py (the filter language, and

@@ -14,6 +14,10 @@ Contract for every implementation (see node/store/sql_store.py):
   of its page and the cursor are still stored.
 - Everything a call reads is bounded: queries take a limit (1..MAX_QUERY_LIMIT), and
   query_envelopes() stops reading rows once its byte budget is spent.
+- Artifacts (kept models) are rows only: their files live in the node home, and their
+  manifests were verified by the caller. Adding is idempotent by id (a row already present
+  gains the new readers and is otherwise left as it is); removing an artifact removes its
+  readers with it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ __all__ = [
     "PendingEnvelope",
     "PrivateRun",
     "RunDetail",
+    "StoredArtifact",
     "StoredRecord",
 ]
 
@@ -186,8 +191,29 @@ class PrivateRun:
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
+@dataclass(frozen=True)
+class StoredArtifact:
+    """A model the node holds, as stored: its signed manifest verbatim and what the node
+    knows besides (group and score stay on this node)."""
+
+    id: str
+    kind: str
+    record_id: str | None
+    base_model: str
+    method: str
+    group: str
+    score: float | None
+    author: str
+    manifest: bytes
+    size: int
+    created_at: datetime
+    readers: tuple[str, ...] = ()
+    #: What score measures ("accuracy", "eval_loss", ...).
+    metric: str = ""
+
+
 class CatalogStore(ABC):
-    """Records, trusted peers and private runs of one node."""
+    """Records, trusted peers, private runs and kept models of one node."""
 
     @abstractmethod
     def add_records(self, records: Sequence[StoredRecord]) -> AddResult: ...
@@ -275,6 +301,34 @@ class CatalogStore(ABC):
         self, study_name: str | None = None, *, kind: str | None = "trial"
     ) -> list[PrivateRun]:
         """Private runs in the order stored: of one study (or all), of one kind (or any)."""
+
+    @abstractmethod
+    def add_artifact(self, artifact: StoredArtifact) -> bool:
+        """Stores an artifact's row and readers; False (readers added) when already held."""
+
+    @abstractmethod
+    def find_artifacts(self, id_prefix: str, limit: int = 2) -> list[StoredArtifact]:
+        """Artifacts whose id starts with id_prefix (at most limit), by id."""
+
+    @abstractmethod
+    def list_artifacts(self, group: str | None = None) -> list[StoredArtifact]:
+        """Every artifact held (or those of one group), newest first."""
+
+    @abstractmethod
+    def add_artifact_readers(self, artifact_id: str, readers: Sequence[str]) -> None:
+        """Lets more nodes fetch an artifact (readers already there are kept once)."""
+
+    @abstractmethod
+    def remove_artifact(self, artifact_id: str) -> bool:
+        """Forgets an artifact and its readers; False when it was not held."""
+
+    @abstractmethod
+    def registered_artifacts(self) -> set[str]:
+        """Ids of the artifacts registered as a model version (the registry's)."""
+
+    @abstractmethod
+    def artifact_version(self, artifact_id: str) -> tuple[str, int] | None:
+        """The registered (name, version) an artifact is, if any (one of them)."""
 
     @abstractmethod
     def close(self) -> None: ...

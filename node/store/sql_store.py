@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from gridpoint.errors import RequestError, StoreError, in_words
-from gridpoint.node.store import sql_pending, sql_sources
+from gridpoint.node.store import sql_artifacts, sql_pending, sql_sources
 from gridpoint.node.store.base import (
     MAX_QUERY_LIMIT,
     AddResult,
@@ -44,6 +44,7 @@ from gridpoint.node.store.base import (
     PendingEnvelope,
     PrivateRun,
     RecordSource,
+    StoredArtifact,
     StoredRecord,
 )
 from gridpoint.node.store.engine import make_engine, normalize_db_url, redact_url
@@ -107,8 +108,7 @@ class SqlStore(CatalogStore):
     @contextmanager
     def writing(self) -> Iterator[Connection]:
         """A write transaction, one writer at a time (this process's lock, and on PostgreSQL an
-        advisory lock); a database failure comes out as a StoreError. For every table in the
-        node's database, the artifact store's included."""
+        advisory lock); a database failure comes out as a StoreError."""
         try:
             with self._lock, self.engine.connect() as conn:
                 conn.execution_options(gridpoint_write=True)
@@ -402,6 +402,36 @@ class SqlStore(CatalogStore):
             for r in rows
         ]
         return [r for r in runs if kind is None or r.detail.kind == kind]
+
+    # --- artifacts -----------------------------------------------------------------------
+
+    def add_artifact(self, artifact: StoredArtifact) -> bool:
+        with self.writing() as conn:
+            return sql_artifacts.add(conn, artifact)
+
+    def find_artifacts(self, id_prefix: str, limit: int = 2) -> list[StoredArtifact]:
+        with self.reading() as conn:
+            return sql_artifacts.find(conn, id_prefix, limit)
+
+    def list_artifacts(self, group: str | None = None) -> list[StoredArtifact]:
+        with self.reading() as conn:
+            return sql_artifacts.listed(conn, group)
+
+    def add_artifact_readers(self, artifact_id: str, readers: Sequence[str]) -> None:
+        with self.writing() as conn:
+            sql_artifacts.add_readers(conn, artifact_id, readers)
+
+    def remove_artifact(self, artifact_id: str) -> bool:
+        with self.writing() as conn:
+            return sql_artifacts.remove(conn, artifact_id)
+
+    def registered_artifacts(self) -> set[str]:
+        with self.reading() as conn:
+            return sql_artifacts.registered(conn)
+
+    def artifact_version(self, artifact_id: str) -> tuple[str, int] | None:
+        with self.reading() as conn:
+            return sql_artifacts.version_of(conn, artifact_id)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,9 +1,12 @@
-"""Property-based fuzzing (Hypothesis, fixed budget) of the two doors a peer's bytes come in by.
+"""Property-based fuzzing (Hypothesis, fixed budget) of the doors a peer's bytes come in by.
 
 - Envelope admission: catalog.admit() given arbitrary or mutated envelopes and payloads,
   signed by a trusted key or not, only ever returns a verified record or raises EnvelopeError.
 - The filter language: parse_filter() on any text only returns a tree or raises FilterError,
   and any tree it returns runs on the SQLite store raising nothing but a GridpointError.
+- The Artifacts answers: a manifest signed by a trusted key, a List answer and a Download
+  chunk, whatever their bytes, decode to something within every manifest rule or raise
+  PeerMisbehaved.
 """
 
 from __future__ import annotations
@@ -16,15 +19,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gridpoint.errors import EnvelopeError, FilterError, GridpointError
+from gridpoint.errors import EnvelopeError, FilterError, GridpointError, PeerMisbehaved
+from gridpoint.node.artifacts.manifest import (
+    MANIFEST_TYPE,
+    MAX_CHUNK,
+    ArtifactFile,
+    Manifest,
+    check_path,
+    chunk_count,
+    encode_manifest,
+    verify_manifest,
+)
 from gridpoint.node.catalog import admit, sign_record
+from gridpoint.node.peers.transport import decode_answer, decode_chunk
 from gridpoint.node.protocol.envelope import sign_envelope
 from gridpoint.node.protocol.identity import NodeIdentity
 from gridpoint.node.protocol.serde import RUN_RECORD_TYPE, record_to_proto
 from gridpoint.node.store.base import StoredRecord
 from gridpoint.node.store.query_filter import parse_filter, parse_order_by
 from gridpoint.node.store.sql_store import SqlStore, open_store
-from gridpoint.v1 import envelope_pb2, records_pb2
+from gridpoint.v1 import artifacts_pb2, envelope_pb2, records_pb2
 from tests.helpers import make_record
 
 BUDGET = settings(
@@ -238,3 +252,138 @@ def test_any_filter_text_is_a_filter_error_or_runs_on_the_store(
     catalog: SqlStore, text: str, order_by: str
 ) -> None:
     run_filter(catalog, text, order_by)
+
+
+# --- artifacts ---------------------------------------------------------------------------
+
+_MANIFEST = encode_manifest(
+    Manifest(
+        kind="trial",
+        record_id="ab" * 32,
+        base_model="bert-base-uncased",
+        method="lora",
+        chunk_size=4096,
+        files=(
+            ArtifactFile("adapter.bin", 5000, "00" * 32, (b"\x01" * 32, b"\x02" * 32)),
+            ArtifactFile("config.json", 2, "11" * 32, (b"\x03" * 32,)),
+        ),
+    )
+)
+_PATHS = st.one_of(
+    _TEXT,
+    st.sampled_from(["a", "a/b", "a/b/c", "adapter.bin/x", "config.json/y", "../up", "/abs",
+                     "a//b", "./a", "a\\b", "z", "a b", "x" * 600]),
+)  # fmt: skip
+_DIGEST = st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=40))
+
+
+@st.composite
+def manifest_messages(draw: st.DrawFn) -> bytes:
+    """An ArtifactManifest with some fields set to anything their wire type allows."""
+    m = artifacts_pb2.ArtifactManifest.FromString(_MANIFEST)
+    for edit in draw(st.lists(st.integers(0, 10), max_size=5)):
+        match edit:
+            case 0:
+                m.schema_version = draw(_UINT32)
+            case 1:
+                m.kind = draw(st.one_of(_TEXT, st.just("federated")))
+            case 2:
+                m.record_id = draw(_TEXT)
+            case 3:
+                m.base_model = draw(_TEXT)
+            case 4:
+                m.method = draw(st.one_of(_TEXT, st.just("full")))
+            case 5:
+                m.chunk_size = draw(st.one_of(_UINT32, st.sampled_from([4095, 4096, MAX_CHUNK])))
+            case 6:
+                size = draw(st.one_of(_UINT64, st.integers(0, 3 * 4096)))
+                digests = draw(st.lists(_DIGEST, max_size=4))
+                m.files.add(path=draw(_PATHS), size=size, chunk_sha256=digests,
+                            sha256=draw(_DIGEST))  # fmt: skip
+            case 7:
+                del m.files[draw(st.integers(0, max(len(m.files) - 1, 0))) :]
+            case 8:
+                m.files.sort(key=lambda f: draw(st.integers(0, 9)))
+            case 9:
+                # A well-formed file inside another file's path: only the folder rule stops it.
+                if m.files:
+                    inside = m.files[draw(st.integers(0, len(m.files) - 1))].path + "/w"
+                    size = draw(st.integers(0, 2 * 4096))
+                    count = chunk_count(size, m.chunk_size or 4096)
+                    m.files.add(path=inside, size=size, chunk_sha256=[b"\x05" * 32] * count,
+                                sha256=b"\x06" * 32)  # fmt: skip
+                    m.files.sort(key=lambda f: f.path)
+            case _:
+                if m.files:
+                    m.files[0].path = draw(_PATHS)
+    payload = m.SerializeToString()
+    if draw(st.booleans()):
+        return payload
+    at = draw(st.integers(0, len(payload)))
+    return payload[:at] + draw(st.binary(max_size=12)) + payload[at + draw(st.integers(0, 4)) :]
+
+
+def manifest_or_refusal(envelope: bytes) -> None:
+    """The property: PeerMisbehaved, or a manifest within every rule a download relies on."""
+    try:
+        _verified, manifest = verify_manifest(envelope, is_trusted, "peer 127.0.0.1:1")
+    except PeerMisbehaved:
+        return
+    paths = [f.path for f in manifest.files]
+    assert paths == sorted(set(paths)) and 4096 <= manifest.chunk_size <= MAX_CHUNK
+    for f in manifest.files:
+        check_path(f.path)
+        assert not any(p.startswith(f.path + "/") for p in paths)
+        assert len(f.chunks) == chunk_count(f.size, manifest.chunk_size)
+        assert len(f.sha256) == 64 and all(len(d) == 32 for d in f.chunks)
+
+
+@BUDGET
+@given(payload=st.one_of(manifest_messages(), st.binary(max_size=300)))
+def test_any_manifest_signed_by_a_trusted_key_is_within_the_rules_or_refused(
+    payload: bytes,
+) -> None:
+    manifest_or_refusal(sign_envelope(TRUSTED, payload, MANIFEST_TYPE).SerializeToString())
+
+
+@BUDGET
+@given(
+    data=st.one_of(
+        st.binary(max_size=400),
+        st.lists(manifest_messages(), max_size=3).map(
+            lambda payloads: artifacts_pb2.ListArtifactsResponse(
+                manifests=[sign_envelope(TRUSTED, p, MANIFEST_TYPE) for p in payloads]
+            ).SerializeToString()
+        ),
+    )
+)
+def test_any_list_answer_is_manifests_within_the_rules_or_peer_misbehaved(data: bytes) -> None:
+    try:
+        answer = decode_answer(data, artifacts_pb2.ListArtifactsResponse, "peer 127.0.0.1:1")
+    except PeerMisbehaved:
+        return
+    for envelope in answer.manifests:
+        manifest_or_refusal(envelope.SerializeToString(deterministic=True))
+
+
+@BUDGET
+@given(
+    data=st.one_of(
+        st.binary(max_size=200),
+        st.builds(
+            lambda index, offset, data: artifacts_pb2.ArtifactChunk(
+                file_index=index, offset=offset, data=data
+            ).SerializeToString(),
+            _UINT32,
+            _UINT64,
+            st.binary(max_size=64),
+        ),
+    )
+)
+def test_any_chunk_bytes_are_a_chunk_or_peer_misbehaved(data: bytes) -> None:
+    try:
+        chunk = decode_chunk(data, "peer 127.0.0.1:1")
+    except PeerMisbehaved:
+        return
+    assert 0 <= chunk.file_index < 2**32 and 0 <= chunk.offset < 2**64
+    assert isinstance(chunk.data, bytes) and len(chunk.data) <= len(data)

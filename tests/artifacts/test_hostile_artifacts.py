@@ -1,0 +1,267 @@
+"""A trusted but hostile or broken peer's Artifacts answers, in process: every pull ends in one
+line (a GridpointError), keeps nothing it should not, and costs a bounded amount.
+
+The hostile peer is crafted handlers in place of its service (tests.inprocess.Network); the
+node that pulls is real. Manifests are genuinely signed by the hostile peer's own key (a
+trusted author), so only the rules a manifest and a download obey stand in the way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gridpoint.errors import ArtifactError, Busy, GridpointError, PeerMisbehaved, PeerUnavailable
+from gridpoint.node.artifacts.manifest import (
+    MANIFEST_TYPE,
+    ArtifactFile,
+    Manifest,
+    artifact_id,
+    encode_manifest,
+)
+from gridpoint.node.peers.artifact_pull import disk_margin, offered, pull
+from gridpoint.node.protocol.envelope import sign_envelope
+from gridpoint.node.protocol.methods import ARTIFACTS_GET_MANIFEST, ARTIFACTS_LIST
+from gridpoint.v1 import artifacts_pb2
+from tests.artifacts.helpers import info, model_folder
+from tests.inprocess import Network, Node
+
+CHUNK = 4096
+
+
+def forged(signer: Node, files: dict[str, bytes], wrong_whole: str = "") -> tuple[bytes, str]:
+    """A manifest for files signed by signer (the whole-file digest of wrong_whole made up),
+    as its envelope's bytes, and its id."""
+    manifest = Manifest(
+        kind="trial",
+        record_id="",
+        base_model="",
+        method="full",
+        chunk_size=CHUNK,
+        files=tuple(
+            ArtifactFile(
+                path,
+                len(data),
+                hashlib.sha256(b"made up" if path == wrong_whole else data).hexdigest(),
+                tuple(
+                    hashlib.sha256(data[i : i + CHUNK]).digest() for i in range(0, len(data), CHUNK)
+                ),
+            )
+            for path, data in sorted(files.items())
+        ),
+    )
+    payload = encode_manifest(manifest)
+    envelope = sign_envelope(signer.home.identity, payload, MANIFEST_TYPE)
+    return envelope.SerializeToString(deterministic=True), artifact_id(payload)
+
+
+def serve(net: Network, peer: Node, envelope: bytes, files: dict[str, bytes]) -> list[str]:
+    """Makes peer answer GetManifest with envelope and Download with the files' chunks;
+    returns the methods it was called for."""
+    calls: list[str] = []
+    ordered = [data for _path, data in sorted(files.items())]
+
+    def answer(method: str, *_rest: object) -> bytes:
+        calls.append(method)
+        response = artifacts_pb2.GetManifestResponse()
+        response.manifest.ParseFromString(envelope)
+        return response.SerializeToString()
+
+    def chunks(method: str, raw: bytes, *_rest: object) -> Iterator[bytes]:
+        calls.append(method)
+        asked = artifacts_pb2.DownloadRequest.FromString(raw)
+        for index in range(asked.file_index, len(ordered)):
+            start = asked.offset if index == asked.file_index else 0
+            for offset in range(start, len(ordered[index]), CHUNK):
+                data = ordered[index][offset : offset + CHUNK]
+                yield artifacts_pb2.ArtifactChunk(
+                    file_index=index, offset=offset, data=data
+                ).SerializeToString()
+
+    net.crafted[peer.node_id] = answer
+    net.crafted_streams[peer.node_id] = chunks
+    return calls
+
+
+def models(node: Node) -> list[str]:
+    root = node.home.path / "models"
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+def one_line(error: GridpointError, node: Node) -> str:
+    text = str(error)
+    assert "\n" not in text and "Traceback" not in text
+    assert str(node.home.path) not in text and str(node.home.path.parent) not in text
+    return text
+
+
+@pytest.mark.parametrize("method", [ARTIFACTS_GET_MANIFEST, ARTIFACTS_LIST])
+def test_an_answer_that_does_not_parse_is_one_line_peer_misbehaved(
+    net: Network, method: str
+) -> None:
+    h, b = net.pair("H", "B")
+    net.crafted[h.node_id] = lambda *_call: b"\x0a\x05\x0a\x03abc\xff"
+    peer = b.store.get_peer(h.node_id)
+    assert peer is not None
+
+    with pytest.raises(PeerMisbehaved) as refused:
+        if method == ARTIFACTS_LIST:
+            offered(b.home, b.store, peer, net.connector(b))
+        else:
+            pull(b.home, b.store, "ab" * 32, connect=net.connector(b))
+
+    assert "does not parse" in one_line(refused.value, b)
+    assert [p for p in models(b) if p != ".partial"] == []
+
+
+def test_a_chunk_that_does_not_parse_is_peer_misbehaved_and_nothing_is_placed(
+    net: Network,
+) -> None:
+    h, b = net.pair("H", "B")
+    files = {"model.bin": b"w" * (3 * CHUNK)}
+    envelope, model_id = forged(h, files)
+    serve(net, h, envelope, files)
+    good = net.crafted_streams[h.node_id]
+
+    def breaks(*call: object) -> Iterator[bytes]:
+        stream = good(*call)  # type: ignore[arg-type]
+        yield next(stream)
+        yield b"\x0a\xff\xff"
+
+    net.crafted_streams[h.node_id] = breaks
+
+    with pytest.raises(PeerMisbehaved) as refused:
+        pull(b.home, b.store, model_id, connect=net.connector(b))
+
+    assert "does not parse" in one_line(refused.value, b)
+    assert b.artifacts.list() == []
+
+
+def test_a_manifest_listing_a_file_and_a_file_inside_it_is_refused_before_anything_is_written(
+    net: Network,
+) -> None:
+    h, b = net.pair("H", "B")
+    files = {"a": b"x" * 10, "a/b": b"y" * 10}
+    envelope, model_id = forged(h, files)
+    calls = serve(net, h, envelope, files)
+
+    for _ in range(2):  # every retry fails the same clean way
+        with pytest.raises(PeerMisbehaved) as refused:
+            pull(b.home, b.store, model_id, connect=net.connector(b))
+        assert "'a' both as a file and as the folder of 'a/b'" in one_line(refused.value, b)
+
+    assert models(b) == []
+    assert calls == [ARTIFACTS_GET_MANIFEST] * 2
+
+
+def test_a_manifest_whose_whole_file_digest_contradicts_its_chunks_is_never_placed(
+    net: Network,
+) -> None:
+    h, b = net.pair("H", "B")
+    files = {"config.json": b"{}", "model.bin": bytes(range(256)) * 40}
+    envelope, model_id = forged(h, files, wrong_whole="model.bin")
+    serve(net, h, envelope, files)
+
+    for _ in range(2):
+        with pytest.raises(PeerMisbehaved) as refused:
+            pull(b.home, b.store, model_id, connect=net.connector(b))
+        assert "SHA-256 of model.bin contradicts its chunk digests" in one_line(refused.value, b)
+        assert b.artifacts.list() == [] and models(b) == [".partial"]
+
+
+def test_a_peer_that_sends_one_chunk_and_goes_silent_fails_the_pull_after_the_idle_timeout(
+    net: Network, silent: threading.Event
+) -> None:
+    h, b = net.pair("H", "B")
+    files = {"model.bin": b"z" * (4 * CHUNK)}
+    envelope, model_id = forged(h, files)
+    serve(net, h, envelope, files)
+    honest = net.crafted_streams[h.node_id]
+
+    def stalls(*call: object) -> Iterator[bytes]:
+        yield next(honest(*call))  # type: ignore[arg-type]
+        silent.wait(30)
+
+    net.crafted_streams[h.node_id] = stalls
+    net.idle_timeout_s = 0.5
+    start = time.monotonic()
+
+    with pytest.raises(PeerUnavailable) as gave_up:
+        pull(b.home, b.store, model_id, connect=net.connector(b))
+
+    assert "sent nothing for 0 s" in one_line(gave_up.value, b)
+    assert time.monotonic() - start < 3
+    kept = b.home.path / "models" / ".partial" / model_id / "model.bin"
+    assert kept.stat().st_size == CHUNK  # the verified chunk stays for a later resume
+
+
+def test_a_chunk_over_the_message_limit_is_misbehaviour_and_is_not_retried(
+    net: Network,
+) -> None:
+    h, b = net.pair("H", "B")
+    files = {"model.bin": b"q" * CHUNK}
+    envelope, model_id = forged(h, files)
+    calls = serve(net, h, envelope, files)
+
+    def huge(method: str, *_rest: object) -> Iterator[bytes]:
+        calls.append(method)
+        yield artifacts_pb2.ArtifactChunk(data=b"q" * (5 * 1024 * 1024)).SerializeToString()
+
+    net.crafted_streams[h.node_id] = huge
+
+    with pytest.raises(PeerMisbehaved) as refused:
+        pull(b.home, b.store, model_id, connect=net.connector(b))
+
+    assert "over the size limit" in one_line(refused.value, b)
+    assert len(calls) == 2  # the manifest, one download
+
+
+def test_a_busy_peer_is_asked_again_and_the_download_completes(net: Network) -> None:
+    h, b = net.pair("H", "B")
+    files = {"model.bin": b"r" * (3 * CHUNK + 5)}
+    envelope, model_id = forged(h, files)
+    calls = serve(net, h, envelope, files)
+    honest = net.crafted_streams[h.node_id]
+
+    def busy_once(*call: object) -> Iterator[bytes]:
+        if len(calls) == 1:
+            calls.append("busy")
+            raise Busy("every download slot is taken")
+        yield from honest(*call)  # type: ignore[arg-type]
+
+    net.crafted_streams[h.node_id] = busy_once
+
+    pulled = pull(b.home, b.store, model_id, connect=net.connector(b))
+
+    assert pulled.fetched and pulled.artifact.id == model_id
+    assert calls[1:] == ["busy", calls[2]] and len(calls) == 3
+
+
+def test_a_model_sized_exactly_to_the_free_space_is_refused_with_the_numbers(
+    net: Network, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk is the one thing made up here: it has exactly the model's size free.
+    a, b = net.pair("A", "B")
+    source = model_folder(tmp_path / "m", size=50_000)
+    artifact = a.artifacts.add(source, info(readers=(b.node_id,)))
+    real = shutil.disk_usage(tmp_path)
+
+    def exactly_full(path: object) -> object:
+        return type(real)(total=real.total, used=real.total - artifact.bytes, free=artifact.bytes)
+
+    monkeypatch.setattr(shutil, "disk_usage", exactly_full)
+
+    with pytest.raises(ArtifactError) as refused:
+        pull(b.home, b.store, artifact.id, connect=net.connector(b))
+
+    text = one_line(refused.value, b)
+    margin = disk_margin(real.total) / 1024 / 1024
+    assert f"needs {artifact.bytes / 1024 / 1024:.1f} MB more" in text
+    assert f"{margin:,.1f} MB must stay free" in text
+    assert b.artifacts.list() == []
