@@ -16,6 +16,7 @@ from gridpoint.errors import ConfigError
 
 __all__ = [
     "AnonymizerConfig",
+    "LedgerConfig",
     "NodeConfig",
     "SecurityConfig",
     "StoreConfig",
@@ -62,6 +63,13 @@ class AnonymizerConfig:
 
 
 @dataclass(frozen=True)
+class LedgerConfig:
+    """The outbound ledger (see node/control/ledger.py)."""
+
+    detail_days: int = 30
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """The whole config file."""
 
@@ -71,6 +79,7 @@ class NodeConfig:
     sync: SyncConfig = field(default_factory=SyncConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     anonymizer: AnonymizerConfig = field(default_factory=AnonymizerConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -87,8 +96,10 @@ class NodeConfig:
             "sync": SyncConfig,
             "security": SecurityConfig,
             "anonymizer": AnonymizerConfig,
+            "ledger": LedgerConfig,
         }
-        unknown = set(data) - {"node", *sections}
+        # [sharing] is the sharing policy, read and checked by node/control/policy.py.
+        unknown = set(data) - {"node", "sharing", *sections}
         if unknown:
             raise ConfigError(f"{path.name}: unknown section [{sorted(unknown)[0]}]")
         if not isinstance(node.get("name"), str) or not node["name"]:
@@ -104,6 +115,8 @@ class NodeConfig:
             raise ConfigError(f"{path.name}: anonymizer.period must be 'month' or 'quarter'")
         if config.anonymizer.curve_noise < 0:
             raise ConfigError(f"{path.name}: anonymizer.curve_noise must not be negative")
+        if config.ledger.detail_days < 1:
+            raise ConfigError(f"{path.name}: ledger.detail_days must be at least 1")
         if config.sync.page_size < 1 or config.security.max_message_bytes < 1024:
             raise ConfigError(
                 f"{path.name}: sync.page_size and security.max_message_bytes too small"
@@ -185,6 +198,24 @@ base_model = {_toml_bool(d.anonymizer.base_model)}
 period = "{d.anonymizer.period}"
 # Standard deviation of Gaussian noise added to published curve values (0 = none).
 curve_noise = {d.anonymizer.curve_noise}
+
+[ledger]
+# Days each thing sent to a peer is kept in detail in the outbound ledger (`gridpoint audit`);
+# older entries are counted per peer and day.
+detail_days = {d.ledger.detail_days}
+
+# Sharing policy: without a [sharing] section every trusted peer receives every record.
+# `gridpoint policy check` validates it; a running node follows edits without a restart.
+# [sharing]
+# default = "all"                      # records no rule matches: "all" or "none"
+# [sharing.groups]
+# consortium = ["<node id>"]
+# [[sharing.rules]]                    # the first rule a record matches decides
+# name = "consortium-only"
+# studies = ["my-study"]               # this node's study names, and/or
+# filter = "task.type = 'causal-lm'"   # a catalog filter
+# groups = ["consortium"]              # or "all"
+# parts = ["curves", "search_space", "base_model", "lineage"]   # optional parts sent
 """
 
 

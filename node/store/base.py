@@ -16,12 +16,13 @@ Contract for every implementation (see node/sql_store.py):
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from gridpoint.node.store.control_base import ControlStore, StoredStatement
 from gridpoint.node.store.query_filter import FilterNode, OrderBy
 from gridpoint.schema import RunRecord
 
@@ -54,13 +55,16 @@ class StoredRecord:
 @dataclass(frozen=True)
 class AddResult:
     """What a write did: records new and already present, the ids the database refused, and
-    how many pending envelopes were kept (and dropped for want of room)."""
+    how many pending envelopes were kept (and dropped for want of room); the ids refused as
+    withdrawn by their author, and the statements new to the store."""
 
     new: int
     duplicates: int
     unstorable: tuple[str, ...] = ()
     kept: int = 0
     dropped: int = 0
+    withdrawn: tuple[str, ...] = ()
+    statements: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,8 +124,9 @@ class PrivateRun:
     created_at: datetime
 
 
-class CatalogStore(ABC):
-    """Records, trusted peers and private runs of one node."""
+class CatalogStore(ControlStore):
+    """Records, trusted peers and private runs of one node (and, from ControlStore, the
+    owner's-control tables)."""
 
     @abstractmethod
     def add_records(self, records: Sequence[StoredRecord]) -> AddResult: ...
@@ -133,8 +138,10 @@ class CatalogStore(ABC):
         records: Sequence[StoredRecord],
         next_cursor: str,
         pending: Sequence[PendingEnvelope] = (),
+        statements: Sequence[StoredStatement] = (),
     ) -> AddResult:
-        """Stores a page, the envelopes to retry later and the peer's cursor, all or nothing."""
+        """Stores a page (its statements first), the envelopes to retry later and the peer's
+        cursor, all or nothing."""
 
     @abstractmethod
     def pending_envelopes(self, peer_id: str) -> list[PendingEnvelope]:
@@ -142,7 +149,11 @@ class CatalogStore(ABC):
 
     @abstractmethod
     def resolve_pending(
-        self, peer_id: str, admitted: Sequence[StoredRecord], dropped: Sequence[str]
+        self,
+        peer_id: str,
+        admitted: Sequence[StoredRecord],
+        dropped: Sequence[str],
+        statements: Sequence[StoredStatement] = (),
     ) -> AddResult:
         """Stores retried envelopes now admitted; forgets them, the dropped and the expired."""
 
