@@ -47,6 +47,7 @@ __all__ = [
     "SharingRule",
     "load_policy",
     "parse_policy",
+    "study_pseudonym",
 ]
 
 #: The group every trusted peer is in.
@@ -128,9 +129,10 @@ class SharingPolicy:
         return h.hexdigest()[:8]
 
 
-def _study_pseudonym(secret: bytes, name: str) -> str:
-    # The anonymizer's keyed pseudonym of a study name (node/tuning/anonymize.py: pseudonym),
-    # recomputed here so the daemon never imports the training side.
+def study_pseudonym(secret: bytes, name: str) -> str:
+    """The keyed pseudonym records carry for one of this node's study names."""
+    # The anonymizer's (node/tuning/anonymize.py: pseudonym), recomputed here so that the
+    # daemon never imports the training side; tests/control check both agree.
     return hmac.new(secret, f"study\x00{name}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
@@ -271,7 +273,7 @@ def _rule(
         listed = _strings(studies)
         if not listed:
             raise _fail(where, line("studies"), f"rule {name!r}: studies is a list of study names")
-        terms.append(Comparison("study", "IN", tuple(_study_pseudonym(secret, s) for s in listed)))
+        terms.append(Comparison("study", "IN", tuple(study_pseudonym(secret, s) for s in listed)))
     text = raw.get("filter", "")
     if not isinstance(text, str):
         raise _fail(where, line("filter"), f"rule {name!r}: filter is a text")

@@ -18,8 +18,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gridpoint.errors import ConfigError, in_words
-from gridpoint.node.artifacts.service import ArtifactService, ArtifactsServicer
+from gridpoint.node.artifacts.service import ArtifactsServicer
 from gridpoint.node.artifacts.store import ArtifactStore
+from gridpoint.node.control.ledger import LedgeredArtifacts
 from gridpoint.node.daemon.interceptors import RequestAuthInterceptor
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
@@ -51,7 +52,8 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
 
 
 class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
-    """gRPC adapter of NodeService.sync and .query."""
+    """gRPC adapter of NodeService.sync and .query; the caller is the TLS peer the interceptor
+    checked against the request's signer and its pin."""
 
     def __init__(self, service: NodeService) -> None:
         self._service = service
@@ -60,13 +62,18 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
         self, request: catalog_pb2.SyncRequest, context: grpc.ServicerContext
     ) -> catalog_pb2.SyncPage:
         with rpc_boundary(context, "Sync"):
-            return self._service.sync(request)
+            return self._service.sync(request, _tls_peer(context))
 
     def Query(
         self, request: catalog_pb2.QueryRequest, context: grpc.ServicerContext
     ) -> catalog_pb2.QueryResponse:
         with rpc_boundary(context, "Query"):
-            return self._service.query(request)
+            return self._service.query(request, _tls_peer(context))
+
+
+def _tls_peer(context: grpc.ServicerContext) -> str:
+    names = context.auth_context().get("x509_common_name") or [b""]
+    return bytes(names[0]).decode()
 
 
 def _trusted_roots(home: NodeHome, store: CatalogStore) -> bytes:
@@ -75,13 +82,14 @@ def _trusted_roots(home: NodeHome, store: CatalogStore) -> bytes:
 
 
 def server_credentials(home: NodeHome, store: CatalogStore) -> grpc.ServerCredentials:
-    """mTLS credentials whose accepted client certificates follow the peer list."""
+    """mTLS credentials whose accepted client certificates follow the peer list. After a key
+    rotation the retired certificates are still presented to a caller that names the old node
+    id (TLS SNI), so a peer that has not re-pinned yet still connects (control/keys.py)."""
     current = {"roots": _trusted_roots(home, store)}
+    pairs = [(home.tls.key_pem, home.tls.cert_pem), *home.retired_tls_pairs()]
 
     def config(roots: bytes) -> grpc.ServerCertificateConfiguration:
-        return grpc.ssl_server_certificate_configuration(
-            [(home.tls.key_pem, home.tls.cert_pem)], root_certificates=roots
-        )
+        return grpc.ssl_server_certificate_configuration(pairs, root_certificates=roots)
 
     def fetch() -> grpc.ServerCertificateConfiguration | None:
         roots = _trusted_roots(home, store)
@@ -143,7 +151,9 @@ def start_server(home: NodeHome, store: CatalogStore, listen: str) -> NodeServer
     )
     node_pb2_grpc.add_NodeServicer_to_server(NodeServicer(service), server)
     catalog_pb2_grpc.add_CatalogServicer_to_server(CatalogServicer(service), server)
-    artifacts = ArtifactService(ArtifactStore(home, store), limits.max_message_bytes)
+    artifacts = LedgeredArtifacts(
+        ArtifactStore(home, store), limits.max_message_bytes, service.ledger
+    )
     artifacts_pb2_grpc.add_ArtifactsServicer_to_server(ArtifactsServicer(artifacts), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -187,6 +187,15 @@ class ControlStore(ABC):
         (if any) names one of reader_ids."""
 
     @abstractmethod
+    def ruled_records(
+        self,
+        record_ids: Sequence[str],
+        rules: Sequence[FilterNode | None],
+        reader_ids: Collection[str],
+    ) -> dict[str, ServedEnvelope]:
+        """These records (those held), ruled like records_for_peer's."""
+
+    @abstractmethod
     def variant(self, record_id: str, key: str) -> bytes | None:
         """The envelope of a record's variant made for one audience and parts (key)."""
 

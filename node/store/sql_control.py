@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Row,
+    Select,
     and_,
     case,
     delete,
@@ -141,46 +143,28 @@ class SqlControl(ControlStore):
         rules: Sequence[FilterNode | None],
         reader_ids: Collection[str],
     ) -> PeerPage:
-        # The first rule a record matches, computed by the database in the page's one query.
-        rule: Any = (
-            case(
-                *((true() if r is None else condition(r), i) for i, r in enumerate(rules)),
-                else_=-1,
-            )
-            if rules
-            else literal(-1)
-        )
-        has_audience = exists().where(AUDIENCE.c.record_seq == R.c.seq)
-        named = exists().where(
-            and_(AUDIENCE.c.record_seq == R.c.seq, AUDIENCE.c.node_id.in_(list(reader_ids)))
-        )
-        stmt = (
-            select(
-                R.c.seq,
-                R.c.id,
-                R.c.signer_id,
-                R.c.envelope,
-                rule.label("rule"),
-                or_(~has_audience, named).label("in_audience"),
-            )
-            .where(R.c.seq > cursor)
-            .order_by(R.c.seq)
-            .limit(limit + 1)
-        )
+        stmt = _ruled(rules, reader_ids).where(R.c.seq > cursor).order_by(R.c.seq).limit(limit + 1)
         with self.reading() as conn:
-            rows = conn.execute(stmt).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
+            rows = [_served(r) for r in conn.execute(stmt)]
         return PeerPage(
-            items=[
-                ServedEnvelope(
-                    r.seq, r.id, r.signer_id, r.envelope, int(r.rule), bool(r.in_audience)
-                )
-                for r in rows
-            ],
-            next_cursor=rows[-1].seq if rows else cursor,
-            has_more=more,
+            items=rows[:limit],
+            next_cursor=rows[:limit][-1].seq if rows else cursor,
+            has_more=len(rows) > limit,
         )
+
+    def ruled_records(
+        self,
+        record_ids: Sequence[str],
+        rules: Sequence[FilterNode | None],
+        reader_ids: Collection[str],
+    ) -> dict[str, ServedEnvelope]:
+        out: dict[str, ServedEnvelope] = {}
+        with self.reading() as conn:
+            for batch in _batches(record_ids):
+                for row in conn.execute(_ruled(rules, reader_ids).where(R.c.id.in_(batch))):
+                    served = _served(row)
+                    out[served.record_id] = served
+        return out
 
     def variant(self, record_id: str, key: str) -> bytes | None:
         with self.reading() as conn:
@@ -321,6 +305,34 @@ class SqlControl(ControlStore):
                     )
             conn.execute(delete(LEDGER).where(LEDGER.c.id <= rows[-1].id, LEDGER.c.at < before))
             return len(rows)
+
+
+def _ruled(rules: Sequence[FilterNode | None], reader_ids: Collection[str]) -> Select[Any]:
+    """Records with the first rule each matches (computed by the database, in the one query)
+    and whether its audience, if it has one, names a reader."""
+    rule: Any = (
+        case(*((true() if r is None else condition(r), i) for i, r in enumerate(rules)), else_=-1)
+        if rules
+        else literal(-1)
+    )
+    has_audience = exists().where(AUDIENCE.c.record_seq == R.c.seq)
+    named = exists().where(
+        and_(AUDIENCE.c.record_seq == R.c.seq, AUDIENCE.c.node_id.in_(sorted(reader_ids)))
+    )
+    return select(
+        R.c.seq,
+        R.c.id,
+        R.c.signer_id,
+        R.c.envelope,
+        rule.label("rule"),
+        or_(~has_audience, named).label("in_audience"),
+    )
+
+
+def _served(row: Row[Any]) -> ServedEnvelope:
+    return ServedEnvelope(
+        row.seq, row.id, row.signer_id, row.envelope, int(row.rule), bool(row.in_audience)
+    )
 
 
 def _batches(ids: Sequence[str]) -> list[list[str]]:
