@@ -37,10 +37,26 @@ from gridpoint.node.store.control_base import ServedEnvelope
 from gridpoint.node.store.key_chain import KeyChain
 from gridpoint.v1 import catalog_pb2, envelope_pb2
 
-__all__ = ["STATEMENTS_RULE", "Sharing", "parse_cursor"]
+__all__ = [
+    "AS_STORED",
+    "NOT_IN_GROUPS",
+    "OUTSIDE_AUDIENCE",
+    "PARTS_CUT",
+    "STATEMENTS_RULE",
+    "VARIANT",
+    "Sharing",
+    "decide",
+    "parse_cursor",
+]
 
 #: The rule name the ledger gives statements (every trusted peer receives them).
 STATEMENTS_RULE = "statements"
+#: What decide() says of a record and a caller.
+AS_STORED = "sent as stored"
+VARIANT = "sent as this node's signed variant for the rule's audience and parts"
+OUTSIDE_AUDIENCE = "withheld: its signed audience leaves the peer out"
+NOT_IN_GROUPS = "withheld: the peer is in none of the rule's groups"
+PARTS_CUT = "withheld: another author's record, which the rule would cut parts of"
 _CURSOR = re.compile(r"([0-9]{1,19})?(?:\.([0-9]{1,19})(?:\.([0-9a-f]{8}))?)?")
 _MAX_SEQ = 2**63 - 1
 # Variants kept in memory besides the store, so a page of them costs no extra reads.
@@ -57,6 +73,26 @@ def parse_cursor(cursor: str) -> tuple[int, int, str]:
     if max(r, s) > _MAX_SEQ:
         raise RequestError("sync cursor is not one this node issued")
     return r, s, digest or ""
+
+
+def decide(
+    item: ServedEnvelope,
+    rule: SharingRule,
+    policy: SharingPolicy,
+    caller_ids: frozenset[str],
+    own_ids: frozenset[str],
+) -> str:
+    """How a record goes to a caller: AS_STORED, VARIANT, or why it is withheld."""
+    if not item.in_audience:
+        return OUTSIDE_AUDIENCE
+    if not policy.admits(rule, caller_ids):
+        return NOT_IN_GROUPS
+    if rule.open_to_all and rule.whole:
+        return AS_STORED
+    if item.signer_id in own_ids:
+        return VARIANT
+    # Another author's record: sent whole to the rule's groups, never trimmed.
+    return AS_STORED if rule.whole else PARTS_CUT
 
 
 def _cursor(records: int, statements: int, digest: str) -> str:
@@ -172,21 +208,11 @@ class Sharing:
         return out
 
     def _serve(self, item: ServedEnvelope, view: _Caller) -> _Sent | None:
-        if not item.in_audience:
-            return None
         rule = view.policy.rule_at(item.rule)
-        if not view.policy.admits(rule, view.ids):
-            return None
-        if rule.open_to_all and rule.whole:
+        what = decide(item, rule, view.policy, view.ids, view.own_ids)
+        if what == AS_STORED:
             return _Sent(item.envelope, item.record_id, item.record_id, rule.name)
-        if item.signer_id not in view.own_ids:
-            # Another author's record: sent whole to the rule's groups, never trimmed.
-            return (
-                _Sent(item.envelope, item.record_id, item.record_id, rule.name)
-                if rule.whole
-                else None
-            )
-        return self._variant(item, rule, view)
+        return self._variant(item, rule, view) if what == VARIANT else None
 
     def _variant(self, item: ServedEnvelope, rule: SharingRule, view: _Caller) -> _Sent | None:
         record = decode_record(envelope_pb2.SignedEnvelope.FromString(item.envelope).payload)

@@ -160,6 +160,9 @@ class ControlStore(ABC):
     def statements_after(self, cursor: int, limit: int) -> StatementPage: ...
 
     @abstractmethod
+    def count_statements(self) -> int: ...
+
+    @abstractmethod
     def key_events(self) -> list[KeyEvent]:
         """Every key this node knows a rotation or revocation of (a small table)."""
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     case,
     delete,
     exists,
+    func,
     insert,
     literal,
     or_,
@@ -94,6 +95,10 @@ class SqlControl(ControlStore):
             next_cursor=rows[-1].seq if rows else cursor,
             has_more=more,
         )
+
+    def count_statements(self) -> int:
+        with self.reading() as conn:
+            return int(conn.scalar(select(func.count()).select_from(STATEMENTS)) or 0)
 
     def key_events(self) -> list[KeyEvent]:
         with self.reading() as conn:
