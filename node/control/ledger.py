@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gridpoint.node.artifacts.manifest import artifact_id
@@ -21,7 +22,7 @@ from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.control_base import LedgerEntry
 from gridpoint.v1 import artifacts_pb2
 
-__all__ = ["ROLL_UP_EVERY_S", "Ledger", "LedgeredArtifacts"]
+__all__ = ["ROLL_UP_EVERY_S", "Copy", "Ledger", "LedgeredArtifacts", "copies_of"]
 
 #: Seconds between two roll-ups of aged entries.
 ROLL_UP_EVERY_S = 3600.0
@@ -58,6 +59,34 @@ class Ledger:
                 return
             self._rolled_at = now
         self._store.roll_up_ledger(datetime.now(UTC) - self._detail)
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A peer this node sent a record to (or a variant of it): first and last time, how."""
+
+    peer_id: str
+    first_at: datetime
+    last_at: datetime
+    rules: tuple[str, ...]
+    variant: bool
+
+
+def copies_of(store: CatalogStore, record_id: str) -> list[Copy]:
+    """Who holds a copy of a record because this node sent it (the ledger's detailed days)."""
+    by_peer: dict[str, list[LedgerEntry]] = {}
+    for entry in store.ledger(subject_id=record_id):
+        by_peer.setdefault(entry.peer_id, []).append(entry)
+    return [
+        Copy(
+            peer,
+            min(e.at for e in entries),
+            max(e.at for e in entries),
+            tuple(sorted({e.rule for e in entries})),
+            any(e.item_id != record_id for e in entries),
+        )
+        for peer, entries in sorted(by_peer.items(), key=lambda kv: kv[1][0].at)
+    ]
 
 
 class LedgeredArtifacts(ArtifactService):
