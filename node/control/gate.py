@@ -61,8 +61,11 @@ class Gate:
         )
 
     def trusted(self, signer_id: str) -> bool:
-        """Is this key one of a trusted identity (a peer's, ours; current or earlier)?"""
-        return signer_id in self._trusted or self.chain.head(signer_id) in self._trusted
+        """Is this key one of a trusted identity (a peer's or ours, by any key of its chain:
+        a peer that trusted an earlier key follows its rotations)?"""
+        return signer_id in self._trusted or not self._trusted.isdisjoint(
+            self.chain.identity(signer_id)
+        )
 
     def require_trusted(self, signer_id: str) -> None:
         if not self.trusted(signer_id):

@@ -40,7 +40,9 @@ class World(Network):
         self.trust(b, a)
 
     def sync(self, a: Node, b: Node) -> SyncReport:
-        [report] = sync_all(a.home, a.store, self.connector(a), only=b.node_id)
+        """a pulls from b (under whichever id a trusts it: b may have rotated its key)."""
+        [entry] = [p for p in a.store.list_peers() if self.nodes.get(p.node_id) is b]
+        [report] = sync_all(a.home, a.store, self.connector(a), only=entry.node_id)
         assert report.error is None, report.error
         return report
 
