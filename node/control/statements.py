@@ -252,7 +252,9 @@ def read_revocation_certificate(text: bytes) -> envelope_pb2.SignedEnvelope:
     if match is None:
         raise ConfigError("this file is not a gridpoint revocation certificate")
     try:
-        envelope = envelope_pb2.SignedEnvelope.FromString(base64.b64decode(match.group(1)))
+        envelope = envelope_pb2.SignedEnvelope.FromString(
+            base64.b64decode(b"".join(match.group(1).split()), validate=True)
+        )
     except (binascii.Error, DecodeError):
         raise ConfigError(
             "the revocation certificate is damaged (its signed part does not decode)"
