@@ -212,7 +212,7 @@ class ControlStore(ABC):
 
     @abstractmethod
     def append_ledger(self, entries: Sequence[LedgerEntry]) -> None:
-        """Appends entries in one write."""
+        """Appends entries noted at one moment, in one write."""
 
     @abstractmethod
     def ledger(

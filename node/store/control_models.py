@@ -119,7 +119,7 @@ class LedgerRow(SQLModel, table=True):
     id: int | None = Field(
         default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True)
     )
-    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     peer_id: str = Field(max_length=40)
     # "record", "statement", "answer" (a live query answer), "manifest" or "model".
     kind: str = Field(max_length=16)

@@ -53,8 +53,8 @@ def test_old_entries_are_rolled_up_per_peer_and_day(world: World) -> None:
     peer = "b" * 40
     a.store.append_ledger(
         [LedgerEntry(old, peer, "record", f"{i:064x}", f"{i:064x}", "default") for i in range(5)]
-        + [LedgerEntry(now, peer, "record", "f" * 64, "f" * 64, "default")]
     )
+    a.store.append_ledger([LedgerEntry(now, peer, "record", "f" * 64, "f" * 64, "default")])
     folded = a.store.roll_up_ledger(now - timedelta(days=30))
     entries = a.store.ledger(peer_id=peer)
     assert folded == 5

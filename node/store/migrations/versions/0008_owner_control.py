@@ -76,7 +76,6 @@ def upgrade() -> None:
         sa.Column("rule", sa.String(64), nullable=False),
         sa.Column("count", sa.Integer(), nullable=False),
     )
-    op.create_index("ix_outbound_ledger_at", "outbound_ledger", ["at"])
     op.create_index("ix_outbound_ledger_peer_at", "outbound_ledger", ["peer_id", "at"])
     op.create_index("ix_outbound_ledger_subject_id", "outbound_ledger", ["subject_id"])
     op.create_table(
