@@ -8,6 +8,9 @@ The code is organized in layers, each a subpackage that imports only those below
   choice of priors from the catalog; the only part of node that imports trainers (lazily).
 - daemon/: `node start`: the gRPC server, its interceptors and the sync loop.
 - peers/: calling trusted peers through a transport seam: pinning peers, sync, live query.
+- control/: the owner's control: withdraw (tombstones), the sharing policy and what each
+  peer is served under it, key rotation and revocation, the outbound ledger; its gate
+  admits records and statements alike.
 - catalog.py: the only ways records enter the catalog (publish, admit).
 - store/: persistence: the store contract, SQL models, migrations, the filter language.
 - protocol/: the wire: identity, TLS, signed envelopes, request auth, serde, RPC errors.

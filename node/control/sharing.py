@@ -39,6 +39,7 @@ from gridpoint.v1 import catalog_pb2, envelope_pb2
 
 __all__ = [
     "AS_STORED",
+    "MAX_SCANNED",
     "NOT_IN_GROUPS",
     "OUTSIDE_AUDIENCE",
     "PARTS_CUT",
@@ -51,6 +52,8 @@ __all__ = [
 
 #: The rule name the ledger gives statements (every trusted peer receives them).
 STATEMENTS_RULE = "statements"
+#: Most records one Sync answer reads past when the policy withholds them all.
+MAX_SCANNED = 50_000
 #: What decide() says of a record and a caller.
 AS_STORED = "sent as stored"
 VARIANT = "sent as this node's signed variant for the rule's audience and parts"
@@ -169,21 +172,28 @@ class Sharing:
             out.next_cursor = _cursor(records, last, share)
             self._ledger.note(caller, "statement", sent)
             return out
-        page = self._store.records_for_peer(records, limit, view.policy.conditions, view.ids)
-        out = catalog_pb2.SyncPage(next_cursor=_cursor(page.next_cursor, statements, share))
-        out.has_more = page.has_more
-        size, last, noted = 0, records, []
-        for item in page.items:
-            served = self._serve(item, view)
-            if served is not None:
-                size += len(served.envelope) + 8
-                if size > self._budget and out.envelopes:
-                    # Stop before the message limit; the peer resumes after the last one sent.
-                    out.next_cursor, out.has_more = _cursor(last, statements, share), True
-                    break
-                out.envelopes.append(envelope_pb2.SignedEnvelope.FromString(served.envelope))
-                noted.append((served.item_id, served.subject_id, served.rule))
-            last = item.seq
+        out = catalog_pb2.SyncPage()
+        size, last, noted, scanned = 0, records, [], 0
+        # A page whose records are all withheld would end the caller's round (an empty page
+        # says nothing more is there): read on, within MAX_SCANNED records, until one is sent.
+        while not out.envelopes and scanned < MAX_SCANNED:
+            page = self._store.records_for_peer(last, limit, view.policy.conditions, view.ids)
+            scanned += max(1, len(page.items))
+            out.next_cursor = _cursor(page.next_cursor, statements, share)
+            out.has_more = page.has_more
+            for item in page.items:
+                served = self._serve(item, view)
+                if served is not None:
+                    size += len(served.envelope) + 8
+                    if size > self._budget and out.envelopes:
+                        # Stop before the message limit; the peer resumes after the last sent.
+                        out.next_cursor, out.has_more = _cursor(last, statements, share), True
+                        break
+                    out.envelopes.append(envelope_pb2.SignedEnvelope.FromString(served.envelope))
+                    noted.append((served.item_id, served.subject_id, served.rule))
+                last = item.seq
+            if not page.has_more:
+                break
         self._ledger.note(caller, "record", noted)
         return out
 

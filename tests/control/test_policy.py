@@ -211,3 +211,30 @@ def test_a_variant_is_signed_once_per_share(world: World) -> None:
     message = envelope_pb2.SignedEnvelope.FromString(at_b.envelope)
     assert content_id(message.signer_id, message.payload) == at_b.id
     assert decode_record(message.payload).audience == at_b.record.audience
+
+
+def test_a_peer_allowed_few_records_gets_them_all_in_one_round(world: World) -> None:
+    # Prepare: B pulls pages of 5; A shares only the last 2 of 30 records.
+    a, b = world.node("A"), world.node("B")
+    world.mutual(a, b)
+    b.home.config_path.write_text(
+        b.home.config_path.read_text().replace("page_size = 500", "page_size = 5")
+    )
+    b = world.reload(b)
+    _set_policy(
+        a,
+        _policy(
+            "",
+            '[[sharing.rules]]\nfilter = "params.seed >= 28"\ngroups = ["all"]\n',
+            default="none",
+        ),
+    )
+    for i in range(30):
+        world.publish(a, i)
+    shared = {
+        r.id for r in a.store.query(None, limit=100) if r.record.hyperparameters["seed"] >= 28
+    }
+    # Execute
+    report = world.sync(b, a)
+    # Assert
+    assert report.new == 2 and world.ids(b) == shared
