@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from gridpoint.errors import RequestError
 from gridpoint.node.cli.output import print_json, print_line, print_table, stderr
@@ -23,30 +24,38 @@ if TYPE_CHECKING:
     from gridpoint.node.cli.main import Handler, SubParsers
     from gridpoint.node.home import NodeHome
     from gridpoint.node.store.base import CatalogStore
+    from gridpoint.node.store.control_base import LedgerEntry
 
 __all__ = ["register"]
 
+T = TypeVar("T")
 _RELATIVE = re.compile(r"([0-9]{1,5})([dh])")
 
 
-def _store(args: argparse.Namespace) -> tuple[NodeHome, CatalogStore]:
+def _run(
+    args: argparse.Namespace, service: Callable[[NodeHome, CatalogStore], T]
+) -> tuple[NodeHome, T]:
+    """Calls one service on the node's home and open store (closed after)."""
     from gridpoint.node.store.sql_store import open_store
 
     home = resolve_home(args.home)
     home.check()
-    return home, open_store(home.db_url(args.db))
+    store = open_store(home.db_url(args.db))
+    try:
+        return home, service(home, store)
+    finally:
+        store.close()
 
 
 def cmd_withdraw(args: argparse.Namespace) -> int:
     from gridpoint.node.control.withdraw import withdraw
 
-    home, store = _store(args)
-    try:
-        done = withdraw(
+    home, done = _run(
+        args,
+        lambda home, store: withdraw(
             home, store, args.ids, study=args.study, filter_text=args.filter, reason=args.reason
-        )
-    finally:
-        store.close()
+        ),
+    )
     if args.json:
         print_json(
             {
@@ -65,11 +74,7 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
 
 
 def cmd_withdrawn(args: argparse.Namespace) -> int:
-    home, store = _store(args)
-    try:
-        rows = store.withdrawals(limit=args.limit)
-    finally:
-        store.close()
+    home, rows = _run(args, lambda home, store: store.withdrawals(limit=args.limit))
     if args.json or args.format == "json":
         print_json(
             [
@@ -104,11 +109,7 @@ def cmd_withdrawn(args: argparse.Namespace) -> int:
 def cmd_rotate(args: argparse.Namespace) -> int:
     from gridpoint.node.control.keys import rotate
 
-    home, store = _store(args)
-    try:
-        done = rotate(home, store)
-    finally:
-        store.close()
+    home, done = _run(args, rotate)
     if args.json:
         print_json(
             {
@@ -128,14 +129,14 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 def cmd_revoke(args: argparse.Namespace) -> int:
     from gridpoint.node.control.keys import revoke_live, revoke_with_certificate
 
-    home, store = _store(args)
-    try:
-        if args.certificate:
-            done = revoke_with_certificate(home, store, Path(args.certificate))
-        else:
-            done = revoke_live(home, store, args.reason)
-    finally:
-        store.close()
+    home, done = _run(
+        args,
+        lambda home, store: (
+            revoke_with_certificate(home, store, Path(args.certificate))
+            if args.certificate
+            else revoke_live(home, store, args.reason)
+        ),
+    )
     if args.json:
         print_json(
             {
@@ -160,11 +161,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 def cmd_policy_check(args: argparse.Namespace) -> int:
     from gridpoint.node.control.explain import check
 
-    home, store = _store(args)
-    try:
-        checked = check(home, store)
-    finally:
-        store.close()
+    home, checked = _run(args, check)
     policy = checked.policy
     if args.json:
         print_json(
@@ -192,11 +189,7 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 def cmd_policy_explain(args: argparse.Namespace) -> int:
     from gridpoint.node.control.explain import explain
 
-    home, store = _store(args)
-    try:
-        told = explain(home, store, args.peer)
-    finally:
-        store.close()
+    home, told = _run(args, lambda home, store: explain(home, store, args.peer))
     if args.json:
         print_json(
             {
@@ -254,13 +247,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from gridpoint.node.control.explain import find_peer
 
     since = _since(args.since)
-    home, store = _store(args)
-    try:
+
+    def read(_home: NodeHome, store: CatalogStore) -> tuple[list[LedgerEntry], dict[str, str]]:
         peer = find_peer(store, args.peer).node_id if args.peer else None
         entries = store.ledger(peer_id=peer, since=since, limit=args.limit)
-        names = {p.node_id: p.name for p in store.list_peers()}
-    finally:
-        store.close()
+        return entries, {p.node_id: p.name for p in store.list_peers()}
+
+    _, (entries, names) = _run(args, read)
     if args.json:
         print_json(
             [
