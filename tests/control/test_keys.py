@@ -3,9 +3,13 @@ refuse anything new a revoked key signs, relayed or direct."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
+import pytest
+
 from gridpoint.node.catalog import sign_record
+from gridpoint.node.cli.main import main
 from gridpoint.node.control.keys import revoke_live, revoke_with_certificate, rotate
 from gridpoint.node.control.statements import sign_revocation, sign_rotation
 from gridpoint.node.control.withdraw import withdraw
@@ -162,3 +166,18 @@ def test_a_record_signed_before_the_rotation_still_counts_as_its_authors(world: 
     world.sync(b, a)
     assert done.record_ids == (first,) and first not in world.ids(b)
     assert b.store.withdrawals()[0].signer_id == a.node_id != old.node_id
+
+
+def test_identity_revoke_command(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    a = world.node("A")
+    old = a.node_id
+    args = ["--home", str(a.home.path), "--db", a.store.url, "identity"]
+    assert main([*args, "rotate", "--json"]) == 0
+    rotated = json.loads(capsys.readouterr().out)
+    assert main([*args, "revoke", "--certificate", str(a.home.config_path)]) == 1
+    assert capsys.readouterr().err == "error: this file is not a gridpoint revocation certificate\n"
+    certificate = str(a.home.revocation_path(old))
+    assert main([*args, "revoke", "--certificate", certificate, "--json"]) == 0
+    revoked = json.loads(capsys.readouterr().out)
+    assert revoked == {"revoked": old, "current": False, "node_id": rotated["node_id"]}
+    assert [e.node_id for e in a.store.key_events() if e.revoked] == [old]
