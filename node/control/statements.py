@@ -161,8 +161,10 @@ def _verify_revocation(verified: VerifiedEnvelope, gate: Gate) -> Statement:
     revoked_id = node_id_of(msg.public_key)
     reason = _reason(msg.reason)
     if revoked_id == verified.signer_id:
-        # A key revoking itself harms nobody else: kept whoever trusts it, so a node that
-        # later meets the key refuses it.
+        # A key revoking itself needs no other authority; one of a key this node does not
+        # trust (yet) waits in the bounded pending table, like a record of an unknown author,
+        # rather than letting a peer fill the store with revocations of made-up keys.
+        gate.require_trusted(verified.signer_id)
         return KeyRevocation(revoked_id, reason)
     if not gate.chain.speaks_for(verified.signer_id, revoked_id):
         raise BadStatement(
