@@ -9,6 +9,7 @@ report, the JSON output) reads it, never the class name.
 
     GridpointError
     ├── ConfigError          a config file, study file or command-line value is wrong
+    │   └── PolicyError          the sharing policy is wrong (the message names its line)
     ├── HomeError            the node home is missing, incomplete or already initialized
     ├── RecordError          a run record does not validate (the message names the field)
     ├── RequestError         a request's arguments are invalid (bad cursor, limit, ...)
@@ -25,7 +26,11 @@ report, the JSON output) reads it, never the class name.
     │   ├── WrongPayloadType     the payload is not of the type expected here
     │   ├── ClockOutOfWindow     signed too long ago, or in the future
     │   ├── Replayed             this nonce was already seen
-    │   └── OversizedRecord      the signed record is larger than this node accepts
+    │   ├── OversizedRecord      the signed record is larger than this node accepts
+    │   ├── BadStatement         a statement breaks its rules (another author's record, ...)
+    │   ├── Withdrawn            the record was withdrawn by its author
+    │   ├── RevokedKey           signed by a revoked key, or by a key after its rotation
+    │   └── OutsideAudience      the record's audience does not include the node
     ├── ArtifactError        a kept model cannot be stored, found, read or fetched as asked
     │   ├── ArtifactNotFound     no artifact has this id (or prefix) here
     │   ├── NotShared            the caller is not among the artifact's readers
@@ -51,6 +56,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactNotFound",
     "BadSignature",
+    "BadStatement",
     "Busy",
     "ClockOutOfWindow",
     "ConfigError",
@@ -60,6 +66,7 @@ __all__ = [
     "GridpointError",
     "HomeError",
     "NotShared",
+    "OutsideAudience",
     "ModelLoadError",
     "OversizedRecord",
     "PeerConflict",
@@ -68,17 +75,20 @@ __all__ = [
     "PeerRefused",
     "PeerUnavailable",
     "PipelineError",
+    "PolicyError",
     "ProtectedAlias",
     "RecordError",
     "RegistryError",
     "Replayed",
     "RequestError",
+    "RevokedKey",
     "SignatureInvalid",
     "StoreError",
     "StudyConfigError",
     "TrainerError",
     "UnknownSigner",
     "UnstorableRecord",
+    "Withdrawn",
     "WrongPayloadType",
     "in_words",
 ]
@@ -123,6 +133,12 @@ class FilterError(RequestError):
         where = f" (at column {column})" if column is not None else ""
         super().__init__(f"{message}{where}")
         self.column = column
+
+
+class PolicyError(ConfigError):
+    """The sharing policy in config.toml is wrong; the message names the line."""
+
+    reason = "policy"
 
 
 class StoreError(GridpointError):
@@ -177,6 +193,31 @@ class OversizedRecord(EnvelopeError):
     """The signed record is larger than this node accepts (see catalog.MAX_RECORD_BYTES)."""
 
     reason = "oversized"
+
+
+class BadStatement(EnvelopeError):
+    """A statement breaks its rules: a tombstone of another author's record, a rotation not
+    signed by both keys, a revocation of a key that is not the signer's."""
+
+    reason = "bad-statement"
+
+
+class Withdrawn(EnvelopeError):
+    """The record was withdrawn by its author; no copy of it is taken in again."""
+
+    reason = "withdrawn"
+
+
+class RevokedKey(EnvelopeError):
+    """Signed by a revoked key, or by a retired key after its rotation."""
+
+    reason = "revoked-key"
+
+
+class OutsideAudience(EnvelopeError):
+    """The record's signed audience does not include the node it was offered to."""
+
+    reason = "outside-audience"
 
 
 class PeerError(GridpointError):

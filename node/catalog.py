@@ -62,11 +62,17 @@ def sign_record(identity: NodeIdentity, record: RunRecord) -> StoredRecord:
 
 
 def publish(store: CatalogStore, identity: NodeIdentity, record: RunRecord) -> PublishResult:
-    """Signs and stores a record; publishing equal content again stores nothing new."""
+    """Signs and stores a record; publishing equal content again stores nothing new, and a
+    record its author withdrew is refused (RecordError)."""
     stored = sign_record(identity, record)
     if store.get_record(stored.id) is not None:
         return PublishResult(stored.id, new=False)
     result = store.add_records([stored])
+    if result.withdrawn:
+        raise RecordError(
+            f"record {stored.id[:12]} was withdrawn by its author: it is not published again "
+            "(change the record to publish a new one)"
+        )
     return PublishResult(stored.id, new=result.new == 1)
 
 

@@ -16,6 +16,7 @@ from gridpoint.errors import ConfigError
 
 __all__ = [
     "AnonymizerConfig",
+    "LedgerConfig",
     "NodeConfig",
     "RegistryConfig",
     "SecurityConfig",
@@ -75,6 +76,13 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True)
+class LedgerConfig:
+    """The outbound ledger (see node/control/ledger.py)."""
+
+    detail_days: int = 30
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """The whole config file."""
 
@@ -85,6 +93,7 @@ class NodeConfig:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     anonymizer: AnonymizerConfig = field(default_factory=AnonymizerConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -102,8 +111,10 @@ class NodeConfig:
             "security": SecurityConfig,
             "anonymizer": AnonymizerConfig,
             "registry": RegistryConfig,
+            "ledger": LedgerConfig,
         }
-        unknown = set(data) - {"node", *sections}
+        # [sharing] is the sharing policy, read and checked by node/control/policy.py.
+        unknown = set(data) - {"node", "sharing", *sections}
         if unknown:
             raise ConfigError(f"{path.name}: unknown section [{sorted(unknown)[0]}]")
         if not isinstance(node.get("name"), str) or not node["name"]:
@@ -123,6 +134,8 @@ class NodeConfig:
             raise ConfigError(f"{path.name}: registry.hook_timeout_s must be in (0, 3600] seconds")
         if not config.sync.idle_timeout_s > 0:
             raise ConfigError(f"{path.name}: sync.idle_timeout_s must be more than 0")
+        if config.ledger.detail_days < 1:
+            raise ConfigError(f"{path.name}: ledger.detail_days must be at least 1")
         if config.sync.page_size < 1 or config.security.max_message_bytes < 1024:
             raise ConfigError(
                 f"{path.name}: sync.page_size and security.max_message_bytes too small"
@@ -221,6 +234,24 @@ protected_aliases = [{", ".join(f'"{a}"' for a in d.registry.protected_aliases)}
 on_promotion = "{d.registry.on_promotion}"
 # Seconds the command may run before it is stopped.
 hook_timeout_s = {d.registry.hook_timeout_s}
+
+[ledger]
+# Days each thing sent to a peer is kept in detail in the outbound ledger (`gridpoint audit`);
+# older entries are counted per peer and day.
+detail_days = {d.ledger.detail_days}
+
+# Sharing policy: without a [sharing] section every trusted peer receives every record.
+# `gridpoint policy check` validates it; a running node follows edits without a restart.
+# [sharing]
+# default = "all"                      # records no rule matches: "all" or "none"
+# [sharing.groups]
+# consortium = ["<node id>"]
+# [[sharing.rules]]                    # the first rule a record matches decides
+# name = "consortium-only"
+# studies = ["my-study"]               # this node's study names, and/or
+# filter = "task.type = 'causal-lm'"   # a catalog filter
+# groups = ["consortium"]              # or "all"
+# parts = ["curves", "search_space", "base_model", "lineage"]   # optional parts sent
 """
 
 

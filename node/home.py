@@ -8,6 +8,8 @@ Layout (private files are 0600, the folder 0700):
     node.secret    32 random bytes keying pseudonyms     private
     config.toml    settings, see node/config.py
     catalog.db     the SQLite store (unless a --db URL is used)
+    revocation-ID.cert  a pre-signed revocation of key ID, to move offline  private
+    retired/       TLS pairs of keys rotated away (control/keys.py)     private
 
 Never prints or returns secret bytes to anything but the code that signs or pseudonymizes.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -23,11 +26,14 @@ from pathlib import Path
 from gridpoint.errors import ConfigError, HomeError
 from gridpoint.node.config import NodeConfig, render_default_config
 from gridpoint.node.protocol.identity import NodeIdentity, write_private_file
+from gridpoint.node.protocol.revocation import revocation_certificate
 from gridpoint.node.protocol.tls import TlsMaterial, fingerprint, make_tls_material
 
-__all__ = ["STUDIES_SCHEMA", "NodeHome", "resolve_home"]
+__all__ = ["RETIRED_TLS_DAYS", "STUDIES_SCHEMA", "NodeHome", "resolve_home"]
 
 HOME_ENV = "GRIDPOINT_HOME"
+#: Days a retired TLS certificate is still presented to callers that ask for its old node id.
+RETIRED_TLS_DAYS = 30
 #: The PostgreSQL schema of a node's Optuna studies (trainers/study_storage.py creates it).
 STUDIES_SCHEMA = "optuna"
 
@@ -70,6 +76,26 @@ class NodeHome:
     def sqlite_path(self) -> Path:
         return self.path / "catalog.db"
 
+    def revocation_path(self, node_id: str) -> Path:
+        """A key's revocation certificate (written by `init` and `identity rotate`)."""
+        return self.path / f"revocation-{node_id}.cert"
+
+    @property
+    def retired_tls_path(self) -> Path:
+        return self.path / "retired"
+
+    def retired_tls_pairs(self) -> list[tuple[bytes, bytes]]:
+        """(key, certificate) of the TLS pairs retired by a key rotation in the last
+        RETIRED_TLS_DAYS: still presented to peers that ask for the old node id."""
+        horizon = time.time() - RETIRED_TLS_DAYS * 86400
+        folder = self.retired_tls_path
+        pairs = []
+        for cert in sorted(folder.glob("tls-*.crt")) if folder.is_dir() else []:
+            key = cert.with_suffix(".key")
+            if key.exists() and cert.stat().st_mtime >= horizon:
+                pairs.append((key.read_bytes(), cert.read_bytes()))
+        return pairs
+
     def init(self, name: str) -> NodeIdentity:
         """Creates identity, TLS material, secret and config; refuses an existing identity."""
         if not name.strip():
@@ -81,6 +107,7 @@ class NodeHome:
         identity = NodeIdentity.generate()
         tls = make_tls_material(identity.node_id, name)
         identity.save(self.identity_path)
+        write_private_file(self.revocation_path(identity.node_id), revocation_certificate(identity))
         write_private_file(self.tls_key_path, tls.key_pem)
         write_private_file(self.secret_path, secrets.token_bytes(32))
         self.tls_cert_path.write_bytes(tls.cert_pem)

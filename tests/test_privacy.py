@@ -4,7 +4,8 @@ Canaries go into the data texts, the label names, the column names, the file pat
 folder, pipeline module, checkpoint directory), the study config (its name), an environment
 variable, and we also watch the host and user names. A study runs, its trials are published,
 a second real node syncs them; then no canary may appear in any byte of any envelope in
-either catalog, nor in any byte the first node sent over the wire (Hello, Sync, Query).
+either catalog, nor in any byte the first node sent over the wire (Hello, Sync, Query); nor
+in the tombstones of a withdrawal by study name, nor in the outbound ledger.
 
 The model the study keeps is private, and holds what it learnt from the data (the texts'
 words in its vocabulary, the label names): `model share` refuses to send it until told
@@ -142,6 +143,14 @@ def _envelopes(home: NodeHome) -> list[bytes]:
         store.close()
 
 
+def _statements(home: NodeHome) -> list[bytes]:
+    store = open_store(home.db_url())
+    try:
+        return store.statements_after(0, 1000).envelopes
+    finally:
+        store.close()
+
+
 def test_no_canary_leaves_the_node(make_home, daemons, tmp_path: Path) -> None:
     # Prepare
     a, b = make_home("A"), make_home("B")
@@ -183,6 +192,17 @@ def test_no_canary_leaves_the_node(make_home, daemons, tmp_path: Path) -> None:
     store.close()
     assert CANARIES["study"] in detail and CANARIES["path"] in detail
     _check_kept_shared_and_pulled_model(a, b, watched)
+    # Statements and the ledger: withdrawing by the private study name sends only ids.
+    withdrawn = cli_json("catalog", "withdraw", "--study", CANARIES["study"], home=a.path)
+    [told] = cli_json("catalog", "sync", home=b.path)
+    audit = cli("audit", "--json", home=a.path).stdout.encode()
+    assert len(withdrawn["withdrawn"]) == 2 and told["statements"] == 1
+    said = _statements(a) + _statements(b)
+    for blob in [*said, audit]:
+        for kind, canary in watched.items():
+            assert canary.lower().encode() not in blob.lower(), f"{kind} canary in {blob[:60]!r}"
+    # The ledger names what left, never its bytes: no payload of any envelope is in it.
+    assert not any(envelope[-64:] in audit for envelope in published)
 
 
 def _model_bytes(home: NodeHome, artifact_id: str) -> dict[str, bytes]:

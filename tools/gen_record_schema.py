@@ -78,7 +78,7 @@ def schema() -> dict[str, Any]:
         RunRecord,
         ("task", "model", "hyperparameters", "curve", "metrics"),
         skip=("task", "model", "hyperparameters", "curve", "metrics", "search_space", "members",
-              "objective_metric", "objective_direction", "parents"),
+              "objective_metric", "objective_direction", "parents", "audience"),
     )  # fmt: skip
     top["properties"].update(
         {
@@ -114,6 +114,12 @@ def schema() -> dict[str, Any]:
                 "type": "array",
                 "description": "lineage: ids of the records this run derives from",
                 "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            },
+            "audience": {
+                "type": "array",
+                "description": "node ids allowed to hold a copy (sorted); empty for every node "
+                "that trusts the author",
+                "items": {"type": "string", "pattern": "^[0-9a-f]{40}$"},
             },
         }
     )

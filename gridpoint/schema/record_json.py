@@ -78,7 +78,7 @@ def _check_finite(path: str, value: float) -> None:
 _TOP_KEYS = {
     "task", "model", "hyperparameters", "curve", "metrics", "kind", "study", "trial",
     "search_space", "status", "period", "objective", "members", "failure", "schema_version",
-    "parents",
+    "parents", "audience",
 }  # fmt: skip
 _TASK_KEYS = {
     "type", "num_labels", "size_bucket", "balance_bucket", "language", "text_length_bucket",
@@ -197,6 +197,10 @@ def record_from_json(data: Any) -> RunRecord:
         parents=tuple(
             _str(f"parents[{i}]", p) for i, p in enumerate(_list("parents", top.get("parents", [])))
         ),
+        audience=tuple(
+            _str(f"audience[{i}]", a)
+            for i, a in enumerate(_list("audience", top.get("audience", [])))
+        ),
         schema_version=_int("schema_version", top.get("schema_version", SCHEMA_VERSION)),
     )
     return validate_record(record)
@@ -252,5 +256,6 @@ def record_to_json(record: RunRecord) -> dict[str, Any]:
         "members": list(record.members),
         "failure": record.failure,
         "parents": list(record.parents),
+        "audience": list(record.audience),
         "schema_version": record.schema_version,
     }

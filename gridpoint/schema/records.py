@@ -103,6 +103,8 @@ class RunRecord:
     failure: str = ""
     #: Lineage: ids of the records this run derives from (see records.proto).
     parents: tuple[str, ...] = field(default_factory=tuple)
+    #: Node ids allowed to hold a copy; empty for every node that trusts the author.
+    audience: tuple[str, ...] = field(default_factory=tuple)
     schema_version: int = SCHEMA_VERSION
 
 

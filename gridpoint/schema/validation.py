@@ -36,6 +36,7 @@ from gridpoint.schema.vocabulary import (
 )
 
 __all__ = [
+    "MAX_AUDIENCE",
     "MAX_CHOICES",
     "MAX_CURVE_POINTS",
     "MAX_INT64",
@@ -56,6 +57,8 @@ MAX_CURVE_POINTS = 10_000
 MAX_MEMBERS = 1_000
 #: Most parent records (lineage) of one record.
 MAX_PARENTS = 64
+#: Most node ids in a record's audience.
+MAX_AUDIENCE = 1_000
 #: Most hyperparameters, and most metrics, of one record.
 MAX_NAMED_VALUES = 256
 #: Most searched dimensions of one record, and most choices of one categorical dimension.
@@ -163,6 +166,12 @@ def validate_record(record: RunRecord) -> RunRecord:
         _check_pattern(f"parents[{i}]", parent, _RECORD_ID, "a record id (64 hex digits)")
     if len(set(record.parents)) != len(record.parents):
         raise _fail("parents", "a record id appears twice")
+    _check_count("audience", record.audience, MAX_AUDIENCE)
+    for i, member in enumerate(record.audience):
+        _check_pattern(f"audience[{i}]", member, _NODE_ID, "a node id")
+    if list(record.audience) != sorted(set(record.audience)):
+        # One order for one audience: equal content signs to equal bytes (and id).
+        raise _fail("audience", "node ids must be sorted and appear once")
     return record
 
 

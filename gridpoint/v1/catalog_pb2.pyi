@@ -57,12 +57,19 @@ class SyncPage(_message.Message):
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
     HAS_MORE_FIELD_NUMBER: _builtins.int
     next_cursor: _builtins.str
-    """Cursor to resume after this page; store it only once the page is stored."""
+    """Cursor to resume after this page; store it only once the page is stored. Opaque to the
+    caller (the serving node encodes its positions in records and statements in it).
+    """
     has_more: _builtins.bool
     """True when more records follow next_cursor right now."""
     @_builtins.property
     def envelopes(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.SignedEnvelope]:
-        """Signed RunRecord envelopes, verbatim as stored (authored here or relayed)."""
+        """Signed envelopes, verbatim as stored (authored here or relayed): RunRecords, and the
+        statements of statements.proto (Tombstone, KeyRotation, KeyRevocation), which a node
+        serves before the records that follow its cursor. Cut by the serving node's sharing
+        policy: a record outside the caller's share is left out (or replaced by the author's
+        signed variant for that audience), never a statement.
+        """
 
     def __init__(
         self,
@@ -122,7 +129,9 @@ class QueryResponse(_message.Message):
     ENVELOPES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def envelopes(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.SignedEnvelope]:
-        """Signed RunRecord envelopes, verbatim as stored."""
+        """Signed RunRecord envelopes, verbatim as stored, cut by the serving node's sharing policy
+        like a SyncPage.
+        """
 
     def __init__(
         self,

@@ -365,6 +365,7 @@ class RunRecord(_message.Message):
     MEMBERS_FIELD_NUMBER: _builtins.int
     FAILURE_FIELD_NUMBER: _builtins.int
     PARENTS_FIELD_NUMBER: _builtins.int
+    AUDIENCE_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """Version of this schema the author wrote; currently 1."""
     kind: Global___RunKind.ValueType
@@ -426,6 +427,17 @@ class RunRecord(_message.Message):
         an empty list adds no bytes, so records written before this field keep their ids.
         """
 
+    @_builtins.property
+    def audience(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Audience: node ids (40 lowercase hex each, sorted, unique, at most 1000) of the nodes the
+        author allows to hold a copy. Empty: every node that trusts the author. Set by the
+        author's sharing policy (a separately signed variant of its own record, see
+        docs/architecture.md); a relay never serves a record to a node outside it, and a node
+        outside it refuses the record. A node that rotated its key is still in the audience by
+        an earlier id of its chain. An empty list adds no bytes, so records written before this
+        field keep their ids.
+        """
+
     def __init__(
         self,
         *,
@@ -446,10 +458,11 @@ class RunRecord(_message.Message):
         members: _abc.Iterable[_builtins.str] | None = ...,
         failure: _builtins.str = ...,
         parents: _abc.Iterable[_builtins.str] | None = ...,
+        audience: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["curve", b"curve", "failure", b"failure", "hyperparameters", b"hyperparameters", "kind", b"kind", "members", b"members", "metrics", b"metrics", "model", b"model", "objective_direction", b"objective_direction", "objective_metric", b"objective_metric", "parents", b"parents", "period", b"period", "schema_version", b"schema_version", "search_space", b"search_space", "status", b"status", "study", b"study", "task", b"task", "trial", b"trial"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "curve", b"curve", "failure", b"failure", "hyperparameters", b"hyperparameters", "kind", b"kind", "members", b"members", "metrics", b"metrics", "model", b"model", "objective_direction", b"objective_direction", "objective_metric", b"objective_metric", "parents", b"parents", "period", b"period", "schema_version", b"schema_version", "search_space", b"search_space", "status", b"status", "study", b"study", "task", b"task", "trial", b"trial"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

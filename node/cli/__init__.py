@@ -8,6 +8,8 @@ The code is organized as follows (each command group a module with `register(sub
 - network.py: `peer ...`, `catalog sync|query|show`.
 - tune.py: `tune` (one call to the tune service, node/tuning/study_run.py).
 - model.py: `model list|show|export|remove|pull|share`.
+- control.py: `catalog withdraw`, `identity rotate|revoke`, `policy`, `audit` (the owner's
+  control).
 - ui.py, plot.py: `gridpoint ui` and `gridpoint plot` (over node/ui/).
 - output.py: printing tables, JSON and one-line messages.
 

@@ -54,7 +54,7 @@ def cmd_node_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_node_status(args: argparse.Namespace) -> int:
-    from gridpoint.node.daemon.state import running_daemon
+    from gridpoint.node.home_lock import running_daemon
     from gridpoint.node.store.sql_store import open_store
 
     home = resolve_home(args.home)

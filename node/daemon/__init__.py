@@ -3,9 +3,8 @@
 service.py (what a node answers its peers, without gRPC), server.py (the thin gRPC
 servicers over it: Hello, Catalog.Sync, Catalog.Query, Artifacts, health), interceptors.py
 (request authentication, before any servicer), run.py (the process: bind, serve, the
-periodic sync loop, graceful stop on SIGTERM/SIGINT awaited with sigwait), state.py (the
-home's lock: one daemon per home; what `node status` reads), stop.py (`node stop`: SIGTERM,
-a bounded wait, SIGKILL).
+periodic sync loop, graceful stop on SIGTERM/SIGINT awaited with sigwait; the home's lock in
+node/home_lock.py), stop.py (`node stop`: SIGTERM, a bounded wait, SIGKILL).
 
 Must never import the training stack (torch, transformers, optuna, flwr).
 """

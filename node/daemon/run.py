@@ -3,7 +3,7 @@
 Runs in the foreground until SIGTERM or SIGINT; then stops accepting calls, lets in-flight
 calls finish (grace period), stops the sync loop, closes the store and exits, all within
 about 2 x GRACE_S. Prints the address it listens on as its first line of stdout: "listening
-on HOST:PORT". One daemon per home (state.py holds the home's lock) and per port (no
+on HOST:PORT". One daemon per home (node/home_lock.py holds the home's lock) and per port (no
 SO_REUSEPORT).
 
 Signals are never handled in a Python signal handler: a handler runs between any two
@@ -26,8 +26,8 @@ import threading
 import time
 
 from gridpoint.node.daemon.server import start_server
-from gridpoint.node.daemon.state import HeldHome, hold_home
 from gridpoint.node.home import NodeHome
+from gridpoint.node.home_lock import HeldHome, hold_home
 from gridpoint.node.logs import configure_logging, log_event
 from gridpoint.node.peers.grpc_transport import grpc_connector
 from gridpoint.node.peers.sync import sync_all

@@ -50,7 +50,8 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
 
 
 class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
-    """gRPC adapter of NodeService.sync and .query."""
+    """gRPC adapter of NodeService.sync and .query; the caller is the TLS peer the interceptor
+    checked against the request's signer and its pin."""
 
     def __init__(self, service: NodeService) -> None:
         self._service = service
@@ -59,13 +60,18 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
         self, request: catalog_pb2.SyncRequest, context: grpc.ServicerContext
     ) -> catalog_pb2.SyncPage:
         with rpc_boundary(context, "Sync"):
-            return self._service.sync(request)
+            return self._service.sync(request, _tls_peer(context))
 
     def Query(
         self, request: catalog_pb2.QueryRequest, context: grpc.ServicerContext
     ) -> catalog_pb2.QueryResponse:
         with rpc_boundary(context, "Query"):
-            return self._service.query(request)
+            return self._service.query(request, _tls_peer(context))
+
+
+def _tls_peer(context: grpc.ServicerContext) -> str:
+    names = context.auth_context().get("x509_common_name") or [b""]
+    return bytes(names[0]).decode()
 
 
 def _trusted_roots(home: NodeHome, store: CatalogStore) -> bytes:
@@ -74,13 +80,14 @@ def _trusted_roots(home: NodeHome, store: CatalogStore) -> bytes:
 
 
 def server_credentials(home: NodeHome, store: CatalogStore) -> grpc.ServerCredentials:
-    """mTLS credentials whose accepted client certificates follow the peer list."""
+    """mTLS credentials whose accepted client certificates follow the peer list. After a key
+    rotation the retired certificates are still presented to a caller that names the old node
+    id (TLS SNI), so a peer that has not re-pinned yet still connects (control/keys.py)."""
     current = {"roots": _trusted_roots(home, store)}
+    pairs = [(home.tls.key_pem, home.tls.cert_pem), *home.retired_tls_pairs()]
 
     def config(roots: bytes) -> grpc.ServerCertificateConfiguration:
-        return grpc.ssl_server_certificate_configuration(
-            [(home.tls.key_pem, home.tls.cert_pem)], root_certificates=roots
-        )
+        return grpc.ssl_server_certificate_configuration(pairs, root_certificates=roots)
 
     def fetch() -> grpc.ServerCertificateConfiguration | None:
         roots = _trusted_roots(home, store)

@@ -1,9 +1,11 @@
 """What a node answers its peers, independent of gRPC.
 
 The gRPC servicers (server.py) and the in-process transport of tests call the same code:
-authenticate a signed request over its raw bytes, decode it, answer from the store (and,
-for Artifacts, from the artifact service it holds). Errors are GridpointErrors; the
-transport turns them into a status (gridpoint.node.protocol.rpc_errors).
+authenticate a signed request over its raw bytes, decode it, answer from the store, cut by the
+sharing policy for the authenticated caller (control/sharing.py), and for Artifacts from the
+artifact service it holds; every envelope, manifest and model sent is noted in the outbound
+ledger. Errors are GridpointErrors; the transport turns them into a status
+(gridpoint.node.protocol.rpc_errors). A caller whose key was revoked is not trusted.
 
 Must never trust a request before authenticate() accepted it, accept a TLS certificate other
 than the one pinned for the caller (a pinned certificate is no authority for other names),
@@ -21,6 +23,9 @@ from gridpoint import __version__
 from gridpoint.errors import BadSignature, RequestError
 from gridpoint.node.artifacts.service import ArtifactService
 from gridpoint.node.artifacts.store import ArtifactStore
+from gridpoint.node.control.ledger import Ledger, LedgeredArtifacts
+from gridpoint.node.control.policy import PolicySource
+from gridpoint.node.control.sharing import Sharing
 from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.envelope import sign_envelope
 from gridpoint.node.protocol.methods import (
@@ -34,6 +39,7 @@ from gridpoint.node.protocol.methods import (
 from gridpoint.node.protocol.request_auth import ReplayGuard, verify_request
 from gridpoint.node.protocol.tls import fingerprint
 from gridpoint.node.store.base import CatalogStore
+from gridpoint.node.store.key_chain import KeyChain
 from gridpoint.node.store.query_filter import parse_filter, parse_order_by
 from gridpoint.v1 import artifacts_pb2, catalog_pb2, envelope_pb2, node_pb2
 
@@ -110,8 +116,12 @@ class NodeService:
         )
         self._info = info.SerializeToString()
         self.authenticate = RequestAuthenticator(self._pinned, ReplayGuard(limits.request_window_s))
-        self.artifacts = artifacts or ArtifactService(
-            ArtifactStore(home, store), limits.max_message_bytes
+        self.ledger = Ledger(store, home.config.ledger.detail_days)
+        self._sharing = Sharing(
+            home, store, PolicySource(home.config_path, home.secret), self.ledger, self._budget
+        )
+        self.artifacts = artifacts or LedgeredArtifacts(
+            ArtifactStore(home, store), limits.max_message_bytes, self.ledger
         )
         self._methods: dict[str, tuple[type[Message], Callable[[str, Message], Message]]] = {
             HELLO: (node_pb2.HelloRequest, lambda _caller, _r: self.hello()),
@@ -123,7 +133,9 @@ class NodeService:
 
     def _pinned(self, caller: str) -> str | None:
         peer = self._store.get_peer(caller)
-        return None if peer is None else peer.fingerprint
+        if peer is None or KeyChain(self._store.key_events()).revoked(caller):
+            return None
+        return peer.fingerprint
 
     def hello(self) -> node_pb2.HelloResponse:
         """This node's NodeInfo, freshly signed."""
@@ -132,25 +144,18 @@ class NodeService:
         )
         return node_pb2.HelloResponse(envelope=envelope)
 
-    def sync(self, request: catalog_pb2.SyncRequest) -> catalog_pb2.SyncPage:
-        """The page after request.cursor, cut before the message budget."""
+    def sync(self, request: catalog_pb2.SyncRequest, caller: str = "") -> catalog_pb2.SyncPage:
+        """The page after request.cursor for caller (statements first, records as the sharing
+        policy lets caller have them), cut before the message budget."""
         limit = min(request.limit or DEFAULT_PAGE, MAX_PAGE)
-        page = self._store.records_after(request.cursor, limit)
-        out = catalog_pb2.SyncPage(next_cursor=page.next_cursor, has_more=page.has_more)
-        size = 0
-        for index, envelope in enumerate(page.envelopes):
-            size += len(envelope) + 8
-            if size > self._budget and index > 0:
-                # Stop before the message limit; the peer resumes after the last one sent.
-                out.next_cursor = page.cursors[index - 1]
-                out.has_more = True
-                break
-            out.envelopes.append(envelope_pb2.SignedEnvelope.FromString(envelope))
-        return out
+        return self._sharing.sync_page(caller, request, limit)
 
-    def query(self, request: catalog_pb2.QueryRequest) -> catalog_pb2.QueryResponse:
-        """The records matching request.filter, cut before the message budget (the store stops
-        reading there: rows past it are never fetched, let alone decoded)."""
+    def query(
+        self, request: catalog_pb2.QueryRequest, caller: str = ""
+    ) -> catalog_pb2.QueryResponse:
+        """The records matching request.filter that caller may have, cut before the message
+        budget (the store stops reading there: rows past it are never fetched, let alone
+        decoded). An unnamed caller gets only what every trusted peer gets."""
         where = parse_filter(request.filter)
         order = parse_order_by(request.order_by)
         limit = min(request.limit or 100, MAX_QUERY)
@@ -162,7 +167,10 @@ class NodeService:
             max_bytes=self._budget - 8 * limit,
         )
         out = catalog_pb2.QueryResponse()
-        out.envelopes.extend(envelope_pb2.SignedEnvelope.FromString(e) for e in envelopes)
+        out.envelopes.extend(
+            envelope_pb2.SignedEnvelope.FromString(e)
+            for e in self._sharing.cut_answer(caller, envelopes)
+        )
         return out
 
     def handle(self, method: str, raw: bytes, auth: bytes | None, tls_name: str | None) -> bytes:
@@ -190,13 +198,13 @@ class NodeService:
         finally:
             download.release()
 
-    def _sync_any(self, _caller: str, request: Message) -> Message:
+    def _sync_any(self, caller: str, request: Message) -> Message:
         assert isinstance(request, catalog_pb2.SyncRequest)
-        return self.sync(request)
+        return self.sync(request, caller)
 
-    def _query_any(self, _caller: str, request: Message) -> Message:
+    def _query_any(self, caller: str, request: Message) -> Message:
         assert isinstance(request, catalog_pb2.QueryRequest)
-        return self.query(request)
+        return self.query(request, caller)
 
     def _list_any(self, caller: str, request: Message) -> Message:
         assert isinstance(request, artifacts_pb2.ListArtifactsRequest)

@@ -1,6 +1,6 @@
 """`gridpoint node stop`: ask this home's daemon to stop, wait a bounded time, then make it.
 
-The daemon is the process that holds the home's lock (state.py); it is signalled only while
+The daemon is the process that holds the home's lock (node/home_lock.py); it is signalled only while
 it holds it, so a PID reused by another process is never touched. SIGTERM first (the daemon
 drains calls and closes its store, run.py); if the home is still held after the timeout,
 SIGKILL, which the kernel cannot refuse and which releases the lock with the process.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gridpoint.errors import HomeError
-from gridpoint.node.daemon.state import running_daemon
+from gridpoint.node.home_lock import running_daemon
 
 __all__ = ["KILL_WAIT_S", "Stopped", "stop_daemon"]
 

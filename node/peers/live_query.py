@@ -1,7 +1,8 @@
 """`catalog query`: the local catalog, optionally merged with live answers from peers.
 
 Peers are asked in parallel with a deadline; every envelope they send is verified like a
-synced one (an untrusted author is refused whoever relayed it). Results are de-duplicated
+synced one (an untrusted author is refused whoever relayed it; so is a revoked key, a record
+outside its audience, and one its author withdrew, whoever still answers with it). Results are de-duplicated
 by record id and keep their provenance: which node signed the record, and where it was
 found. A peer that does not answer is named in the result; it does not fail the query.
 Keys whose values mix numbers and texts sort numbers first, then texts, never comparing one
@@ -15,8 +16,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gridpoint.errors import EnvelopeError, GridpointError, RequestError
-from gridpoint.node.catalog import admit, trust_check
+from gridpoint.errors import (
+    EnvelopeError,
+    GridpointError,
+    RequestError,
+    Withdrawn,
+    WrongPayloadType,
+)
+from gridpoint.node.control.gate import Gate
 from gridpoint.node.home import NodeHome
 from gridpoint.node.logs import log_limited
 from gridpoint.node.peers.transport import Connector
@@ -78,7 +85,7 @@ def run_query(
     result = QueryResult(rows=[], unanswered={})
     if connect is not None:
         peers = store.list_peers()
-        is_trusted = trust_check(store, home.identity.node_id)
+        gate = Gate.load(store, home.identity.node_id)
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(peers)))) as pool:
             answers = list(
                 pool.map(lambda p: _ask(connect, p, filter_text, limit, order_by), peers)
@@ -88,13 +95,23 @@ def run_query(
                 result.unanswered[peer.node_id] = answer
                 continue
             refused: Counter[str] = Counter()
+            admitted = []
             for envelope in answer:
                 try:
-                    record = admit(envelope, is_trusted)
+                    outcome = gate.admit(envelope)
                 except EnvelopeError as exc:
                     refused[exc.reason] += 1
                     continue
-                rows.setdefault(record.id, QueryRow(record)).found_at.append(peer.node_id)
+                if isinstance(outcome, StoredRecord):
+                    admitted.append(outcome)
+                else:
+                    refused[WrongPayloadType.reason] += 1
+            gone = store.withdrawn_of({r.id: r.signer_id for r in admitted})
+            refused[Withdrawn.reason] += sum(r.id in gone for r in admitted)
+            for record in admitted:
+                if record.id not in gone:
+                    rows.setdefault(record.id, QueryRow(record)).found_at.append(peer.node_id)
+            refused = +refused
             if refused:
                 result.refused += sum(refused.values())
                 log_limited(

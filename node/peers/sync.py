@@ -4,7 +4,11 @@ Each page is verified envelope by envelope (a bad one is refused and counted, th
 stored) and stored together with the peer's next cursor in one transaction, so an
 interrupted sync resumes exactly after the last stored page. Records refused for a reason
 that can pass (an author not trusted yet, a signing time slightly ahead) are kept in the same
-transaction and admitted again at the start of later rounds.
+transaction and admitted again at the start of later rounds. Statements (tombstones, key
+rotations and revocations) come through the same pages, before the records that follow them,
+and pass the same Gate (control/gate.py); a page that holds statements is verified in order
+and stored before the next page is verified, since what it says (a rotated or revoked key)
+decides what follows.
 
 A trusted peer can still be buggy or hostile, so one round with one peer is bounded: a cursor
 that does not advance (or is not one we can store) ends it, and so do MAX_PAGES_PER_ROUND,
@@ -19,7 +23,6 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -33,13 +36,16 @@ from gridpoint.errors import (
     PeerMisbehaved,
     UnknownSigner,
     UnstorableRecord,
+    Withdrawn,
 )
-from gridpoint.node.catalog import admit, trust_check
+from gridpoint.node.control.gate import Gate
+from gridpoint.node.control.statements import STATEMENT_TYPES
 from gridpoint.node.home import NodeHome
 from gridpoint.node.logs import log_event, log_limited
 from gridpoint.node.peers.transport import Connector, SyncBatch
 from gridpoint.node.protocol.envelope import canonical_envelope, content_id
 from gridpoint.node.store.base import AddResult, CatalogStore, Peer, PendingEnvelope, StoredRecord
+from gridpoint.node.store.control_base import StoredStatement
 from gridpoint.v1 import envelope_pb2
 
 __all__ = [
@@ -93,6 +99,7 @@ class SyncReport:
     peer_id: str
     address: str
     new: int = 0
+    statements: int = 0
     duplicates: int = 0
     refused: Counter[str] = field(default_factory=Counter)
     pages: int = 0
@@ -107,6 +114,7 @@ class SyncReport:
             "peer": self.peer_id,
             "address": self.address,
             "new": self.new,
+            "statements": self.statements,
             "duplicates": self.duplicates,
             "refused": sum(self.refused.values()),
             "refused_reasons": dict(self.refused),
@@ -118,7 +126,7 @@ class SyncReport:
         }
 
 
-Outcome = StoredRecord | tuple[envelope_pb2.SignedEnvelope, EnvelopeError]
+Outcome = StoredRecord | StoredStatement | tuple[envelope_pb2.SignedEnvelope, EnvelopeError]
 
 
 def sync_peer(
@@ -131,9 +139,10 @@ def sync_peer(
     """Pulls what is new from one peer, within limits; every failure is reported, none raised."""
     report = SyncReport(peer.node_id, peer.address)
     try:
-        is_trusted = trust_check(store, home.identity.node_id)
-        _retry_pending(store, peer, is_trusted, report)
-        _pull(home, store, peer, connect, limits, is_trusted, report)
+        gate = Gate.load(store, home.identity.node_id)
+        if _retry_pending(store, peer, gate, report):
+            gate = Gate.load(store, home.identity.node_id)
+        _pull(home, store, peer, connect, limits, gate, report)
     except GridpointError as exc:
         report.error = report.error or str(exc)
     except Exception as exc:  # a bug or a surprise from one peer must not end sync with others
@@ -143,6 +152,7 @@ def sync_peer(
         "sync",
         peer=peer.node_id,
         new=report.new,
+        statements=report.statements,
         duplicates=report.duplicates,
         refused=sum(report.refused.values()),
         pages=report.pages,
@@ -159,13 +169,14 @@ def _pull(
     peer: Peer,
     connect: Connector,
     limits: SyncLimits,
-    is_trusted: Callable[[str], bool],
+    gate: Gate,
     report: SyncReport,
 ) -> None:
     """Pages through the peer. The next page is fetched while the current one is verified
     (on two threads: Ed25519 verification releases the GIL) and the previous one stored, so
     network, CPU and database overlap; pages are still stored strictly in order, each with
-    its cursor, by one writer thread."""
+    its cursor, by one writer thread. A page of statements is verified in order, and stored
+    before anything after it is verified (the gate is read again then)."""
     deadline = time.monotonic() + limits.deadline_s
     page_size = home.config.sync.page_size
     seen = {peer.sync_cursor}
@@ -188,21 +199,35 @@ def _pull(
                 stop = _bound_reached(report, limits, deadline) if more else None
                 if more and stop is None:
                     pending = fetcher.submit(client.sync_page, batch.next_cursor, page_size)
-                chunks = [
-                    batch.envelopes[i : i + _CHUNK] for i in range(0, len(batch.envelopes), _CHUNK)
-                ]
-                outcomes = [
-                    o
-                    for chunk in verifier.map(lambda c: _admit(c, is_trusted), chunks)
-                    for o in chunk
-                ]
-                admitted, retry = _sort_outcomes(peer, outcomes, report)
+                says = any(e.payload_type in STATEMENT_TYPES for e in batch.envelopes)
+                if says:
+                    outcomes = _admit_in_order(batch.envelopes, gate)
+                else:
+                    chunks = [
+                        batch.envelopes[i : i + _CHUNK]
+                        for i in range(0, len(batch.envelopes), _CHUNK)
+                    ]
+                    outcomes = [
+                        o
+                        for chunk in verifier.map(_admit, chunks, [gate] * len(chunks))
+                        for o in chunk
+                    ]
+                admitted, statements, retry = _sort_outcomes(peer, outcomes, report)
                 if storing is not None:
                     stored, storing = storing, None
                     _count(report, stored.result())
                 storing = writer.submit(
-                    store.store_sync_page, peer.node_id, admitted, batch.next_cursor, retry
+                    store.store_sync_page,
+                    peer.node_id,
+                    admitted,
+                    batch.next_cursor,
+                    retry,
+                    statements,
                 )
+                if says:
+                    stored, storing = storing, None
+                    _count(report, stored.result())
+                    gate = Gate.load(store, gate.self_id)
                 if not more or stop is not None:
                     report.stopped = stop
                     break
@@ -235,29 +260,44 @@ def _bound_reached(report: SyncReport, limits: SyncLimits, deadline: float) -> s
     return None
 
 
-def _admit(
-    envelopes: list[envelope_pb2.SignedEnvelope], is_trusted: Callable[[str], bool]
-) -> list[Outcome]:
+def _admit(envelopes: list[envelope_pb2.SignedEnvelope], gate: Gate) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for envelope in envelopes:
         try:
-            outcomes.append(admit(envelope, is_trusted))
+            outcomes.append(gate.admit(envelope))
         except EnvelopeError as exc:
             outcomes.append((envelope, exc))
     return outcomes
 
 
+def _admit_in_order(envelopes: list[envelope_pb2.SignedEnvelope], gate: Gate) -> list[Outcome]:
+    """One by one, each admitted statement noted before the next is checked (a rotation,
+    then a revocation signed by the new key, may come in one page)."""
+    outcomes: list[Outcome] = []
+    for envelope in envelopes:
+        [outcome] = _admit([envelope], gate)
+        if isinstance(outcome, StoredStatement):
+            gate.note(outcome)
+        outcomes.append(outcome)
+    return outcomes
+
+
 def _sort_outcomes(
     peer: Peer, outcomes: list[Outcome], report: SyncReport
-) -> tuple[list[StoredRecord], list[PendingEnvelope]]:
-    """The admitted records and the envelopes to retry; refusals counted, logged once."""
+) -> tuple[list[StoredRecord], list[StoredStatement], list[PendingEnvelope]]:
+    """The admitted records and statements and the envelopes to retry; refusals counted,
+    logged once."""
     admitted: list[StoredRecord] = []
+    statements: list[StoredStatement] = []
     retry: list[PendingEnvelope] = []
     refused: Counter[str] = Counter()
     example: tuple[str, str] | None = None
     for outcome in outcomes:
         if isinstance(outcome, StoredRecord):
             admitted.append(outcome)
+            continue
+        if isinstance(outcome, StoredStatement):
+            statements.append(outcome)
             continue
         envelope, exc = outcome
         refused[exc.reason] += 1
@@ -281,35 +321,45 @@ def _sort_outcomes(
             example_signer=example[0],
             example=example[1],
         )
-    return admitted, retry
+    return admitted, statements, retry
 
 
-def _retry_pending(
-    store: CatalogStore, peer: Peer, is_trusted: Callable[[str], bool], report: SyncReport
-) -> None:
-    """Admits again what this peer served earlier and was refused for a reason that can pass."""
+def _retry_pending(store: CatalogStore, peer: Peer, gate: Gate, report: SyncReport) -> bool:
+    """Admits again what this peer served earlier and was refused for a reason that can pass;
+    whether a statement was among them (then the gate must be read again)."""
     admitted: list[StoredRecord] = []
+    statements: list[StoredStatement] = []
     dropped: list[str] = []
     for item in store.pending_envelopes(peer.node_id):
         try:
-            admitted.append(
-                admit(envelope_pb2.SignedEnvelope.FromString(item.envelope), is_trusted)
-            )
+            outcome = gate.admit(envelope_pb2.SignedEnvelope.FromString(item.envelope))
         except EnvelopeError as exc:
             if exc.reason not in RETRYABLE:
                 dropped.append(item.record_id)
+            continue
         except DecodeError:
             dropped.append(item.record_id)
-    if admitted or dropped:
-        result = store.resolve_pending(peer.node_id, admitted, dropped)
-        report.retried = len(admitted)
+            continue
+        if isinstance(outcome, StoredStatement):
+            gate.note(outcome)
+            statements.append(outcome)
+        else:
+            admitted.append(outcome)
+    if admitted or statements or dropped:
+        result = store.resolve_pending(peer.node_id, admitted, dropped, statements)
+        report.retried = len(admitted) + len(statements)
         _count(report, result)
+    return bool(statements)
 
 
 def _count(report: SyncReport, result: AddResult) -> None:
     report.new += result.new
+    report.statements += result.statements
     report.duplicates += result.duplicates
     report.kept += result.kept
+    if result.withdrawn:
+        # Offered again by a peer that has not heard of the tombstone yet: never taken back.
+        report.refused[Withdrawn.reason] += len(result.withdrawn)
     if result.unstorable:
         report.refused[UnstorableRecord.reason] += len(result.unstorable)
         log_limited(

@@ -5,7 +5,8 @@ pinning), envelope.py (signatures over exact payload bytes), request_auth.py (si
 requests, replay guard), serde.py (schema <-> gridpoint.v1 messages: wire types stop here),
 rpc_errors.py (GridpointError <-> gRPC status, both directions), methods.py (every method's
 full name, read from the service descriptors), peer_text.py (text a peer chose, made safe to
-print).
+print), revocation.py (the revocation certificate `init` writes: a key revocation signed
+ahead of need).
 
 Must never decide trust policy (who is trusted is the caller's predicate), touch the store,
 or re-serialize a payload it verifies.

@@ -98,6 +98,7 @@ def record_to_proto(record: RunRecord) -> records_pb2.RunRecord:
         members=list(record.members),
         failure=record.failure,
         parents=list(record.parents),
+        audience=list(record.audience),
     )
 
 
@@ -156,6 +157,7 @@ def record_from_proto(msg: records_pb2.RunRecord) -> RunRecord:
         members=tuple(msg.members),
         failure=msg.failure,
         parents=tuple(msg.parents),
+        audience=tuple(msg.audience),
     )
 
 

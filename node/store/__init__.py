@@ -13,6 +13,10 @@ its limits), filter_reference.py (the language's reference for `catalog query --
 the README, written from keys.py and those limits), writable.py (a SQLite store checked
 usable before a daemon starts), migrations/ (alembic: schema changes are migrations, applied
 when a store opens).
+The owner's control: control_base.py (its part of the contract and its types),
+control_models.py (its tables), sql_control.py (their SQL implementation, mixed into
+SqlStore), sql_statements.py (each statement type's effect, in the write transaction),
+key_chain.py (which node ids are one identity across key rotations).
 
 Must never verify signatures or re-serialize a payload: it stores what callers verified.
 """

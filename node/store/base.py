@@ -22,12 +22,13 @@ Contract for every implementation (see node/store/sql_store.py):
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from gridpoint.node.store.control_base import ControlStore, StoredStatement
 from gridpoint.node.store.query_filter import FilterNode, OrderBy
 from gridpoint.schema import CurvePoint, ParamValue, RunRecord, SearchDimension, TaskDescriptor
 
@@ -64,13 +65,16 @@ class StoredRecord:
 @dataclass(frozen=True)
 class AddResult:
     """What a write did: records new and already present, the ids the database refused, and
-    how many pending envelopes were kept (and dropped for want of room)."""
+    how many pending envelopes were kept (and dropped for want of room); the ids refused as
+    withdrawn by their author, and the statements new to the store."""
 
     new: int
     duplicates: int
     unstorable: tuple[str, ...] = ()
     kept: int = 0
     dropped: int = 0
+    withdrawn: tuple[str, ...] = ()
+    statements: int = 0
 
 
 @dataclass(frozen=True)
@@ -212,8 +216,9 @@ class StoredArtifact:
     metric: str = ""
 
 
-class CatalogStore(ABC):
-    """Records, trusted peers, private runs and kept models of one node."""
+class CatalogStore(ControlStore):
+    """Records, trusted peers, private runs and kept models of one node (and, from
+    ControlStore, the owner's-control tables)."""
 
     @abstractmethod
     def add_records(self, records: Sequence[StoredRecord]) -> AddResult: ...
@@ -225,8 +230,10 @@ class CatalogStore(ABC):
         records: Sequence[StoredRecord],
         next_cursor: str,
         pending: Sequence[PendingEnvelope] = (),
+        statements: Sequence[StoredStatement] = (),
     ) -> AddResult:
-        """Stores a page, the envelopes to retry later and the peer's cursor, all or nothing."""
+        """Stores a page (its statements first), the envelopes to retry later and the peer's
+        cursor, all or nothing."""
 
     @abstractmethod
     def pending_envelopes(self, peer_id: str) -> list[PendingEnvelope]:
@@ -234,7 +241,11 @@ class CatalogStore(ABC):
 
     @abstractmethod
     def resolve_pending(
-        self, peer_id: str, admitted: Sequence[StoredRecord], dropped: Sequence[str]
+        self,
+        peer_id: str,
+        admitted: Sequence[StoredRecord],
+        dropped: Sequence[str],
+        statements: Sequence[StoredStatement] = (),
     ) -> AddResult:
         """Stores retried envelopes now admitted; forgets them, the dropped and the expired."""
 

@@ -16,6 +16,7 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -34,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from gridpoint.errors import RequestError, StoreError, in_words
-from gridpoint.node.store import sql_artifacts, sql_pending, sql_sources
+from gridpoint.node.store import sql_artifacts, sql_pending, sql_sources, sql_statements
 from gridpoint.node.store.base import (
     MAX_QUERY_LIMIT,
     AddResult,
@@ -47,6 +48,8 @@ from gridpoint.node.store.base import (
     StoredArtifact,
     StoredRecord,
 )
+from gridpoint.node.store.control_base import StoredStatement
+from gridpoint.node.store.control_models import AUDIENCE
 from gridpoint.node.store.engine import make_engine, normalize_db_url, redact_url
 from gridpoint.node.store.models import METRICS as M
 from gridpoint.node.store.models import PARAMS as P
@@ -55,6 +58,7 @@ from gridpoint.node.store.models import PRIVATE_RUNS as PRIVATE
 from gridpoint.node.store.models import RECORDS as R
 from gridpoint.node.store.query_filter import FilterNode, OrderBy
 from gridpoint.node.store.run_detail import detail_from_text, detail_text
+from gridpoint.node.store.sql_control import SqlControl
 from gridpoint.node.store.sql_filter import query_statements
 from gridpoint.node.store.sql_rows import check_peer, param_row, record_row, stored, write_failure
 
@@ -78,7 +82,7 @@ def open_store(url: str) -> SqlStore:
     return SqlStore(url)
 
 
-class SqlStore(CatalogStore):
+class SqlStore(SqlControl, CatalogStore):
     """CatalogStore over SQLAlchemy."""
 
     def __init__(self, url: str) -> None:
@@ -137,8 +141,13 @@ class SqlStore(CatalogStore):
         records: Sequence[StoredRecord],
         next_cursor: str,
         pending: Sequence[PendingEnvelope] = (),
+        statements: Sequence[StoredStatement] = (),
     ) -> AddResult:
         with self.writing() as conn:
+            added, _ = sql_statements.add(conn, statements)
+            if added:
+                # A rotation in this page may have re-keyed the peer: its entry moved on.
+                peer_id = sql_statements.key_chain(conn).head(peer_id)
             result = self._insert(conn, records)
             sql_sources.note(conn, peer_id, [r.id for r in records])
             kept, dropped = sql_pending.keep(conn, peer_id, pending)
@@ -147,20 +156,29 @@ class SqlStore(CatalogStore):
                 .where(PEERS.c.node_id == peer_id)
                 .values(sync_cursor=next_cursor, last_sync_at=datetime.now(UTC))
             )
-            return AddResult(result.new, result.duplicates, result.unstorable, kept, dropped)
+            return replace(result, kept=kept, dropped=dropped, statements=added)
 
     def pending_envelopes(self, peer_id: str) -> list[PendingEnvelope]:
         with self.reading() as conn:
             return sql_pending.listed(conn, peer_id)
 
     def resolve_pending(
-        self, peer_id: str, admitted: Sequence[StoredRecord], dropped: Sequence[str]
+        self,
+        peer_id: str,
+        admitted: Sequence[StoredRecord],
+        dropped: Sequence[str],
+        statements: Sequence[StoredStatement] = (),
     ) -> AddResult:
         with self.writing() as conn:
+            added, _ = sql_statements.add(conn, statements)
+            if added:
+                peer_id = sql_statements.key_chain(conn).head(peer_id)
             result = self._insert(conn, admitted)
             sql_sources.note(conn, peer_id, [r.id for r in admitted])
-            sql_pending.forget(conn, peer_id, [*(r.id for r in admitted), *dropped])
-            return result
+            sql_pending.forget(
+                conn, peer_id, [*(r.id for r in admitted), *(s.id for s in statements), *dropped]
+            )
+            return replace(result, statements=added)
 
     def _insert(self, conn: Connection, records: Sequence[StoredRecord]) -> AddResult:
         """Inserts the records not yet present: all at once, or, when the database refuses
@@ -172,9 +190,13 @@ class SqlStore(CatalogStore):
         ids = list(unique)
         for i in range(0, len(ids), 500):
             existing.update(conn.scalars(select(R.c.id).where(R.c.id.in_(ids[i : i + 500]))))
-        fresh = [rec for rec_id, rec in unique.items() if rec_id not in existing]
+        withdrawn = sql_statements.refused_as_withdrawn(
+            conn, {rid: rec.signer_id for rid, rec in unique.items() if rid not in existing}
+        )
+        fresh = [rec for rec_id, rec in unique.items() if rec_id not in existing | withdrawn]
+        gone = tuple(sorted(withdrawn))
         if not fresh:
-            return AddResult(new=0, duplicates=len(records))
+            return AddResult(new=0, duplicates=len(records) - len(gone), withdrawn=gone)
         try:
             with conn.begin_nested():
                 self._insert_rows(conn, fresh)
@@ -187,8 +209,8 @@ class SqlStore(CatalogStore):
                         self._insert_rows(conn, [rec])
                 except _ROW_ERRORS:
                     refused.append(rec.id)
-        duplicates = len(records) - len(fresh)
-        return AddResult(len(fresh) - len(refused), duplicates, tuple(refused))
+        duplicates = len(records) - len(fresh) - len(gone)
+        return AddResult(len(fresh) - len(refused), duplicates, tuple(refused), withdrawn=gone)
 
     def _insert_rows(self, conn: Connection, fresh: Sequence[StoredRecord]) -> None:
         now = datetime.now(UTC)
@@ -200,7 +222,7 @@ class SqlStore(CatalogStore):
             insert(R),
             [record_row(rec, now) | {"seq": seq} for seq, rec in zip(inserted, fresh, strict=True)],
         )
-        params, metrics, parents = [], [], []
+        params, metrics, parents, audience = [], [], [], []
         for seq, rec in zip(inserted, fresh, strict=True):
             params += [param_row(seq, k, v) for k, v in rec.record.hyperparameters.items()]
             metrics += [
@@ -210,12 +232,15 @@ class SqlStore(CatalogStore):
                 {"record_seq": seq, "position": i, "parent_id": parent}
                 for i, parent in enumerate(rec.record.parents)
             ]
+            audience += [{"record_seq": seq, "node_id": n} for n in rec.record.audience]
         if params:
             conn.execute(insert(P), params)
         if metrics:
             conn.execute(insert(M), metrics)
         if parents:
             conn.execute(insert(PARENTS), parents)
+        if audience:
+            conn.execute(insert(AUDIENCE), audience)
 
     def get_record(self, record_id: str) -> StoredRecord | None:
         with self.reading() as conn:

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 
 from gridpoint.errors import GridpointError
+from gridpoint.node.control.ledger import copies_of
 from gridpoint.node.record_views import SignerNames, find_record, record_view
 from gridpoint.node.ui.charts import Panel, Series
 from gridpoint.node.ui.context import UiContext
@@ -138,12 +139,15 @@ def register(app: FastAPI, ui: UiContext) -> None:
             return ui.error(request, 404, str(exc))
         panels = curve_panels([("", view.stored.record)])
         models = ui.models_of(view.stored.id)
+        names = ui.names()
+        copies = [(names.name(c.peer_id), c) for c in copies_of(ui.store, view.stored.id)]
         return ui.page(
             request,
             "record.html",
             view=view,
             charts=[panel_chart(f"curve-{i}", p) for i, p in enumerate(panels)],
             models=models,
+            copies=copies,
         )
 
     @app.get("/compare", response_class=HTMLResponse)

@@ -24,9 +24,9 @@ from gridpoint.integrations.ray_pruner import DONE, OBJECTIVE, STEP, PrunerSched
 from gridpoint.integrations.sink import HomeSink
 from gridpoint.integrations.task import declared_task
 from gridpoint.node.home import NodeHome
+from gridpoint.node.pseudonyms import pseudonym
 from gridpoint.node.store.query_filter import parse_filter
 from gridpoint.node.store.sql_store import open_store
-from gridpoint.node.tuning.anonymize import pseudonym
 from gridpoint.schema import CurvePoint, SearchDimension
 from gridpoint.trainers.transfer.pruner import CurvePruner
 

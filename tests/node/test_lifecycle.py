@@ -77,7 +77,7 @@ def test_signals_repeated_at_any_moment_of_shutdown_never_hang_the_daemon(
 HOLDER = """
 import signal, sys, time
 from pathlib import Path
-from gridpoint.node.daemon.state import hold_home
+from gridpoint.node.home_lock import hold_home
 
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 with hold_home(Path(sys.argv[1])) as held:

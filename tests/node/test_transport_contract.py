@@ -157,6 +157,16 @@ def test_a_reader_that_stops_reading_loses_its_slot_at_either_bound(
     assert time.monotonic() - start >= 0.2
 
 
+def _slowly(
+    chunks: Iterator[artifacts_pb2.ArtifactChunk],
+) -> Iterator[artifacts_pb2.ArtifactChunk]:
+    """The chunks, each after a pause: a stream outlives a 0.1 s bound however fast the
+    machine is."""
+    for chunk in chunks:
+        time.sleep(0.02)
+        yield chunk
+
+
 def test_a_pull_resumes_across_streams_the_peer_cuts_at_its_bound(
     net: Network, opener: Opener, tmp_path: Path
 ) -> None:
@@ -168,7 +178,8 @@ def test_a_pull_resumes_across_streams_the_peer_cuts_at_its_bound(
     class Counted(ArtifactService):
         def download(self, *args: Any, **kwargs: Any) -> Download:
             started.append(1)
-            return super().download(*args, **kwargs)
+            begun = super().download(*args, **kwargs)
+            return Download(_slowly(begun.chunks), begun.release)
 
     bounded = Counted(a.artifacts, 4 * MIB, max_stream_s=0.1)
     transport = opener.open(b, a, service=NodeService(a.home, a.store, bounded))

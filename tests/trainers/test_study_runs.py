@@ -172,7 +172,8 @@ def test_dropout_is_searched_applied_to_every_dropout_layer_and_published(
 ) -> None:
     # Prepare: the example study, searching dropout too.
     from gridpoint.node.config import AnonymizerConfig
-    from gridpoint.node.tuning.anonymize import anonymize_trial
+    from gridpoint.node.publishing.anonymize import anonymize
+    from gridpoint.node.store.base import PrivateRun, RunDetail
 
     path = _study(tmp_path)
     path.write_text(
@@ -199,10 +200,12 @@ def test_dropout_is_searched_applied_to_every_dropout_layer_and_published(
     [(trial, probabilities)] = seen
     dropout = trial.params["dropout"]
     assert dropout == 0.3 and probabilities == {0.3}
-    record = anonymize_trial(
-        trial, config, model_family="bert", public_model_id="", secret=b"k" * 32,
-        policy=AnonymizerConfig(),
-    )  # fmt: skip
+    detail = RunDetail(
+        trial.state, params=dict(trial.params), search_space=config.search_space, task=trial.task
+    )
+    record = anonymize(
+        PrivateRun(config.name, trial.number, detail), secret=b"k" * 32, policy=AnonymizerConfig()
+    )
     assert record.hyperparameters["dropout"] == dropout
     assert any(d.name == "dropout" for d in record.search_space)
 

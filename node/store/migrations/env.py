@@ -7,6 +7,7 @@ The store (node/sql_store.py) applies migrations on open; developers add a revis
 from alembic import context
 from sqlmodel import SQLModel
 
+import gridpoint.node.store.control_models  # noqa: F401  (the owner's-control tables, too)
 import gridpoint.node.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 connection = context.config.attributes.get("connection")

@@ -1,0 +1,146 @@
+"""The admission gate: what a node takes in, records and statements alike, and why not.
+
+A Gate is read from the store once per sync round (and again after a page of statements):
+the trusted peers, this node's own ids, and the key chain. admit() sends a record through
+catalog.admit (signature, trusted author, record rules) and then through the owner's
+checks: a key revoked, or retired by a rotation before the record was signed, is refused; a
+record whose signed audience leaves this node out is refused. A statement goes to its rule
+in statements.RULES. Withdrawn ids are refused by the store itself, in the transaction that
+would store them (store/sql_statements.py), so no race lets one back in.
+
+Must never raise anything from admit() but an EnvelopeError, nor trust an earlier key of an
+identity for what it signed after its rotation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from gridpoint.errors import (
+    OutsideAudience,
+    OversizedRecord,
+    RevokedKey,
+    UnknownSigner,
+    WrongPayloadType,
+)
+from gridpoint.node.catalog import admit as admit_record
+from gridpoint.node.control.statements import MAX_STATEMENT_BYTES, RULES
+from gridpoint.node.protocol.envelope import canonical_envelope, verify_envelope
+from gridpoint.node.protocol.serde import RUN_RECORD_TYPE
+from gridpoint.node.store.base import CatalogStore, StoredRecord
+from gridpoint.node.store.control_base import (
+    KeyEvent,
+    KeyRevocation,
+    KeyRotation,
+    StoredStatement,
+)
+from gridpoint.node.store.key_chain import KeyChain
+from gridpoint.v1 import envelope_pb2
+
+__all__ = ["Gate"]
+
+
+class Gate:
+    """Who and what this node admits now. Thread-safe to read; note() is for one thread."""
+
+    def __init__(
+        self, store: CatalogStore, self_id: str, trusted: set[str], chain: KeyChain
+    ) -> None:
+        self._store = store
+        self.self_id = self_id
+        self._trusted = trusted | {self_id}
+        self.chain = chain
+        self.own_ids = frozenset(chain.identity(self_id))
+
+    @classmethod
+    def load(cls, store: CatalogStore, self_id: str) -> Gate:
+        """The gate as the store says now."""
+        return cls(
+            store, self_id, {p.node_id for p in store.list_peers()}, KeyChain(store.key_events())
+        )
+
+    def trusted(self, signer_id: str) -> bool:
+        """Is this key one of a trusted identity (a peer's or ours, by any key of its chain:
+        a peer that trusted an earlier key follows its rotations)?"""
+        return signer_id in self._trusted or not self._trusted.isdisjoint(
+            self.chain.identity(signer_id)
+        )
+
+    def require_trusted(self, signer_id: str) -> None:
+        if not self.trusted(signer_id):
+            raise UnknownSigner(f"signer {signer_id} is not a trusted peer of this node")
+
+    def check_key(self, signer_id: str, signed_at_ms: int) -> None:
+        """RevokedKey for a revoked key, or a retired one signing after its rotation."""
+        if self.chain.revoked(signer_id):
+            raise RevokedKey(f"key {signer_id} is revoked: nothing it signs is taken in")
+        rotated_at = self.chain.rotated_at_ms(signer_id)
+        if rotated_at is not None and signed_at_ms >= rotated_at:
+            raise RevokedKey(
+                f"key {signer_id} was rotated to {self.chain.successor(signer_id)}; "
+                "it signed this after its rotation"
+            )
+
+    def authors(self, record_ids: Sequence[str]) -> dict[str, str]:
+        """The signer of each of these records this node holds."""
+        return self._store.record_signers(record_ids)
+
+    def admit(self, envelope: envelope_pb2.SignedEnvelope) -> StoredRecord | StoredStatement:
+        """A verified record or statement; an EnvelopeError (its reason says why) otherwise."""
+        if envelope.payload_type == RUN_RECORD_TYPE:
+            return self._admit_record(envelope)
+        rule = RULES.get(envelope.payload_type)
+        if rule is None:
+            raise WrongPayloadType(
+                f"expected a record or a statement, got {envelope.payload_type[:80] or 'no type'}"
+            )
+        if len(envelope.payload) > MAX_STATEMENT_BYTES:
+            raise OversizedRecord(
+                f"statement of {len(envelope.payload)} bytes is over the limit of "
+                f"{MAX_STATEMENT_BYTES}"
+            )
+        # Who may sign each statement is its rule's to say (a key may revoke itself).
+        verified = verify_envelope(
+            envelope, expected_type=envelope.payload_type, is_trusted=lambda _signer: True
+        )
+        statement = rule(verified, self)
+        return StoredStatement(
+            id=verified.id,
+            signer_id=verified.signer_id,
+            payload_type=verified.payload_type,
+            envelope=canonical_envelope(envelope),
+            signed_at_ms=verified.signed_at_ms,
+            statement=statement,
+        )
+
+    def _admit_record(self, envelope: envelope_pb2.SignedEnvelope) -> StoredRecord:
+        stored = admit_record(envelope, self.trusted)
+        self.check_key(stored.signer_id, stored.signed_at_ms)
+        audience = stored.record.audience
+        if audience and self.own_ids.isdisjoint(audience):
+            raise OutsideAudience(
+                f"record {stored.id[:12]} is shared by its author with {len(audience)} node(s), "
+                "not with this one"
+            )
+        return stored
+
+    def note(self, statement: StoredStatement) -> None:
+        """Takes an admitted statement into account for what follows it in the same page."""
+        events = {e.node_id: e for e in self.chain.events()}
+        st = statement.statement
+        if isinstance(st, KeyRotation):
+            events[st.old_id] = replace(
+                events.get(st.old_id, KeyEvent(st.old_id)),
+                successor_id=st.new_id,
+                rotated_at_ms=statement.signed_at_ms,
+                successor_cert_pem=st.tls_cert_pem,
+            )
+        elif isinstance(st, KeyRevocation):
+            events[st.revoked_id] = replace(
+                events.get(st.revoked_id, KeyEvent(st.revoked_id)), revoked=True
+            )
+        else:
+            return
+        self.chain = KeyChain(events.values())
+        self.own_ids = frozenset(self.chain.identity(self.self_id))

@@ -1,0 +1,346 @@
+"""The owner's-control part of the SQL store (control_base.ControlStore), as a mixin of SqlStore.
+
+Writes go through SqlStore.writing() (one writer at a time, the same transaction discipline
+as records); statement effects live in sql_statements.py. The ledger is appended in one
+multi-row insert per call and rolled up into per-day counts (roll_up_ledger), so it stays
+bounded. Must never store a payload in the ledger, nor read more than a call's limit.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+
+from gridpoint.node.store import sql_statements
+from gridpoint.node.store.control_base import (
+    ControlStore,
+    KeyEvent,
+    LedgerEntry,
+    PeerPage,
+    ServedEnvelope,
+    StatementPage,
+    StoredStatement,
+    Withdrawal,
+)
+from gridpoint.node.store.control_models import (
+    AUDIENCE,
+    LEDGER,
+    LEDGER_DAYS,
+    STATEMENTS,
+    VARIANTS,
+    WITHDRAWN,
+)
+from gridpoint.node.store.models import RECORDS as R
+from gridpoint.node.store.query_filter import FilterNode
+from gridpoint.node.store.sql_filter import condition
+from gridpoint.node.store.sql_rows import as_utc
+
+__all__ = ["SqlControl"]
+
+_BATCH = 500
+#: Most detailed ledger entries folded into day counts by one roll_up_ledger call.
+MAX_ROLL_UP = 200_000
+
+
+class SqlControl(ControlStore):
+    """ControlStore over the SqlStore's engine (mixed into SqlStore)."""
+
+    @abstractmethod
+    def writing(self) -> AbstractContextManager[Connection]:
+        """A write transaction (SqlStore's)."""
+
+    @abstractmethod
+    def reading(self) -> AbstractContextManager[Connection]:
+        """A read transaction (SqlStore's)."""
+
+    # --- statements ----------------------------------------------------------------------
+
+    def add_statements(self, statements: Sequence[StoredStatement]) -> tuple[int, int]:
+        with self.writing() as conn:
+            return sql_statements.add(conn, statements)
+
+    def statements_after(self, cursor: int, limit: int) -> StatementPage:
+        with self.reading() as conn:
+            rows = conn.execute(
+                select(STATEMENTS.c.seq, STATEMENTS.c.envelope)
+                .where(STATEMENTS.c.seq > cursor)
+                .order_by(STATEMENTS.c.seq)
+                .limit(limit + 1)
+            ).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return StatementPage(
+            envelopes=[r.envelope for r in rows],
+            cursors=[r.seq for r in rows],
+            next_cursor=rows[-1].seq if rows else cursor,
+            has_more=more,
+        )
+
+    def count_statements(self) -> int:
+        with self.reading() as conn:
+            return int(conn.scalar(select(func.count()).select_from(STATEMENTS)) or 0)
+
+    def key_events(self) -> list[KeyEvent]:
+        with self.reading() as conn:
+            return sql_statements.key_chain(conn).events()
+
+    # --- withdrawn -----------------------------------------------------------------------
+
+    def withdrawals(self, limit: int = 1000) -> list[Withdrawal]:
+        with self.reading() as conn:
+            rows = conn.execute(
+                select(WITHDRAWN)
+                .order_by(WITHDRAWN.c.withdrawn_at.desc(), WITHDRAWN.c.record_id)
+                .limit(limit)
+            ).all()
+        return [
+            Withdrawal(
+                record_id=r.record_id,
+                signer_id=r.signer_id,
+                statement_id=r.statement_id,
+                reason=r.reason,
+                withdrawn_at=as_utc(r.withdrawn_at),
+                held=bool(r.held),
+            )
+            for r in rows
+        ]
+
+    def withdrawn_of(self, authors: Mapping[str, str]) -> set[str]:
+        with self.reading() as conn:
+            return sql_statements.refused_as_withdrawn(conn, dict(authors))
+
+    def record_signers(self, record_ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        with self.reading() as conn:
+            for batch in _batches(record_ids):
+                out |= {
+                    r.id: r.signer_id
+                    for r in conn.execute(select(R.c.id, R.c.signer_id).where(R.c.id.in_(batch)))
+                }
+        return out
+
+    # --- serving by policy ---------------------------------------------------------------
+
+    def records_for_peer(
+        self,
+        cursor: int,
+        limit: int,
+        rules: Sequence[FilterNode | None],
+        reader_ids: Collection[str],
+    ) -> PeerPage:
+        stmt = _ruled(rules, reader_ids).where(R.c.seq > cursor).order_by(R.c.seq).limit(limit + 1)
+        with self.reading() as conn:
+            rows = [_served(r) for r in conn.execute(stmt)]
+        return PeerPage(
+            items=rows[:limit],
+            next_cursor=rows[:limit][-1].seq if rows else cursor,
+            has_more=len(rows) > limit,
+        )
+
+    def ruled_records(
+        self,
+        record_ids: Sequence[str],
+        rules: Sequence[FilterNode | None],
+        reader_ids: Collection[str],
+    ) -> dict[str, ServedEnvelope]:
+        out: dict[str, ServedEnvelope] = {}
+        with self.reading() as conn:
+            for batch in _batches(record_ids):
+                for row in conn.execute(_ruled(rules, reader_ids).where(R.c.id.in_(batch))):
+                    served = _served(row)
+                    out[served.record_id] = served
+        return out
+
+    def variant(self, record_id: str, key: str) -> bytes | None:
+        with self.reading() as conn:
+            envelope: bytes | None = conn.scalar(
+                select(VARIANTS.c.envelope).where(
+                    VARIANTS.c.record_id == record_id, VARIANTS.c.variant_key == key
+                )
+            )
+        return envelope
+
+    def add_variant(self, record_id: str, key: str, variant_id: str, envelope: bytes) -> bytes:
+        with self.writing() as conn:
+            kept: bytes | None = conn.scalar(
+                select(VARIANTS.c.envelope).where(
+                    VARIANTS.c.record_id == record_id, VARIANTS.c.variant_key == key
+                )
+            )
+            if kept is not None:
+                return kept
+            conn.execute(
+                insert(VARIANTS).values(
+                    record_id=record_id,
+                    variant_key=key,
+                    variant_id=variant_id,
+                    envelope=envelope,
+                    created_at=datetime.now(UTC),
+                )
+            )
+            return envelope
+
+    def variants_of(self, record_ids: Sequence[str]) -> list[str]:
+        out: list[str] = []
+        with self.reading() as conn:
+            for batch in _batches(record_ids):
+                out += conn.scalars(
+                    select(VARIANTS.c.variant_id).where(VARIANTS.c.record_id.in_(batch))
+                )
+        return sorted(set(out))
+
+    # --- ledger --------------------------------------------------------------------------
+
+    def append_ledger(self, entries: Sequence[LedgerEntry]) -> None:
+        """Appends entries noted at one moment (the first entry's time stands for all)."""
+        if not entries:
+            return
+        with self.writing() as conn:
+            # The driver's own executemany, without SQLAlchemy's per-row work: a sync page
+            # notes hundreds of entries, and the ledger must cost sync little (bench/).
+            process = LEDGER.c.at.type.bind_processor(conn.dialect)
+            stamp = entries[0].at if process is None else process(entries[0].at)
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            columns = "at, peer_id, kind, item_id, subject_id, rule, count"
+            conn.exec_driver_sql(
+                f"INSERT INTO outbound_ledger ({columns}) VALUES ({', '.join([mark] * 7)})",
+                [
+                    (stamp, e.peer_id, e.kind, e.item_id, e.subject_id, e.rule[:64], e.count)
+                    for e in entries
+                ],
+            )
+
+    def ledger(
+        self,
+        *,
+        peer_id: str | None = None,
+        since: datetime | None = None,
+        subject_id: str | None = None,
+        limit: int = 10_000,
+    ) -> list[LedgerEntry]:
+        days = select(LEDGER_DAYS)
+        detail = select(LEDGER).order_by(LEDGER.c.at, LEDGER.c.id)
+        if peer_id is not None:
+            days = days.where(LEDGER_DAYS.c.peer_id == peer_id)
+            detail = detail.where(LEDGER.c.peer_id == peer_id)
+        if since is not None:
+            days = days.where(LEDGER_DAYS.c.day >= since.date().isoformat())
+            detail = detail.where(LEDGER.c.at >= since)
+        if subject_id is not None:
+            detail = detail.where(LEDGER.c.subject_id == subject_id)
+        out: list[LedgerEntry] = []
+        with self.reading() as conn:
+            if subject_id is None:
+                for r in conn.execute(days.order_by(LEDGER_DAYS.c.day).limit(limit)):
+                    out.append(
+                        LedgerEntry(
+                            at=datetime.fromisoformat(r.day).replace(tzinfo=UTC),
+                            peer_id=r.peer_id,
+                            kind=r.kind,
+                            item_id="",
+                            subject_id="",
+                            rule=r.rule,
+                            count=int(r._mapping["count"]),
+                        )
+                    )
+            for r in conn.execute(detail.limit(max(0, limit - len(out)))):
+                out.append(
+                    LedgerEntry(
+                        at=as_utc(r.at),
+                        peer_id=r.peer_id,
+                        kind=r.kind,
+                        item_id=r.item_id,
+                        subject_id=r.subject_id,
+                        rule=r.rule,
+                        count=int(r._mapping["count"]),
+                    )
+                )
+        return out
+
+    def roll_up_ledger(self, before: datetime) -> int:
+        counts: dict[tuple[str, str, str, str], int] = {}
+        with self.writing() as conn:
+            rows = conn.execute(
+                select(LEDGER.c.id, LEDGER.c.at, LEDGER.c.peer_id, LEDGER.c.kind, LEDGER.c.rule)
+                .add_columns(LEDGER.c.count)
+                .where(LEDGER.c.at < before)
+                .order_by(LEDGER.c.id)
+                .limit(MAX_ROLL_UP)
+            ).all()
+            if not rows:
+                return 0
+            for r in rows:
+                key = (as_utc(r.at).date().isoformat(), r.peer_id, r.kind, r.rule)
+                counts[key] = counts.get(key, 0) + int(r._mapping["count"])
+            for (day, peer, kind, rule), count in counts.items():
+                where = and_(
+                    LEDGER_DAYS.c.day == day,
+                    LEDGER_DAYS.c.peer_id == peer,
+                    LEDGER_DAYS.c.kind == kind,
+                    LEDGER_DAYS.c.rule == rule,
+                )
+                if conn.scalar(select(LEDGER_DAYS.c.count).where(where)) is None:
+                    conn.execute(
+                        insert(LEDGER_DAYS).values(
+                            day=day, peer_id=peer, kind=kind, rule=rule, count=count
+                        )
+                    )
+                else:
+                    conn.execute(
+                        update(LEDGER_DAYS).where(where).values(count=LEDGER_DAYS.c.count + count)
+                    )
+            conn.execute(delete(LEDGER).where(LEDGER.c.id <= rows[-1].id, LEDGER.c.at < before))
+            return len(rows)
+
+
+def _ruled(rules: Sequence[FilterNode | None], reader_ids: Collection[str]) -> Select[Any]:
+    """Records with the first rule each matches (computed by the database, in the one query)
+    and whether its audience, if it has one, names a reader."""
+    rule: Any = (
+        case(*((true() if r is None else condition(r), i) for i, r in enumerate(rules)), else_=-1)
+        if rules
+        else literal(-1)
+    )
+    has_audience = exists().where(AUDIENCE.c.record_seq == R.c.seq)
+    named = exists().where(
+        and_(AUDIENCE.c.record_seq == R.c.seq, AUDIENCE.c.node_id.in_(sorted(reader_ids)))
+    )
+    return select(
+        R.c.seq,
+        R.c.id,
+        R.c.signer_id,
+        R.c.envelope,
+        rule.label("rule"),
+        or_(~has_audience, named).label("in_audience"),
+    )
+
+
+def _served(row: Row[Any]) -> ServedEnvelope:
+    return ServedEnvelope(
+        row.seq, row.id, row.signer_id, row.envelope, int(row.rule), bool(row.in_audience)
+    )
+
+
+def _batches(ids: Sequence[str]) -> list[list[str]]:
+    unique = sorted(set(ids))
+    return [unique[i : i + _BATCH] for i in range(0, len(unique), _BATCH)]

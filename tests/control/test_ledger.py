@@ -1,0 +1,81 @@
+"""The outbound ledger: exactly what left the node, to whom and under which rule; bounded."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gridpoint.node.cli.main import main
+from gridpoint.node.control.withdraw import withdraw
+from gridpoint.node.store.control_base import LedgerEntry
+from tests.control.world import World
+
+
+def _sent(world: World, sender_store: object, peer_id: str, kind: str) -> set[str]:
+    return {
+        e.item_id
+        for e in sender_store.ledger(peer_id=peer_id)  # type: ignore[attr-defined]
+        if e.kind == kind
+    }
+
+
+def test_the_ledger_lists_exactly_what_b_and_c_received(world: World) -> None:
+    # Prepare: A -> B -> C, by sync; C also asks B live.
+    a, b, c = world.node("A"), world.node("B"), world.node("C")
+    world.mutual(a, b)
+    world.mutual(b, c)
+    world.trust(c, a)
+    ids = {world.publish(a, i) for i in range(4)}
+    # Execute
+    world.sync(b, a)
+    world.sync(c, b)
+    withdrawn = withdraw(a.home, a.store, [sorted(ids)[0]])
+    world.sync(b, a)
+    world.sync(c, b)
+    live = world.query(c, "metrics.accuracy > 0")
+    # Assert: A's ledger names B alone, B's names C alone, item for item.
+    assert {e.peer_id for e in a.store.ledger()} == {b.node_id}
+    assert {e.peer_id for e in b.store.ledger()} == {c.node_id}
+    assert _sent(world, a.store, b.node_id, "record") == ids
+    assert _sent(world, b.store, c.node_id, "record") == ids
+    assert _sent(world, a.store, b.node_id, "statement") == set(withdrawn.tombstone_ids)
+    assert _sent(world, b.store, c.node_id, "statement") == set(withdrawn.tombstone_ids)
+    assert _sent(world, b.store, c.node_id, "answer") == {r.record.id for r in live.rows}
+    assert {e.rule for e in a.store.ledger()} == {"default", "statements"}
+
+
+def test_old_entries_are_rolled_up_per_peer_and_day(world: World) -> None:
+    a = world.node("A")
+    now = datetime.now(UTC)
+    old = now - timedelta(days=40)
+    peer = "b" * 40
+    a.store.append_ledger(
+        [LedgerEntry(old, peer, "record", f"{i:064x}", f"{i:064x}", "default") for i in range(5)]
+    )
+    a.store.append_ledger([LedgerEntry(now, peer, "record", "f" * 64, "f" * 64, "default")])
+    folded = a.store.roll_up_ledger(now - timedelta(days=30))
+    entries = a.store.ledger(peer_id=peer)
+    assert folded == 5
+    assert [(e.item_id, e.count) for e in entries] == [("", 5), ("f" * 64, 1)]
+    assert entries[0].at.date() == old.date()
+    assert a.store.roll_up_ledger(now - timedelta(days=30)) == 0
+
+
+def test_audit_reads_the_ledger(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = world.node("A"), world.node("B")
+    world.mutual(a, b)
+    record_id = world.publish(a)
+    world.sync(b, a)
+    args = ["--home", str(a.home.path), "--db", a.store.url, "audit"]
+    assert main([*args, "--peer", "B", "--since", "1d", "--json"]) == 0
+    [entry] = json.loads(capsys.readouterr().out)
+    assert (entry["peer"], entry["kind"], entry["item"], entry["rule"]) == (
+        b.node_id,
+        "record",
+        record_id,
+        "default",
+    )
+    assert main([*args, "--since", "yesterday"]) == 1
+    assert "--since 'yesterday'" in capsys.readouterr().err
