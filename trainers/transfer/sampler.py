@@ -47,7 +47,7 @@ METHODS = ("rgpe", "initial-design")
 #: Random candidates (drawn once per study; the priors' means there are computed once).
 N_CANDIDATES = 2048
 #: Perturbations of the best points seen, drawn for each proposal.
-N_LOCAL = 512
+N_LOCAL = 256
 #: The best points of the study, and of each prior, that perturbations start from.
 LOCAL_ANCHORS = 8
 #: Standard deviations of the perturbations, in unit-cube coordinates.

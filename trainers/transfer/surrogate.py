@@ -29,6 +29,8 @@ MIN_FIT_POINTS = 10
 #: A prior surface's kernel is fitted on at most this many of its points.
 FIT_POINTS = 160
 SQRT5 = float(np.sqrt(5.0))
+#: Iterations of the kernel fit's optimizer, at most.
+OPTIMIZER_STEPS = 40
 
 
 def _kernel(dim: int, noise: float = 1e-3) -> Any:
@@ -50,13 +52,29 @@ def _fit_gp(x: np.ndarray, z: np.ndarray, kernel: Any, optimize: bool) -> Any:
     from sklearn.gaussian_process import GaussianProcessRegressor
 
     gp = GaussianProcessRegressor(
-        kernel=kernel, normalize_y=True, optimizer="fmin_l_bfgs_b" if optimize else None
+        kernel=kernel, normalize_y=True, optimizer=_bounded_lbfgs if optimize else None
     )
     with warnings.catch_warnings():
         # Bounds are hit routinely on tiny samples; the fit is still the best available.
         warnings.simplefilter("ignore", ConvergenceWarning)
         gp.fit(x, z)
     return gp
+
+
+def _bounded_lbfgs(objective: Any, theta: np.ndarray, bounds: np.ndarray) -> tuple[Any, float]:
+    """sklearn's L-BFGS-B fit with a cap on its iterations: the last digits of a length scale
+    are not worth the time a study waits for its next proposal (most of it, uncapped)."""
+    from scipy.optimize import minimize
+
+    result = minimize(
+        objective,
+        theta,
+        method="L-BFGS-B",
+        jac=True,
+        bounds=bounds,
+        options={"maxiter": OPTIMIZER_STEPS},
+    )
+    return result.x, float(result.fun)
 
 
 class PriorSurface:
