@@ -388,6 +388,8 @@ def main() -> int:
             f"fortunes categories missing ({', '.join(missing)}): apt-get install -y fortunes"
         )
     random.seed(0)
+    # A SIGTERM (a time limit, a kill) must still stop the five daemons in run()'s finally.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
         report = run(args, args.workdir.resolve())
