@@ -1,45 +1,51 @@
-"""Warm-started tuning replayed on offline evaluations (leave one task out).
+"""Warm-started tuning replayed on offline evaluations (leave one task out), every method public.
 
 Follows the protocol of Salinas, Shen & Perrone (ICML 2020) on any CSV in their format
 (`hp_*` columns, one `metric_*` objective, a `task` column; see
 ../shared/bench/transfer-hpo/README.md): for each task in turn, the other tasks' evaluations
 are the peers' catalog, the held-out task's evaluated configurations are the candidates, and
-inputs are min-max scaled over all tasks. Every method proposes a point; the nearest
-candidate not yet evaluated is "evaluated" (a table look-up). A failed evaluation (missing
-objective) counts as the task's worst.
+inputs are min-max scaled over all tasks. A failed evaluation (missing objective) counts as the
+task's worst.
 
-Prints per method: the improvement over random search (the paper's Table 2 score: mean over
-tasks and iterations of (ADTM_RS - ADTM) / ADTM_RS), the average rank, and the normalized
-regret (ADTM, averaged over tasks and seeds) after 10/25/50/100 iterations, beside the
-paper's published scores. Methods:
+One proposal rule for every method: each method proposes a point through its public interface
+(bench/transfer_methods.py: Optuna samplers in a real Optuna study, ours being
+`gridpoint.WarmStartSampler` as `gridpoint tune --warm-start` runs it; Syne Tune's schedulers
+through suggest / on_trial_complete); the proposal is snapped to the nearest configuration of
+the held-out task not evaluated yet, and the method is told that configuration and its value.
 
-- random: random search over the candidates.
-- tpe: cold-start TPE (Optuna, multivariate), its proposals snapped to candidates.
-- gp: cold-start GP with expected improvement: the rgpe machinery with no priors.
-- design+tpe: initial-design transfer (trainers/transfer/initial_design.py): the best
-  configuration of every prior task first, then the same TPE, told about the design.
-- rgpe: the ranking-weighted ensemble (trainers/transfer/ensemble.py) for the whole study.
+Prints per method: normalized regret (ADTM, averaged over tasks and seeds) after 10 / 25 / 50 /
+100 iterations (HPO-B's figure), the average rank over tasks and iterations, the improvement
+over random search (the paper's Table 2 score: mean over tasks and iterations of
+(ADTM_RS - ADTM) / ADTM_RS) beside the paper's published scores, and for each method the first
+iteration whose regret is at or below cold TPE's at the last iteration.
 
-`--unrelated OTHER.csv.zip` takes the priors from another blackbox instead (its inputs laid on
-this one's by column position): the negative-transfer check.
+Variants of the priors:
+- `--unrelated OTHER.csv.zip`: the priors are the other blackbox's tasks, laid on this one's
+  inputs by column position (the negative-transfer check);
+- `--cross-space`: each prior task renames some parameters (learning_rate_log -> lr_log,
+  num_layers -> n_layers, ...), does not publish one parameter at all, and searched a narrower
+  range of another (only its trials inside it are kept, and it declares that range): the
+  priors-across-search-spaces check.
 
     python bench/transfer_hpo.py --data XGBoost.csv.zip --objective metric_error [--seeds 30]
-        [--iterations 100] [--methods random,tpe,design+tpe,rgpe] [--json]
+        [--iterations 100] [--methods random,tpe,ours] [--optunahub-registry DIR] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import multiprocessing
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-# One BLAS thread per worker process: the pool already uses every core, and oversubscribed
-# BLAS threads made this bench 2x slower on 2 cores.
+# One BLAS/torch thread per worker process: the pool already uses every core.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -47,19 +53,28 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gridpoint.trainers.transfer.copula import gaussian_copula  # noqa: E402
-from gridpoint.trainers.transfer.ensemble import RankWeightedEnsemble  # noqa: E402
-from gridpoint.trainers.transfer.initial_design import initial_design  # noqa: E402
-from gridpoint.trainers.transfer.surrogate import PriorSurface  # noqa: E402
+from transfer_methods import METHODS, PriorTask, Setting  # noqa: E402
 
-METHODS = ("random", "tpe", "gp", "design+tpe", "rgpe")
-WARM = {"random": False, "tpe": False, "gp": False, "design+tpe": True, "rgpe": True}
+DEFAULT_METHODS = ("random", "tpe", "ours-cold", "ours")
 CHECKPOINTS = (10, 25, 50, 100)
 #: The paper's Table 2 (from its source repository), by blackbox, for the methods it lists.
 PUBLISHED = {
     "DeepAR": {"CTS (paper)": 0.378, "GCP+prior (paper)": 0.734},
     "XGBoost": {"CTS (paper)": 0.015, "GCP+prior (paper)": 0.372},
+}
+#: How a prior study of the cross-space variant names a parameter differently (each a real
+#: naming habit); parameters not listed keep their name.
+ALIASES = {
+    "learning_rate_log": "lr_log",
+    "num_layers": "n_layers",
+    "num_cells": "NumCells",
+    "dropout_rate_log": "dropout-rate-log",
+    "eta": "ETA",
+    "max_depth_index": "maxDepthIndex",
+    "subsample": "sub_sample",
+    "log2_lambda": "log2-lambda",
 }
 
 
@@ -72,7 +87,7 @@ class Task:
 
 def load_tasks(
     path: Path, objective: str, maximize: bool, exclude: list[str]
-) -> tuple[str, list[Task]]:
+) -> tuple[str, tuple[str, ...], list[Task]]:
     frame = pd.read_csv(path)
     if objective not in frame.columns:
         raise SystemExit(f"{path}: no column {objective!r} (has {', '.join(frame.columns)})")
@@ -93,7 +108,7 @@ def load_tasks(
         task_y = y[mask]
         worst = np.nanmax(task_y) if np.isfinite(task_y).any() else 0.0
         tasks.append(Task(str(name), x[mask], np.where(np.isfinite(task_y), task_y, worst)))
-    return blackbox, tasks
+    return blackbox, tuple(c.removeprefix("hp_") for c in hp), tasks
 
 
 def _numeric(column: pd.Series) -> np.ndarray:
@@ -110,34 +125,79 @@ def _lay_on(x: np.ndarray, dim: int, rng: np.random.Generator) -> np.ndarray:
     return np.hstack([x, rng.random((len(x), dim - x.shape[1]))])
 
 
-# Filled in the parent before the workers fork: the tasks and each prior surface's means
-# at every held-out task's candidates (prior surfaces never change, so this is done once).
+def cross_space(prior: PriorTask, position: int) -> PriorTask:
+    """The prior as another organization would have published it (see the module docstring).
+
+    Prior number `position` leaves out parameter `position` (mod d) and searched only the upper
+    three quarters of parameter `position + 1`.
+    """
+    d = len(prior.names)
+    dropped, narrowed = position % d, (position + 1) % d
+    keep = [j for j in range(d) if j != dropped]
+    inside = prior.x[:, narrowed] >= 0.25
+    low = tuple(0.25 if j == narrowed else 0.0 for j in keep)
+    return PriorTask(
+        prior.label,
+        tuple(ALIASES.get(prior.names[j], prior.names[j]) for j in keep),
+        prior.x[inside][:, keep],
+        prior.y[inside],
+        low=low,
+        high=(1.0,) * len(keep),
+    )
+
+
+# Filled in the parent before the workers fork.
 TASKS: list[Task] = []
-PRIOR_MEANS: dict[int, np.ndarray] = {}
-PRIOR_BESTS: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+PRIORS: dict[int, list[PriorTask]] = {}
+NAMES: tuple[str, ...] = ()
+REGISTRY: list[Path | None] = [None]
 
 
-def prepare(tasks: list[Task], priors: list[Task] | None) -> None:
-    """Fits one surface per prior task and evaluates it on every held-out task's candidates."""
+def prepare(
+    tasks: list[Task],
+    names: tuple[str, ...],
+    unrelated: list[Task] | None,
+    cross: bool,
+    registry: Path | None,
+) -> None:
+    """The held-out tasks and, for each, its prior tasks as the methods receive them."""
+    global NAMES
     TASKS[:] = tasks
-    related = priors is None
-    sources = tasks if related else priors
-    surfaces = [PriorSurface(t.x, gaussian_copula(t.y), seed=i) for i, t in enumerate(sources)]
-    for i, task in enumerate(tasks):
-        ids = [j for j in range(len(sources)) if not (related and j == i)]
-        PRIOR_MEANS[i] = np.vstack([surfaces[j].mean(task.x) for j in ids])
-        PRIOR_BESTS[i] = ([sources[j].x for j in ids], [gaussian_copula(sources[j].y) for j in ids])
+    NAMES = names
+    REGISTRY[0] = registry
+    sources = tasks if unrelated is None else unrelated
+    for i in range(len(tasks)):
+        priors = [
+            PriorTask(t.name, names, t.x, t.y)
+            for j, t in enumerate(sources)
+            if unrelated is not None or j != i
+        ]
+        if cross:
+            priors = [cross_space(p, k) for k, p in enumerate(priors)]
+        PRIORS[i] = priors
 
 
-def run_one(job: tuple[str, int, int, int]) -> tuple[str, int, int, np.ndarray]:
+def run_one(job: tuple[str, int, int, int]) -> tuple[str, int, int, np.ndarray, float]:
+    """One method on one held-out task with one seed: the best value after each iteration."""
     method, task_index, seed, iterations = job
     task = TASKS[task_index]
-    rng = np.random.default_rng(seed * 1000 + task_index)
-    runner = {"random": _random, "tpe": _tpe, "gp": _gp, "design+tpe": _design_tpe, "rgpe": _rgpe}[
-        method
-    ]
-    chosen = runner(task_index, task, rng, seed, min(iterations, len(task.y)))
-    return method, task_index, seed, np.minimum.accumulate(task.y[chosen])
+    started = time.process_time()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        # Syne Tune prints timings and boxes; a method's warnings are its own business here.
+        warnings.simplefilter("ignore")
+        searcher = METHODS[method].build(
+            Setting(NAMES, PRIORS[task_index], seed, optunahub_registry=REGISTRY[0])
+        )
+        evaluated = np.zeros(len(task.y), dtype=bool)
+        chosen: list[int] = []
+        for _ in range(min(iterations, len(task.y))):
+            point = np.clip(np.nan_to_num(searcher.ask(), nan=0.5), 0.0, 1.0)
+            index = _nearest_unevaluated(task, point, evaluated)
+            evaluated[index] = True
+            chosen.append(index)
+            searcher.tell(task.x[index], float(task.y[index]))
+    best = np.minimum.accumulate(task.y[np.array(chosen)])
+    return method, task_index, seed, best, time.process_time() - started
 
 
 def _nearest_unevaluated(task: Task, point: np.ndarray, evaluated: np.ndarray) -> int:
@@ -146,77 +206,9 @@ def _nearest_unevaluated(task: Task, point: np.ndarray, evaluated: np.ndarray) -
     return int(np.argmin(distance))
 
 
-def _random(_i: int, task: Task, rng: np.random.Generator, _seed: int, n: int) -> np.ndarray:
-    return rng.permutation(len(task.y))[:n]
-
-
-def _tpe(
-    i: int,
-    task: Task,
-    rng: np.random.Generator,
-    seed: int,
-    n: int,
-    design: np.ndarray | None = None,
-) -> np.ndarray:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    dims = {
-        f"x{d}": optuna.distributions.FloatDistribution(0.0, 1.0) for d in range(task.x.shape[1])
-    }
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True))
-    evaluated = np.zeros(len(task.y), dtype=bool)
-    chosen: list[int] = []
-    for point in design if design is not None else []:
-        if len(chosen) == n:
-            break
-        index = _nearest_unevaluated(task, point, evaluated)
-        evaluated[index] = True
-        chosen.append(index)
-        params = {f"x{d}": float(v) for d, v in enumerate(task.x[index])}
-        study.add_trial(
-            optuna.trial.create_trial(params=params, distributions=dims, value=float(task.y[index]))
-        )
-    while len(chosen) < n:
-        trial = study.ask(dims)
-        point = np.array([trial.params[f"x{d}"] for d in range(task.x.shape[1])])
-        index = _nearest_unevaluated(task, point, evaluated)
-        evaluated[index] = True
-        chosen.append(index)
-        study.tell(trial, float(task.y[index]))
-    return np.array(chosen)
-
-
-def _design_tpe(i: int, task: Task, rng: np.random.Generator, seed: int, n: int) -> np.ndarray:
-    points, scores = PRIOR_BESTS[i]
-    design = initial_design(points, scores, count=len(points))
-    return _tpe(i, task, rng, seed, n, design=design)
-
-
-def _gp(i: int, task: Task, rng: np.random.Generator, seed: int, n: int) -> np.ndarray:
-    return _rgpe(i, task, rng, seed, n, use_priors=False)
-
-
-def _rgpe(
-    i: int, task: Task, rng: np.random.Generator, seed: int, n: int, use_priors: bool = True
-) -> np.ndarray:
-    prior = PRIOR_MEANS[i] if use_priors else PRIOR_MEANS[i][:0]
-    ensemble = RankWeightedEnsemble(task.x.shape[1], seed=seed)
-    evaluated = np.zeros(len(task.y), dtype=bool)
-    chosen: list[int] = []
-    while len(chosen) < n:
-        open_ = np.flatnonzero(~evaluated)
-        idx = np.array(chosen, dtype=int)
-        step = ensemble.propose(
-            task.x[open_], prior[:, open_], task.x[idx], task.y[idx], prior[:, idx]
-        )
-        index = int(open_[step.index])
-        evaluated[index] = True
-        chosen.append(index)
-    return np.array(chosen)
-
-
-def summarize(tasks: list[Task], curves: dict[str, np.ndarray], iterations: int) -> dict[str, dict]:
+def summarize(
+    tasks: list[Task], curves: dict[str, np.ndarray], iterations: int
+) -> dict[str, dict[str, object]]:
     """curves[method] is tasks × seeds × iterations of best-so-far objective values."""
     low = np.array([t.y.min() for t in tasks])[:, None, None]
     span = np.array([max(t.y.max() - t.y.min(), 1e-12) for t in tasks])[:, None, None]
@@ -227,7 +219,7 @@ def summarize(tasks: list[Task], curves: dict[str, np.ndarray], iterations: int)
     ranks = np.apply_along_axis(lambda v: pd.Series(v).rank().to_numpy(), 0, stacked).mean(
         axis=(1, 2)
     )
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, object]] = {}
     for position, method in enumerate(names):
         score = float("nan")
         if baseline is not None:
@@ -236,21 +228,26 @@ def summarize(tasks: list[Task], curves: dict[str, np.ndarray], iterations: int)
         regret = {
             str(t): float(adtm[method][:, t - 1].mean()) for t in CHECKPOINTS if t <= iterations
         }
-        out[method] = {
+        row: dict[str, object] = {
+            "label": METHODS[method].label,
+            "warm_start": METHODS[method].warm,
             "score": score,
             "rank": float(ranks[position]),
             "regret": regret,
-            "warm_start": WARM[method],
         }
         if "tpe" in adtm:
             # The first iteration whose mean regret is at or below cold TPE's final one.
             reached = np.flatnonzero(adtm[method].mean(axis=0) <= adtm["tpe"].mean(axis=0)[-1])
-            out[method]["reaches_cold_tpe_final_at"] = int(reached[0]) + 1 if reached.size else None
+            row["reaches_cold_tpe_final_at"] = int(reached[0]) + 1 if reached.size else None
+        out[method] = row
     return out
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0],
+        epilog="methods: " + ", ".join(f"{m.name} ({m.label})" for m in METHODS.values()),
+    )
     parser.add_argument(
         "--data", type=Path, required=True, help="CSV (or .csv.zip) of offline evaluations"
     )
@@ -259,7 +256,12 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument(
-        "--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}"
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help="comma-separated (random is always added: the score is relative to it)",
+    )
+    parser.add_argument(
+        "--tasks", type=int, default=0, help="only the first N held-out tasks (0: all)"
     )
     parser.add_argument(
         "--exclude-task",
@@ -271,6 +273,17 @@ def main() -> int:
     parser.add_argument(
         "--unrelated-objective", help="objective column of --unrelated (default: --objective)"
     )
+    parser.add_argument(
+        "--cross-space",
+        action="store_true",
+        help="priors rename, leave out and narrow parameters (see above)",
+    )
+    parser.add_argument(
+        "--optunahub-registry",
+        type=Path,
+        help="local copy of the optuna/optunahub-registry repository's package/ folder "
+        "(for metalearn-tpe; fetched beforehand, never at run time)",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
@@ -279,43 +292,53 @@ def main() -> int:
     if unknown:
         raise SystemExit(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
     if "random" not in methods:
-        methods.insert(0, "random")  # the score is relative to it
+        methods.insert(0, "random")
     exclude = args.exclude_task if args.exclude_task is not None else ["wiki-rolling"]
-    blackbox, tasks = load_tasks(args.data, args.objective, args.maximize, exclude)
-    priors = None
+    blackbox, names, tasks = load_tasks(args.data, args.objective, args.maximize, exclude)
+    unrelated = None
     if args.unrelated:
-        _, other = load_tasks(
+        _, _, other = load_tasks(
             args.unrelated, args.unrelated_objective or args.objective, False, exclude
         )
         rng = np.random.default_rng(0)
-        dim = tasks[0].x.shape[1]
-        priors = [Task(t.name, _lay_on(t.x, dim, rng), t.y) for t in other]
+        unrelated = [Task(t.name, _lay_on(t.x, len(names), rng), t.y) for t in other]
+    held_out = tasks[: args.tasks] if args.tasks else tasks
     started = time.perf_counter()
-    prepare(tasks, priors)
+    prepare(tasks, names, unrelated, args.cross_space, args.optunahub_registry)
     jobs = [
         (m, t, s, args.iterations)
         for m in methods
-        for t in range(len(tasks))
+        for t in range(len(held_out))
         for s in range(args.seeds)
     ]
     # Slow methods first so the pool's tail is short.
-    jobs.sort(key=lambda j: j[0] == "random")
-    curves = {m: np.full((len(tasks), args.seeds, args.iterations), np.nan) for m in methods}
+    jobs.sort(key=lambda j: j[0] in ("random", "tpe"))
+    curves = {m: np.full((len(held_out), args.seeds, args.iterations), np.nan) for m in methods}
+    cpu = dict.fromkeys(methods, 0.0)
     context = multiprocessing.get_context("fork")
     with context.Pool(args.workers) as pool:
-        for method, t, s, best in pool.imap_unordered(run_one, jobs, chunksize=1):
+        for method, t, s, best, seconds in pool.imap_unordered(run_one, jobs, chunksize=1):
             padded = np.concatenate([best, np.full(args.iterations - len(best), best[-1])])
             curves[method][t, s] = padded
+            cpu[method] += seconds
     elapsed = time.perf_counter() - started
-    results = summarize(tasks, curves, args.iterations)
+    results = summarize(held_out, curves, args.iterations)
+    for method, row in results.items():
+        row["cpu_seconds_per_study"] = round(cpu[method] / (len(held_out) * args.seeds), 2)
+    priors = (
+        f"from {args.unrelated.name} (unrelated)"
+        if args.unrelated
+        else "leave-one-task-out" + (", across search spaces" if args.cross_space else "")
+    )
     if args.json:
         print(
             json.dumps(
                 {
                     "blackbox": blackbox,
+                    "tasks": len(held_out),
                     "seeds": args.seeds,
                     "iterations": args.iterations,
-                    "priors": "unrelated" if priors else "related",
+                    "priors": priors,
                     "seconds": round(elapsed, 1),
                     "methods": results,
                     "published": PUBLISHED.get(blackbox, {}),
@@ -324,44 +347,34 @@ def main() -> int:
             )
         )
         return 0
-    _print_table(blackbox, tasks, args, results, priors is not None, elapsed)
+    print(
+        f"{blackbox}: {len(held_out)} tasks, {args.seeds} seeds, {args.iterations} iterations, "
+        f"priors {priors}; {elapsed:.0f} s on {args.workers} worker(s)"
+    )
+    _print_table(results, args.iterations, blackbox)
     return 0
 
 
-def _print_table(
-    blackbox: str,
-    tasks: list[Task],
-    args: argparse.Namespace,
-    results: dict[str, dict],
-    unrelated: bool,
-    elapsed: float,
-) -> None:
-    checkpoints = [str(t) for t in CHECKPOINTS if t <= args.iterations]
+def _print_table(results: dict[str, dict[str, object]], iterations: int, blackbox: str) -> None:
+    checkpoints = [str(t) for t in CHECKPOINTS if t <= iterations]
     print(
-        f"{blackbox}: {len(tasks)} tasks, {args.seeds} seeds, {args.iterations} iterations, "
-        f"priors {'from ' + args.unrelated.name + ' (unrelated)' if unrelated else 'leave-one-task-out'}; "
-        f"{elapsed:.0f} s on {args.workers} worker(s)"
+        "| method | warm | "
+        + " | ".join(f"@{c}" for c in checkpoints)
+        + " | rank | score | reaches TPE@100 at | CPU s/study |"
     )
-    header = f"{'method':<20} {'warm':>5} {'score':>7} {'rank':>6} " + " ".join(
-        f"{'@' + c:>9}" for c in checkpoints
-    )
-    print(
-        "score: improvement over random search (higher is better); @N: normalized regret after N iterations"
-    )
-    print(header)
-    for method, row in results.items():
-        cells = " ".join(f"{row['regret'][c]:>9.2e}" for c in checkpoints)
+    print("|---|---|" + "---|" * (len(checkpoints) + 4))
+    for row in results.values():
+        regret = row["regret"]
+        assert isinstance(regret, dict)
+        reached = row.get("reaches_cold_tpe_final_at")
         print(
-            f"{method:<20} {'yes' if row['warm_start'] else 'no':>5} {row['score']:>7.3f} {row['rank']:>6.2f} {cells}"
+            f"| {row['label']} | {'yes' if row['warm_start'] else 'no'} | "
+            + " | ".join(f"{regret[c]:.2e}" for c in checkpoints)
+            + f" | {row['rank']:.2f} | {row['score']:.3f} | "
+            + f"{reached if reached else 'never'} | {row['cpu_seconds_per_study']} |"
         )
     for name, score in PUBLISHED.get(blackbox, {}).items():
-        print(f"{name:<20} {'yes':>5} {score:>7.3f}")
-    for method, row in results.items():
-        if row["warm_start"] and "reaches_cold_tpe_final_at" in row:
-            at = row["reaches_cold_tpe_final_at"]
-            print(
-                f"{method}: reaches cold TPE's final regret at iteration {at if at else 'never (within the run)'}"
-            )
+        print(f"| {name} | yes | " + " | " * len(checkpoints) + f" | {score:.3f} | | |")
 
 
 if __name__ == "__main__":

@@ -40,8 +40,9 @@ def unrelated():
 SPACE = """learning_rate = { type = "float", low = 1e-5, high = 5e-3, log = true }
 batch_size = { type = "categorical", choices = [16, 32] }
 warmup_ratio = { type = "float", low = 0.0, high = 0.2 }"""
-MISMATCHED_SPACE = """learning_rate = { type = "categorical", choices = [0.0001, 0.001] }
-batch_size = { type = "categorical", choices = [16, 32] }"""
+# Nothing in it fits SPACE: a range that does not overlap, choices it does not offer.
+MISMATCHED_SPACE = """learning_rate = { type = "float", low = 1e-2, high = 5e-2, log = true }
+batch_size = { type = "categorical", choices = [64, 128] }"""
 
 
 def write_study(folder: Path, name: str, *, load: str, language: str, seed: int, space: str) -> str:
@@ -113,7 +114,7 @@ def test_warm_start_uses_a_peers_study_weighs_an_unrelated_one_low_and_reports_a
     [left_out] = [r for r in rows if not r["used"]]
     assert related["trials"] == 3 and related["weight"] >= 0.3
     assert lowly["trials"] == 3 and lowly["weight"] < 0.1
-    assert "learning_rate" in left_out["reason"] and "categorical" in left_out["reason"]
+    assert "learning_rate" in left_out["reason"] and "does not overlap" in left_out["reason"]
     # The first trial is one of A's related configurations, not a fresh guess.
     a_configs = [t["params"] for t in a_t1["trials"]]
     assert warm["trials"][0]["params"] in a_configs

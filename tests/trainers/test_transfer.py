@@ -9,13 +9,11 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from gridpoint.schema import SearchDimension
 from gridpoint.trainers.transfer.copula import gaussian_copula
 from gridpoint.trainers.transfer.ensemble import ranking_weights
 from gridpoint.trainers.transfer.priors import PriorStudy, PriorTrial
 from gridpoint.trainers.transfer.pruner import CurvePruner
 from gridpoint.trainers.transfer.sampler import WarmStartSampler
-from gridpoint.trainers.transfer.space import MappedPrior, PriorExclusion, UnitSpace, map_prior
 
 SPACE = {"lr": FloatDistribution(1e-5, 1e-1, log=True), "layers": IntDistribution(1, 8)}
 
@@ -99,50 +97,36 @@ def test_related_priors_beat_an_unhelpful_start_on_average() -> None:
     assert related < adversarial
 
 
-def test_priors_are_mapped_by_value_renamed_by_config_or_left_out_with_a_reason() -> None:
-    space = UnitSpace(
-        [
-            SearchDimension("learning_rate", "float", 1e-4, 1e-2, log=True),
-            SearchDimension("bs", "categorical", choices=(16, 32)),
-        ]
-    )
-    trials = (
-        PriorTrial({"lr": 1e-3, "bs": 16}, 0.9),
-        PriorTrial({"lr": 1e-1, "bs": 16}, 0.5),  # outside this study's range
-        PriorTrial({"lr": 1e-3, "bs": 64}, 0.7),  # not one of its choices
-    )
-    declared = (
-        SearchDimension("lr", "float", 1e-5, 1e-1, log=True),
-        SearchDimension("bs", "categorical", choices=(16, 32, 64)),
-    )
-    renamed = map_prior(
-        PriorStudy("renamed", trials, search_space=declared, renames={"lr": "learning_rate"}), space
-    )
-    assert isinstance(renamed, MappedPrior)
-    assert len(renamed.values) == 1 and renamed.trials_outside == 2
-    assert renamed.x[0] == pytest.approx([0.5, 0.0])
-    assert any("2 trial(s) outside" in n for n in renamed.notes)
-    assert any("renamed lr -> learning_rate" in n for n in renamed.notes)
-    missing = map_prior(PriorStudy("missing", trials, search_space=declared), space)
-    assert isinstance(missing, PriorExclusion) and "learning_rate" in missing.reason
-    typed = (SearchDimension("learning_rate", "categorical", choices=(1e-3,)), declared[1])
-    wrong_kind = map_prior(
-        PriorStudy("typed", trials, search_space=typed, renames={"lr": "learning_rate"}), space
-    )
-    assert (
-        isinstance(wrong_kind, PriorExclusion)
-        and "categorical there, float here" in wrong_kind.reason
-    )
-
-
 def test_sampler_reports_every_prior_used_or_not() -> None:
     misfit = PriorStudy(
-        "misfit", (PriorTrial({"lr": 1e-3, "depth": 3}, 1.0),), direction="minimize"
+        "misfit", (PriorTrial({"optimizer": "adam", "depth": 3}, 1.0),), direction="minimize"
     )
     sampler = WarmStartSampler([prior("good"), misfit], SPACE, seed=0)
     report = {r["prior"]: r for r in sampler.report()}
     assert report["good"]["used"] and report["good"]["trials"] == 40
-    assert not report["misfit"]["used"] and "layers" in report["misfit"]["reason"]
+    assert [d["how"] for d in report["good"]["dimensions"]] == ["same name", "same name"]
+    assert not report["misfit"]["used"] and "shares no parameter" in report["misfit"]["reason"]
+
+
+def test_a_pruned_prior_best_is_never_proposed_again() -> None:
+    # Prepare: the priors' best configuration is the first trial, and it gets pruned.
+    sampler = WarmStartSampler([prior("p")], SPACE, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    first = study.ask()
+    objective(first)
+    study.tell(first, state=optuna.trial.TrialState.PRUNED)
+
+    # Execute: the next trials still have no complete trial to learn from.
+    later = []
+    for _ in range(3):
+        trial = study.ask()
+        objective(trial)
+        later.append(trial.params)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    # Assert: no configuration is proposed twice.
+    configs = [first.params, *later]
+    assert len({tuple(sorted(c.items())) for c in configs}) == len(configs)
 
 
 def test_categorical_spaces_round_trip() -> None:
@@ -185,6 +169,23 @@ def test_curve_pruner_stops_a_first_trial_that_falls_below_the_priors_curves() -
     priors = [[(s, lvl * s / 5) for s in range(1, 6)] for lvl in (0.8, 0.85, 0.9, 0.95)]
     states = _curve_study(CurvePruner(priors), [0.3, 0.92])
     assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE]
+
+
+def test_curve_pruner_never_prunes_on_a_single_low_point_of_a_steep_curve() -> None:
+    # Prepare: the priors rise slowly; this trial starts below them and then climbs steeply.
+    priors = [[(s, lvl * s / 5) for s in range(1, 6)] for lvl in (0.8, 0.85, 0.9, 0.95)]
+    study = optuna.create_study(direction="maximize", pruner=CurvePruner(priors))
+    trial = study.ask()
+
+    # Execute / Assert: one point below the reference is not enough; two in a row are.
+    trial.report(0.05, 1)
+    assert not trial.should_prune()
+    trial.report(0.9, 2)
+    assert not trial.should_prune()
+    trial.report(0.1, 3)
+    assert not trial.should_prune()
+    trial.report(0.1, 4)
+    assert trial.should_prune()
 
 
 def test_curve_pruner_without_reference_defers_to_its_fallback() -> None:

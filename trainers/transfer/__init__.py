@@ -1,16 +1,19 @@
-"""Warm-start maths: tuning a new study from prior studies, knowing nothing of nodes.
+"""Warm-start maths: tuning a new study from prior studies of related tasks.
 
 The code is organized as follows:
 
-- priors.py: prior studies as the transfer methods see them (trials, values, curves).
-- space.py: a study's search space as the unit cube, and prior studies mapped into it.
+- priors.py: PriorStudy and PriorTrial, the priors as these methods see them.
+- matching.py: which parameter of a prior is which dimension of the study (names, kinds,
+  ranges), with how each was matched.
+- space.py: the study's search space as the unit cube; a prior's trials placed in it
+  (clipped, dropped or marginalized, and counted).
 - copula.py: the Gaussian copula that puts every task's objective on one scale.
-- surrogate.py: models of one task's objective: the priors' surfaces and the new task's GP.
-- ensemble.py: the ranking-weighted ensemble (RGPE-style) of prior surfaces and the target GP.
-- initial_design.py: the priors' best configurations, evaluated first.
+- surrogate.py: a prior study's mean surface and the new study's own GP.
+- ensemble.py: the ranking-weighted ensemble (RGPE-style) that proposes each point.
+- initial_design.py: the priors' best configurations first (SageMaker-style).
 - sampler.py: WarmStartSampler, the Optuna sampler over all of the above.
-- pruner.py: CurvePruner, which stops a trial whose curve falls below its peers' at a step.
+- pruner.py: CurvePruner, stopping trials whose curves fall below the priors'.
 
-Where prior studies come from is the caller's business (gridpoint's node chooses them from
-its catalog: node/tuning/warm_start.py). Imports nothing of gridpoint but the schema.
+Works on arrays, Optuna and plain dataclasses only: knows nothing of nodes, catalogs or where
+priors come from (gridpoint.node.tuning.warm_start builds them from the catalog).
 """

@@ -26,6 +26,9 @@ from gridpoint.trainers.transfer.surrogate import TargetModel
 __all__ = ["EnsembleStep", "RankWeightedEnsemble", "ranking_weights"]
 
 BOOTSTRAP_SAMPLES = 200
+#: Below this many observations the residual GP keeps a fixed kernel (few points cannot
+#: identify length scales).
+RESIDUAL_FIT_FROM = 8
 #: Below this many observations of its own the target cannot be ranked; priors share the weight.
 MIN_TARGET_POINTS = 3
 #: From this many observations on, a prior must rank them better than chance to keep weight,
@@ -104,6 +107,7 @@ class RankWeightedEnsemble:
 
     def __init__(self, dim: int, seed: int = 0, prior_weights: np.ndarray | None = None) -> None:
         self._target = TargetModel(dim)
+        self._residual = TargetModel(dim, fit_from=RESIDUAL_FIT_FROM)
         self._rng = np.random.default_rng(seed)
         # What the priors are trusted with before the new task has been observed at all
         # (the node passes task-descriptor similarity); uniform when not given.
@@ -137,7 +141,7 @@ class RankWeightedEnsemble:
         """prior_at_* are K×m and K×n means of the K prior surfaces (K may be 0)."""
         n = len(observed_y)
         k = prior_at_candidates.shape[0]
-        if n == 0:
+        if n == 0 or (k == 0 and n < MIN_TARGET_POINTS):
             if k == 0:
                 return EnsembleStep(int(self._rng.integers(len(candidates))), np.ones(1))
             weights = self.initial_weights(k)
@@ -150,25 +154,18 @@ class RankWeightedEnsemble:
         weights = ranking_weights(prior_at_observed, target_loo, z, self._rng)
         if target_loo is None and k:
             weights = self.initial_weights(k)
-        mean = weights[:k] @ prior_at_candidates if k else np.zeros(len(candidates))
-        std = np.zeros(len(candidates))
-        if target_loo is not None and weights[k] > 0:
-            target_mean, target_std = self._target.predict(candidates)
-            mean = mean + weights[k] * target_mean
-            std = weights[k] * target_std
-        elif k == 0:
-            return EnsembleStep(int(self._rng.integers(len(candidates))), weights)
-        incumbent = float(np.min(self._mean_at_observed(weights, prior_at_observed, z)))
-        return EnsembleStep(_expected_improvement_argmax(mean, std, incumbent), weights)
-
-    def _mean_at_observed(
-        self, weights: np.ndarray, prior_at_observed: np.ndarray, z: np.ndarray
-    ) -> np.ndarray:
-        k = prior_at_observed.shape[0]
-        mean = weights[:k] @ prior_at_observed if k else np.zeros(len(z))
-        if weights[k] > 0 and len(z) >= MIN_TARGET_POINTS:
-            mean = mean + weights[k] * self._target.predict(self._target.training_x())[0]
-        return mean
+        # The priors' weighted mean is the prior mean of a GP on what it does not explain of
+        # this study's own observations: each observation corrects the surface around it and
+        # the GP's uncertainty steers the search off what was seen, however much the priors
+        # are trusted. A prior that lost its weight adds nothing; with none, a plain GP.
+        at_candidates = weights[:k] @ prior_at_candidates if k else np.zeros(len(candidates))
+        at_observed = weights[:k] @ prior_at_observed if k else np.zeros(n)
+        self._residual.fit(observed_x, z - at_observed)
+        residual_mean, std = self._residual.predict(candidates)
+        incumbent = float(np.min(z))
+        return EnsembleStep(
+            _expected_improvement_argmax(at_candidates + residual_mean, std, incumbent), weights
+        )
 
 
 def _expected_improvement_argmax(mean: np.ndarray, std: np.ndarray, incumbent: float) -> int:

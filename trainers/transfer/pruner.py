@@ -2,8 +2,10 @@
 
 The reference at step s is every prior study's objective curve that reaches s (linearly
 interpolated between its evaluations) together with this study's own finished trials; a
-trial whose value at s is worse than the reference's `quantile` (the lower quartile by
-default, for a maximized objective) is stopped. Prior curves let a study prune from its
+trial whose value is worse than the reference's `quantile` (the lower quartile by default,
+for a maximized objective) at each of its last `patience` reported steps (two by default) is
+stopped: one point of a steep curve says little, and the first trial of a warm start, the
+priors' best configuration, must not be lost on one. Prior curves let a study prune from its
 very first trial, where Optuna's own pruners must wait for n_startup_trials of its own.
 Works with any sampler. `fallback` (the study's own pruner) is consulted too: either can
 stop a trial.
@@ -44,10 +46,14 @@ class CurvePruner(BasePruner):
         quantile: float = 0.25,
         min_reference: int = 3,
         n_warmup_steps: int = 0,
+        patience: int = 2,
         fallback: BasePruner | None = None,
     ) -> None:
         if not 0.0 < quantile < 1.0:
             raise ValueError("quantile must be between 0 and 1")
+        if patience < 1:
+            raise ValueError("patience must be at least 1")
+        self._patience = patience
         self._priors = [sorted(c) for c in prior_curves if c]
         self._quantile = quantile
         self._min_reference = min_reference
@@ -67,12 +73,19 @@ class CurvePruner(BasePruner):
         step = trial.last_step
         if step is None or step < self._warmup:
             return False
-        value = trial.intermediate_values[step]
-        reference = self.reference(study, step)
-        if len(reference) >= self._min_reference and np.isfinite(value):
-            if study.direction == StudyDirection.MAXIMIZE:
-                if value < float(np.quantile(reference, self._quantile)):
-                    return True
-            elif value > float(np.quantile(reference, 1.0 - self._quantile)):
-                return True
+        recent = [s for s in sorted(trial.intermediate_values) if s >= self._warmup]
+        recent = recent[-self._patience :]
+        if len(recent) == self._patience and all(
+            self._below(study, s, trial.intermediate_values[s]) for s in recent
+        ):
+            return True
         return self._fallback.prune(study, trial)
+
+    def _below(self, study: Study, step: int, value: float) -> bool:
+        """Whether `value` at `step` is worse than the reference's quantile there."""
+        reference = self.reference(study, step)
+        if len(reference) < self._min_reference or not np.isfinite(value):
+            return False
+        if study.direction == StudyDirection.MAXIMIZE:
+            return value < float(np.quantile(reference, self._quantile))
+        return value > float(np.quantile(reference, 1.0 - self._quantile))

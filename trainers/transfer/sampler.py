@@ -44,8 +44,14 @@ from gridpoint.trainers.transfer.surrogate import PriorSurface
 __all__ = ["METHODS", "WarmStartSampler"]
 
 METHODS = ("rgpe", "initial-design")
-#: Random points scored per proposal, besides local perturbations of the best known points.
+#: Random candidates (drawn once per study; the priors' means there are computed once).
 N_CANDIDATES = 2048
+#: Perturbations of the best points seen, drawn for each proposal.
+N_LOCAL = 256
+#: The best points of the study, and of each prior, that perturbations start from.
+LOCAL_ANCHORS = 8
+#: Standard deviations of the perturbations, in unit-cube coordinates.
+LOCAL_SCALES = np.array([0.02, 0.05, 0.1])
 
 
 class WarmStartSampler(BaseSampler):
@@ -81,6 +87,9 @@ class WarmStartSampler(BaseSampler):
         self.method = method
         self._rng = np.random.default_rng(seed)
         self._scores = [gaussian_copula(m.values, minimize=m.minimize) for m in self.used]
+        self._pool_points: np.ndarray | None = None
+        self._pool_means: np.ndarray | None = None
+        self._prior_best: np.ndarray | None = None
         self._surfaces = [
             PriorSurface(m.x, z, seed=i)
             for i, (m, z) in enumerate(zip(self.used, self._scores, strict=True))
@@ -93,7 +102,7 @@ class WarmStartSampler(BaseSampler):
             zip(self.labels(), self._ensemble.initial_weights(len(self.used))[:-1], strict=True)
         )
         self._design = initial_design(
-            [m.x for m in self.used],
+            [self._completed(m, m.x) for m in self.used],
             self._scores,
             count=design_size if design_size is not None else len(self.used),
             weights=similarity if len(self.used) else None,
@@ -113,6 +122,17 @@ class WarmStartSampler(BaseSampler):
                 "similarity": round(m.study.similarity, 3),
                 "weight": round(self.weights.get(m.study.label, 0.0), 3),
                 "notes": list(m.notes),
+                "dimensions": [
+                    {
+                        "dimension": d.dimension,
+                        "prior": d.prior_name or "",
+                        "how": d.how,
+                        "note": d.note,
+                    }
+                    for d in m.matches
+                ],
+                "trials_left_out": m.trials_outside,
+                "values_clipped": m.values_clipped,
             }
             for m in self.used
         ]
@@ -183,57 +203,99 @@ class WarmStartSampler(BaseSampler):
                 values.append(t.value)
         return np.array(points).reshape(len(points), self._space.dim), np.array(values)
 
-    def _candidates(self, observed_x: np.ndarray) -> np.ndarray:
+    def _tried(self, study: Study) -> np.ndarray:
+        """Every configuration a trial of the study already holds, whatever its state."""
+        points = [
+            point
+            for t in study.get_trials(deepcopy=False)
+            if t.state != TrialState.WAITING and (point := self._space.encode(t.params)) is not None
+        ]
+        return self._space.quantize(np.array(points).reshape(len(points), self._space.dim))
+
+    def _prior_means(self, points: np.ndarray) -> np.ndarray:
+        """K × len(points): each prior surface's mean, read on the dimensions it shares."""
+        if not self._surfaces:
+            return np.empty((0, len(points)))
+        return np.vstack(
+            [s.mean(points[:, m.dims]) for s, m in zip(self._surfaces, self.used, strict=True)]
+        )
+
+    def _pool(self) -> tuple[np.ndarray, np.ndarray]:
+        """Random candidates drawn once, with the priors' means there computed once."""
+        if self._pool_points is None:
+            self._pool_points = self._space.quantize(
+                self._rng.random((N_CANDIDATES, self._space.dim))
+            )
+            self._pool_means = self._prior_means(self._pool_points)
+        assert self._pool_means is not None
+        return self._pool_points, self._pool_means
+
+    def _completed(self, prior: MappedPrior, x: np.ndarray) -> np.ndarray:
+        """A prior's points in the study's whole cube: 0.5 where the prior says nothing."""
+        full = np.full((len(x), self._space.dim), 0.5)
+        full[:, prior.dims] = x
+        return self._space.quantize(full)
+
+    def _prior_points(self) -> np.ndarray:
+        """The priors' evaluated configurations in the study's cube."""
+        return np.vstack([self._completed(m, m.x) for m in self.used])
+
+    def _local(self, observed_x: np.ndarray, observed_y: np.ndarray, minimize: bool) -> np.ndarray:
+        """Perturbations of the best points seen: the study's own and the priors' bests."""
+        order = np.argsort(observed_y if minimize else -observed_y)
+        anchors = [observed_x[order[:LOCAL_ANCHORS]]]
+        if self.used:
+            anchors.append(self._prior_points_best())
+        if not any(len(a) for a in anchors):
+            return np.empty((0, self._space.dim))
+        anchor = np.vstack([a for a in anchors if len(a)])
+        picks = anchor[self._rng.integers(len(anchor), size=N_LOCAL)]
+        scale = self._rng.choice(LOCAL_SCALES, size=(N_LOCAL, 1))
+        return self._space.quantize(picks + self._rng.normal(0.0, 1.0, picks.shape) * scale)
+
+    def _prior_points_best(self) -> np.ndarray:
+        if self._prior_best is None:
+            self._prior_best = np.vstack(
+                [
+                    self._completed(m, m.x[np.argsort(z)[:LOCAL_ANCHORS]])
+                    for m, z in zip(self.used, self._scores, strict=True)
+                ]
+            )
+        return self._prior_best
+
+    def _candidates(
+        self, observed_x: np.ndarray, observed_y: np.ndarray, minimize: bool, tried: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates not tried yet, and the priors' means at them."""
         if len(observed_x) == 0 and self.used:
             # Before any observation, only configurations a prior actually evaluated.
-            return np.vstack([m.x for m in self.used])
-        anchors = [observed_x] + [
-            m.x[np.argsort(z)[:8]] for m, z in zip(self.used, self._scores, strict=True)
-        ]
-        anchor = (
-            np.vstack([a for a in anchors if len(a)])
-            if any(len(a) for a in anchors)
-            else np.empty((0, self._space.dim))
-        )
-        local = (
-            np.clip(
-                anchor[self._rng.integers(len(anchor), size=512)]
-                + self._rng.normal(0, 0.05, (512, self._space.dim)),
-                0,
-                1,
-            )
-            if len(anchor)
-            else np.empty((0, self._space.dim))
-        )
-        candidates = np.vstack([self._rng.random((N_CANDIDATES, self._space.dim)), local])
-        if len(observed_x):
-            # Never propose (almost) exactly what was already run.
-            distance = np.min(
-                np.sum((candidates[:, None, :] - observed_x[None, :, :]) ** 2, axis=2), axis=1
-            )
-            candidates = candidates[distance > 1e-6]
-        return candidates
+            points = self._prior_points()
+            means = self._prior_means(points)
+        else:
+            pool, pool_means = self._pool()
+            local = self._local(observed_x, observed_y, minimize)
+            points = np.vstack([pool, local])
+            means = np.hstack([pool_means, self._prior_means(local)])
+        fresh = _untried(points, tried)
+        if not fresh.any():
+            # Every prior configuration was tried: fall back to the random pool.
+            points, means = self._pool()
+            fresh = _untried(points, tried)
+        return points[fresh], means[:, fresh]
 
     def _propose(self, study: Study) -> np.ndarray:
+        minimize = study.direction == StudyDirection.MINIMIZE
         observed_x, observed_y = self._observed(study)
-        candidates = self._candidates(observed_x)
-        at_candidates = (
-            np.vstack([s.mean(candidates) for s in self._surfaces])
-            if self._surfaces
-            else np.empty((0, len(candidates)))
-        )
-        at_observed = (
-            np.vstack([s.mean(observed_x) for s in self._surfaces])
-            if self._surfaces
-            else np.empty((0, len(observed_x)))
+        candidates, at_candidates = self._candidates(
+            observed_x, observed_y, minimize, self._tried(study)
         )
         step = self._ensemble.propose(
             candidates,
             at_candidates,
             observed_x,
             observed_y,
-            at_observed,
-            minimize=study.direction == StudyDirection.MINIMIZE,
+            self._prior_means(observed_x),
+            minimize=minimize,
         )
         self.weights = dict(zip(self.labels(), (float(w) for w in step.weights[:-1]), strict=True))
         return np.asarray(candidates[step.index], dtype=float)
@@ -242,3 +304,11 @@ class WarmStartSampler(BaseSampler):
     def target_weight(self) -> float:
         """The weight the study's own observations had at the latest proposal."""
         return max(0.0, 1.0 - sum(self.weights.values()))
+
+
+def _untried(points: np.ndarray, tried: np.ndarray) -> np.ndarray:
+    """A mask of the points that differ from every tried configuration."""
+    if not len(tried) or not len(points):
+        return np.ones(len(points), dtype=bool)
+    distance = np.min(((points[:, None, :] - tried[None, :, :]) ** 2).sum(axis=2), axis=1)
+    return np.asarray(distance > 1e-12, dtype=bool)

@@ -1,12 +1,15 @@
-"""A study's search space as the unit cube, and prior studies mapped into it.
+"""A study's search space as the unit cube, and prior studies placed in it.
 
 Every transfer method works on points of [0, 1]^d: floats and ints are scaled (on a log
-scale where the dimension says so), categoricals take evenly spaced positions. Mapping a
-prior is where compatibility is decided, loudly: a prior's trials are placed by their actual
-parameter values (so a prior that searched a different range lands where its values are),
-renamed only by explicit config; trials outside this space are left out and counted; a prior
-with a missing or differently typed parameter, or with no trial left, is left out with the
-reason. Nothing is dropped without saying so in the MappedPrior or PriorExclusion returned.
+scale where the dimension says so), categoricals take evenly spaced positions. Placing a
+prior is where its values are decided, loudly: matching.py says which of its parameters is
+which dimension; each trial is then placed by its actual values on the dimensions the prior
+shares with the study (the others are marginalized: the prior's surface is fitted on the
+shared ones alone). A value a little outside a dimension (at most CLIP_MARGIN of its width)
+is clipped to the bound; a trial with a value further out, or not among a categorical's
+choices, is left out. Every clip, drop, rename and missing dimension is counted in the
+MappedPrior, and a prior that cannot be used at all comes back as a PriorExclusion with the
+reason: nothing is dropped or moved without saying so.
 """
 
 from __future__ import annotations
@@ -18,9 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridpoint.schema import SearchDimension
+from gridpoint.trainers.transfer.matching import DimensionMatch, match_dimensions
 from gridpoint.trainers.transfer.priors import ParamValue, PriorStudy
 
-__all__ = ["MappedPrior", "PriorExclusion", "UnitSpace", "map_prior"]
+__all__ = ["CLIP_MARGIN", "MappedPrior", "PriorExclusion", "UnitSpace", "map_prior"]
+
+#: How far outside a dimension (as a share of its width) a prior's value may be and still
+#: count, clipped to the bound: just outside is still evidence about the edge.
+CLIP_MARGIN = 0.05
 
 
 class UnitSpace:
@@ -37,38 +45,76 @@ class UnitSpace:
 
     def encode_value(self, dim: SearchDimension, value: ParamValue) -> float | None:
         """The value's coordinate, or None if it lies outside the dimension."""
+        placed = self.place(dim, value)
+        return None if placed is None or placed[1] else placed[0]
+
+    def place(self, dim: SearchDimension, value: ParamValue) -> tuple[float, bool] | None:
+        """(coordinate, clipped) of a value, or None when it cannot be placed in `dim`.
+
+        A numeric value at most CLIP_MARGIN of the width outside comes back clipped to the
+        bound (clipped=True); a categorical value must be one of the choices (numbers compare
+        by value, so 32 and 32.0 are one choice).
+        """
         if dim.kind == "categorical":
-            names = [str(c) for c in dim.choices]
-            if str(value) not in names:
+            position = _choice_index(dim.choices, value)
+            if position is None:
                 return None
-            return names.index(str(value)) / max(len(names) - 1, 1)
-        if isinstance(value, (str, bool)):
-            return None
-        number = float(value)
-        tolerance = 1e-9 * max(abs(dim.low), abs(dim.high), 1.0)
-        if not dim.low - tolerance <= number <= dim.high + tolerance:
+            return position / max(len(dim.choices) - 1, 1), False
+        number = _number(value)
+        if number is None or (dim.log and number <= 0):
             return None
         if dim.high == dim.low:
-            return 0.5
+            return (0.5, False) if math.isclose(number, dim.low) else None
         if dim.log:
-            return (math.log(number) - math.log(dim.low)) / (math.log(dim.high) - math.log(dim.low))
-        return (number - dim.low) / (dim.high - dim.low)
+            u = (math.log(number) - math.log(dim.low)) / (math.log(dim.high) - math.log(dim.low))
+        else:
+            u = (number - dim.low) / (dim.high - dim.low)
+        if -1e-9 <= u <= 1.0 + 1e-9:
+            return min(max(u, 0.0), 1.0), False
+        if -CLIP_MARGIN <= u <= 1.0 + CLIP_MARGIN:
+            return min(max(u, 0.0), 1.0), True
+        return None
+
+    def quantize(self, points: np.ndarray) -> np.ndarray:
+        """The points moved to what decode() would make of them (ints, steps, choices)."""
+        out = np.clip(np.asarray(points, dtype=float), 0.0, 1.0).copy()
+        for j, dim in enumerate(self.dimensions):
+            if dim.kind == "categorical":
+                last = max(len(dim.choices) - 1, 1)
+                out[:, j] = np.round(out[:, j] * last) / last
+            elif dim.kind == "int" or dim.step:
+                out[:, j] = [self._requantized(dim, u) for u in out[:, j]]
+        return np.asarray(out, dtype=float)
+
+    def _requantized(self, dim: SearchDimension, u: float) -> float:
+        value = self.decode_value(dim, u)
+        placed = self.place(dim, value)
+        return u if placed is None else placed[0]
 
     def decode(self, point: np.ndarray) -> dict[str, ParamValue]:
-        params: dict[str, ParamValue] = {}
-        for dim, u in zip(self.dimensions, np.clip(point, 0.0, 1.0), strict=True):
-            if dim.kind == "categorical":
-                params[dim.name] = dim.choices[int(round(u * (len(dim.choices) - 1)))]
-                continue
-            if dim.log:
-                value = math.exp(math.log(dim.low) + u * (math.log(dim.high) - math.log(dim.low)))
-            else:
-                value = dim.low + u * (dim.high - dim.low)
-            if dim.step:
-                value = dim.low + round((value - dim.low) / dim.step) * dim.step
-            value = min(max(value, dim.low), dim.high)
-            params[dim.name] = int(round(value)) if dim.kind == "int" else float(value)
-        return params
+        return {
+            dim.name: self.decode_value(dim, float(u))
+            for dim, u in zip(self.dimensions, np.clip(point, 0.0, 1.0), strict=True)
+        }
+
+    @staticmethod
+    def decode_value(dim: SearchDimension, u: float) -> ParamValue:
+        """The dimension's value at coordinate u (always inside the dimension)."""
+        u = min(max(u, 0.0), 1.0)
+        if dim.kind == "categorical":
+            return dim.choices[int(round(u * (len(dim.choices) - 1)))]
+        if dim.log:
+            value = math.exp(math.log(dim.low) + u * (math.log(dim.high) - math.log(dim.low)))
+        else:
+            value = dim.low + u * (dim.high - dim.low)
+        if dim.step:
+            value = dim.low + round((value - dim.low) / dim.step) * dim.step
+            if value > dim.high:
+                value -= dim.step
+        value = min(max(value, dim.low), dim.high)
+        if dim.kind == "int":
+            return min(max(int(round(value)), math.ceil(dim.low)), math.floor(dim.high))
+        return float(value)
 
     def encode(self, params: Mapping[str, ParamValue]) -> np.ndarray | None:
         coords = []
@@ -84,14 +130,22 @@ class UnitSpace:
 
 @dataclass(frozen=True)
 class MappedPrior:
-    """A prior placed in the unit cube: its usable trials, and what mapping it took."""
+    """A prior placed in the unit cube: its usable trials, and how it was placed.
+
+    `x` holds coordinates on the study dimensions listed in `dims` only (those the prior
+    shares with the study); `matches` says how each study dimension was matched.
+    """
 
     study: PriorStudy
     x: np.ndarray
+    dims: tuple[int, ...]
     values: np.ndarray
     minimize: bool
     curves: tuple[tuple[tuple[int, float], ...], ...]
     trials_outside: int
+    values_clipped: int
+    matches: tuple[DimensionMatch, ...]
+    ignored: tuple[str, ...]
     notes: tuple[str, ...]
 
 
@@ -103,62 +157,104 @@ class PriorExclusion:
     reason: str
 
 
-def _kind_fits(prior: SearchDimension, ours: SearchDimension) -> bool:
-    numeric = ("float", "int")
-    return (prior.kind in numeric and ours.kind in numeric) or prior.kind == ours.kind
-
-
 def map_prior(study: PriorStudy, space: UnitSpace) -> MappedPrior | PriorExclusion:
     """Places the prior's trials in `space`, or says why it cannot be used."""
-    renamed = {study.renames.get(d.name, d.name): d for d in study.search_space}
-    notes: list[str] = [f"renamed {a} -> {b}" for a, b in sorted(study.renames.items())]
-    for dim in space.dimensions:
-        declared = renamed.get(dim.name)
-        if declared is None:
-            if study.search_space and not any(
-                dim.name in _renamed(t.params, study.renames) for t in study.trials
-            ):
-                return PriorExclusion(study, f"has no parameter {dim.name!r}")
-            continue
-        if not _kind_fits(declared, dim):
-            return PriorExclusion(
-                study, f"parameter {dim.name!r} is {declared.kind} there, {dim.kind} here"
-            )
-        if declared.kind != "categorical" and (declared.low, declared.high) != (dim.low, dim.high):
-            notes.append(
-                f"{dim.name} range [{declared.low:g}, {declared.high:g}] placed on [{dim.low:g}, {dim.high:g}]"
-            )
+    matches, ignored = match_dimensions(study, space.dimensions)
+    shared = [(j, m) for j, m in enumerate(matches) if m.prior_name is not None]
+    if not shared:
+        return PriorExclusion(study, _no_shared_reason(matches))
     points, values, curves = [], [], []
-    outside = 0
-    missing: set[str] = set()
+    outside = clipped = 0
     for trial in study.trials:
-        params = _renamed(trial.params, study.renames)
-        missing.update(d.name for d in space.dimensions if d.name not in params)
-        point = space.encode(params)
-        if point is None or not math.isfinite(trial.value):
+        coords = []
+        trial_clipped = 0
+        for j, match in shared:
+            assert match.prior_name is not None
+            placed = (
+                space.place(space.dimensions[j], trial.params[match.prior_name])
+                if match.prior_name in trial.params
+                else None
+            )
+            if placed is None:
+                break
+            coords.append(placed[0])
+            trial_clipped += placed[1]
+        if len(coords) < len(shared) or not math.isfinite(trial.value):
             outside += 1
             continue
-        points.append(point)
+        clipped += trial_clipped
+        points.append(coords)
         values.append(trial.value)
         curves.append(trial.curve)
     if not points:
-        if missing:
-            return PriorExclusion(study, f"its trials lack {', '.join(sorted(missing))}")
         return PriorExclusion(
             study, f"none of its {len(study.trials)} trial(s) lies inside this search space"
         )
-    if outside:
-        notes.append(f"{outside} trial(s) outside this search space left out")
     return MappedPrior(
         study=study,
-        x=np.array(points),
-        values=np.array(values),
+        x=np.array(points, dtype=float),
+        dims=tuple(j for j, _ in shared),
+        values=np.array(values, dtype=float),
         minimize=study.direction == "minimize",
         curves=tuple(curves),
         trials_outside=outside,
-        notes=tuple(notes),
+        values_clipped=clipped,
+        matches=tuple(matches),
+        ignored=tuple(ignored),
+        notes=_notes(matches, ignored, outside, clipped),
     )
 
 
-def _renamed(params: Mapping[str, ParamValue], renames: Mapping[str, str]) -> dict[str, ParamValue]:
-    return {renames.get(k, k): v for k, v in params.items()}
+def _no_shared_reason(matches: Sequence[DimensionMatch]) -> str:
+    refused = [f"{m.dimension}: {m.note}" for m in matches if m.note != "no parameter of that name"]
+    if refused:
+        return "no parameter fits this search space (" + "; ".join(refused) + ")"
+    return "shares no parameter with this search space"
+
+
+def _notes(
+    matches: Sequence[DimensionMatch], ignored: Sequence[str], outside: int, clipped: int
+) -> tuple[str, ...]:
+    notes = []
+    for m in matches:
+        if m.how == "missing":
+            why = "" if m.note == "no parameter of that name" else f" ({m.note})"
+            notes.append(f"{m.dimension}: not in this prior{why}, marginalized")
+            continue
+        if m.how != "same name":
+            notes.append(f"{m.prior_name} -> {m.dimension} ({m.how})")
+        if m.note:
+            notes.append(f"{m.dimension}: {m.note}")
+    if ignored:
+        notes.append(f"{', '.join(ignored)}: not searched here, ignored")
+    if clipped:
+        notes.append(f"{clipped} value(s) just outside this search space clipped to its bounds")
+    if outside:
+        notes.append(f"{outside} trial(s) outside this search space left out")
+    return tuple(notes)
+
+
+def _number(value: ParamValue) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _choice_index(choices: Sequence[ParamValue], value: ParamValue) -> int | None:
+    for i, choice in enumerate(choices):
+        if str(choice) == str(value):
+            return i
+    number = _number(value) if not isinstance(value, str) else None
+    if number is None:
+        return None
+    for i, choice in enumerate(choices):
+        other = _number(choice) if not isinstance(choice, str) else None
+        if other is not None and math.isclose(number, other, rel_tol=1e-9, abs_tol=1e-12):
+            return i
+    return None

@@ -15,7 +15,8 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy.linalg import cho_solve
+from scipy.linalg import cho_factor, cho_solve
+from scipy.spatial.distance import cdist
 
 __all__ = ["PriorSurface", "TargetModel"]
 
@@ -25,6 +26,11 @@ MAX_PRIOR_POINTS = 512
 #: Below this many trials a kernel's length scales cannot be identified (three points happily
 #: "learn" that one parameter does not matter); a fixed isotropic kernel is used instead.
 MIN_FIT_POINTS = 10
+#: A prior surface's kernel is fitted on at most this many of its points.
+FIT_POINTS = 160
+SQRT5 = float(np.sqrt(5.0))
+#: Iterations of the kernel fit's optimizer, at most.
+OPTIMIZER_STEPS = 40
 
 
 def _kernel(dim: int, noise: float = 1e-3) -> Any:
@@ -46,7 +52,7 @@ def _fit_gp(x: np.ndarray, z: np.ndarray, kernel: Any, optimize: bool) -> Any:
     from sklearn.gaussian_process import GaussianProcessRegressor
 
     gp = GaussianProcessRegressor(
-        kernel=kernel, normalize_y=True, optimizer="fmin_l_bfgs_b" if optimize else None
+        kernel=kernel, normalize_y=True, optimizer=_bounded_lbfgs if optimize else None
     )
     with warnings.catch_warnings():
         # Bounds are hit routinely on tiny samples; the fit is still the best available.
@@ -55,34 +61,77 @@ def _fit_gp(x: np.ndarray, z: np.ndarray, kernel: Any, optimize: bool) -> Any:
     return gp
 
 
+def _bounded_lbfgs(objective: Any, theta: np.ndarray, bounds: np.ndarray) -> tuple[Any, float]:
+    """sklearn's L-BFGS-B fit with a cap on its iterations: the last digits of a length scale
+    are not worth the time a study waits for its next proposal (most of it, uncapped)."""
+    from scipy.optimize import minimize
+
+    result = minimize(
+        objective,
+        theta,
+        method="L-BFGS-B",
+        jac=True,
+        bounds=bounds,
+        options={"maxiter": OPTIMIZER_STEPS},
+    )
+    return result.x, float(result.fun)
+
+
 class PriorSurface:
     """The mean objective surface of one prior study, as a GP fitted on its trials.
 
     A study larger than MAX_PRIOR_POINTS is subsampled, keeping its best quarter's worth of
     trials: the optimum's region is what a prior is for. (Conditioning on 2000 XGBoost trials
     with the kernel fitted on 512 scored worse in bench/transfer_hpo.py: 0.33 against 0.50.)
+    The kernel is fitted on at most FIT_POINTS of them (the fit is cubic in its points and
+    repeated by the optimizer), then the mean is conditioned on all it kept; predictions are a
+    plain matrix product, so scoring thousands of candidates per proposal stays cheap.
     """
 
     def __init__(self, x: np.ndarray, z: np.ndarray, *, seed: int = 0) -> None:
         x = np.asarray(x, dtype=float)
         z = np.asarray(z, dtype=float)
         rng = np.random.default_rng(seed)
-        self._constant = float(z.mean()) if len(z) < 3 else None
-        self._gp: Any = None
-        if self._constant is not None:
+        self._offset = float(z.mean()) if len(z) else 0.0
+        self._points = np.empty((0, x.shape[1] if x.ndim == 2 else 0))
+        self._alpha = np.empty(0)
+        if len(z) < 3 or x.shape[1] == 0:
             return
         keep_x, keep_z = _best_and_random(x, z, MAX_PRIOR_POINTS, rng)
+        scale = float(keep_z.std()) or 1.0
+        normalized = (keep_z - keep_z.mean()) / scale
         if len(keep_z) < MIN_FIT_POINTS:
-            self._gp = _fit_gp(keep_x, keep_z, _fixed_kernel(), False)
+            kernel = _fixed_kernel()
         else:
-            self._gp = _fit_gp(keep_x, keep_z, _kernel(x.shape[1]), True)
+            fit_x, fit_z = _best_and_random(keep_x, normalized, FIT_POINTS, rng)
+            kernel = _fit_gp(fit_x, fit_z, _kernel(x.shape[1]), True).kernel_
+        self._amplitude, self._lengths, noise = _kernel_parameters(kernel, x.shape[1])
+        gram = self._amplitude * _matern52(keep_x, keep_x, self._lengths)
+        gram[np.diag_indices_from(gram)] += max(noise, 1e-6)
+        self._points = keep_x
+        self._alpha = scale * cho_solve(cho_factor(gram, lower=True), normalized)
+        self._offset = float(keep_z.mean())
 
     def mean(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
         if len(x) == 0:
             return np.empty(0)
-        if self._gp is None:
-            return np.full(len(x), self._constant)
-        return np.asarray(self._gp.predict(np.asarray(x, dtype=float)), dtype=float)
+        if not len(self._alpha):
+            return np.full(len(x), self._offset)
+        cross = self._amplitude * _matern52(x, self._points, self._lengths)
+        return np.asarray(self._offset + cross @ self._alpha, dtype=float)
+
+
+def _matern52(a: np.ndarray, b: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    r = cdist(a / lengths, b / lengths)
+    return np.asarray((1.0 + SQRT5 * r + 5.0 / 3.0 * r**2) * np.exp(-SQRT5 * r), dtype=float)
+
+
+def _kernel_parameters(kernel: Any, dim: int) -> tuple[float, np.ndarray, float]:
+    """(amplitude, length scales, noise) of a ConstantKernel * Matern + WhiteKernel."""
+    product, white = kernel.k1, kernel.k2
+    lengths = np.broadcast_to(np.asarray(product.k2.length_scale, dtype=float), (dim,))
+    return float(product.k1.constant_value), lengths.copy(), float(white.noise_level)
 
 
 def _best_and_random(
@@ -106,14 +155,18 @@ class TargetModel:
 
     REFIT_AT = (3, 5, 8, 12, 17, 25, 35, 50, 70, 100, 140, 200)
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, *, fit_from: int = 0) -> None:
         self._kernel = _kernel(dim)
         self._fitted_at = 0
         self._gp: Any = None
+        # Below this many points the kernel keeps its starting hyperparameters.
+        self._fit_from = fit_from
 
     def fit(self, x: np.ndarray, z: np.ndarray) -> None:
         n = len(z)
-        optimize = self._gp is None or any(self._fitted_at < k <= n for k in self.REFIT_AT)
+        optimize = n >= self._fit_from and (
+            self._fitted_at == 0 or any(self._fitted_at < k <= n for k in self.REFIT_AT)
+        )
         self._gp = _fit_gp(np.asarray(x, float), np.asarray(z, float), self._kernel, optimize)
         if optimize:
             self._kernel = self._gp.kernel_
