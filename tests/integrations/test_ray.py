@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -45,10 +46,13 @@ def test_the_curve_pruner_stops_through_the_scheduler_a_trial_below_its_priors()
     scheduler = PrunerScheduler(CurvePruner([prior] * 3), "maximize")
 
     good = scheduler.on_trial_result(None, RayTrial("a"), {OBJECTIVE: 0.85, STEP: 10})
-    poor = scheduler.on_trial_result(None, RayTrial("b"), {OBJECTIVE: 0.3, STEP: 10})
+    # The pruner waits for two reports in a row below the priors before it stops a trial.
+    poor_once = scheduler.on_trial_result(None, RayTrial("b"), {OBJECTIVE: 0.3, STEP: 10})
+    poor_twice = scheduler.on_trial_result(None, RayTrial("b"), {OBJECTIVE: 0.35, STEP: 20})
     unscored = scheduler.on_trial_result(None, RayTrial("c"), {"loss": 1.0})
 
-    assert (good, poor, unscored) == (
+    assert (good, poor_once, poor_twice, unscored) == (
+        TrialScheduler.CONTINUE,
         TrialScheduler.CONTINUE,
         TrialScheduler.STOP,
         TrialScheduler.CONTINUE,
@@ -108,7 +112,7 @@ def ray_cluster(
 
     def start(args: list[str], log: str) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
-            ["ray", "start", *args, *common],
+            [str(Path(sys.executable).parent / "ray"), "start", *args, *common],
             env=env,
             stdout=(logs / log).open("wb"),
             stderr=subprocess.STDOUT,
