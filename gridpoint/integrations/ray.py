@@ -17,8 +17,9 @@ way `tune` does: the same anonymizer, signer and store, and a failed trial publi
 with a public failure reason ("diverged", "out-of-memory"), else kept private.
 
 Ray Tune's per-trial cost is kept small: trial actors are reused (each worker imports torch
-once), and Ray's own result loggers (JSON, CSV, TensorBoard files for every report) are off;
-Ray keeps only its experiment state under node_home/ray.
+once), a worker imports only ray_trial.py (the trial; not the store, Optuna or this module),
+and Ray's own result loggers (JSON, CSV, TensorBoard files for every report) are off; Ray
+keeps only its experiment state under node_home/ray.
 
 What does not map: Ray tells OptunaSearch's study a stopped trial's last value as complete
 (the records say "pruned"); trial numbers are the node's (the next free ones of the study),
@@ -34,7 +35,6 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -50,7 +50,19 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from gridpoint.errors import ConfigError
-from gridpoint.integrations.ray_pruner import DONE, OBJECTIVE, STEP, PrunerScheduler
+from gridpoint.integrations.ray_pruner import PrunerScheduler
+from gridpoint.integrations.ray_trial import (
+    DONE,
+    METRICS,
+    NODE,
+    OBJECTIVE,
+    RUN,
+    STEP,
+    TrialFailed,
+)
+from gridpoint.integrations.ray_trial import (
+    train as train_trial,
+)
 from gridpoint.integrations.sink import open_home
 from gridpoint.node.home import NodeHome
 from gridpoint.node.publishing.service import PublishingService
@@ -63,11 +75,6 @@ from gridpoint.schema import CurvePoint, ParamValue, TaskDescriptor
 from gridpoint.trainers.study_config import StudyConfig
 
 __all__ = ["RayStudySummary", "RayTrial", "TrialFailed", "run_study"]
-
-#: The keys under which a trial reports its metrics, its Ray node, and (last) its run's facts.
-METRICS = "gridpoint_metrics"
-NODE = "ray_node"
-RUN = "gridpoint_run"
 
 
 @dataclass(frozen=True)
@@ -95,14 +102,6 @@ class RayStudySummary:
     task: TaskDescriptor
     #: The warm start's report (priors used and left out, weights at the end), when asked.
     warm_start: WarmStartReport | None
-
-
-class TrialFailed(Exception):
-    """A trial's failure as it crosses from its Ray worker: its error text and public reason."""
-
-    def __init__(self, error: str, failure: str) -> None:
-        super().__init__(error, failure)
-        self.error, self.failure = error, failure
 
 
 def run_study(
@@ -156,7 +155,7 @@ def run_study(
         if not ray.is_initialized():
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         trainable = tune.with_resources(
-            tune.with_parameters(_train, study=config, train=train, evaluation=evaluation),
+            tune.with_parameters(train_trial, study=config, train=train, evaluation=evaluation),
             {"cpu": cpus_per_trial, "gpu": gpus_per_trial},
         )
         numbers = [p.trial_number for p in store.list_private_runs(config.name)]
@@ -213,37 +212,6 @@ def _without_result_files() -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = before
-
-
-def _train(params: dict[str, Any], *, study: StudyConfig, train: Any, evaluation: Any) -> None:
-    """One trial on a Ray worker: fine-tunes with params, reports every evaluation."""
-    from gridpoint.trainers.finetune import finetune
-    from gridpoint.trainers.study import failure_reason, trial_model, trial_settings
-
-    # Each trial its own seed, the same whenever this trial runs again.
-    seed = study.seed ^ zlib.crc32(tune.get_context().get_trial_id().encode())
-    device = "cuda" if ray.get_gpu_ids() else "cpu"
-    values = {**study.fixed_params(), **params}
-    settings = trial_settings(study, values, seed, device)
-    where = {"device": device, NODE: ray.get_runtime_context().get_node_id()}
-
-    def on_eval(step: int, metrics: dict[str, float]) -> bool:
-        tune.report(
-            {OBJECTIVE: metrics[study.objective_metric], STEP: step, METRICS: metrics, **where}
-        )
-        return False  # the scheduler stops a trial it prunes
-
-    try:
-        loaded = trial_model(study, train, values, settings.seed)
-        run = finetune(loaded, train, evaluation, settings, on_eval=on_eval)
-    except Exception as exc:
-        # Ray keeps the exception for the driver: one it can always unpickle.
-        raise TrialFailed(f"{exc.__class__.__name__}: {exc}", failure_reason(exc)) from None
-    facts = {"num_parameters": run.num_parameters, "precision": run.precision,
-             "samples_per_second": run.samples_per_second,
-             "trainable_parameters": run.trainable_parameters}  # fmt: skip
-    tune.report({OBJECTIVE: run.metrics[study.objective_metric], STEP: run.steps,
-                 METRICS: run.metrics, DONE: True, RUN: facts, **where})  # fmt: skip
 
 
 class _Publisher(Callback):

@@ -268,7 +268,8 @@ def test_a_failed_trial_is_published_as_tune_publishes_it(
 ) -> None:
     from ray.exceptions import RayTaskError
 
-    from gridpoint.integrations.ray import TrialFailed, _Publisher
+    from gridpoint.integrations.ray import _Publisher
+    from gridpoint.integrations.ray_trial import TrialFailed
     from gridpoint.node.publishing.service import PublishingService
     from gridpoint.node.store.base import ModelRef
     from gridpoint.trainers.study_config import load_study_config
