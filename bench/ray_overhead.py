@@ -84,8 +84,9 @@ def _run(code: str, *args: str) -> dict[str, float]:
            # Ray gives a 1-CPU trial one thread (OMP_NUM_THREADS=1); tune gets the same, so
            # the two differ only by Ray (on a busy machine more threads than cores thrash).
            "OMP_NUM_THREADS": "1"}  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
-                          text=True, timeout=1800)  # fmt: skip
+    # Run in the checkout itself: `python -c` puts the working folder first on sys.path.
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=1800)  # fmt: skip
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
     return {

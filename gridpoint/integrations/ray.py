@@ -18,8 +18,8 @@ with a public failure reason ("diverged", "out-of-memory"), else kept private.
 
 Ray Tune's per-trial cost is kept small: trial actors are reused (each worker imports torch
 once), a worker imports only ray_trial.py (the trial; not the store, Optuna or this module),
-and Ray's own result loggers (JSON, CSV, TensorBoard files for every report) are off; Ray
-keeps only its experiment state under node_home/ray.
+and Ray's CSV and TensorBoard loggers are off (its JSON results and experiment state stay
+under node_home/ray).
 
 What does not map: Ray tells OptunaSearch's study a stopped trial's last value as complete
 (the records say "pruned"); trial numbers are the node's (the next free ones of the study),
@@ -46,6 +46,7 @@ import optuna
 import ray
 from ray import tune
 from ray.tune import Callback
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
@@ -59,9 +60,7 @@ from gridpoint.integrations.ray_trial import (
     RUN,
     STEP,
     TrialFailed,
-)
-from gridpoint.integrations.ray_trial import (
-    train as train_trial,
+    run_trial,
 )
 from gridpoint.integrations.sink import open_home
 from gridpoint.node.home import NodeHome
@@ -155,7 +154,7 @@ def run_study(
         if not ray.is_initialized():
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         trainable = tune.with_resources(
-            tune.with_parameters(train_trial, study=config, train=train, evaluation=evaluation),
+            tune.with_parameters(run_trial, study=config, train=train, evaluation=evaluation),
             {"cpu": cpus_per_trial, "gpu": gpus_per_trial},
         )
         numbers = [p.trial_number for p in store.list_private_runs(config.name)]
@@ -178,7 +177,7 @@ def run_study(
             run_config=tune.RunConfig(
                 name=f"gridpoint-{publisher.run_id}",
                 storage_path=str(node_home.path / "ray"),
-                callbacks=[publisher],
+                callbacks=[publisher, JsonLoggerCallback()],
                 verbose=0,
             ),
         )  # fmt: skip
@@ -200,8 +199,9 @@ def run_study(
 
 @contextmanager
 def _without_result_files() -> Iterator[None]:
-    """Ray Tune without its default loggers: no JSON, CSV and TensorBoard file per trial
-    written at every report (gridpoint's records hold the curves)."""
+    """Ray Tune without its default CSV and TensorBoard loggers (no TensorBoard import, no
+    two more files per trial written at every report): the JSON one, which Ray's result grid
+    reads, is given explicitly; gridpoint's records hold the curves."""
     key = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
     before = os.environ.get(key)
     os.environ[key] = "1"

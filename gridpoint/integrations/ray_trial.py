@@ -1,6 +1,6 @@
 """One Ray Tune trial of a gridpoint study, on a Ray worker: what ray.py hands to Ray Tune.
 
-`train` fine-tunes the study's model (built as `tune` builds it: trainers/study.py) with the
+`run_trial` fine-tunes the study's model (built as `tune` builds it: trainers/study.py) with the
 proposed parameters and reports every evaluation under the keys below; a failure crosses
 back to the driver as `TrialFailed` (its text and public reason: an exception the driver
 can always unpickle). This module is what every Ray worker imports for a trial, so it loads
@@ -21,7 +21,7 @@ from ray import tune
 
 from gridpoint.trainers.study_config import StudyConfig
 
-__all__ = ["DONE", "METRICS", "NODE", "OBJECTIVE", "RUN", "STEP", "TrialFailed", "train"]
+__all__ = ["DONE", "METRICS", "NODE", "OBJECTIVE", "RUN", "STEP", "TrialFailed", "run_trial"]
 
 #: The keys of a trial's reports: the objective value and the step (what the scheduler
 #: reads), every metric, the Ray node it ran on, and in its last report (when it trained to
@@ -42,7 +42,7 @@ class TrialFailed(Exception):
         self.error, self.failure = error, failure
 
 
-def train(params: dict[str, Any], *, study: StudyConfig, train: Any, evaluation: Any) -> None:
+def run_trial(params: dict[str, Any], *, study: StudyConfig, train: Any, evaluation: Any) -> None:
     """One trial on a Ray worker: fine-tunes with params, reports every evaluation."""
     from gridpoint.trainers.finetune import finetune
     from gridpoint.trainers.study import failure_reason, trial_model, trial_settings
