@@ -177,7 +177,7 @@ def run_study(
             run_config=tune.RunConfig(
                 name=f"gridpoint-{publisher.run_id}",
                 storage_path=str(node_home.path / "ray"),
-                callbacks=[publisher, JsonLoggerCallback()],
+                callbacks=[publisher, JsonLoggerCallback()],  # type: ignore[no-untyped-call]
                 verbose=0,
             ),
         )  # fmt: skip
