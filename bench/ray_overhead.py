@@ -40,6 +40,7 @@ start = time.perf_counter()
 assert main(["--home", sys.argv[1], "tune", sys.argv[2], "--trials", sys.argv[3],
              "--devices", "cpu", "--json"]) == 0
 print("STUDY", time.perf_counter() - start, file=sys.stderr)
+{steady}
 """
 
 _RAY = """
@@ -51,13 +52,29 @@ start = time.perf_counter()
 ray.init(num_cpus=1, object_store_memory=80 * 2**20, include_dashboard=False,
          logging_level=logging.WARNING, log_to_driver=False, _temp_dir=sys.argv[4])
 print("START", time.perf_counter() - start, file=sys.stderr)
+start = time.perf_counter()
 from gridpoint.integrations.ray import run_study
+print("IMPORT", time.perf_counter() - start, file=sys.stderr)
 start = time.perf_counter()
 summary = run_study(sys.argv[2], home=home, trials=int(sys.argv[3]), max_concurrent=1)
-assert len(summary.outcomes) == int(sys.argv[3]), summary.outcomes
+assert len(summary.trials) == int(sys.argv[3]), summary.trials
 print("STUDY", time.perf_counter() - start, file=sys.stderr)
 ray.shutdown()
+{steady}
 """
+
+# The time from the first trial's end to the last's (each run's finished_at in the private
+# store), per trial: what each trial after the first costs, start-up costs left out.
+_STEADY = """
+from gridpoint.node.store.sql_store import open_store
+store = open_store(home.db_url())
+ends = sorted(r.detail.finished_at for r in store.list_private_runs("tiny-sentiment"))
+store.close()
+if len(ends) > 1:
+    print("STEADY", (ends[-1] - ends[0]).total_seconds() / (len(ends) - 1), file=sys.stderr)
+"""
+_TUNE = _TUNE.replace("{steady}", _STEADY)
+_RAY = _RAY.replace("{steady}", _STEADY)
 
 
 def _run(code: str, *args: str) -> dict[str, float]:
@@ -67,14 +84,15 @@ def _run(code: str, *args: str) -> dict[str, float]:
            # Ray gives a 1-CPU trial one thread (OMP_NUM_THREADS=1); tune gets the same, so
            # the two differ only by Ray (on a busy machine more threads than cores thrash).
            "OMP_NUM_THREADS": "1"}  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
-                          text=True, timeout=1800)  # fmt: skip
+    # Run in the checkout itself: `python -c` puts the working folder first on sys.path.
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=1800)  # fmt: skip
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
     return {
         line.split()[0]: float(line.split()[1])
         for line in done.stderr.splitlines()
-        if line.startswith(("STUDY ", "START "))
+        if line.startswith(("STUDY ", "START ", "STEADY ", "IMPORT "))
     }
 
 
@@ -107,17 +125,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
-    tune_s, ray_s, ray_start = [], [], []
+    tune_s, ray_s, ray_start, ray_import = [], [], [], []
+    tune_steady, ray_steady = [], []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="gp-rb-", dir="/tmp") as tmp:
             folder = Path(tmp)
             study = _study(folder, args.epochs)
-            tune_s.append(_run(_TUNE, str(folder / "t"), study, str(args.trials))["STUDY"])
+            tune = _run(_TUNE, str(folder / "t"), study, str(args.trials))
             ray = _run(_RAY, str(folder / "r"), study, str(args.trials), str(folder / "ray"))
+            tune_s.append(tune["STUDY"])
             ray_s.append(ray["STUDY"])
             ray_start.append(ray["START"])
+            ray_import.append(ray["IMPORT"])
+            tune_steady.append(tune.get("STEADY", float("nan")))
+            ray_steady.append(ray.get("STEADY", float("nan")))
         print(f"run {repeat + 1}: tune {tune_s[-1]:.1f} s, ray {ray_s[-1]:.1f} s "
-              f"(+ Ray start {ray_start[-1]:.1f} s)", flush=True)  # fmt: skip
+              f"(+ Ray start {ray_start[-1]:.1f} s, driver's import {ray_import[-1]:.1f} s); "
+              f"after the first trial: tune {tune_steady[-1]:.2f} s/trial, "
+              f"ray {ray_steady[-1]:.2f} s/trial", flush=True)  # fmt: skip
     tune_med, ray_med = statistics.median(tune_s), statistics.median(ray_s)
     per_trial = tune_med / args.trials
     overhead = (ray_med - tune_med) / args.trials
@@ -125,7 +150,13 @@ def main() -> None:
         f"{args.trials} trials, one at a time: tune {tune_med:.1f} s ({per_trial:.2f} s/trial), "
         f"Ray Tune {ray_med:.1f} s ({ray_med / args.trials:.2f} s/trial); overhead "
         f"{overhead:+.2f} s/trial = {overhead / per_trial:+.0%} of tune's time per trial; "
-        f"Ray's start {statistics.median(ray_start):.1f} s (once per cluster)"
+        f"Ray's start {statistics.median(ray_start):.1f} s (once per cluster), the driver's "
+        f"import of the integration {statistics.median(ray_import):.1f} s (once per process)"
+    )
+    tune_next, ray_next = statistics.median(tune_steady), statistics.median(ray_steady)
+    print(
+        f"each trial after the first: tune {tune_next:.2f} s, Ray Tune {ray_next:.2f} s; "
+        f"overhead {ray_next - tune_next:+.2f} s/trial = {(ray_next - tune_next) / tune_next:+.0%}"
     )
 
 

@@ -42,7 +42,16 @@ from gridpoint.trainers.study_storage import HEARTBEAT_SECONDS, study_storage
 from gridpoint.trainers.study_workers import study_workers
 from gridpoint.trainers.tasks import task_type
 
-__all__ = ["Search", "StudySummary", "check_model", "run_study", "study_pruner", "trial_settings"]
+__all__ = [
+    "Search",
+    "StudySummary",
+    "check_model",
+    "failure_reason",
+    "run_study",
+    "study_pruner",
+    "trial_model",
+    "trial_settings",
+]
 
 OnTrial = Callable[[TrialResult], None]
 KeepModel = Callable[[TrialResult, TrainedModel], None]
@@ -248,6 +257,15 @@ def _load(config: StudyConfig, train: Any, seed: int) -> LoadedModel:
     )
 
 
+def trial_model(config: StudyConfig, train: Any, params: dict[str, Any], seed: int) -> LoadedModel:
+    """A trial's model: the study's, loaded with the trial's seed, its dropout set when the
+    study searches `dropout` (what `tune` and the Ray Tune integration train)."""
+    loaded = _load(config, train, seed)
+    if "dropout" in params:
+        _set_dropout(loaded.model, float(params["dropout"]))
+    return loaded
+
+
 def check_model(config: StudyConfig, train: Any) -> None:
     """Loads the study's model once and lets it go: ModelLoadError before any trial exists."""
     _load(config, train, config.seed)
@@ -413,9 +431,7 @@ def _run_trial(
     loaded: LoadedModel | None = None
     with _heartbeat(storage, trial):
         try:
-            loaded = _load(config, train, settings.seed)
-            if "dropout" in params:
-                _set_dropout(loaded.model, float(params["dropout"]))
+            loaded = trial_model(config, train, params, settings.seed)
             run = finetune(loaded, train, evaluation, settings, on_eval=on_eval, on_step=on_step)
         except (TrainerError, KeyboardInterrupt):
             # Aborted (a second Ctrl-C) or impossible: recorded now, never left RUNNING.
@@ -432,7 +448,7 @@ def _run_trial(
                 task,
                 error=f"{exc.__class__.__name__}: {exc}",
                 curve=partial,
-                failure=_failure(exc),
+                failure=failure_reason(exc),
             )
             return failed, None
         finally:
@@ -458,8 +474,9 @@ def _set_dropout(model: Any, p: float) -> None:
             module.p = p
 
 
-def _failure(exc: BaseException) -> str:
-    """The public reason of a failure, when it says something about the hyperparameters."""
+def failure_reason(exc: BaseException) -> str:
+    """The public reason of a failure, when it says something about the hyperparameters
+    ("" when it says nothing about them: a bug, a missing file)."""
     if isinstance(exc, TrainingDiverged):
         return "diverged"
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":

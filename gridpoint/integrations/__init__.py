@@ -18,6 +18,7 @@ The code is organized as follows:
 - readonly.py: a team's SQLite or PostgreSQL database opened so that nothing can write to it.
 - ray.py: `run_study`, a gridpoint study's trials on a Ray cluster through Ray Tune
   (OptunaSearch with the study's sampler, warm-started on request), published as tune's.
+- ray_trial.py: one trial on a Ray worker (all a worker imports): fine-tune, report, fail.
 - ray_pruner.py: `PrunerScheduler`, any Optuna pruner (the curve pruner) as a Ray scheduler.
 - foreign_run.py: a run from elsewhere; renaming into the vocabulary (names.py) and leaving
   out what is outside it or out of range; the typed private run the publishing service takes.

@@ -19,13 +19,10 @@ from typing import Any
 import optuna
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-__all__ = ["DONE", "OBJECTIVE", "STEP", "PrunerScheduler"]
+# The keys of a reported result this scheduler reads (ray_trial.py reports them).
+from gridpoint.integrations.ray_trial import DONE, OBJECTIVE, STEP
 
-#: The keys of a reported result this scheduler reads: the objective value, the step, and
-#: the mark of a trial's last report when it trained to the end.
-OBJECTIVE = "objective"
-STEP = "step"
-DONE = "gridpoint_done"
+__all__ = ["DONE", "OBJECTIVE", "STEP", "PrunerScheduler"]
 
 
 class PrunerScheduler(FIFOScheduler):

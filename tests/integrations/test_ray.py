@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -12,8 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -28,6 +27,7 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.pseudonyms import pseudonym
 from gridpoint.node.store.query_filter import parse_filter
 from gridpoint.node.store.sql_store import open_store
+from gridpoint.node.study_reports import load_reports
 from gridpoint.schema import CurvePoint, SearchDimension
 from gridpoint.trainers.transfer.pruner import CurvePruner
 
@@ -199,11 +199,11 @@ def _plant_prior_study(home: NodeHome) -> None:
 
 @pytest.mark.slow
 def test_a_warm_started_study_runs_on_the_cluster_workers_and_publishes_like_tune(
-    ray_cluster: RayCluster, make_home, tmp_path: Path
+    ray_cluster: RayCluster, make_home: Callable[[str], NodeHome], tmp_path: Path
 ) -> None:
     from gridpoint.integrations.ray import run_study
 
-    home: NodeHome = make_home("A")
+    home = make_home("A")
     _plant_prior_study(home)
     study = _study_file(tmp_path)
 
@@ -215,28 +215,95 @@ def test_a_warm_started_study_runs_on_the_cluster_workers_and_publishes_like_tun
             parse_filter(f"study = '{pseudonym(home.secret, 'study', 'tiny-sentiment')}'"),
             limit=100,
         )
-        private = store.list_private_runs("tiny-sentiment")
+        private = sorted(store.list_private_runs("tiny-sentiment"), key=lambda p: p.trial_number)
     finally:
         store.close()
-    assert [o.status for o in summary.outcomes] == ["imported", "imported"]
-    assert {r.record.status for r in records} <= {"complete", "pruned"}
-    assert summary.warm_start[0]["used"] and summary.warm_start[0]["trials"] == 3
-    assert {r.id for r in records} == {o.record_id for o in summary.outcomes}
+    assert [t.number for t in summary.trials] == [0, 1]
+    assert {t.state for t in summary.trials} <= {"complete", "pruned"}
+    assert summary.warm_start is not None
+    assert summary.warm_start.priors[0].used and summary.warm_start.priors[0].trials == 3
+    # The report is kept beside the study for the UI, as `tune --warm-start` keeps it.
+    assert load_reports(home.path, "tiny-sentiment")[-1].priors == summary.warm_start.priors
+    assert {r.id for r in records} == {t.record_id for t in summary.trials}
     for stored in records:
         record = stored.record
         assert record.kind == "trial" and record.objective_metric == "accuracy"
+        assert record.status in {"complete", "pruned"}
         assert record.model.family == "bert" and record.curve
         # Private names and where the trial ran stay in the private record.
         for private_text in (b"tiny-sentiment", b"tiny_pipeline", ray_cluster.worker_node.encode()):
             assert private_text not in stored.envelope
-    details = sorted((json.loads(p.detail) for p in private), key=lambda d: d["trial"])
-    assert [d["trial"] for d in details] == [0, 1]
+    assert [p.trial_number for p in private] == [0, 1]
+    # The private run is tune's: every parameter (fixed ones too), the study file, the pipeline.
+    assert all(p.detail.params["weight_decay"] is not None for p in private)
+    assert {p.detail.pipeline for p in private} == {"tiny_pipeline:load"}
     # The warm start's first proposal is the prior's best configuration.
-    first = details[0]["params"]
-    assert {k: float(v) for k, v in first.items()} == pytest.approx(PRIOR_BEST)
+    first = private[0].detail.params
+    assert {k: float(first[k]) for k in PRIOR_BEST} == pytest.approx(PRIOR_BEST)
     # The head has no CPU: every trial ran on the worker process's node.
-    assert {d["ray_node"] for d in details} == {ray_cluster.worker_node}
+    assert {p.detail.extra["ray_node"] for p in private} == {ray_cluster.worker_node}
     # The curve pruner may stop either trial (the priors' curves are steep): the best is
     # among those that finished, and there is none when none did.
-    finished = {d["trial"] for d in details if d["state"] == "complete"}
-    assert (summary.best[0] if summary.best else None) in (finished or {None})
+    finished = {t.number for t in summary.trials if t.state == "complete"}
+    assert (summary.best[0] if summary.best else -1) in (finished or {-1})
+    complete = [p.detail for p in private if p.detail.state == "complete"]
+    assert all(d.model.num_parameters > 0 and d.samples_per_second for d in complete)
+
+
+@dataclass
+class ErroredTrial:
+    """The part of Ray's Trial the publisher reads when a trial errs, with the error Ray keeps."""
+
+    trial_id: str
+    config: dict[str, float]
+    error: BaseException | None
+    last_result: dict[str, object] = field(default_factory=dict)
+
+    def get_pickled_error(self) -> BaseException | None:
+        return self.error
+
+
+def test_a_failed_trial_is_published_as_tune_publishes_it(
+    make_home: Callable[[str], NodeHome], tmp_path: Path
+) -> None:
+    from ray.exceptions import RayTaskError
+
+    from gridpoint.integrations.ray import _Publisher
+    from gridpoint.integrations.ray_trial import TrialFailed
+    from gridpoint.node.publishing.service import PublishingService
+    from gridpoint.node.store.base import ModelRef
+    from gridpoint.trainers.study_config import load_study_config
+
+    home = make_home("A")
+    config = load_study_config(_study_file(tmp_path))
+    task = declared_task("text-classification", train_size=200, language="en", num_labels=2)
+    params = {"learning_rate": 0.004, "batch_size": 16, "warmup_ratio": 0.1, "epochs": 1}
+    # As Ray hands it back: the worker's exception wrapped in a RayTaskError.
+    diverged = RayTaskError(  # type: ignore[no-untyped-call]
+        "_train", "Traceback ...", TrialFailed("TrainingDiverged: loss is nan", "diverged")
+    ).as_instanceof_cause()
+    store = open_store(home.db_url())
+    try:
+        publisher = _Publisher(PublishingService(home, store), config, task,
+                               ModelRef(family="bert"), run_id="r1", first=0)  # fmt: skip
+        publisher.on_trial_error(0, [], ErroredTrial("t0", params, diverged))
+        # A failure that says nothing about the hyperparameters (a bug, a dead process).
+        publisher.on_trial_error(0, [], ErroredTrial("t1", params, KeyError("labels")))
+        publisher.on_trial_error(0, [], ErroredTrial("t2", params, None))
+        records = store.query(None, limit=10)
+        private = sorted(store.list_private_runs("tiny-sentiment"), key=lambda p: p.trial_number)
+    finally:
+        store.close()
+
+    assert [(t.number, t.state) for t in publisher.trials] == [(0, "failed"), (1, "failed"),
+                                                                (2, "failed")]  # fmt: skip
+    [record] = [r.record for r in records]
+    assert record.status == "failed" and record.failure == "diverged"
+    assert publisher.trials[0].record_id == records[0].id
+    assert [t.record_id for t in publisher.trials[1:]] == [None, None]
+    assert [p.detail.error for p in private] == [
+        "TrainingDiverged: loss is nan",
+        "KeyError: 'labels'",
+        "the Ray trial failed with no error kept",
+    ]
+    assert [p.record_id for p in private] == [records[0].id, None, None]
