@@ -11,18 +11,22 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import SqlStore, open_store
-from tests.helpers import Daemon
+from tests.helpers import Daemon, MakeHome
 from tests.inprocess import Network
+
+if TYPE_CHECKING:
+    import psycopg
 
 PG_ADMIN_URL = os.environ.get("GRIDPOINT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def _pg_admin():  # type: ignore[no-untyped-def]
+def _pg_admin() -> psycopg.Connection[tuple[object, ...]]:
     import psycopg
 
     return psycopg.connect(
@@ -66,7 +70,7 @@ def store(db_url: str) -> Iterator[SqlStore]:
 
 
 @pytest.fixture
-def make_home(tmp_path: Path):  # type: ignore[no-untyped-def]
+def make_home(tmp_path: Path) -> MakeHome:
     """Creates initialized node homes: make_home("OrgA") -> NodeHome."""
 
     def make(name: str) -> NodeHome:

@@ -26,7 +26,7 @@ from gridpoint.federation.processes import new_run_folder
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.schema import record_to_json
-from tests.helpers import ROOT, Daemon, cli, cli_json, make_record
+from tests.helpers import ROOT, Daemon, MakeHome, cli, cli_json, make_record
 
 STUDY = str(ROOT / "examples" / "tiny-study.toml")
 
@@ -56,7 +56,9 @@ def immutable(path: Path) -> Iterator[None]:
             path.chmod(0o600)
 
 
-def test_a_second_daemon_on_the_same_home_is_refused_naming_the_first(make_home, daemons) -> None:
+def test_a_second_daemon_on_the_same_home_is_refused_naming_the_first(
+    make_home: MakeHome, daemons: list[Daemon]
+) -> None:
     home = make_home("A")
     first = Daemon.start(home)
     daemons.append(first)
@@ -65,7 +67,9 @@ def test_a_second_daemon_on_the_same_home_is_refused_naming_the_first(make_home,
     assert f"PID {first.process.pid}" in error and first.address in error
 
 
-def test_a_port_held_by_another_node_is_refused_in_one_line(make_home, daemons) -> None:
+def test_a_port_held_by_another_node_is_refused_in_one_line(
+    make_home: MakeHome, daemons: list[Daemon]
+) -> None:
     a, b = make_home("A"), make_home("B")
     first = Daemon.start(a)
     daemons.append(first)
@@ -74,7 +78,9 @@ def test_a_port_held_by_another_node_is_refused_in_one_line(make_home, daemons) 
     assert first.process.poll() is None
 
 
-def test_node_status_says_whether_the_daemon_runs_and_where(make_home, daemons) -> None:
+def test_node_status_says_whether_the_daemon_runs_and_where(
+    make_home: MakeHome, daemons: list[Daemon]
+) -> None:
     home = make_home("A")
     stopped = cli_json("node", "status", home=home.path)
     daemon = Daemon.start(home)
@@ -92,7 +98,7 @@ def test_a_missing_home_names_the_folder_and_the_command_that_makes_one(tmp_path
     assert str(tmp_path / "nowhere") in error and "init --name" in error
 
 
-def test_a_read_only_store_is_refused_at_start_in_plain_words(make_home) -> None:
+def test_a_read_only_store_is_refused_at_start_in_plain_words(make_home: MakeHome) -> None:
     home = make_home("A")
     open_store(home.db_url()).close()
     with immutable(home.sqlite_path):
@@ -100,7 +106,7 @@ def test_a_read_only_store_is_refused_at_start_in_plain_words(make_home) -> None
     assert "is read-only" in one_line_error(result)
 
 
-def test_a_corrupt_store_is_refused_at_start_in_plain_words(make_home) -> None:
+def test_a_corrupt_store_is_refused_at_start_in_plain_words(make_home: MakeHome) -> None:
     home = make_home("A")
     for suffix in ("-wal", "-shm"):
         Path(f"{home.sqlite_path}{suffix}").unlink(missing_ok=True)
@@ -155,7 +161,7 @@ def test_fed_help_lists_every_flag_with_its_default() -> None:
     assert "--max-wait" in join_help and "(default: 60.0)" in join_help
 
 
-def test_fed_host_on_a_busy_port_says_so_before_starting_flower(make_home) -> None:
+def test_fed_host_on_a_busy_port_says_so_before_starting_flower(make_home: MakeHome) -> None:
     home = make_home("H")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -169,7 +175,7 @@ def test_fed_host_on_a_busy_port_says_so_before_starting_flower(make_home) -> No
     assert not (home.path / "fed").exists()
 
 
-def test_fed_join_waits_up_to_max_wait_for_a_host(make_home) -> None:
+def test_fed_join_waits_up_to_max_wait_for_a_host(make_home: MakeHome) -> None:
     home = make_home("M")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -218,7 +224,7 @@ def fake_superlink(host_home: NodeHome, federation: str) -> Iterator[int]:
         server.close()
 
 
-def test_fed_join_refuses_a_host_that_runs_another_federation(make_home) -> None:
+def test_fed_join_refuses_a_host_that_runs_another_federation(make_home: MakeHome) -> None:
     host, member = make_home("H"), make_home("M")
     with fake_superlink(host, "sentiment") as port:
         result = cli(
@@ -240,7 +246,7 @@ def test_every_federation_run_gets_a_folder_of_its_own(tmp_path: Path) -> None:
 
 
 def test_sync_from_a_peer_that_does_not_trust_us_says_so_and_what_to_run(
-    make_home, daemons
+    make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
     # Prepare: A pins B; B has not pinned A.
     a, b = make_home("A"), make_home("B")
@@ -258,7 +264,7 @@ def test_sync_from_a_peer_that_does_not_trust_us_says_so_and_what_to_run(
 
 
 def test_catalog_query_refuses_a_limit_below_one_and_warns_of_unknown_names(
-    make_home, tmp_path: Path
+    make_home: MakeHome, tmp_path: Path
 ) -> None:
     # Prepare: one record with metrics accuracy and eval_loss.
     home = make_home("A")
@@ -277,7 +283,7 @@ def test_catalog_query_refuses_a_limit_below_one_and_warns_of_unknown_names(
     assert "unknown key" in one_line_error(bad_key)
 
 
-def test_addresses_and_unreachable_peers_are_explained_in_words(make_home) -> None:
+def test_addresses_and_unreachable_peers_are_explained_in_words(make_home: MakeHome) -> None:
     home = make_home("A")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ def test_the_shipped_example_is_valid() -> None:
     ],
 )
 def test_invalid_study_file_is_refused_naming_the_problem(
-    tmp_path: Path, change, message: str
+    tmp_path: Path, change: Callable[[str], str], message: str
 ) -> None:
     path = study_file(tmp_path, change(EXAMPLE))
     with pytest.raises(StudyConfigError, match=message):
