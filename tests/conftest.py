@@ -54,7 +54,7 @@ def pg_url() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The same test on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
@@ -107,5 +107,10 @@ def daemons() -> Iterator[list[Daemon]]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first: on two xdist workers, long tests started last stretch the run."""
+    """Marks every test that needs PostgreSQL `postgres` (`-m "not postgres"` leaves them out
+    where no server runs); then slow tests first: on two xdist workers, long tests started
+    last stretch the run."""
+    for item in items:
+        if "pg_url" in getattr(item, "fixturenames", ()) or "postgresql" in item.name:
+            item.add_marker(pytest.mark.postgres)
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)

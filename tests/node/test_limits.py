@@ -6,13 +6,11 @@ from __future__ import annotations
 import time
 import tracemalloc
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
-from gridpoint.errors import FilterError, GridpointError, RecordError, RequestError, StoreError
+from gridpoint.errors import FilterError, RecordError, RequestError
 from gridpoint.node.catalog import MAX_RECORD_BYTES, sign_record
 from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.serde import decode_record, encode_record, record_to_proto
@@ -222,54 +220,3 @@ def test_a_query_stops_reading_rows_at_its_byte_budget(
     # Assert
     assert envelopes == [r.envelope for r in big[:3]]
     assert peak < total / 2
-
-
-# --- write failures say what is wrong -----------------------------------------------------
-
-
-def _on_connect(store: SqlStore, *pragmas: str) -> None:
-    """Every new connection of store runs these pragmas (SQLite); the pool starts afresh."""
-
-    def run(dbapi_conn: Any, _record: Any) -> None:
-        for pragma in pragmas:
-            dbapi_conn.execute(pragma)
-
-    event.listen(store.engine, "connect", run)
-    store.engine.dispose()
-
-
-def test_a_read_only_sqlite_store_says_so(tmp_path: Path, make_home: MakeHome) -> None:
-    store = SqlStore(f"sqlite:///{tmp_path / 'ro.db'}")
-    try:
-        _on_connect(store, "PRAGMA query_only = ON")
-        with pytest.raises(StoreError, match="the store is read-only"):
-            store.add_records(signed_records(make_home("org"), 1))
-    finally:
-        store.close()
-
-
-def test_a_full_sqlite_store_says_no_space_is_left(tmp_path: Path, make_home: MakeHome) -> None:
-    store = SqlStore(f"sqlite:///{tmp_path / 'full.db'}")
-    try:
-        _on_connect(store, "PRAGMA max_page_count = 40")
-        with pytest.raises(StoreError, match="no space left"):
-            store.add_records(signed_records(make_home("org"), 500))
-        assert store.count_records() == 0
-    finally:
-        store.close()
-
-
-def test_a_read_only_postgresql_store_says_so(pg_url: str, make_home: MakeHome) -> None:
-    store = SqlStore(pg_url)
-    try:
-        with store.engine.connect() as conn:
-            conn.exec_driver_sql(
-                f'ALTER DATABASE "{pg_url.rsplit("/", 1)[1]}" SET default_transaction_read_only = on'
-            )
-            conn.commit()
-        store.engine.dispose()
-        with pytest.raises(StoreError, match="the store is read-only") as info:
-            store.add_records(signed_records(make_home("org"), 1))
-        assert "SQL" not in str(info.value) and isinstance(info.value, GridpointError)
-    finally:
-        store.close()
