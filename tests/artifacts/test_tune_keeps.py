@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, cli_json
+from tests.tasks.studies import FAST_EXAMPLE
 
 pytestmark = pytest.mark.slow
 
-STUDY = (ROOT / "examples" / "tiny-study.toml").read_text()
+STUDY = FAST_EXAMPLE
 
 
 def _accuracy(folder: Path, pipeline_dir: Path) -> float:
