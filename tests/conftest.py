@@ -11,18 +11,22 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import SqlStore, open_store
-from tests.helpers import Daemon
+from tests.helpers import Daemon, MakeHome
 from tests.inprocess import Network
+
+if TYPE_CHECKING:
+    import psycopg
 
 PG_ADMIN_URL = os.environ.get("GRIDPOINT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def _pg_admin():  # type: ignore[no-untyped-def]
+def _pg_admin() -> psycopg.Connection[tuple[object, ...]]:
     import psycopg
 
     return psycopg.connect(
@@ -50,7 +54,7 @@ def pg_url() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The same test on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
@@ -66,7 +70,7 @@ def store(db_url: str) -> Iterator[SqlStore]:
 
 
 @pytest.fixture
-def make_home(tmp_path: Path):  # type: ignore[no-untyped-def]
+def make_home(tmp_path: Path) -> MakeHome:
     """Creates initialized node homes: make_home("OrgA") -> NodeHome."""
 
     def make(name: str) -> NodeHome:
@@ -103,5 +107,10 @@ def daemons() -> Iterator[list[Daemon]]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first: on two xdist workers, long tests started last stretch the run."""
+    """Marks every test that needs PostgreSQL `postgres` (`-m "not postgres"` leaves them out
+    where no server runs); then slow tests first: on two xdist workers, long tests started
+    last stretch the run."""
+    for item in items:
+        if "pg_url" in getattr(item, "fixturenames", ()) or "postgresql" in item.name:
+            item.add_marker(pytest.mark.postgres)
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -28,6 +28,9 @@ from gridpoint.v1 import catalog_pb2, envelope_pb2, records_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The `make_home` fixture (tests/conftest.py): make_home("OrgA") -> an initialized NodeHome.
+MakeHome = Callable[[str], NodeHome]
+
 
 def cli(
     *args: str,

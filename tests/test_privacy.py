@@ -27,7 +27,7 @@ from gridpoint.node.protocol.request_auth import AUTH_METADATA_KEY, sign_request
 from gridpoint.node.protocol.tls import tls_hostname
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.v1 import catalog_pb2, node_pb2
-from tests.helpers import Daemon, cli, cli_json, trust
+from tests.helpers import Daemon, MakeHome, cli, cli_json, trust
 from tests.tasks.studies import CANARY, TASKS, write_study
 
 pytestmark = pytest.mark.slow
@@ -124,11 +124,13 @@ def _wire_bytes(caller: NodeHome, server: NodeHome, address: str) -> list[bytes]
     with grpc.secure_channel(address, credentials, options=options) as channel:
         for method, request in calls:
             body = request.SerializeToString()
-            stub = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+            stub: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                method, request_serializer=None, response_deserializer=None
+            )
             out.append(
                 stub(
                     body,
-                    metadata=[(AUTH_METADATA_KEY, sign_request(caller.identity, method, body))],
+                    metadata=((AUTH_METADATA_KEY, sign_request(caller.identity, method, body)),),
                     timeout=20,
                 )
             )
@@ -151,7 +153,9 @@ def _statements(home: NodeHome) -> list[bytes]:
         store.close()
 
 
-def test_no_canary_leaves_the_node(make_home, daemons, tmp_path: Path) -> None:
+def test_no_canary_leaves_the_node(
+    make_home: MakeHome, daemons: list[Daemon], tmp_path: Path
+) -> None:
     # Prepare
     a, b = make_home("A"), make_home("B")
     study = _write_study(tmp_path / "ZQCANARYPATH")
@@ -255,7 +259,9 @@ def _check_kept_shared_and_pulled_model(a: NodeHome, b: NodeHome, watched: dict[
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_no_task_input_canary_leaves_the_node(make_home, tmp_path: Path, task: str) -> None:
+def test_no_task_input_canary_leaves_the_node(
+    make_home: MakeHome, tmp_path: Path, task: str
+) -> None:
     # Prepare: prompts and responses, entity tag names, image labels and file names all
     # carry the canary.
     a = make_home("A")

@@ -9,6 +9,7 @@ import pytest
 from gridpoint.node.artifacts import ArtifactStore
 from gridpoint.node.store.sql_store import SqlStore
 from tests.artifacts.helpers import info
+from tests.helpers import MakeHome
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -16,7 +17,7 @@ transformers = pytest.importorskip("transformers")
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_export_then_from_pretrained_predicts_like_the_original(
-    store: SqlStore, make_home, tmp_path: Path
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
 ) -> None:
     config = transformers.BertConfig(
         vocab_size=64,

@@ -21,7 +21,7 @@ from gridpoint.node.store.sql_store import SqlStore, open_store
 from gridpoint.schema import TaskDescriptor, record_from_json, record_to_json, validate_record
 from gridpoint.schema.validation import MAX_PARENTS
 from gridpoint.schema.vocabulary import image_size_bucket
-from tests.helpers import make_record
+from tests.helpers import MakeHome, make_record
 
 PARENT = "cd" * 32
 MIGRATIONS = Path(__file__).resolve().parents[2] / "node" / "store" / "migrations"
@@ -88,7 +88,7 @@ def test_image_size_bucket_takes_the_median_longer_side(
     assert image_size_bucket(sizes) == bucket
 
 
-def test_the_store_keeps_parents_in_order(store: SqlStore, make_home) -> None:
+def test_the_store_keeps_parents_in_order(store: SqlStore, make_home: MakeHome) -> None:
     home = make_home("A")
     record = replace(make_record(), parents=("ef" * 32, PARENT))
     stored = sign_record(home.identity, record)
@@ -103,7 +103,7 @@ def test_the_store_keeps_parents_in_order(store: SqlStore, make_home) -> None:
 
 
 def test_a_store_made_before_lineage_migrates_and_keeps_its_records(
-    tmp_path: Path, make_home
+    tmp_path: Path, make_home: MakeHome
 ) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     old = sign_record(make_home("A").identity, make_record())

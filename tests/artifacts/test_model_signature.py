@@ -25,6 +25,7 @@ from gridpoint.node.cli.main import main
 from gridpoint.node.config import RegistryConfig
 from gridpoint.node.home import NodeHome
 from tests.artifacts.helpers import folder_digests, info, model_folder, open_artifacts
+from tests.helpers import MakeHome
 
 # model-signing's own command line, in a child process that cannot import gridpoint.
 _MODEL_SIGNING = (
@@ -58,7 +59,7 @@ def exported(home: NodeHome, tmp_path: Path) -> tuple[Path, str]:
 
 
 def test_model_signing_verifies_an_export_and_both_refuse_it_after_one_byte_changes(
-    make_home, tmp_path: Path
+    make_home: MakeHome, tmp_path: Path
 ) -> None:
     home = make_home("A")
     folder, _ = exported(home, tmp_path)
@@ -83,7 +84,9 @@ def test_model_signing_verifies_an_export_and_both_refuse_it_after_one_byte_chan
     assert str(ours.value) == "out does not match its signature: changed model.safetensors"
 
 
-def test_an_added_or_removed_file_and_a_swapped_key_are_refused(make_home, tmp_path: Path) -> None:
+def test_an_added_or_removed_file_and_a_swapped_key_are_refused(
+    make_home: MakeHome, tmp_path: Path
+) -> None:
     home, other = make_home("A"), make_home("B")
     folder, _ = exported(home, tmp_path)
     (folder / "extra.bin").write_bytes(b"x")
@@ -100,7 +103,7 @@ def test_an_added_or_removed_file_and_a_swapped_key_are_refused(make_home, tmp_p
         verify_folder(fresh)
 
 
-def test_a_forged_binding_is_refused(make_home, tmp_path: Path) -> None:
+def test_a_forged_binding_is_refused(make_home: MakeHome, tmp_path: Path) -> None:
     home = make_home("A")
     folder, _ = exported(home, tmp_path)
     binding = json.loads((folder / BINDING_FILE).read_text())
@@ -114,7 +117,7 @@ def test_a_forged_binding_is_refused(make_home, tmp_path: Path) -> None:
 
 
 def test_export_writes_the_model_files_and_a_key_kept_private_in_the_home(
-    make_home, tmp_path: Path
+    make_home: MakeHome, tmp_path: Path
 ) -> None:
     home = make_home("A")
     folder, _ = exported(home, tmp_path)
@@ -130,7 +133,7 @@ def test_export_writes_the_model_files_and_a_key_kept_private_in_the_home(
 
 
 def test_an_export_that_cannot_be_written_is_one_line_and_leaves_nothing(
-    make_home, tmp_path: Path
+    make_home: MakeHome, tmp_path: Path
 ) -> None:
     home = make_home("A")
     store, artifacts = open_artifacts(home)
@@ -163,7 +166,7 @@ def _with_file(path: Path, name: str) -> Path:
 
 
 def test_the_cli_exports_by_alias_and_verifies_with_the_signer_named(
-    make_home, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_home: MakeHome, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     home, stranger = make_home("A"), make_home("B")
     store, artifacts = open_artifacts(home)

@@ -17,6 +17,7 @@ from gridpoint.node.artifacts.registry import Registry
 from gridpoint.node.config import RegistryConfig
 from gridpoint.node.store.sql_store import SqlStore
 from tests.artifacts.helpers import info, model_folder
+from tests.helpers import MakeHome
 
 
 def python_hook(code: str) -> str:
@@ -24,7 +25,7 @@ def python_hook(code: str) -> str:
 
 
 def test_each_alias_change_runs_the_hook_with_the_event_and_a_failure_leaves_it_standing(
-    store: SqlStore, make_home, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: SqlStore, make_home: MakeHome, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     home = make_home("A")
     artifacts = ArtifactStore(home, store)

@@ -17,6 +17,7 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import SqlStore
 from gridpoint.v1 import artifacts_pb2
 from tests.artifacts.helpers import info, model_folder
+from tests.helpers import MakeHome
 
 
 def held(store: SqlStore, home: NodeHome, tmp_path: Path, n: int) -> list[Artifact]:
@@ -32,8 +33,11 @@ def held(store: SqlStore, home: NodeHome, tmp_path: Path, n: int) -> list[Artifa
 
 def registry_of(store: SqlStore, home: NodeHome, **config: object) -> Registry:
     return Registry(
-        ArtifactStore(home, store), store, RegistryConfig(**config), home.identity.node_id
-    )  # type: ignore[arg-type]
+        ArtifactStore(home, store),
+        store,
+        RegistryConfig(**config),  # type: ignore[arg-type]
+        home.identity.node_id,
+    )
 
 
 def two_versions(
@@ -48,7 +52,7 @@ def two_versions(
 
 
 def test_versions_are_numbered_per_name_and_a_number_is_never_given_twice(
-    store: SqlStore, make_home, tmp_path: Path
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
 ) -> None:
     home = make_home("A")
     a, b, c = held(store, home, tmp_path, 3)
@@ -72,7 +76,7 @@ def test_versions_are_numbered_per_name_and_a_number_is_never_given_twice(
 
 
 def test_references_name_a_version_by_alias_number_or_latest(
-    store: SqlStore, make_home, tmp_path: Path
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
 ) -> None:
     registry, a, b = two_versions(store, make_home("A"), tmp_path)
     registry.set_alias("sentiment", "staging", 1)
@@ -93,7 +97,7 @@ def test_references_name_a_version_by_alias_number_or_latest(
 
 
 def test_a_protected_alias_moves_and_goes_only_with_force(
-    store: SqlStore, make_home, tmp_path: Path
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
 ) -> None:
     registry, *_ = two_versions(store, make_home("A"), tmp_path)
 
@@ -116,7 +120,9 @@ def test_a_protected_alias_moves_and_goes_only_with_force(
     assert registry.versions("sentiment")[1].aliases == ("staging",)
 
 
-def test_protection_follows_the_config(store: SqlStore, make_home, tmp_path: Path) -> None:
+def test_protection_follows_the_config(
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
+) -> None:
     home = make_home("A")
     a, b = held(store, home, tmp_path, 2)
     registry = registry_of(store, home, protected_aliases=("prod",))
@@ -131,7 +137,7 @@ def test_protection_follows_the_config(store: SqlStore, make_home, tmp_path: Pat
 
 
 def test_a_registered_model_is_neither_removed_nor_given_up_by_retention(
-    store: SqlStore, make_home, tmp_path: Path
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
 ) -> None:
     home = make_home("A")
     worst, middle, best = held(store, home, tmp_path, 3)
@@ -151,7 +157,7 @@ def test_a_registered_model_is_neither_removed_nor_given_up_by_retention(
 
 
 def test_malformed_or_unknown_names_are_one_clear_error(
-    store: SqlStore, make_home, tmp_path: Path
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
 ) -> None:
     home = make_home("A")
     (a,) = held(store, home, tmp_path, 1)
@@ -173,7 +179,9 @@ def test_malformed_or_unknown_names_are_one_clear_error(
     assert [(v.version, v.aliases) for v in registry.versions()] == [(1, ())]
 
 
-def test_registry_names_never_reach_a_peer(store: SqlStore, make_home, tmp_path: Path) -> None:
+def test_registry_names_never_reach_a_peer(
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
+) -> None:
     home, peer = make_home("A"), make_home("B")
     artifacts = ArtifactStore(home, store)
     shared = artifacts.add(
@@ -192,12 +200,14 @@ def test_registry_names_never_reach_a_peer(store: SqlStore, make_home, tmp_path:
         ),
     ]
 
-    assert len(answers[0].manifests) == 1
+    assert len(answers[0].manifests) == 1  # type: ignore[attr-defined]
     for answer in answers:
         assert b"zqcanary" not in answer.SerializeToString()
 
 
-def test_the_config_refuses_a_protected_alias_that_cannot_exist(make_home, tmp_path: Path) -> None:
+def test_the_config_refuses_a_protected_alias_that_cannot_exist(
+    make_home: MakeHome, tmp_path: Path
+) -> None:
     home = make_home("A")
     store = SqlStore(f"sqlite:///{tmp_path / 'c.db'}")
     try:

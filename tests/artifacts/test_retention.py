@@ -10,6 +10,7 @@ from gridpoint.node.artifacts import ArtifactStore
 from gridpoint.node.artifacts.keep import keep_trial_model
 from gridpoint.node.store.sql_store import SqlStore
 from tests.artifacts.helpers import info
+from tests.helpers import MakeHome
 
 
 class _Saver:
@@ -33,7 +34,7 @@ class _Saver:
     ],
 )
 def test_a_study_keeps_exactly_its_best_k_models(
-    store: SqlStore, make_home, direction: str, scores: list[float], kept: list[float]
+    store: SqlStore, make_home: MakeHome, direction: str, scores: list[float], kept: list[float]
 ) -> None:
     artifacts = ArtifactStore(make_home("A"), store)
     save = _Saver()
@@ -41,13 +42,13 @@ def test_a_study_keeps_exactly_its_best_k_models(
         keep_trial_model(artifacts, save, info(group="s", score=score), keep=2, direction=direction)
 
     held = artifacts.list(group="s")
-    assert sorted((a.score for a in held), reverse=direction == "maximize") == kept
+    assert sorted((a.score or 0.0 for a in held), reverse=direction == "maximize") == kept
     assert save.calls < len(scores)  # models that could not rank were never written
     assert sorted(p.name for p in artifacts.root.iterdir()) == sorted(a.id for a in held)
 
 
 def test_keep_zero_keeps_nothing_and_other_studies_are_left_alone(
-    store: SqlStore, make_home
+    store: SqlStore, make_home: MakeHome
 ) -> None:
     artifacts = ArtifactStore(make_home("A"), store)
     save = _Saver()
@@ -66,7 +67,7 @@ def test_keep_zero_keeps_nothing_and_other_studies_are_left_alone(
     assert other is not None and artifacts.get(other.id).group == "other"
 
 
-def test_a_tie_keeps_the_earlier_model(store: SqlStore, make_home) -> None:
+def test_a_tie_keeps_the_earlier_model(store: SqlStore, make_home: MakeHome) -> None:
     artifacts = ArtifactStore(make_home("A"), store)
     save = _Saver()
     first = keep_trial_model(

@@ -16,6 +16,7 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import open_store
 from tests.artifacts.helpers import info, model_folder
 from tests.cli_main import run_main
+from tests.helpers import MakeHome
 
 PEER = "ab" * 20
 
@@ -50,7 +51,11 @@ def _private_model(path: Path) -> Path:
 
 @pytest.mark.parametrize("with_flag", [False, True])
 def test_a_model_with_a_learnt_vocabulary_and_label_names_is_shared_only_when_told(
-    capsys: pytest.CaptureFixture[str], make_home, tmp_path: Path, db_url: str, with_flag: bool
+    capsys: pytest.CaptureFixture[str],
+    make_home: MakeHome,
+    tmp_path: Path,
+    db_url: str,
+    with_flag: bool,
 ) -> None:
     # Prepare
     home: NodeHome = make_home("A")
@@ -74,7 +79,7 @@ def test_a_model_with_a_learnt_vocabulary_and_label_names_is_shared_only_when_to
 
 
 def test_a_model_with_nothing_learnt_from_private_data_is_shared_as_asked(
-    capsys: pytest.CaptureFixture[str], make_home, tmp_path: Path, db_url: str
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path, db_url: str
 ) -> None:
     home: NodeHome = make_home("A")
     folder = model_folder(tmp_path / "model", size=1024)
@@ -90,7 +95,7 @@ def test_a_model_with_nothing_learnt_from_private_data_is_shared_as_asked(
 
 
 def test_share_takes_a_unique_prefix_of_a_trusted_peer_s_id(
-    capsys: pytest.CaptureFixture[str], make_home, tmp_path: Path, db_url: str
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path, db_url: str
 ) -> None:
     from tests.helpers import pin
 

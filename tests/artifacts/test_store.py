@@ -14,10 +14,11 @@ from gridpoint.node.artifacts.manifest import CHUNK_SIZE, decode_manifest
 from gridpoint.node.protocol.envelope import verify_envelope
 from gridpoint.node.store.sql_store import SqlStore
 from tests.artifacts.helpers import folder_digests, info, model_folder
+from tests.helpers import MakeHome
 
 
 def test_add_keeps_a_copy_with_a_signed_manifest_of_every_chunk(
-    store: SqlStore, make_home, tmp_path: Path
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
 ) -> None:
     home = make_home("A")
     source = model_folder(tmp_path / "m")
@@ -49,7 +50,7 @@ def test_add_keeps_a_copy_with_a_signed_manifest_of_every_chunk(
 
 
 def test_the_same_weights_get_the_same_id_on_every_node(
-    store: SqlStore, make_home, tmp_path: Path
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
 ) -> None:
     a, b = make_home("A"), make_home("B")
     source = model_folder(tmp_path / "m")
@@ -66,7 +67,9 @@ def test_the_same_weights_get_the_same_id_on_every_node(
     assert len(ArtifactStore(a, store).list()) == 1
 
 
-def test_list_get_by_prefix_and_remove(store: SqlStore, make_home, tmp_path: Path) -> None:
+def test_list_get_by_prefix_and_remove(
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
+) -> None:
     home = make_home("A")
     artifacts = ArtifactStore(home, store)
     added = [
@@ -98,7 +101,7 @@ def test_list_get_by_prefix_and_remove(store: SqlStore, make_home, tmp_path: Pat
 
 
 def test_export_writes_a_plain_folder_and_refuses_a_full_one(
-    store: SqlStore, make_home, tmp_path: Path
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
 ) -> None:
     artifacts = ArtifactStore(make_home("A"), store)
     source = model_folder(tmp_path / "m")
@@ -111,7 +114,9 @@ def test_export_writes_a_plain_folder_and_refuses_a_full_one(
         artifacts.export(artifact.id, tmp_path / "out")
 
 
-def test_export_notices_a_damaged_stored_copy(store: SqlStore, make_home, tmp_path: Path) -> None:
+def test_export_notices_a_damaged_stored_copy(
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
+) -> None:
     artifacts = ArtifactStore(make_home("A"), store)
     artifact = artifacts.add(model_folder(tmp_path / "m"), info())
     with (artifacts.folder(artifact) / "model.safetensors").open("r+b") as f:
@@ -123,7 +128,7 @@ def test_export_notices_a_damaged_stored_copy(store: SqlStore, make_home, tmp_pa
 
 
 def test_a_failure_midway_through_add_leaves_nothing(
-    store: SqlStore, make_home, tmp_path: Path
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
 ) -> None:
     artifacts = ArtifactStore(make_home("A"), store)
     source = model_folder(tmp_path / "m")
@@ -138,7 +143,7 @@ def test_a_failure_midway_through_add_leaves_nothing(
 
 
 def test_temporary_folders_of_dead_processes_are_swept(
-    store: SqlStore, make_home, tmp_path: Path
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
 ) -> None:
     home = make_home("A")
     artifacts = ArtifactStore(home, store)
@@ -163,15 +168,15 @@ def test_temporary_folders_of_dead_processes_are_swept(
     ],
 )
 def test_add_refuses_bad_metadata(
-    store: SqlStore, make_home, tmp_path: Path, change: dict[str, object], message: str
+    store: SqlStore, make_home: MakeHome, tmp_path: Path, change: dict[str, object], message: str
 ) -> None:
     artifacts = ArtifactStore(make_home("A"), store)
     with pytest.raises(ArtifactError, match=message):
-        artifacts.add(model_folder(tmp_path / "m", size=10), info(**change))
+        artifacts.add(model_folder(tmp_path / "m", size=10), info(**change))  # type: ignore[arg-type]
     assert artifacts.list() == []
 
 
-def test_share_adds_a_reader_once(store: SqlStore, make_home, tmp_path: Path) -> None:
+def test_share_adds_a_reader_once(store: SqlStore, make_home: MakeHome, tmp_path: Path) -> None:
     artifacts = ArtifactStore(make_home("A"), store)
     artifact = artifacts.add(model_folder(tmp_path / "m", size=10), info())
     reader = "0" * 40
@@ -180,7 +185,7 @@ def test_share_adds_a_reader_once(store: SqlStore, make_home, tmp_path: Path) ->
 
 
 def test_partial_downloads_left_for_a_week_are_swept(
-    store: SqlStore, make_home, tmp_path: Path
+    store: SqlStore, make_home: MakeHome, tmp_path: Path
 ) -> None:
     home = make_home("A")
     artifacts = ArtifactStore(home, store)

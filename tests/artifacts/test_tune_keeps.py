@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT, cli_json
+from tests.tasks.studies import FAST_EXAMPLE
 
 pytestmark = pytest.mark.slow
 
-STUDY = (ROOT / "examples" / "tiny-study.toml").read_text()
+STUDY = FAST_EXAMPLE
 
 
 def _accuracy(folder: Path, pipeline_dir: Path) -> float:
@@ -23,7 +24,7 @@ def _accuracy(folder: Path, pipeline_dir: Path) -> float:
 
     sys.path.insert(0, str(pipeline_dir))
     try:
-        from tiny_pipeline import load
+        from tiny_pipeline import load  # type: ignore[import-not-found]
     finally:
         sys.path.remove(str(pipeline_dir))
     _train, evaluation = load()
@@ -34,7 +35,8 @@ def _accuracy(folder: Path, pipeline_dir: Path) -> float:
     batch = tokenizer(texts, padding=True, truncation=True, max_length=96, return_tensors="pt")
     with torch.no_grad():
         predicted = model(**batch).logits.argmax(-1).tolist()
-    return sum(names[p] == y for p, y in zip(predicted, labels, strict=True)) / len(labels)
+    right: int = sum(names[p] == y for p, y in zip(predicted, labels, strict=True))
+    return right / len(labels)
 
 
 def test_tune_keeps_its_best_model_and_a_new_study_starts_from_it(tmp_path: Path) -> None:

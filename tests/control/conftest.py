@@ -11,7 +11,7 @@ import pytest
 from tests.control.world import World
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def new_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
     """Makes a fresh store URL per node name, on the parametrized backend: a SQLite file, or
     a schema of its own in one fresh PostgreSQL database (far cheaper than a database each)."""

@@ -10,7 +10,7 @@ import pytest
 from gridpoint.node.catalog import publish
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import open_store
-from tests.helpers import Daemon, cli_json, make_record, pin
+from tests.helpers import Daemon, MakeHome, cli_json, make_record, pin
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def _quiet(home: NodeHome) -> NodeHome:
 
 
 def test_a_peer_follows_a_rotation_over_tls_and_hears_of_a_withdrawal(
-    make_home, daemons: list[Daemon]
+    make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
     # Prepare: A and B trust each other; B holds A's first record.
     a, b = _quiet(make_home("A")), _quiet(make_home("B"))

@@ -233,7 +233,7 @@ def test_a_peer_allowed_few_records_gets_them_all_in_one_round(world: World) -> 
     for i in range(30):
         world.publish(a, i)
     shared = {
-        r.id for r in a.store.query(None, limit=100) if r.record.hyperparameters["seed"] >= 28
+        r.id for r in a.store.query(None, limit=100) if int(r.record.hyperparameters["seed"]) >= 28
     }
     # Execute
     report = world.sync(b, a)

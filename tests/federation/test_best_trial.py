@@ -11,12 +11,12 @@ from gridpoint.federation.host import best_trial_params
 from gridpoint.node.store.base import PrivateRun, RunDetail
 from gridpoint.node.store.sql_store import normalize_db_url, open_store
 from gridpoint.trainers.study_config import load_study_config
-from tests.helpers import ROOT
+from tests.helpers import ROOT, MakeHome
 
 STUDY = ROOT / "examples" / "tiny-study.toml"
 
 
-def test_the_best_trial_gives_its_parameters_and_its_record(make_home) -> None:
+def test_the_best_trial_gives_its_parameters_and_its_record(make_home: MakeHome) -> None:
     home = make_home("H")
     study = load_study_config(STUDY)
     tuned = optuna.create_study(
@@ -24,7 +24,9 @@ def test_the_best_trial_gives_its_parameters_and_its_record(make_home) -> None:
         storage=normalize_db_url(home.studies_url()),
         direction="maximize",
     )
-    space = {"learning_rate": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)}
+    space: dict[str, optuna.distributions.BaseDistribution] = {
+        "learning_rate": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)
+    }
     for lr, value in [(1e-4, 0.6), (3e-3, 0.9), (1e-5, 0.5)]:
         tuned.add_trial(
             optuna.trial.create_trial(
@@ -48,7 +50,7 @@ def test_the_best_trial_gives_its_parameters_and_its_record(make_home) -> None:
     assert {k: params[k] for k in fixed} == fixed
 
 
-def test_a_study_never_tuned_here_is_a_clear_error(make_home) -> None:
+def test_a_study_never_tuned_here_is_a_clear_error(make_home: MakeHome) -> None:
     home = make_home("H")
     with pytest.raises(ConfigError, match="no complete trial on this node"):
         best_trial_params(home, None, load_study_config(STUDY))

@@ -13,14 +13,14 @@ import pytest
 
 from gridpoint.federation.processes import free_port
 from tests.federation.test_rounds import STUDY, kill_flower_processes_under
-from tests.helpers import ROOT, Daemon, trust
+from tests.helpers import ROOT, Daemon, MakeHome, trust
 
 # In the Flower tests' xdist group: never beside another deployment on 2 cores.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("federation")]
 
 
 def test_a_member_the_host_does_not_trust_is_told_what_the_host_must_run(
-    make_home, daemons, tmp_path: Path
+    make_home: MakeHome, daemons: list[Daemon], tmp_path: Path
 ) -> None:
     # Prepare: H trusts P only; M trusts H, but H does not trust M.
     host, peer, member = make_home("H"), make_home("P"), make_home("M")

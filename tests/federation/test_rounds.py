@@ -23,7 +23,7 @@ import pytest
 
 from gridpoint.federation.processes import free_port
 from gridpoint.node.home import NodeHome
-from tests.helpers import ROOT, Daemon, cli, cli_json, trust
+from tests.helpers import ROOT, Daemon, MakeHome, cli, cli_json, trust
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("federation")]
 STUDY = ROOT / "examples" / "tiny-study.toml"
@@ -146,7 +146,7 @@ def finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str,
 
 
 @pytest.fixture
-def federation(make_home, daemons, tmp_path: Path) -> Iterator[Federation]:
+def federation(make_home: MakeHome, daemons: list[Daemon], tmp_path: Path) -> Iterator[Federation]:
     host, *members = (make_home(name) for name in ("H", "M1", "M2", "M3"))
     running = {h.path.name: Daemon.start(h) for h in (host, *members)}
     daemons += running.values()
@@ -168,7 +168,7 @@ def federation(make_home, daemons, tmp_path: Path) -> Iterator[Federation]:
 
 
 def test_two_honest_members_are_aggregated_a_tamperer_is_left_out_and_a_third_node_gets_the_record(
-    federation: Federation, make_home, daemons
+    federation: Federation, make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
     # Prepare: M1 and M2 are honest; M3 signs a digest of something it did not send.
     *honest, tamperer = federation.members

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from flwr.app import ConfigRecord
 
 from gridpoint.errors import BadSignature, UnknownSigner
 from gridpoint.federation.update_signing import (
@@ -21,7 +22,7 @@ METRICS = {"num-examples": 10.0, "accuracy": 0.75}
 TRUSTED = {MEMBER.node_id: MEMBER.public_key}
 
 
-def signed(ctx: UpdateContext = CTX, identity: NodeIdentity = MEMBER) -> dict[str, object]:
+def signed(ctx: UpdateContext = CTX, identity: NodeIdentity = MEMBER) -> ConfigRecord:
     return sign_update(identity, update_digest(ctx, identity.node_id, ARRAYS, METRICS))
 
 
@@ -44,9 +45,9 @@ def test_a_signed_update_verifies_as_its_member() -> None:
 )
 def test_any_change_to_bytes_round_or_federation_is_refused(changed: dict[str, object]) -> None:
     digest = update_digest(
-        changed.get("ctx", CTX),
+        changed.get("ctx", CTX),  # type: ignore[arg-type]
         MEMBER.node_id,
-        changed.get("arrays", ARRAYS),
+        changed.get("arrays", ARRAYS),  # type: ignore[arg-type]
         changed.get("metrics", METRICS),  # type: ignore[arg-type]
     )
     with pytest.raises(BadSignature):

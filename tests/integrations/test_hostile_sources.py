@@ -15,6 +15,7 @@ import pytest
 
 from gridpoint.node.home import NodeHome
 from tests.cli_main import Ran, run_main
+from tests.helpers import MakeHome
 from tests.integrations.sources import (
     damaged_copy,
     tree_digest,
@@ -39,7 +40,11 @@ def _one_line_or_skips(ran: Ran) -> None:
 @pytest.mark.parametrize("source", ["optuna", "mlflow"])
 @pytest.mark.parametrize("content", ["empty", "another application"])
 def test_a_file_that_is_not_the_source_is_refused_and_left_as_it_was(
-    capsys: pytest.CaptureFixture[str], make_home, tmp_path: Path, source: str, content: str
+    capsys: pytest.CaptureFixture[str],
+    make_home: MakeHome,
+    tmp_path: Path,
+    source: str,
+    content: str,
 ) -> None:
     # Prepare
     home: NodeHome = make_home("A")
@@ -161,13 +166,20 @@ DAMAGE = [("optuna", *d) for d in OPTUNA_DAMAGE] + [("mlflow", *d) for d in MLFL
 
 @pytest.mark.parametrize(("source", "name", "sql", "expected"), DAMAGE, ids=[d[1] for d in DAMAGE])
 def test_a_damaged_store_gives_one_line_or_skips_the_damaged_run(
-    capsys: pytest.CaptureFixture[str], make_home, tmp_path: Path, optuna_template: Path,
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path, optuna_template: Path,
     mlflow_template: Path, source: str, name: str, sql: str, expected: str,
 ) -> None:  # fmt: skip
     home: NodeHome = make_home("A")
     if source == "optuna":
         path = damaged_copy(optuna_template, tmp_path / "study.db", sql)
-        args = ("import", "optuna", "--storage", f"sqlite:///{path}", "--study", "sweep")
+        args: tuple[str, ...] = (
+            "import",
+            "optuna",
+            "--storage",
+            f"sqlite:///{path}",
+            "--study",
+            "sweep",
+        )
     else:
         path = damaged_copy(mlflow_template, tmp_path / "mlflow.db", sql)
         args = ("import", "mlflow", "--tracking-uri", f"sqlite:///{path}", "--experiment",
@@ -177,7 +189,7 @@ def test_a_damaged_store_gives_one_line_or_skips_the_damaged_run(
 
 @pytest.mark.parametrize("kind", FILE_DAMAGE)
 def test_a_damaged_mlflow_file_store_skips_the_damaged_run(
-    capsys: pytest.CaptureFixture[str], make_home, tmp_path: Path, files_template: Path,
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path, files_template: Path,
     kind: str,
 ) -> None:  # fmt: skip
     home: NodeHome = make_home("A")
@@ -193,7 +205,7 @@ def test_a_damaged_mlflow_file_store_skips_the_damaged_run(
 
 
 def test_a_file_store_imports_like_mlflow_reads_it_and_is_left_untouched(
-    capsys: pytest.CaptureFixture[str], make_home, tmp_path: Path, files_template: Path,
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path, files_template: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     # Prepare: MLflow 3 refuses file stores unless told; our reader needs no such opt-in.
@@ -230,7 +242,7 @@ def test_a_file_store_imports_like_mlflow_reads_it_and_is_left_untouched(
 
 
 def test_a_missing_file_store_folder_is_one_line_and_not_created(
-    capsys: pytest.CaptureFixture[str], make_home, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path
 ) -> None:
     home: NodeHome = make_home("A")
     missing = tmp_path / "nope" / "mlruns"
@@ -244,7 +256,7 @@ def test_a_missing_file_store_folder_is_one_line_and_not_created(
 
 
 def test_either_database_is_read_through_a_connection_that_refuses_writes(
-    capsys: pytest.CaptureFixture[str], make_home, db_url: str
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, db_url: str
 ) -> None:
     # Prepare: an Optuna study in SQLite or PostgreSQL.
     import optuna

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.schema import RunRecord
-from tests.helpers import cli, cli_json
+from tests.helpers import MakeHome, cli, cli_json
 from tests.integrations.sources import PRIVATE_METRIC, PRIVATE_PARAM, mlflow_store
 
 # Each CLI run loads MLflow (seconds); MLflow's own queries use a loader strategy SQLAlchemy 2.1
@@ -35,7 +35,7 @@ def _catalog(home: NodeHome) -> tuple[list[RunRecord], list[bytes]]:
 
 
 def test_import_mlflow_matches_the_runs_and_reimport_adds_only_new_runs(
-    make_home, tmp_path: Path, mlflow_template: Path
+    make_home: MakeHome, tmp_path: Path, mlflow_template: Path
 ) -> None:
     # Prepare: ten runs, the last one failed.
     home = make_home("A")
@@ -64,7 +64,7 @@ def test_import_mlflow_matches_the_runs_and_reimport_adds_only_new_runs(
     runs = [
         r for r in client.search_runs([experiment.experiment_id]) if r.info.status == "FINISHED"
     ]
-    by_lr = {}
+    by_lr: dict[object, list[RunRecord]] = {}
     for record in records:
         assert record.objective_metric == "accuracy" and record.objective_direction == "maximize"
         by_lr.setdefault(record.hyperparameters["learning_rate"], []).append(record)
@@ -85,7 +85,7 @@ def test_import_mlflow_matches_the_runs_and_reimport_adds_only_new_runs(
 
 
 def test_import_mlflow_refuses_an_unknown_experiment_and_a_metric_outside_the_vocabulary(
-    make_home, mlflow_template: Path
+    make_home: MakeHome, mlflow_template: Path
 ) -> None:
     home = make_home("A")
     base = ("import", "mlflow", "--tracking-uri", f"sqlite:///{mlflow_template}", *TASK)
@@ -96,7 +96,7 @@ def test_import_mlflow_refuses_an_unknown_experiment_and_a_metric_outside_the_vo
 
 
 def test_importing_a_thousand_runs_shows_progress_and_reports_its_time(
-    make_home, tmp_path: Path
+    make_home: MakeHome, tmp_path: Path
 ) -> None:
     # Prepare
     home = make_home("A")

@@ -22,6 +22,7 @@ import pytest
 from gridpoint.integrations.mlflow_runs import ReadLimits, read_experiment
 from gridpoint.node.home import NodeHome
 from tests.cli_main import run_main
+from tests.helpers import MakeHome
 
 TASK = ("--task", "text-classification", "--train-size", "5000", "--language", "en")
 
@@ -112,7 +113,7 @@ def test_a_server_that_always_has_more_pages_is_capped_and_progress_is_told(
 
 
 def test_a_stalled_server_is_given_up_on_in_time_in_one_line(
-    capsys: pytest.CaptureFixture[str], make_home, servers: list[FakeServer]
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, servers: list[FakeServer]
 ) -> None:
     # Prepare: the server accepts the connection and never answers.
     home: NodeHome = make_home("A")
@@ -137,7 +138,7 @@ def test_a_stalled_server_is_given_up_on_in_time_in_one_line(
 
 
 def test_an_unreachable_server_is_one_line_at_once(
-    capsys: pytest.CaptureFixture[str], make_home
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome
 ) -> None:
     home: NodeHome = make_home("A")
     with socket.socket() as probe:
@@ -152,7 +153,7 @@ def test_an_unreachable_server_is_one_line_at_once(
 
 
 def test_a_server_error_reaches_the_terminal_without_its_control_characters(
-    capsys: pytest.CaptureFixture[str], make_home, servers: list[FakeServer]
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, servers: list[FakeServer]
 ) -> None:
     # Prepare
     home: NodeHome = make_home("A")
@@ -179,7 +180,7 @@ def test_a_server_error_reaches_the_terminal_without_its_control_characters(
 @pytest.mark.filterwarnings("ignore:starlette.middleware.wsgi is deprecated")
 @pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
 def test_mlflow_s_own_server_gives_the_records_its_database_gives(
-    capsys: pytest.CaptureFixture[str], make_home, tmp_path: Path, mlflow_template: Path,
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path, mlflow_template: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     # Prepare: MLflow's server app over a copy of the database, in this process.

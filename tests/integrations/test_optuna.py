@@ -14,7 +14,7 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.schema import RunRecord, record_to_json
 from tests.cli_main import run_main
-from tests.helpers import ROOT, cli, cli_json
+from tests.helpers import ROOT, MakeHome, cli, cli_json
 from tests.integrations.sources import optuna_study
 
 TASK = ("--task", "text-classification", "--train-size", "5000", "--language", "en")
@@ -42,7 +42,7 @@ def _objective(trial: optuna.Trial) -> float:
 
 
 def test_publisher_publishes_finished_trials_and_reimport_adds_none(
-    make_home, tmp_path: Path
+    make_home: MakeHome, tmp_path: Path
 ) -> None:
     # Prepare
     home = make_home("A")
@@ -87,7 +87,7 @@ def test_publisher_publishes_finished_trials_and_reimport_adds_none(
 
 
 def test_import_optuna_dry_run_writes_nothing_then_imports_each_trial_once(
-    make_home, tmp_path: Path
+    make_home: MakeHome, tmp_path: Path
 ) -> None:
     # Prepare
     home = make_home("A")
@@ -113,7 +113,9 @@ def test_import_optuna_dry_run_writes_nothing_then_imports_each_trial_once(
     assert published == sorted(json.dumps(r["record"], sort_keys=True) for r in dry["records"])
 
 
-def test_import_refuses_a_missing_storage_file_in_one_line(make_home, tmp_path: Path) -> None:
+def test_import_refuses_a_missing_storage_file_in_one_line(
+    make_home: MakeHome, tmp_path: Path
+) -> None:
     home = make_home("A")
     missing = tmp_path / "nothing.db"
     result = cli(
@@ -125,7 +127,9 @@ def test_import_refuses_a_missing_storage_file_in_one_line(make_home, tmp_path: 
 
 
 @pytest.mark.parametrize("train_size", ["0"])
-def test_import_needs_the_training_set_size(make_home, tmp_path: Path, train_size: str) -> None:
+def test_import_needs_the_training_set_size(
+    make_home: MakeHome, tmp_path: Path, train_size: str
+) -> None:
     home = make_home("A")
     storage = optuna_study(tmp_path / "o.db", "sweep", 1)
     result = cli(
@@ -136,7 +140,7 @@ def test_import_needs_the_training_set_size(make_home, tmp_path: Path, train_siz
 
 
 def test_the_readme_import_optuna_example_runs_as_written(
-    capsys: pytest.CaptureFixture[str], make_home, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path
 ) -> None:
     # Prepare: a study that never named its metric, as most are; the README's command with
     # its placeholders filled in.

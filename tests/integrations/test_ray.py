@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from gridpoint.node.store.sql_store import open_store
 from gridpoint.node.study_reports import load_reports
 from gridpoint.schema import CurvePoint, SearchDimension
 from gridpoint.trainers.transfer.pruner import CurvePruner
+from tests.helpers import MakeHome
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -136,12 +138,12 @@ def ray_cluster(
             time.sleep(0.2)
         address = current.read_text().strip()
         worker = start(["--address", address, "--num-cpus", "1"], "worker.log")
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-        while ray.cluster_resources().get("CPU", 0) < 1:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        while ray.cluster_resources().get("CPU", 0) < 1:  # type: ignore[no-untyped-call]
             assert worker.poll() is None, (logs / "worker.log").read_text()[-2000:]
             assert time.monotonic() < deadline + 60, "the Ray worker did not join in time"
             time.sleep(0.2)
-        [worker_node] = [n["NodeID"] for n in ray.nodes() if n["Resources"].get("CPU")]
+        [worker_node] = [n["NodeID"] for n in ray.nodes() if n["Resources"].get("CPU")]  # type: ignore[no-untyped-call]
         yield RayCluster(address, worker_node)
     finally:
         ray.shutdown()
@@ -186,7 +188,7 @@ def _plant_prior_study(home: NodeHome) -> None:
             sink.add(
                 ForeignRun(
                     source_key=f"prior:{i}", study="earlier-study", state="complete",
-                    params=params, search_space=space,
+                    params=dict(params), search_space=space,
                     curve=(CurvePoint(10, "accuracy", accuracy - 0.1),
                            CurvePoint(20, "accuracy", accuracy)),
                     metrics={"accuracy": accuracy}, objective_metric="accuracy",
@@ -199,7 +201,7 @@ def _plant_prior_study(home: NodeHome) -> None:
 
 @pytest.mark.slow
 def test_a_warm_started_study_runs_on_the_cluster_workers_and_publishes_like_tune(
-    ray_cluster: RayCluster, make_home: Callable[[str], NodeHome], tmp_path: Path
+    ray_cluster: RayCluster, make_home: MakeHome, tmp_path: Path
 ) -> None:
     from gridpoint.integrations.ray import run_study
 
@@ -264,7 +266,7 @@ class ErroredTrial:
 
 
 def test_a_failed_trial_is_published_as_tune_publishes_it(
-    make_home: Callable[[str], NodeHome], tmp_path: Path
+    make_home: MakeHome, tmp_path: Path
 ) -> None:
     from ray.exceptions import RayTaskError
 

@@ -11,6 +11,7 @@ from transformers import BertConfig, BertForSequenceClassification, Trainer, Tra
 
 from gridpoint.integrations.transformers import GridpointCallback
 from gridpoint.node.store.sql_store import open_store
+from tests.helpers import MakeHome
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +37,12 @@ def _data(n: int, seed: int) -> Dataset:
 
 
 def test_a_trainer_run_becomes_one_record_with_its_curve_and_no_canary(
-    make_home, tmp_path: Path
+    make_home: MakeHome, tmp_path: Path
 ) -> None:
     # Prepare: a tiny model from a config, data with canaries, an output folder named by one.
     home = make_home("A")
     config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=16, num_labels=2)  # fmt: skip
+                        intermediate_size=32, max_position_embeddings=16, num_labels=2)  # type: ignore[call-arg]  # fmt: skip
     args = TrainingArguments(
         output_dir=str(tmp_path / "ZQCANARYOUTDIR"),
         per_device_train_batch_size=16,
@@ -67,7 +68,7 @@ def test_a_trainer_run_becomes_one_record_with_its_curve_and_no_canary(
         train_dataset=train,
         eval_dataset=_data(32, 2),
         compute_metrics=lambda p: {
-            "accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())
+            "accuracy": float((p.predictions.argmax(-1) == p.label_ids).mean())  # type: ignore[union-attr]
         },
         callbacks=[callback],
     )
@@ -102,12 +103,12 @@ def test_a_trainer_run_becomes_one_record_with_its_curve_and_no_canary(
 # TRL's SFTConfig still sets the TrainingArguments field transformers 5 renamed.
 @pytest.mark.filterwarnings("ignore:`gradient_checkpointing.*is deprecated:FutureWarning")
 def test_trl_sft_trainer_runs_with_the_callback_and_publishes_one_record(
-    make_home, tmp_path: Path
+    make_home: MakeHome, tmp_path: Path
 ) -> None:
     # Prepare: TRL's SFTTrainer (a Trainer subclass) on a tiny causal LM with prompt/completion
     # pairs; the prompts carry a canary.
     from transformers import LlamaConfig, LlamaForCausalLM
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]
 
     from gridpoint.trainers.word_tokenizer import data_free_tokenizer
 

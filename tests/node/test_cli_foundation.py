@@ -14,7 +14,10 @@ from tests.node.test_run_record import MINIMAL
 def test_init_creates_a_complete_home_with_private_files_0600(tmp_path: Path) -> None:
     home = tmp_path / "org"
     info = cli_json("init", "--name", "Org A", home=home)
-    mode = lambda name: stat.S_IMODE((home / name).stat().st_mode)  # noqa: E731
+
+    def mode(name: str) -> int:
+        return stat.S_IMODE((home / name).stat().st_mode)
+
     assert {mode("identity.key"), mode("tls.key"), mode("node.secret")} == {0o600}
     assert mode(".") == 0o700
     assert 'name = "Org A"' in (home / "config.toml").read_text()

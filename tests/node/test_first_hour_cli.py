@@ -24,7 +24,7 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.store.base import Peer
 from gridpoint.node.store.sql_store import open_store
 from tests.cli_main import run_main
-from tests.helpers import ROOT, Daemon, pin, signed_records, trust
+from tests.helpers import ROOT, Daemon, MakeHome, pin, signed_records, trust
 
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
@@ -53,7 +53,7 @@ def _fake_peer(node_id: str) -> Peer:
 
 
 def test_peer_ids_take_a_unique_prefix_and_remove_says_what_it_keeps(
-    capsys: pytest.CaptureFixture[str], make_home, db_url: str
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, db_url: str
 ) -> None:
     # Prepare: peer X signed 3 records here; a second peer's id starts like X's.
     home: NodeHome = make_home("A")
@@ -87,7 +87,7 @@ def test_peer_ids_take_a_unique_prefix_and_remove_says_what_it_keeps(
 
 
 def test_publish_takes_the_example_record_of_the_readme(
-    capsys: pytest.CaptureFixture[str], make_home
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome
 ) -> None:
     home: NodeHome = make_home("A")
     example = ROOT / "examples" / "run.json"
@@ -98,7 +98,7 @@ def test_publish_takes_the_example_record_of_the_readme(
 
 
 def test_tables_never_split_a_number_or_an_id_at_80_columns(
-    capsys: pytest.CaptureFixture[str], make_home, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: a record with long numbers, shown with many columns on 80.
     home: NodeHome = make_home("A")
@@ -133,7 +133,7 @@ def test_the_readme_holds_the_filter_reference_the_help_prints(
 
 @pytest.mark.slow
 def test_catalog_sync_fails_when_any_peer_fails_and_prints_no_log_lines(
-    capsys: pytest.CaptureFixture[str], make_home, daemons: list[Daemon]
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
     # Prepare: B trusts A (running, 5 records) and a ghost (nothing listens at its address).
     a, b, ghost = make_home("A"), make_home("B"), make_home("Ghost")
@@ -165,7 +165,7 @@ def test_catalog_sync_fails_when_any_peer_fails_and_prints_no_log_lines(
 
 
 @pytest.mark.slow
-def test_a_pipe_closed_early_ends_the_command_quietly(make_home) -> None:
+def test_a_pipe_closed_early_ends_the_command_quietly(make_home: MakeHome) -> None:
     # Prepare: more rows than a pipe holds.
     home: NodeHome = make_home("A")
     store = open_store(home.db_url())

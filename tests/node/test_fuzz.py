@@ -95,9 +95,9 @@ def record_messages(draw: st.DrawFn) -> bytes:
             case 3:
                 m.model.base = draw(_TEXT)
             case 4:
-                m.status = draw(st.integers(-5, 10))
+                m.status = draw(st.integers(-5, 10))  # type: ignore[assignment]
             case 5:
-                m.kind = draw(st.integers(-5, 10))
+                m.kind = draw(st.integers(-5, 10))  # type: ignore[assignment]
             case 6:
                 value = draw(
                     st.one_of(

@@ -29,6 +29,7 @@ from gridpoint.v1 import catalog_pb2, envelope_pb2, records_pb2
 from tests.helpers import (
     CraftedPeer,
     Daemon,
+    MakeHome,
     cli,
     cli_json,
     crafted_envelope,
@@ -66,7 +67,7 @@ def sync_events(daemon: Daemon, peer: NodeHome) -> int:
 
 
 def test_a_hostile_peer_neither_stops_floods_nor_taints_sync_with_an_honest_one(
-    db_url: str, make_home, daemons, tmp_path: Path
+    db_url: str, make_home: MakeHome, daemons: list[Daemon], tmp_path: Path
 ) -> None:
     # Prepare: B is honest (30 records). H serves, once: a record over BIGINT, B's genuine
     # record padded with an unsigned field, two records by X (not trusted yet), five records
@@ -141,16 +142,18 @@ def test_a_hostile_peer_neither_stops_floods_nor_taints_sync_with_an_honest_one(
 def _call(
     channel: grpc.Channel, client: NodeHome, method: str, body: bytes
 ) -> tuple[grpc.StatusCode, bytes, float]:
-    call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+        method, request_serializer=None, response_deserializer=None
+    )
     start = time.perf_counter()
     try:
         answer = call(
             body,
-            metadata=[(AUTH_METADATA_KEY, sign_request(client.identity, method, body))],
+            metadata=((AUTH_METADATA_KEY, sign_request(client.identity, method, body)),),
             timeout=30,
         )
     except grpc.RpcError as err:
-        return err.code(), b"", time.perf_counter() - start  # type: ignore[return-value]
+        return err.code(), b"", time.perf_counter() - start
     return grpc.StatusCode.OK, answer, time.perf_counter() - start
 
 
@@ -176,7 +179,7 @@ def _channel(
 
 
 def test_bad_queries_and_cursors_are_invalid_arguments_and_the_daemon_keeps_serving(
-    db_url: str, make_home, daemons
+    db_url: str, make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
     # Prepare: A (on SQLite or PostgreSQL) holds ordinary, mixed-type and large records.
     a, b = make_home("A"), make_home("B")
@@ -244,7 +247,9 @@ def test_bad_queries_and_cursors_are_invalid_arguments_and_the_daemon_keeps_serv
     store.close()
 
 
-def test_peer_add_never_replaces_a_trusted_peer_without_replace(make_home, daemons) -> None:
+def test_peer_add_never_replaces_a_trusted_peer_without_replace(
+    make_home: MakeHome, daemons: list[Daemon]
+) -> None:
     # Prepare: A trusts B. E's certificate (its own key) claims B's node id.
     a, b, e = make_home("A"), make_home("B"), make_home("E")
     forged = make_tls_material(b.identity.node_id, "E")
@@ -290,7 +295,9 @@ def _mint(issuer: NodeHome, node_id: str) -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM), private_key_pem(key)
 
 
-def test_a_certificate_minted_by_a_pinned_peer_cannot_speak_for_another(make_home, daemons) -> None:
+def test_a_certificate_minted_by_a_pinned_peer_cannot_speak_for_another(
+    make_home: MakeHome, daemons: list[Daemon]
+) -> None:
     # Prepare: A pins T and T2. T's TLS key mints a client certificate naming T2.
     a, t, t2 = make_home("A"), make_home("T"), make_home("T2")
     store = open_store(a.db_url())
@@ -312,7 +319,7 @@ def test_a_certificate_minted_by_a_pinned_peer_cannot_speak_for_another(make_hom
     assert "not the one pinned" in da.log()
 
 
-def test_inputs_that_crashed_the_cli_are_one_line_errors(db_url: str, make_home) -> None:
+def test_inputs_that_crashed_the_cli_are_one_line_errors(db_url: str, make_home: MakeHome) -> None:
     a = make_home("A")
     record = {
         "task": {"type": "text-classification", "size_bucket": "1k-10k"},

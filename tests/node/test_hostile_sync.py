@@ -115,7 +115,9 @@ def test_an_unexpected_failure_with_one_peer_is_its_report_and_the_others_still_
 ) -> None:
     # Prepare: H's answers raise something no transport maps; B is honest.
     a, b, h = net.add("A"), net.add("B"), net.add("H")
-    net.trust(a, b), net.trust(a, h), net.trust(b, a)
+    net.trust(a, b)
+    net.trust(a, h)
+    net.trust(b, a)
 
     def broken(*_args: object) -> bytes:
         raise ZeroDivisionError("a bug in a peer's answer path")
@@ -125,8 +127,9 @@ def test_an_unexpected_failure_with_one_peer_is_its_report_and_the_others_still_
     # Execute
     reports = {r.peer_id: r for r in sync_all(a.home, a.store, net.connector(a))}
     # Assert
-    assert reports[h.node_id].error is not None and "unexpectedly" in reports[h.node_id].error
-    assert "ZeroDivisionError" in reports[h.node_id].error
+    error = reports[h.node_id].error
+    assert error is not None and "unexpectedly" in error
+    assert "ZeroDivisionError" in error
     assert (reports[b.node_id].new, reports[b.node_id].error) == (7, None)
     assert ids(a) == ids(b)
 
@@ -134,7 +137,9 @@ def test_an_unexpected_failure_with_one_peer_is_its_report_and_the_others_still_
 def test_a_peer_whose_cursor_does_not_advance_is_stopped_after_one_page(net: Network) -> None:
     # Prepare: H always says "more" and hands back the same cursor.
     a, b, h = net.add("A"), net.add("B"), net.add("H")
-    net.trust(a, b), net.trust(a, h), net.trust(b, a)
+    net.trust(a, b)
+    net.trust(a, h)
+    net.trust(b, a)
     b.store.add_records(signed_records(b.home, 3))
     record = envelope_of(signed_records(h.home, 1)[0])
     asked = serve(net, h, lambda _cursor: ([record], "7", True))
@@ -179,7 +184,9 @@ def test_endless_pages_stop_at_the_round_bounds_and_the_next_round_resumes(
 def test_a_slow_peer_is_cut_at_its_deadline_while_the_others_sync(net: Network) -> None:
     # Prepare: H takes 0.2 s per page, forever; B is honest.
     a, b, h = net.add("A", page_size=2), net.add("B"), net.add("H")
-    net.trust(a, b), net.trust(a, h), net.trust(b, a)
+    net.trust(a, b)
+    net.trust(a, h)
+    net.trust(b, a)
     b.store.add_records(signed_records(b.home, 20))
     record = envelope_of(signed_records(h.home, 1)[0])
 
@@ -221,7 +228,8 @@ def test_records_relayed_before_their_author_was_trusted_arrive_once_it_is(net: 
     x, b, c = net.add("X"), net.add("B"), net.add("C")
     relayed = signed_records(x.home, 2)
     b.store.add_records(relayed)
-    net.trust(c, b), net.trust(b, c)
+    net.trust(c, b)
+    net.trust(b, c)
     # Execute: sync, trust X, sync again (B has nothing new: its cursor is past them).
     before = pull(net, c, b)
     net.trust(c, x)
@@ -270,7 +278,11 @@ def test_fields_a_relay_adds_to_a_genuine_envelope_are_neither_stored_nor_served
 ) -> None:
     # Prepare: H relays B's genuine envelope with an unknown field (number 99) appended.
     a, b, h, d = net.add("A"), net.add("B"), net.add("H"), net.add("D")
-    net.trust(a, b), net.trust(a, h), net.trust(d, a), net.trust(a, d), net.trust(d, b)
+    net.trust(a, b)
+    net.trust(a, h)
+    net.trust(d, a)
+    net.trust(a, d)
+    net.trust(d, b)
     genuine = signed_records(b.home, 1)[0]
     padded = genuine.envelope + b"\x9a\x06\x0bunsigned!!!"
     relayed = envelope_pb2.SignedEnvelope.FromString(padded)
@@ -316,7 +328,8 @@ def test_refusals_are_logged_once_per_page_cut_short_and_rate_limited(
 def test_live_query_merges_numbers_and_texts_of_one_key_numbers_first(net: Network) -> None:
     # Prepare: A has optimizer = 3 (a number); B answers optimizer = 'adamw' (a text).
     a, b = net.add("A"), net.add("B")
-    net.trust(a, b), net.trust(b, a)
+    net.trust(a, b)
+    net.trust(b, a)
     numeric = make_record(1)
     numeric = type(numeric)(**{**numeric.__dict__, "hyperparameters": {"optimizer": 3}})
     a.store.add_records([sign_record(a.home.identity, numeric)])

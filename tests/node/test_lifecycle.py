@@ -18,7 +18,7 @@ import pytest
 
 from gridpoint.node.home import NodeHome
 from tests.cli_main import run_main
-from tests.helpers import ROOT, Daemon
+from tests.helpers import ROOT, Daemon, MakeHome
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def _running(capsys: pytest.CaptureFixture[str], home: NodeHome) -> bool:
 
 
 def test_node_stop_stops_the_daemon_and_a_second_stop_finds_none(
-    capsys: pytest.CaptureFixture[str], make_home, daemons: list[Daemon]
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
     # Prepare
     home: NodeHome = make_home("A")
@@ -51,7 +51,7 @@ def test_node_stop_stops_the_daemon_and_a_second_stop_finds_none(
 
 
 def test_signals_repeated_at_any_moment_of_shutdown_never_hang_the_daemon(
-    capsys: pytest.CaptureFixture[str], make_home, daemons: list[Daemon]
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
     # Prepare: a daemon once hung for good when a second SIGTERM landed while its main thread
     # held a lock the signal handler then waited for.
@@ -88,7 +88,7 @@ with hold_home(Path(sys.argv[1])) as held:
 
 
 def test_node_stop_kills_a_daemon_that_does_not_stop_in_time(
-    capsys: pytest.CaptureFixture[str], make_home, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path
 ) -> None:
     # Prepare: a process holding the home that ignores SIGTERM (a daemon stuck for good).
     home: NodeHome = make_home("A")

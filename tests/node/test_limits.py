@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
-from gridpoint.errors import FilterError, GridpointError, RecordError, RequestError, StoreError
+from gridpoint.errors import FilterError, RecordError, RequestError
 from gridpoint.node.catalog import MAX_RECORD_BYTES, sign_record
 from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.serde import decode_record, encode_record, record_to_proto
@@ -20,7 +19,7 @@ from gridpoint.node.store.query_filter import parse_filter, parse_order_by
 from gridpoint.node.store.sql_store import SqlStore
 from gridpoint.schema import CurvePoint, RunRecord, SearchDimension, validate_record
 from gridpoint.schema.record_json import load_record_json
-from tests.helpers import make_record, signed_records, worst_filter
+from tests.helpers import MakeHome, make_record, signed_records, worst_filter
 
 
 def changed(record: RunRecord, **fields: Any) -> RunRecord:
@@ -71,12 +70,12 @@ def test_records_the_store_could_not_hold_are_refused_by_validation(
 
 def test_an_unknown_status_on_the_wire_is_refused_not_read_as_complete() -> None:
     message = record_to_proto(make_record(1))
-    message.status = 99
+    message.status = 99  # type: ignore[assignment]
     with pytest.raises(RecordError, match="unknown run status 99"):
         decode_record(message.SerializeToString())
 
 
-def test_a_record_over_the_size_limit_is_refused_at_publish(make_home) -> None:
+def test_a_record_over_the_size_limit_is_refused_at_publish(make_home: MakeHome) -> None:
     home: NodeHome = make_home("org")
     long_names = tuple(CurvePoint(i, f"m{'x' * 60}", 0.5) for i in range(5000))
     record = changed(make_record(1), curve=long_names)
@@ -94,7 +93,7 @@ def test_json_nested_far_too_deep_is_one_record_error() -> None:
 
 
 def test_one_unstorable_record_is_refused_alone_with_the_page_and_cursor_stored(
-    store: SqlStore, make_home
+    store: SqlStore, make_home: MakeHome
 ) -> None:
     # Prepare: a page of two good records around one the database cannot hold.
     home: NodeHome = make_home("org")
@@ -163,7 +162,9 @@ def test_filters_beyond_the_limits_are_refused_quickly_with_a_filter_error(
     assert time.perf_counter() - start < 0.5
 
 
-def test_the_costliest_filter_allowed_runs_quickly_on_the_store(store: SqlStore, make_home) -> None:
+def test_the_costliest_filter_allowed_runs_quickly_on_the_store(
+    store: SqlStore, make_home: MakeHome
+) -> None:
     home: NodeHome = make_home("org")
     store.add_records(signed_records(home, 200))
     where = parse_filter(worst_filter())
@@ -172,7 +173,7 @@ def test_the_costliest_filter_allowed_runs_quickly_on_the_store(store: SqlStore,
     assert found == [] and time.perf_counter() - start < 5
 
 
-def test_like_means_the_same_on_both_databases(store: SqlStore, make_home) -> None:
+def test_like_means_the_same_on_both_databases(store: SqlStore, make_home: MakeHome) -> None:
     home: NodeHome = make_home("org")
     bases = ["bert-base-uncased", "BERT-large", "roberta-base", "bert_x", "bertyx"]
     records = [sign_record(home.identity, make_record(i, base=b)) for i, b in enumerate(bases)]
@@ -189,7 +190,7 @@ def test_like_means_the_same_on_both_databases(store: SqlStore, make_home) -> No
 
 
 def test_order_by_a_parameter_with_numbers_and_texts_sorts_numbers_first(
-    store: SqlStore, make_home
+    store: SqlStore, make_home: MakeHome
 ) -> None:
     home: NodeHome = make_home("org")
     base = make_record(0)
@@ -202,7 +203,9 @@ def test_order_by_a_parameter_with_numbers_and_texts_sorts_numbers_first(
     assert [r.record.hyperparameters["x"] for r in found] == [1.5, 2, "a", "b"]
 
 
-def test_a_query_stops_reading_rows_at_its_byte_budget(store: SqlStore, make_home) -> None:
+def test_a_query_stops_reading_rows_at_its_byte_budget(
+    store: SqlStore, make_home: MakeHome
+) -> None:
     # Prepare: 40 records of ~150 KB each (6 MB in all).
     home: NodeHome = make_home("org")
     curve = tuple(CurvePoint(i, "accuracy", 0.5) for i in range(7000))
@@ -217,54 +220,3 @@ def test_a_query_stops_reading_rows_at_its_byte_budget(store: SqlStore, make_hom
     # Assert
     assert envelopes == [r.envelope for r in big[:3]]
     assert peak < total / 2
-
-
-# --- write failures say what is wrong -----------------------------------------------------
-
-
-def _on_connect(store: SqlStore, *pragmas: str) -> None:
-    """Every new connection of store runs these pragmas (SQLite); the pool starts afresh."""
-
-    def run(dbapi_conn: Any, _record: Any) -> None:
-        for pragma in pragmas:
-            dbapi_conn.execute(pragma)
-
-    event.listen(store.engine, "connect", run)
-    store.engine.dispose()
-
-
-def test_a_read_only_sqlite_store_says_so(tmp_path, make_home) -> None:
-    store = SqlStore(f"sqlite:///{tmp_path / 'ro.db'}")
-    try:
-        _on_connect(store, "PRAGMA query_only = ON")
-        with pytest.raises(StoreError, match="the store is read-only"):
-            store.add_records(signed_records(make_home("org"), 1))
-    finally:
-        store.close()
-
-
-def test_a_full_sqlite_store_says_no_space_is_left(tmp_path, make_home) -> None:
-    store = SqlStore(f"sqlite:///{tmp_path / 'full.db'}")
-    try:
-        _on_connect(store, "PRAGMA max_page_count = 40")
-        with pytest.raises(StoreError, match="no space left"):
-            store.add_records(signed_records(make_home("org"), 500))
-        assert store.count_records() == 0
-    finally:
-        store.close()
-
-
-def test_a_read_only_postgresql_store_says_so(pg_url: str, make_home) -> None:
-    store = SqlStore(pg_url)
-    try:
-        with store.engine.connect() as conn:
-            conn.exec_driver_sql(
-                f'ALTER DATABASE "{pg_url.rsplit("/", 1)[1]}" SET default_transaction_read_only = on'
-            )
-            conn.commit()
-        store.engine.dispose()
-        with pytest.raises(StoreError, match="the store is read-only") as info:
-            store.add_records(signed_records(make_home("org"), 1))
-        assert "SQL" not in str(info.value) and isinstance(info.value, GridpointError)
-    finally:
-        store.close()

@@ -18,7 +18,7 @@ from gridpoint.node.protocol.request_auth import AUTH_METADATA_KEY, sign_request
 from gridpoint.node.protocol.tls import tls_hostname
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.v1 import catalog_pb2, envelope_pb2
-from tests.helpers import ROOT, Daemon, cli, cli_json, make_record, signed_records, trust
+from tests.helpers import ROOT, Daemon, MakeHome, cli, cli_json, make_record, signed_records, trust
 
 SYNC = "/gridpoint.v1.Catalog/Sync"
 QUERY = "/gridpoint.v1.Catalog/Query"
@@ -38,7 +38,7 @@ def ids_in(home: NodeHome, url: str | None = None) -> set[str]:
 
 @pytest.mark.parametrize("b_backend", ["sqlite", "postgresql"])
 def test_records_relayed_through_a_peer_stay_verified_as_their_authors(
-    make_home, daemons, request: pytest.FixtureRequest, b_backend: str
+    make_home: MakeHome, daemons: list[Daemon], request: pytest.FixtureRequest, b_backend: str
 ) -> None:
     # Prepare: A publishes; B (on SQLite or PostgreSQL) pulls from A; C trusts A and B.
     b_db = request.getfixturevalue("pg_url") if b_backend == "postgresql" else None
@@ -97,7 +97,9 @@ def _json_record(i: int) -> dict[str, object]:
     }
 
 
-def test_wrong_fingerprint_or_unreachable_peer_stores_nothing(make_home, daemons) -> None:
+def test_wrong_fingerprint_or_unreachable_peer_stores_nothing(
+    make_home: MakeHome, daemons: list[Daemon]
+) -> None:
     a, b = make_home("A"), make_home("B")
     da = Daemon.start(a)
     daemons.append(da)
@@ -110,7 +112,7 @@ def test_wrong_fingerprint_or_unreachable_peer_stores_nothing(make_home, daemons
 
 
 def test_untrusted_and_tampered_records_in_a_page_are_refused_the_rest_stored(
-    make_home, daemons
+    make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
     # Prepare: B's catalog holds its own records, one tampered, and one by X, whom C does not trust.
     b, c, x = make_home("B"), make_home("C"), make_home("X")
@@ -143,7 +145,9 @@ def test_untrusted_and_tampered_records_in_a_page_are_refused_the_rest_stored(
     assert db.process.poll() is None
 
 
-def test_sync_killed_midway_resumes_without_loss_or_duplicates(make_home, daemons) -> None:
+def test_sync_killed_midway_resumes_without_loss_or_duplicates(
+    make_home: MakeHome, daemons: list[Daemon]
+) -> None:
     a, b = make_home("A"), make_home("B")
     store = open_store(a.db_url())
     total = 4000
@@ -181,7 +185,7 @@ def test_sync_killed_midway_resumes_without_loss_or_duplicates(make_home, daemon
     assert ids_in(b) == ids_in(a)
 
 
-def test_live_query_answers_when_a_peer_is_down(make_home, daemons) -> None:
+def test_live_query_answers_when_a_peer_is_down(make_home: MakeHome, daemons: list[Daemon]) -> None:
     a, b, c = make_home("A"), make_home("B"), make_home("C")
     da, db, dc = Daemon.start(a), Daemon.start(b), Daemon.start(c)
     daemons += [da, db, dc]
@@ -229,11 +233,13 @@ def _status(call, *args, **kwargs) -> grpc.StatusCode:  # type: ignore[no-untype
     try:
         call(*args, **kwargs)
     except grpc.RpcError as err:
-        return err.code()  # type: ignore[no-any-return]
+        return err.code()
     return grpc.StatusCode.OK
 
 
-def test_bad_requests_get_a_status_and_the_daemon_stays_up(make_home, daemons) -> None:
+def test_bad_requests_get_a_status_and_the_daemon_stays_up(
+    make_home: MakeHome, daemons: list[Daemon]
+) -> None:
     a, b, stranger = make_home("A"), make_home("B"), make_home("S")
     store = open_store(a.db_url())
     store.add_records(signed_records(a, 2))
@@ -243,8 +249,12 @@ def test_bad_requests_get_a_status_and_the_daemon_stays_up(make_home, daemons) -
     trust(a, b, db.address)
     before = ids_in(a)
     with _channel(b, a, da.address) as channel, _channel(stranger, a, da.address) as strange:
-        raw = channel.unary_unary(SYNC, request_serializer=None, response_deserializer=None)
-        query = channel.unary_unary(QUERY, request_serializer=None, response_deserializer=None)
+        raw: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            SYNC, request_serializer=None, response_deserializer=None
+        )
+        query: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            QUERY, request_serializer=None, response_deserializer=None
+        )
         body = catalog_pb2.SyncRequest(cursor="", limit=10).SerializeToString()
         auth = sign_request(b.identity, SYNC, body)
         ok = _status(raw, body, metadata=[(AUTH_METADATA_KEY, auth)], timeout=10)
@@ -297,7 +307,7 @@ def test_bad_requests_get_a_status_and_the_daemon_stays_up(make_home, daemons) -
             metadata=[(AUTH_METADATA_KEY, sign_request(stranger.identity, SYNC, body))],
             timeout=10,
         )
-        health = health_pb2_grpc.HealthStub(channel).Check(
+        health = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
             health_pb2.HealthCheckRequest(), timeout=10
         )
     assert ok == grpc.StatusCode.OK
@@ -320,7 +330,7 @@ def test_bad_requests_get_a_status_and_the_daemon_stays_up(make_home, daemons) -
         assert secret.decode(errors="ignore") not in log
 
 
-def test_sigterm_stops_the_daemon_cleanly(make_home) -> None:
+def test_sigterm_stops_the_daemon_cleanly(make_home: MakeHome) -> None:
     a = make_home("A")
     daemon = Daemon.start(a)
     try:

@@ -25,14 +25,14 @@ from gridpoint.node.store.base import NotPublished, PrivateRun, RunDetail
 from gridpoint.node.store.query_filter import parse_filter
 from gridpoint.node.store.sql_store import SqlStore, open_store
 from gridpoint.schema import CurvePoint, SearchDimension, TaskDescriptor, record_to_json
-from tests.helpers import ROOT, make_record
+from tests.helpers import ROOT, MakeHome, make_record
 
 CANARY = "zqcanarypub"
 TASK = TaskDescriptor("text-classification", num_labels=2, size_bucket="<1k", language="en")
 
 
 @pytest.fixture
-def home(make_home) -> NodeHome:  # type: ignore[no-untyped-def]
+def home(make_home: MakeHome) -> NodeHome:
     node: NodeHome = make_home("A")
     return node
 

@@ -60,6 +60,7 @@ def test_malformed_filter_points_at_the_column(text: str, column: int) -> None:
 
 def test_empty_filter_and_order_by() -> None:
     assert parse_filter("  ") is None
-    assert parse_order_by("metrics.accuracy desc").descending
+    order = parse_order_by("metrics.accuracy desc")
+    assert order is not None and order.descending
     with pytest.raises(FilterError):
         parse_order_by("metrics.accuracy sideways")

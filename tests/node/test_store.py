@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -17,7 +19,7 @@ from gridpoint.node.store.base import Peer
 from gridpoint.node.store.query_filter import parse_filter, parse_order_by
 from gridpoint.node.store.sql_store import SqlStore, open_store
 from gridpoint.schema import TaskDescriptor
-from tests.helpers import make_record, signed_records
+from tests.helpers import MakeHome, make_record, signed_records
 
 
 def test_migrations_produce_the_schema_the_models_describe(store: SqlStore) -> None:
@@ -29,7 +31,9 @@ def test_migrations_produce_the_schema_the_models_describe(store: SqlStore) -> N
     )
 
 
-def test_publishing_equal_content_twice_stores_one_record(store: SqlStore, make_home) -> None:
+def test_publishing_equal_content_twice_stores_one_record(
+    store: SqlStore, make_home: MakeHome
+) -> None:
     home: NodeHome = make_home("org")
     first = publish(store, home.identity, make_record(1))
     second = publish(store, home.identity, make_record(1))
@@ -38,14 +42,16 @@ def test_publishing_equal_content_twice_stores_one_record(store: SqlStore, make_
     assert store.count_records() == 1
 
 
-def test_envelope_bytes_are_kept_verbatim(store: SqlStore, make_home) -> None:
+def test_envelope_bytes_are_kept_verbatim(store: SqlStore, make_home: MakeHome) -> None:
     home: NodeHome = make_home("org")
     stored = sign_record(home.identity, make_record(2))
     store.add_records([stored])
     assert store.get_record(stored.id).envelope == stored.envelope  # type: ignore[union-attr]
 
 
-def test_records_after_pages_in_storage_order_and_resumes(store: SqlStore, make_home) -> None:
+def test_records_after_pages_in_storage_order_and_resumes(
+    store: SqlStore, make_home: MakeHome
+) -> None:
     home: NodeHome = make_home("org")
     records = signed_records(home, 7)
     store.add_records(records)
@@ -60,7 +66,7 @@ def test_records_after_pages_in_storage_order_and_resumes(store: SqlStore, make_
         store.records_after("not-a-cursor", 3)
 
 
-def test_sync_page_and_cursor_are_stored_together(store: SqlStore, make_home) -> None:
+def test_sync_page_and_cursor_are_stored_together(store: SqlStore, make_home: MakeHome) -> None:
     home: NodeHome = make_home("org")
     store.add_peer(Peer("a" * 40, "127.0.0.1:1", "peer", "ff", b"pem", datetime.now(UTC)))
     records = signed_records(home, 3)
@@ -84,10 +90,10 @@ def test_sync_page_and_cursor_are_stored_together(store: SqlStore, make_home) ->
     ],
 )
 def test_query_filters_by_indexed_fields(
-    store: SqlStore, make_home, text: str, expected: set[int]
+    store: SqlStore, make_home: MakeHome, text: str, expected: set[int]
 ) -> None:
     home: NodeHome = make_home("org")
-    specs = [
+    specs: list[dict[str, Any]] = [
         {"accuracy": 0.5, "learning_rate": 3e-5},
         {"accuracy": 0.6, "learning_rate": 1e-3, "base": "roberta-base"},
         {"accuracy": 0.7, "learning_rate": 5e-5},
@@ -98,11 +104,9 @@ def test_query_filters_by_indexed_fields(
     optimizer_sgd = make_record(0, **specs[0])
     records[0] = sign_record(
         home.identity,
-        type(optimizer_sgd)(
-            **{
-                **optimizer_sgd.__dict__,
-                "hyperparameters": {**optimizer_sgd.hyperparameters, "optimizer": "sgd"},
-            }
+        dataclasses.replace(
+            optimizer_sgd,
+            hyperparameters={**optimizer_sgd.hyperparameters, "optimizer": "sgd"},
         ),
     )
     store.add_records(records)
@@ -111,7 +115,7 @@ def test_query_filters_by_indexed_fields(
     assert store.count_records() == 5
 
 
-def test_query_orders_and_limits(store: SqlStore, make_home) -> None:
+def test_query_orders_and_limits(store: SqlStore, make_home: MakeHome) -> None:
     home: NodeHome = make_home("org")
     store.add_records(signed_records(home, 10))
     found = store.query(None, limit=3, order_by=parse_order_by("metrics.accuracy desc"))
@@ -131,7 +135,7 @@ def test_peers_are_added_updated_listed_and_removed(store: SqlStore) -> None:
     assert store.list_peers() == []
 
 
-def test_reopening_an_existing_store_keeps_its_records(db_url: str, make_home) -> None:
+def test_reopening_an_existing_store_keeps_its_records(db_url: str, make_home: MakeHome) -> None:
     home: NodeHome = make_home("org")
     first = open_store(db_url)
     first.add_records(signed_records(home, 2))
@@ -142,7 +146,7 @@ def test_reopening_an_existing_store_keeps_its_records(db_url: str, make_home) -
 
 
 def test_ordering_by_a_metric_puts_records_without_it_last_and_keeps_the_filter(
-    store: SqlStore, make_home
+    store: SqlStore, make_home: MakeHome
 ) -> None:
     home: NodeHome = make_home("org")
     with_metric = signed_records(home, 6)
@@ -162,7 +166,9 @@ def test_ordering_by_a_metric_puts_records_without_it_last_and_keeps_the_filter(
     )[:2]
 
 
-def test_image_records_are_found_by_their_image_size_bucket(store: SqlStore, make_home) -> None:
+def test_image_records_are_found_by_their_image_size_bucket(
+    store: SqlStore, make_home: MakeHome
+) -> None:
     home: NodeHome = make_home("org")
     text = make_record(0)
     image = replace(

@@ -8,7 +8,7 @@ from gridpoint.errors import ConfigError, GridpointError
 from gridpoint.node.home import NodeHome
 from gridpoint.node.study_reports import WarmStartReport
 from gridpoint.node.tuning.study_run import TuneRequest, run_tune
-from tests.helpers import ROOT
+from tests.helpers import ROOT, MakeHome
 
 STUDY = ROOT / "examples" / "tiny-study.toml"
 
@@ -26,7 +26,7 @@ class _Heard:
         self.notices.append(line)
 
 
-def test_a_worker_is_warned_in_one_line_on_sqlite_only(make_home, db_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_is_warned_in_one_line_on_sqlite_only(make_home: MakeHome, db_url: str) -> None:
     # Prepare: no study started yet, so the worker has nothing to join either way.
     home: NodeHome = make_home("A")
     heard = _Heard()
@@ -51,7 +51,7 @@ def test_a_worker_is_warned_in_one_line_on_sqlite_only(make_home, db_url: str) -
     ],
 )
 def test_a_bad_request_is_refused_before_anything_is_stored(
-    make_home,  # type: ignore[no-untyped-def]
+    make_home: MakeHome,
     request_args: dict[str, object],
     message: str,
 ) -> None:

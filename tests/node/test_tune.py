@@ -14,10 +14,9 @@ import pytest
 
 from gridpoint.node.store.sql_store import open_store
 from tests.helpers import ROOT, cli, cli_json
+from tests.tasks.studies import write_fast_example
 
 pytestmark = pytest.mark.slow
-
-STUDY = str(ROOT / "examples" / "tiny-study.toml")
 
 
 def test_tune_publishes_every_trial_with_its_curve_and_resumes_without_repeating(
@@ -25,11 +24,12 @@ def test_tune_publishes_every_trial_with_its_curve_and_resumes_without_repeating
 ) -> None:
     # Prepare
     home = tmp_path / "node"
+    study = str(write_fast_example(tmp_path / "study"))
     cli_json("init", "--name", "A", home=home)
     # Execute: one run of 2 trials, then two resumed runs (one printing for a person).
-    first = cli_json("tune", STUDY, "--trials", "2", home=home, timeout=300)
-    more = cli("tune", STUDY, "--trials", "1", home=home, timeout=300)
-    again = cli_json("tune", STUDY, "--trials", "1", home=home, timeout=300)
+    first = cli_json("tune", study, "--trials", "2", home=home, timeout=300)
+    more = cli("tune", study, "--trials", "1", home=home, timeout=300)
+    again = cli_json("tune", study, "--trials", "1", home=home, timeout=300)
     rows = cli_json("catalog", "query", "kind = 'trial'", home=home)
     by_name = cli_json("catalog", "query", "study = 'tiny-sentiment'", home=home)
     [one] = cli_json("catalog", "query", f"id = '{rows[0]['id']}'", home=home)
@@ -73,8 +73,9 @@ def _searched(home: Path) -> list[dict[str, object]]:
 def test_tune_stopped_by_one_ctrl_c_keeps_its_trials_and_exits_130(tmp_path: Path) -> None:
     # Prepare
     home = tmp_path / "node"
+    study = str(write_fast_example(tmp_path / "study"))
     cli_json("init", "--name", "A", home=home)
-    argv = [sys.executable, "-m", "gridpoint", "--home", str(home), "tune", STUDY]
+    argv = [sys.executable, "-m", "gridpoint", "--home", str(home), "tune", study]
     tune = subprocess.Popen(
         [*argv, "--trials", "3", "--json"],
         stdout=subprocess.PIPE,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gridpoint.node.home import NodeHome
-from tests.helpers import Daemon, cli_json, trust
+from tests.helpers import Daemon, MakeHome, cli_json, trust
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,7 @@ type = "none"
 
 
 def test_warm_start_uses_a_peers_study_weighs_an_unrelated_one_low_and_reports_a_misfit(
-    make_home, daemons: list[Daemon], tmp_path: Path
+    make_home: MakeHome, daemons: list[Daemon], tmp_path: Path
 ) -> None:
     # Prepare: A and B trust each other; A tunes a related, an unrelated and a misfit study.
     a: NodeHome = make_home("OrgA")

@@ -130,3 +130,25 @@ def write_study(folder: Path, task: str, *, canary: bool = False, name: str = ""
     path = folder / "study.toml"
     path.write_text(study)
     return path
+
+
+_EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
+_EPOCHS = 'epochs = { type = "int", low = 4, high = 8 }'
+#: examples/tiny-study.toml with 1 or 2 epochs a trial instead of 4 to 8, all else as written:
+#: for the tests of what `tune` does (publishes, resumes, keeps, stops), not of how well it
+#: trains. Training is most of those tests' time.
+FAST_EXAMPLE = (
+    (_EXAMPLES / "tiny-study.toml")
+    .read_text()
+    .replace(_EPOCHS, 'epochs = { type = "int", low = 1, high = 2 }')
+)
+assert (_EXAMPLES / "tiny-study.toml").read_text() != FAST_EXAMPLE, "the example's epochs moved"
+
+
+def write_fast_example(folder: Path, name: str = "tiny-study.toml") -> Path:
+    """Writes FAST_EXAMPLE and the example's pipeline (tiny_pipeline.py) into folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny_pipeline.py").write_text((_EXAMPLES / "tiny_pipeline.py").read_text())
+    path = folder / name
+    path.write_text(FAST_EXAMPLE)
+    return path

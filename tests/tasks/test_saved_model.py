@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -41,7 +42,7 @@ def _settings(task: str, lora: int | None) -> FineTuneSettings:
     return FineTuneSettings(1e-2, 4, 1, 0.0, 0.0, 100, 16, 0, lora_rank=lora, task=task)
 
 
-def _train(spec: ModelSpec, task: str, pairs: list, lora: int | None):  # type: ignore[no-untyped-def]
+def _train(spec: ModelSpec, task: str, pairs: list[Any], lora: int | None):  # type: ignore[no-untyped-def]
     kind = task_type(task)
     train, evaluation = kind.prepare(pairs, pairs[:4])
     loaded = load_model(spec, kind.num_labels(train), kind.texts(train), 0, task=task)
@@ -52,7 +53,8 @@ def _train(spec: ModelSpec, task: str, pairs: list, lora: int | None):  # type: 
 def _logits(model, processor, text: str) -> torch.Tensor:  # type: ignore[no-untyped-def]
     model.eval()
     with torch.no_grad():
-        return model(**processor(text, return_tensors="pt")).logits
+        logits: torch.Tensor = model(**processor(text, return_tensors="pt")).logits
+    return logits
 
 
 def test_lora_on_a_local_checkpoint_is_saved_merged_with_no_trace_of_its_path(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from gridpoint.errors import StudyConfigError
 from gridpoint.trainers.study_config import load_study_config
+from tests.cli_main import run_main
 from tests.helpers import ROOT, cli
 
 EXAMPLE = (ROOT / "examples" / "tiny-study.toml").read_text()
@@ -82,36 +84,47 @@ def test_the_shipped_example_is_valid() -> None:
     ],
 )
 def test_invalid_study_file_is_refused_naming_the_problem(
-    tmp_path: Path, change, message: str
+    tmp_path: Path, change: Callable[[str], str], message: str
 ) -> None:
     path = study_file(tmp_path, change(EXAMPLE))
     with pytest.raises(StudyConfigError, match=message):
         load_study_config(path)
 
 
-def test_tune_refuses_a_missing_pipeline_before_training(tmp_path: Path) -> None:
+# The refusals below run the CLI in this process (tests/cli_main.py); the pipelines that raise
+# or fail to import run in a child process, where a module of that name was never imported.
+
+
+def test_tune_refuses_a_missing_pipeline_before_training(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     home = tmp_path / "node"
-    assert cli("init", "--name", "A", home=home).returncode == 0
+    assert run_main(capsys, "init", "--name", "A", home=home).returncode == 0
     path = study_file(tmp_path, EXAMPLE.replace("tiny_pipeline:load", "no_such_module:load"))
-    result = cli("tune", str(path), home=home)
+    result = run_main(capsys, "tune", str(path), home=home)
     assert result.returncode == 1
     assert "no_such_module" in result.stderr and "Traceback" not in result.stderr
-    assert cli("catalog", "query", "--json", home=home).stdout.strip() == "[]"
+    assert run_main(capsys, "catalog", "query", "--json", home=home).stdout.strip() == "[]"
 
 
-def test_tune_refuses_from_without_warm_start(tmp_path: Path) -> None:
+def test_tune_refuses_from_without_warm_start(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     home = tmp_path / "node"
-    assert cli("init", "--name", "A", home=home).returncode == 0
+    assert run_main(capsys, "init", "--name", "A", home=home).returncode == 0
     path = study_file(tmp_path, EXAMPLE)
-    result = cli("tune", str(path), "--from", "task.language = 'en'", home=home)
+    result = run_main(capsys, "tune", str(path), "--from", "task.language = 'en'", home=home)
     assert result.returncode == 1 and "--warm-start" in result.stderr
 
 
-def test_tune_refuses_a_bad_prior_filter_naming_it(tmp_path: Path) -> None:
+def test_tune_refuses_a_bad_prior_filter_naming_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     home = tmp_path / "node"
-    assert cli("init", "--name", "A", home=home).returncode == 0
+    assert run_main(capsys, "init", "--name", "A", home=home).returncode == 0
     path = study_file(tmp_path, EXAMPLE)
-    result = cli("tune", str(path), "--warm-start", "--from", "task.colour = 'red'", home=home)
+    from_ = ("--warm-start", "--from", "task.colour = 'red'")
+    result = run_main(capsys, "tune", str(path), *from_, home=home)
     assert result.returncode == 1 and "task.colour" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -198,15 +198,19 @@ def test_the_sampler_never_proposes_outside_the_study_space() -> None:
     study = optuna.create_study(sampler=sampler)
 
     # Execute
+    def objective(t: optuna.Trial) -> float:
+        total = 0.0
+        for n, d in space.items():
+            if isinstance(d, CategoricalDistribution):
+                total += float(t.suggest_categorical(n, d.choices))  # type: ignore[arg-type]
+            elif isinstance(d, IntDistribution):
+                total += t.suggest_int(n, d.low, d.high)
+            elif isinstance(d, FloatDistribution):
+                total += t.suggest_float(n, d.low, d.high, log=d.log, step=d.step)
+        return total
+
     study.optimize(
-        lambda t: sum(
-            float(t.suggest_categorical(n, d.choices))
-            if isinstance(d, CategoricalDistribution)
-            else float(t.suggest_int(n, int(d.low), int(d.high)))
-            if isinstance(d, IntDistribution)
-            else t.suggest_float(n, d.low, d.high, log=d.log, step=d.step)
-            for n, d in space.items()
-        ),
+        objective,
         n_trials=12,
     )
 

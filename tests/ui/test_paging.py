@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -71,7 +72,7 @@ def test_studies_are_read_from_an_optuna_storage_on_postgresql(pg_url: str) -> N
     assert {t.params["optimizer"] for t in view.trials} <= {"adamw", "sgd"}
 
 
-def test_a_studys_warm_start_reports_are_kept_one_per_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_studys_warm_start_reports_are_kept_one_per_run(tmp_path: Path) -> None:
     from gridpoint.node.study_reports import (
         WarmStartReport,
         load_reports,
