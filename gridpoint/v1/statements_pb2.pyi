@@ -164,6 +164,7 @@ class Vouch(_message.Message):
     AUTHOR_ID_FIELD_NUMBER: _builtins.int
     DEPTH_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    ISSUED_AT_UNIX_MS_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """Version of this message's rules; currently 1."""
     author_id: _builtins.str
@@ -174,6 +175,10 @@ class Vouch(_message.Message):
     """
     note: _builtins.str
     """Why, in the signer's words (at most 200 printable characters); public."""
+    issued_at_unix_ms: _builtins.int
+    """The envelope's signed_at_unix_ms, repeated: a vouch signed again after an Unvouch is a
+    new statement (its own content id), and the latest one is in force.
+    """
     def __init__(
         self,
         *,
@@ -181,10 +186,11 @@ class Vouch(_message.Message):
         author_id: _builtins.str = ...,
         depth: _builtins.int = ...,
         note: _builtins.str = ...,
+        issued_at_unix_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "depth", b"depth", "note", b"note", "schema_version", b"schema_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "depth", b"depth", "issued_at_unix_ms", b"issued_at_unix_ms", "note", b"note", "schema_version", b"schema_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -201,22 +207,26 @@ class Unvouch(_message.Message):
     SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
     AUTHOR_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    ISSUED_AT_UNIX_MS_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """Version of this message's rules; currently 1."""
     author_id: _builtins.str
     """Node id of the author whose vouch is withdrawn."""
     reason: _builtins.str
     """Why, in the signer's words (at most 200 printable characters); public."""
+    issued_at_unix_ms: _builtins.int
+    """The envelope's signed_at_unix_ms, repeated (as in Vouch)."""
     def __init__(
         self,
         *,
         schema_version: _builtins.int = ...,
         author_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        issued_at_unix_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "reason", b"reason", "schema_version", b"schema_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "issued_at_unix_ms", b"issued_at_unix_ms", "reason", b"reason", "schema_version", b"schema_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

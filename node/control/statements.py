@@ -30,6 +30,7 @@ from gridpoint.node.protocol.envelope import (
     VerifiedEnvelope,
     canonical_envelope,
     content_id,
+    now_ms,
     sign_envelope,
     signing_message,
 )
@@ -193,7 +194,9 @@ def _verify_revocation(verified: VerifiedEnvelope, gate: Gate) -> Statement:
     return KeyRevocation(revoked_id, reason)
 
 
-def _author_of(author_id: str, verified: VerifiedEnvelope, gate: Gate) -> str:
+def _author_of(author_id: str, issued_at_ms: int, verified: VerifiedEnvelope, gate: Gate) -> str:
+    if issued_at_ms != verified.signed_at_ms:
+        raise BadStatement("a vouch's issued_at_unix_ms must be its envelope's signing time")
     if not _NODE_ID.fullmatch(author_id):
         raise BadStatement("a vouch names its author by node id: 40 lowercase hex digits")
     if author_id == verified.signer_id or author_id in gate.chain.identity(verified.signer_id):
@@ -203,7 +206,7 @@ def _author_of(author_id: str, verified: VerifiedEnvelope, gate: Gate) -> str:
 
 def _verify_vouch(verified: VerifiedEnvelope, gate: Gate) -> Statement:
     msg = _decode(statements_pb2.Vouch, verified.payload)
-    author = _author_of(msg.author_id, verified, gate)
+    author = _author_of(msg.author_id, msg.issued_at_unix_ms, verified, gate)
     if not 1 <= msg.depth <= MAX_VOUCH_DEPTH:
         raise BadStatement(
             f"a vouch reaches 1 to {MAX_VOUCH_DEPTH} hops; this one says {msg.depth}"
@@ -215,7 +218,7 @@ def _verify_vouch(verified: VerifiedEnvelope, gate: Gate) -> Statement:
 
 def _verify_unvouch(verified: VerifiedEnvelope, gate: Gate) -> Statement:
     msg = _decode(statements_pb2.Unvouch, verified.payload)
-    author = _author_of(msg.author_id, verified, gate)
+    author = _author_of(msg.author_id, msg.issued_at_unix_ms, verified, gate)
     # Withdrawing never widens anything: any key this node trusts or follows may.
     gate.require_author(verified.signer_id)
     gate.check_key(verified.signer_id, verified.signed_at_ms)
@@ -279,19 +282,25 @@ def sign_revocation(signer: NodeIdentity, public_key: bytes, reason: str) -> Sto
     return _stored(envelope, KeyRevocation(node_id_of(public_key), reason))
 
 
-def sign_vouch(identity: NodeIdentity, author_id: str, depth: int, note: str) -> StoredStatement:
-    """identity's vouch for author_id's records, reaching depth hops."""
+def sign_vouch(
+    identity: NodeIdentity, author_id: str, depth: int, note: str, *, at_ms: int | None = None
+) -> StoredStatement:
+    """identity's vouch for author_id's records, reaching depth hops (signed now or at_ms)."""
+    at = now_ms() if at_ms is None else at_ms
     payload = statements_pb2.Vouch(
-        schema_version=1, author_id=author_id, depth=depth, note=_reason(note)
+        schema_version=1, author_id=author_id, depth=depth, note=_reason(note), issued_at_unix_ms=at
     ).SerializeToString(deterministic=True)
-    envelope = sign_envelope(identity, payload, VOUCH_TYPE)
+    envelope = sign_envelope(identity, payload, VOUCH_TYPE, signed_at_ms=at)
     return _stored(envelope, Vouch(author_id, depth, note))
 
 
-def sign_unvouch(identity: NodeIdentity, author_id: str, reason: str) -> StoredStatement:
-    """identity withdraws its vouch for author_id."""
+def sign_unvouch(
+    identity: NodeIdentity, author_id: str, reason: str, *, at_ms: int | None = None
+) -> StoredStatement:
+    """identity withdraws its vouch for author_id (signed now or at_ms)."""
+    at = now_ms() if at_ms is None else at_ms
     payload = statements_pb2.Unvouch(
-        schema_version=1, author_id=author_id, reason=_reason(reason)
+        schema_version=1, author_id=author_id, reason=_reason(reason), issued_at_unix_ms=at
     ).SerializeToString(deterministic=True)
-    envelope = sign_envelope(identity, payload, UNVOUCH_TYPE)
+    envelope = sign_envelope(identity, payload, UNVOUCH_TYPE, signed_at_ms=at)
     return _stored(envelope, Unvouch(author_id, reason))

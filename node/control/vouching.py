@@ -20,6 +20,7 @@ from gridpoint.node.control.gate import Gate
 from gridpoint.node.control.introductions import MAX_VOUCH_DEPTH, Introduction, in_force
 from gridpoint.node.control.statements import sign_unvouch, sign_vouch
 from gridpoint.node.home import NodeHome
+from gridpoint.node.protocol.envelope import now_ms
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.control_base import StoredStatement, VouchEntry
 from gridpoint.node.store.key_chain import KeyChain
@@ -72,6 +73,15 @@ def _store_own(store: CatalogStore, self_id: str, statement: StoredStatement) ->
     store.add_statements([statement])
 
 
+def _next_ms(store: CatalogStore, self_id: str, author: str) -> int:
+    """Now, or just after this key's last vouch or unvouch for the author: the newest one
+    this node signs is always the one in force."""
+    last = [
+        e.signed_at_ms for e in store.vouches() if (e.voucher_id, e.author_id) == (self_id, author)
+    ]
+    return max([now_ms(), *(t + 1 for t in last)])
+
+
 def vouch(
     home: NodeHome, store: CatalogStore, given: str, depth: int = 1, note: str = ""
 ) -> Vouched:
@@ -80,7 +90,9 @@ def vouch(
         raise RequestError(f"--depth must be 1 to {MAX_VOUCH_DEPTH}, got {depth}")
     self_id = home.identity.node_id
     author = _author(store, self_id, given)
-    statement = sign_vouch(home.identity, author, depth, note)
+    statement = sign_vouch(
+        home.identity, author, depth, note, at_ms=_next_ms(store, self_id, author)
+    )
     _store_own(store, self_id, statement)
     return Vouched(author, depth, statement.id)
 
@@ -101,7 +113,7 @@ def unvouch(home: NodeHome, store: CatalogStore, given: str, reason: str = "") -
     }
     if chain.head(author) not in heads:
         raise RequestError(f"this node does not vouch for {author}; see `gridpoint trust list`")
-    statement = sign_unvouch(home.identity, author, reason)
+    statement = sign_unvouch(home.identity, author, reason, at_ms=_next_ms(store, self_id, author))
     _store_own(store, self_id, statement)
     return Vouched(author, 0, statement.id)
 
