@@ -6,17 +6,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from gridpoint.errors import BadSignature, BadStatement, ConfigError, RequestError, UnknownSigner
+from gridpoint.node.catalog import publish
 from gridpoint.node.config import NodeConfig
 from gridpoint.node.control.gate import Gate
+from gridpoint.node.control.introductions import in_force, introductions
 from gridpoint.node.control.statements import VOUCH_TYPE, sign_unvouch, sign_vouch
 from gridpoint.node.control.vouching import listing, unvouch, vouch
+from gridpoint.node.home import NodeHome
+from gridpoint.node.peers.sync import sync_all
 from gridpoint.node.protocol.envelope import sign_envelope
 from gridpoint.node.record_views import introduction_text, record_view
+from gridpoint.node.store.control_base import VouchEntry
+from gridpoint.node.store.key_chain import KeyChain
+from gridpoint.node.ui.app import create_app
 from gridpoint.v1 import envelope_pb2, statements_pb2
+from tests.cli_main import run_main
 from tests.control.world import World
-from tests.inprocess import Node
+from tests.helpers import make_record
+from tests.inprocess import Network, Node
 
 
 def _follow(world: World, node: Node, max_depth: int) -> Node:
@@ -250,3 +260,74 @@ def test_a_bad_max_depth_names_the_key(tmp_path: Path, value: str) -> None:
     path.write_text(f'[node]\nname = "x"\n[introductions]\nmax_depth = {value}\n')
     with pytest.raises(ConfigError, match=r"introductions\.max_depth"):
         NodeConfig.load(path)
+
+
+def test_the_command_line_and_the_record_page_show_who_vouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: B vouches for A on the command line; C follows introductions and syncs B.
+    net = Network(tmp_path / "net")
+    a, b = net.pair("A", "B")
+    c = net.add("C")
+    net.trust(c, b)
+    net.trust(b, c)
+    record_id = publish(a.store, a.home.identity, make_record(3)).id
+    sync_all(b.home, b.store, net.connector(b), only=a.node_id)
+    ran = run_main(capsys, "trust", "vouch", "A", "--note", "partner", "--json", home=b.home.path)
+    listed = run_main(capsys, "trust", "list", "--json", home=b.home.path).json()
+    _follow_home(c.home.config_path, 1)
+    [report] = sync_all(NodeHome(c.home.path), c.store, net.connector(c), only=b.node_id)
+    # Execute
+    shown = run_main(capsys, "catalog", "show", record_id[:12], "--json", home=c.home.path).json()
+    text = run_main(capsys, "catalog", "show", record_id[:12], home=c.home.path).stdout
+    c_list = run_main(capsys, "trust", "list", home=c.home.path).stdout
+    again = run_main(capsys, "trust", "vouch", b.node_id, home=b.home.path)
+    with TestClient(
+        create_app(NodeHome(c.home.path), c.store, db_url="sqlite://"), base_url="http://127.0.0.1"
+    ) as ui:
+        page = ui.get(f"/record/{record_id}").text
+    net.close()
+    # Assert
+    assert ran.json()["author"] == a.node_id and report.new == 1
+    assert [v["author"] for v in listed["vouches"]] == [a.node_id]
+    assert listed["max_depth"] == 0 and listed["introduced"] == []
+    assert shown["author_standing"] == "vouched"
+    assert shown["vouched_by"]["voucher"] == b.node_id and shown["vouched_by"]["depth"] == 1
+    assert "vouched by B (depth 1)" in text and "vouched by B (depth 1)" in page
+    assert a.node_id in c_list
+    assert again.returncode == 1 and "cannot vouch for itself" in again.stderr
+
+
+def _follow_home(path: Path, max_depth: int) -> None:
+    path.write_text(path.read_text().replace("max_depth = 0", f"max_depth = {max_depth}"))
+
+
+def _entry(voucher: str, author: str, depth: int, at: int = 1) -> VouchEntry:
+    return VouchEntry(voucher * 40, author * 40, depth, at, f"{voucher}{author}{at}".ljust(64, "0"))
+
+
+def test_introductions_follow_the_best_chain_and_end_in_a_cycle() -> None:
+    # Prepare: trusted T vouches for a (reach 3); a, b and c vouch round in a cycle; an
+    # unvouch of c by b, signed later, is the one in force.
+    chain = KeyChain([])
+    entries = [
+        _entry("f", "a", 3),
+        _entry("a", "b", 8),
+        _entry("b", "c", 8),
+        _entry("c", "a", 8),
+        _entry("b", "d", 1),
+        _entry("b", "c", 0, at=2),
+    ]
+    trusted = {"f" * 40}.__contains__
+    # Execute
+    found = introductions(entries, trusted, chain, 8)
+    shallow = introductions(entries, trusted, chain, 1)
+    # Assert
+    assert {k[0]: (v.depth, v.reach) for k, v in found.items()} == {
+        "a": (1, 2),
+        "b": (2, 1),
+        "d": (3, 0),
+    }
+    assert set(shallow) == {"a" * 40}
+    assert introductions(entries, trusted, chain, 0) == {}
+    assert in_force([_entry("a", "b", 0, at=2), _entry("a", "b", 2, at=1)], chain) == []
