@@ -6,7 +6,8 @@ Each command parses, calls one service of gridpoint.node.control.vouching and pr
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from gridpoint.node.cli.output import print_json, print_line, print_table
 from gridpoint.node.home import resolve_home
@@ -14,8 +15,12 @@ from gridpoint.node.home import resolve_home
 if TYPE_CHECKING:
     from gridpoint.node.cli.main import SubParsers
     from gridpoint.node.control.vouching import Listing, Vouched
+    from gridpoint.node.home import NodeHome
+    from gridpoint.node.store.base import CatalogStore
 
 __all__ = ["register"]
+
+T = TypeVar("T")
 
 
 def _signed(args: argparse.Namespace, done: Vouched, what: str) -> int:
@@ -27,31 +32,30 @@ def _signed(args: argparse.Namespace, done: Vouched, what: str) -> int:
     return 0
 
 
-def cmd_vouch(args: argparse.Namespace) -> int:
-    from gridpoint.node.control.vouching import vouch
+def _run(args: argparse.Namespace, service: Callable[[NodeHome, CatalogStore], T]) -> T:
+    """Calls one service on the node's home and open store (closed after)."""
     from gridpoint.node.store.sql_store import open_store
 
     home = resolve_home(args.home)
     home.check()
     store = open_store(home.db_url(args.db))
     try:
-        done = vouch(home, store, args.author, args.depth, args.note)
+        return service(home, store)
     finally:
         store.close()
+
+
+def cmd_vouch(args: argparse.Namespace) -> int:
+    from gridpoint.node.control.vouching import vouch
+
+    done = _run(args, lambda home, store: vouch(home, store, args.author, args.depth, args.note))
     return _signed(args, done, f"vouched for {done.author_id} (depth {done.depth})")
 
 
 def cmd_unvouch(args: argparse.Namespace) -> int:
     from gridpoint.node.control.vouching import unvouch
-    from gridpoint.node.store.sql_store import open_store
 
-    home = resolve_home(args.home)
-    home.check()
-    store = open_store(home.db_url(args.db))
-    try:
-        done = unvouch(home, store, args.author, args.reason)
-    finally:
-        store.close()
+    done = _run(args, lambda home, store: unvouch(home, store, args.author, args.reason))
     return _signed(
         args,
         done,
@@ -80,15 +84,8 @@ def _print_listing(listing: Listing) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from gridpoint.node.control.vouching import listing
-    from gridpoint.node.store.sql_store import open_store
 
-    home = resolve_home(args.home)
-    home.check()
-    store = open_store(home.db_url(args.db))
-    try:
-        found = listing(home, store)
-    finally:
-        store.close()
+    found = _run(args, listing)
     if args.json:
         print_json(
             {
