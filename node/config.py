@@ -14,8 +14,12 @@ from typing import Any
 
 from gridpoint.errors import ConfigError
 
+#: The deepest introductions a node may follow (control/introductions.py's MAX_VOUCH_DEPTH).
+_MAX_INTRODUCTION_DEPTH = 8
+
 __all__ = [
     "AnonymizerConfig",
+    "IntroductionsConfig",
     "LedgerConfig",
     "NodeConfig",
     "RegistryConfig",
@@ -83,6 +87,14 @@ class LedgerConfig:
 
 
 @dataclass(frozen=True)
+class IntroductionsConfig:
+    """Whether sync takes in records of authors vouched for (see node/control/introductions.py)."""
+
+    #: How many vouches deep an author may be (1 = vouched by a trusted peer); 0 = off.
+    max_depth: int = 0
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """The whole config file."""
 
@@ -94,6 +106,7 @@ class NodeConfig:
     anonymizer: AnonymizerConfig = field(default_factory=AnonymizerConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    introductions: IntroductionsConfig = field(default_factory=IntroductionsConfig)
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -112,6 +125,7 @@ class NodeConfig:
             "anonymizer": AnonymizerConfig,
             "registry": RegistryConfig,
             "ledger": LedgerConfig,
+            "introductions": IntroductionsConfig,
         }
         # [sharing] is the sharing policy, read and checked by node/control/policy.py.
         unknown = set(data) - {"node", "sharing", *sections}
@@ -134,6 +148,10 @@ class NodeConfig:
             raise ConfigError(f"{path.name}: registry.hook_timeout_s must be in (0, 3600] seconds")
         if not config.sync.idle_timeout_s > 0:
             raise ConfigError(f"{path.name}: sync.idle_timeout_s must be more than 0")
+        if not 0 <= config.introductions.max_depth <= _MAX_INTRODUCTION_DEPTH:
+            raise ConfigError(
+                f"{path.name}: introductions.max_depth must be 0 (off) to {_MAX_INTRODUCTION_DEPTH}"
+            )
         if config.ledger.detail_days < 1:
             raise ConfigError(f"{path.name}: ledger.detail_days must be at least 1")
         if config.sync.page_size < 1 or config.security.max_message_bytes < 1024:
@@ -239,6 +257,13 @@ hook_timeout_s = {d.registry.hook_timeout_s}
 # Days each thing sent to a peer is kept in detail in the outbound ledger (`gridpoint audit`);
 # older entries are counted per peer and day.
 detail_days = {d.ledger.detail_days}
+
+[introductions]
+# Take in relayed records of authors this node does not trust itself, when a trusted peer
+# vouches for them (`gridpoint trust vouch`): 1 = vouched by a trusted peer, 2 = or by an
+# author vouched so, ... up to 8. 0 = off: only trusted authors' records are stored. Never
+# used for live queries (`catalog query --peers`) nor federation membership.
+max_depth = {d.introductions.max_depth}
 
 # Sharing policy: without a [sharing] section every trusted peer receives every record.
 # `gridpoint policy check` validates it; a running node follows edits without a restart.

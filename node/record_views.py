@@ -3,7 +3,8 @@
 Signers by organization name (`SignerNames`: this node's own name, or the name under which a
 peer was trusted), values rounded for reading (`format_value`), a record found by its id or a
 unique prefix (`find_record`), and one record in full with its provenance, lineage and, for
-this node's own runs only, their private details (`record_view`). `catalog query` and
+this node's own runs only, their private details (`record_view`), its author's standing
+included: trusted, or "vouched by X (depth n)" (`introduction_text`). `catalog query` and
 `catalog show` print these; the UI's pages render them (node/ui/views.py builds its pages on
 them).
 
@@ -14,11 +15,13 @@ record another node signed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from gridpoint.errors import RequestError
+from gridpoint.node.control.gate import Gate
+from gridpoint.node.control.introductions import Introduction
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.base import CatalogStore, StoredRecord
 from gridpoint.node.store.keys import key_spec
@@ -32,6 +35,7 @@ __all__ = [
     "check_columns",
     "find_record",
     "format_value",
+    "introduction_text",
     "record_view",
 ]
 
@@ -114,6 +118,21 @@ class RecordView:
     private: list[PrivateDetail]
     #: The trusted peers sync found the record at (organization name, first seen).
     sources: list[tuple[str, datetime]]
+    #: How its author is taken in here now: "own", "trusted", "vouched" (introduction says
+    #: by whom) or "unvouched" (neither trusted nor introduced now: the record was kept,
+    #: new ones are refused).
+    standing: str = "trusted"
+    introduction: Introduction | None = None
+    voucher_name: str = ""
+
+
+def introduction_text(view: RecordView) -> str:
+    """The author's standing in words, e.g. "vouched by alpha (depth 1)"; "" when trusted."""
+    if view.standing == "vouched" and view.introduction is not None:
+        return f"vouched by {view.voucher_name} (depth {view.introduction.depth})"
+    if view.standing == "unvouched":
+        return "not trusted nor vouched for now: kept from before, new records refused"
+    return ""
 
 
 def record_view(
@@ -131,7 +150,18 @@ def record_view(
     ]
     private = _private_details(store, stored.id) if own else []
     sources = [(names.name(s.peer_id), s.first_seen_at) for s in store.record_sources(stored.id)]
-    return RecordView(stored, names.name(stored.signer_id), own, fields, parents, private, sources)
+    view = RecordView(stored, names.name(stored.signer_id), own, fields, parents, private, sources)
+    if own:
+        return replace(view, standing="own")
+    gate = Gate.load(store, names.own_id, home.config.introductions.max_depth)
+    if gate.trusted(stored.signer_id):
+        return view
+    found = gate.introduction(stored.signer_id)
+    if found is None:
+        return replace(view, standing="unvouched")
+    return replace(
+        view, standing="vouched", introduction=found, voucher_name=names.name(found.voucher_id)
+    )
 
 
 def _private_details(store: CatalogStore, record_id: str) -> list[PrivateDetail]:

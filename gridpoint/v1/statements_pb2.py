@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dgridpoint/v1/statements.proto\x12\x0cgridpoint.v1\"G\n\tTombstone\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x12\n\nrecord_ids\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x8d\x01\n\x0bKeyRotation\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x16\n\x0eold_public_key\x18\x02 \x01(\x0c\x12\x16\n\x0enew_public_key\x18\x03 \x01(\x0c\x12\x1b\n\x13new_tls_certificate\x18\x04 \x01(\x0c\x12\x19\n\x11new_key_signature\x18\x05 \x01(\x0c\"K\n\rKeyRevocation\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x0e\n\x06reason\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dgridpoint/v1/statements.proto\x12\x0cgridpoint.v1\"G\n\tTombstone\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x12\n\nrecord_ids\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x8d\x01\n\x0bKeyRotation\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x16\n\x0eold_public_key\x18\x02 \x01(\x0c\x12\x16\n\x0enew_public_key\x18\x03 \x01(\x0c\x12\x1b\n\x13new_tls_certificate\x18\x04 \x01(\x0c\x12\x19\n\x11new_key_signature\x18\x05 \x01(\x0c\"K\n\rKeyRevocation\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x0e\n\x06reason\x18\x03 \x01(\t\"j\n\x05Vouch\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x11\n\tauthor_id\x18\x02 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x03 \x01(\r\x12\x0c\n\x04note\x18\x04 \x01(\t\x12\x19\n\x11issued_at_unix_ms\x18\x05 \x01(\x03\"_\n\x07Unvouch\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x11\n\tauthor_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x19\n\x11issued_at_unix_ms\x18\x04 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,4 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KEYROTATION']._serialized_end=262
   _globals['_KEYREVOCATION']._serialized_start=264
   _globals['_KEYREVOCATION']._serialized_end=339
+  _globals['_VOUCH']._serialized_start=341
+  _globals['_VOUCH']._serialized_end=447
+  _globals['_UNVOUCH']._serialized_start=449
+  _globals['_UNVOUCH']._serialized_end=544
 # @@protoc_insertion_point(module_scope)

@@ -4,7 +4,8 @@ isort:skip_file
 Statements: what an author says about its own records and keys, after publishing them.
 
 Each statement is the payload of a SignedEnvelope (payload_type "gridpoint.v1.Tombstone",
-"gridpoint.v1.KeyRotation" or "gridpoint.v1.KeyRevocation"), content-addressed like a
+"gridpoint.v1.KeyRotation", "gridpoint.v1.KeyRevocation", "gridpoint.v1.Vouch" or
+"gridpoint.v1.Unvouch"), content-addressed like a
 record (id = SHA-256 over "gridpoint.v1/record-id", the signer's node id and the payload)
 and carried by Catalog.Sync beside records, so relays carry them and a late node catches
 up. A node keeps every statement it admits and serves it on to its own peers. The rules
@@ -143,3 +144,90 @@ class KeyRevocation(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___KeyRevocation: _TypeAlias = KeyRevocation  # noqa: Y015
+
+@_typing.final
+class Vouch(_message.Message):
+    """Introduces an author: the signer vouches that records signed by author_id may be taken in by
+    nodes that trust the signer (directly, or through vouches themselves), without pinning the
+    author. A node follows vouches only when its config.toml allows it ([introductions]
+    max_depth, 0 = off by default), never for live queries or federation membership. A vouch
+    by a directly trusted node puts the author at depth 1; a vouch by an author at depth n puts
+    its author at depth n + 1, and counts only while n + 1 is at most both the node's max_depth
+    and what each vouch on the way allows (depth). The newest Vouch or Unvouch one identity signs
+    for an author (by signing time) is the one in force; a vouch stops counting when its signer
+    is no longer trusted or vouched, or its key is revoked.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
+    AUTHOR_ID_FIELD_NUMBER: _builtins.int
+    DEPTH_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    ISSUED_AT_UNIX_MS_FIELD_NUMBER: _builtins.int
+    schema_version: _builtins.int
+    """Version of this message's rules; currently 1."""
+    author_id: _builtins.str
+    """Node id of the author's key (40 lowercase hex digits); never the signer's own."""
+    depth: _builtins.int
+    """How far this introduction reaches, 1 to 8: 1 = the author's records only; 2 = and the
+    authors it vouches for (with their own depth 1); and so on.
+    """
+    note: _builtins.str
+    """Why, in the signer's words (at most 200 printable characters); public."""
+    issued_at_unix_ms: _builtins.int
+    """The envelope's signed_at_unix_ms, repeated: a vouch signed again after an Unvouch is a
+    new statement (its own content id), and the latest one is in force.
+    """
+    def __init__(
+        self,
+        *,
+        schema_version: _builtins.int = ...,
+        author_id: _builtins.str = ...,
+        depth: _builtins.int = ...,
+        note: _builtins.str = ...,
+        issued_at_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "depth", b"depth", "issued_at_unix_ms", b"issued_at_unix_ms", "note", b"note", "schema_version", b"schema_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Vouch: _TypeAlias = Vouch  # noqa: Y015
+
+@_typing.final
+class Unvouch(_message.Message):
+    """Withdraws the signer's vouch for an author: vouches its identity signed earlier for that
+    author stop counting. Records already taken in are kept; new ones are refused.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
+    AUTHOR_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ISSUED_AT_UNIX_MS_FIELD_NUMBER: _builtins.int
+    schema_version: _builtins.int
+    """Version of this message's rules; currently 1."""
+    author_id: _builtins.str
+    """Node id of the author whose vouch is withdrawn."""
+    reason: _builtins.str
+    """Why, in the signer's words (at most 200 printable characters); public."""
+    issued_at_unix_ms: _builtins.int
+    """The envelope's signed_at_unix_ms, repeated (as in Vouch)."""
+    def __init__(
+        self,
+        *,
+        schema_version: _builtins.int = ...,
+        author_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        issued_at_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "issued_at_unix_ms", b"issued_at_unix_ms", "reason", b"reason", "schema_version", b"schema_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Unvouch: _TypeAlias = Unvouch  # noqa: Y015

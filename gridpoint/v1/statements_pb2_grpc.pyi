@@ -4,7 +4,8 @@ isort:skip_file
 Statements: what an author says about its own records and keys, after publishing them.
 
 Each statement is the payload of a SignedEnvelope (payload_type "gridpoint.v1.Tombstone",
-"gridpoint.v1.KeyRotation" or "gridpoint.v1.KeyRevocation"), content-addressed like a
+"gridpoint.v1.KeyRotation", "gridpoint.v1.KeyRevocation", "gridpoint.v1.Vouch" or
+"gridpoint.v1.Unvouch"), content-addressed like a
 record (id = SHA-256 over "gridpoint.v1/record-id", the signer's node id and the payload)
 and carried by Catalog.Sync beside records, so relays carry them and a late node catches
 up. A node keeps every statement it admits and serves it on to its own peers. The rules

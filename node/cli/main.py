@@ -36,7 +36,7 @@ COMMAND_GROUPS = "gridpoint.commands"
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, every group registered."""
-    from gridpoint.node.cli import control, daemon, local, model, network, plot, tune, ui
+    from gridpoint.node.cli import control, daemon, local, model, network, plot, trust, tune, ui
 
     parser = argparse.ArgumentParser(
         prog="gridpoint",
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         plot.register,
         model.register,
         control.register,  # adds to `catalog` and `identity`: after them
+        trust.register,
     ):
         register(sub)
     for entry in sorted(entry_points(group=COMMAND_GROUPS), key=lambda e: e.name):

@@ -285,7 +285,7 @@ def _columns(
 
 
 def cmd_catalog_show(args: argparse.Namespace) -> int:
-    from gridpoint.node.record_views import format_value, record_view
+    from gridpoint.node.record_views import format_value, introduction_text, record_view
 
     home, store = _store(args)
     try:
@@ -298,6 +298,17 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
             {
                 **_row_json(stored, []),
                 "signer_name": view.signer_name,
+                "author_standing": view.standing,
+                "vouched_by": (
+                    {
+                        "voucher": view.introduction.voucher_id,
+                        "name": view.voucher_name,
+                        "depth": view.introduction.depth,
+                        "vouch": view.introduction.statement_id,
+                    }
+                    if view.introduction is not None
+                    else None
+                ),
                 "parents": [pid for pid, _ in view.parents],
                 "found_at": [
                     {"name": name, "first_seen_at": timestamp(seen)} for name, seen in view.sources
@@ -317,6 +328,8 @@ def cmd_catalog_show(args: argparse.Namespace) -> int:
             f"{view.signer_name}{' (this node)' if view.own else ''} ({stored.signer_id})",
         ),
     ]
+    if standing := introduction_text(view):
+        lines.append(("author", standing))
     lines += [
         ("found at", f"{name} (first synced {timestamp(seen)})") for name, seen in view.sources
     ]

@@ -1,12 +1,15 @@
 """The owner's control over what it shared: withdraw, sharing policy, key rotation and
-revocation, and the outbound ledger (issue 25).
+revocation, and the outbound ledger (issue 25); and introductions (issue 29).
 
 The code is organized as follows:
 
-- statements.py: tombstones, key rotations and revocations on the wire: signing them, and
-  the one verification rule of each type (RULES).
+- statements.py: tombstones, key rotations, revocations, vouches and unvouches on the wire:
+  signing them, and the one verification rule of each type (RULES).
 - gate.py: what a node admits, records and statements alike: trusted identities across
-  key rotations, revoked and retired keys, a record's signed audience.
+  key rotations, introduced authors (when sync follows them), revoked and retired keys, a
+  record's signed audience.
+- introductions.py: which authors vouches introduce, at which depth (pure).
+- vouching.py: `trust vouch|unvouch|list`: this node's vouches, and whom it follows.
 - withdraw.py: `catalog withdraw`: tombstones for chosen records of this node's chain.
 - keys.py: `identity rotate` and `identity revoke`: the home's key files, the retired TLS
   certificates a node still presents while its peers re-pin, revocation certificates.

@@ -7,8 +7,11 @@ domain statement the store applies (store/sql_statements.py). A new type is one 
 and one table there.
 
 Must never accept a tombstone for a record another author signed, a rotation the new key did
-not sign, or a revocation of a key that is not the signer's (nor an earlier key of its chain);
-each is a BadStatement whose message names what is wrong. Must never decode a payload larger
+not sign, a revocation of a key that is not the signer's (nor an earlier key of its chain),
+or a vouch a key signs for itself or that reaches further than MAX_VOUCH_DEPTH; each is a
+BadStatement whose message names what is wrong. A vouch whose signer this node neither trusts
+nor follows far enough (introductions.py) is UnknownSigner: kept for later, like a record of
+an author not trusted yet. Must never decode a payload larger
 than MAX_STATEMENT_BYTES.
 """
 
@@ -22,10 +25,12 @@ from cryptography import x509
 from google.protobuf.message import DecodeError
 
 from gridpoint.errors import BadStatement, RevokedKey, UnknownSigner
+from gridpoint.node.control.introductions import MAX_VOUCH_DEPTH
 from gridpoint.node.protocol.envelope import (
     VerifiedEnvelope,
     canonical_envelope,
     content_id,
+    now_ms,
     sign_envelope,
     signing_message,
 )
@@ -44,6 +49,8 @@ from gridpoint.node.store.control_base import (
     Statement,
     StoredStatement,
     Tombstone,
+    Unvouch,
+    Vouch,
 )
 from gridpoint.v1 import envelope_pb2, statements_pb2
 
@@ -61,6 +68,8 @@ __all__ = [
     "sign_revocation",
     "sign_rotation",
     "sign_tombstones",
+    "sign_unvouch",
+    "sign_vouch",
 ]
 
 #: Most record ids one tombstone names (withdrawing more signs several).
@@ -70,6 +79,9 @@ MAX_REASON_CHARS = 200
 
 TOMBSTONE_TYPE = statements_pb2.Tombstone.DESCRIPTOR.full_name
 ROTATION_TYPE = statements_pb2.KeyRotation.DESCRIPTOR.full_name
+VOUCH_TYPE = statements_pb2.Vouch.DESCRIPTOR.full_name
+UNVOUCH_TYPE = statements_pb2.Unvouch.DESCRIPTOR.full_name
+_NODE_ID = re.compile(r"[0-9a-f]{40}")
 _ROTATION_TAG = b"gridpoint.v1/key-rotation"
 _RECORD_ID = re.compile(r"[0-9a-f]{64}")
 _REASON = re.compile(rf"[\x20-\x7e]{{0,{MAX_REASON_CHARS}}}")
@@ -84,7 +96,12 @@ def _reason(text: str) -> str:
 
 
 _M = TypeVar(
-    "_M", statements_pb2.Tombstone, statements_pb2.KeyRotation, statements_pb2.KeyRevocation
+    "_M",
+    statements_pb2.Tombstone,
+    statements_pb2.KeyRotation,
+    statements_pb2.KeyRevocation,
+    statements_pb2.Vouch,
+    statements_pb2.Unvouch,
 )
 
 
@@ -107,7 +124,7 @@ def _verify_tombstone(verified: VerifiedEnvelope, gate: Gate) -> Statement:
         raise BadStatement(
             "a tombstone's record ids are 64 lowercase hex digits, sorted, once each"
         )
-    gate.require_trusted(verified.signer_id)
+    gate.require_author(verified.signer_id)
     gate.check_key(verified.signer_id, verified.signed_at_ms)
     for record_id, author in gate.authors(ids).items():
         if not gate.chain.speaks_for(verified.signer_id, author):
@@ -147,7 +164,7 @@ def _verify_rotation(verified: VerifiedEnvelope, gate: Gate) -> Statement:
     if cert_id != new_id:
         raise BadStatement("the rotation's TLS certificate is not issued to the new key's node id")
     old_id = verified.signer_id
-    if not (gate.trusted(old_id) or gate.trusted(new_id)):
+    if not (gate.accepts(old_id) or gate.accepts(new_id)):
         raise UnknownSigner(f"rotation of key {old_id}, which this node does not trust (yet)")
     if gate.chain.revoked(old_id):
         raise RevokedKey(f"key {old_id} is revoked; its rotation is refused")
@@ -165,16 +182,47 @@ def _verify_revocation(verified: VerifiedEnvelope, gate: Gate) -> Statement:
         # A key revoking itself needs no other authority; one of a key this node does not
         # trust (yet) waits in the bounded pending table, like a record of an unknown author,
         # rather than letting a peer fill the store with revocations of made-up keys.
-        gate.require_trusted(verified.signer_id)
+        gate.require_author(verified.signer_id)
         return KeyRevocation(revoked_id, reason)
     if not gate.chain.speaks_for(verified.signer_id, revoked_id):
         raise BadStatement(
             f"revocation of key {revoked_id}, which is not the signer's (nor an earlier key "
             "of its chain)"
         )
-    gate.require_trusted(verified.signer_id)
+    gate.require_author(verified.signer_id)
     gate.check_key(verified.signer_id, verified.signed_at_ms)
     return KeyRevocation(revoked_id, reason)
+
+
+def _author_of(author_id: str, issued_at_ms: int, verified: VerifiedEnvelope, gate: Gate) -> str:
+    if issued_at_ms != verified.signed_at_ms:
+        raise BadStatement("a vouch's issued_at_unix_ms must be its envelope's signing time")
+    if not _NODE_ID.fullmatch(author_id):
+        raise BadStatement("a vouch names its author by node id: 40 lowercase hex digits")
+    if author_id == verified.signer_id or author_id in gate.chain.identity(verified.signer_id):
+        raise BadStatement(f"key {verified.signer_id} vouches for itself: a vouch is for another")
+    return author_id
+
+
+def _verify_vouch(verified: VerifiedEnvelope, gate: Gate) -> Statement:
+    msg = _decode(statements_pb2.Vouch, verified.payload)
+    author = _author_of(msg.author_id, msg.issued_at_unix_ms, verified, gate)
+    if not 1 <= msg.depth <= MAX_VOUCH_DEPTH:
+        raise BadStatement(
+            f"a vouch reaches 1 to {MAX_VOUCH_DEPTH} hops; this one says {msg.depth}"
+        )
+    gate.require_voucher(verified.signer_id)
+    gate.check_key(verified.signer_id, verified.signed_at_ms)
+    return Vouch(author, msg.depth, _reason(msg.note))
+
+
+def _verify_unvouch(verified: VerifiedEnvelope, gate: Gate) -> Statement:
+    msg = _decode(statements_pb2.Unvouch, verified.payload)
+    author = _author_of(msg.author_id, msg.issued_at_unix_ms, verified, gate)
+    # Withdrawing never widens anything: any key this node trusts or follows may.
+    gate.require_author(verified.signer_id)
+    gate.check_key(verified.signer_id, verified.signed_at_ms)
+    return Unvouch(author, _reason(msg.reason))
 
 
 #: The verification rule of each statement type, by payload type.
@@ -182,6 +230,8 @@ RULES: dict[str, Callable[[VerifiedEnvelope, Gate], Statement]] = {
     TOMBSTONE_TYPE: _verify_tombstone,
     ROTATION_TYPE: _verify_rotation,
     REVOCATION_TYPE: _verify_revocation,
+    VOUCH_TYPE: _verify_vouch,
+    UNVOUCH_TYPE: _verify_unvouch,
 }
 STATEMENT_TYPES = frozenset(RULES)
 
@@ -230,3 +280,27 @@ def sign_revocation(signer: NodeIdentity, public_key: bytes, reason: str) -> Sto
     """A revocation of public_key's key, signed by signer (that key, or a later one)."""
     envelope = revocation_envelope(signer, public_key, _reason(reason))
     return _stored(envelope, KeyRevocation(node_id_of(public_key), reason))
+
+
+def sign_vouch(
+    identity: NodeIdentity, author_id: str, depth: int, note: str, *, at_ms: int | None = None
+) -> StoredStatement:
+    """identity's vouch for author_id's records, reaching depth hops (signed now or at_ms)."""
+    at = now_ms() if at_ms is None else at_ms
+    payload = statements_pb2.Vouch(
+        schema_version=1, author_id=author_id, depth=depth, note=_reason(note), issued_at_unix_ms=at
+    ).SerializeToString(deterministic=True)
+    envelope = sign_envelope(identity, payload, VOUCH_TYPE, signed_at_ms=at)
+    return _stored(envelope, Vouch(author_id, depth, note))
+
+
+def sign_unvouch(
+    identity: NodeIdentity, author_id: str, reason: str, *, at_ms: int | None = None
+) -> StoredStatement:
+    """identity withdraws its vouch for author_id (signed now or at_ms)."""
+    at = now_ms() if at_ms is None else at_ms
+    payload = statements_pb2.Unvouch(
+        schema_version=1, author_id=author_id, reason=_reason(reason), issued_at_unix_ms=at
+    ).SerializeToString(deterministic=True)
+    envelope = sign_envelope(identity, payload, UNVOUCH_TYPE, signed_at_ms=at)
+    return _stored(envelope, Unvouch(author_id, reason))

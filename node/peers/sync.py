@@ -139,9 +139,10 @@ def sync_peer(
     """Pulls what is new from one peer, within limits; every failure is reported, none raised."""
     report = SyncReport(peer.node_id, peer.address)
     try:
-        gate = Gate.load(store, home.identity.node_id)
+        # Sync alone follows introductions (vouched authors), when config.toml allows it.
+        gate = Gate.load(store, home.identity.node_id, home.config.introductions.max_depth)
         if _retry_pending(store, peer, gate, report):
-            gate = Gate.load(store, home.identity.node_id)
+            gate = gate.reload()
         _pull(home, store, peer, connect, limits, gate, report)
     except GridpointError as exc:
         report.error = report.error or str(exc)
@@ -227,7 +228,7 @@ def _pull(
                 if says:
                     stored, storing = storing, None
                     _count(report, stored.result())
-                    gate = Gate.load(store, gate.self_id)
+                    gate = gate.reload()
                 if not more or stop is not None:
                     report.stopped = stop
                     break

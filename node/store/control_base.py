@@ -5,7 +5,9 @@ Contract for every implementation, beside base.CatalogStore's:
 - A statement is stored with its effect, in one transaction: a tombstone deletes the
   records it names that its signer's chain authored (their rows, pending copies, and the
   readers of their kept models) and remembers their ids; a rotation links the old key to the
-  new one and re-keys the trusted peer that held the old key; a revocation marks the key.
+  new one and re-keys the trusted peer that held the old key; a revocation marks the key; a
+  vouch or unvouch becomes the one in force for its (signer key, author) pair if it is the
+  newest by signing time (vouches() reads them; control/introductions.py says what counts).
 - A record whose id was withdrawn by its author's chain is never stored again: add_records
   and store_sync_page leave it out (AddResult.withdrawn).
 - The store verifies nothing: callers hand it statements gridpoint.node.control.statements
@@ -34,6 +36,9 @@ __all__ = [
     "StatementPage",
     "StoredStatement",
     "Tombstone",
+    "Unvouch",
+    "Vouch",
+    "VouchEntry",
     "Withdrawal",
 ]
 
@@ -64,7 +69,37 @@ class KeyRevocation:
     reason: str = ""
 
 
-Statement = Tombstone | KeyRotation | KeyRevocation
+@dataclass(frozen=True)
+class Vouch:
+    """The signer vouches for author_id's records, reaching depth hops on."""
+
+    author_id: str
+    depth: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Unvouch:
+    """The signer withdraws its vouch for author_id."""
+
+    author_id: str
+    reason: str = ""
+
+
+Statement = Tombstone | KeyRotation | KeyRevocation | Vouch | Unvouch
+
+
+@dataclass(frozen=True)
+class VouchEntry:
+    """The vouch in force from one signer key for one author (depth 0: withdrawn by an
+    Unvouch), with the signing time that made it the newest."""
+
+    voucher_id: str
+    author_id: str
+    depth: int
+    signed_at_ms: int
+    statement_id: str
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -165,6 +200,10 @@ class ControlStore(ABC):
     @abstractmethod
     def key_events(self) -> list[KeyEvent]:
         """Every key this node knows a rotation or revocation of (a small table)."""
+
+    @abstractmethod
+    def vouches(self) -> list[VouchEntry]:
+        """The vouch (or unvouch) in force per signer key and author, withdrawn ones included."""
 
     @abstractmethod
     def withdrawals(self, limit: int = 1000) -> list[Withdrawal]:

@@ -1,5 +1,6 @@
 """SQLModel tables of the owner's control: statements, withdrawn ids, keys, audiences,
-sharing variants and the outbound ledger. Created by migration 0005_owner_control.
+sharing variants and the outbound ledger (created by migration 0005_owner_control), and the
+vouches in force (0006_vouches).
 
 Apart from models.py so that the record tables stay one module; both register on the same
 SQLModel metadata, which tests compare with the migrations.
@@ -29,6 +30,7 @@ __all__ = [
     "LEDGER_DAYS",
     "STATEMENTS",
     "VARIANTS",
+    "VOUCHES",
     "WITHDRAWN",
     "IdentityKeyRow",
     "LedgerDayRow",
@@ -36,6 +38,7 @@ __all__ = [
     "RecordAudienceRow",
     "SharedVariantRow",
     "StatementRow",
+    "VouchRow",
     "WithdrawnRow",
 ]
 
@@ -142,6 +145,21 @@ class LedgerDayRow(SQLModel, table=True):
     count: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class VouchRow(SQLModel, table=True):
+    """The newest Vouch or Unvouch (by signing time) one key signed for one author."""
+
+    __tablename__ = "vouches"
+
+    voucher_id: str = Field(max_length=40, primary_key=True)
+    author_id: str = Field(max_length=40, primary_key=True)
+    # How far the vouch reaches (1 to 8); 0 = withdrawn by an Unvouch.
+    depth: int = Field(sa_column=Column(Integer, nullable=False))
+    signed_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    statement_id: str = Field(max_length=64)
+    # The vouch's note or the unvouch's reason, as its signer wrote it (public).
+    note: str = Field(max_length=200)
+
+
 def _table(model: type[SQLModel]) -> Table:
     return SQLModel.metadata.tables[str(model.__tablename__)]
 
@@ -153,3 +171,4 @@ AUDIENCE = _table(RecordAudienceRow)
 VARIANTS = _table(SharedVariantRow)
 LEDGER = _table(LedgerRow)
 LEDGER_DAYS = _table(LedgerDayRow)
+VOUCHES = _table(VouchRow)

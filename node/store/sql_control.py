@@ -40,6 +40,7 @@ from gridpoint.node.store.control_base import (
     ServedEnvelope,
     StatementPage,
     StoredStatement,
+    VouchEntry,
     Withdrawal,
 )
 from gridpoint.node.store.control_models import (
@@ -48,6 +49,7 @@ from gridpoint.node.store.control_models import (
     LEDGER_DAYS,
     STATEMENTS,
     VARIANTS,
+    VOUCHES,
     WITHDRAWN,
 )
 from gridpoint.node.store.models import RECORDS as R
@@ -103,6 +105,16 @@ class SqlControl(ControlStore):
     def key_events(self) -> list[KeyEvent]:
         with self.reading() as conn:
             return sql_statements.key_chain(conn).events()
+
+    def vouches(self) -> list[VouchEntry]:
+        with self.reading() as conn:
+            rows = conn.execute(select(VOUCHES).order_by(VOUCHES.c.voucher_id, VOUCHES.c.author_id))
+            return [
+                VouchEntry(
+                    r.voucher_id, r.author_id, r.depth, r.signed_at_ms, r.statement_id, r.note
+                )
+                for r in rows
+            ]
 
     # --- withdrawn -----------------------------------------------------------------------
 

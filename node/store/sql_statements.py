@@ -24,8 +24,10 @@ from gridpoint.node.store.control_base import (
     Statement,
     StoredStatement,
     Tombstone,
+    Unvouch,
+    Vouch,
 )
-from gridpoint.node.store.control_models import KEYS, STATEMENTS, VARIANTS, WITHDRAWN
+from gridpoint.node.store.control_models import KEYS, STATEMENTS, VARIANTS, VOUCHES, WITHDRAWN
 from gridpoint.node.store.key_chain import KeyChain
 from gridpoint.node.store.models import ARTIFACT_READERS, ARTIFACTS, PEERS, PENDING, SOURCES
 from gridpoint.node.store.models import RECORDS as R
@@ -203,9 +205,29 @@ def _revocation(conn: Connection, st: StoredStatement, _now: datetime) -> None:
     _key_row(conn, st.statement.revoked_id, {"revocation_id": st.id})
 
 
+def _vouch(conn: Connection, st: StoredStatement, _now: datetime) -> None:
+    """The newest vouch or unvouch of a key for an author replaces an older one; an older one
+    arriving late changes nothing (ties: the larger statement id, so every node agrees)."""
+    said = st.statement
+    assert isinstance(said, Vouch | Unvouch)
+    depth = said.depth if isinstance(said, Vouch) else 0
+    note = said.note if isinstance(said, Vouch) else said.reason
+    key = (VOUCHES.c.voucher_id == st.signer_id) & (VOUCHES.c.author_id == said.author_id)
+    row = conn.execute(select(VOUCHES.c.signed_at_ms, VOUCHES.c.statement_id).where(key)).first()
+    values = {"depth": depth, "signed_at_ms": st.signed_at_ms, "statement_id": st.id, "note": note}
+    if row is None:
+        conn.execute(
+            insert(VOUCHES).values(voucher_id=st.signer_id, author_id=said.author_id, **values)
+        )
+    elif (row.signed_at_ms, row.statement_id) < (st.signed_at_ms, st.id):
+        conn.execute(update(VOUCHES).where(key).values(**values))
+
+
 #: The effect of each statement type.
 APPLY: dict[type[Statement], Callable[[Connection, StoredStatement, datetime], None]] = {
     Tombstone: _tombstone,
     KeyRotation: _rotation,
     KeyRevocation: _revocation,
+    Vouch: _vouch,
+    Unvouch: _vouch,
 }

@@ -19,7 +19,12 @@ from fastapi.responses import HTMLResponse
 
 from gridpoint.errors import GridpointError
 from gridpoint.node.control.ledger import copies_of
-from gridpoint.node.record_views import SignerNames, find_record, record_view
+from gridpoint.node.record_views import (
+    SignerNames,
+    find_record,
+    introduction_text,
+    record_view,
+)
 from gridpoint.node.ui.charts import Panel, Series
 from gridpoint.node.ui.context import UiContext
 from gridpoint.node.ui.figures import panel_chart
@@ -145,6 +150,7 @@ def register(app: FastAPI, ui: UiContext) -> None:
             request,
             "record.html",
             view=view,
+            introduction=introduction_text(view),
             charts=[panel_chart(f"curve-{i}", p) for i, p in enumerate(panels)],
             models=models,
             copies=copies,
