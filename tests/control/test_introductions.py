@@ -19,7 +19,7 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.peers.sync import sync_all
 from gridpoint.node.protocol.envelope import sign_envelope
 from gridpoint.node.record_views import introduction_text, record_view
-from gridpoint.node.store.control_base import VouchEntry
+from gridpoint.node.store.control_base import StoredStatement, VouchEntry
 from gridpoint.node.store.key_chain import KeyChain
 from gridpoint.node.ui.app import create_app
 from gridpoint.v1 import envelope_pb2, statements_pb2
@@ -234,7 +234,9 @@ def test_bad_vouches_are_refused_with_their_reason(world: World) -> None:
     by_a = _envelope(sign_vouch(a.home.identity, "d" * 40, 1, "").envelope)
     with pytest.raises(UnknownSigner, match="neither trusts nor follows"):
         gate.admit(by_a)
-    c.store.add_statements([gate.admit(good)])
+    admitted = gate.admit(good)
+    assert isinstance(admitted, StoredStatement)
+    c.store.add_statements([admitted])
     with pytest.raises(UnknownSigner, match="introduced here at depth 1"):
         gate.reload().admit(by_a)
     # An unvouch by an unknown key is refused too.
