@@ -39,7 +39,7 @@ from gridpoint.trainers.transfer.ensemble import RankWeightedEnsemble
 from gridpoint.trainers.transfer.initial_design import initial_design
 from gridpoint.trainers.transfer.priors import PriorStudy
 from gridpoint.trainers.transfer.space import MappedPrior, PriorExclusion, UnitSpace, map_prior
-from gridpoint.trainers.transfer.surrogate import PriorSurface
+from gridpoint.trainers.transfer.surrogate import PriorSurface, prior_surface
 
 __all__ = ["METHODS", "WarmStartSampler"]
 
@@ -90,8 +90,8 @@ class WarmStartSampler(BaseSampler):
         self._pool_points: np.ndarray | None = None
         self._pool_means: np.ndarray | None = None
         self._prior_best: np.ndarray | None = None
-        self._surfaces = [
-            PriorSurface(m.x, z, seed=i)
+        self._surfaces: list[PriorSurface] = [
+            prior_surface(m.x, z, seed=i)
             for i, (m, z) in enumerate(zip(self.used, self._scores, strict=True))
         ]
         similarity = np.array([m.study.similarity for m in self.used])
