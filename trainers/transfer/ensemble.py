@@ -36,6 +36,10 @@ MIN_TARGET_POINTS = 3
 #: this took XGBoost's regret at 100 from 1.5e-2 to 1.2e-2, cold TPE's level).
 CHANCE_TEST_FROM = 5
 CHANCE_CONFIDENCE = 0.9
+#: The study's first proposals go to prior bests (transfer of top configurations): the
+#: consensus of the priors first, then each trusted prior's own best, while the study has
+#: fewer observations than this. A prior that lost its weight proposes nothing.
+DESIGN_STEPS = 6
 
 
 def _misordered_pairs(predictions: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -137,8 +141,16 @@ class RankWeightedEnsemble:
         prior_at_observed: np.ndarray,
         *,
         minimize: bool = True,
+        owners: np.ndarray | None = None,
     ) -> EnsembleStep:
-        """prior_at_* are K×m and K×n means of the K prior surfaces (K may be 0)."""
+        """prior_at_* are K×m and K×n means of the K prior surfaces (K may be 0).
+
+        owners (m ints, optional) marks the candidates that are a prior's own best
+        configuration (the prior's index; -1 for any other candidate): while the study has
+        fewer than DESIGN_STEPS observations, the most trusted prior's best not tried yet
+        is proposed (ties go to the one the weighted priors rate best), before any model of
+        the study's own is fitted.
+        """
         n = len(observed_y)
         k = prior_at_candidates.shape[0]
         if n == 0 or (k == 0 and n < MIN_TARGET_POINTS):
@@ -154,6 +166,10 @@ class RankWeightedEnsemble:
         weights = ranking_weights(prior_at_observed, target_loo, z, self._rng)
         if target_loo is None and k:
             weights = self.initial_weights(k)
+        if owners is not None and k and n < DESIGN_STEPS:
+            pick = _design_pick(owners, weights[:k], weights[:k] @ prior_at_candidates)
+            if pick is not None:
+                return EnsembleStep(pick, weights)
         # The priors' weighted mean is the prior mean of a GP on what it does not explain of
         # this study's own observations: each observation corrects the surface around it and
         # the GP's uncertainty steers the search off what was seen, however much the priors
@@ -166,6 +182,17 @@ class RankWeightedEnsemble:
         return EnsembleStep(
             _expected_improvement_argmax(at_candidates + residual_mean, std, incumbent), weights
         )
+
+
+def _design_pick(owners: np.ndarray, weights: np.ndarray, rated: np.ndarray) -> int | None:
+    """The candidate that is the best configuration of the most trusted prior, if any."""
+    owners = np.asarray(owners)
+    mine = np.flatnonzero(owners >= 0)
+    trust = weights[owners[mine]] if len(mine) else np.empty(0)
+    if not len(mine) or trust.max() <= 0:
+        return None
+    top = mine[trust >= trust.max() - 1e-9]
+    return int(top[np.argmin(rated[top])])
 
 
 def _expected_improvement_argmax(mean: np.ndarray, std: np.ndarray, incumbent: float) -> int:

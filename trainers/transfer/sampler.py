@@ -90,6 +90,7 @@ class WarmStartSampler(BaseSampler):
         self._pool_points: np.ndarray | None = None
         self._pool_means: np.ndarray | None = None
         self._prior_best: np.ndarray | None = None
+        self._bests: tuple[np.ndarray, np.ndarray] | None = None
         self._surfaces: list[PriorSurface] = [
             prior_surface(m.x, z, seed=i)
             for i, (m, z) in enumerate(zip(self.used, self._scores, strict=True))
@@ -253,6 +254,18 @@ class WarmStartSampler(BaseSampler):
         scale = self._rng.choice(LOCAL_SCALES, size=(N_LOCAL, 1))
         return self._space.quantize(picks + self._rng.normal(0.0, 1.0, picks.shape) * scale)
 
+    def _prior_bests(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each prior's best evaluated configuration, and the priors' means there."""
+        if self._bests is None:
+            points = np.vstack(
+                [
+                    self._completed(m, m.x[[int(np.argmin(z))]])
+                    for m, z in zip(self.used, self._scores, strict=True)
+                ]
+            )
+            self._bests = (points, self._prior_means(points))
+        return self._bests
+
     def _prior_points_best(self) -> np.ndarray:
         if self._prior_best is None:
             self._prior_best = np.vstack(
@@ -265,8 +278,9 @@ class WarmStartSampler(BaseSampler):
 
     def _candidates(
         self, observed_x: np.ndarray, observed_y: np.ndarray, minimize: bool, tried: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Candidates not tried yet, and the priors' means at them."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates not tried yet, the priors' means at them, and which are a prior's best
+        configuration (that prior's index, else -1)."""
         if len(observed_x) == 0 and self.used:
             # Before any observation, only configurations a prior actually evaluated.
             points = self._prior_points()
@@ -281,12 +295,21 @@ class WarmStartSampler(BaseSampler):
             # Every prior configuration was tried: fall back to the random pool.
             points, means = self._pool()
             fresh = _untried(points, tried)
-        return points[fresh], means[:, fresh]
+        points, means = points[fresh], means[:, fresh]
+        owners = np.full(len(points), -1)
+        if len(observed_x) and self.used:
+            # Each prior's own best configuration, as a candidate marked with its prior.
+            bests, best_means = self._prior_bests()
+            new = _untried(bests, tried)
+            points = np.vstack([points, bests[new]])
+            means = np.hstack([means, best_means[:, new]])
+            owners = np.concatenate([owners, np.arange(len(self.used))[new]])
+        return points, means, owners
 
     def _propose(self, study: Study) -> np.ndarray:
         minimize = study.direction == StudyDirection.MINIMIZE
         observed_x, observed_y = self._observed(study)
-        candidates, at_candidates = self._candidates(
+        candidates, at_candidates, owners = self._candidates(
             observed_x, observed_y, minimize, self._tried(study)
         )
         step = self._ensemble.propose(
@@ -296,6 +319,7 @@ class WarmStartSampler(BaseSampler):
             observed_y,
             self._prior_means(observed_x),
             minimize=minimize,
+            owners=owners,
         )
         self.weights = dict(zip(self.labels(), (float(w) for w in step.weights[:-1]), strict=True))
         return np.asarray(candidates[step.index], dtype=float)
