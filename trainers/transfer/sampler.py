@@ -8,8 +8,10 @@ Usable from plain Optuna code:
 Two methods (compared in bench/transfer_hpo.py, see bench/RESULTS.md):
 
 - "rgpe" (default): the ranking-weighted ensemble of prior surfaces and the study's own GP
-  (trainers/transfer/ensemble.py) proposes every trial. Before the study has observations
-  of its own it proposes the priors' evaluated configurations, best predicted first.
+  (trainers/transfer/ensemble.py) proposes every trial. The first trial is the priors'
+  evaluated configuration they rate best together; the next few (ensemble.DESIGN_STEPS) are
+  each trusted prior's own best configuration, most trusted first (a prior that lost its
+  weight proposes nothing); then the ensemble's expected improvement.
 - "initial-design": the priors' best configurations first, then `fallback` (multivariate
   TPE unless given).
 
