@@ -202,7 +202,7 @@ def test_curve_pruner_without_reference_defers_to_its_fallback() -> None:
 def test_after_the_consensus_each_priors_own_best_is_tried_next() -> None:
     # Prepare: two related priors whose optima lie apart (lr 1e-3 and 1e-2).
     sources = [prior("near", seed=1), prior("far", shift=-1.0, seed=2)]
-    sampler = WarmStartSampler(sources, SPACE, seed=0)
+    sampler = WarmStartSampler(sources, SPACE, seed=0, design_steps=2)
     study = optuna.create_study(sampler=sampler)
 
     # Execute
@@ -226,7 +226,7 @@ def test_a_prior_that_lost_its_weight_gets_no_design_proposal() -> None:
     candidates = np.array([[0.9], [0.1], [0.5]])
     at_candidates = np.array([[0.9, 0.1, 0.5], [-0.9, -0.1, -0.5]])
     owners = np.array([1, 0, -1])
-    ensemble = RankWeightedEnsemble(1, seed=0)
+    ensemble = RankWeightedEnsemble(1, seed=0, design_steps=6)
 
     # Execute
     step = ensemble.propose(candidates, at_candidates, x, z, at_observed, owners=owners)
@@ -234,7 +234,7 @@ def test_a_prior_that_lost_its_weight_gets_no_design_proposal() -> None:
     # Assert: the backward prior has no weight, and the trusted prior's best is proposed.
     assert step.weights[1] == 0.0 and step.index == 1
     # Without any trusted prior's best among the candidates, the model chooses as before.
-    plain = RankWeightedEnsemble(1, seed=0).propose(
+    plain = RankWeightedEnsemble(1, seed=0, design_steps=6).propose(
         candidates, at_candidates, x, z, at_observed, owners=np.array([1, -1, -1])
     )
     assert plain.index != 0

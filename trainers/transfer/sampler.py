@@ -9,9 +9,10 @@ Two methods (compared in bench/transfer_hpo.py, see bench/RESULTS.md):
 
 - "rgpe" (default): the ranking-weighted ensemble of prior surfaces and the study's own GP
   (trainers/transfer/ensemble.py) proposes every trial. The first trial is the priors'
-  evaluated configuration they rate best together; the next few (ensemble.DESIGN_STEPS) are
-  each trusted prior's own best configuration, most trusted first (a prior that lost its
-  weight proposes nothing); then the ensemble's expected improvement.
+  evaluated configuration they rate best together, then the ensemble's expected
+  improvement. With `design_steps=N` the first N trials after it are each trusted prior's
+  own best configuration, most trusted first (a prior that lost its weight proposes
+  nothing): off by default, see ensemble.TOPK_DESIGN_STEPS.
 - "initial-design": the priors' best configurations first, then `fallback` (multivariate
   TPE unless given).
 
@@ -68,6 +69,7 @@ class WarmStartSampler(BaseSampler):
         design_size: int | None = None,
         fallback: BaseSampler | None = None,
         seed: int | None = None,
+        design_steps: int = 0,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown warm-start method {method!r}; known: {', '.join(METHODS)}")
@@ -99,8 +101,12 @@ class WarmStartSampler(BaseSampler):
         ]
         similarity = np.array([m.study.similarity for m in self.used])
         self._ensemble = RankWeightedEnsemble(
-            self._space.dim, seed=seed or 0, prior_weights=similarity
+            self._space.dim,
+            seed=seed or 0,
+            prior_weights=similarity,
+            design_steps=design_steps + 1 if design_steps else 0,
         )
+        self._topk = design_steps > 0
         self.weights: dict[str, float] = dict(
             zip(self.labels(), self._ensemble.initial_weights(len(self.used))[:-1], strict=True)
         )
@@ -299,7 +305,7 @@ class WarmStartSampler(BaseSampler):
             fresh = _untried(points, tried)
         points, means = points[fresh], means[:, fresh]
         owners = np.full(len(points), -1)
-        if len(observed_x) and self.used:
+        if self._topk and len(observed_x) and self.used:
             # Each prior's own best configuration, as a candidate marked with its prior.
             bests, best_means = self._prior_bests()
             new = _untried(bests, tried)
