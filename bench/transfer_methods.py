@@ -12,6 +12,8 @@ Tune's schedulers run through `suggest()` / `on_trial_complete()`.
 - ours, ours-cold: `gridpoint.WarmStartSampler` with the prior studies, and with none (the
   study's own model alone); what `gridpoint tune --warm-start` runs.
 - ours-design: `gridpoint.WarmStartSampler(method="initial-design")`.
+- ours-topk: `gridpoint.WarmStartSampler(design_steps=5)`: after the priors' consensus, each
+  trusted prior's own best configuration, then the ensemble (the measured variant, Dec. 2026).
 - metalearn-tpe: OptunaHub's MetaLearnTPESampler (Watanabe et al., IJCAI 2023) loaded with
   `optunahub.load_local_module` from a local copy of the optuna/optunahub-registry repository.
 - st-zero-shot, st-bounding-box, st-quantile: Syne Tune's ZeroShotTransfer (with surrogates:
@@ -162,6 +164,18 @@ def _ours(setting: Setting) -> Any:
 
     return gridpoint.WarmStartSampler(
         prior_studies(setting), _unit_space(setting.names), seed=setting.seed
+    )
+
+
+def _ours_topk(setting: Setting) -> Any:
+    import gridpoint
+    from gridpoint.trainers.transfer.ensemble import TOPK_DESIGN_STEPS
+
+    return gridpoint.WarmStartSampler(
+        prior_studies(setting),
+        _unit_space(setting.names),
+        seed=setting.seed,
+        design_steps=TOPK_DESIGN_STEPS - 1,
     )
 
 
@@ -383,6 +397,12 @@ METHODS = {
             "WarmStartSampler, initial design (ours)",
             True,
             _optuna_sampler(_ours_design),
+        ),
+        Method(
+            "ours-topk",
+            "WarmStartSampler, priors' bests first (ours, design_steps=5)",
+            True,
+            _optuna_sampler(_ours_topk),
         ),
         Method("ours", "WarmStartSampler (ours, default)", True, _optuna_sampler(_ours)),
     )

@@ -18,10 +18,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PriorRow", "WarmStartReport", "load_reports", "report_path", "save_report"]
+__all__ = [
+    "DimensionRow",
+    "PriorRow",
+    "WarmStartReport",
+    "load_reports",
+    "report_path",
+    "save_report",
+]
 
 #: Most runs' reports kept per study (oldest dropped first).
 MAX_REPORTS = 50
+
+
+@dataclass(frozen=True)
+class DimensionRow:
+    """How one dimension of the study was matched in a prior (trainers/transfer/matching.py)."""
+
+    dimension: str
+    #: The prior's parameter matched to it ("" when the prior does not have it).
+    prior: str
+    #: "same name", "renamed by config", "normalized name" or "missing".
+    how: str
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -39,6 +58,11 @@ class PriorRow:
     weight: float | None = None
     notes: tuple[str, ...] = ()
     reason: str = ""
+    #: Each dimension of the study and how this prior's parameters were matched to it.
+    dimensions: tuple[DimensionRow, ...] = ()
+    #: The prior's trials left out (a value outside the study's space) and values clipped.
+    trials_left_out: int = 0
+    values_clipped: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,6 +137,7 @@ def _prior(data: Any) -> PriorRow | None:
     if not isinstance(data, dict):
         return None
     notes = data.get("notes")
+    dimensions = data.get("dimensions")
     try:
         return PriorRow(
             prior=str(data["prior"]),
@@ -125,9 +150,27 @@ def _prior(data: Any) -> PriorRow | None:
             weight=_number(data.get("weight")),
             notes=tuple(str(n) for n in notes) if isinstance(notes, list) else (),
             reason=str(data.get("reason", "")),
+            dimensions=tuple(
+                d
+                for d in map(_dimension, dimensions if isinstance(dimensions, list) else [])
+                if d is not None
+            ),
+            trials_left_out=int(data.get("trials_left_out", 0)),
+            values_clipped=int(data.get("values_clipped", 0)),
         )
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _dimension(data: Any) -> DimensionRow | None:
+    if not isinstance(data, dict) or not isinstance(data.get("dimension"), str):
+        return None
+    return DimensionRow(
+        dimension=data["dimension"],
+        prior=str(data.get("prior", "")),
+        how=str(data.get("how", "")),
+        note=str(data.get("note", "")),
+    )
 
 
 def _number(value: object) -> float | None:

@@ -19,7 +19,7 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.pseudonyms import pseudonym
 from gridpoint.node.store.base import CatalogStore, ModelRef
 from gridpoint.node.store.query_filter import FilterNode
-from gridpoint.node.study_reports import PriorRow, WarmStartReport
+from gridpoint.node.study_reports import DimensionRow, PriorRow, WarmStartReport
 from gridpoint.node.tuning.warm_start import PriorChoice, choose_priors
 from gridpoint.schema import TaskDescriptor
 
@@ -118,6 +118,12 @@ def _rows(sampler: WarmStartSampler, choice: PriorChoice) -> tuple[PriorRow, ...
                 weight=row.get("weight"),
                 notes=tuple(row.get("notes", ())),
                 reason=str(row.get("reason", "")),
+                dimensions=tuple(
+                    DimensionRow(d["dimension"], d["prior"], d["how"], d["note"])
+                    for d in row.get("dimensions", ())
+                ),
+                trials_left_out=int(row.get("trials_left_out", 0)),
+                values_clipped=int(row.get("values_clipped", 0)),
             )
         )
     rows += [

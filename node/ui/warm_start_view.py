@@ -2,7 +2,8 @@
 their trials, similarity, weight at the start and at the end, their share of the ensemble at
 the end), what each contributed (the trials of this study that ran one of that prior's
 configurations, found by comparing parameters with the prior's records in the catalog),
-what was left out and why, and a chart of the weights over the study's trials.
+how each dimension of the study was matched in each prior (renamed, normalized name,
+missing), what was left out and why, and a chart of the weights over the study's trials.
 
 Reads the reports `tune --warm-start` saves (node/study_reports.py, typed there; only read
 here). A run covers the trials started after the
@@ -21,7 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from gridpoint.node.store.query_filter import And, Comparison
-from gridpoint.node.study_reports import WarmStartReport
+from gridpoint.node.study_reports import DimensionRow, WarmStartReport
 from gridpoint.node.ui.context import UiContext
 from gridpoint.node.ui.figures import Chart, axis, color_of, esc, integer_axis, layout
 from gridpoint.node.ui.studies import StudyTrial, StudyView
@@ -50,6 +51,10 @@ class PriorRow:
     reason: str = ""
     #: This study's trials (of the run) that ran one of the prior's configurations.
     ran_its_configurations: list[int] = field(default_factory=list)
+    #: How each dimension of the study was matched in the prior (empty for older reports).
+    dimensions: list[DimensionRow] = field(default_factory=list)
+    trials_left_out: int = 0
+    values_clipped: int = 0
 
     @property
     def catalog_link(self) -> str:
@@ -142,6 +147,9 @@ def warm_start_runs(
                     ran_its_configurations=_ran_configurations(ui, row.study, trials)
                     if row.used and row.study
                     else [],
+                    dimensions=list(row.dimensions),
+                    trials_left_out=row.trials_left_out,
+                    values_clipped=row.values_clipped,
                 )
             )
         runs.append(

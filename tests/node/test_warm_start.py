@@ -113,6 +113,12 @@ def test_warm_start_uses_a_peers_study_weighs_an_unrelated_one_low_and_reports_a
     [lowly] = [r for r in rows if r["used"] and r["study"] == u_row["study"]]
     [left_out] = [r for r in rows if not r["used"]]
     assert related["trials"] == 3 and related["weight"] >= 0.3
+    # How each dimension was matched is kept in the report (same names here).
+    assert [(d["dimension"], d["prior"], d["how"]) for d in related["dimensions"]] == [
+        ("learning_rate", "learning_rate", "same name"),
+        ("batch_size", "batch_size", "same name"),
+        ("warmup_ratio", "warmup_ratio", "same name"),
+    ]
     assert lowly["trials"] == 3 and lowly["weight"] < 0.1
     assert "learning_rate" in left_out["reason"] and "does not overlap" in left_out["reason"]
     # The first trial is one of A's related configurations, not a fresh guess.

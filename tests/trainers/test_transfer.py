@@ -10,10 +10,16 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from gridpoint.trainers.transfer.copula import gaussian_copula
-from gridpoint.trainers.transfer.ensemble import ranking_weights
+from gridpoint.trainers.transfer.ensemble import RankWeightedEnsemble, ranking_weights
 from gridpoint.trainers.transfer.priors import PriorStudy, PriorTrial
 from gridpoint.trainers.transfer.pruner import CurvePruner
 from gridpoint.trainers.transfer.sampler import WarmStartSampler
+from gridpoint.trainers.transfer.surrogate import (
+    MEMO_FROM,
+    PriorSurface,
+    _matern52,
+    prior_surface,
+)
 
 SPACE = {"lr": FloatDistribution(1e-5, 1e-1, log=True), "layers": IntDistribution(1, 8)}
 
@@ -191,3 +197,61 @@ def test_curve_pruner_never_prunes_on_a_single_low_point_of_a_steep_curve() -> N
 def test_curve_pruner_without_reference_defers_to_its_fallback() -> None:
     states = _curve_study(CurvePruner([]), [0.3, 0.9])
     assert states == [optuna.trial.TrialState.COMPLETE] * 2
+
+
+def test_after_the_consensus_each_priors_own_best_is_tried_next() -> None:
+    # Prepare: two related priors whose optima lie apart (lr 1e-3 and 1e-2).
+    sources = [prior("near", seed=1), prior("far", shift=-1.0, seed=2)]
+    sampler = WarmStartSampler(sources, SPACE, seed=0, design_steps=2)
+    study = optuna.create_study(sampler=sampler)
+
+    # Execute
+    study.optimize(objective, n_trials=3)
+
+    # Assert: trials 2 and 3 ran the two priors' best configurations (in some order).
+    bests = {
+        (round(math.log10(b.params["lr"]), 6), b.params["layers"])
+        for b in (min(s.trials, key=lambda t: t.value) for s in sources)
+    }
+    ran = {(round(math.log10(t.params["lr"]), 6), t.params["layers"]) for t in study.trials}
+    assert bests <= ran
+
+
+def test_a_prior_that_lost_its_weight_gets_no_design_proposal() -> None:
+    # Prepare: prior 0 ranks the observations right, prior 1 backwards; candidate 0 is
+    # prior 1's best, candidate 1 prior 0's, candidate 2 an ordinary one.
+    x = np.linspace(0, 1, 5)[:, None]
+    z = x[:, 0].copy()
+    at_observed = np.vstack([z, -z])
+    candidates = np.array([[0.9], [0.1], [0.5]])
+    at_candidates = np.array([[0.9, 0.1, 0.5], [-0.9, -0.1, -0.5]])
+    owners = np.array([1, 0, -1])
+    ensemble = RankWeightedEnsemble(1, seed=0, design_steps=6)
+
+    # Execute
+    step = ensemble.propose(candidates, at_candidates, x, z, at_observed, owners=owners)
+
+    # Assert: the backward prior has no weight, and the trusted prior's best is proposed.
+    assert step.weights[1] == 0.0 and step.index == 1
+    # Without any trusted prior's best among the candidates, the model chooses as before.
+    plain = RankWeightedEnsemble(1, seed=0, design_steps=6).propose(
+        candidates, at_candidates, x, z, at_observed, owners=np.array([1, -1, -1])
+    )
+    assert plain.index != 0
+
+
+def test_a_prior_surface_is_fitted_once_per_trials_and_scores_like_a_fresh_fit() -> None:
+    rng = np.random.default_rng(3)
+    x, z = rng.random((40, 2)), rng.normal(size=40)
+    first = prior_surface(x, z, seed=0)
+    assert prior_surface(x.copy(), z.copy(), seed=0) is first
+    assert prior_surface(x, z + 1.0, seed=0) is not first
+    points = rng.random((MEMO_FROM, 2))  # large enough to be remembered
+    fresh = PriorSurface(x, z, seed=0)
+    assert np.allclose(first.mean(points), fresh.mean(points))
+    assert np.allclose(first.mean(points), fresh.mean(points))  # the remembered answer
+    # The Matérn 5/2 by matrix product is the textbook formula.
+    r = np.sqrt((((points[:5, None, :] - x[None, :3, :]) / 0.3) ** 2).sum(axis=2)) * math.sqrt(5)
+    assert np.allclose(
+        _matern52(points[:5], x[:3], np.full(2, 0.3)), (1 + r + r**2 / 3) * np.exp(-r)
+    )

@@ -30,7 +30,7 @@ from gridpoint.node.catalog import publish
 from gridpoint.node.home import NodeHome
 from gridpoint.node.peers.sync import sync_all
 from gridpoint.node.store.base import PrivateRun, RunDetail
-from gridpoint.node.study_reports import PriorRow, WarmStartReport, save_report
+from gridpoint.node.study_reports import DimensionRow, PriorRow, WarmStartReport, save_report
 from gridpoint.schema import CurvePoint, RunRecord
 from tests.helpers import ROOT, make_record
 from tests.inprocess import Network
@@ -115,7 +115,22 @@ def _studies(home: NodeHome, first: RunRecord, alpha_id: str) -> None:
         WarmStartReport(
             method="rgpe",
             priors=(
-                PriorRow("p1", ALPHA_STUDY, alpha_id, "Alpha Labs", 6, True, 0.91, 0.5),
+                PriorRow(
+                    "p1",
+                    ALPHA_STUDY,
+                    alpha_id,
+                    "Alpha Labs",
+                    6,
+                    True,
+                    0.91,
+                    0.5,
+                    dimensions=(
+                        DimensionRow("learning_rate", "lr", "normalized name"),
+                        DimensionRow("batch_size", "batch_size", "same name"),
+                        DimensionRow("optimizer", "", "missing", "no parameter of that name"),
+                    ),
+                    values_clipped=2,
+                ),
                 PriorRow(
                     "p2", "cd" * 16, "b" * 40, "Gamma", 3, False, reason="another model family"
                 ),

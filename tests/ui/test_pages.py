@@ -133,6 +133,10 @@ def test_the_warm_start_page_says_who_signed_weights_contributions_and_left_out(
     # Trial 0 ran the configuration of one of Alpha's records (found in the catalog).
     assert re.search(r"trial\(s\) 0 ran its configurations", text), text
     assert "62.0%" in text  # 0.62 of the ensemble at the end (0.62 + 0.38)
+    # How each dimension was matched in the prior, as the saved report says.
+    assert re.search(r"learning_rate\s+←\s+lr\s+\(normalized name\)", text)
+    assert re.search(r"optimizer\s+\(missing: no parameter of that name\)", text)
+    assert "2 value(s) clipped" in text
     weights = figures(page.text)["weights"]
     alpha_line = weights["data"][0]
     assert alpha_line["x"] == [0, 7] and alpha_line["y"] == [0.5, 0.62]

@@ -74,6 +74,8 @@ def test_studies_are_read_from_an_optuna_storage_on_postgresql(pg_url: str) -> N
 
 def test_a_studys_warm_start_reports_are_kept_one_per_run(tmp_path: Path) -> None:
     from gridpoint.node.study_reports import (
+        DimensionRow,
+        PriorRow,
         WarmStartReport,
         load_reports,
         report_path,
@@ -84,6 +86,19 @@ def test_a_studys_warm_start_reports_are_kept_one_per_run(tmp_path: Path) -> Non
     save_report(tmp_path, "my study/1", WarmStartReport("rgpe", study_weight=0.7))
     assert [r.study_weight for r in load_reports(tmp_path, "my study/1")] == [0.4, 0.7]
     assert load_reports(tmp_path, "another") == []
+    # A prior's per-dimension matching survives the round trip.
+    row = PriorRow(
+        "p",
+        "s",
+        "k",
+        "K",
+        4,
+        True,
+        dimensions=(DimensionRow("lr", "learning_rate", "normalized name"),),
+    )
+    save_report(tmp_path, "with dims", WarmStartReport("rgpe", priors=(row,)))
+    [kept] = load_reports(tmp_path, "with dims")
+    assert kept.priors == (row,)
     # The file is named by a hash: a study name never becomes a path.
     assert report_path(tmp_path, "my study/1").parent == tmp_path / "warm-start"
 

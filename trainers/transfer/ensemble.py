@@ -23,7 +23,7 @@ from scipy.stats import norm
 from gridpoint.trainers.transfer.copula import gaussian_copula
 from gridpoint.trainers.transfer.surrogate import TargetModel
 
-__all__ = ["EnsembleStep", "RankWeightedEnsemble", "ranking_weights"]
+__all__ = ["TOPK_DESIGN_STEPS", "EnsembleStep", "RankWeightedEnsemble", "ranking_weights"]
 
 BOOTSTRAP_SAMPLES = 200
 #: Below this many observations the residual GP keeps a fixed kernel (few points cannot
@@ -36,6 +36,12 @@ MIN_TARGET_POINTS = 3
 #: this took XGBoost's regret at 100 from 1.5e-2 to 1.2e-2, cold TPE's level).
 CHANCE_TEST_FROM = 5
 CHANCE_CONFIDENCE = 0.9
+#: With `design_steps` (off by default): the study's first proposals go to prior bests
+#: (transfer of top configurations): the priors' consensus first, then each trusted prior's
+#: own best while the study has fewer observations than design_steps; a prior that lost its
+#: weight proposes nothing. Measured with 6 (bench/RESULTS.md, December 2026): better at 50
+#: and 100 iterations, worse at 10 and 25 on both blackboxes, so not the default.
+TOPK_DESIGN_STEPS = 6
 
 
 def _misordered_pairs(predictions: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -105,7 +111,14 @@ class EnsembleStep:
 class RankWeightedEnsemble:
     """Proposes the next point among candidates from priors' surfaces and the target GP."""
 
-    def __init__(self, dim: int, seed: int = 0, prior_weights: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        seed: int = 0,
+        prior_weights: np.ndarray | None = None,
+        design_steps: int = 0,
+    ) -> None:
+        self._design_steps = design_steps
         self._target = TargetModel(dim)
         self._residual = TargetModel(dim, fit_from=RESIDUAL_FIT_FROM)
         self._rng = np.random.default_rng(seed)
@@ -137,8 +150,16 @@ class RankWeightedEnsemble:
         prior_at_observed: np.ndarray,
         *,
         minimize: bool = True,
+        owners: np.ndarray | None = None,
     ) -> EnsembleStep:
-        """prior_at_* are K×m and K×n means of the K prior surfaces (K may be 0)."""
+        """prior_at_* are K×m and K×n means of the K prior surfaces (K may be 0).
+
+        owners (m ints, optional) marks the candidates that are a prior's own best
+        configuration (the prior's index; -1 for any other candidate): while the study has
+        fewer than `design_steps` observations, the most trusted prior's best not tried yet
+        is proposed (ties go to the one the weighted priors rate best), before any model of
+        the study's own is fitted.
+        """
         n = len(observed_y)
         k = prior_at_candidates.shape[0]
         if n == 0 or (k == 0 and n < MIN_TARGET_POINTS):
@@ -154,6 +175,10 @@ class RankWeightedEnsemble:
         weights = ranking_weights(prior_at_observed, target_loo, z, self._rng)
         if target_loo is None and k:
             weights = self.initial_weights(k)
+        if owners is not None and k and n < self._design_steps:
+            pick = _design_pick(owners, weights[:k], weights[:k] @ prior_at_candidates)
+            if pick is not None:
+                return EnsembleStep(pick, weights)
         # The priors' weighted mean is the prior mean of a GP on what it does not explain of
         # this study's own observations: each observation corrects the surface around it and
         # the GP's uncertainty steers the search off what was seen, however much the priors
@@ -166,6 +191,17 @@ class RankWeightedEnsemble:
         return EnsembleStep(
             _expected_improvement_argmax(at_candidates + residual_mean, std, incumbent), weights
         )
+
+
+def _design_pick(owners: np.ndarray, weights: np.ndarray, rated: np.ndarray) -> int | None:
+    """The candidate that is the best configuration of the most trusted prior, if any."""
+    owners = np.asarray(owners)
+    mine = np.flatnonzero(owners >= 0)
+    trust = weights[owners[mine]] if len(mine) else np.empty(0)
+    if not len(mine) or trust.max() <= 0:
+        return None
+    top = mine[trust >= trust.max() - 1e-9]
+    return int(top[np.argmin(rated[top])])
 
 
 def _expected_improvement_argmax(mean: np.ndarray, std: np.ndarray, incumbent: float) -> int:

@@ -8,8 +8,11 @@ Usable from plain Optuna code:
 Two methods (compared in bench/transfer_hpo.py, see bench/RESULTS.md):
 
 - "rgpe" (default): the ranking-weighted ensemble of prior surfaces and the study's own GP
-  (trainers/transfer/ensemble.py) proposes every trial. Before the study has observations
-  of its own it proposes the priors' evaluated configurations, best predicted first.
+  (trainers/transfer/ensemble.py) proposes every trial. The first trial is the priors'
+  evaluated configuration they rate best together, then the ensemble's expected
+  improvement. With `design_steps=N` the first N trials after it are each trusted prior's
+  own best configuration, most trusted first (a prior that lost its weight proposes
+  nothing): off by default, see ensemble.TOPK_DESIGN_STEPS.
 - "initial-design": the priors' best configurations first, then `fallback` (multivariate
   TPE unless given).
 
@@ -39,7 +42,7 @@ from gridpoint.trainers.transfer.ensemble import RankWeightedEnsemble
 from gridpoint.trainers.transfer.initial_design import initial_design
 from gridpoint.trainers.transfer.priors import PriorStudy
 from gridpoint.trainers.transfer.space import MappedPrior, PriorExclusion, UnitSpace, map_prior
-from gridpoint.trainers.transfer.surrogate import PriorSurface
+from gridpoint.trainers.transfer.surrogate import PriorSurface, prior_surface
 
 __all__ = ["METHODS", "WarmStartSampler"]
 
@@ -66,6 +69,7 @@ class WarmStartSampler(BaseSampler):
         design_size: int | None = None,
         fallback: BaseSampler | None = None,
         seed: int | None = None,
+        design_steps: int = 0,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown warm-start method {method!r}; known: {', '.join(METHODS)}")
@@ -90,14 +94,19 @@ class WarmStartSampler(BaseSampler):
         self._pool_points: np.ndarray | None = None
         self._pool_means: np.ndarray | None = None
         self._prior_best: np.ndarray | None = None
-        self._surfaces = [
-            PriorSurface(m.x, z, seed=i)
+        self._bests: tuple[np.ndarray, np.ndarray] | None = None
+        self._surfaces: list[PriorSurface] = [
+            prior_surface(m.x, z, seed=i)
             for i, (m, z) in enumerate(zip(self.used, self._scores, strict=True))
         ]
         similarity = np.array([m.study.similarity for m in self.used])
         self._ensemble = RankWeightedEnsemble(
-            self._space.dim, seed=seed or 0, prior_weights=similarity
+            self._space.dim,
+            seed=seed or 0,
+            prior_weights=similarity,
+            design_steps=design_steps + 1 if design_steps else 0,
         )
+        self._topk = design_steps > 0
         self.weights: dict[str, float] = dict(
             zip(self.labels(), self._ensemble.initial_weights(len(self.used))[:-1], strict=True)
         )
@@ -253,6 +262,18 @@ class WarmStartSampler(BaseSampler):
         scale = self._rng.choice(LOCAL_SCALES, size=(N_LOCAL, 1))
         return self._space.quantize(picks + self._rng.normal(0.0, 1.0, picks.shape) * scale)
 
+    def _prior_bests(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each prior's best evaluated configuration, and the priors' means there."""
+        if self._bests is None:
+            points = np.vstack(
+                [
+                    self._completed(m, m.x[[int(np.argmin(z))]])
+                    for m, z in zip(self.used, self._scores, strict=True)
+                ]
+            )
+            self._bests = (points, self._prior_means(points))
+        return self._bests
+
     def _prior_points_best(self) -> np.ndarray:
         if self._prior_best is None:
             self._prior_best = np.vstack(
@@ -265,8 +286,9 @@ class WarmStartSampler(BaseSampler):
 
     def _candidates(
         self, observed_x: np.ndarray, observed_y: np.ndarray, minimize: bool, tried: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Candidates not tried yet, and the priors' means at them."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates not tried yet, the priors' means at them, and which are a prior's best
+        configuration (that prior's index, else -1)."""
         if len(observed_x) == 0 and self.used:
             # Before any observation, only configurations a prior actually evaluated.
             points = self._prior_points()
@@ -281,12 +303,21 @@ class WarmStartSampler(BaseSampler):
             # Every prior configuration was tried: fall back to the random pool.
             points, means = self._pool()
             fresh = _untried(points, tried)
-        return points[fresh], means[:, fresh]
+        points, means = points[fresh], means[:, fresh]
+        owners = np.full(len(points), -1)
+        if self._topk and len(observed_x) and self.used:
+            # Each prior's own best configuration, as a candidate marked with its prior.
+            bests, best_means = self._prior_bests()
+            new = _untried(bests, tried)
+            points = np.vstack([points, bests[new]])
+            means = np.hstack([means, best_means[:, new]])
+            owners = np.concatenate([owners, np.arange(len(self.used))[new]])
+        return points, means, owners
 
     def _propose(self, study: Study) -> np.ndarray:
         minimize = study.direction == StudyDirection.MINIMIZE
         observed_x, observed_y = self._observed(study)
-        candidates, at_candidates = self._candidates(
+        candidates, at_candidates, owners = self._candidates(
             observed_x, observed_y, minimize, self._tried(study)
         )
         step = self._ensemble.propose(
@@ -296,6 +327,7 @@ class WarmStartSampler(BaseSampler):
             observed_y,
             self._prior_means(observed_x),
             minimize=minimize,
+            owners=owners,
         )
         self.weights = dict(zip(self.labels(), (float(w) for w in step.weights[:-1]), strict=True))
         return np.asarray(candidates[step.index], dtype=float)
