@@ -210,7 +210,7 @@ def test_after_the_consensus_each_priors_own_best_is_tried_next() -> None:
 
     # Assert: trials 2 and 3 ran the two priors' best configurations (in some order).
     bests = {
-        (round(math.log10(b.params["lr"]), 6), b.params["layers"])
+        (round(math.log10(float(b.params["lr"])), 6), b.params["layers"])
         for b in (min(s.trials, key=lambda t: t.value) for s in sources)
     }
     ran = {(round(math.log10(t.params["lr"]), 6), t.params["layers"]) for t in study.trials}
