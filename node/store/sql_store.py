@@ -60,7 +60,14 @@ from gridpoint.node.store.query_filter import FilterNode, OrderBy
 from gridpoint.node.store.run_detail import detail_from_text, detail_text
 from gridpoint.node.store.sql_control import SqlControl
 from gridpoint.node.store.sql_filter import query_statements
-from gridpoint.node.store.sql_rows import check_peer, param_row, record_row, stored, write_failure
+from gridpoint.node.store.sql_rows import (
+    bulk_insert,
+    check_peer,
+    param_row,
+    record_row,
+    stored,
+    write_failure,
+)
 
 __all__ = ["SqlStore", "normalize_db_url", "open_store", "redact_url"]
 
@@ -218,8 +225,9 @@ class SqlStore(SqlControl, CatalogStore):
         # commit order, which is what sync cursors rely on.
         first = int(conn.scalar(select(func.coalesce(func.max(R.c.seq), 0))) or 0) + 1
         inserted = range(first, first + len(fresh))
-        conn.execute(
-            insert(R),
+        bulk_insert(
+            conn,
+            R,
             [record_row(rec, now) | {"seq": seq} for seq, rec in zip(inserted, fresh, strict=True)],
         )
         params, metrics, parents, audience = [], [], [], []
@@ -233,14 +241,10 @@ class SqlStore(SqlControl, CatalogStore):
                 for i, parent in enumerate(rec.record.parents)
             ]
             audience += [{"record_seq": seq, "node_id": n} for n in rec.record.audience]
-        if params:
-            conn.execute(insert(P), params)
-        if metrics:
-            conn.execute(insert(M), metrics)
-        if parents:
-            conn.execute(insert(PARENTS), parents)
-        if audience:
-            conn.execute(insert(AUDIENCE), audience)
+        bulk_insert(conn, P, params)
+        bulk_insert(conn, M, metrics)
+        bulk_insert(conn, PARENTS, parents)
+        bulk_insert(conn, AUDIENCE, audience)
 
     def get_record(self, record_id: str) -> StoredRecord | None:
         with self.reading() as conn:
