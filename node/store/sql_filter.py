@@ -91,7 +91,11 @@ def query_statements(where: FilterNode | None, order_by: OrderBy | None) -> list
     (the caller applies the limit, and stops reading at its byte budget)."""
     cond = condition(where) if where is not None else None
     if order_by is not None and order_by.key.startswith("metrics."):
-        return _by_metric(cond, order_by)
+        ranked, missing = _by_metric(cond, order_by)
+        # Records without the metric cannot match a filter that compares it: no second walk.
+        return (
+            [ranked] if where is not None and _requires(where, order_by.key) else [ranked, missing]
+        )
     stmt = select(R.c.envelope)
     if cond is not None:
         stmt = stmt.where(cond)
@@ -106,7 +110,20 @@ def query_statements(where: FilterNode | None, order_by: OrderBy | None) -> list
     return [stmt]
 
 
-def _by_metric(cond: ColumnElement[bool] | None, order_by: OrderBy) -> list[Select[bytes]]:
+def _requires(node: FilterNode, key: str) -> bool:
+    """Whether only records that hold `key` (a metric) can match: every comparison of a
+    metric asks for its row (condition() above), so one in a conjunction, or in each branch
+    of a disjunction, rules the others out."""
+    if isinstance(node, Comparison):
+        return node.key == key
+    if isinstance(node, And):
+        return any(_requires(n, key) for n in node.operands)
+    return all(_requires(n, key) for n in node.operands)
+
+
+def _by_metric(
+    cond: ColumnElement[bool] | None, order_by: OrderBy
+) -> tuple[Select[bytes], Select[bytes]]:
     """Sorted by a metric: walk the (name, value) index, so a limit stops the walk instead of
     sorting every match; records without the metric follow (nulls last)."""
     name = order_by.key.split(".", 1)[1]
@@ -125,4 +142,4 @@ def _by_metric(cond: ColumnElement[bool] | None, order_by: OrderBy) -> list[Sele
     )
     if cond is not None:
         ranked, missing = ranked.where(cond), missing.where(cond)
-    return [ranked, missing]
+    return ranked, missing
