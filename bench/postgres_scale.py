@@ -85,7 +85,7 @@ def seed(home: NodeHome, store: SqlStore) -> None:
 
 def _pick(options: list[str], g: str) -> str:
     items = ",".join(f"'{o}'" for o in options)
-    return f"(ARRAY[{items}])[1 + ({g} * 7919) % {len(options)}]"
+    return f"(ARRAY[{items}])[1 + ({g}::bigint * 7919) % {len(options)}]"
 
 
 def fill(conn: psycopg.Connection, start: int, stop: int) -> None:

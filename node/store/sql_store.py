@@ -155,8 +155,9 @@ class SqlStore(SqlControl, CatalogStore):
             if added:
                 # A rotation in this page may have re-keyed the peer: its entry moved on.
                 peer_id = sql_statements.key_chain(conn).head(peer_id)
-            result = self._insert(conn, records)
-            sql_sources.note(conn, peer_id, [r.id for r in records])
+            inserted: dict[str, int] = {}
+            result = self._insert(conn, records, inserted)
+            sql_sources.note(conn, peer_id, [r.id for r in records], inserted)
             kept, dropped = sql_pending.keep(conn, peer_id, pending)
             conn.execute(
                 update(PEERS)
@@ -180,16 +181,24 @@ class SqlStore(SqlControl, CatalogStore):
             added, _ = sql_statements.add(conn, statements)
             if added:
                 peer_id = sql_statements.key_chain(conn).head(peer_id)
-            result = self._insert(conn, admitted)
-            sql_sources.note(conn, peer_id, [r.id for r in admitted])
+            inserted: dict[str, int] = {}
+            result = self._insert(conn, admitted, inserted)
+            sql_sources.note(conn, peer_id, [r.id for r in admitted], inserted)
             sql_pending.forget(
                 conn, peer_id, [*(r.id for r in admitted), *(s.id for s in statements), *dropped]
             )
             return replace(result, statements=added)
 
-    def _insert(self, conn: Connection, records: Sequence[StoredRecord]) -> AddResult:
+    def _insert(
+        self,
+        conn: Connection,
+        records: Sequence[StoredRecord],
+        inserted: dict[str, int] | None = None,
+    ) -> AddResult:
         """Inserts the records not yet present: all at once, or, when the database refuses
-        the batch, one by one under savepoints so that only the refused ones are left out."""
+        the batch, one by one under savepoints so that only the refused ones are left out.
+        inserted, when given, receives the storage sequence number of each new record."""
+        seqs: dict[str, int] = {} if inserted is None else inserted
         unique: dict[str, StoredRecord] = {}
         for rec in records:
             unique.setdefault(rec.id, rec)
@@ -206,20 +215,21 @@ class SqlStore(SqlControl, CatalogStore):
             return AddResult(new=0, duplicates=len(records) - len(gone), withdrawn=gone)
         try:
             with conn.begin_nested():
-                self._insert_rows(conn, fresh)
+                seqs.update(self._insert_rows(conn, fresh))
             refused: list[str] = []
         except _ROW_ERRORS:
             refused = []
             for rec in fresh:
                 try:
                     with conn.begin_nested():
-                        self._insert_rows(conn, [rec])
+                        seqs.update(self._insert_rows(conn, [rec]))
                 except _ROW_ERRORS:
                     refused.append(rec.id)
         duplicates = len(records) - len(fresh) - len(gone)
         return AddResult(len(fresh) - len(refused), duplicates, tuple(refused), withdrawn=gone)
 
-    def _insert_rows(self, conn: Connection, fresh: Sequence[StoredRecord]) -> None:
+    def _insert_rows(self, conn: Connection, fresh: Sequence[StoredRecord]) -> dict[str, int]:
+        """Writes the rows of records not held yet; their storage sequence numbers by id."""
         now = datetime.now(UTC)
         # Writers hold the write lock, so max(seq) + 1.. is ours alone: storage order is
         # commit order, which is what sync cursors rely on.
@@ -245,6 +255,7 @@ class SqlStore(SqlControl, CatalogStore):
         bulk_insert(conn, M, metrics)
         bulk_insert(conn, PARENTS, parents)
         bulk_insert(conn, AUDIENCE, audience)
+        return {rec.id: seq for seq, rec in zip(inserted, fresh, strict=True)}
 
     def get_record(self, record_id: str) -> StoredRecord | None:
         with self.reading() as conn:
