@@ -51,7 +51,7 @@ class SecurityConfig:
     max_message_bytes: int = 4 * 1024 * 1024
     #: Calls served or waiting for a worker at once; one more is refused at once as busy
     #: (RESOURCE_EXHAUSTED: the caller comes back later) instead of waiting in a queue.
-    max_concurrent_calls: int = 64
+    max_concurrent_calls: int = 32
 
 
 @dataclass(frozen=True)

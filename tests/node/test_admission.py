@@ -38,7 +38,7 @@ class HeldQueries(NodeService):
 def with_call_bound(node: Node, bound: int) -> NodeHome:
     text = node.home.config_path.read_text()
     node.home.config_path.write_text(
-        text.replace("max_concurrent_calls = 64", f"max_concurrent_calls = {bound}")
+        text.replace("max_concurrent_calls = 32", f"max_concurrent_calls = {bound}")
     )
     return NodeHome(node.home.path)
 
