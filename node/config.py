@@ -53,6 +53,9 @@ class SecurityConfig:
 
     request_window_s: float = 300.0
     max_message_bytes: int = 4 * 1024 * 1024
+    #: Calls served or waiting for a worker at once; one more is refused at once as busy
+    #: (RESOURCE_EXHAUSTED: the caller comes back later) instead of waiting in a queue.
+    max_concurrent_calls: int = 32
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,8 @@ class NodeConfig:
             )
         if config.ledger.detail_days < 1:
             raise ConfigError(f"{path.name}: ledger.detail_days must be at least 1")
+        if config.security.max_concurrent_calls < 1:
+            raise ConfigError(f"{path.name}: security.max_concurrent_calls must be at least 1")
         if config.sync.page_size < 1 or config.security.max_message_bytes < 1024:
             raise ConfigError(
                 f"{path.name}: sync.page_size and security.max_message_bytes too small"
@@ -226,6 +231,9 @@ idle_timeout_s = {d.sync.idle_timeout_s}
 request_window_s = {d.security.request_window_s}
 # Largest gRPC message this node sends or accepts, in bytes.
 max_message_bytes = {d.security.max_message_bytes}
+# Peers' calls served or waiting at once; one more is answered "busy" (RESOURCE_EXHAUSTED)
+# at once, and its peer asks again later, rather than waiting behind the others.
+max_concurrent_calls = {d.security.max_concurrent_calls}
 
 [anonymizer]
 # What a tuning run may publish. Never published, whatever is set here: data rows, texts,

@@ -2,7 +2,8 @@
 
 Servicers read the store and answer; authentication happens before them, in
 node/daemon/interceptors.py, and mutual TLS before that: a client must present the certificate of
-a trusted peer. The set of accepted client certificates is re-read at each handshake, so
+a trusted peer. Past security.max_concurrent_calls calls at once (served or queued), a call is
+refused at once as busy (RESOURCE_EXHAUSTED), never queued behind seconds of others. The set of accepted client certificates is re-read at each handshake, so
 `peer add` / `peer remove` take effect without a restart.
 """
 
@@ -33,7 +34,10 @@ from gridpoint.v1 import (
     node_pb2_grpc,
 )
 
-__all__ = ["NodeServer", "start_server"]
+__all__ = ["WORKERS", "NodeServer", "start_server"]
+
+#: Threads answering calls; calls past them wait, up to security.max_concurrent_calls in all.
+WORKERS = 8
 
 
 class NodeServicer(node_pb2_grpc.NodeServicer):
@@ -146,9 +150,12 @@ def start_server(
 
     service = service or NodeService(home, store)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=8),
+        futures.ThreadPoolExecutor(max_workers=WORKERS),
         interceptors=[RequestAuthInterceptor(service.authenticate)],
         options=options,
+        # Admission: past this many calls in progress or queued, gRPC answers
+        # RESOURCE_EXHAUSTED at once (the caller's Busy) rather than queueing without bound.
+        maximum_concurrent_rpcs=limits.max_concurrent_calls,
     )
     node_pb2_grpc.add_NodeServicer_to_server(NodeServicer(service), server)
     catalog_pb2_grpc.add_CatalogServicer_to_server(CatalogServicer(service), server)

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from gridpoint.errors import (
     ArtifactError,
@@ -253,9 +253,10 @@ class _Discard(PeerMisbehaved):
 
 
 def _download(transport: PeerTransport, full_id: str, manifest: Manifest, partial: Path) -> None:
-    """Receives and checks chunks here while a _Writer writes them: each chunk's SHA-256 on
-    this thread, the write and each file's whole SHA-256 on the writer's (hashlib and file
-    writes release the GIL, so they run side by side)."""
+    """Receives chunks here while a _Writer checks and writes them: the chunk's place and
+    size on this thread, its SHA-256 on the writer's checking thread, the write and each
+    file's whole SHA-256 on its writing thread (hashlib and file writes release the GIL, so
+    receiving, checking and writing run side by side)."""
     writer = _Writer(partial, manifest, transport.address)
     refused = 0
     try:
@@ -265,7 +266,7 @@ def _download(transport: PeerTransport, full_id: str, manifest: Manifest, partia
                 chunks = transport.artifact_chunks(full_id, *writer.cursor)
                 with closing(chunks):
                     for chunk in chunks:
-                        writer.put(_checked(chunk, writer.cursor, manifest, transport.address))
+                        writer.put(_placed(chunk, writer.cursor, manifest, transport.address))
                         if writer.received_all():
                             break
             except Busy as exc:
@@ -290,92 +291,119 @@ def _download(transport: PeerTransport, full_id: str, manifest: Manifest, partia
         writer.close()
 
 
-def _checked(chunk: Chunk, cursor: tuple[int, int], manifest: Manifest, source: str) -> bytes:
-    """The chunk's bytes when it is exactly the one the signed manifest has at cursor."""
+def _placed(chunk: Chunk, cursor: tuple[int, int], manifest: Manifest, source: str) -> bytes:
+    """The chunk's bytes when it is where and as long as the signed manifest has at cursor
+    (its digest is checked by the writer, before it is written)."""
     index, position = cursor
     f = manifest.files[index]
     if (
         chunk.file_index != index
         or chunk.offset != position
         or len(chunk.data) != min(manifest.chunk_size, f.size - position)
-        or hashlib.sha256(chunk.data).digest() != f.chunks[position // manifest.chunk_size]
     ):
-        raise _Discard(
-            f"peer {source} sent a chunk of {f.path} at offset {chunk.offset} that does not "
-            "match the signed manifest; the partial download was discarded"
-        )
+        raise _mismatch(source, f.path, chunk.offset)
     return chunk.data
 
 
+def _mismatch(source: str, path: str, offset: int) -> _Discard:
+    return _Discard(
+        f"peer {source} sent a chunk of {path} at offset {offset} that does not "
+        "match the signed manifest; the partial download was discarded"
+    )
+
+
 class _Writer:
-    """Writes checked chunks in order on a thread of its own, at most _AHEAD chunks behind
-    the receiver (memory stays at a few chunks); checks and closes each complete file.
+    """Checks each chunk's SHA-256 on one thread of its own and writes the checked chunks in
+    order on another, at most _AHEAD chunks behind the receiver at each step (memory stays
+    at a few chunks); checks and closes each complete file. A chunk whose digest does not
+    match ends both threads: neither it nor anything after it is written.
 
     cursor is where the next chunk to receive starts (file index, offset): the writer's
-    position plus what is queued. A failure on the writer's side is raised by the next
-    put() or by finish().
+    position plus what is queued. A failure on the checking or writing side is raised by the
+    next put() or by finish().
     """
 
     def __init__(self, partial: Path, manifest: Manifest, source: str) -> None:
         self._partial, self._manifest, self._source = partial, manifest, source
         self._progress = _resume(partial, manifest, 0, source)
         self.cursor = (self._progress.index, self._progress.position)
-        self._queue: queue.Queue[bytes | None] = queue.Queue(_AHEAD)
+        self._received: queue.Queue[tuple[bytes, tuple[int, int]] | None] = queue.Queue(_AHEAD)
+        self._checked: queue.Queue[bytes | None] = queue.Queue(_AHEAD)
         self._error: BaseException | None = None
         self._stopping = threading.Event()
+        self._checker = threading.Thread(
+            target=self._check, name="gridpoint-pull-checker", daemon=True
+        )
         self._thread = threading.Thread(target=self._run, name="gridpoint-pull-writer", daemon=True)
+        self._checker.start()
         self._thread.start()
 
     def received_all(self) -> bool:
         return self.cursor[0] == len(self._manifest.files)
 
     def put(self, data: bytes) -> None:
+        at = self.cursor
         index, position = self.cursor[0], self.cursor[1] + len(data)
         files = self._manifest.files
         while index < len(files) and position == files[index].size:
             index, position = index + 1, 0
         self.cursor = (index, position)
-        self._hand_over(data)
+        _hand_over(self._received, (data, at), self._checker)
         self._raise_failure()
 
     def finish(self) -> None:
-        """Waits until everything queued is written and checked."""
+        """Waits until everything queued is checked, written and checked whole."""
         self.close()
         self._raise_failure()
 
     def close(self) -> None:
-        """Writes what is still queued (verified: a later pull resumes after it), then ends
-        the thread; does nothing once it ended."""
-        self._hand_over(None)
+        """Checks and writes what is still queued (a later pull resumes after it), then ends
+        the threads; does nothing once they ended."""
+        _hand_over(self._received, None, self._checker)
+        self._checker.join()
         self._thread.join()
 
     def abandon(self) -> None:
-        """Ends the thread without writing what is queued (the download is discarded)."""
+        """Ends the threads without writing what is queued (the download is discarded)."""
         self._stopping.set()
+        self._checker.join()
         self._thread.join()
-
-    def _hand_over(self, item: bytes | None) -> None:
-        """Queues item, waiting for room while the writer is alive (a dead one takes none)."""
-        while self._thread.is_alive():
-            try:
-                self._queue.put(item, timeout=_POLL_S)
-                return
-            except queue.Full:
-                continue
 
     def _raise_failure(self) -> None:
         if self._error is not None:
             raise self._error
+
+    def _check(self) -> None:
+        """Passes on each received chunk whose SHA-256 is the manifest's, in order; the
+        first that does not ends the download (nothing after it reaches the writer)."""
+        try:
+            while not self._stopping.is_set():
+                try:
+                    item = self._received.get(timeout=_POLL_S)
+                except queue.Empty:
+                    continue
+                if item is None:
+                    return
+                data, (index, position) = item
+                f = self._manifest.files[index]
+                if hashlib.sha256(data).digest() != f.chunks[position // self._manifest.chunk_size]:
+                    raise _mismatch(self._source, f.path, position)
+                _hand_over(self._checked, data, self._thread)
+        except BaseException as exc:  # raised on the receiver's side (put, finish)
+            self._error = self._error or exc
+            self._stopping.set()
+        finally:
+            _hand_over(self._checked, None, self._thread)
 
     def _run(self) -> None:
         progress = self._progress
         try:
             while not self._stopping.is_set():
                 try:
-                    data = self._queue.get(timeout=_POLL_S)
+                    data = self._checked.get(timeout=_POLL_S)
                 except queue.Empty:
                     continue
-                if data is None:
+                if data is None or self._stopping.is_set():
                     return
                 assert progress.out is not None
                 progress.out.write(data)
@@ -387,9 +415,20 @@ class _Writer:
                         self._partial, self._manifest, progress.index + 1, self._source
                     )
         except BaseException as exc:  # raised on the receiver's side (put, finish)
-            self._error = exc
+            self._error = self._error or exc
+            self._stopping.set()
         finally:
             _close(progress)
+
+
+def _hand_over(to: queue.Queue[Any], item: Any, taker: threading.Thread) -> None:
+    """Queues item, waiting for room while its taker is alive (a dead one takes none)."""
+    while taker.is_alive():
+        try:
+            to.put(item, timeout=_POLL_S)
+            return
+        except queue.Full:
+            continue
 
 
 def _finish(progress: _Progress, manifest: Manifest, source: str) -> None:

@@ -19,6 +19,10 @@ from gridpoint.node.store.query_filter import And, Comparison, FilterNode, Order
 
 __all__ = ["condition", "order_columns", "query_statements"]
 
+# Comparisons of the sorted metric that bound its walk (one row per record and metric, so
+# `value op v` on the walked row means the same as the comparison's own EXISTS).
+_RANGE_OPS = frozenset({"=", "<", "<=", ">", ">="})
+
 
 def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     if op == "IN":
@@ -89,9 +93,9 @@ def order_columns(stmt: Any, key: str) -> tuple[Any, list[Any]]:
 def query_statements(where: FilterNode | None, order_by: OrderBy | None) -> list[Select[bytes]]:
     """The statements whose envelope rows, read one after the other, answer a query in order
     (the caller applies the limit, and stops reading at its byte budget)."""
-    cond = condition(where) if where is not None else None
     if order_by is not None and order_by.key.startswith("metrics."):
-        return _by_metric(cond, order_by)
+        return _by_metric(where, order_by)
+    cond = condition(where) if where is not None else None
     stmt = select(R.c.envelope)
     if cond is not None:
         stmt = stmt.where(cond)
@@ -106,23 +110,47 @@ def query_statements(where: FilterNode | None, order_by: OrderBy | None) -> list
     return [stmt]
 
 
-def _by_metric(cond: ColumnElement[bool] | None, order_by: OrderBy) -> list[Select[bytes]]:
+def _requires(node: FilterNode, key: str) -> bool:
+    """Whether only records that hold `key` (a metric) can match: every comparison of a
+    metric asks for its row (condition() above), so one in a conjunction, or in each branch
+    of a disjunction, rules the others out."""
+    if isinstance(node, Comparison):
+        return node.key == key
+    if isinstance(node, And):
+        return any(_requires(n, key) for n in node.operands)
+    return all(_requires(n, key) for n in node.operands)
+
+
+def _by_metric(where: FilterNode | None, order_by: OrderBy) -> list[Select[bytes]]:
     """Sorted by a metric: walk the (name, value) index, so a limit stops the walk instead of
-    sorting every match; records without the metric follow (nulls last)."""
+    sorting every match; records without the metric follow (nulls last). The filter's own
+    bounds on that metric (in its top-level conjunction) bound the walk itself, and when the
+    filter compares the metric at all, no record without it can match: no second statement."""
     name = order_by.key.split(".", 1)[1]
     m = M.alias("order_metric")
     value = m.c.value.desc() if order_by.descending else m.c.value.asc()
+    conjuncts = list(where.operands) if isinstance(where, And) else [] if where is None else [where]
+    bounds = [
+        c
+        for c in conjuncts
+        if isinstance(c, Comparison) and c.key == order_by.key and c.op in _RANGE_OPS
+    ]
+    rest = [c for c in conjuncts if not any(c is b for b in bounds)]
     ranked = (
         select(R.c.envelope)
         .select_from(m.join(R, R.c.seq == m.c.record_seq))
-        .where(m.c.name == name)
+        .where(m.c.name == name, *(_compare(m.c.value, b.op, b.value) for b in bounds))
         .order_by(value, R.c.seq)
     )
+    if rest:
+        ranked = ranked.where(and_(*(condition(c) for c in rest)))
+    if where is not None and _requires(where, order_by.key):
+        return [ranked]
     missing = (
         select(R.c.envelope)
         .where(~exists().where(M.c.record_seq == R.c.seq, M.c.name == name))
         .order_by(R.c.seq)
     )
-    if cond is not None:
-        ranked, missing = ranked.where(cond), missing.where(cond)
+    if where is not None:
+        missing = missing.where(condition(where))
     return [ranked, missing]

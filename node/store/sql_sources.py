@@ -9,15 +9,15 @@ write transaction; they never record anything for a record the store refused.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
 from gridpoint.node.store.base import RecordSource
 from gridpoint.node.store.models import RECORDS as R
 from gridpoint.node.store.models import SOURCES
-from gridpoint.node.store.sql_rows import as_utc
+from gridpoint.node.store.sql_rows import as_utc, bulk_insert
 
 __all__ = ["listed", "note"]
 
@@ -25,10 +25,19 @@ __all__ = ["listed", "note"]
 _BATCH = 500
 
 
-def note(conn: Connection, peer_id: str, record_ids: Sequence[str]) -> None:
-    """Records that peer_id served these records (those the store holds)."""
+def note(
+    conn: Connection,
+    peer_id: str,
+    record_ids: Sequence[str],
+    inserted: Mapping[str, int] | None = None,
+) -> None:
+    """Records that peer_id served these records (those the store holds). inserted: the
+    records among them stored in this transaction, by id, with their sequence numbers (no
+    peer can have served them before: their rows are written without a look)."""
     now = datetime.now(UTC)
-    ids = sorted(set(record_ids))
+    inserted = inserted or {}
+    fresh = sorted(inserted[i] for i in set(record_ids) if i in inserted)
+    ids = sorted(set(record_ids) - set(inserted))
     for i in range(0, len(ids), _BATCH):
         seqs = set(conn.scalars(select(R.c.seq).where(R.c.id.in_(ids[i : i + _BATCH]))))
         if not seqs:
@@ -40,12 +49,12 @@ def note(conn: Connection, peer_id: str, record_ids: Sequence[str]) -> None:
                 )
             )
         )
-        fresh = sorted(seqs - known)
-        if fresh:
-            conn.execute(
-                insert(SOURCES),
-                [{"record_seq": s, "peer_id": peer_id, "first_seen_at": now} for s in fresh],
-            )
+        fresh += sorted(seqs - known)
+    bulk_insert(
+        conn,
+        SOURCES,
+        [{"record_seq": s, "peer_id": peer_id, "first_seen_at": now} for s in fresh],
+    )
 
 
 def listed(conn: Connection, record_id: str) -> list[RecordSource]:

@@ -60,7 +60,14 @@ from gridpoint.node.store.query_filter import FilterNode, OrderBy
 from gridpoint.node.store.run_detail import detail_from_text, detail_text
 from gridpoint.node.store.sql_control import SqlControl
 from gridpoint.node.store.sql_filter import query_statements
-from gridpoint.node.store.sql_rows import check_peer, param_row, record_row, stored, write_failure
+from gridpoint.node.store.sql_rows import (
+    bulk_insert,
+    check_peer,
+    param_row,
+    record_row,
+    stored,
+    write_failure,
+)
 
 __all__ = ["SqlStore", "normalize_db_url", "open_store", "redact_url"]
 
@@ -148,8 +155,9 @@ class SqlStore(SqlControl, CatalogStore):
             if added:
                 # A rotation in this page may have re-keyed the peer: its entry moved on.
                 peer_id = sql_statements.key_chain(conn).head(peer_id)
-            result = self._insert(conn, records)
-            sql_sources.note(conn, peer_id, [r.id for r in records])
+            inserted: dict[str, int] = {}
+            result = self._insert(conn, records, inserted)
+            sql_sources.note(conn, peer_id, [r.id for r in records], inserted)
             kept, dropped = sql_pending.keep(conn, peer_id, pending)
             conn.execute(
                 update(PEERS)
@@ -173,16 +181,24 @@ class SqlStore(SqlControl, CatalogStore):
             added, _ = sql_statements.add(conn, statements)
             if added:
                 peer_id = sql_statements.key_chain(conn).head(peer_id)
-            result = self._insert(conn, admitted)
-            sql_sources.note(conn, peer_id, [r.id for r in admitted])
+            inserted: dict[str, int] = {}
+            result = self._insert(conn, admitted, inserted)
+            sql_sources.note(conn, peer_id, [r.id for r in admitted], inserted)
             sql_pending.forget(
                 conn, peer_id, [*(r.id for r in admitted), *(s.id for s in statements), *dropped]
             )
             return replace(result, statements=added)
 
-    def _insert(self, conn: Connection, records: Sequence[StoredRecord]) -> AddResult:
+    def _insert(
+        self,
+        conn: Connection,
+        records: Sequence[StoredRecord],
+        inserted: dict[str, int] | None = None,
+    ) -> AddResult:
         """Inserts the records not yet present: all at once, or, when the database refuses
-        the batch, one by one under savepoints so that only the refused ones are left out."""
+        the batch, one by one under savepoints so that only the refused ones are left out.
+        inserted, when given, receives the storage sequence number of each new record."""
+        seqs: dict[str, int] = {} if inserted is None else inserted
         unique: dict[str, StoredRecord] = {}
         for rec in records:
             unique.setdefault(rec.id, rec)
@@ -199,27 +215,29 @@ class SqlStore(SqlControl, CatalogStore):
             return AddResult(new=0, duplicates=len(records) - len(gone), withdrawn=gone)
         try:
             with conn.begin_nested():
-                self._insert_rows(conn, fresh)
+                seqs.update(self._insert_rows(conn, fresh))
             refused: list[str] = []
         except _ROW_ERRORS:
             refused = []
             for rec in fresh:
                 try:
                     with conn.begin_nested():
-                        self._insert_rows(conn, [rec])
+                        seqs.update(self._insert_rows(conn, [rec]))
                 except _ROW_ERRORS:
                     refused.append(rec.id)
         duplicates = len(records) - len(fresh) - len(gone)
         return AddResult(len(fresh) - len(refused), duplicates, tuple(refused), withdrawn=gone)
 
-    def _insert_rows(self, conn: Connection, fresh: Sequence[StoredRecord]) -> None:
+    def _insert_rows(self, conn: Connection, fresh: Sequence[StoredRecord]) -> dict[str, int]:
+        """Writes the rows of records not held yet; their storage sequence numbers by id."""
         now = datetime.now(UTC)
         # Writers hold the write lock, so max(seq) + 1.. is ours alone: storage order is
         # commit order, which is what sync cursors rely on.
         first = int(conn.scalar(select(func.coalesce(func.max(R.c.seq), 0))) or 0) + 1
         inserted = range(first, first + len(fresh))
-        conn.execute(
-            insert(R),
+        bulk_insert(
+            conn,
+            R,
             [record_row(rec, now) | {"seq": seq} for seq, rec in zip(inserted, fresh, strict=True)],
         )
         params, metrics, parents, audience = [], [], [], []
@@ -233,14 +251,11 @@ class SqlStore(SqlControl, CatalogStore):
                 for i, parent in enumerate(rec.record.parents)
             ]
             audience += [{"record_seq": seq, "node_id": n} for n in rec.record.audience]
-        if params:
-            conn.execute(insert(P), params)
-        if metrics:
-            conn.execute(insert(M), metrics)
-        if parents:
-            conn.execute(insert(PARENTS), parents)
-        if audience:
-            conn.execute(insert(AUDIENCE), audience)
+        bulk_insert(conn, P, params)
+        bulk_insert(conn, M, metrics)
+        bulk_insert(conn, PARENTS, parents)
+        bulk_insert(conn, AUDIENCE, audience)
+        return {rec.id: seq for seq, rec in zip(inserted, fresh, strict=True)}
 
     def get_record(self, record_id: str) -> StoredRecord | None:
         with self.reading() as conn:

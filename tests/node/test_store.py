@@ -166,6 +166,34 @@ def test_ordering_by_a_metric_puts_records_without_it_last_and_keeps_the_filter(
     )[:2]
 
 
+def test_records_without_the_sorted_metric_follow_unless_the_filter_compares_that_metric(
+    store: SqlStore, make_home: MakeHome
+) -> None:
+    home: NodeHome = make_home("org")
+    base = make_record(0, accuracy=0.9)
+    kept = sign_record(home.identity, base)
+    without = sign_record(
+        home.identity,
+        replace(make_record(1, task_type="causal-lm"), metrics={"f1": 0.5}),
+    )
+    store.add_records([without, kept])
+    order = parse_order_by("metrics.accuracy desc")
+
+    either = store.query(
+        parse_filter("metrics.accuracy > 0.5 or task.type = 'causal-lm'"), limit=10, order_by=order
+    )
+    compared = store.query(
+        parse_filter("metrics.accuracy != 0.1 and task.type != 'x'"), limit=10, order_by=order
+    )
+    both_branches = store.query(
+        parse_filter("metrics.accuracy > 0.5 or metrics.accuracy < 0.1"), limit=10, order_by=order
+    )
+
+    assert [r.id for r in either] == [kept.id, without.id]
+    assert [r.id for r in compared] == [kept.id]
+    assert [r.id for r in both_branches] == [kept.id]
+
+
 def test_image_records_are_found_by_their_image_size_bucket(
     store: SqlStore, make_home: MakeHome
 ) -> None:

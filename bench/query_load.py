@@ -1,0 +1,267 @@
+"""Many live queries at once against one real daemon: answers per second, latency, errors.
+
+Node A (a real `gridpoint node start` process) holds N signed records (README's mix of task
+types, models and metrics); node B, a trusted peer, sends C live queries at once (the README's
+filter with an order, limit 100) over one mutual-TLS channel, every request signed as
+`catalog query --peers` signs it. Answers are counted as they come back, not decoded or
+verified (that is the asking node's work, not the answering one's). Printed per round:
+queries answered per second (C / time from the first request to the last answer), p50 and
+p95 latency of the answered ones, and the calls refused: RESOURCE_EXHAUSTED (the node's
+admission bound; an asking node tries again later) apart from every other error. Goal
+(issue 29): 1,000 at once, 20k records, 2 cores: at least 300/s, p95 under 1 s, 0 errors.
+
+    python bench/query_load.py [--records 20000] [--concurrent 1000] [--rounds 3] \
+        [--baseline DIR]
+
+--baseline DIR (a checkout of another version, e.g. `git archive COMMIT | tar -x -C DIR`)
+starts a second daemon from that code over a copy of the same home, and the rounds alternate
+between the two, so both are measured side by side on the same (busy) machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gridpoint.node.catalog import sign_record  # noqa: E402
+from gridpoint.node.home import NodeHome  # noqa: E402
+from gridpoint.node.protocol.methods import QUERY  # noqa: E402
+from gridpoint.node.protocol.request_auth import AUTH_METADATA_KEY, sign_request  # noqa: E402
+from gridpoint.node.protocol.tls import tls_hostname  # noqa: E402
+from gridpoint.node.store.sql_store import open_store  # noqa: E402
+from gridpoint.v1 import catalog_pb2  # noqa: E402
+from tests.helpers import Daemon, make_record, pin  # noqa: E402
+
+#: The README's live query (`catalog query "metrics.accuracy > 0.8" --peers`), and its long
+#: filter with an order.
+QUERIES = {
+    "live": ("metrics.accuracy > 0.8", ""),
+    "filter+order": (
+        "task.type = 'text-classification' and metrics.accuracy > 0.8 "
+        "and params.learning_rate < 1e-4 and model.base LIKE 'bert%'",
+        "metrics.accuracy desc",
+    ),
+}
+TASKS = ["text-classification", "token-classification", "causal-lm", "summarization"]
+BASES = ["bert-base-uncased", "roberta-base", "distilbert-base-uncased", "gpt2", "t5-small"]
+
+
+def fill(home: NodeHome, n: int) -> None:
+    store = open_store(home.db_url())
+    rng = random.Random(0)
+    for start in range(0, n, 5000):
+        store.add_records(
+            [
+                sign_record(
+                    home.identity,
+                    make_record(
+                        i,
+                        task_type=rng.choice(TASKS),
+                        accuracy=round(rng.uniform(0.4, 0.99), 4),
+                        learning_rate=10 ** rng.uniform(-6, -3),
+                        base=rng.choice(BASES),
+                    ),
+                )
+                for i in range(start, min(n, start + 5000))
+            ]
+        )
+    store.close()
+
+
+def one_round(
+    channel: grpc.Channel,
+    asker: NodeHome,
+    query: tuple[str, str],
+    concurrent: int,
+    limit: int,
+    timeout: float,
+) -> dict[str, Any]:
+    """Sends `concurrent` signed queries at once; waits for every answer or refusal."""
+    text, order = query
+    body = catalog_pb2.QueryRequest(filter=text, limit=limit, order_by=order).SerializeToString()
+    auths = [sign_request(asker.identity, QUERY, body) for _ in range(concurrent)]
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+        QUERY, request_serializer=None, response_deserializer=None
+    )
+    done = threading.Event()
+    lock = threading.Lock()
+    latencies: list[float] = []
+    codes: dict[str, int] = {}
+    left = [concurrent]
+
+    def finished(sent: float, future: Any) -> None:
+        code = future.code()
+        with lock:
+            if code == grpc.StatusCode.OK:
+                latencies.append(time.perf_counter() - sent)
+            else:
+                codes[code.name] = codes.get(code.name, 0) + 1
+            left[0] -= 1
+            if left[0] == 0:
+                done.set()
+
+    start = time.perf_counter()
+    for auth in auths:
+        sent = time.perf_counter()
+        future = call.future(body, metadata=((AUTH_METADATA_KEY, auth),), timeout=timeout)
+        future.add_done_callback(partial(finished, sent))
+    done.wait()
+    wall = time.perf_counter() - start
+    latencies.sort()
+    ok = len(latencies)
+    return {
+        "answered": ok,
+        "per_s": ok / wall,
+        "wall_s": wall,
+        "p50_s": statistics.median(latencies) if latencies else float("nan"),
+        "p95_s": latencies[int(0.95 * (ok - 1))] if latencies else float("nan"),
+        "exhausted": codes.pop("RESOURCE_EXHAUSTED", 0),
+        "errors": sum(codes.values()),
+        "error_codes": str(codes or ""),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--concurrent", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--queries", nargs="+", choices=sorted(QUERIES), default=["live"])
+    parser.add_argument("--baseline", type=Path, default=None)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="gp-bench-qload-"))
+    a, b = NodeHome(work / "a"), NodeHome(work / "b")
+    a.init("A")
+    b.init("B")
+    t0 = time.perf_counter()
+    fill(a, args.records)
+    print(f"{args.records} records filled in {time.perf_counter() - t0:.0f} s")
+    store_a = open_store(a.db_url())
+    pin(store_a, b, "127.0.0.1:1")
+    store_a.close()
+    baseline: subprocess.Popen[str] | None = None
+    daemon: Daemon | None = None
+    addresses: dict[str, str] = {}
+    try:
+        if args.baseline is not None:
+            base = work / "a-baseline"
+            shutil.copytree(a.path, base)
+            config = (base / "config.toml").read_text().splitlines()
+            (base / "config.toml").write_text(
+                "\n".join(line for line in config if "max_concurrent_calls" not in line) + "\n"
+            )
+            baseline, addresses["baseline"] = start_from(args.baseline, base)
+        daemon = Daemon.start(a)
+        addresses["this"] = daemon.address
+        channels = {name: channel_to(a, b, address) for name, address in addresses.items()}
+        for name in args.queries:
+            run(channels, b, name, args)
+        for channel in channels.values():
+            channel.close()
+    finally:
+        if daemon is not None:
+            daemon.kill()
+        if baseline is not None:
+            baseline.kill()
+            baseline.wait(10)
+
+
+def start_from(code: Path, home: Path) -> tuple[subprocess.Popen[str], str]:
+    """`gridpoint node start` run from another checkout's code; its process and address."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gridpoint",
+            "--home",
+            str(home),
+            "node",
+            "start",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=code,
+        env=env,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("listening on "):
+        process.kill()
+        raise SystemExit(f"baseline daemon did not start: {line!r}")
+    return process, line.removeprefix("listening on ").strip()
+
+
+def channel_to(a: NodeHome, b: NodeHome, address: str) -> grpc.Channel:
+    """b's mutual-TLS channel to a daemon of a at address."""
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=a.tls.cert_pem,
+        private_key=b.tls.key_pem,
+        certificate_chain=b.tls.cert_pem,
+    )
+    return grpc.secure_channel(
+        address,
+        credentials,
+        options=[
+            ("grpc.ssl_target_name_override", tls_hostname(a.identity.node_id)),
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+        ],
+    )
+
+
+def run(
+    channels: dict[str, grpc.Channel], asker: NodeHome, name: str, args: argparse.Namespace
+) -> None:
+    query = QUERIES[name]
+    print(f"{name}: filter {query[0]!r}, order {query[1] or 'none'!r}, limit {args.limit}")
+    rounds: dict[str, list[dict[str, Any]]] = {version: [] for version in channels}
+    for version, channel in channels.items():
+        warm = one_round(channel, asker, query, 10, args.limit, args.timeout)
+        print(f"  {version} warm-up: {warm['answered']:.0f} answered, {warm['errors']:.0f} errors")
+    for i in range(args.rounds):
+        for version, channel in channels.items():
+            r = one_round(channel, asker, query, args.concurrent, args.limit, args.timeout)
+            rounds[version].append(r)
+            print(
+                f"  {version:8} round {i + 1}: {r['answered']:5.0f} answered of "
+                f"{args.concurrent} in {r['wall_s']:5.1f} s = {r['per_s']:6.0f}/s  "
+                f"p50 {r['p50_s']:.2f} s  p95 {r['p95_s']:.2f} s  "
+                f"refused busy {r['exhausted']:.0f}  other errors {r['errors']:.0f} "
+                f"{r['error_codes']}",
+                flush=True,
+            )
+    for version, results in rounds.items():
+        med = {
+            k: statistics.median(r[k] for r in results)
+            for k in ("per_s", "p95_s", "exhausted", "errors")
+        }
+        print(
+            f"  {version} median of {args.rounds}: {med['per_s']:.0f} answers/s, "
+            f"p95 {med['p95_s']:.2f} s, refused busy {med['exhausted']:.0f}, "
+            f"other errors {med['errors']:.0f} (goal: >= 300/s, p95 < 1 s, 0 errors)"
+        )
+
+
+if __name__ == "__main__":
+    main()
