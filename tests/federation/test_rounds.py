@@ -176,7 +176,9 @@ def test_two_honest_members_are_aggregated_a_tamperer_is_left_out_and_a_third_no
     # Execute
     host = federation.start_host("alpha", min_members=3)
     joins = [federation.join(m, "alpha") for m in honest]
-    joins.append(federation.join(tamperer, "alpha", env={"PYTHONPATH": str(TAMPER)}))
+    # The tamper folder goes first; the code under test (PYTHONPATH of a worktree) stays importable.
+    tamper_path = os.pathsep.join(p for p in (str(TAMPER), os.environ.get("PYTHONPATH", "")) if p)
+    joins.append(federation.join(tamperer, "alpha", env={"PYTHONPATH": tamper_path}))
     code, out, err = finish(host)
     member_results = [finish(j) for j in joins[:2]]
     tamperer_code, _, tamperer_err = finish(joins[2])
