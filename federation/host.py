@@ -38,7 +38,7 @@ from gridpoint.federation.processes import (
 from gridpoint.federation.server_app import STRATEGIES
 from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.identity import write_private_file
-from gridpoint.node.protocol.tls import split_address
+from gridpoint.node.protocol.tls import bind_error, split_address
 from gridpoint.schema import TaskDescriptor
 
 __all__ = ["FederationResult", "HostOptions", "HostOutcome", "resume_options", "run_host"]
@@ -182,7 +182,7 @@ def run_host(
     if opts.rounds < 1 or opts.min_members < 1:
         raise ConfigError("--rounds and --min-members must be at least 1")
     host, port = split_address(opts.listen, allow_port_zero=True)
-    if port:
+    if port and resume_from is None:
         check_port_free(host, port)
     study = load_study_config(opts.study)
     params = federation_params(study, opts.params)
@@ -312,6 +312,9 @@ def _restart_in(folder: Path, host: str, port: int, say: Say) -> None:
     from gridpoint.federation.checkpoint import CHECKPOINT
 
     _stop_stale(folder / "flwr")
+    deadline = time.monotonic() + 15
+    while bind_error(host, port) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)  # the killed SuperLink's port is released
     check_port_free(host, port)
     (folder / "state.db").unlink(missing_ok=True)
     # The journal is rebuilt from the checkpoint: what the ServerApp did after it is redone.
