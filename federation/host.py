@@ -262,7 +262,7 @@ def run_host(
             raise GridpointError(
                 f"the Flower SuperLink did not start; see {folder / 'superlink.log'}"
             )
-        for peer in peers:
+        for peer in peers if resume_from is None else []:  # registered in state.db already
             key_path = folder / f"member-{peer.node_id}.pub"
             key_path.write_bytes(openssh_public_key(peer.cert_pem))
             _flwr(
@@ -308,7 +308,7 @@ def resume_options(home: NodeHome, federation: str) -> tuple[HostOptions, Path]:
 
 
 def _restart_in(folder: Path, host: str, port: int, say: Say) -> None:
-    """Clears what a stopped run left: a SuperLink still running, its Flower state, progress."""
+    """Clears what a stopped run left: Flower processes still running; rebuilds its progress."""
     from gridpoint.federation.checkpoint import CHECKPOINT
 
     _stop_stale(folder / "flwr")
@@ -316,7 +316,8 @@ def _restart_in(folder: Path, host: str, port: int, say: Say) -> None:
     while bind_error(host, port) is not None and time.monotonic() < deadline:
         time.sleep(0.2)  # the killed SuperLink's port is released
     check_port_free(host, port)
-    (folder / "state.db").unlink(missing_ok=True)
+    # The SuperLink's own state (state.db) is kept: it knows the members' SuperNodes, whose
+    # heartbeats then mark them online again without a new registration.
     # The journal is rebuilt from the checkpoint: what the ServerApp did after it is redone.
     events = []
     if (folder / CHECKPOINT).exists():
