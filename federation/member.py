@@ -214,7 +214,9 @@ def run_member(
             if "Giving up reconnection" in log:
                 break
             last_done = bool(rounds) and rounds[-1]["round"] >= rounds[-1]["rounds"]
-            if last_done and log.count("Sent successfully") >= len(rounds):
+            # A reply to a run the host lost (it was restarted: --resume) fails to send.
+            answered = log.count("Sent successfully") + log.count("Failed to send message")
+            if last_done and answered >= len(rounds):
                 last_sent_at = last_sent_at or time.monotonic()
                 # The host stops its SuperLink once it has every reply: then we are done.
                 if (
@@ -256,6 +258,8 @@ def _report(status: Path, seen: int, rounds: list[dict[str, Any]], say: Any) -> 
     lines = status.read_text().splitlines()
     for line in lines[seen:]:
         event = json.loads(line)
+        # A round trained again after the host resumed replaces the one the host lost.
+        rounds[:] = [r for r in rounds if r["round"] != event["round"]]
         rounds.append(event)
         say(
             f"round {event['round']}/{event['rounds']}: local train loss {event['train_loss']:.4f}, "
