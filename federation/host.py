@@ -312,6 +312,9 @@ def _restart_in(folder: Path, host: str, port: int, say: Say) -> None:
     from gridpoint.federation.checkpoint import CHECKPOINT
 
     _stop_stale(folder / "flwr")
+    # Written again below, from the same keys (the members pinned the issuer, not this file).
+    (folder / "superlink.key").unlink(missing_ok=True)
+    shutil.rmtree(folder / "app", ignore_errors=True)
     deadline = time.monotonic() + 15
     while bind_error(host, port) is not None and time.monotonic() < deadline:
         time.sleep(0.2)  # the killed SuperLink's port is released

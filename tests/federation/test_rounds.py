@@ -45,6 +45,7 @@ class Federation:
         min_members: int = 2,
         rounds: int = 2,
         resume: bool = False,
+        epochs: int = 1,
     ) -> subprocess.Popen[str]:
         # Members training at once on 2 cores, plus Flower's polling: a round takes 20-40 s
         # here, so the timeout is generous except where a test waits on it.
@@ -72,11 +73,11 @@ class Federation:
                     self.address,
                     "--round-timeout",
                     str(round_timeout),
-                    # Settings at which the tiny model learns in one local epoch a round.
+                    # The tiny model leaves chance after about two epochs at this rate.
                     "--param",
                     "learning_rate=0.003",
                     "--param",
-                    "epochs=1",
+                    f"epochs={epochs}",
                 ]
             ),
             "--json",
@@ -293,7 +294,7 @@ def test_a_host_killed_after_round_2_of_4_resumes_at_round_3_and_its_members_fol
 ) -> None:
     # Prepare: two members that wait long enough for a host to come back.
     members = federation.members[:2]
-    host = federation.start_host("delta", rounds=4)
+    host = federation.start_host("delta", rounds=4, epochs=2)
     joins = [federation.join(m, "delta", max_wait=120) for m in members]
     folder = federation.host.path / "fed" / "delta" / "run-001"
     deadline = time.monotonic() + 900
