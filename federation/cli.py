@@ -126,7 +126,12 @@ def register(sub: SubParsers) -> None:
         "(after a crash or kill), with the options it was started with",
     )
     h.add_argument("--rounds", type=int, default=3, help="federated rounds")
-    h.add_argument("--min-members", type=int, default=2, help="members needed in each round")
+    h.add_argument(
+        "--min-members",
+        type=int,
+        default=2,
+        help="members to start with; each later round waits up to --round-timeout for as many",
+    )
     h.add_argument(
         "--listen", default="127.0.0.1:0", help="HOST:PORT of the SuperLink (keep it protected)"
     )
