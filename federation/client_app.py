@@ -165,6 +165,9 @@ def _evaluate(msg: Message, context: Context) -> Message:
         # What always answering this member's most common label scores here.
         "constant_accuracy": max(counts.values()) / max(len(eval_data), 1),
     }
+    _write_status(
+        context, server_round, int(context.run_config["rounds"]), {"phase": "evaluate", **metrics}
+    )
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
 
 
