@@ -171,8 +171,10 @@ def print_priors(warm: dict[str, Any]) -> None:
     print(f"  weights learned by the end of the study: {weights or 'none'}")
 
 
-#: Federated rounds in the demo, each of one local epoch per member.
+#: Federated rounds in the demo, and local epochs per member each round (the tiny model stays
+#: at chance for about its first two epochs).
 FED_ROUNDS = "3"
+FED_EPOCHS = "2"
 
 
 def federate(host: Node, members: list[Node], tuned: dict[str, Any]) -> dict[str, Any]:
@@ -187,7 +189,7 @@ def federate(host: Node, members: list[Node], tuned: dict[str, Any]) -> dict[str
     print(
         "  settings from Alpha's best trial: "
         + ", ".join(f"{k}={v:.3g}" for k, v in sorted(params.items()))
-        + f"; {FED_ROUNDS} rounds of one local epoch"
+        + f"; {FED_ROUNDS} rounds of {FED_EPOCHS} local epochs"
     )
     fed = background(
         host,
@@ -205,7 +207,7 @@ def federate(host: Node, members: list[Node], tuned: dict[str, Any]) -> dict[str
         listen,
         *(a for k, v in sorted(params.items()) for a in ("--param", f"{k}={v}")),
         "--param",
-        "epochs=1",
+        f"epochs={FED_EPOCHS}",
         "--json",
         log="fed-host.log",
     )
