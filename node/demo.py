@@ -247,7 +247,7 @@ def federate(host: Node, members: list[Node], tuned: dict[str, Any]) -> dict[str
         raise SystemExit(f"the federation failed; see {host.private / 'fed-host.log'}")
     summary: dict[str, Any] = json.loads(out)
     print("  round  members  train loss  global eval loss  global accuracy  seconds")
-    for r in [summary["baseline"], *summary["rounds"]]:
+    for r in [*([summary["baseline"]] if summary.get("baseline") else []), *summary["rounds"]]:
         train, evaluation = r.get("metrics", {}), r.get("eval_metrics", {})
         print(
             f"  {r['round']:>5}  {len(r.get('accepted', r.get('member_eval', []))):>7}  "
