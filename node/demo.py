@@ -177,17 +177,19 @@ FED_ROUNDS = "3"
 FED_EPOCHS = "2"
 
 
-def federate(host: Node, members: list[Node], tuned: dict[str, Any]) -> dict[str, Any]:
-    """The Consortium hosts; Alpha and Beta train. Settings: Alpha's best tuned trial's."""
+def federate(host: Node, members: list[Node], tuned: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Consortium hosts; Alpha and Beta train, with the best trial of their tuned studies."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         listen = f"127.0.0.1:{s.getsockname()[1]}"
-    best_params = next(
-        t["params"] for t in tuned["trials"] if t["number"] == tuned["best"]["trial"]
-    )
+    done = [t for t in tuned if t.get("best")]
+    if not done:
+        raise SystemExit("no tuned study completed a trial: nothing to take settings from")
+    best = max(done, key=lambda t: float(t["best"]["accuracy"]))
+    best_params = next(t["params"] for t in best["trials"] if t["number"] == best["best"]["trial"])
     params = {k: v for k, v in best_params.items() if k in ("learning_rate", "batch_size")}
     print(
-        "  settings from Alpha's best trial: "
+        "  settings from the best tuned trial: "
         + ", ".join(f"{k}={v:.3g}" for k, v in sorted(params.items()))
         + f"; {FED_ROUNDS} rounds of {FED_EPOCHS} local epochs"
     )
@@ -322,7 +324,7 @@ def story(work: Path) -> None:
         print_priors(warm)
         cold = tune(beta, "study-cold.toml")
         print("\n# Alpha and Beta train one model together; the Consortium hosts the rounds.")
-        fed = federate(consortium, [alpha, beta], alpha_tuned)
+        fed = federate(consortium, [alpha, beta], [alpha_tuned, warm, cold])
         print("\n# The models: Beta kept its best trial's model and received the federation's.")
         gridpoint(beta, "model", "list")
         models = {
