@@ -4,8 +4,10 @@ The code is organized as follows:
 
 - update_signing.py: Ed25519 signatures over a digest of each weight update, and their check.
 - model_state.py: the model both sides build from the study, and its weights as Flower arrays.
-- client_app.py: the ClientApp: fine-tune on the member's private pipeline, sign the update.
+- client_app.py: the ClientApp: fine-tune or evaluate on the member's private pipeline, sign.
 - server_app.py: the ServerApp: verify every update against the host's trusted peers, aggregate.
+- rounds.py: the round loop: wait for members, train, evaluate on every member's data, checkpoint.
+- checkpoint.py: the global model and round state after every round, written atomically (resume).
 - flower_app/: the Flower App bundle (pyproject + thin entry modules) that `flwr run` ships.
 - flower_certs.py: SuperLink TLS certificate and SuperNode auth keys from gridpoint identities.
 - processes.py: starting and stopping the Flower processes, with the settings they need.

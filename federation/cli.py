@@ -41,31 +41,37 @@ def parse_params(items: list[str]) -> dict[str, float]:
 
 def cmd_fed_host(args: argparse.Namespace) -> int:
     from gridpoint.federation.global_model import keep_global_model
-    from gridpoint.federation.host import HostOptions, run_host
+    from gridpoint.federation.host import HostOptions, resume_options, run_host
     from gridpoint.federation.publish import publish_federation
 
     home = resolve_home(args.home)
-    opts = HostOptions(
-        federation=args.federation,
-        study=args.study,
-        rounds=args.rounds,
-        min_members=args.min_members,
-        listen=args.listen,
-        lora=args.lora,
-        strategy=args.strategy,
-        round_timeout=args.round_timeout,
-        params=parse_params(args.param),
-        db=args.db,
-        from_best_trial=args.from_best_trial,
-    )
-    outcome = run_host(home, opts, _say)
+    resume_from = None
+    if args.resume:
+        opts, resume_from = resume_options(home, args.resume)
+    elif not args.federation or not args.study:
+        raise ConfigError("fed host needs --federation and --study (or --resume FEDERATION)")
+    else:
+        opts = HostOptions(
+            federation=args.federation,
+            study=args.study,
+            rounds=args.rounds,
+            min_members=args.min_members,
+            listen=args.listen,
+            lora=args.lora,
+            strategy=args.strategy,
+            round_timeout=args.round_timeout,
+            params=parse_params(args.param),
+            db=args.db,
+            from_best_trial=args.from_best_trial,
+        )
+    outcome = run_host(home, opts, _say, resume_from)
     summary = publish_federation(home, opts, outcome)
-    _say(f"federation {args.federation!r} done; record {summary.record_id} published")
+    _say(f"federation {opts.federation!r} done; record {summary.record_id} published")
     model = keep_global_model(
         home,
         args.db,
         outcome.result.model_dir,
-        federation=args.federation,
+        federation=opts.federation,
         record_id=summary.record_id,
         base_model=summary.base_model,
         members=summary.members,
@@ -111,12 +117,21 @@ def register(sub: SubParsers) -> None:
         help="host a federation: SuperLink + ServerApp, then publish the run",
         formatter_class=defaults,
     )
+    h.add_argument("--federation", help="the federation's name (members give it too)")
+    h.add_argument("--study", type=Path, help="study file: model, task, objective")
     h.add_argument(
-        "--federation", required=True, help="the federation's name (members give it too)"
+        "--resume",
+        metavar="FEDERATION",
+        help="continue this node's last run of FEDERATION from its last completed round "
+        "(after a crash or kill), with the options it was started with",
     )
-    h.add_argument("--study", required=True, type=Path, help="study file: model, task, objective")
     h.add_argument("--rounds", type=int, default=3, help="federated rounds")
-    h.add_argument("--min-members", type=int, default=2, help="members needed in each round")
+    h.add_argument(
+        "--min-members",
+        type=int,
+        default=2,
+        help="members to start with; each later round waits up to --round-timeout for as many",
+    )
     h.add_argument(
         "--listen", default="127.0.0.1:0", help="HOST:PORT of the SuperLink (keep it protected)"
     )

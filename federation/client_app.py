@@ -1,10 +1,13 @@
-"""The ClientApp a member's SuperNode runs: train on private data, sign, reply.
+"""The ClientApp a member's SuperNode runs: train or evaluate on private data, sign, reply.
 
 Runs on the member's machine, in a process its SuperNode starts. It reads the member's
 node home and pipeline from the SuperNode's --node-config (never from the host), loads the
-host's weights, fine-tunes on the member's private data, and replies with its weights (or
-LoRA adapters) and coarse metrics, signed by the member's node key (the outermost mod).
-Its data, texts and label names never enter the reply.
+host's weights, and either fine-tunes on the member's private data and replies with its
+weights (or LoRA adapters) and coarse metrics, or evaluates the global weights on its
+private evaluation set and replies with loss, accuracy, the number of examples and the
+accuracy of always predicting its most common label (so the host can tell a model that
+learnt nothing). Every reply is signed by the member's node key (the outermost mod).
+Its data, texts and label names never enter a reply.
 """
 
 from __future__ import annotations
@@ -98,8 +101,16 @@ def train(msg: Message, context: Context) -> Message:
         raise RuntimeError(f"training failed on this member ({exc.__class__.__name__})") from None
 
 
-def _train(msg: Message, context: Context) -> Message:
-    from gridpoint.trainers.finetune import FineTuneSettings, finetune
+@app.evaluate(mods=[sign_reply_mod])
+def evaluate(msg: Message, context: Context) -> Message:
+    try:
+        return _evaluate(msg, context)
+    except Exception as exc:
+        raise RuntimeError(f"evaluation failed on this member ({exc.__class__.__name__})") from None
+
+
+def _prepare(msg: Message, context: Context) -> tuple[Any, Any, Any, Any]:
+    """(study, train data, eval data, model holding the host's weights) on this member."""
     from gridpoint.trainers.pipeline import load_data
 
     run = context.run_config
@@ -119,8 +130,14 @@ def _train(msg: Message, context: Context) -> Message:
         study.model, num_labels, int(run["lora-rank"]) if lora else None, study.seed
     )
     set_weights(loaded.model, msg.content.array_records["arrays"], lora)
-    config = msg.content.config_records["config"]
-    settings = FineTuneSettings(
+    return study, train_data, eval_data, loaded
+
+
+def _settings(context: Context, study: Any, server_round: int) -> Any:
+    from gridpoint.trainers.finetune import FineTuneSettings
+
+    run = context.run_config
+    return FineTuneSettings(
         learning_rate=float(run["learning-rate"]),
         batch_size=int(run["batch-size"]),
         epochs=int(run["local-epochs"]),
@@ -128,8 +145,40 @@ def _train(msg: Message, context: Context) -> Message:
         weight_decay=float(run["weight-decay"]),
         eval_interval=10**9,
         max_length=study.model.max_length,
-        seed=study.seed + config_int(config, "server-round"),
+        seed=study.seed + server_round,
     )
+
+
+def _evaluate(msg: Message, context: Context) -> Message:
+    from collections import Counter
+
+    from gridpoint.trainers.finetune import evaluate as evaluate_model
+
+    study, _, eval_data, loaded = _prepare(msg, context)
+    server_round = config_int(msg.content.config_records["config"], "server-round")
+    scores = evaluate_model(loaded, eval_data, _settings(context, study, server_round))
+    counts = Counter(eval_data.labels)
+    metrics: dict[str, int | float | list[int] | list[float]] = {
+        "num-examples": float(len(eval_data)),
+        "eval_loss": scores["eval_loss"],
+        "accuracy": scores["accuracy"],
+        # What always answering this member's most common label scores here.
+        "constant_accuracy": max(counts.values()) / max(len(eval_data), 1),
+    }
+    _write_status(
+        context, server_round, int(context.run_config["rounds"]), {"phase": "evaluate", **metrics}
+    )
+    return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+
+
+def _train(msg: Message, context: Context) -> Message:
+    from gridpoint.trainers.finetune import finetune
+
+    run = context.run_config
+    study, train_data, eval_data, loaded = _prepare(msg, context)
+    lora = bool(run["lora"])
+    config = msg.content.config_records["config"]
+    settings = _settings(context, study, config_int(config, "server-round"))
     result = finetune(loaded, train_data, eval_data, settings)
     metrics: dict[str, int | float | list[int] | list[float]] = {
         "num-examples": float(len(train_data)),

@@ -10,11 +10,12 @@ reaches it: keep --listen on loopback or a protected interface.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +38,14 @@ from gridpoint.federation.processes import (
 from gridpoint.federation.server_app import STRATEGIES
 from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.identity import write_private_file
-from gridpoint.node.protocol.tls import split_address
+from gridpoint.node.protocol.tls import bind_error, split_address
 from gridpoint.schema import TaskDescriptor
 
-__all__ = ["FederationResult", "HostOptions", "HostOutcome", "run_host"]
+__all__ = ["FederationResult", "HostOptions", "HostOutcome", "resume_options", "run_host"]
 
 APP_DIR = Path(__file__).parent / "flower_app"
+#: The options a run was started with, in its folder (for --resume).
+OPTIONS = "options.json"
 CONNECTION = "gridpoint"
 
 
@@ -72,6 +75,8 @@ class FederationResult:
     final_digest: str
     #: The final global model, saved by the ServerApp as a from_pretrained folder.
     model_dir: Path
+    #: The last round completed before a restart (`fed host --resume`); 0 if none.
+    resumed_after: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any], folder: Path) -> FederationResult:
@@ -84,6 +89,7 @@ class FederationResult:
             initial_digest=str(data["initial_digest"]),
             final_digest=str(data["final_digest"]),
             model_dir=folder / str(data["model_dir"]),
+            resumed_after=int(data.get("resumed_after", 0)),
         )
 
 
@@ -159,8 +165,14 @@ def _numbers(params: dict[str, Any]) -> dict[str, float]:
         ) from None
 
 
-def run_host(home: NodeHome, opts: HostOptions, say: Say) -> HostOutcome:
-    """Runs the federation to its end; returns the summary (raises GridpointError on failure)."""
+def run_host(
+    home: NodeHome, opts: HostOptions, say: Say, resume_from: Path | None = None
+) -> HostOutcome:
+    """Runs the federation to its end; returns the summary (raises GridpointError on failure).
+
+    resume_from: the folder of a run that stopped (see resume_options); it goes on from its
+    last checkpoint, on the same address, so that its members' SuperNodes reconnect.
+    """
     from gridpoint.trainers.descriptor import describe
     from gridpoint.trainers.pipeline import load_data
     from gridpoint.trainers.study_config import load_study_config
@@ -170,7 +182,7 @@ def run_host(home: NodeHome, opts: HostOptions, say: Say) -> HostOutcome:
     if opts.rounds < 1 or opts.min_members < 1:
         raise ConfigError("--rounds and --min-members must be at least 1")
     host, port = split_address(opts.listen, allow_port_zero=True)
-    if port:
+    if port and resume_from is None:
         check_port_free(host, port)
     study = load_study_config(opts.study)
     params = federation_params(study, opts.params)
@@ -196,9 +208,16 @@ def run_host(home: NodeHome, opts: HostOptions, say: Say) -> HostOutcome:
         raise PeerError(
             f"--min-members {opts.min_members} but this node trusts only {len(peers)} peer(s)"
         )
-    port = port or free_port(host)
-    folder = new_run_folder(home.path / "fed" / opts.federation)
-    (folder / "flwr").mkdir(parents=True)
+    if resume_from is None:
+        port = port or free_port(host)
+        folder = new_run_folder(home.path / "fed" / opts.federation)
+        (folder / "flwr").mkdir(parents=True)
+        # What --resume needs to start the same federation again, on the same address.
+        saved = {**asdict(opts), "study": str(opts.study.resolve()), "listen": f"{host}:{port}"}
+        (folder / OPTIONS).write_text(json.dumps(saved))
+    else:
+        folder = resume_from
+        _restart_in(folder, host, port, say)
     material = superlink_material(home.tls, host, opts.federation)
     (folder / "ca.pem").write_bytes(home.tls.cert_pem)
     (folder / "superlink.pem").write_bytes(material.cert_pem)
@@ -243,7 +262,7 @@ def run_host(home: NodeHome, opts: HostOptions, say: Say) -> HostOutcome:
             raise GridpointError(
                 f"the Flower SuperLink did not start; see {folder / 'superlink.log'}"
             )
-        for peer in peers:
+        for peer in peers if resume_from is None else []:  # registered in state.db already
             key_path = folder / f"member-{peer.node_id}.pub"
             key_path.write_bytes(openssh_public_key(peer.cert_pem))
             _flwr(
@@ -270,6 +289,70 @@ def run_host(home: NodeHome, opts: HostOptions, say: Say) -> HostOutcome:
     finally:
         stop(superlink)
     return HostOutcome(run_id, params, task, result, rounds, start_event, parents)
+
+
+def resume_options(home: NodeHome, federation: str) -> tuple[HostOptions, Path]:
+    """The options and folder of the federation's last run, which must not have finished."""
+    runs = sorted((home.path / "fed" / federation).glob("run-*"))
+    if not runs or not (runs[-1] / OPTIONS).exists():
+        raise ConfigError(f"--resume: this node has hosted no federation {federation!r}")
+    folder = runs[-1]
+    if (folder / "result.json").exists():
+        raise ConfigError(
+            f"--resume: the last run of federation {federation!r} ({folder.name}) has finished; "
+            "start a new one without --resume"
+        )
+    data = json.loads((folder / OPTIONS).read_text())
+    data["study"] = Path(data["study"])
+    return HostOptions(**data), folder
+
+
+def _restart_in(folder: Path, host: str, port: int, say: Say) -> None:
+    """Clears what a stopped run left: Flower processes still running; rebuilds its progress."""
+    from gridpoint.federation.checkpoint import CHECKPOINT
+
+    _stop_stale(folder / "flwr")
+    # Written again below, from the same keys (the members pinned the issuer, not this file).
+    (folder / "superlink.key").unlink(missing_ok=True)
+    shutil.rmtree(folder / "app", ignore_errors=True)
+    deadline = time.monotonic() + 15
+    while bind_error(host, port) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)  # the killed SuperLink's port is released
+    check_port_free(host, port)
+    # The SuperLink's own state (state.db) is kept: it knows the members' SuperNodes, whose
+    # heartbeats then mark them online again without a new registration.
+    # The journal is rebuilt from the checkpoint: what the ServerApp did after it is redone.
+    events = []
+    if (folder / CHECKPOINT).exists():
+        events = json.loads((folder / CHECKPOINT).read_text())["events"]
+    progress = folder / "progress.jsonl"
+    partial = folder / "progress.jsonl.partial"
+    partial.write_text("".join(json.dumps(e) + "\n" for e in events))
+    partial.replace(progress)
+    done = max((int(e["round"]) for e in events), default=0)
+    say(f"resuming federation run {folder.name} after round {done}")
+
+
+def _stop_stale(flwr_home: Path) -> None:
+    """SIGKILLs the Flower processes a stopped `fed host` left running (found by FLWR_HOME).
+
+    Flower starts its SuperExec and ServerApp detached from the SuperLink, so they are found
+    by the environment they inherited: FLWR_HOME is this run's own folder.
+    """
+    import os
+    import signal
+
+    mine = f"FLWR_HOME={flwr_home}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if mine in environ:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def _flwr(args: list[str], env: dict[str, str], folder: Path) -> str:
@@ -341,21 +424,25 @@ def _watch(
             for line in lines[seen:]:
                 event = json.loads(line)
                 if event["event"] == "start":
-                    start_event = event
+                    start_event = {**start_event, **event}
+                    if event.get("resumed_after"):
+                        say(f"resumed after round {event['resumed_after']}")
+                elif event["event"] == "baseline":
+                    start_event["baseline"] = event
+                    say(f"round 0/{opts.rounds}: the starting model's {_evaluation(event)}")
                 else:
                     rounds.append(event)
                     m = event["metrics"]
                     say(
                         f"round {event['round']}/{opts.rounds}: {len(event['accepted'])} member(s) aggregated"
                         + (f", {len(event['refused'])} refused" if event["refused"] else "")
-                        + (
-                            f"; train loss {m['train_loss']:.4f}, eval accuracy {m['accuracy']:.4f}"
-                            if "accuracy" in m
-                            else ""
-                        )
+                        + (f"; train loss {m['train_loss']:.4f}" if "train_loss" in m else "")
+                        + f"; {_evaluation(event)}"
+                        + (f" ({event['seconds']:.0f} s)" if "seconds" in event else "")
                     )
                     for refusal in event["refused"]:
                         say(f"  left out {refusal['node']}: {refusal['reason']}")
+                    _warn_if_constant(event, say)
             seen = len(lines)
         if result.exists():
             outcome = FederationResult.from_json(json.loads(result.read_text()), folder)
@@ -364,3 +451,29 @@ def _watch(
             raise GridpointError(f"the SuperLink stopped; see {folder / 'superlink.log'}")
         time.sleep(0.5)
     raise GridpointError("the federation did not finish in time")
+
+
+def _evaluation(event: dict[str, Any]) -> str:
+    """The global model's evaluation on the members' own data, as one phrase."""
+    m = event.get("eval_metrics") or {}
+    if "accuracy" not in m:
+        return "no member evaluated the global model"
+    return (
+        f"global eval loss {m['eval_loss']:.4f}, accuracy {m['accuracy']:.4f} "
+        f"on {len(event.get('member_eval') or {})} member(s)' evaluation data"
+    )
+
+
+def _warn_if_constant(event: dict[str, Any], say: Say) -> None:
+    """One line when the global model scores what always answering one label would."""
+    m = event.get("eval_metrics") or {}
+    if (
+        "accuracy" in m
+        and "constant_accuracy" in m
+        and m["accuracy"] <= m["constant_accuracy"] + 0.005
+    ):
+        say(
+            f"warning: round {event['round']}: global accuracy {m['accuracy']:.3f} is what "
+            f"always predicting one label scores ({m['constant_accuracy']:.3f}): the model "
+            "has learnt nothing yet (learning rate? epochs? rounds?)"
+        )

@@ -191,6 +191,8 @@ def run_member(
         f"joined federation {federation!r} hosted by {host_id}; training on this node's private data"
     )
     rounds: list[dict[str, Any]] = []
+    #: The rounds whose global model this member evaluated (0: the starting model).
+    evaluated: list[int] = []
     seen = 0
     # The host's federated models before this run ends, read once the host has accepted
     # this node (its first round): the run's own model is the one that appears after.
@@ -203,7 +205,7 @@ def run_member(
         # host's SuperLink is gone (its log says so), with a safety limit after the last round.
         last_sent_at: float | None = None
         while supernode.poll() is None:
-            seen = _report(status, seen, rounds, say)
+            seen = _report(status, seen, rounds, evaluated, say)
             if rounds and known is None and not unreachable:
                 try:
                     known = federated_artifact_ids(home, db, host_id)
@@ -213,8 +215,12 @@ def run_member(
             log = log_path.read_text(errors="replace") if log_path.exists() else ""
             if "Giving up reconnection" in log:
                 break
-            last_done = bool(rounds) and rounds[-1]["round"] >= rounds[-1]["rounds"]
-            if last_done and log.count("Sent successfully") >= len(rounds):
+            # Done once the last round's global model was evaluated here (the host's last
+            # message to this member) and every reply was handed to Flower.
+            last_done = bool(evaluated) and evaluated[-1] >= rounds_total(rounds)
+            # A reply to a run the host lost (it was restarted: --resume) fails to send.
+            answered = log.count("Sent successfully") + log.count("Failed to send message")
+            if last_done and answered >= seen:
                 last_sent_at = last_sent_at or time.monotonic()
                 # The host stops its SuperLink once it has every reply: then we are done.
                 if (
@@ -223,7 +229,7 @@ def run_member(
                 ):
                     break
             time.sleep(0.5)
-        _report(status, seen, rounds, say)
+        _report(status, seen, rounds, evaluated, say)
     finally:
         stop(supernode)
     log = log_path.read_text(errors="replace") if log_path.exists() else ""
@@ -250,12 +256,28 @@ def run_member(
     return {"federation": federation, "host": host_id, "rounds": rounds, "model": model.id}
 
 
-def _report(status: Path, seen: int, rounds: list[dict[str, Any]], say: Any) -> int:
+def rounds_total(rounds: list[dict[str, Any]]) -> int:
+    """The federation's number of rounds, as the host's messages said (unknown: never done)."""
+    return int(rounds[-1]["rounds"]) if rounds else 10**9
+
+
+def _report(
+    status: Path, seen: int, rounds: list[dict[str, Any]], evaluated: list[int], say: Any
+) -> int:
     if not status.exists():
         return seen
     lines = status.read_text().splitlines()
     for line in lines[seen:]:
         event = json.loads(line)
+        if event.get("phase") == "evaluate":
+            evaluated.append(int(event["round"]))
+            say(
+                f"round {event['round']}/{event['rounds']}: the global model scores accuracy "
+                f"{event['accuracy']:.4f} on this node's evaluation data"
+            )
+            continue
+        # A round trained again after the host resumed replaces the one the host lost.
+        rounds[:] = [r for r in rounds if r["round"] != event["round"]]
         rounds.append(event)
         say(
             f"round {event['round']}/{event['rounds']}: local train loss {event['train_loss']:.4f}, "

@@ -1,7 +1,8 @@
 """The model a federation trains, built the same way by the host and every member.
 
-Config-built models use a data-free byte-level tokenizer, so that no vocabulary learnt from
-anyone's private text is needed or shipped; local checkpoints bring their own tokenizer.
+Config-built models use a tokenizer over a public WordPiece vocabulary, so that no vocabulary
+learnt from anyone's private text is needed or shipped (a byte-level one left a small model at
+chance: it must first learn to spell); local checkpoints bring their own tokenizer.
 Weights travel as Flower ArrayRecords: the full state dict, or only the LoRA adapters.
 """
 
@@ -12,8 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from gridpoint.trainers.models import LoadedModel, data_free_tokenizer, load_model
+from gridpoint.trainers.models import LoadedModel, load_model
 from gridpoint.trainers.study_config import ModelSpec
+from gridpoint.trainers.word_tokenizer import public_vocabulary_tokenizer
 
 __all__ = ["build_model", "get_weights", "set_weights", "spec_from_json", "spec_to_json"]
 
@@ -35,7 +37,7 @@ def spec_from_json(text: str, local_path: str = "") -> ModelSpec:
 def build_model(spec: ModelSpec, num_labels: int, lora_rank: int | None, seed: int) -> LoadedModel:
     """Same architecture and (for config-built models) same initial weights on every side."""
     if spec.config:
-        loaded = load_model(spec, num_labels, [], seed, tokenizer=data_free_tokenizer())
+        loaded = load_model(spec, num_labels, [], seed, tokenizer=public_vocabulary_tokenizer())
     else:
         loaded = load_model(spec, num_labels, [], seed)
     if lora_rank:

@@ -36,6 +36,10 @@ class FederationSummary:
     initial_payload_bytes: int | None
     #: The public id of the base model ("" when private or built from a config).
     base_model: str = ""
+    #: Round 0: the starting model evaluated by the members ({} if no member evaluated it).
+    baseline: dict[str, Any] | None = None
+    #: The last round completed before the host was restarted (0: never).
+    resumed_after: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +50,8 @@ class FederationSummary:
             "members": self.members,
             "model_changed": self.model_changed,
             "initial_payload_bytes": self.initial_payload_bytes,
+            "baseline": self.baseline or {},
+            "resumed_after": self.resumed_after,
         }
 
 
@@ -86,6 +92,8 @@ def publish_federation(
         model_changed=result.initial_digest != result.final_digest,
         initial_payload_bytes=int(payload) if payload is not None else None,
         base_model=public_id,
+        baseline=outcome.start.get("baseline"),
+        resumed_after=result.resumed_after,
     )
 
 
@@ -125,6 +133,7 @@ def _private_run(
             study_file=str(opts.study),
             pipeline=study.pipeline,
             members=tuple(result.members),
-            extra={"run_id": str(outcome.run_id)},
+            extra={"run_id": str(outcome.run_id)}
+            | ({"resumed_after_round": str(result.resumed_after)} if result.resumed_after else {}),
         ),
     )

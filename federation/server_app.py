@@ -1,10 +1,12 @@
 """The ServerApp the host's SuperLink runs: verify every update, aggregate, record the run.
 
-Training starts once --min-members members are online; each later round goes on with the
-members still online, waiting at most --round-timeout for their replies, so a member
-that disappears costs one timeout, never the federation.
+The rounds themselves are rounds.py's: round 0 evaluates the starting model on every
+member's evaluation set once --min-members members are online; each round trains, then
+evaluates the new global model on every member's private evaluation set (Flower's
+evaluate phase, weighted by size), then checkpoints (checkpoint.py). A run submitted with
+a checkpoint in its folder continues after the checkpoint's round (`fed host --resume`).
 
-Updates are checked before aggregation (the outermost step): signed by a trusted peer of
+Updates (and evaluation replies) are checked before aggregation (the outermost step): signed by a trusted peer of
 the host, over exactly the bytes received, for this federation, round and run. Refused
 updates are left out with a log line naming the node and reason; the round goes on with
 the others. Progress, the final result and the final global model (a from_pretrained
@@ -26,7 +28,9 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedYogi
 
 from gridpoint.errors import GridpointError
+from gridpoint.federation.checkpoint import load_checkpoint, save_checkpoint
 from gridpoint.federation.model_state import build_model, get_weights, set_weights, spec_from_json
+from gridpoint.federation.rounds import RoundLoop
 from gridpoint.federation.update_signing import (
     SIGNATURE_RECORD,
     UpdateContext,
@@ -55,25 +59,24 @@ class _Journal:
             f.write(json.dumps(event) + "\n")
 
 
-def verifying(base: type, federation: str, trusted: dict[str, bytes], journal: _Journal) -> Any:
-    """A subclass of the strategy `base` whose aggregate_train first drops unverified replies."""
+def verifying(base: type, federation: str, trusted: dict[str, bytes]) -> Any:
+    """A subclass of the strategy `base` that drops unverified replies before aggregating.
+
+    Train replies are checked in aggregate_train, evaluation replies in aggregate_evaluate;
+    what each round accepted and refused is kept in round_report / member_eval for the
+    round loop (rounds.py) to journal.
+    """
 
     # The strategy class is chosen at run time, so the checker cannot see the base.
     class Verifying(base):  # type: ignore[misc]
         accepted_by_round: dict[int, list[str]] = {}  # noqa: RUF012
+        round_report: dict[int, dict[str, Any]] = {}  # noqa: RUF012
+        member_eval: dict[int, dict[str, dict[str, float]]] = {}  # noqa: RUF012
 
-        def configure_train(self, server_round: int, arrays: Any, config: Any, grid: Grid) -> Any:
-            messages = super().configure_train(server_round, arrays, config, grid)
-            # --min-members gates the start; later rounds go on with whoever is online
-            # (Flower would otherwise wait forever for a member that died).
-            self.min_available_nodes = 1
-            self.min_train_nodes = 1
-            return messages
-
-        def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> Any:
+        def _check(
+            self, server_round: int, replies: Iterable[Message]
+        ) -> tuple[list[Message], list[str], list[dict[str, str]]]:
             kept, accepted, refused = [], [], []
-            # Each member's own metrics, as it signed them (the UI draws them per member).
-            member_metrics: dict[str, dict[str, float]] = {}
             for reply in replies:
                 if reply.has_error():
                     refused.append(
@@ -89,7 +92,7 @@ def verifying(base: type, federation: str, trusted: dict[str, bytes], journal: _
                     reason = str(exc) if isinstance(exc, GridpointError) else "update is not signed"
                     refused.append({"node": _claimed(reply), "reason": reason})
                     log.warning(
-                        "update refused: round %s node %s: %s",
+                        "reply refused: round %s node %s: %s",
                         server_round,
                         _claimed(reply),
                         reason,
@@ -97,21 +100,39 @@ def verifying(base: type, federation: str, trusted: dict[str, bytes], journal: _
                     continue
                 kept.append(reply)
                 accepted.append(signer)
-                member_metrics[signer] = update_parts(reply.content)[1]
+            return kept, accepted, refused
+
+        def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> Any:
+            kept, accepted, refused = self._check(server_round, replies)
             self.accepted_by_round[server_round] = accepted
-            arrays, metrics = super().aggregate_train(server_round, kept)
-            journal.write(
-                event="round",
-                round=server_round,
-                accepted=accepted,
-                refused=refused,
-                metrics=dict(metrics) if metrics is not None else {},
-                member_metrics=member_metrics,
-                payload_bytes=[_payload_bytes(r) for r in kept],
-            )
-            return arrays, metrics
+            self.round_report[server_round] = {
+                "accepted": accepted,
+                "refused": refused,
+                # Each member's own metrics, as it signed them (the UI draws them per member).
+                "member_metrics": {
+                    signer: update_parts(reply.content)[1]
+                    for signer, reply in zip(accepted, kept, strict=True)
+                },
+                "payload_bytes": [_payload_bytes(r) for r in kept],
+            }
+            return super().aggregate_train(server_round, kept)
+
+        def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> Any:
+            kept, accepted, _ = self._check(server_round, replies)
+            self.member_eval[server_round] = {
+                signer: update_parts(reply.content)[1]
+                for signer, reply in zip(accepted, kept, strict=True)
+            }
+            return super().aggregate_evaluate(server_round, kept)
 
     return Verifying
+
+
+def _round_metrics(event: dict[str, Any]) -> dict[str, float]:
+    train, evaluation = event["metrics"], event["eval_metrics"]
+    metrics = {k: float(v) for k, v in train.items() if k == "train_loss"}
+    metrics.update({k: float(v) for k, v in evaluation.items() if k in ("accuracy", "eval_loss")})
+    return metrics
 
 
 def _claimed(reply: Message) -> str:
@@ -165,31 +186,54 @@ def main(grid: Grid, context: Context) -> None:
     )
     initial = get_weights(loaded.model, lora)
     min_members = int(run["min-members"])
+    rounds = int(run["rounds"])
     base = STRATEGIES[str(run["strategy"])]
-    strategy = verifying(base, str(run["federation"]), trusted, journal)(
+    strategy = verifying(base, str(run["federation"]), trusted)(
         fraction_train=1.0,
-        fraction_evaluate=0.0,
+        fraction_evaluate=1.0,
         min_train_nodes=min_members,
+        min_evaluate_nodes=min_members,
         min_available_nodes=min_members,
     )
+    resumed = load_checkpoint(folder)
+    events: list[dict[str, Any]] = resumed.events if resumed else []
+    for event in events:
+        if event["event"] == "round":
+            strategy.accepted_by_round[int(event["round"])] = list(event["accepted"])
     journal.write(
         event="start",
-        rounds=int(run["rounds"]),
+        rounds=rounds,
         payload_bytes=sum(len(a.data) for a in initial.values()),
         parameters=sum(p.numel() for p in loaded.model.parameters()),
+        resumed_after=resumed.round if resumed else 0,
+    )
+
+    def on_round(server_round: int, arrays: ArrayRecord, event: dict[str, Any]) -> None:
+        events.append(event)
+        save_checkpoint(folder, server_round, arrays, events)
+        journal.write(**event)
+
+    loop = RoundLoop(
+        strategy,
+        grid,
+        min_members,
+        float(run["round-timeout"]),
+        ConfigRecord({"federation": str(run["federation"])}),
+        on_round,
+        lambda line: log.warning("%s", line),
     )
     started = time.time()
-    result = strategy.start(
-        grid=grid,
-        initial_arrays=initial,
-        num_rounds=int(run["rounds"]),
-        timeout=float(run["round-timeout"]),
-        train_config=ConfigRecord({"federation": str(run["federation"])}),
-    )
-    final = result.arrays
+    if resumed is None:
+        # Round 0: where the federation starts, on every member's evaluation set.
+        baseline = {"event": "baseline", "round": 0, **loop.evaluate(0, initial, patient=True)}
+        events.append(baseline)
+        journal.write(**baseline)
+        arrays = loop.run(initial, 1, rounds)
+    else:
+        arrays = loop.run(resumed.arrays, resumed.round + 1, rounds)
     # The global model is on disk before result.json appears: `fed host` keeps it as an
     # artifact as soon as it reads the result.
-    set_weights(loaded.model, final, lora)
+    set_weights(loaded.model, arrays, lora)
     save_trained(
         TrainedModel(loaded.model, loaded.tokenizer, "lora" if lora else "full"), folder / MODEL_DIR
     )
@@ -198,13 +242,16 @@ def main(grid: Grid, context: Context) -> None:
         json.dumps(
             {
                 "model_dir": MODEL_DIR,
-                "rounds": int(run["rounds"]),
+                "rounds": rounds,
                 "seconds": time.time() - started,
+                "resumed_after": resumed.round if resumed else 0,
                 "initial_digest": _digest(initial),
-                "final_digest": _digest(final),
+                "final_digest": _digest(arrays),
                 "members": sorted({m for ms in strategy.accepted_by_round.values() for m in ms}),
+                # Per round: the members' train loss, and the global model's evaluation
+                # (weighted over the members' evaluation sets): the published curve.
                 "train_metrics": {
-                    str(k): dict(v) for k, v in result.train_metrics_clientapp.items()
+                    str(e["round"]): _round_metrics(e) for e in events if e["event"] == "round"
                 },
             }
         )

@@ -110,10 +110,14 @@ def verify_update(record: Mapping[str, object], digest: bytes, trusted: Mapping[
 def update_parts(
     content: RecordDict,
 ) -> tuple[dict[str, tuple[str, tuple[int, ...], bytes]], dict[str, float]]:
-    """What a signature covers in a reply: every array (dtype, shape, bytes) and metric."""
+    """What a signature covers in a reply: every array (dtype, shape, bytes) and metric.
+
+    An evaluation reply carries metrics only: its arrays are then none.
+    """
+    records = content.array_records
     arrays = {
         name: (array.dtype, tuple(array.shape), array.data)
-        for name, array in content.array_records["arrays"].items()
+        for name, array in (records["arrays"].items() if "arrays" in records else ())
     }
     metrics: dict[str, float] = {}
     for name, value in content.metric_records["metrics"].items():

@@ -171,10 +171,28 @@ def print_priors(warm: dict[str, Any]) -> None:
     print(f"  weights learned by the end of the study: {weights or 'none'}")
 
 
-def federate(host: Node, members: list[Node]) -> dict[str, Any]:
+#: Federated rounds in the demo, and local epochs per member each round (the tiny model stays
+#: at chance for about its first two epochs).
+FED_ROUNDS = "3"
+FED_EPOCHS = "2"
+
+
+def federate(host: Node, members: list[Node], tuned: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Consortium hosts; Alpha and Beta train, with the best trial of their tuned studies."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         listen = f"127.0.0.1:{s.getsockname()[1]}"
+    done = [t for t in tuned if t.get("best")]
+    if not done:
+        raise SystemExit("no tuned study completed a trial: nothing to take settings from")
+    best = max(done, key=lambda t: float(t["best"]["accuracy"]))
+    best_params = next(t["params"] for t in best["trials"] if t["number"] == best["best"]["trial"])
+    params = {k: v for k, v in best_params.items() if k in ("learning_rate", "batch_size")}
+    print(
+        "  settings from the best tuned trial: "
+        + ", ".join(f"{k}={v:.3g}" for k, v in sorted(params.items()))
+        + f"; {FED_ROUNDS} rounds of {FED_EPOCHS} local epochs"
+    )
     fed = background(
         host,
         "fed",
@@ -184,11 +202,14 @@ def federate(host: Node, members: list[Node]) -> dict[str, Any]:
         "--study",
         str(host.private / "study.toml"),
         "--rounds",
-        "2",
+        FED_ROUNDS,
         "--min-members",
         str(len(members)),
         "--listen",
         listen,
+        *(a for k, v in sorted(params.items()) for a in ("--param", f"{k}={v}")),
+        "--param",
+        f"epochs={FED_EPOCHS}",
         "--json",
         log="fed-host.log",
     )
@@ -227,13 +248,26 @@ def federate(host: Node, members: list[Node]) -> dict[str, Any]:
     if fed.returncode != 0:
         raise SystemExit(f"the federation failed; see {host.private / 'fed-host.log'}")
     summary: dict[str, Any] = json.loads(out)
-    for r in summary["rounds"]:
-        metrics = r["metrics"]
+    print("  round  members  train loss  global eval loss  global accuracy  seconds")
+    for r in [*([summary["baseline"]] if summary.get("baseline") else []), *summary["rounds"]]:
+        train, evaluation = r.get("metrics", {}), r.get("eval_metrics", {})
         print(
-            f"  round {r['round']}: {len(r['accepted'])} member(s) aggregated, "
-            f"eval accuracy {metrics.get('accuracy', float('nan')):.3f}"
+            f"  {r['round']:>5}  {len(r.get('accepted', r.get('member_eval', []))):>7}  "
+            f"{_number(train.get('train_loss')):>10}  {_number(evaluation.get('eval_loss')):>16}  "
+            f"{_number(evaluation.get('accuracy')):>15}  {_number(r.get('seconds'), 0):>7}"
         )
+    warnings = [
+        line
+        for line in (host.private / "fed-host.log").read_text().splitlines()
+        if "warning" in line
+    ]
+    for line in warnings:
+        print(f"  {line}")
     return summary
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def quick(work: Path) -> None:
@@ -282,7 +316,7 @@ def story(work: Path) -> None:
         ):
             trust(a, b)
         print("\n# Alpha tunes its study on its own data; each trial is published anonymized.")
-        tune(alpha, "study.toml")
+        alpha_tuned = tune(alpha, "study.toml")
         print("\n# Beta pulls Alpha's records (signed by Alpha, verified by Beta).")
         gridpoint(beta, "catalog", "sync")
         print("\n# Beta tunes its own task warm-started from the catalog, then cold to compare.")
@@ -290,7 +324,7 @@ def story(work: Path) -> None:
         print_priors(warm)
         cold = tune(beta, "study-cold.toml")
         print("\n# Alpha and Beta train one model together; the Consortium hosts the rounds.")
-        fed = federate(consortium, [alpha, beta])
+        fed = federate(consortium, [alpha, beta], [alpha_tuned, warm, cold])
         print("\n# The models: Beta kept its best trial's model and received the federation's.")
         gridpoint(beta, "model", "list")
         models = {
@@ -320,6 +354,18 @@ def story(work: Path) -> None:
         f"federation: {len(fed['rounds'])} rounds, {len(fed['members'])} members aggregated, "
         f"record {fed['record_id'][:12]} published by the Consortium"
     )
+    final = fed["rounds"][-1]["member_eval"] if fed["rounds"] else {}
+    own_best = {alpha.name: [alpha_tuned], beta.name: [warm, cold]}
+    print("accuracy on each member's own held-back evaluation data:")
+    for member in (alpha, beta):
+        mine = final.get(member.node_id, {}).get("accuracy")
+        alone = max(
+            (s["best"]["accuracy"] for s in own_best[member.name] if s.get("best")), default=None
+        )
+        print(
+            f"  {member.name}: federated model {_number(mine)}, "
+            f"its own best tuned trial {_number(alone)}"
+        )
     for name, kept in models.items():
         received = any(m["id"] == fed["model"] for m in kept)
         print(

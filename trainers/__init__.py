@@ -8,6 +8,7 @@ The code is organized as follows:
   its data, Auto class, batches, metrics and descriptor.
 - descriptor.py: coarse task meta-features computed from the private data.
 - word_tokenizer.py: tokenizers for models built from a config.
+- data/: the public WordPiece vocabulary that federated config-built models tokenize with.
 - models.py: loading a checkpoint, an adapter folder or a config-built model, offline only.
 - batching.py: length-grouped, shuffled batches.
 - finetune.py: one fine-tuning run with its learning curve, on GPU (bf16) or CPU.

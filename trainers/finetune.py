@@ -30,7 +30,7 @@ from gridpoint.trainers.tasks.base import Features, TaskType
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FineTuneSettings", "OnEval", "apply_lora", "finetune"]
+__all__ = ["FineTuneSettings", "OnEval", "apply_lora", "evaluate", "finetune"]
 
 #: Called with (step, metrics); returning True stops the run (e.g. pruned).
 OnEval = Callable[[int, dict[str, float]], bool]
@@ -234,3 +234,24 @@ def finetune(
         precision="bf16" if bf16 else "fp32",
         stopped_early=stopped,
     )
+
+
+def evaluate(loaded: LoadedModel, evaluation: Any, settings: FineTuneSettings) -> dict[str, float]:
+    """The task's metrics (and eval_loss) of loaded.model on `evaluation`, without training."""
+    import torch
+
+    task = task_type(settings.task)
+    device = _device(settings.device)
+    model = loaded.model.to(device)
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    def autocast() -> AbstractContextManager[Any]:
+        return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    features = task.features(loaded.processor, evaluation, settings.max_length)
+    batches = _batches(
+        features,
+        eval_batches([task.length(f) for f in features], min(64, 2 * settings.batch_size)),
+        task.collator(loaded.processor),
+    )
+    return _evaluate(model, task, batches, device, autocast)

@@ -1,17 +1,22 @@
 """Tokenizers for models built from a config, which have no tokenizer of their own.
 
-A word-level one trained on the training texts (they stay in this process), or a data-free
-byte-level one for models shared between organizations (federation), where a vocabulary
-learnt from one party's private text must not be needed or shipped.
+A word-level one trained on the training texts (they stay in this process); for models shared
+between organizations (federation), where a vocabulary learnt from one party's private text must
+not be needed or shipped, a public one: WordPiece over the uncased BERT vocabulary that ships in
+data/ (the same file as bert-base-uncased's and MiniLM's, Apache-2.0), so whole English words are
+tokens and a small model learns in a few steps; and a byte-level one that needs no file at all.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-__all__ = ["SPECIALS", "data_free_tokenizer", "trained_tokenizer"]
+__all__ = ["SPECIALS", "data_free_tokenizer", "public_vocabulary_tokenizer", "trained_tokenizer"]
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+#: The public WordPiece vocabulary (30,522 tokens, uncased).
+PUBLIC_VOCABULARY = Path(__file__).parent / "data" / "wordpiece-uncased-vocab.txt"
 
 
 def _with_specials(tok: Any) -> Any:
@@ -58,4 +63,15 @@ def data_free_tokenizer() -> Any:
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
+    return _with_specials(tok)
+
+
+def public_vocabulary_tokenizer() -> Any:
+    """An uncased WordPiece tokenizer over the public vocabulary in data/: learnt from no one's data."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    tok = Tokenizer(models.WordPiece.from_file(str(PUBLIC_VOCABULARY), unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
     return _with_specials(tok)

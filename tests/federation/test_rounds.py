@@ -39,7 +39,13 @@ class Federation:
     processes: list[subprocess.Popen[str]]
 
     def start_host(
-        self, name: str, round_timeout: int = 150, min_members: int = 2
+        self,
+        name: str,
+        round_timeout: int = 150,
+        min_members: int = 2,
+        rounds: int = 2,
+        resume: bool = False,
+        epochs: int = 1,
     ) -> subprocess.Popen[str]:
         # Members training at once on 2 cores, plus Flower's polling: a round takes 20-40 s
         # here, so the timeout is generous except where a test waits on it.
@@ -51,18 +57,29 @@ class Federation:
             str(self.host.path),
             "fed",
             "host",
-            "--federation",
-            name,
-            "--study",
-            str(STUDY),
-            "--rounds",
-            "2",
-            "--min-members",
-            str(min_members),
-            "--listen",
-            self.address,
-            "--round-timeout",
-            str(round_timeout),
+            *(
+                ["--resume", name]
+                if resume
+                else [
+                    "--federation",
+                    name,
+                    "--study",
+                    str(STUDY),
+                    "--rounds",
+                    str(rounds),
+                    "--min-members",
+                    str(min_members),
+                    "--listen",
+                    self.address,
+                    "--round-timeout",
+                    str(round_timeout),
+                    # The tiny model leaves chance after about two epochs at this rate.
+                    "--param",
+                    "learning_rate=0.003",
+                    "--param",
+                    f"epochs={epochs}",
+                ]
+            ),
             "--json",
         ]
         proc = subprocess.Popen(
@@ -76,11 +93,13 @@ class Federation:
         self.processes.append(proc)
         assert proc.stderr is not None
         line = proc.stderr.readline()
+        while resume and line.startswith("resuming"):
+            line = proc.stderr.readline()
         assert "SuperLink on" in line, line + proc.stderr.read()
         return proc
 
     def join(
-        self, member: NodeHome, name: str, env: dict[str, str] | None = None
+        self, member: NodeHome, name: str, env: dict[str, str] | None = None, max_wait: int = 10
     ) -> subprocess.Popen[str]:
         argv = [
             sys.executable,
@@ -98,7 +117,7 @@ class Federation:
             "--pipeline-dir",
             str(self.workdir),
             "--max-wait",
-            "10",
+            str(max_wait),
             "--json",
         ]
         proc = subprocess.Popen(
@@ -140,7 +159,7 @@ def kill_flower_processes_under(folder: Path) -> int:
     return killed
 
 
-def finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str, str]:
+def finish(proc: subprocess.Popen[str], timeout: float = 900) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
 
@@ -176,7 +195,9 @@ def test_two_honest_members_are_aggregated_a_tamperer_is_left_out_and_a_third_no
     # Execute
     host = federation.start_host("alpha", min_members=3)
     joins = [federation.join(m, "alpha") for m in honest]
-    joins.append(federation.join(tamperer, "alpha", env={"PYTHONPATH": str(TAMPER)}))
+    # The tamper folder goes first; the code under test (PYTHONPATH of a worktree) stays importable.
+    tamper_path = os.pathsep.join(p for p in (str(TAMPER), os.environ.get("PYTHONPATH", "")) if p)
+    joins.append(federation.join(tamperer, "alpha", env={"PYTHONPATH": tamper_path}))
     code, out, err = finish(host)
     member_results = [finish(j) for j in joins[:2]]
     tamperer_code, _, tamperer_err = finish(joins[2])
@@ -238,23 +259,74 @@ def _digests(shown: dict[str, object]) -> dict[str, str]:
     return {f["path"]: f["sha256"] for f in files}
 
 
-def test_a_member_killed_mid_federation_does_not_stall_it(federation: Federation) -> None:
-    survivor, victim, _ = federation.members
+def test_a_member_killed_mid_federation_does_not_stall_it_and_a_late_joiner_takes_part(
+    federation: Federation,
+) -> None:
+    survivor, victim, late = federation.members
     host = federation.start_host("gamma", round_timeout=60)
     joins = [federation.join(survivor, "gamma"), federation.join(victim, "gamma")]
     status = victim.path / "fed-member" / "gamma" / "run-001" / "status.jsonl"
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not (status.exists() and status.read_text().strip()):
+    # Its status gets a line per evaluation too (round 0 first): wait for round 1's training.
+    while time.monotonic() < deadline and '"train_loss"' not in _read(status):
         time.sleep(0.2)
-    assert status.exists(), "the victim never trained round 1"
+    assert '"train_loss"' in _read(status), "the victim never trained round 1"
     # Killed between training round 1 and delivering its update: mid-round.
     os.killpg(joins[1].pid, signal.SIGKILL)  # the join command
     assert kill_flower_processes_under(victim.path) >= 1  # its SuperNode, SuperExec, ClientApp
+    # A third trusted member joins while round 1 waits for the victim.
+    late_join = federation.join(late, "gamma", max_wait=60)
     code, out, err = finish(host)
     survivor_code, survivor_out, survivor_err = finish(joins[0])
+    late_code, late_out, late_err = finish(late_join)
     assert code == 0, err
     summary = json.loads(out)
-    assert [r["accepted"] for r in summary["rounds"]] == [[survivor.identity.node_id]] * 2
-    assert summary["members"] == [survivor.identity.node_id]
+    ids = sorted(m.identity.node_id for m in (survivor, late))
+    assert [sorted(r["accepted"]) for r in summary["rounds"]] == [[survivor.identity.node_id], ids]
+    assert summary["members"] == ids
     assert survivor_code == 0, survivor_err
     assert json.loads(survivor_out)["model"] == summary["model"]
+    assert late_code == 0, late_err
+    assert [r["round"] for r in json.loads(late_out)["rounds"]] == [2]
+
+
+def test_a_host_killed_after_round_2_of_4_resumes_at_round_3_and_its_members_follow(
+    federation: Federation,
+) -> None:
+    # Prepare: two members that wait long enough for a host to come back.
+    members = federation.members[:2]
+    host = federation.start_host("delta", rounds=4, epochs=2)
+    joins = [federation.join(m, "delta", max_wait=120) for m in members]
+    folder = federation.host.path / "fed" / "delta" / "run-001"
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline and '"round": 2' not in _read(folder / "checkpoint.json"):
+        time.sleep(0.2)
+    # Execute: the host dies as in a crash (its command, its SuperLink, its ServerApp).
+    os.killpg(host.pid, signal.SIGKILL)
+    kill_flower_processes_under(folder)
+    host.wait()
+    resumed = federation.start_host("delta", resume=True)
+    code, out, err = finish(resumed)
+    member_results = [finish(j) for j in joins]
+    # Assert: rounds 1-2 from before the kill, 3-4 after, none twice; the run says so.
+    assert code == 0, err
+    summary = json.loads(out)
+    assert [r["round"] for r in summary["rounds"]] == [1, 2, 3, 4]
+    assert summary["resumed_after"] == 2
+    assert "resumed after round 2" in err
+    ids = sorted(m.identity.node_id for m in members)
+    assert all(sorted(r["accepted"]) == ids for r in summary["rounds"])
+    # Assert: the federation learnt: the final global model beats where it started.
+    first = summary["baseline"]["eval_metrics"]["accuracy"]
+    last = summary["rounds"][-1]["eval_metrics"]["accuracy"]
+    assert last > first + 0.2, (first, last)
+    for mcode, mout, merr in member_results:
+        assert mcode == 0, merr
+        assert json.loads(mout)["model"] == summary["model"]
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""

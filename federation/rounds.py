@@ -1,0 +1,104 @@
+"""The round loop of a federation: wait for members, train, evaluate, checkpoint, journal.
+
+Flower's `Strategy.start` always begins at round 1 and evaluates the starting model only
+on the server; this loop does what it does (configure, send, aggregate) with the same
+strategy, and adds what a federation needs here:
+
+- round 0: once --min-members members are online, the starting model evaluated by every
+  member on its private evaluation set, so a round's metric can be read against where the
+  federation began;
+- before each round, up to --round-timeout for --min-members members to be online, then
+  the round goes on with those online (a member that died costs one wait, never the run);
+  a member that joins late or comes back is sampled from the next round on;
+- after each round, a checkpoint of the global model and the round state (checkpoint.py),
+  from which a restarted host continues; a resumed run starts after the last checkpoint.
+
+Each round's journal event carries the accepted and refused members, the aggregated train
+and evaluation metrics (evaluation weighted by each member's number of examples), each
+member's own signed evaluation, and the round's duration.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord
+from flwr.serverapp import Grid
+
+__all__ = ["RoundLoop"]
+
+
+@dataclass
+class RoundLoop:
+    """Runs rounds first..last of `strategy` (a verifying strategy, see server_app.py)."""
+
+    strategy: Any
+    grid: Grid
+    min_members: int
+    round_timeout: float
+    train_config: ConfigRecord
+    #: Called after each round with (round, global arrays, the round's journal event).
+    on_round: Callable[[int, ArrayRecord, dict[str, Any]], None]
+    log: Callable[[str], None] = field(default=lambda line: None)
+
+    def wait_for_members(self, patient: bool = False) -> int:
+        """Members online, after waiting up to round_timeout (patient: forever) for min_members."""
+        deadline = float("inf") if patient else time.monotonic() + self.round_timeout
+        while True:
+            online = len(list(self.grid.get_node_ids()))
+            if online >= self.min_members or (online and time.monotonic() >= deadline):
+                break
+            time.sleep(1.0)
+        if online < self.min_members:
+            self.log(f"only {online} of {self.min_members} member(s) online; going on with them")
+        # Flower's sampler would otherwise wait forever for a member that is gone.
+        needed = min(self.min_members, online)
+        self.strategy.min_available_nodes = needed
+        self.strategy.min_train_nodes = needed
+        self.strategy.min_evaluate_nodes = needed
+        return online
+
+    def evaluate(
+        self, server_round: int, arrays: ArrayRecord, patient: bool = False
+    ) -> dict[str, Any]:
+        """Every online member evaluates `arrays` on its private evaluation set."""
+        self.wait_for_members(patient)
+        replies = self.grid.send_and_receive(
+            messages=self.strategy.configure_evaluate(
+                server_round, arrays, ConfigRecord(), self.grid
+            ),
+            timeout=self.round_timeout,
+        )
+        metrics = self.strategy.aggregate_evaluate(server_round, replies)
+        return {
+            "eval_metrics": dict(metrics) if metrics is not None else {},
+            "member_eval": self.strategy.member_eval.pop(server_round, {}),
+        }
+
+    def run(self, arrays: ArrayRecord, first: int, last: int) -> ArrayRecord:
+        """Rounds first..last from `arrays`; returns the final global arrays."""
+        for server_round in range(first, last + 1):
+            started = time.monotonic()
+            self.wait_for_members()
+            replies = self.grid.send_and_receive(
+                messages=self.strategy.configure_train(
+                    server_round, arrays, self.train_config, self.grid
+                ),
+                timeout=self.round_timeout,
+            )
+            new_arrays, train_metrics = self.strategy.aggregate_train(server_round, replies)
+            if new_arrays is not None:
+                arrays = new_arrays
+            event = {
+                "event": "round",
+                "round": server_round,
+                **self.strategy.round_report.pop(server_round),
+                "metrics": dict(train_metrics) if train_metrics is not None else {},
+                **self.evaluate(server_round, arrays),
+            }
+            event["seconds"] = round(time.monotonic() - started, 2)
+            self.on_round(server_round, arrays, event)
+        return arrays
