@@ -1,7 +1,7 @@
 """`gridpoint node start`: the long-lived process that serves peers and pulls from them.
 
 service.py (what a node answers its peers, without gRPC), server.py (the thin gRPC
-servicers over it: Hello, Catalog.Sync, Catalog.Query, Artifacts, health), interceptors.py
+servicers over it: Hello, Catalog.Sync, .Fetch, .Query, Artifacts, health), interceptors.py
 (request authentication, before any servicer), run.py (the process: bind, serve, the
 periodic sync loop, graceful stop on SIGTERM/SIGINT awaited with sigwait; the home's lock in
 node/home_lock.py), stop.py (`node stop`: SIGTERM, a bounded wait, SIGKILL).

@@ -1,5 +1,10 @@
 """Pull sync: page through a trusted peer's catalog and admit what verifies.
 
+Pages are asked for by reference (SyncRequest.refs_only): a page names its records by id,
+and only those this node does not hold are fetched whole (Catalog.Fetch), so a record that
+several peers relay is downloaded in full about once, whatever the number of peers. A peer
+that predates refs_only sends whole envelopes, taken as before.
+
 Each page is verified envelope by envelope (a bad one is refused and counted, the rest
 stored) and stored together with the peer's next cursor in one transaction, so an
 interrupted sync resumes exactly after the last stored page. Records refused for a reason
@@ -42,7 +47,7 @@ from gridpoint.node.control.gate import Gate
 from gridpoint.node.control.statements import STATEMENT_TYPES
 from gridpoint.node.home import NodeHome
 from gridpoint.node.logs import log_event, log_limited
-from gridpoint.node.peers.transport import Connector, SyncBatch
+from gridpoint.node.peers.transport import Connector, PeerTransport, SyncBatch
 from gridpoint.node.protocol.envelope import canonical_envelope, content_id
 from gridpoint.node.store.base import AddResult, CatalogStore, Peer, PendingEnvelope, StoredRecord
 from gridpoint.node.store.control_base import StoredStatement
@@ -106,6 +111,7 @@ class SyncReport:
     received: int = 0
     retried: int = 0
     kept: int = 0
+    received_bytes: int = 0
     stopped: str | None = None
     error: str | None = None
 
@@ -157,6 +163,7 @@ def sync_peer(
         refused=sum(report.refused.values()),
         pages=report.pages,
         retried=report.retried,
+        received_bytes=report.received_bytes,
         stopped=report.stopped,
         error=report.error,
     )
@@ -189,16 +196,19 @@ def _pull(
             ThreadPoolExecutor(max_workers=1) as writer,
         ):
             client.deadline = deadline
-            pending = fetcher.submit(client.sync_page, peer.sync_cursor, page_size)
+            pending = fetcher.submit(_page, client, store, peer.sync_cursor, page_size)
             while True:
-                batch = pending.result()
+                try:
+                    batch = pending.result()
+                finally:
+                    report.received_bytes = client.received_bytes
                 report.pages += 1
                 report.received += len(batch.envelopes)
-                more = batch.has_more and bool(batch.envelopes)
+                more = batch.has_more and bool(batch.envelopes or batch.refs)
                 _check_cursor(peer, batch, seen, more)
                 stop = _bound_reached(report, limits, deadline) if more else None
                 if more and stop is None:
-                    pending = fetcher.submit(client.sync_page, batch.next_cursor, page_size)
+                    pending = fetcher.submit(_page, client, store, batch.next_cursor, page_size)
                 says = any(e.payload_type in STATEMENT_TYPES for e in batch.envelopes)
                 if says:
                     outcomes = _admit_in_order(batch.envelopes, gate)
@@ -234,6 +244,24 @@ def _pull(
     finally:
         if storing is not None:  # the last page stored (or its write failed: then it raises)
             _count(report, storing.result())
+
+
+def _page(client: PeerTransport, store: CatalogStore, cursor: str, limit: int) -> SyncBatch:
+    """The page after cursor, by reference, with the records it offers that this node does
+    not hold fetched whole (in as many Fetch calls as the message limit needs)."""
+    batch = client.sync_page(cursor, limit, refs_only=True)
+    if not batch.refs:
+        return batch
+    held = store.record_signers([r.id for r in batch.refs])
+    wanted = list(dict.fromkeys(r.fetch_id for r in batch.refs if r.id not in held))
+    envelopes = list(batch.envelopes)
+    while wanted:
+        fetched = client.fetch(wanted)
+        if fetched.answered == 0:
+            raise PeerMisbehaved(f"peer {client.address} answered a fetch with nothing")
+        envelopes += fetched.envelopes
+        wanted = wanted[fetched.answered :]
+    return SyncBatch(envelopes, batch.next_cursor, batch.has_more, batch.refs)
 
 
 def _check_cursor(peer: Peer, batch: SyncBatch, seen: set[str], more: bool) -> None:
