@@ -16,7 +16,7 @@ import pytest
 
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import SqlStore, open_store
-from tests.helpers import Daemon
+from tests.helpers import Daemon, set_sync
 from tests.inprocess import Network
 
 PG_ADMIN_URL = os.environ.get("GRIDPOINT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -67,12 +67,14 @@ def store(db_url: str) -> Iterator[SqlStore]:
 
 @pytest.fixture
 def make_home(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Creates initialized node homes: make_home("OrgA") -> NodeHome."""
+    """Creates initialized node homes: make_home("OrgA") -> NodeHome. Their daemons run no
+    periodic sync (interval_s = 0): a test syncs when it means to, so a round of the
+    daemon's own never lands in the middle of one (tests.helpers.set_sync turns it on)."""
 
     def make(name: str) -> NodeHome:
         home = NodeHome(tmp_path / name)
         home.init(name)
-        return home
+        return set_sync(home, interval_s=0.0)
 
     return make
 

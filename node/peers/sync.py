@@ -141,8 +141,12 @@ def sync_peer(
     peer: Peer,
     connect: Connector,
     limits: SyncLimits = SyncLimits(),  # noqa: B008 (frozen, so one shared default is safe)
+    *,
+    log_failure: bool = True,
 ) -> SyncReport:
-    """Pulls what is new from one peer, within limits; every failure is reported, none raised."""
+    """Pulls what is new from one peer, within limits; every failure is reported, none raised.
+    With log_failure False a failed round writes no "sync" line (the daemon's loop logs a
+    peer going down once, not at every retry)."""
     report = SyncReport(peer.node_id, peer.address)
     try:
         gate = Gate.load(store, home.identity.node_id)
@@ -154,6 +158,8 @@ def sync_peer(
     except Exception as exc:  # a bug or a surprise from one peer must not end sync with others
         report.error = f"sync with this peer failed unexpectedly ({exc.__class__.__name__})"
         log_event("sync failed", logging.ERROR, peer=peer.node_id, error=exc.__class__.__name__)
+    if report.error is not None and not log_failure:
+        return report
     log_event(
         "sync",
         peer=peer.node_id,
