@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import json
 import os
 import random
@@ -40,7 +41,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +54,9 @@ from gridpoint.node.home import NodeHome  # noqa: E402
 from gridpoint.node.store.base import Peer  # noqa: E402
 from gridpoint.node.store.sql_store import open_store  # noqa: E402
 from tests.helpers import make_record  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from trust_graph import hops_from, trust_graph  # noqa: E402
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -92,10 +95,8 @@ class Daemon:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process is not None and self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -131,44 +132,6 @@ class Daemon:
                     if event.get("event") == "sync":
                         out.append(event)
         return out
-
-
-# --- the trust graph -----------------------------------------------------------------------
-
-
-def trust_graph(n: int, rng: random.Random) -> list[set[int]]:
-    """A connected undirected graph where each node has 3 to 5 neighbours (as far as chance
-    allows): a random tree first, then random edges until each reaches its target degree."""
-    target = [rng.randint(3, 5) for _ in range(n)]
-    adj: list[set[int]] = [set() for _ in range(n)]
-    order = list(range(n))
-    rng.shuffle(order)
-    for k, v in enumerate(order[1:], start=1):
-        options = [u for u in order[:k] if len(adj[u]) < target[u]] or order[:k]
-        u = rng.choice(options)
-        adj[u].add(v)
-        adj[v].add(u)
-    for _ in range(50 * n):
-        short = [v for v in range(n) if len(adj[v]) < target[v]]
-        if len(short) < 2:
-            break
-        a, b = rng.sample(short, 2)
-        if b not in adj[a]:
-            adj[a].add(b)
-            adj[b].add(a)
-    return adj
-
-
-def hops_from(adj: list[set[int]], source: int, alive: set[int] | None = None) -> dict[int, int]:
-    seen = {source: 0}
-    queue = deque([source])
-    while queue:
-        v = queue.popleft()
-        for u in adj[v]:
-            if u not in seen and (alive is None or u in alive):
-                seen[u] = seen[v] + 1
-                queue.append(u)
-    return seen
 
 
 # --- setting up homes ----------------------------------------------------------------------
@@ -337,13 +300,20 @@ def spread(
         "window_s": round(took, 1),
         "bytes_per_node_per_record_median": round(statistics.median(received.values()) / count),
         "bytes_per_node_per_record_max": round(max(received.values()) / count),
-        "ratio_to_envelope_median": round(statistics.median(received.values()) / count / envelope, 2),
+        "ratio_to_envelope_median": round(
+            statistics.median(received.values()) / count / envelope, 2
+        ),
         "ratio_to_envelope_max": round(max(received.values()) / count / envelope, 2),
     }
 
 
 def churn(
-    nodes: list[Daemon], adj: list[set[int]], kill: int, count: int, start: int, interval: float,
+    nodes: list[Daemon],
+    adj: list[set[int]],
+    kill: int,
+    count: int,
+    start: int,
+    interval: float,
     rng: random.Random,
 ) -> dict[str, Any]:
     victims = rng.sample([n for n in nodes if n.index != 0], kill)

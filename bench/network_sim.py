@@ -1,0 +1,156 @@
+"""A grid of 1,000 organizations, simulated in one process with the daemons' own sync code.
+
+Every node is real where it matters: its own home, keys and SQLite store, its NodeService
+answering signed requests, and sync_peer (refs, fetch, verification, storage) pulling from
+its peers over the in-process transport (no sockets, no TLS). The trust graph is sparse and
+random (each node has 3 to 5 neighbours, both ways); every node also pins node 0's key as an
+author, unreachable but for node 0's neighbours, so records reach the rest only by relay.
+
+Time is counted in rounds. In one round every node pulls once from each neighbour, nodes and
+peers in a fresh random order: like daemons whose jittered rounds fall at random points of
+each interval, a record may cross one hop or several in one round (on average about half a
+round per hop). --records are published at node 0; the simulation runs rounds until every
+node holds them, printing how many nodes hold them after each round and the bytes each node
+received (Sync and Fetch answers, per record delivered, beside the envelope's size).
+
+    python bench/network_sim.py [--nodes 1000] [--records 5] [--seed 29] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from trust_graph import hops_from, trust_graph  # noqa: E402
+
+from gridpoint.errors import PeerUnavailable  # noqa: E402
+from gridpoint.node.catalog import sign_record  # noqa: E402
+from gridpoint.node.peers.inprocess import InProcessTransport  # noqa: E402
+from gridpoint.node.peers.sync import sync_peer  # noqa: E402
+from gridpoint.node.peers.transport import Connector, PeerTransport  # noqa: E402
+from gridpoint.node.store.base import Peer  # noqa: E402
+from tests.helpers import make_record  # noqa: E402
+from tests.inprocess import Network, Node  # noqa: E402
+
+
+def connector(net: Network, caller: Node, reachable: set[str]) -> Connector:
+    """In-process transports from caller to the peers it can reach."""
+
+    @contextmanager
+    def connect(peer: Peer) -> Iterator[PeerTransport]:
+        if peer.node_id not in reachable:
+            raise PeerUnavailable(f"peer {peer.address} did not answer (unavailable)")
+        service = net.nodes[peer.node_id].service
+        with InProcessTransport(
+            caller.home.identity, peer.address, peer.node_id, service.handle, service.handle_stream
+        ) as transport:
+            yield transport
+
+    return connect
+
+
+def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    adj = trust_graph(args.nodes, rng)
+    hops = hops_from(adj, 0)
+    net = Network(root)
+    try:
+        t = time.monotonic()
+        nodes = [net.add(f"org{i:04d}") for i in range(args.nodes)]
+        for i, node in enumerate(nodes):
+            for j in adj[i]:
+                net.trust(node, nodes[j])
+            if i and 0 not in adj[i]:
+                net.trust(node, nodes[0])  # the author's key; node 0 never answers this node
+        connectors = [
+            connector(net, node, {nodes[j].node_id for j in adj[i]}) for i, node in enumerate(nodes)
+        ]
+        setup_s = time.monotonic() - t
+        records = [
+            sign_record(nodes[0].home.identity, make_record(i, accuracy=0.5 + i / 1000))
+            for i in range(args.records)
+        ]
+        nodes[0].store.add_records(records)
+        ids = [r.id for r in records]
+        envelope = statistics.mean(len(r.envelope) for r in records)
+        received = [0] * args.nodes
+        holding = [1]
+        round_s = []
+        while holding[-1] < args.nodes and len(holding) <= args.max_rounds:
+            t = time.monotonic()
+            order = list(range(args.nodes))
+            rng.shuffle(order)
+            for i in order:
+                # The author pin never answers (a daemon backs it off): its neighbours only.
+                neighbours = {nodes[j].node_id for j in adj[i]}
+                peers = [p for p in nodes[i].store.list_peers() if p.node_id in neighbours]
+                rng.shuffle(peers)
+                for peer in peers:
+                    report = sync_peer(
+                        nodes[i].home, nodes[i].store, peer, connectors[i], log_failure=False
+                    )
+                    received[i] += report.received_bytes
+            round_s.append(time.monotonic() - t)
+            holding.append(sum(len(n.store.record_signers(ids)) == len(ids) for n in nodes))
+            if args.progress:
+                print(
+                    f"round {len(holding) - 1}: {holding[-1]} of {args.nodes} hold them "
+                    f"({round_s[-1]:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        net.close()
+    per_record = [received[i] / args.records for i in range(1, args.nodes)]
+    return {
+        "nodes": args.nodes,
+        "records": args.records,
+        "seed": args.seed,
+        "hops_from_publisher": max(hops.values()),
+        "degree_min_median_max": [
+            min(len(a) for a in adj),
+            statistics.median(len(a) for a in adj),
+            max(len(a) for a in adj),
+        ],
+        "setup_s": round(setup_s, 1),
+        "rounds_to_all": len(holding) - 1 if holding[-1] == args.nodes else None,
+        "holding_after_round": holding,
+        "round_s_median": round(statistics.median(round_s), 1) if round_s else None,
+        "envelope_bytes": round(envelope),
+        "bytes_per_node_per_record_median": round(statistics.median(per_record)),
+        "bytes_per_node_per_record_max": round(max(per_record)),
+        "ratio_to_envelope_median": round(statistics.median(per_record) / envelope, 2),
+        "ratio_to_envelope_max": round(max(per_record) / envelope, 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--records", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=29)
+    parser.add_argument("--max-rounds", type=int, default=50)
+    parser.add_argument("--progress", action="store_true", help="a line per round on stderr")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gp-network-sim-") as tmp:
+        out = run(args, Path(tmp))
+    print(json.dumps(out, indent=None if args.json else 2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
