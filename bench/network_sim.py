@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -38,10 +39,13 @@ from trust_graph import hops_from, trust_graph  # noqa: E402
 
 from gridpoint.errors import PeerUnavailable  # noqa: E402
 from gridpoint.node.catalog import sign_record  # noqa: E402
+from gridpoint.node.daemon.service import NodeService  # noqa: E402
+from gridpoint.node.home import NodeHome  # noqa: E402
 from gridpoint.node.peers.inprocess import InProcessTransport  # noqa: E402
 from gridpoint.node.peers.sync import sync_peer  # noqa: E402
 from gridpoint.node.peers.transport import Connector, PeerTransport  # noqa: E402
 from gridpoint.node.store.base import Peer  # noqa: E402
+from gridpoint.node.store.sql_store import open_store  # noqa: E402
 from tests.helpers import make_record  # noqa: E402
 from tests.inprocess import Network, Node  # noqa: E402
 
@@ -62,6 +66,22 @@ def connector(net: Network, caller: Node, reachable: set[str]) -> Connector:
     return connect
 
 
+def add(net: Network, root: Path, name: str) -> Node:
+    """net.add(name), with the store copied from one already migrated (3x faster to open)."""
+    template = root / "template" / "catalog.db"
+    if not template.exists():
+        home = NodeHome(template.parent)
+        home.init("template")
+        open_store(home.db_url()).close()
+    home = NodeHome(root / name)
+    home.init(name)
+    shutil.copy(template, root / name / "catalog.db")
+    store = open_store(home.db_url())
+    node = Node(home, store, NodeService(home, store))
+    net.nodes[node.node_id] = node
+    return node
+
+
 def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     rng = random.Random(args.seed)
     adj = trust_graph(args.nodes, rng)
@@ -69,7 +89,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     net = Network(root)
     try:
         t = time.monotonic()
-        nodes = [net.add(f"org{i:04d}") for i in range(args.nodes)]
+        nodes = [add(net, root, f"org{i:04d}") for i in range(args.nodes)]
         for i, node in enumerate(nodes):
             for j in adj[i]:
                 net.trust(node, nodes[j])
