@@ -410,6 +410,10 @@ def main() -> int:
     nodes: list[Daemon] = []
 
     def stop_all() -> None:
+        for node in nodes:  # all asked at once, then each waited for (SIGKILL after 15 s)
+            if node.process is not None and node.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.process.pid, signal.SIGTERM)
         for node in nodes:
             node.kill(signal.SIGTERM)
 

@@ -41,6 +41,7 @@ from gridpoint.errors import PeerUnavailable  # noqa: E402
 from gridpoint.node.catalog import sign_record  # noqa: E402
 from gridpoint.node.daemon.service import NodeService  # noqa: E402
 from gridpoint.node.home import NodeHome  # noqa: E402
+from gridpoint.node.peers import sync as sync_module  # noqa: E402
 from gridpoint.node.peers.inprocess import InProcessTransport  # noqa: E402
 from gridpoint.node.peers.sync import sync_peer  # noqa: E402
 from gridpoint.node.peers.transport import Connector, PeerTransport  # noqa: E402
@@ -138,6 +139,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     return {
         "nodes": args.nodes,
         "records": args.records,
+        "pages": "whole (as before refs)" if args.whole else "by reference, then fetch",
         "seed": args.seed,
         "hops_from_publisher": max(hops.values()),
         "degree_min_median_max": [
@@ -164,8 +166,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=29)
     parser.add_argument("--max-rounds", type=int, default=50)
     parser.add_argument("--progress", action="store_true", help="a line per round on stderr")
+    parser.add_argument(
+        "--whole",
+        action="store_true",
+        help="pull whole pages, as nodes did before sync by reference (for comparison)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.whole:
+        sync_module._page = lambda client, _store, cursor, limit: client.sync_page(cursor, limit)
     with tempfile.TemporaryDirectory(prefix="gp-network-sim-") as tmp:
         out = run(args, Path(tmp))
     print(json.dumps(out, indent=None if args.json else 2))
