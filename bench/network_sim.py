@@ -89,7 +89,7 @@ def add(net: Network, root: Path, name: str) -> Node:
 def idle_round_bytes(nodes: list[Node], connectors: list[Connector]) -> int:
     """The bytes of one idle round's answer (an empty page), from a real one."""
     peer = nodes[1].store.list_peers()[0]
-    report = sync_peer(nodes[1].home, nodes[1].store, peer, connectors[1], log_failure=False)
+    report = sync_peer(nodes[1].home, nodes[1].store, peer, connectors[1], log_unreached=False)
     assert report.error is None and report.new == 0, report.error
     return report.received_bytes
 
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                         continue
                     seen[(i, j)] = version[j]
                     report = sync_peer(
-                        nodes[i].home, nodes[i].store, peer, connectors[i], log_failure=False
+                        nodes[i].home, nodes[i].store, peer, connectors[i], log_unreached=False
                     )
                     pulls += 1
                     received[i] += report.received_bytes

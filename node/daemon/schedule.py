@@ -2,10 +2,10 @@
 
 A pure decision table over a clock the caller passes in (seconds, any origin), so it is
 tested with a fake clock and the daemon's loop (sync_loop.py) only carries it out:
-- each peer has its own due time; a new peer's first round falls at a random point of the
-  first interval, so peers (and nodes started together) do not sync in lockstep;
-- after a round, the next is one interval on, times a random factor in [1 - jitter, 1 + jitter];
-- after a failed round, the next waits interval x 2^failures (capped at max_backoff_s), with
+- each peer has its own due time, one interval on (from the start, or from its last round)
+  times a random factor in [1 - jitter, 1 + jitter], so peers (and nodes started together)
+  drift apart instead of syncing in lockstep;
+- after a round that could not reach the peer, the next waits interval x 2^failures (capped at max_backoff_s), with
   the same jitter: a peer that is down is tried at growing intervals, not every round;
 - at most max_concurrent rounds run at once; due peers wait their turn, earliest due first;
 - finished() says when a peer went down (its first failure) and when it came back, so that
@@ -56,13 +56,13 @@ class SyncSchedule:
         self._peers: dict[str, _Peer] = {}
 
     def update_peers(self, peer_ids: Iterable[str], now: float) -> None:
-        """Follows the peer list: a new peer is first due within one interval; a removed one
-        is forgotten (a round of it still running just ends)."""
+        """Follows the peer list: a new peer is first due one jittered interval on; a removed
+        one is forgotten (a round of it still running just ends)."""
         current = set(peer_ids)
         for gone in set(self._peers) - current:
             del self._peers[gone]
         for new in current - set(self._peers):
-            self._peers[new] = _Peer(due=now + self._rng.uniform(0, self.interval_s))
+            self._peers[new] = _Peer(due=now + self.delay_s(0))
 
     def take_due(self, now: float) -> list[str]:
         """The peers to sync now (marked running), earliest due first, within the cap."""

@@ -3,7 +3,7 @@
 Each pass reads the peer list (so `peer add` / `peer remove` take effect without a restart),
 starts the rounds that are due, each on a thread of its own (at most the schedule's
 max_concurrent at once), and sleeps until the next is due, a round ends, or stop(). A peer
-that fails is logged once when it goes down ("peer unreachable", with when it is tried next)
+that cannot be reached (a round that got no page) is backed off and logged once when it goes down ("peer unreachable", with when it is tried next)
 and once when it comes back, never at each retry. The clock is a parameter, so tests drive
 step() with a fake one.
 
@@ -26,12 +26,13 @@ from gridpoint.node.store.base import CatalogStore, Peer
 
 __all__ = ["SyncLoop", "schedule_for"]
 
-#: One round with one peer: sync_peer's shape, without logging a failure (the loop does).
+#: One round with one peer: sync_peer's shape, without logging a peer it could not reach
+#: (the loop does, once).
 RoundFn = Callable[[NodeHome, CatalogStore, Peer, Connector], SyncReport]
 
 
 def _round(home: NodeHome, store: CatalogStore, peer: Peer, connect: Connector) -> SyncReport:
-    return sync_peer(home, store, peer, connect, log_failure=False)
+    return sync_peer(home, store, peer, connect, log_unreached=False)
 
 
 def schedule_for(home: NodeHome) -> SyncSchedule | None:
@@ -118,7 +119,9 @@ class SyncLoop:
     def _run_round(self, peer: Peer) -> None:
         try:
             report = self._round_fn(self._home, self._store, peer, self._connect)
-            ok, error = report.error is None, report.error
+            # Backoff is for a peer that cannot be reached; one that answered a page but then
+            # misbehaved keeps its rounds (its failure is in its "sync" line).
+            ok, error = report.error is None or report.pages > 0, report.error
         except Exception as exc:  # sync_peer raises nothing; a replacement might
             ok, error = False, exc.__class__.__name__
         with self._cond:

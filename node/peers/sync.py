@@ -142,11 +142,11 @@ def sync_peer(
     connect: Connector,
     limits: SyncLimits = SyncLimits(),  # noqa: B008 (frozen, so one shared default is safe)
     *,
-    log_failure: bool = True,
+    log_unreached: bool = True,
 ) -> SyncReport:
     """Pulls what is new from one peer, within limits; every failure is reported, none raised.
-    With log_failure False a failed round writes no "sync" line (the daemon's loop logs a
-    peer going down once, not at every retry)."""
+    With log_unreached False a round that failed before any page came writes no "sync" line
+    (the daemon's loop logs a peer going down once, not at every retry)."""
     report = SyncReport(peer.node_id, peer.address)
     try:
         gate = Gate.load(store, home.identity.node_id)
@@ -158,7 +158,7 @@ def sync_peer(
     except Exception as exc:  # a bug or a surprise from one peer must not end sync with others
         report.error = f"sync with this peer failed unexpectedly ({exc.__class__.__name__})"
         log_event("sync failed", logging.ERROR, peer=peer.node_id, error=exc.__class__.__name__)
-    if report.error is not None and not log_failure:
+    if report.error is not None and report.pages == 0 and not log_unreached:
         return report
     log_event(
         "sync",
