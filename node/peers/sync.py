@@ -2,7 +2,8 @@
 
 Pages are asked for by reference (SyncRequest.refs_only): a page names its records by id,
 and only those this node does not hold are fetched whole (Catalog.Fetch), so a record that
-several peers relay is downloaded in full about once, whatever the number of peers. A peer
+several peers relay is downloaded in full about once, whatever the number of peers; a peer
+that offers a record this node holds is still noted as one of its sources (provenance). A peer
 that predates refs_only sends whole envelopes, taken as before.
 
 Each page is verified envelope by envelope (a bad one is refused and counted, the rest
@@ -239,6 +240,7 @@ def _pull(
                     batch.next_cursor,
                     retry,
                     statements,
+                    batch.held,
                 )
                 if says:
                     stored, storing = storing, None
@@ -267,7 +269,8 @@ def _page(client: PeerTransport, store: CatalogStore, cursor: str, limit: int) -
             raise PeerMisbehaved(f"peer {client.address} answered a fetch with nothing")
         envelopes += fetched.envelopes
         wanted = wanted[fetched.answered :]
-    return SyncBatch(envelopes, batch.next_cursor, batch.has_more, batch.refs)
+    offered = [r.id for r in batch.refs if r.id in held]
+    return SyncBatch(envelopes, batch.next_cursor, batch.has_more, batch.refs, offered)
 
 
 def _check_cursor(peer: Peer, batch: SyncBatch, seen: set[str], more: bool) -> None:

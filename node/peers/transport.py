@@ -95,6 +95,8 @@ class SyncBatch:
     next_cursor: str
     has_more: bool
     refs: list[RecordRef] = field(default_factory=list)
+    #: Of refs, the ids this node held already (not fetched; the peer is still a source).
+    held: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,7 @@ class SqlStore(SqlControl, CatalogStore):
         next_cursor: str,
         pending: Sequence[PendingEnvelope] = (),
         statements: Sequence[StoredStatement] = (),
+        offered: Sequence[str] = (),
     ) -> AddResult:
         with self.writing() as conn:
             added, _ = sql_statements.add(conn, statements)
@@ -149,7 +150,7 @@ class SqlStore(SqlControl, CatalogStore):
                 # A rotation in this page may have re-keyed the peer: its entry moved on.
                 peer_id = sql_statements.key_chain(conn).head(peer_id)
             result = self._insert(conn, records)
-            sql_sources.note(conn, peer_id, [r.id for r in records])
+            sql_sources.note(conn, peer_id, [*(r.id for r in records), *offered])
             kept, dropped = sql_pending.keep(conn, peer_id, pending)
             conn.execute(
                 update(PEERS)
