@@ -45,6 +45,9 @@ class SyncConfig:
     timeout_s: float = 10.0
     page_size: int = 500
     idle_timeout_s: float = 30.0
+    jitter: float = 0.2
+    max_backoff_s: float = 900.0
+    max_concurrent: int = 4
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,13 @@ class NodeConfig:
             raise ConfigError(
                 f"{path.name}: introductions.max_depth must be 0 (off) to {_MAX_INTRODUCTION_DEPTH}"
             )
+        if not 0 <= config.sync.jitter < 1:
+            raise ConfigError(f"{path.name}: sync.jitter must be at least 0 and less than 1")
+        if not config.sync.max_backoff_s > 0 or config.sync.max_concurrent < 1:
+            raise ConfigError(
+                f"{path.name}: sync.max_backoff_s must be more than 0, sync.max_concurrent at "
+                "least 1"
+            )
         if config.ledger.detail_days < 1:
             raise ConfigError(f"{path.name}: ledger.detail_days must be at least 1")
         if config.security.max_concurrent_calls < 1:
@@ -225,6 +235,12 @@ timeout_s = {d.sync.timeout_s}
 page_size = {d.sync.page_size}
 # Seconds a model download waits for the peer's next chunk before giving the peer up.
 idle_timeout_s = {d.sync.idle_timeout_s}
+# Each round with a peer is due interval_s later times a random factor in 1 +/- jitter.
+jitter = {d.sync.jitter}
+# A peer that fails is tried again at doubling intervals, at most this many seconds apart.
+max_backoff_s = {d.sync.max_backoff_s}
+# Most peers synced at the same time.
+max_concurrent = {d.sync.max_concurrent}
 
 [security]
 # Accepted age (and clock skew) of a signed live request, in seconds; older ones are refused.

@@ -17,7 +17,7 @@ import pytest
 
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import SqlStore, open_store
-from tests.helpers import Daemon, MakeHome
+from tests.helpers import Daemon, MakeHome, set_sync
 from tests.inprocess import Network
 
 if TYPE_CHECKING:
@@ -71,12 +71,14 @@ def store(db_url: str) -> Iterator[SqlStore]:
 
 @pytest.fixture
 def make_home(tmp_path: Path) -> MakeHome:
-    """Creates initialized node homes: make_home("OrgA") -> NodeHome."""
+    """Creates initialized node homes: make_home("OrgA") -> NodeHome. Their daemons run no
+    periodic sync (interval_s = 0): a test syncs when it means to, so a round of the
+    daemon's own never lands in the middle of one (tests.helpers.set_sync turns it on)."""
 
     def make(name: str) -> NodeHome:
         home = NodeHome(tmp_path / name)
         home.init(name)
-        return home
+        return set_sync(home, interval_s=0.0)
 
     return make
 

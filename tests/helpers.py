@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -208,6 +209,16 @@ class CraftedPeer:
 
     def stop(self) -> None:
         self.server.stop(0).wait()
+
+
+def set_sync(home: NodeHome, **values: float) -> NodeHome:
+    """The home with [sync] settings rewritten in its config.toml (e.g. interval_s=1.0)."""
+    text = home.config_path.read_text()
+    for key, value in values.items():
+        text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text, count=1)
+        assert n == 1, f"no [sync] {key} in config.toml"
+    home.config_path.write_text(text)
+    return NodeHome(home.path)
 
 
 def pin(store: CatalogStore, home: NodeHome, address: str) -> None:

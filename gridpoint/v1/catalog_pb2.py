@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from gridpoint.v1 import envelope_pb2 as gridpoint_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agridpoint/v1/catalog.proto\x12\x0cgridpoint.v1\x1a\x1bgridpoint/v1/envelope.proto\",\n\x0bSyncRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"b\n\x08SyncPage\x12/\n\tenvelopes\x18\x01 \x03(\x0b\x32\x1c.gridpoint.v1.SignedEnvelope\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\"?\n\x0cQueryRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x10\n\x08order_by\x18\x03 \x01(\t\"@\n\rQueryResponse\x12/\n\tenvelopes\x18\x01 \x03(\x0b\x32\x1c.gridpoint.v1.SignedEnvelope2\x86\x01\n\x07\x43\x61talog\x12\x39\n\x04Sync\x12\x19.gridpoint.v1.SyncRequest\x1a\x16.gridpoint.v1.SyncPage\x12@\n\x05Query\x12\x1a.gridpoint.v1.QueryRequest\x1a\x1b.gridpoint.v1.QueryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agridpoint/v1/catalog.proto\x12\x0cgridpoint.v1\x1a\x1bgridpoint/v1/envelope.proto\"?\n\x0bSyncRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x11\n\trefs_only\x18\x03 \x01(\x08\"*\n\tRecordRef\x12\n\n\x02id\x18\x01 \x01(\x0c\x12\x11\n\tstored_id\x18\x02 \x01(\x0c\"\x89\x01\n\x08SyncPage\x12/\n\tenvelopes\x18\x01 \x03(\x0b\x32\x1c.gridpoint.v1.SignedEnvelope\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\x10\n\x08has_more\x18\x03 \x01(\x08\x12%\n\x04refs\x18\x04 \x03(\x0b\x32\x17.gridpoint.v1.RecordRef\"\x1b\n\x0c\x46\x65tchRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x0c\"R\n\rFetchResponse\x12/\n\tenvelopes\x18\x01 \x03(\x0b\x32\x1c.gridpoint.v1.SignedEnvelope\x12\x10\n\x08\x61nswered\x18\x02 \x01(\r\"?\n\x0cQueryRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x10\n\x08order_by\x18\x03 \x01(\t\"@\n\rQueryResponse\x12/\n\tenvelopes\x18\x01 \x03(\x0b\x32\x1c.gridpoint.v1.SignedEnvelope2\xc8\x01\n\x07\x43\x61talog\x12\x39\n\x04Sync\x12\x19.gridpoint.v1.SyncRequest\x1a\x16.gridpoint.v1.SyncPage\x12@\n\x05\x46\x65tch\x12\x1a.gridpoint.v1.FetchRequest\x1a\x1b.gridpoint.v1.FetchResponse\x12@\n\x05Query\x12\x1a.gridpoint.v1.QueryRequest\x1a\x1b.gridpoint.v1.QueryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,13 +33,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gridpoint.v1.catalog_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SYNCREQUEST']._serialized_start=73
-  _globals['_SYNCREQUEST']._serialized_end=117
-  _globals['_SYNCPAGE']._serialized_start=119
-  _globals['_SYNCPAGE']._serialized_end=217
-  _globals['_QUERYREQUEST']._serialized_start=219
-  _globals['_QUERYREQUEST']._serialized_end=282
-  _globals['_QUERYRESPONSE']._serialized_start=284
-  _globals['_QUERYRESPONSE']._serialized_end=348
-  _globals['_CATALOG']._serialized_start=351
-  _globals['_CATALOG']._serialized_end=485
+  _globals['_SYNCREQUEST']._serialized_end=136
+  _globals['_RECORDREF']._serialized_start=138
+  _globals['_RECORDREF']._serialized_end=180
+  _globals['_SYNCPAGE']._serialized_start=183
+  _globals['_SYNCPAGE']._serialized_end=320
+  _globals['_FETCHREQUEST']._serialized_start=322
+  _globals['_FETCHREQUEST']._serialized_end=349
+  _globals['_FETCHRESPONSE']._serialized_start=351
+  _globals['_FETCHRESPONSE']._serialized_end=433
+  _globals['_QUERYREQUEST']._serialized_start=435
+  _globals['_QUERYREQUEST']._serialized_end=498
+  _globals['_QUERYRESPONSE']._serialized_start=500
+  _globals['_QUERYRESPONSE']._serialized_end=564
+  _globals['_CATALOG']._serialized_start=567
+  _globals['_CATALOG']._serialized_end=767
 # @@protoc_insertion_point(module_scope)

@@ -27,25 +27,63 @@ class SyncRequest(_message.Message):
 
     CURSOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    REFS_ONLY_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
     """Opaque position returned as SyncPage.next_cursor by the previous page; "" starts
     from the beginning.
     """
     limit: _builtins.int
     """Most envelopes wanted in this page; the server caps it (and 0 means its default)."""
+    refs_only: _builtins.bool
+    """True: answer the page's records as RecordRefs (SyncPage.refs) instead of envelopes, and
+    the caller fetches only those it does not hold (Catalog.Fetch), so a record relayed by
+    several peers is downloaded once. Statements still come whole. A server that predates
+    this field ignores it and sends envelopes, which the caller takes as before.
+    """
     def __init__(
         self,
         *,
         cursor: _builtins.str = ...,
         limit: _builtins.int = ...,
+        refs_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit", "refs_only", b"refs_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SyncRequest: _TypeAlias = SyncRequest  # noqa: Y015
+
+@_typing.final
+class RecordRef(_message.Message):
+    """A record a page offers, by id: what the caller would receive (announce-then-fetch)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    STORED_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.bytes
+    """The content id (32 raw bytes) of the envelope the caller would receive: the stored
+    record's own, or the serving node's signed variant of it for the caller's share.
+    """
+    stored_id: _builtins.bytes
+    """The serving node's stored record id (32 raw bytes) when it differs from id (a variant);
+    empty otherwise. Fetch asks by this one.
+    """
+    def __init__(
+        self,
+        *,
+        id: _builtins.bytes = ...,
+        stored_id: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "stored_id", b"stored_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRef: _TypeAlias = RecordRef  # noqa: Y015
 
 @_typing.final
 class SyncPage(_message.Message):
@@ -56,6 +94,7 @@ class SyncPage(_message.Message):
     ENVELOPES_FIELD_NUMBER: _builtins.int
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
     HAS_MORE_FIELD_NUMBER: _builtins.int
+    REFS_FIELD_NUMBER: _builtins.int
     next_cursor: _builtins.str
     """Cursor to resume after this page; store it only once the page is stored. Opaque to the
     caller (the serving node encodes its positions in records and statements in it).
@@ -71,20 +110,79 @@ class SyncPage(_message.Message):
         signed variant for that audience), never a statement.
         """
 
+    @_builtins.property
+    def refs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordRef]:
+        """With SyncRequest.refs_only: the page's records, by id, in place of their envelopes."""
+
     def __init__(
         self,
         *,
         envelopes: _abc.Iterable[_envelope_pb2.SignedEnvelope] | None = ...,
         next_cursor: _builtins.str = ...,
         has_more: _builtins.bool = ...,
+        refs: _abc.Iterable[Global___RecordRef] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelopes", b"envelopes", "has_more", b"has_more", "next_cursor", b"next_cursor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelopes", b"envelopes", "has_more", b"has_more", "next_cursor", b"next_cursor", "refs", b"refs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SyncPage: _TypeAlias = SyncPage  # noqa: Y015
+
+@_typing.final
+class FetchRequest(_message.Message):
+    """Asks for records a sync page offered, by the ids of RecordRefs (stored_id when set)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Stored record ids, 32 raw bytes each; the server caps how many one call reads."""
+
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FetchRequest: _TypeAlias = FetchRequest  # noqa: Y015
+
+@_typing.final
+class FetchResponse(_message.Message):
+    """The records a FetchRequest asked for that the caller may have, in the order asked."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENVELOPES_FIELD_NUMBER: _builtins.int
+    ANSWERED_FIELD_NUMBER: _builtins.int
+    answered: _builtins.int
+    """How many of the request's ids, from the first, this answer covers (the rest did not fit
+    in one message: ask again for them). An id not held, or withheld, is covered and absent.
+    """
+    @_builtins.property
+    def envelopes(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.SignedEnvelope]:
+        """Signed envelopes as they would have come in a SyncPage (cut by the sharing policy)."""
+
+    def __init__(
+        self,
+        *,
+        envelopes: _abc.Iterable[_envelope_pb2.SignedEnvelope] | None = ...,
+        answered: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered", b"answered", "envelopes", b"envelopes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FetchResponse: _TypeAlias = FetchResponse  # noqa: Y015
 
 @_typing.final
 class QueryRequest(_message.Message):

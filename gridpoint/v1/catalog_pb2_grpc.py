@@ -40,6 +40,11 @@ class CatalogStub:
                 request_serializer=gridpoint_dot_v1_dot_catalog__pb2.SyncRequest.SerializeToString,
                 response_deserializer=gridpoint_dot_v1_dot_catalog__pb2.SyncPage.FromString,
                 _registered_method=True)
+        self.Fetch = channel.unary_unary(
+                '/gridpoint.v1.Catalog/Fetch',
+                request_serializer=gridpoint_dot_v1_dot_catalog__pb2.FetchRequest.SerializeToString,
+                response_deserializer=gridpoint_dot_v1_dot_catalog__pb2.FetchResponse.FromString,
+                _registered_method=True)
         self.Query = channel.unary_unary(
                 '/gridpoint.v1.Catalog/Query',
                 request_serializer=gridpoint_dot_v1_dot_catalog__pb2.QueryRequest.SerializeToString,
@@ -53,6 +58,13 @@ class CatalogServicer:
 
     def Sync(self, request, context):
         """Pages through the catalog after a cursor (pull sync).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Fetch(self, request, context):
+        """The records a refs_only page offered that the caller lacks (announce-then-fetch).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -72,6 +84,11 @@ def add_CatalogServicer_to_server(servicer, server):
                     servicer.Sync,
                     request_deserializer=gridpoint_dot_v1_dot_catalog__pb2.SyncRequest.FromString,
                     response_serializer=gridpoint_dot_v1_dot_catalog__pb2.SyncPage.SerializeToString,
+            ),
+            'Fetch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Fetch,
+                    request_deserializer=gridpoint_dot_v1_dot_catalog__pb2.FetchRequest.FromString,
+                    response_serializer=gridpoint_dot_v1_dot_catalog__pb2.FetchResponse.SerializeToString,
             ),
             'Query': grpc.unary_unary_rpc_method_handler(
                     servicer.Query,
@@ -107,6 +124,33 @@ class Catalog:
             '/gridpoint.v1.Catalog/Sync',
             gridpoint_dot_v1_dot_catalog__pb2.SyncRequest.SerializeToString,
             gridpoint_dot_v1_dot_catalog__pb2.SyncPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Fetch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gridpoint.v1.Catalog/Fetch',
+            gridpoint_dot_v1_dot_catalog__pb2.FetchRequest.SerializeToString,
+            gridpoint_dot_v1_dot_catalog__pb2.FetchResponse.FromString,
             options,
             channel_credentials,
             insecure,

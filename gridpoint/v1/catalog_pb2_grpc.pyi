@@ -35,6 +35,8 @@ class CatalogStub:
     def __new__(cls, channel: _aio.Channel) -> CatalogAsyncStub: ...
     Sync: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.SyncRequest, _catalog_pb2.SyncPage]
     """Pages through the catalog after a cursor (pull sync)."""
+    Fetch: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.FetchRequest, _catalog_pb2.FetchResponse]
+    """The records a refs_only page offered that the caller lacks (announce-then-fetch)."""
     Query: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.QueryRequest, _catalog_pb2.QueryResponse]
     """Answers a filter over the catalog."""
 
@@ -45,6 +47,8 @@ class CatalogAsyncStub(CatalogStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Sync: _aio.UnaryUnaryMultiCallable[_catalog_pb2.SyncRequest, _catalog_pb2.SyncPage]  # type: ignore[assignment]
     """Pages through the catalog after a cursor (pull sync)."""
+    Fetch: _aio.UnaryUnaryMultiCallable[_catalog_pb2.FetchRequest, _catalog_pb2.FetchResponse]  # type: ignore[assignment]
+    """The records a refs_only page offered that the caller lacks (announce-then-fetch)."""
     Query: _aio.UnaryUnaryMultiCallable[_catalog_pb2.QueryRequest, _catalog_pb2.QueryResponse]  # type: ignore[assignment]
     """Answers a filter over the catalog."""
 
@@ -58,6 +62,14 @@ class CatalogServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.SyncPage, _abc.Awaitable[_catalog_pb2.SyncPage]]:
         """Pages through the catalog after a cursor (pull sync)."""
+
+    @_abc_1.abstractmethod
+    def Fetch(
+        self,
+        request: _catalog_pb2.FetchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.FetchResponse, _abc.Awaitable[_catalog_pb2.FetchResponse]]:
+        """The records a refs_only page offered that the caller lacks (announce-then-fetch)."""
 
     @_abc_1.abstractmethod
     def Query(

@@ -10,7 +10,10 @@ audience (if any) names the caller; here that becomes one of three answers:
   (record, audience, parts), kept (store: shared_variants) and served alike to every peer of
   that share; its audience names the group's members, so no relay can widen it. Another
   author's record that a rule would cut parts of is withheld: only its author could sign less.
-Statements go to every trusted peer, before records. The sync cursor carries the positions
+Statements go to every trusted peer, before records. A caller may ask for a page's records
+by reference only (SyncRequest.refs_only) and then fetch the ones it lacks (fetch()), so a
+record several peers relay reaches it in full once; what is noted as sent is what was fetched.
+The sync cursor carries the positions
 in records and statements and a digest of the caller's share: when the share changes, the
 caller is offered every record again under the new one. Every envelope sent is noted in the
 ledger, with the rule that sent it.
@@ -98,6 +101,15 @@ def decide(
     return AS_STORED if rule.whole else PARTS_CUT
 
 
+def _ref(served: _Sent, stored_id: str) -> catalog_pb2.RecordRef:
+    """What a refs_only page says of a record: the id the caller would receive, and the
+    stored one to fetch it by when they differ (a variant)."""
+    ref = catalog_pb2.RecordRef(id=bytes.fromhex(served.item_id))
+    if served.item_id != stored_id:
+        ref.stored_id = bytes.fromhex(stored_id)
+    return ref
+
+
 def _cursor(records: int, statements: int, digest: str) -> str:
     return f"{records}.{statements}" + (f".{digest}" if digest else "")
 
@@ -150,7 +162,9 @@ class Sharing:
     def sync_page(
         self, caller: str, request: catalog_pb2.SyncRequest, limit: int
     ) -> catalog_pb2.SyncPage:
-        """Statements after the cursor first; then the records the caller may receive."""
+        """Statements after the cursor first; then the records the caller may receive (by
+        reference only when the request asks so)."""
+        refs_only = request.refs_only
         records, statements, digest = parse_cursor(request.cursor)
         view = self._caller(caller)
         share = view.policy.digest(view.ids)
@@ -183,7 +197,9 @@ class Sharing:
             out.has_more = page.has_more
             for item in page.items:
                 served = self._serve(item, view)
-                if served is not None:
+                if served is not None and refs_only:
+                    out.refs.append(_ref(served, item.record_id))
+                elif served is not None:
                     size += len(served.envelope) + 8
                     if size > self._budget and out.envelopes:
                         # Stop before the message limit; the peer resumes after the last sent.
@@ -192,10 +208,32 @@ class Sharing:
                     out.envelopes.append(envelope_pb2.SignedEnvelope.FromString(served.envelope))
                     noted.append((served.item_id, served.subject_id, served.rule))
                 last = item.seq
-            if not page.has_more:
+            if not page.has_more or out.refs:
                 break
         self._ledger.note(caller, "record", noted)
         return out
+
+    def fetch(self, caller: str, ids: list[str]) -> tuple[list[bytes], int]:
+        """The envelopes of the stored records ids names that the caller may have, as a sync
+        page would serve them, cut before the message budget; and how many of ids, from the
+        first, the answer covers."""
+        view = self._caller(caller)
+        ruled = self._store.ruled_records(ids, view.policy.conditions, view.ids)
+        out: list[bytes] = []
+        noted: list[tuple[str, str, str]] = []
+        size, answered = 0, 0
+        for record_id in ids:
+            item = ruled.get(record_id)
+            served = None if item is None else self._serve(item, view)
+            if served is not None:
+                size += len(served.envelope) + 8
+                if size > self._budget and out:
+                    break
+                out.append(served.envelope)
+                noted.append((served.item_id, served.subject_id, served.rule))
+            answered += 1
+        self._ledger.note(caller, "record", noted)
+        return out, answered
 
     def cut_answer(self, caller: str, envelopes: list[bytes]) -> list[bytes]:
         """A live query's matching envelopes, as the policy lets the caller have them."""

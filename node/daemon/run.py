@@ -26,13 +26,12 @@ import threading
 import time
 
 from gridpoint.node.daemon.server import start_server
+from gridpoint.node.daemon.sync_loop import SyncLoop, schedule_for
 from gridpoint.node.home import NodeHome
 from gridpoint.node.home_lock import HeldHome, hold_home
 from gridpoint.node.logs import configure_logging, log_event
 from gridpoint.node.peers.grpc_transport import grpc_connector
-from gridpoint.node.peers.sync import sync_all
 from gridpoint.node.protocol.tls import split_address
-from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.sql_store import SqlStore, open_store
 from gridpoint.node.store.writable import check_store_writable
 
@@ -61,7 +60,8 @@ def run_daemon(home: NodeHome, db_url: str, listen: str | None) -> int:
 
 
 def _serve(home: NodeHome, store: SqlStore, host: str, address: str, held: HeldHome) -> int:
-    stop = threading.Event()
+    schedule = schedule_for(home)
+    loop = None if schedule is None else SyncLoop(home, store, grpc_connector(home), schedule)
     try:
         server = start_server(home, store, address)
         bound = f"{host}:{server.port}" if ":" not in host else f"[{host}]:{server.port}"
@@ -75,13 +75,18 @@ def _serve(home: NodeHome, store: SqlStore, host: str, address: str, held: HeldH
             peers=len(store.list_peers()),
             records=store.count_records(),
         )
-        syncer = threading.Thread(target=_sync_loop, args=(home, store, stop), daemon=True)
+        syncer = threading.Thread(
+            target=loop.run if loop else lambda: None, name="gridpoint-sync-loop", daemon=True
+        )
         syncer.start()
         received = signal.sigwait(STOP_SIGNALS)
         log_event("shutdown requested", signal=signal.Signals(received).name)
-        stop.set()
+        if loop is not None:
+            loop.stop()
         server.stop(GRACE_S)
         syncer.join(timeout=GRACE_S)
+        if loop is not None:
+            loop.drain(GRACE_S)
         log_event("node stopped", node_id=home.identity.node_id)
     finally:
         store.close()
@@ -101,15 +106,3 @@ def leave(code: int) -> None:
         logging.shutdown()
         sys.stdout.flush()
         os._exit(code)
-
-
-def _sync_loop(home: NodeHome, store: CatalogStore, stop: threading.Event) -> None:
-    interval = home.config.sync.interval_s
-    if interval <= 0:
-        return
-    connect = grpc_connector(home)
-    while not stop.wait(interval):
-        try:
-            sync_all(home, store, connect)
-        except Exception as exc:  # the store itself failing (e.g. list_peers): retry next round
-            log_event("sync round failed", logging.ERROR, error=exc.__class__.__name__)

@@ -54,8 +54,8 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
 
 
 class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
-    """gRPC adapter of NodeService.sync and .query; the caller is the TLS peer the interceptor
-    checked against the request's signer and its pin."""
+    """gRPC adapter of NodeService.sync, .fetch and .query; the caller is the TLS peer the
+    interceptor checked against the request's signer and its pin."""
 
     def __init__(self, service: NodeService) -> None:
         self._service = service
@@ -65,6 +65,12 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
     ) -> catalog_pb2.SyncPage:
         with rpc_boundary(context, "Sync"):
             return self._service.sync(request, _tls_peer(context))
+
+    def Fetch(
+        self, request: catalog_pb2.FetchRequest, context: grpc.ServicerContext
+    ) -> catalog_pb2.FetchResponse:
+        with rpc_boundary(context, "Fetch"):
+            return self._service.fetch(request, _tls_peer(context))
 
     def Query(
         self, request: catalog_pb2.QueryRequest, context: grpc.ServicerContext

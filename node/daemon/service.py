@@ -32,6 +32,7 @@ from gridpoint.node.protocol.methods import (
     ARTIFACTS_DOWNLOAD,
     ARTIFACTS_GET_MANIFEST,
     ARTIFACTS_LIST,
+    FETCH,
     HELLO,
     QUERY,
     SYNC,
@@ -97,7 +98,7 @@ class RequestAuthenticator:
 
 
 class NodeService:
-    """Hello, Catalog.Sync, Catalog.Query and Artifacts of one node, over its home and store."""
+    """Hello, Catalog.Sync, .Fetch, .Query and Artifacts of one node, over its home and store."""
 
     def __init__(
         self, home: NodeHome, store: CatalogStore, artifacts: ArtifactService | None = None
@@ -126,6 +127,7 @@ class NodeService:
         self._methods: dict[str, tuple[type[Message], Callable[[str, Message], Message]]] = {
             HELLO: (node_pb2.HelloRequest, lambda _caller, _r: self.hello()),
             SYNC: (catalog_pb2.SyncRequest, self._sync_any),
+            FETCH: (catalog_pb2.FetchRequest, self._fetch_any),
             QUERY: (catalog_pb2.QueryRequest, self._query_any),
             ARTIFACTS_LIST: (artifacts_pb2.ListArtifactsRequest, self._list_any),
             ARTIFACTS_GET_MANIFEST: (artifacts_pb2.GetManifestRequest, self._manifest_any),
@@ -149,6 +151,19 @@ class NodeService:
         policy lets caller have them), cut before the message budget."""
         limit = min(request.limit or DEFAULT_PAGE, MAX_PAGE)
         return self._sharing.sync_page(caller, request, limit)
+
+    def fetch(
+        self, request: catalog_pb2.FetchRequest, caller: str = ""
+    ) -> catalog_pb2.FetchResponse:
+        """The records a refs_only sync page offered, by stored id, that caller may have (at
+        most MAX_PAGE ids read per call), cut before the message budget."""
+        if any(len(i) != 32 for i in request.ids):
+            raise RequestError("a fetched id is not 32 bytes")
+        ids = [i.hex() for i in request.ids[:MAX_PAGE]]
+        envelopes, answered = self._sharing.fetch(caller, ids)
+        out = catalog_pb2.FetchResponse(answered=answered)
+        out.envelopes.extend(envelope_pb2.SignedEnvelope.FromString(e) for e in envelopes)
+        return out
 
     def query(
         self, request: catalog_pb2.QueryRequest, caller: str = ""
@@ -201,6 +216,10 @@ class NodeService:
     def _sync_any(self, caller: str, request: Message) -> Message:
         assert isinstance(request, catalog_pb2.SyncRequest)
         return self.sync(request, caller)
+
+    def _fetch_any(self, caller: str, request: Message) -> Message:
+        assert isinstance(request, catalog_pb2.FetchRequest)
+        return self.fetch(request, caller)
 
     def _query_any(self, caller: str, request: Message) -> Message:
         assert isinstance(request, catalog_pb2.QueryRequest)

@@ -1,5 +1,11 @@
 """Pull sync: page through a trusted peer's catalog and admit what verifies.
 
+Pages are asked for by reference (SyncRequest.refs_only): a page names its records by id,
+and only those this node does not hold are fetched whole (Catalog.Fetch), so a record that
+several peers relay is downloaded in full about once, whatever the number of peers; a peer
+that offers a record this node holds is still noted as one of its sources (provenance). A peer
+that predates refs_only sends whole envelopes, taken as before.
+
 Each page is verified envelope by envelope (a bad one is refused and counted, the rest
 stored) and stored together with the peer's next cursor in one transaction, so an
 interrupted sync resumes exactly after the last stored page. Records refused for a reason
@@ -42,7 +48,7 @@ from gridpoint.node.control.gate import Gate
 from gridpoint.node.control.statements import STATEMENT_TYPES
 from gridpoint.node.home import NodeHome
 from gridpoint.node.logs import log_event, log_limited
-from gridpoint.node.peers.transport import Connector, SyncBatch
+from gridpoint.node.peers.transport import Connector, PeerTransport, SyncBatch
 from gridpoint.node.protocol.envelope import canonical_envelope, content_id
 from gridpoint.node.store.base import AddResult, CatalogStore, Peer, PendingEnvelope, StoredRecord
 from gridpoint.node.store.control_base import StoredStatement
@@ -106,6 +112,7 @@ class SyncReport:
     received: int = 0
     retried: int = 0
     kept: int = 0
+    received_bytes: int = 0
     stopped: str | None = None
     error: str | None = None
 
@@ -135,8 +142,12 @@ def sync_peer(
     peer: Peer,
     connect: Connector,
     limits: SyncLimits = SyncLimits(),  # noqa: B008 (frozen, so one shared default is safe)
+    *,
+    log_unreached: bool = True,
 ) -> SyncReport:
-    """Pulls what is new from one peer, within limits; every failure is reported, none raised."""
+    """Pulls what is new from one peer, within limits; every failure is reported, none raised.
+    With log_unreached False a round that failed before any page came writes no "sync" line
+    (the daemon's loop logs a peer going down once, not at every retry)."""
     report = SyncReport(peer.node_id, peer.address)
     try:
         # Sync alone follows introductions (vouched authors), when config.toml allows it.
@@ -149,6 +160,8 @@ def sync_peer(
     except Exception as exc:  # a bug or a surprise from one peer must not end sync with others
         report.error = f"sync with this peer failed unexpectedly ({exc.__class__.__name__})"
         log_event("sync failed", logging.ERROR, peer=peer.node_id, error=exc.__class__.__name__)
+    if report.error is not None and report.pages == 0 and not log_unreached:
+        return report
     log_event(
         "sync",
         peer=peer.node_id,
@@ -158,6 +171,7 @@ def sync_peer(
         refused=sum(report.refused.values()),
         pages=report.pages,
         retried=report.retried,
+        received_bytes=report.received_bytes,
         stopped=report.stopped,
         error=report.error,
     )
@@ -190,16 +204,19 @@ def _pull(
             ThreadPoolExecutor(max_workers=1) as writer,
         ):
             client.deadline = deadline
-            pending = fetcher.submit(client.sync_page, peer.sync_cursor, page_size)
+            pending = fetcher.submit(_page, client, store, peer.sync_cursor, page_size)
             while True:
-                batch = pending.result()
+                try:
+                    batch = pending.result()
+                finally:
+                    report.received_bytes = client.received_bytes
                 report.pages += 1
                 report.received += len(batch.envelopes)
-                more = batch.has_more and bool(batch.envelopes)
+                more = batch.has_more and bool(batch.envelopes or batch.refs)
                 _check_cursor(peer, batch, seen, more)
                 stop = _bound_reached(report, limits, deadline) if more else None
                 if more and stop is None:
-                    pending = fetcher.submit(client.sync_page, batch.next_cursor, page_size)
+                    pending = fetcher.submit(_page, client, store, batch.next_cursor, page_size)
                 says = any(e.payload_type in STATEMENT_TYPES for e in batch.envelopes)
                 if says:
                     outcomes = _admit_in_order(batch.envelopes, gate)
@@ -224,6 +241,7 @@ def _pull(
                     batch.next_cursor,
                     retry,
                     statements,
+                    batch.held,
                 )
                 if says:
                     stored, storing = storing, None
@@ -235,6 +253,25 @@ def _pull(
     finally:
         if storing is not None:  # the last page stored (or its write failed: then it raises)
             _count(report, storing.result())
+
+
+def _page(client: PeerTransport, store: CatalogStore, cursor: str, limit: int) -> SyncBatch:
+    """The page after cursor, by reference, with the records it offers that this node does
+    not hold fetched whole (in as many Fetch calls as the message limit needs)."""
+    batch = client.sync_page(cursor, limit, refs_only=True)
+    if not batch.refs:
+        return batch
+    held = store.record_signers([r.id for r in batch.refs])
+    wanted = list(dict.fromkeys(r.fetch_id for r in batch.refs if r.id not in held))
+    envelopes = list(batch.envelopes)
+    while wanted:
+        fetched = client.fetch(wanted)
+        if fetched.answered == 0:
+            raise PeerMisbehaved(f"peer {client.address} answered a fetch with nothing")
+        envelopes += fetched.envelopes
+        wanted = wanted[fetched.answered :]
+    offered = [r.id for r in batch.refs if r.id in held]
+    return SyncBatch(envelopes, batch.next_cursor, batch.has_more, batch.refs, offered)
 
 
 def _check_cursor(peer: Peer, batch: SyncBatch, seen: set[str], more: bool) -> None:

@@ -20,7 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager, closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
@@ -38,6 +38,7 @@ from gridpoint.node.protocol.methods import (
     ARTIFACTS_DOWNLOAD,
     ARTIFACTS_GET_MANIFEST,
     ARTIFACTS_LIST,
+    FETCH,
     HELLO,
     QUERY,
     SYNC,
@@ -50,10 +51,12 @@ __all__ = [
     "IDLE_TIMEOUT_S",
     "Chunk",
     "Connector",
+    "Fetched",
     "ManifestList",
     "MessageStream",
     "PeerInfo",
     "PeerTransport",
+    "RecordRef",
     "SyncBatch",
     "decode_answer",
     "decode_chunk",
@@ -76,12 +79,32 @@ class PeerInfo:
 
 
 @dataclass(frozen=True)
+class RecordRef:
+    """A record a refs_only page offered: the id we would receive, the id to fetch it by."""
+
+    id: str
+    fetch_id: str
+
+
+@dataclass(frozen=True)
 class SyncBatch:
-    """One page of a peer's catalog, as received (not yet verified)."""
+    """One page of a peer's catalog, as received (not yet verified): envelopes, and with
+    refs_only the records offered by reference (a peer that predates it sends none)."""
 
     envelopes: list[envelope_pb2.SignedEnvelope]
     next_cursor: str
     has_more: bool
+    refs: list[RecordRef] = field(default_factory=list)
+    #: Of refs, the ids this node held already (not fetched; the peer is still a source).
+    held: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A Fetch answer: the envelopes (not yet verified) and how many ids it covers."""
+
+    envelopes: list[envelope_pb2.SignedEnvelope]
+    answered: int
 
 
 @dataclass(frozen=True)
@@ -136,6 +159,8 @@ class PeerTransport(ABC):
         self.idle_timeout_s = idle_timeout_s
         #: time.monotonic() after which no call is made; None for no deadline.
         self.deadline: float | None = None
+        #: Bytes of the answers received so far (unary calls), for reports and benches.
+        self.received_bytes = 0
 
     def remaining_s(self) -> float | None:
         """Seconds left before the deadline (None without one); PeerUnavailable once past."""
@@ -168,6 +193,7 @@ class PeerTransport(ABC):
         body = request.SerializeToString()
         self.remaining_s()
         raw = self.round_trip(method, body, sign_request(self._identity, method, body))
+        self.received_bytes += len(raw)
         return decode_answer(raw, response_type, self.address)
 
     def _stream(self, method: str, request: Message) -> Generator[bytes, None, None]:
@@ -216,12 +242,25 @@ class PeerTransport(ABC):
             ) from None
         return PeerInfo(info.node_id, info.name, info.tls_fingerprint, info.software_version)
 
-    def sync_page(self, cursor: str, limit: int) -> SyncBatch:
-        """The page of the peer's catalog after cursor."""
-        page = self._call(
-            SYNC, catalog_pb2.SyncRequest(cursor=cursor, limit=limit), catalog_pb2.SyncPage
-        )
-        return SyncBatch(list(page.envelopes), page.next_cursor, page.has_more)
+    def sync_page(self, cursor: str, limit: int, *, refs_only: bool = False) -> SyncBatch:
+        """The page of the peer's catalog after cursor; with refs_only, its records by
+        reference (PeerMisbehaved for a reference that is not a 32-byte id)."""
+        request = catalog_pb2.SyncRequest(cursor=cursor, limit=limit, refs_only=refs_only)
+        page = self._call(SYNC, request, catalog_pb2.SyncPage)
+        refs = []
+        for ref in page.refs:
+            if len(ref.id) != 32 or len(ref.stored_id) not in (0, 32):
+                raise PeerMisbehaved(f"peer {self.address} offered a record id that is not one")
+            refs.append(RecordRef(ref.id.hex(), (ref.stored_id or ref.id).hex()))
+        return SyncBatch(list(page.envelopes), page.next_cursor, page.has_more, refs)
+
+    def fetch(self, ids: list[str]) -> Fetched:
+        """The records a refs_only page offered, by their fetch ids (not yet verified)."""
+        request = catalog_pb2.FetchRequest(ids=[bytes.fromhex(i) for i in ids])
+        answer = self._call(FETCH, request, catalog_pb2.FetchResponse)
+        if answer.answered > len(ids) or len(answer.envelopes) > len(ids):
+            raise PeerMisbehaved(f"peer {self.address} answered more than it was asked")
+        return Fetched(list(answer.envelopes), answer.answered)
 
     def query(
         self, filter_text: str, limit: int, order_by: str

@@ -13,6 +13,7 @@ __all__ = [
     "ARTIFACTS_DOWNLOAD",
     "ARTIFACTS_GET_MANIFEST",
     "ARTIFACTS_LIST",
+    "FETCH",
     "HELLO",
     "QUERY",
     "SYNC",
@@ -28,6 +29,7 @@ def _path(file: FileDescriptor, service: str, method: str) -> str:
 HELLO = _path(node_pb2.DESCRIPTOR, "Node", "Hello")
 SYNC = _path(catalog_pb2.DESCRIPTOR, "Catalog", "Sync")
 QUERY = _path(catalog_pb2.DESCRIPTOR, "Catalog", "Query")
+FETCH = _path(catalog_pb2.DESCRIPTOR, "Catalog", "Fetch")
 ARTIFACTS_LIST = _path(artifacts_pb2.DESCRIPTOR, "Artifacts", "List")
 ARTIFACTS_GET_MANIFEST = _path(artifacts_pb2.DESCRIPTOR, "Artifacts", "GetManifest")
 ARTIFACTS_DOWNLOAD = _path(artifacts_pb2.DESCRIPTOR, "Artifacts", "Download")

@@ -231,9 +231,11 @@ class CatalogStore(ControlStore):
         next_cursor: str,
         pending: Sequence[PendingEnvelope] = (),
         statements: Sequence[StoredStatement] = (),
+        offered: Sequence[str] = (),
     ) -> AddResult:
         """Stores a page (its statements first), the envelopes to retry later and the peer's
-        cursor, all or nothing."""
+        cursor, all or nothing; the peer is noted as a source of the records and of the held
+        ones it offered by id only (offered)."""
 
     @abstractmethod
     def pending_envelopes(self, peer_id: str) -> list[PendingEnvelope]:

@@ -149,6 +149,7 @@ class SqlStore(SqlControl, CatalogStore):
         next_cursor: str,
         pending: Sequence[PendingEnvelope] = (),
         statements: Sequence[StoredStatement] = (),
+        offered: Sequence[str] = (),
     ) -> AddResult:
         with self.writing() as conn:
             added, _ = sql_statements.add(conn, statements)
@@ -157,7 +158,7 @@ class SqlStore(SqlControl, CatalogStore):
                 peer_id = sql_statements.key_chain(conn).head(peer_id)
             inserted: dict[str, int] = {}
             result = self._insert(conn, records, inserted)
-            sql_sources.note(conn, peer_id, [r.id for r in records], inserted)
+            sql_sources.note(conn, peer_id, [*(r.id for r in records), *offered], inserted)
             kept, dropped = sql_pending.keep(conn, peer_id, pending)
             conn.execute(
                 update(PEERS)

@@ -10,7 +10,7 @@ import pytest
 from gridpoint.node.catalog import publish
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import open_store
-from tests.helpers import Daemon, MakeHome, cli_json, make_record, pin
+from tests.helpers import Daemon, MakeHome, cli_json, make_record, pin, set_sync
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +31,7 @@ def _publish(home: NodeHome, i: int) -> str:
 
 def _quiet(home: NodeHome) -> NodeHome:
     """The home with its daemon's own sync loop off: the test's syncs are the only ones."""
-    home.config_path.write_text(
-        home.config_path.read_text().replace("interval_s = 60.0", "interval_s = 0.0")
-    )
-    return NodeHome(home.path)
+    return set_sync(home, interval_s=0.0)
 
 
 def test_a_peer_follows_a_rotation_over_tls_and_hears_of_a_withdrawal(

@@ -35,6 +35,7 @@ from tests.helpers import (
     crafted_envelope,
     make_record,
     pin,
+    set_sync,
     signed_records,
     trust,
     worst_filter,
@@ -57,8 +58,7 @@ def ids_in(url: str) -> set[str]:
 
 
 def every_second(home: NodeHome) -> None:
-    text = home.config_path.read_text().replace("interval_s = 60.0", "interval_s = 1.0")
-    home.config_path.write_text(text)
+    set_sync(home, interval_s=1.0)
 
 
 def sync_events(daemon: Daemon, peer: NodeHome) -> int:

@@ -143,3 +143,24 @@ def test_live_query_without_a_connector_reads_only_the_local_catalog(net: Networ
     b.store.add_records(signed_records(b.home, 3))
     result = run_query(a.home, a.store, "", limit=10, order_by="")
     assert result.rows == [] and result.unanswered == {}
+
+
+def test_a_record_offered_by_three_peers_is_downloaded_whole_once(net: Network) -> None:
+    # Prepare: B, C and D all hold X's record; A trusts X's key and syncs from B, C and D.
+    a, x = net.add("A"), net.add("X")
+    relays = [net.add(name) for name in ("B", "C", "D")]
+    net.trust(a, x)
+    record = signed_records(x.home, 1)
+    for relay in relays:
+        mutual(net, a, relay)
+        relay.store.add_records(record)
+    # Execute: one peer after the other, as rounds that do not overlap.
+    reports = []
+    for relay in relays:
+        peer = a.store.get_peer(relay.node_id)
+        assert peer is not None
+        reports.append(sync_peer(a.home, a.store, peer, net.connector(a)))
+    # Assert: the first peer sent it whole; the others only named it.
+    received = [(r.received, r.new, r.error) for r in reports]
+    assert received == [(1, 1, None), (0, 0, None), (0, 0, None)]
+    assert ids(a) == {record[0].id}
