@@ -11,6 +11,7 @@ The code is organized as follows:
 - flower_app/: the Flower App bundle (pyproject + thin entry modules) that `flwr run` ships.
 - flower_certs.py: SuperLink TLS certificate and SuperNode auth keys from gridpoint identities.
 - processes.py: starting and stopping the Flower processes, with the settings they need.
+- names.py: what a federation name may be (a folder under the home and a word of the join command).
 - host.py / member.py: `fed host` and `fed join`: start and watch the Flower processes.
 - publish.py: the finished federation handed to the node's publishing service (kind federated).
 - global_model.py: the final global model, kept by the host and pulled by every member.

@@ -24,6 +24,7 @@ import tomli_w
 from gridpoint.errors import ConfigError, GridpointError, PeerError
 from gridpoint.federation.flower_certs import openssh_public_key, superlink_material
 from gridpoint.federation.model_state import spec_to_json
+from gridpoint.federation.names import check_federation_name
 from gridpoint.federation.processes import (
     Say,
     check_port_free,
@@ -177,6 +178,7 @@ def run_host(
     from gridpoint.trainers.pipeline import load_data
     from gridpoint.trainers.study_config import load_study_config
 
+    check_federation_name(opts.federation)
     if opts.strategy not in STRATEGIES:
         raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}")
     if opts.rounds < 1 or opts.min_members < 1:
@@ -285,7 +287,8 @@ def run_host(
         say(
             f"run {run_id} submitted: {opts.rounds} round(s), at least {opts.min_members} member(s)"
         )
-        result, rounds, start_event = _watch(folder, opts, superlink, say)
+        expected = [p.name or p.node_id[:12] for p in peers]
+        result, rounds, start_event = _watch(folder, opts, superlink, say, expected)
     finally:
         stop(superlink)
     return HostOutcome(run_id, params, task, result, rounds, start_event, parents)
@@ -293,6 +296,7 @@ def run_host(
 
 def resume_options(home: NodeHome, federation: str) -> tuple[HostOptions, Path]:
     """The options and folder of the federation's last run, which must not have finished."""
+    check_federation_name(federation)
     runs = sorted((home.path / "fed" / federation).glob("run-*"))
     if not runs or not (runs[-1] / OPTIONS).exists():
         raise ConfigError(f"--resume: this node has hosted no federation {federation!r}")
@@ -410,11 +414,23 @@ def _submit(
         raise GridpointError(f"flwr run answered unexpectedly: {out.strip()[-300:]}") from exc
 
 
+#: Seconds a member's SuperNode may take to start and come online, beyond --round-timeout.
+_MEMBER_START_S = 120
+
+
 def _watch(
-    folder: Path, opts: HostOptions, superlink: subprocess.Popen[bytes], say: Say
+    folder: Path,
+    opts: HostOptions,
+    superlink: subprocess.Popen[bytes],
+    say: Say,
+    expected: list[str],
 ) -> tuple[FederationResult, list[dict[str, Any]], dict[str, Any]]:
     progress, result = folder / "progress.jsonl", folder / "result.json"
-    deadline = time.monotonic() + opts.rounds * (opts.round_timeout + 120) + 300
+    started = time.monotonic()
+    deadline = started + opts.rounds * (opts.round_timeout + 120) + 300
+    # Round 0 waits for --min-members; when too few ever come, that is said after the round
+    # timeout (plus the time a member needs to start), not at the overall deadline.
+    first_round_by = started + opts.round_timeout + _MEMBER_START_S
     seen = 0
     rounds: list[dict[str, Any]] = []
     start_event: dict[str, Any] = {}
@@ -427,6 +443,8 @@ def _watch(
                     start_event = {**start_event, **event}
                     if event.get("resumed_after"):
                         say(f"resumed after round {event['resumed_after']}")
+                elif event["event"] == "members":
+                    start_event["members_online"] = event["online"]
                 elif event["event"] == "baseline":
                     start_event["baseline"] = event
                     say(f"round 0/{opts.rounds}: the starting model's {_evaluation(event)}")
@@ -449,8 +467,20 @@ def _watch(
             return outcome, rounds, start_event
         if superlink.poll() is not None:
             raise GridpointError(f"the SuperLink stopped; see {folder / 'superlink.log'}")
+        if not rounds and "members_online" not in start_event and time.monotonic() > first_round_by:
+            resumed = start_event.get("resumed_after")
+            if not resumed:
+                raise GridpointError(
+                    f"fewer than --min-members {opts.min_members} member(s) joined within "
+                    f"--round-timeout {opts.round_timeout:g} s (+{_MEMBER_START_S} s to start); "
+                    f"expected {opts.min_members} of: {', '.join(expected)}; each joins with "
+                    f"`gridpoint fed join ... --federation {opts.federation}`"
+                )
         time.sleep(0.5)
-    raise GridpointError("the federation did not finish in time")
+    raise GridpointError(
+        f"the federation did not finish in time ({len(rounds)} of {opts.rounds} round(s) done); "
+        f"expected members: {', '.join(expected)}"
+    )
 
 
 def _evaluation(event: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ from gridpoint.federation.flower_certs import (
     superlink_common_name,
 )
 from gridpoint.federation.global_model import federated_artifact_ids, receive_global_model
+from gridpoint.federation.names import check_federation_name
 from gridpoint.federation.processes import (
     flower_env,
     free_port,
@@ -147,9 +148,11 @@ def run_member(
     say: Any,
     max_wait: float,
 ) -> dict[str, Any]:
-    module, sep, func = pipeline.partition(":")
-    if not sep or not module or not func:
-        raise PeerError("--pipeline must be MODULE:FUNCTION")
+    from gridpoint.trainers.pipeline import check_pipeline
+
+    check_federation_name(federation)
+    # A wrong --pipeline is said at once, not after the host has been reached and waited on.
+    check_pipeline(pipeline, pipeline_dir)
     host_cert, host_id = _host_certificate(home, address, federation, db, max_wait)
     folder = new_run_folder(home.path / "fed-member" / federation)
     (folder / "flwr").mkdir(parents=True)

@@ -224,6 +224,8 @@ def main(grid: Grid, context: Context) -> None:
     )
     started = time.time()
     if resumed is None:
+        # `fed host` reads this to tell "no one came" apart from "round 0 is slow".
+        journal.write(event="members", online=loop.wait_for_members(patient=True))
         # Round 0: where the federation starts, on every member's evaluation set.
         baseline = {"event": "baseline", "round": 0, **loop.evaluate(0, initial, patient=True)}
         events.append(baseline)

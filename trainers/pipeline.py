@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 from typing import Any
 
 from gridpoint.errors import PipelineError
@@ -19,12 +20,20 @@ from gridpoint.trainers.tasks import task_type
 from gridpoint.trainers.tasks.base import Columns
 from gridpoint.trainers.tasks.text_classification import LabeledTexts
 
-__all__ = ["LabeledTexts", "load_data"]
+__all__ = ["LabeledTexts", "check_pipeline", "load_data"]
 
 
-def _import(config: StudyConfig) -> Any:
-    module_name, _, func_name = config.pipeline.partition(":")
-    folder = str(config.path.parent)
+def check_pipeline(pipeline: str, folder: Path) -> None:
+    """Imports `module:function` from folder and checks the function is there, without calling
+    it: a command that will need the pipeline later says what is wrong before it starts."""
+    _import(pipeline, folder)
+
+
+def _import(pipeline: str, pipeline_folder: Path) -> Any:
+    module_name, sep, func_name = pipeline.partition(":")
+    if not sep or not module_name or not func_name:
+        raise PipelineError(f"pipeline {pipeline!r}: expected MODULE:FUNCTION")
+    folder = str(pipeline_folder)
     sys.path.insert(0, folder)
     try:
         module = importlib.import_module(module_name)
@@ -44,7 +53,7 @@ def _import(config: StudyConfig) -> Any:
     func = getattr(module, func_name, None)
     if not callable(func):
         raise PipelineError(
-            f"pipeline {config.pipeline!r}: {func_name!r} is not a function of {module_name!r}"
+            f"pipeline {pipeline!r}: {func_name!r} is not a function of {module_name!r}"
         )
     return func
 
@@ -54,7 +63,7 @@ def load_data(config: StudyConfig) -> tuple[Any, Any]:
 
     For text classification: LabeledTexts with labels mapped to ids.
     """
-    func = _import(config)
+    func = _import(config.pipeline, config.path.parent)
     try:
         result = func()
     except Exception as exc:
