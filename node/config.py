@@ -18,6 +18,7 @@ __all__ = [
     "AnonymizerConfig",
     "LedgerConfig",
     "NodeConfig",
+    "PrivacyConfig",
     "RegistryConfig",
     "SecurityConfig",
     "StoreConfig",
@@ -83,6 +84,29 @@ class LedgerConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """The node's default privacy mode for studies without a [privacy] table, and the
+    budget of each private pipeline (see trainers/privacy/ and node/tuning/privacy.py)."""
+
+    enabled: bool = False
+    epsilon: float = 8.0
+    delta: float = 1e-5
+    protect: str = "both"
+    accountant: str = "rdp"
+    #: Most epsilon all private releases from one pipeline may spend together (0: no limit).
+    budget_epsilon: float = 0.0
+
+    def study_table(self) -> dict[str, object]:
+        """The [privacy] table of a study that takes this default."""
+        return {
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "protect": self.protect,
+            "accountant": self.accountant,
+        }
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """The whole config file."""
 
@@ -94,6 +118,7 @@ class NodeConfig:
     anonymizer: AnonymizerConfig = field(default_factory=AnonymizerConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -112,6 +137,7 @@ class NodeConfig:
             "anonymizer": AnonymizerConfig,
             "registry": RegistryConfig,
             "ledger": LedgerConfig,
+            "privacy": PrivacyConfig,
         }
         # [sharing] is the sharing policy, read and checked by node/control/policy.py.
         unknown = set(data) - {"node", "sharing", *sections}
@@ -134,6 +160,21 @@ class NodeConfig:
             raise ConfigError(f"{path.name}: registry.hook_timeout_s must be in (0, 3600] seconds")
         if not config.sync.idle_timeout_s > 0:
             raise ConfigError(f"{path.name}: sync.idle_timeout_s must be more than 0")
+        privacy = config.privacy
+        if privacy.budget_epsilon < 0 or not 0 < privacy.epsilon <= 100:
+            raise ConfigError(
+                f"{path.name}: privacy.epsilon must be in (0, 100], privacy.budget_epsilon >= 0"
+            )
+        if privacy.protect not in ("training", "evaluation", "both") or privacy.accountant not in (
+            "rdp",
+            "pld",
+        ):
+            raise ConfigError(
+                f"{path.name}: privacy.protect must be training, evaluation or both; "
+                "privacy.accountant rdp or pld"
+            )
+        if not 0 < privacy.delta < 0.01:
+            raise ConfigError(f"{path.name}: privacy.delta must be in (0, 0.01)")
         if config.ledger.detail_days < 1:
             raise ConfigError(f"{path.name}: ledger.detail_days must be at least 1")
         if config.sync.page_size < 1 or config.security.max_message_bytes < 1024:
@@ -239,6 +280,21 @@ hook_timeout_s = {d.registry.hook_timeout_s}
 # Days each thing sent to a peer is kept in detail in the outbound ledger (`gridpoint audit`);
 # older entries are counted per peer and day.
 detail_days = {d.ledger.detail_days}
+
+[privacy]
+# Differential privacy for what studies publish (a study's own [privacy] table wins).
+# enabled = true: every study without one runs DP-SGD and/or releases noisy evaluation
+# values, with this budget for one row of the protected data.
+enabled = {_toml_bool(d.privacy.enabled)}
+epsilon = {d.privacy.epsilon}
+delta = {d.privacy.delta}
+# What is protected: "training" (DP-SGD), "evaluation" (released values) or "both".
+protect = "{d.privacy.protect}"
+# How the study is accounted (Google's dp-accounting): "rdp" or "pld".
+accountant = "{d.privacy.accountant}"
+# Most epsilon all private studies of one pipeline may spend (`gridpoint privacy ledger`);
+# a study that would pass it is refused before it starts. 0 = no limit.
+budget_epsilon = {d.privacy.budget_epsilon}
 
 # Sharing policy: without a [sharing] section every trusted peer receives every record.
 # `gridpoint policy check` validates it; a running node follows edits without a restart.

@@ -36,7 +36,7 @@ COMMAND_GROUPS = "gridpoint.commands"
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, every group registered."""
-    from gridpoint.node.cli import control, daemon, local, model, network, plot, tune, ui
+    from gridpoint.node.cli import control, daemon, local, model, network, plot, privacy, tune, ui
 
     parser = argparse.ArgumentParser(
         prog="gridpoint",
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         ui.register,
         plot.register,
         model.register,
+        privacy.register,
         control.register,  # adds to `catalog` and `identity`: after them
     ):
         register(sub)

@@ -60,6 +60,7 @@ from gridpoint.node.store.query_filter import FilterNode, OrderBy
 from gridpoint.node.store.run_detail import detail_from_text, detail_text
 from gridpoint.node.store.sql_control import SqlControl
 from gridpoint.node.store.sql_filter import query_statements
+from gridpoint.node.store.sql_privacy import SqlPrivacy
 from gridpoint.node.store.sql_rows import check_peer, param_row, record_row, stored, write_failure
 
 __all__ = ["SqlStore", "normalize_db_url", "open_store", "redact_url"]
@@ -82,7 +83,7 @@ def open_store(url: str) -> SqlStore:
     return SqlStore(url)
 
 
-class SqlStore(SqlControl, CatalogStore):
+class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
     """CatalogStore over SQLAlchemy."""
 
     def __init__(self, url: str) -> None:
