@@ -86,7 +86,7 @@ def test_a_private_study_publishes_its_guarantee_and_only_released_values(
     _set_budget(a, 12.0)
     study = _study(tmp_path / "study")
     # Execute
-    tuned = cli_json("tune", str(study), home=a.path, timeout=600)
+    tuned = cli_json("tune", str(study), home=a.path, timeout=900)
     records = cli_json("catalog", "query", "privacy.epsilon <= 8", home=a.path)
     stricter = cli_json("catalog", "query", "privacy.epsilon <= 4", home=a.path)
     shown = cli_json("catalog", "show", records[0]["id"], home=a.path)
@@ -114,7 +114,7 @@ def test_a_private_study_publishes_its_guarantee_and_only_released_values(
     # Pipelines and studies appear as pseudonyms only.
     assert "reviews" not in str(ledger) and "private-reviews" not in str(ledger)
     # A second study of the same pipeline would pass the budget: refused before any trial.
-    again = cli("tune", str(study), "--trials", "1", home=a.path, timeout=300)
+    again = cli("tune", str(study), "--trials", "1", home=a.path, timeout=900)
     assert again.returncode == 1
     assert "privacy budget" in again.stderr and "12" in again.stderr
     assert len(cli_json("catalog", "query", home=a.path)) == 2
@@ -134,8 +134,8 @@ def test_the_node_default_makes_a_study_private_unless_its_file_says_otherwise(
     private = _study(tmp_path / "default", extra="")
     exact = _study(tmp_path / "exact", extra="[privacy]\nenabled = false\n")
     # Execute
-    cli_json("tune", str(private), "--trials", "1", home=a.path, timeout=300)
-    cli_json("tune", str(exact), "--trials", "1", home=a.path, timeout=300)
+    cli_json("tune", str(private), "--trials", "1", home=a.path, timeout=900)
+    cli_json("tune", str(exact), "--trials", "1", home=a.path, timeout=900)
     records = cli_json("catalog", "query", home=a.path)
     # Assert: one record carries the node's default, the other none (exact values).
     shown = [cli_json("catalog", "show", r["id"], home=a.path) for r in records]

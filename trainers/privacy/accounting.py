@@ -17,10 +17,12 @@ once.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +92,24 @@ def epsilon_of(event: Any, delta: float, accountant: str = "rdp") -> float:
 
 def _calibrate(make: Callable[[float], Any], epsilon: float, delta: float, kind: str) -> float:
     """The smallest noise multiplier whose event spends at most epsilon at delta."""
+    with _quiet_absl():
+        return _search(make, epsilon, delta, kind)
+
+
+@contextmanager
+def _quiet_absl() -> Iterator[None]:
+    """The RDP accountant logs (through absl) each order it drops while the search probes
+    small noise multipliers: expected there, and no news to the user."""
+    log = logging.getLogger("absl")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _search(make: Callable[[float], Any], epsilon: float, delta: float, kind: str) -> float:
     from dp_accounting import mechanism_calibration as mc
 
     sigma = float(
