@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, case, func, select, update
 
-from gridpoint.errors import PrivacyBudgetExceeded
+from gridpoint.errors import PrivacyBudgetExceeded, StoreError
 from gridpoint.node.store.privacy_models import PRIVACY_LEDGER as L
 from gridpoint.node.store.sql_rows import as_utc
 
@@ -69,21 +69,22 @@ class SqlPrivacy:
                     f"{budget_epsilon:.3g}; a study of epsilon {release.epsilon:.3g} would "
                     f"take it to {spent + release.epsilon:.3g} (refused before it started)"
                 )
-            return int(
-                conn.execute(
-                    L.insert().values(
-                        at=release.at or datetime.now(UTC),
-                        pipeline=release.pipeline,
-                        study=release.study,
-                        kind=release.kind,
-                        epsilon=release.epsilon,
-                        delta=release.delta,
-                        protected=release.protected,
-                        accountant=release.accountant,
-                        state="charged",
-                    )
-                ).inserted_primary_key[0]
-            )
+            inserted = conn.execute(
+                L.insert().values(
+                    at=release.at or datetime.now(UTC),
+                    pipeline=release.pipeline,
+                    study=release.study,
+                    kind=release.kind,
+                    epsilon=release.epsilon,
+                    delta=release.delta,
+                    protected=release.protected,
+                    accountant=release.accountant,
+                    state="charged",
+                )
+            ).inserted_primary_key
+            if inserted is None:  # pragma: no cover - every supported database returns it
+                raise StoreError("the privacy ledger did not number its new entry")
+            return int(inserted[0])
 
     def settle_privacy(self, entry_id: int, epsilon: float) -> None:
         """The entry lowered to what its release spent (never raised above its charge)."""
