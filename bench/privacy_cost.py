@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gridpoint.trainers.finetune import FineTuneSettings, finetune  # noqa: E402
 from gridpoint.trainers.models import load_model  # noqa: E402
 from gridpoint.trainers.privacy.accounting import StudyAccountant  # noqa: E402
+from gridpoint.trainers.privacy.dpsgd import poisson_schedule  # noqa: E402
 from gridpoint.trainers.privacy.spec import PrivacySpec  # noqa: E402
 from gridpoint.trainers.study_config import ModelSpec  # noqa: E402
 from gridpoint.trainers.tasks import task_type  # noqa: E402
@@ -90,8 +91,8 @@ def main() -> None:
         f"{args.epochs} epoch(s), batch {args.batch_size}, lr {args.learning_rate}"
     )
     runs: list[tuple[str, FineTuneSettings]] = [("non-private", settings)]
-    q = min(1.0, args.batch_size / len(train_pairs))
-    steps = args.epochs * int(1 / q)
+    q, per_epoch = poisson_schedule(len(train_pairs), args.batch_size)
+    steps = args.epochs * per_epoch
     for epsilon in args.epsilon:
         spec = PrivacySpec(epsilon=epsilon, delta=1e-5, protect="training")
         sigma = StudyAccountant(spec, trials=1).plan_trial(q, steps, 1).training

@@ -508,13 +508,14 @@ def _private_trial(
     The noise is planned (and charged) for the trial's whole run: the steps and evaluations
     its batch size and epochs give, whether or not it is pruned before.
     """
+    from gridpoint.trainers.privacy.dpsgd import poisson_schedule
     from gridpoint.trainers.privacy.release import EvaluationRelease
 
     spec = accountant.spec
     if spec.training:
-        # Opacus draws 1/q Poisson-sampled batches an epoch.
-        sample_rate = min(1.0, settings.batch_size / train_rows)
-        steps = settings.epochs * int(1 / sample_rate)
+        # Exactly the sampling and the steps Opacus will run.
+        sample_rate, per_epoch = poisson_schedule(train_rows, settings.batch_size)
+        steps = settings.epochs * per_epoch
     else:
         sample_rate = 1.0
         micro = math.ceil(train_rows / settings.batch_size)

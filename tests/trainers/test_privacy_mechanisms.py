@@ -143,3 +143,71 @@ def test_a_wrong_privacy_table_is_refused_naming_its_key(
 
 def test_privacy_can_be_turned_off_by_the_study() -> None:
     assert privacy_from_table({"enabled": False}) is None
+
+
+def test_the_accountant_charges_the_sampling_and_steps_opacus_runs() -> None:
+    import torch
+    from opacus.data_loader import DPDataLoader
+
+    from gridpoint.trainers.privacy.dpsgd import poisson_schedule
+
+    for rows, batch in ((160, 16), (600, 32), (1097, 24), (7, 8)):
+        loader = DPDataLoader.from_data_loader(
+            torch.utils.data.DataLoader([(torch.zeros(1),)] * rows, batch_size=batch)
+        )
+        assert poisson_schedule(rows, batch) == (loader.sample_rate, len(loader))
+
+
+BERT = {
+    "model_type": "bert",
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "max_position_embeddings": 32,
+    "vocab_size": 100,
+}
+WORDS = ["good", "fine", "great", "bad", "awful", "poor", "the", "movie", "was", "very"]
+PAIRS = [
+    (" ".join(WORDS[(i * 7 + j) % 10] for j in range(2 + i % 6)), str(i % 2)) for i in range(40)
+]
+
+
+@pytest.mark.parametrize("lora_rank", [None, 4])
+def test_a_dp_sgd_trial_trains_on_cpu_and_hands_back_a_plain_model(lora_rank: int | None) -> None:
+    # Prepare: a tiny model built from a config, and its weights before training.
+    import torch
+
+    from gridpoint.trainers.finetune import FineTuneSettings, finetune
+    from gridpoint.trainers.models import load_model
+    from gridpoint.trainers.privacy.dpsgd import poisson_schedule
+    from gridpoint.trainers.study_config import ModelSpec
+    from gridpoint.trainers.tasks import task_type
+
+    kind = task_type("text-classification")
+    train, evaluation = kind.prepare(PAIRS, PAIRS[:8])
+    loaded = load_model(ModelSpec(config=BERT), 2, train.texts, 0)
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    settings = FineTuneSettings(
+        1e-2, 8, 2, 0.0, 0.0, 3, 16, 0, lora_rank=lora_rank, device="cpu",
+        dp_noise_multiplier=1.0, dp_max_grad_norm=1.0,
+    )  # fmt: skip
+    # Execute
+    result = finetune(loaded, train, evaluation, settings)
+    # Assert: the steps Opacus ran are the ones charged; the model is free of its hooks.
+    assert result.steps == 2 * poisson_schedule(40, 8)[1] and result.device == "cpu"
+    model = loaded.model
+    assert "GradSampleModule" not in type(model).__name__
+    assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
+    assert not any(hasattr(p, "grad_sample") for p in model.parameters())
+    after = model.state_dict()
+    if lora_rank is None:
+        # Full fine-tuning moved the encoder; the shared position embeddings stayed frozen.
+        key = "bert.embeddings.position_embeddings.weight"
+        assert torch.equal(after[key], before[key])
+        layer = "bert.encoder.layer.0.attention.self.query.weight"
+        assert not torch.equal(after[layer], before[layer])
+    else:
+        # LoRA: the base weights are untouched, only adapters (and the head) trained.
+        base = "base_model.model.bert.encoder.layer.0.attention.self.query.base_layer.weight"
+        assert torch.equal(after[base], before["bert.encoder.layer.0.attention.self.query.weight"])

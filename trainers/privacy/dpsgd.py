@@ -12,6 +12,7 @@ input is shared by the whole batch, so their gradient has no per-example split).
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,15 @@ from typing import Any, cast
 
 from gridpoint.errors import TrainerError
 
-__all__ = ["PrivateTraining", "private_training", "release_model"]
+__all__ = ["PrivateTraining", "poisson_schedule", "private_training", "release_model"]
+
+
+def poisson_schedule(rows: int, batch_size: int) -> tuple[float, int]:
+    """(sample rate, steps an epoch) of Opacus's Poisson sampling over rows, as it computes
+    them (DPDataLoader: q = 1 / batches of the plain loader; steps = int(1 / q)): the figures
+    the accountant must charge."""
+    sample_rate = 1 / math.ceil(rows / batch_size)
+    return sample_rate, int(1 / sample_rate)
 
 
 @dataclass
@@ -94,7 +103,9 @@ def private_training(
         max_grad_norm=max_grad_norm,
         poisson_sampling=True,
     )
-    return PrivateTraining(private_model, private_optimizer, batches, batch_size / len(features))
+    return PrivateTraining(
+        private_model, private_optimizer, batches, poisson_schedule(len(features), batch_size)[0]
+    )
 
 
 def _freeze_shared_embeddings(model: Any) -> None:
