@@ -100,3 +100,27 @@ def test_the_ledger_refuses_a_charge_past_the_budget_and_writes_nothing(tmp_path
     ledger = store.privacy_releases("p" * 32)
     store.close()
     assert [(r.epsilon, r.state) for r in ledger] == [(3.0, "settled"), (5.0, "charged")]
+
+
+def test_a_study_that_dies_mid_run_keeps_its_full_charge(make_home, tmp_path: Path) -> None:
+    # Prepare: a private study file (nothing of it runs here) and a node with a budget.
+    from gridpoint.node.tuning.privacy import charged, ledger_report, pipeline_key
+    from gridpoint.trainers.study_config import load_study_config
+    from tests.node.test_tune_privacy import _set_budget, _study
+
+    home = make_home("A")
+    _set_budget(home, 20.0)
+    config = load_study_config(_study(tmp_path / "study"))
+    store = open_store(home.db_url())
+    # Execute: the run ends abruptly before the accountant says what it spent.
+    with pytest.raises(KeyboardInterrupt), charged(home, store, config):
+        raise KeyboardInterrupt
+    # ... and a second run settles to what it spent.
+    with charged(home, store, config) as spent:
+        spent[0] = 2.5
+    store.close()
+    report = ledger_report(home)
+    # Assert: the first is charged in full (over-counted, never under); the total adds both.
+    assert [(r.epsilon, r.state) for r in report.releases] == [(8.0, "charged"), (2.5, "settled")]
+    [total] = report.totals
+    assert total.epsilon == 10.5 and total.pipeline == pipeline_key(home, config)
