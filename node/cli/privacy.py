@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from gridpoint.node.cli.output import print_json, print_line, print_table
 from gridpoint.node.home import resolve_home
-from gridpoint.node.tuning.privacy import ledger_report
 
 if TYPE_CHECKING:
     from gridpoint.node.cli.main import SubParsers
@@ -21,6 +20,8 @@ __all__ = ["cmd_ledger", "register"]
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
+    from gridpoint.node.tuning.privacy import ledger_report
+
     report = ledger_report(resolve_home(args.home), args.db)
     if args.json:
         print_json(
