@@ -189,7 +189,6 @@ def finetune(
             batch_size=settings.batch_size,
             noise_multiplier=settings.dp_noise_multiplier,
             max_grad_norm=settings.dp_max_grad_norm,
-            seed=settings.seed,
         )  # fmt: skip
         model, optimizer, dp_batches = dp.model, dp.optimizer, dp.batches
         accumulation, steps_per_epoch = 1, len(dp_batches)

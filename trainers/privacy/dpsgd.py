@@ -13,6 +13,7 @@ input is shared by the whole batch, so their gradient has no per-example split).
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,9 +73,11 @@ def private_training(
     batch_size: int,
     noise_multiplier: float,
     max_grad_norm: float,
-    seed: int,
 ) -> PrivateTraining:
-    """model, optimizer and batches made private (see the module docstring)."""
+    """model, optimizer and batches made private (see the module docstring).
+
+    The batches sampled and the noise added take fresh entropy, never the trial's seed.
+    """
     try:
         import torch
         from opacus import PrivacyEngine
@@ -89,7 +92,7 @@ def private_training(
         cast(Any, _Examples(features)),
         batch_size=batch_size,
         collate_fn=lambda batch: dict(collate(batch)),
-        generator=torch.Generator().manual_seed(seed),
+        generator=torch.Generator().manual_seed(_entropy()),
     )
     with warnings.catch_warnings():
         # secure_mode needs torchcsprng (not packaged for current torch): Opacus warns.
@@ -102,10 +105,21 @@ def private_training(
         noise_multiplier=noise_multiplier,
         max_grad_norm=max_grad_norm,
         poisson_sampling=True,
+        noise_generator=torch.Generator(device=_device_of(model)).manual_seed(_entropy()),
     )
     return PrivateTraining(
         private_model, private_optimizer, batches, poisson_schedule(len(features), batch_size)[0]
     )
+
+
+def _entropy() -> int:
+    """A seed from the operating system's entropy: the batches a trial samples and the noise
+    it adds must not be reproducible from the study's seed (that would make them removable)."""
+    return int.from_bytes(os.urandom(8)) % 2**63
+
+
+def _device_of(model: Any) -> Any:
+    return next(model.parameters()).device
 
 
 def _freeze_shared_embeddings(model: Any) -> None:
