@@ -87,10 +87,10 @@ def test_a_private_study_publishes_its_guarantee_and_only_released_values(
     study = _study(tmp_path / "study")
     # Execute
     tuned = cli_json("tune", str(study), home=a.path, timeout=900)
-    records = cli_json("catalog", "query", "privacy.epsilon <= 8", home=a.path)
-    stricter = cli_json("catalog", "query", "privacy.epsilon <= 4", home=a.path)
-    shown = cli_json("catalog", "show", records[0]["id"], home=a.path)
-    ledger = cli_json("privacy", "ledger", home=a.path)
+    records = cli_json("catalog", "query", "privacy.epsilon <= 8", home=a.path, timeout=300)
+    stricter = cli_json("catalog", "query", "privacy.epsilon <= 4", home=a.path, timeout=300)
+    shown = cli_json("catalog", "show", records[0]["id"], home=a.path, timeout=300)
+    ledger = cli_json("privacy", "ledger", home=a.path, timeout=300)
     # Assert: two DP-SGD trials ran on the CPU and were published with their guarantee.
     assert [t["state"] for t in tuned["trials"]] == ["complete", "complete"]
     assert {t["device"] for t in tuned["trials"]} == {"cpu"}
@@ -117,8 +117,8 @@ def test_a_private_study_publishes_its_guarantee_and_only_released_values(
     again = cli("tune", str(study), "--trials", "1", home=a.path, timeout=900)
     assert again.returncode == 1
     assert "privacy budget" in again.stderr and "12" in again.stderr
-    assert len(cli_json("catalog", "query", home=a.path)) == 2
-    assert len(cli_json("privacy", "ledger", home=a.path)["releases"]) == 1
+    assert len(cli_json("catalog", "query", home=a.path, timeout=300)) == 2
+    assert len(cli_json("privacy", "ledger", home=a.path, timeout=300)["releases"]) == 1
 
 
 def test_the_node_default_makes_a_study_private_unless_its_file_says_otherwise(
@@ -136,9 +136,9 @@ def test_the_node_default_makes_a_study_private_unless_its_file_says_otherwise(
     # Execute
     cli_json("tune", str(private), "--trials", "1", home=a.path, timeout=900)
     cli_json("tune", str(exact), "--trials", "1", home=a.path, timeout=900)
-    records = cli_json("catalog", "query", home=a.path)
+    records = cli_json("catalog", "query", home=a.path, timeout=300)
     # Assert: one record carries the node's default, the other none (exact values).
-    shown = [cli_json("catalog", "show", r["id"], home=a.path) for r in records]
+    shown = [cli_json("catalog", "show", r["id"], home=a.path, timeout=300) for r in records]
     guarantees = sorted(str(s.get("privacy")) for s in shown)
     assert guarantees[0] == "None"
     assert "'protected': 'evaluation'" in guarantees[1]
