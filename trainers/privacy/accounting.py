@@ -87,7 +87,8 @@ def epsilon_of(event: Any, delta: float, accountant: str = "rdp") -> float:
     """The epsilon at delta of event, by the named accountant."""
     counter = _accountant(accountant)
     counter.compose(event)
-    return float(counter.get_epsilon(delta))
+    with _quiet_absl():
+        return float(counter.get_epsilon(delta))
 
 
 def _calibrate(make: Callable[[float], Any], epsilon: float, delta: float, kind: str) -> float:
