@@ -9,7 +9,8 @@ report, the JSON output) reads it, never the class name.
 
     GridpointError
     ├── ConfigError          a config file, study file or command-line value is wrong
-    │   └── PolicyError          the sharing policy is wrong (the message names its line)
+    │   ├── PolicyError          the sharing policy is wrong (the message names its line)
+    │   └── PrivacyBudgetExceeded  a private study would spend past its pipeline's budget
     ├── HomeError            the node home is missing, incomplete or already initialized
     ├── RecordError          a run record does not validate (the message names the field)
     ├── RequestError         a request's arguments are invalid (bad cursor, limit, ...)
@@ -76,6 +77,7 @@ __all__ = [
     "PeerUnavailable",
     "PipelineError",
     "PolicyError",
+    "PrivacyBudgetExceeded",
     "ProtectedAlias",
     "RecordError",
     "RegistryError",
@@ -139,6 +141,12 @@ class PolicyError(ConfigError):
     """The sharing policy in config.toml is wrong; the message names the line."""
 
     reason = "policy"
+
+
+class PrivacyBudgetExceeded(ConfigError):
+    """A private study would spend more than its pipeline's privacy budget left."""
+
+    reason = "privacy-budget"
 
 
 class StoreError(GridpointError):

@@ -22,6 +22,7 @@ __all__ = [
     "IntroductionsConfig",
     "LedgerConfig",
     "NodeConfig",
+    "PrivacyConfig",
     "RegistryConfig",
     "SecurityConfig",
     "StoreConfig",
@@ -101,6 +102,29 @@ class IntroductionsConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """The node's default privacy mode for studies without a [privacy] table, and the
+    budget of each private pipeline (see trainers/privacy/ and node/tuning/privacy.py)."""
+
+    enabled: bool = False
+    epsilon: float = 8.0
+    delta: float = 1e-5
+    protect: str = "both"
+    accountant: str = "rdp"
+    #: Most epsilon all private releases from one pipeline may spend together (0: no limit).
+    budget_epsilon: float = 0.0
+
+    def study_table(self) -> dict[str, object]:
+        """The [privacy] table of a study that takes this default."""
+        return {
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "protect": self.protect,
+            "accountant": self.accountant,
+        }
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """The whole config file."""
 
@@ -113,6 +137,7 @@ class NodeConfig:
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     introductions: IntroductionsConfig = field(default_factory=IntroductionsConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -132,6 +157,7 @@ class NodeConfig:
             "registry": RegistryConfig,
             "ledger": LedgerConfig,
             "introductions": IntroductionsConfig,
+            "privacy": PrivacyConfig,
         }
         # [sharing] is the sharing policy, read and checked by node/control/policy.py.
         unknown = set(data) - {"node", "sharing", *sections}
@@ -165,6 +191,21 @@ class NodeConfig:
                 f"{path.name}: sync.max_backoff_s must be more than 0, sync.max_concurrent at "
                 "least 1"
             )
+        privacy = config.privacy
+        if privacy.budget_epsilon < 0 or not 0 < privacy.epsilon <= 100:
+            raise ConfigError(
+                f"{path.name}: privacy.epsilon must be in (0, 100], privacy.budget_epsilon >= 0"
+            )
+        if privacy.protect not in ("training", "evaluation", "both") or privacy.accountant not in (
+            "rdp",
+            "pld",
+        ):
+            raise ConfigError(
+                f"{path.name}: privacy.protect must be training, evaluation or both; "
+                "privacy.accountant rdp or pld"
+            )
+        if not 0 < privacy.delta < 0.01:
+            raise ConfigError(f"{path.name}: privacy.delta must be in (0, 0.01)")
         if config.ledger.detail_days < 1:
             raise ConfigError(f"{path.name}: ledger.detail_days must be at least 1")
         if config.security.max_concurrent_calls < 1:
@@ -288,6 +329,21 @@ detail_days = {d.ledger.detail_days}
 # author vouched so, ... up to 8. 0 = off: only trusted authors' records are stored. Never
 # used for live queries (`catalog query --peers`) nor federation membership.
 max_depth = {d.introductions.max_depth}
+
+[privacy]
+# Differential privacy for what studies publish (a study's own [privacy] table wins).
+# enabled = true: every study without one runs DP-SGD and/or releases noisy evaluation
+# values, with this budget for one row of the protected data.
+enabled = {_toml_bool(d.privacy.enabled)}
+epsilon = {d.privacy.epsilon}
+delta = {d.privacy.delta}
+# What is protected: "training" (DP-SGD), "evaluation" (released values) or "both".
+protect = "{d.privacy.protect}"
+# How the study is accounted (Google's dp-accounting): "rdp" or "pld".
+accountant = "{d.privacy.accountant}"
+# Most epsilon all private studies of one pipeline may spend (`gridpoint privacy ledger`);
+# a study that would pass it is refused before it starts. 0 = no limit.
+budget_epsilon = {d.privacy.budget_epsilon}
 
 # Sharing policy: without a [sharing] section every trusted peer receives every record.
 # `gridpoint policy check` validates it; a running node follows edits without a restart.

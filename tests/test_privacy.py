@@ -5,7 +5,9 @@ folder, pipeline module, checkpoint directory), the study config (its name), an 
 variable, and we also watch the host and user names. A study runs, its trials are published,
 a second real node syncs them; then no canary may appear in any byte of any envelope in
 either catalog, nor in any byte the first node sent over the wire (Hello, Sync, Query); nor
-in the tombstones of a withdrawal by study name, nor in the outbound ledger.
+in the tombstones of a withdrawal by study name, nor in the outbound ledger. In privacy mode
+no exact evaluation value leaves either: a private study's published values are released
+ones, and what has no known sensitivity is not published at all.
 
 The model the study keeps is private, and holds what it learnt from the data (the texts'
 words in its vocabulary, the label names): `model share` refuses to send it until told
@@ -85,13 +87,13 @@ epochs = { type = "int", low = 2, high = 3 }
 """
 
 
-def _write_study(folder: Path) -> Path:
+def _write_study(folder: Path, extra: str = "") -> Path:
     from gridpoint.trainers.models import load_model
     from gridpoint.trainers.study_config import ModelSpec
 
     folder.mkdir(parents=True)
     (folder / "zqcanarymodule.py").write_text(PIPELINE)
-    (folder / "study.toml").write_text(STUDY)
+    (folder / "study.toml").write_text(STUDY + extra)
     config = {
         "model_type": "bert",
         "hidden_size": 32,
@@ -280,3 +282,47 @@ def test_no_task_input_canary_leaves_the_node(
     assert CANARY not in tuned.stdout.lower()
     if task == "image-classification":  # the images really were files named with the canary
         assert any(CANARY in p.name for p in (tmp_path / "study" / "images").iterdir())
+
+
+def _curves(home: NodeHome) -> dict[str, list[tuple[int, float]]]:
+    """Every published curve point of a home's catalog, by metric: (step, value)."""
+    from gridpoint.node.protocol.serde import read_stored_envelope
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for envelope in _envelopes(home):
+        for point in read_stored_envelope(envelope).record.curve:
+            out.setdefault(point.metric, []).append((point.step, point.value))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def test_no_exact_evaluation_value_leaves_a_private_study(
+    make_home: MakeHome, tmp_path: Path
+) -> None:
+    # Prepare: the same study twice, exact and with its evaluation rows protected (training
+    # stays exact, so both train the same model and the exact values are known).
+    exact_home, private_home = make_home("Exact"), make_home("Private")
+    exact = _write_study(tmp_path / "exact" / "ZQCANARYPATH")
+    private = _write_study(
+        tmp_path / "private" / "ZQCANARYPATH",
+        '\n[privacy]\nepsilon = 1.0\nprotect = "evaluation"\n',
+    )
+    # Execute
+    for study, home in ((exact, exact_home), (private, private_home)):
+        tuned = cli("tune", str(study), "--trials", "1", "--json", home=home.path, timeout=900)
+        assert tuned.returncode == 0, tuned.stderr
+    exact_curves, private_curves = _curves(exact_home), _curves(private_home)
+    # Assert: the same run (its exact training loss, unprotected here, is the same) ...
+    assert private_curves["train_loss"] == exact_curves["train_loss"]
+    # ... whose evaluation values left only released: every accuracy differs from the exact
+    # one at its step, and nothing else measured on the evaluation rows left at all.
+    steps = [s for s, _ in exact_curves["accuracy"]]
+    assert [s for s, _ in private_curves["accuracy"]] == steps
+    for (_, noisy), (_, exact_value) in zip(
+        private_curves["accuracy"], exact_curves["accuracy"], strict=True
+    ):
+        assert noisy != exact_value
+    assert {"eval_loss", "f1"} <= set(exact_curves)
+    assert set(private_curves) == {"accuracy", "train_loss"}
+    for envelope in _envelopes(private_home):
+        for canary in CANARIES.values():
+            assert canary.lower().encode() not in envelope.lower()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from gridpoint.schema import record_from_json, record_to_json
+from gridpoint.schema import PrivacyGuarantee, record_from_json, record_to_json
 from tests.helpers import make_record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,8 +27,13 @@ def test_the_committed_schema_is_what_the_generator_writes(tmp_path: Path) -> No
 
 def test_every_key_of_a_record_is_documented_and_nothing_else() -> None:
     schema = json.loads(DOC.read_text())
-    data = record_to_json(make_record())
+    # A private record: the one kind that has every key (an exact one has no `privacy`).
+    record = dataclasses.replace(
+        make_record(), privacy=PrivacyGuarantee(4.0, 1e-5, "training", "rdp")
+    )
+    data = record_to_json(record)
     assert set(data) == set(schema["properties"])
     assert set(data["task"]) == set(schema["properties"]["task"]["properties"])
     assert set(data["model"]) == set(schema["properties"]["model"]["properties"])
-    assert record_from_json(data) == make_record()
+    assert set(data["privacy"]) == set(schema["properties"]["privacy"]["properties"])
+    assert record_from_json(data) == record

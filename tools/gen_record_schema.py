@@ -78,7 +78,7 @@ def schema() -> dict[str, Any]:
         RunRecord,
         ("task", "model", "hyperparameters", "curve", "metrics"),
         skip=("task", "model", "hyperparameters", "curve", "metrics", "search_space", "members",
-              "objective_metric", "objective_direction", "parents", "audience"),
+              "objective_metric", "objective_direction", "parents", "audience", "privacy"),
     )  # fmt: skip
     top["properties"].update(
         {
@@ -114,6 +114,19 @@ def schema() -> dict[str, Any]:
                 "type": "array",
                 "description": "lineage: ids of the records this run derives from",
                 "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            },
+            "privacy": {
+                "type": "object",
+                "description": "a private study's differential-privacy guarantee, stated by its "
+                "own accounting: `gridpoint publish` refuses a written one",
+                "additionalProperties": False,
+                "required": ["epsilon", "delta", "protected", "accountant"],
+                "properties": {
+                    "epsilon": {"type": "number", "exclusiveMinimum": 0},
+                    "delta": {"type": "number", "minimum": 0, "exclusiveMaximum": 0.01},
+                    "protected": {"enum": ["training", "evaluation", "both"]},
+                    "accountant": {"enum": ["rdp", "pld"]},
+                },
             },
             "audience": {
                 "type": "array",

@@ -17,6 +17,8 @@ The code is organized as follows:
 - transfer/: the warm-start maths (transfer sampler, curve pruner), knowing nothing of nodes.
 - study_storage.py: the Optuna RDB storage of studies, with heartbeats.
 - study_workers.py: the study's worker lock: who works on a study now (file or advisory lock).
+- privacy/: the privacy mode: DP-SGD by Opacus, released evaluation values, accounting by
+  dp-accounting, each trial's noise calibrated to its share of the study's budget.
 - study.py: an Optuna study whose trials are fine-tuning runs; one per device, workers,
   progress, pruning, resume.
 - importance.py: hyperparameter importances by Optuna's evaluator, as a child process the

@@ -34,6 +34,9 @@ __all__ = ["FineTuneSettings", "OnEval", "apply_lora", "evaluate", "finetune"]
 
 #: Called with (step, metrics); returning True stops the run (e.g. pruned).
 OnEval = Callable[[int, dict[str, float]], bool]
+#: Turns an evaluation's exact metrics into the ones released (privacy mode): only what it
+#: returns reaches the curve, the final metrics and on_eval.
+Release = Callable[[dict[str, float]], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,10 @@ class FineTuneSettings:
     #: Micro-batches of batch_size per optimizer step.
     gradient_accumulation: int = 1
     gradient_checkpointing: bool = False
+    #: DP-SGD (trainers/privacy/dpsgd.py): the noise multiplier (None: plain training) and
+    #: the per-example clipping bound.
+    dp_noise_multiplier: float | None = None
+    dp_max_grad_norm: float = 1.0
 
 
 def _device(requested: str) -> torch.device:
@@ -124,10 +131,13 @@ def finetune(
     settings: FineTuneSettings,
     on_eval: OnEval | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    release: Release | None = None,
 ) -> FineTuneResult:
     """Fine-tunes loaded.model on train; returns curve, final metrics and throughput.
 
     Afterwards loaded.model is the trained model (wrapped in LoRA adapters with lora_rank).
+    With settings.dp_noise_multiplier it trains by DP-SGD (Poisson-sampled batches, one
+    optimizer step each, float32); with release, only released evaluation values are kept.
     """
     import torch
     from transformers import get_linear_schedule_with_warmup
@@ -146,7 +156,9 @@ def finetune(
         loaded.model = model
     model.to(device)
     model.train()
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    private = settings.dp_noise_multiplier is not None
+    # Opacus's per-example gradients are computed in float32: no autocast under DP-SGD.
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported() and not private
 
     def autocast() -> AbstractContextManager[Any]:
         return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
@@ -163,11 +175,25 @@ def finetune(
     accumulation = settings.gradient_accumulation
     micro_per_epoch = math.ceil(len(train_features) / settings.batch_size)
     steps_per_epoch = math.ceil(micro_per_epoch / accumulation)
-    total_steps = steps_per_epoch * settings.epochs
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
+    dp_batches: Any = None
+    quiet_hooks: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+    if settings.dp_noise_multiplier is not None:
+        from gridpoint.trainers.privacy.dpsgd import private_training
+
+        dp = private_training(
+            model, optimizer, train_features, collate,
+            batch_size=settings.batch_size,
+            noise_multiplier=settings.dp_noise_multiplier,
+            max_grad_norm=settings.dp_max_grad_norm,
+        )  # fmt: skip
+        model, optimizer, dp_batches = dp.model, dp.optimizer, dp.batches
+        accumulation, steps_per_epoch = 1, len(dp_batches)
+        quiet_hooks = dp.quiet_hooks
+    total_steps = steps_per_epoch * settings.epochs
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(settings.warmup_ratio * total_steps), total_steps
     )
@@ -190,6 +216,8 @@ def finetune(
         metrics["train_loss"] = float(loss_sum) / max(loss_count, 1)
         if not all(math.isfinite(v) for v in metrics.values()):
             raise TrainingDiverged(f"the loss is no longer finite at step {step}")
+        if release is not None:
+            metrics = release(metrics)
         loss_sum, loss_count = torch.zeros((), device=device), 0
         curve.extend(CurvePoint(step, k, v) for k, v in sorted(metrics.items()))
         stop = bool(on_eval and on_eval(step, metrics))
@@ -197,16 +225,28 @@ def finetune(
         return stop
 
     for epoch in range(settings.epochs):
-        micro = length_grouped_batches(lengths, settings.batch_size, settings.seed * 1000 + epoch)
+        if dp_batches is not None:
+            micro = [[-1]] * steps_per_epoch  # placeholders: Opacus draws the batches
+            drawn = iter(dp_batches)
+        else:
+            micro = length_grouped_batches(
+                lengths, settings.batch_size, settings.seed * 1000 + epoch
+            )
         for start in range(0, len(micro), accumulation):
             group = micro[start : start + accumulation]
             for indices in group:
-                batch = collate([train_features[i] for i in indices])
+                if dp_batches is not None:
+                    batch = next(drawn)
+                    size = len(next(iter(batch.values())))
+                else:
+                    batch = collate([train_features[i] for i in indices])
+                    size = len(indices)
                 with autocast():
                     loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
-                (loss / len(group)).backward()
+                with quiet_hooks():
+                    (loss / len(group)).backward()
                 loss_sum += loss.detach() / len(group)
-                seen += len(indices)
+                seen += size
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -221,6 +261,11 @@ def finetune(
             break
     if not stopped:
         record_eval()
+    if dp_batches is not None:
+        from gridpoint.trainers.privacy.dpsgd import release_model
+
+        model = release_model(model)
+        loaded.model = model
     final = {s.metric: s.value for s in curve if s.step == step}
     return FineTuneResult(
         curve=curve,

@@ -13,19 +13,26 @@ worker lock (study_workers.py); a run that starts alone fails every trial still 
 once (their processes are gone); beside other live workers it fails only trials whose
 heartbeat stopped, never a live one. Ctrl-C once stops after the current trials and keeps
 everything done; twice aborts, recording the trial it cut short as failed.
+
+In privacy mode (config.privacy) a StudyAccountant (trainers/privacy/accounting.py) plans
+each trial's noise before it trains: DP-SGD's, and the released evaluation values' (the only
+values the sampler, the pruner and the trial's curve ever see). With `publish = "best"` the
+number of trials is drawn (Poisson, mean the trials asked for) and sampled at random, so that
+each trial is the same mechanism: what "repeat and publish the best" is accounted as.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gridpoint.errors import ConfigError, TrainerError
 from gridpoint.schema import CurvePoint, TaskDescriptor
@@ -41,6 +48,10 @@ from gridpoint.trainers.study_config import StudyConfig
 from gridpoint.trainers.study_storage import HEARTBEAT_SECONDS, study_storage
 from gridpoint.trainers.study_workers import study_workers
 from gridpoint.trainers.tasks import task_type
+
+if TYPE_CHECKING:
+    from gridpoint.trainers.privacy.accounting import StudyAccountant
+    from gridpoint.trainers.privacy.release import EvaluationRelease
 
 __all__ = [
     "Search",
@@ -80,6 +91,8 @@ class StudySummary:
     best: tuple[int, float] | None
     interrupted: bool
     task: TaskDescriptor
+    #: In privacy mode, the epsilon the trials planned so far spend (None: not private).
+    privacy_epsilon: float | None = None
 
 
 def resume_seed(seed: int, finished: int) -> int:
@@ -206,6 +219,11 @@ def _run(
 ) -> StudySummary:
     import optuna
 
+    if worker and config.privacy is not None:
+        raise ConfigError(
+            "--worker: a private study is accounted by the one process that runs it; "
+            "use --devices to run its trials on several devices"
+        )
     storage = study_storage(storage_url, on_interrupted)
     if worker:
         try:
@@ -293,11 +311,29 @@ def _run_trials(
     done = sum(t.state.is_finished() for t in study.trials)
     # Workers started together would replay each other's proposals from one seed.
     seed = resume_seed(config.seed, done) ^ (int.from_bytes(os.urandom(4)) if worker else 0)
+    privacy = config.privacy
+    best = privacy is not None and privacy.publish == "best"
     search = Search(optuna.samplers.TPESampler(seed=seed), study_pruner(config), seed)
+    if best:
+        if search_for is not None:
+            raise ConfigError(
+                "privacy.publish = 'best' needs independent trials: --warm-start adapts "
+                "its proposals to earlier trials; leave it out"
+            )
+        search = Search(optuna.samplers.RandomSampler(seed=seed), optuna.pruners.NopPruner(), seed)
     if search_for is not None:
         search = search_for(task, search)
     study.sampler, study.pruner = search.sampler, search.pruner
     claims = _Claims(study, n_trials, config.trials)
+    accountant = None
+    if privacy is not None:
+        from gridpoint.trainers.privacy.accounting import StudyAccountant, draw_trials
+
+        planned = claims.planned
+        if best:
+            # The mechanism's number of runs is random: it is drawn here, never chosen.
+            claims = _Claims(study, draw_trials(planned), config.trials, fixed=True)
+        accountant = StudyAccountant(privacy, planned)
     results: list[TrialResult] = []
     bar = Progress(
         TextColumn("{task.description}"),
@@ -324,7 +360,7 @@ def _run_trials(
             try:
                 while not stop.is_set() and not failures and claims.take():
                     result, trained = _run_trial(
-                        study, storage, config, train, evaluation, task, bar, on
+                        study, storage, config, train, evaluation, task, bar, on, accountant
                     )
                     with sink:
                         results.append(result)
@@ -352,17 +388,23 @@ def _run_trials(
         if failures:
             raise failures[0]
     results.sort(key=lambda r: r.number)
-    return StudySummary(config.name, results, _study_best(study), stop.is_set(), task)
+    spent = accountant.epsilon() if accountant is not None else None
+    return StudySummary(config.name, results, _study_best(study), stop.is_set(), task, spent)
 
 
 class _Claims:
     """How many more trials this run starts: n_trials of its own, or up to the study's total."""
 
-    def __init__(self, study: Any, n_trials: int | None, total: int) -> None:
+    def __init__(
+        self, study: Any, n_trials: int | None, total: int, *, fixed: bool = False
+    ) -> None:
         import optuna
 
         self._study, self._total, self._lock = study, total, threading.Lock()
         self._left = n_trials
+        if fixed:  # exactly n_trials, whatever the study's total (a drawn number of trials)
+            self.planned = n_trials or 0
+            return
         self._states = (*(s for s in optuna.trial.TrialState if s.is_finished()),
                         optuna.trial.TrialState.RUNNING)  # fmt: skip
         counted = len(study.get_trials(deepcopy=False, states=self._states))
@@ -410,6 +452,7 @@ def _run_trial(
     task: TaskDescriptor,
     bar: Any,
     device: str,
+    accountant: StudyAccountant | None = None,
 ) -> tuple[TrialResult, TrainedModel | None]:
     import optuna
 
@@ -428,11 +471,19 @@ def _run_trial(
         bar.update(trial_task, completed=step, total=total)
 
     settings = trial_settings(config, params, config.seed + trial.number, device)
+    release: EvaluationRelease | None = None
     loaded: LoadedModel | None = None
     with _heartbeat(storage, trial):
         try:
+            if accountant is not None:
+                settings, release = _private_trial(
+                    accountant, settings, len(train), len(evaluation)
+                )
             loaded = trial_model(config, train, params, settings.seed)
-            run = finetune(loaded, train, evaluation, settings, on_eval=on_eval, on_step=on_step)
+            run = finetune(
+                loaded, train, evaluation, settings, on_eval=on_eval, on_step=on_step,
+                release=release,
+            )  # fmt: skip
         except (TrainerError, KeyboardInterrupt):
             # Aborted (a second Ctrl-C) or impossible: recorded now, never left RUNNING.
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -463,6 +514,37 @@ def _run_trial(
     result = TrialResult(config.name, trial.number, "complete", params, run, task, curve=run.curve)
     labels = tuple(getattr(train, "label_names", ()))
     return result, TrainedModel(loaded.model, loaded.processor, saved_method(loaded.model), labels)
+
+
+def _private_trial(
+    accountant: StudyAccountant, settings: FineTuneSettings, train_rows: int, eval_rows: int
+) -> tuple[FineTuneSettings, EvaluationRelease]:
+    """A trial's settings with its DP-SGD noise, and its release of evaluation values.
+
+    The noise is planned (and charged) for the trial's whole run: the steps and evaluations
+    its batch size and epochs give, whether or not it is pruned before.
+    """
+    from gridpoint.trainers.privacy.dpsgd import poisson_schedule
+    from gridpoint.trainers.privacy.release import EvaluationRelease
+
+    spec = accountant.spec
+    if spec.training:
+        # Exactly the sampling and the steps Opacus will run.
+        sample_rate, per_epoch = poisson_schedule(train_rows, settings.batch_size)
+        steps = settings.epochs * per_epoch
+    else:
+        sample_rate = 1.0
+        micro = math.ceil(train_rows / settings.batch_size)
+        steps = settings.epochs * math.ceil(micro / settings.gradient_accumulation)
+    # An evaluation every eval_interval steps before the last, and one at the end.
+    releases = (steps - 1) // settings.eval_interval + 1
+    noise = accountant.plan_trial(sample_rate, steps, releases)
+    settings = replace(
+        settings,
+        dp_noise_multiplier=noise.training,
+        dp_max_grad_norm=spec.max_grad_norm,
+    )
+    return settings, EvaluationRelease(spec, noise.evaluation, eval_rows)
 
 
 def _set_dropout(model: Any, p: float) -> None:

@@ -35,6 +35,10 @@ model trains; every problem is reported with the key it concerns.
     [pruner]
     type = "median"                  # none | median | percentile | hyperband
 
+    [privacy]                        # off without it (or the node's [privacy] default)
+    epsilon = 8.0                    # see trainers/privacy/spec.py
+    protect = "both"                 # training | evaluation | both
+
     [warm_start]                     # used by `tune --warm-start` only
     method = "rgpe"                  # rgpe | initial-design
     curve_pruning = true             # stop trials that fall below priors' curves
@@ -51,12 +55,14 @@ from typing import Any
 
 from gridpoint.errors import StudyConfigError
 from gridpoint.schema import SearchDimension
+from gridpoint.trainers.privacy.spec import RELEASABLE_METRICS, PrivacySpec, privacy_from_table
 
 __all__ = [
     "ModelSpec",
     "PrunerSpec",
     "StudyConfig",
     "WarmStartSpec",
+    "check_privacy",
     "load_study_config",
 ]
 
@@ -101,7 +107,10 @@ PRUNERS = ("none", "median", "percentile", "hyperband")
 WARM_START_METHODS = ("rgpe", "initial-design")
 _TOP = {"pipeline", "name", "task", "language", "trials", "seed", "model", "objective",
         "training", "search_space", "pruner", "warm_start", "text_column", "label_column",
-        "output"}  # fmt: skip
+        "output", "privacy"}  # fmt: skip
+#: Tasks whose accuracy counts examples (one row moves it by 1/n): their evaluation rows can
+#: be protected by released values.
+_PER_EXAMPLE_ACCURACY = ("text-classification", "image-classification")
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,10 @@ class StudyConfig:
     gradient_checkpointing: bool = False
     #: How many of the best complete trials' models the node keeps ([output] keep).
     keep: int = 1
+    #: The privacy mode (None: off); privacy_set when the file has a [privacy] table (the
+    #: node's default then does not apply, even when the table turns privacy off).
+    privacy: PrivacySpec | None = None
+    privacy_set: bool = False
 
     def fixed_params(self) -> dict[str, float | int]:
         """Defaults for the known parameters this study does not search (lora_rank only with
@@ -266,10 +279,12 @@ def load_study_config(path: Path) -> StudyConfig:
     text_column, label_column = DEFAULT_COLUMNS[task]
     space = _search_space(_get(data, "search_space", dict, ""), model.lora)
     pruner = _pruner(_get(data, "pruner", dict, "", {}))
+    privacy_table = _get(data, "privacy", dict, "", None)
+    privacy = privacy_from_table(privacy_table) if privacy_table is not None else None
     language = _get(data, "language", str, "", "")
     if language and (len(language) != 2 or not language.isalpha() or not language.islower()):
         raise _fail("language", "must be an ISO 639-1 code like 'en'")
-    return StudyConfig(
+    config = StudyConfig(
         path=path.resolve(),
         pipeline=pipeline,
         name=_get(data, "name", str, "", path.stem),
@@ -289,7 +304,41 @@ def load_study_config(path: Path) -> StudyConfig:
         gradient_accumulation=accumulation,
         gradient_checkpointing=_get(training, "gradient_checkpointing", bool, "training.", False),
         keep=keep,
+        privacy=privacy,
+        privacy_set=privacy_table is not None,
     )
+    if privacy is not None:
+        check_privacy(config, privacy)
+    return config
+
+
+def check_privacy(config: StudyConfig, privacy: PrivacySpec) -> None:
+    """StudyConfigError when the study cannot run under privacy (from its file or the node)."""
+    if privacy.evaluation:
+        if config.task not in _PER_EXAMPLE_ACCURACY:
+            raise _fail(
+                "privacy.protect",
+                f"the evaluation rows of a {config.task} study cannot be protected (its metrics "
+                "have no per-row sensitivity); use protect = 'training'",
+            )
+        if config.objective_metric not in RELEASABLE_METRICS:
+            raise _fail(
+                "objective.metric",
+                f"with protected evaluation rows the objective must be one of "
+                f"{', '.join(RELEASABLE_METRICS)} (the values a private study can release)",
+            )
+    if privacy.training and config.gradient_accumulation != 1:
+        raise _fail(
+            "training.gradient_accumulation", "DP-SGD takes one sampled batch per step: use 1"
+        )
+    if privacy.training and config.gradient_checkpointing:
+        raise _fail("training.gradient_checkpointing", "is not supported with DP-SGD")
+    searched = {d.name for d in config.search_space}
+    if privacy.publish == "best" and searched & {"batch_size", "epochs"}:
+        raise _fail(
+            "privacy.publish",
+            "'best' repeats one mechanism: batch_size and epochs must be fixed, not searched",
+        )
 
 
 def _warm_start(table: dict[str, Any], space: tuple[SearchDimension, ...]) -> WarmStartSpec:

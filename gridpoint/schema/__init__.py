@@ -5,7 +5,7 @@ The code is organized as follows:
 - vocabulary.py: the fixed vocabularies (kinds, statuses, buckets) and the functions that
   compute each bucket from private data; the public hub-id rule.
 - records.py: RunRecord and its parts (TaskDescriptor, BaseModelInfo, SearchDimension,
-  CurvePoint).
+  CurvePoint, PrivacyGuarantee).
 - validation.py: validate_record() and the limits every record keeps.
 - record_json.py: the JSON form that `gridpoint publish` reads (load_record_json() bounds its
   size and nesting before parsing).
@@ -20,6 +20,7 @@ from gridpoint.schema.records import (
     BaseModelInfo,
     CurvePoint,
     ParamValue,
+    PrivacyGuarantee,
     RunRecord,
     SearchDimension,
     TaskDescriptor,
@@ -33,6 +34,7 @@ __all__ = [
     "BaseModelInfo",
     "CurvePoint",
     "ParamValue",
+    "PrivacyGuarantee",
     "RunRecord",
     "SearchDimension",
     "TaskDescriptor",

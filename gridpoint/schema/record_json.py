@@ -21,6 +21,7 @@ from gridpoint.schema.records import (
     BaseModelInfo,
     CurvePoint,
     ParamValue,
+    PrivacyGuarantee,
     RunRecord,
     SearchDimension,
     TaskDescriptor,
@@ -78,7 +79,7 @@ def _check_finite(path: str, value: float) -> None:
 _TOP_KEYS = {
     "task", "model", "hyperparameters", "curve", "metrics", "kind", "study", "trial",
     "search_space", "status", "period", "objective", "members", "failure", "schema_version",
-    "parents", "audience",
+    "parents", "audience", "privacy",
 }  # fmt: skip
 _TASK_KEYS = {
     "type", "num_labels", "size_bucket", "balance_bucket", "language", "text_length_bucket",
@@ -201,9 +202,21 @@ def record_from_json(data: Any) -> RunRecord:
             _str(f"audience[{i}]", a)
             for i, a in enumerate(_list("audience", top.get("audience", [])))
         ),
+        privacy=_privacy(top["privacy"]) if top.get("privacy") is not None else None,
         schema_version=_int("schema_version", top.get("schema_version", SCHEMA_VERSION)),
     )
     return validate_record(record)
+
+
+def _privacy(value: Any) -> PrivacyGuarantee:
+    keys = ("epsilon", "delta", "protected", "accountant")
+    table = _obj("privacy", value, set(keys), keys)
+    return PrivacyGuarantee(
+        epsilon=_num("privacy.epsilon", table["epsilon"]),
+        delta=_num("privacy.delta", table["delta"]),
+        protected=_str("privacy.protected", table["protected"]),
+        accountant=_str("privacy.accountant", table["accountant"]),
+    )
 
 
 def _curve_point(i: int, value: Any) -> CurvePoint:
@@ -257,5 +270,7 @@ def record_to_json(record: RunRecord) -> dict[str, Any]:
         "failure": record.failure,
         "parents": list(record.parents),
         "audience": list(record.audience),
+        # Only on a private record: an exact one's JSON is what it was before this field.
+        **({"privacy": asdict(record.privacy)} if record.privacy is not None else {}),
         "schema_version": record.schema_version,
     }

@@ -18,6 +18,7 @@ __all__ = [
     "BaseModelInfo",
     "CurvePoint",
     "ParamValue",
+    "PrivacyGuarantee",
     "RunRecord",
     "SearchDimension",
     "TaskDescriptor",
@@ -83,6 +84,21 @@ class CurvePoint(NamedTuple):
 
 
 @dataclass(frozen=True)
+class PrivacyGuarantee:
+    """What publishing a run cost in differential privacy (see records.proto's Privacy).
+
+    epsilon and delta are the whole release's (the study's, for a trial), with respect to
+    one row of the protected data; protected: "training", "evaluation" or "both"; accountant:
+    how the composition was accounted ("rdp" or "pld", by dp-accounting).
+    """
+
+    epsilon: float
+    delta: float
+    protected: str
+    accountant: str
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """One run as published: only what the allowlist lets leave a node."""
 
@@ -105,6 +121,8 @@ class RunRecord:
     parents: tuple[str, ...] = field(default_factory=tuple)
     #: Node ids allowed to hold a copy; empty for every node that trusts the author.
     audience: tuple[str, ...] = field(default_factory=tuple)
+    #: The differential-privacy cost of the release this record belongs to (None: exact values).
+    privacy: PrivacyGuarantee | None = None
     schema_version: int = SCHEMA_VERSION
 
 

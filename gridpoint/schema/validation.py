@@ -19,6 +19,7 @@ from gridpoint.schema.records import (
     SCHEMA_VERSION,
     CurvePoint,
     ParamValue,
+    PrivacyGuarantee,
     RunRecord,
     SearchDimension,
 )
@@ -172,7 +173,27 @@ def validate_record(record: RunRecord) -> RunRecord:
     if list(record.audience) != sorted(set(record.audience)):
         # One order for one audience: equal content signs to equal bytes (and id).
         raise _fail("audience", "node ids must be sorted and appear once")
+    if record.privacy is not None:
+        _validate_privacy(record.privacy)
     return record
+
+
+#: What a record's privacy.protected and privacy.accountant may say.
+PROTECTED = ("training", "evaluation", "both")
+ACCOUNTANTS = ("rdp", "pld")
+
+
+def _validate_privacy(privacy: PrivacyGuarantee) -> None:
+    _check_finite("privacy.epsilon", privacy.epsilon)
+    _check_finite("privacy.delta", privacy.delta)
+    if not privacy.epsilon > 0:
+        raise _fail("privacy.epsilon", "must be more than 0")
+    if not 0 <= privacy.delta < 0.01:
+        raise _fail("privacy.delta", "must be from 0 up to (not) 0.01")
+    if privacy.protected not in PROTECTED:
+        raise _fail("privacy.protected", f"must be one of {', '.join(PROTECTED)}")
+    if privacy.accountant not in ACCOUNTANTS:
+        raise _fail("privacy.accountant", f"must be one of {', '.join(ACCOUNTANTS)}")
 
 
 def _check_param(path: str, value: ParamValue) -> None:

@@ -338,6 +338,45 @@ class Metric(_message.Message):
 Global___Metric: _TypeAlias = Metric  # noqa: Y015
 
 @_typing.final
+class Privacy(_message.Message):
+    """What publishing a run cost in differential privacy: the (epsilon, delta) of the whole
+    release it belongs to (for a trial, its study's), with respect to one row of the protected
+    private data. Signed with the record like every field: a relay cannot lower it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPSILON_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    PROTECTED_FIELD_NUMBER: _builtins.int
+    ACCOUNTANT_FIELD_NUMBER: _builtins.int
+    epsilon: _builtins.float
+    """Epsilon of the release (finite, more than 0)."""
+    delta: _builtins.float
+    """Delta of the release (0 up to, not including, 0.01)."""
+    protected: _builtins.str
+    """Which rows are protected: "training" (DP-SGD), "evaluation" (released evaluation
+    values) or "both".
+    """
+    accountant: _builtins.str
+    """How the composition was accounted: "rdp" or "pld" (Google's dp-accounting)."""
+    def __init__(
+        self,
+        *,
+        epsilon: _builtins.float = ...,
+        delta: _builtins.float = ...,
+        protected: _builtins.str = ...,
+        accountant: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accountant", b"accountant", "delta", b"delta", "epsilon", b"epsilon", "protected", b"protected"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Privacy: _TypeAlias = Privacy  # noqa: Y015
+
+@_typing.final
 class RunRecord(_message.Message):
     """The public record of one run.
 
@@ -366,6 +405,7 @@ class RunRecord(_message.Message):
     FAILURE_FIELD_NUMBER: _builtins.int
     PARENTS_FIELD_NUMBER: _builtins.int
     AUDIENCE_FIELD_NUMBER: _builtins.int
+    PRIVACY_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """Version of this schema the author wrote; currently 1."""
     kind: Global___RunKind.ValueType
@@ -438,6 +478,13 @@ class RunRecord(_message.Message):
         field keep their ids.
         """
 
+    @_builtins.property
+    def privacy(self) -> Global___Privacy:
+        """The differential-privacy cost of this record's release; absent when its values are
+        exact (a record without it adds no bytes, so records written before this field keep
+        their ids).
+        """
+
     def __init__(
         self,
         *,
@@ -459,10 +506,11 @@ class RunRecord(_message.Message):
         failure: _builtins.str = ...,
         parents: _abc.Iterable[_builtins.str] | None = ...,
         audience: _abc.Iterable[_builtins.str] | None = ...,
+        privacy: Global___Privacy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "task", b"task"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "privacy", b"privacy", "task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "curve", b"curve", "failure", b"failure", "hyperparameters", b"hyperparameters", "kind", b"kind", "members", b"members", "metrics", b"metrics", "model", b"model", "objective_direction", b"objective_direction", "objective_metric", b"objective_metric", "parents", b"parents", "period", b"period", "schema_version", b"schema_version", "search_space", b"search_space", "status", b"status", "study", b"study", "task", b"task", "trial", b"trial"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "curve", b"curve", "failure", b"failure", "hyperparameters", b"hyperparameters", "kind", b"kind", "members", b"members", "metrics", b"metrics", "model", b"model", "objective_direction", b"objective_direction", "objective_metric", b"objective_metric", "parents", b"parents", "period", b"period", "privacy", b"privacy", "schema_version", b"schema_version", "search_space", b"search_space", "status", b"status", "study", b"study", "task", b"task", "trial", b"trial"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,6 +10,7 @@ The code is organized as follows (each command group a module with `register(sub
 - model.py: `model list|show|export|remove|pull|share`.
 - control.py: `catalog withdraw`, `identity rotate|revoke`, `policy`, `audit` (the owner's
   control).
+- privacy.py: `privacy ledger` (the budget ledger of private pipelines).
 - trust.py: `trust vouch|unvouch|list` (introductions).
 - ui.py, plot.py: `gridpoint ui` and `gridpoint plot` (over node/ui/).
 - output.py: printing tables, JSON and one-line messages.

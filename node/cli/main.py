@@ -36,7 +36,18 @@ COMMAND_GROUPS = "gridpoint.commands"
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, every group registered."""
-    from gridpoint.node.cli import control, daemon, local, model, network, plot, trust, tune, ui
+    from gridpoint.node.cli import (
+        control,
+        daemon,
+        local,
+        model,
+        network,
+        plot,
+        privacy,
+        trust,
+        tune,
+        ui,
+    )
 
     parser = argparse.ArgumentParser(
         prog="gridpoint",
@@ -56,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         ui.register,
         plot.register,
         model.register,
+        privacy.register,
         control.register,  # adds to `catalog` and `identity`: after them
         trust.register,
     ):

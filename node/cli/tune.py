@@ -80,6 +80,11 @@ def _print_json(outcome: TuneOutcome) -> None:
             "interrupted": outcome.interrupted,
             "catalog": "published, signed by this node",
             **({"warm_start": asdict(warm)} if warm is not None else {}),
+            **(
+                {"privacy": {**asdict(outcome.privacy), "spent_epsilon": outcome.privacy_spent}}
+                if outcome.privacy is not None
+                else {}
+            ),
         }
     )
 
@@ -107,6 +112,14 @@ def _print_summary(outcome: TuneOutcome) -> None:
     if warm is not None and warm.used and warm.method == "rgpe":
         weights = ", ".join(f"{k}: {v:.2f}" for k, v in warm.weights.items())
         print_line(f"learned weights: {weights}; this study: {warm.study_weight:.2f}")
+    if outcome.privacy is not None:
+        p = outcome.privacy
+        spent = f"{outcome.privacy_spent:.3g}" if outcome.privacy_spent is not None else "?"
+        print_line(
+            f"private study: epsilon {p.epsilon:g}, delta {p.delta:g} ({p.protected} rows "
+            f"protected, {p.accountant} accountant); this run spent epsilon {spent}; "
+            "the values above are the released ones"
+        )
     if outcome.interrupted:
         print_line("stopped early on request; run the same command again to continue the study")
     print_line(

@@ -19,6 +19,7 @@ from gridpoint.schema import (
     BaseModelInfo,
     CurvePoint,
     ParamValue,
+    PrivacyGuarantee,
     RunRecord,
     SearchDimension,
     TaskDescriptor,
@@ -99,6 +100,9 @@ def record_to_proto(record: RunRecord) -> records_pb2.RunRecord:
         failure=record.failure,
         parents=list(record.parents),
         audience=list(record.audience),
+        privacy=(
+            records_pb2.Privacy(**asdict(record.privacy)) if record.privacy is not None else None
+        ),
     )
 
 
@@ -158,6 +162,16 @@ def record_from_proto(msg: records_pb2.RunRecord) -> RunRecord:
         failure=msg.failure,
         parents=tuple(msg.parents),
         audience=tuple(msg.audience),
+        privacy=(
+            PrivacyGuarantee(
+                epsilon=msg.privacy.epsilon,
+                delta=msg.privacy.delta,
+                protected=msg.privacy.protected,
+                accountant=msg.privacy.accountant,
+            )
+            if msg.HasField("privacy")
+            else None
+        ),
     )
 
 

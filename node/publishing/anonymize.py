@@ -5,7 +5,8 @@ only in forms that cannot carry private strings: hyperparameters and metrics by 
 fixed vocabularies, the task as buckets, the base model as a public hub id (a local path
 never), the study and trial as keyed pseudonyms (node/pseudonyms.py), times as a month or quarter.
 Trials (of `tune`, or brought in by the integrations) and federated runs take the same
-allowlist; a federated run's curve is per round and names its members (node ids).
+allowlist; a federated run's curve is per round and names its members (node ids). A private
+study's run (detail.privacy) holds released values only; its record states their guarantee.
 
 Must never copy into a record: data rows or texts, label names, file paths, column names,
 the study's own name, host or user names, environment variables, exception text.
@@ -144,4 +145,5 @@ def anonymize(
         members=tuple(sorted(detail.members)),
         failure=detail.failure if detail.state == "failed" else "",
         parents=parents,
+        privacy=detail.privacy,
     )

@@ -76,6 +76,11 @@ class PublishingService:
         result = self._store.add_run(dataclasses.replace(run, record_id=record_id), signed)
         return Published(record_id, result.new == 1, record)
 
+    def keep_private(self, run: PrivateRun) -> None:
+        """Keeps run privately, publishing nothing of it (a private study's trial that was
+        not its best, under publish = "best")."""
+        self._store.add_run(run, None)
+
     def publish_written(self, data: object) -> Published:
         """Publishes a record written by hand (parsed JSON, the form `gridpoint publish` reads).
 
@@ -91,6 +96,11 @@ class PublishingService:
                     raise RecordError(f"record field {key}: must be a string")
                 names[key] = value
         record = record_from_json(data)
+        if record.privacy is not None:
+            raise RecordError(
+                "record field privacy: a written record cannot state a privacy guarantee "
+                "(only a private study's own accounting does)"
+            )
         study, trial = names.get("study", ""), names.get("trial", "")
         secret = self._home.secret
         record = dataclasses.replace(

@@ -17,6 +17,9 @@ The owner's control: control_base.py (its part of the contract and its types),
 control_models.py (its tables), sql_control.py (their SQL implementation, mixed into
 SqlStore), sql_statements.py (each statement type's effect, in the write transaction),
 key_chain.py (which node ids are one identity across key rotations).
+Privacy: privacy_models.py (the budget ledger's table), sql_privacy.py (charging a private
+release against its pipeline's budget before it starts, settling it after; mixed into
+SqlStore).
 
 Must never verify signatures or re-serialize a payload: it stores what callers verified.
 """

@@ -30,7 +30,14 @@ from typing import Literal
 
 from gridpoint.node.store.control_base import ControlStore, StoredStatement
 from gridpoint.node.store.query_filter import FilterNode, OrderBy
-from gridpoint.schema import CurvePoint, ParamValue, RunRecord, SearchDimension, TaskDescriptor
+from gridpoint.schema import (
+    CurvePoint,
+    ParamValue,
+    PrivacyGuarantee,
+    RunRecord,
+    SearchDimension,
+    TaskDescriptor,
+)
 
 __all__ = [
     "MAX_QUERY_LIMIT",
@@ -177,6 +184,9 @@ class RunDetail:
     not_published: tuple[NotPublished, ...] = ()
     #: The source's own fields (an output folder, every training argument); text only.
     extra: dict[str, str] = field(default_factory=dict)
+    #: The privacy mode's guarantee (None: exact values): a private study's curve and
+    #: metrics above are already the released values, the only ones the node ever saw.
+    privacy: PrivacyGuarantee | None = None
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,14 @@ def _one_of(values: tuple[str, ...]) -> str:
     return "one of " + ", ".join(f"'{v}'" if v else "''" for v in values)
 
 
+def _privacy(stored: StoredRecord, field: str) -> SortValue:
+    privacy = stored.record.privacy
+    if privacy is None:
+        return None
+    value = getattr(privacy, field)
+    return value if isinstance(value, str) else float(value)
+
+
 KEYS: dict[str, KeySpec] = {
     spec.name: spec
     for spec in (
@@ -96,6 +104,14 @@ KEYS: dict[str, KeySpec] = {
                "'full' or 'lora'"),
         _plain("model.num_parameters", "model_num_parameters", "num",
                lambda r: r.model.num_parameters, "parameters of the base model"),
+        KeySpec("privacy.epsilon", "num", "privacy_epsilon",
+                lambda stored: _privacy(stored, "epsilon"),
+                "the record's differential-privacy epsilon (none: exact values)"),
+        KeySpec("privacy.delta", "num", "privacy_delta",
+                lambda stored: _privacy(stored, "delta"), "its delta"),
+        KeySpec("privacy.protected", "str", "privacy_protected",
+                lambda stored: _privacy(stored, "protected") or "",
+                "rows protected: 'training', 'evaluation', 'both' ('': exact)"),
         KeySpec("signer", "str", "signer_id", lambda stored: stored.signer_id,
                 "node id of the record's author"),
         KeySpec("id", "str", "id", lambda stored: stored.id, "the record's id"),
@@ -131,7 +147,7 @@ def key_spec(key: str, column: int | None = None) -> KeySpec:
             return KeySpec(key, type_, None, _reader(read, name))
     raise FilterError(
         f"unknown key {shown(key)}; use {', '.join(k for k in KEYS if '.' not in k)}, "
-        "task.<field>, model.<field>, params.<name> or metrics.<name>",
+        "task.<field>, model.<field>, privacy.<field>, params.<name> or metrics.<name>",
         column,
     )
 

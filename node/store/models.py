@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -85,6 +86,12 @@ class RecordRow(SQLModel, table=True):
     model_family: str = Field(max_length=64)
     model_method: str = Field(max_length=16)
     model_num_parameters: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # The record's signed privacy guarantee (NULL and "": exact values).
+    privacy_epsilon: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
+    privacy_delta: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
+    privacy_protected: str = Field(
+        default="", sa_column=Column(String(16), nullable=False, server_default="")
+    )
     received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 

@@ -16,7 +16,13 @@ from datetime import datetime
 from typing import Any
 
 from gridpoint.node.store.base import ModelRef, NotPublished, RunDetail
-from gridpoint.schema import CurvePoint, ParamValue, SearchDimension, TaskDescriptor
+from gridpoint.schema import (
+    CurvePoint,
+    ParamValue,
+    PrivacyGuarantee,
+    SearchDimension,
+    TaskDescriptor,
+)
 
 __all__ = ["detail_from_text", "detail_text"]
 
@@ -46,6 +52,7 @@ def detail_text(detail: RunDetail) -> str:
         "finished_at": detail.finished_at.isoformat() if detail.finished_at else None,
         "not_published": [asdict(n) for n in detail.not_published],
         "extra": detail.extra,
+        "privacy": asdict(detail.privacy) if detail.privacy is not None else None,
     }
     del data["objective_metric"], data["objective_direction"]
     return json.dumps(data, default=str)
@@ -81,7 +88,21 @@ def detail_from_text(text: str) -> RunDetail:
         finished_at=_time(data.get("finished_at")),
         not_published=tuple(_not_published(data.get("not_published"))),
         extra=extra,
+        privacy=_privacy(data.get("privacy")),
     )
+
+
+def _privacy(value: object) -> PrivacyGuarantee | None:
+    table = _dict(value)
+    try:
+        return PrivacyGuarantee(
+            epsilon=float(table["epsilon"]),
+            delta=float(table["delta"]),
+            protected=str(table["protected"]),
+            accountant=str(table["accountant"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _str(value: object) -> str:

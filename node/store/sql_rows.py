@@ -103,6 +103,9 @@ def record_row(rec: StoredRecord, now: datetime) -> dict[str, Any]:
         "model_family": r.model.family,
         "model_method": r.model.method,
         "model_num_parameters": r.model.num_parameters,
+        "privacy_epsilon": r.privacy.epsilon if r.privacy else None,
+        "privacy_delta": r.privacy.delta if r.privacy else None,
+        "privacy_protected": r.privacy.protected if r.privacy else "",
         "received_at": now,
     }
 

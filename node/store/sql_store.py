@@ -60,6 +60,7 @@ from gridpoint.node.store.query_filter import FilterNode, OrderBy
 from gridpoint.node.store.run_detail import detail_from_text, detail_text
 from gridpoint.node.store.sql_control import SqlControl
 from gridpoint.node.store.sql_filter import query_statements
+from gridpoint.node.store.sql_privacy import SqlPrivacy
 from gridpoint.node.store.sql_rows import (
     bulk_insert,
     check_peer,
@@ -89,7 +90,7 @@ def open_store(url: str) -> SqlStore:
     return SqlStore(url)
 
 
-class SqlStore(SqlControl, CatalogStore):
+class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
     """CatalogStore over SQLAlchemy."""
 
     def __init__(self, url: str) -> None:

@@ -29,8 +29,9 @@ from gridpoint.node.store.base import ModelRef, PrivateRun, RunDetail
 from gridpoint.node.store.query_filter import parse_filter
 from gridpoint.node.store.sql_store import normalize_db_url, open_store
 from gridpoint.node.study_reports import WarmStartReport, save_report
+from gridpoint.node.tuning.privacy import charged, guarantee_of, private_mode
 from gridpoint.node.tuning.warm_search import WarmStartSearch
-from gridpoint.schema import ParamValue
+from gridpoint.schema import ParamValue, PrivacyGuarantee
 from gridpoint.schema.vocabulary import public_hub_id
 
 if TYPE_CHECKING:
@@ -100,6 +101,10 @@ class TuneOutcome:
     interrupted: bool
     #: What the study was warm-started from (None when it was not asked to be).
     warm_start: WarmStartReport | None
+    #: A private study's guarantee, as its records state it, and the epsilon its
+    #: accountant says this run spent (None: not private).
+    privacy: PrivacyGuarantee | None = None
+    privacy_spent: float | None = None
 
     @property
     def published(self) -> int:
@@ -133,6 +138,7 @@ def run_tune(request: TuneRequest, events: TuneEvents) -> TuneOutcome:
         artifacts = ArtifactStore(home, store)
         # model = { artifact = "ID" }: the kept folder, and its record as every trial's parent.
         config, parents = start_from_artifact(artifacts, config)
+        config = private_mode(home, config)
         family, public_id = model_family_and_public_id(config.model)
         trials = _Trials(
             PublishingService(home, store, artifacts), config, family, public_id, parents, events
@@ -144,18 +150,22 @@ def run_tune(request: TuneRequest, events: TuneEvents) -> TuneOutcome:
             if request.warm_start
             else None
         )
-        summary = run_study(
-            config,
-            studies_url,
-            n_trials=request.trials,
-            on_trial=trials.publish,
-            search_for=warm,
-            progress=request.progress,
-            devices=request.devices,
-            worker=request.worker,
-            on_interrupted=trials.interrupted,
-            keep_model=trials.keep_model,
-        )
+        # A private study is charged to its pipeline's budget before any trial runs.
+        with charged(home, store, config) as spent:
+            summary = run_study(
+                config,
+                studies_url,
+                n_trials=request.trials,
+                on_trial=trials.publish,
+                search_for=warm,
+                progress=request.progress,
+                devices=request.devices,
+                worker=request.worker,
+                on_interrupted=trials.interrupted,
+                keep_model=trials.keep_model,
+            )
+            trials.finish()
+            spent[0] = summary.privacy_epsilon
     finally:
         store.close()
     report = warm.report() if warm is not None else None
@@ -171,6 +181,8 @@ def run_tune(request: TuneRequest, events: TuneEvents) -> TuneOutcome:
         best=summary.best,
         interrupted=summary.interrupted,
         warm_start=report,
+        privacy=guarantee_of(config),
+        privacy_spent=summary.privacy_epsilon,
     )
 
 
@@ -189,8 +201,36 @@ class _Trials:
         self._publishing, self._config, self._events = publishing, config, events
         self._family, self._public_id, self._parents = family, public_id, parents
         self._records: dict[int, str] = {}
+        self._privacy = guarantee_of(config)
+        # publish = "best": every trial is held until the study ends, then only the best
+        # is published (the others are kept privately).
+        self._best_only = config.privacy is not None and config.privacy.publish == "best"
+        self._held: list[TrialResult] = []
 
     def publish(self, trial: TrialResult) -> None:
+        if self._best_only:
+            self._held.append(trial)
+            return
+        self._publish(trial)
+
+    def finish(self) -> None:
+        """Publishes the best held trial (publish = "best") and keeps the rest privately."""
+        config, held = self._config, self._held
+        self._held = []
+        scored = [
+            (t.run.metrics[config.objective_metric], t)
+            for t in held
+            if t.state == "complete" and t.run and config.objective_metric in t.run.metrics
+        ]
+        sign = 1.0 if config.objective_direction == "maximize" else -1.0
+        best = max(scored, key=lambda s: sign * s[0])[1] if scored else None
+        for trial in held:
+            if trial is best:
+                self._publish(trial)
+            else:
+                self._publishing.keep_private(self._private_run(trial))
+
+    def _publish(self, trial: TrialResult) -> None:
         published = self._publishing.publish(self._private_run(trial), parents=self._parents)
         if published.record_id is not None:
             self._records[trial.number] = published.record_id
@@ -271,5 +311,6 @@ class _Trials:
                 samples_per_second=run.samples_per_second if run else None,
                 trainable_parameters=run.trainable_parameters if run else None,
                 finished_at=datetime.now(UTC),
+                privacy=self._privacy,
             ),
         )

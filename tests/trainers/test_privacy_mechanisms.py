@@ -1,0 +1,214 @@
+"""The privacy mode's maths: accounting by dp-accounting, calibrated noise, released values.
+
+Each test checks behaviour against the library's own figures or against statistics of the
+mechanism's output, never against numbers written here by hand.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import dp_accounting
+import pytest
+from dp_accounting import rdp
+
+from gridpoint.errors import StudyConfigError, TrainerError
+from gridpoint.trainers.privacy.accounting import (
+    StudyAccountant,
+    dpsgd_event,
+    epsilon_of,
+    release_event,
+    select_best_event,
+)
+from gridpoint.trainers.privacy.release import EvaluationRelease
+from gridpoint.trainers.privacy.spec import PrivacySpec, privacy_from_table
+
+
+def _rdp_epsilon(event: object, delta: float) -> float:
+    accountant = rdp.RdpAccountant()
+    accountant.compose(event)
+    return float(accountant.get_epsilon(delta))
+
+
+def test_epsilon_of_a_composition_is_dp_accountings_own() -> None:
+    # Prepare: three DP-SGD trials of different batch sizes and lengths, and releases.
+    events = [dpsgd_event(0.02, 1.1, 300), dpsgd_event(0.05, 0.9, 120), release_event(20.0, 15)]
+    composed = dp_accounting.ComposedDpEvent(events)
+    # Execute / Assert: our figure is the library's, for RDP and PLD alike.
+    assert epsilon_of(composed, 1e-5, "rdp") == pytest.approx(_rdp_epsilon(composed, 1e-5))
+    from dp_accounting.pld import pld_privacy_accountant
+
+    pld = pld_privacy_accountant.PLDAccountant()
+    pld.compose(composed)
+    assert epsilon_of(composed, 1e-5, "pld") == pytest.approx(pld.get_epsilon(1e-5))
+
+
+def test_a_study_spends_its_whole_budget_and_not_more_whatever_its_trials() -> None:
+    # Prepare: four trials with different batch sizes (sample rates) and lengths.
+    spec = PrivacySpec(epsilon=4.0, delta=1e-5, protect="training")
+    accountant = StudyAccountant(spec, trials=4)
+    shapes = [(0.01, 400), (0.05, 60), (0.02, 150), (0.1, 20)]
+    # Execute
+    sigmas = [accountant.plan_trial(q, steps, 1).training for q, steps in shapes]
+    # Assert: the composition of what actually ran is the budget, by dp-accounting itself.
+    assert all(s is not None for s in sigmas)
+    events = [dpsgd_event(q, s or 0.0, steps) for (q, steps), s in zip(shapes, sigmas, strict=True)]
+    spent = _rdp_epsilon(dp_accounting.ComposedDpEvent(events), 1e-5)
+    assert 0.97 * spec.epsilon <= spent <= spec.epsilon
+    assert accountant.epsilon() == pytest.approx(spent)
+    # A fifth trial would pass the budget: refused.
+    with pytest.raises(TrainerError, match="budget covers 4 trial"):
+        accountant.plan_trial(0.01, 100, 1)
+
+
+def test_more_trials_in_the_same_budget_means_more_noise_per_trial() -> None:
+    spec = PrivacySpec(epsilon=2.0, delta=1e-5, protect="training")
+    sigmas = [StudyAccountant(spec, trials=n).plan_trial(0.02, 200, 1).training for n in (1, 4, 16)]
+    assert sigmas[0] is not None and sigmas[0] < sigmas[1] < sigmas[2]  # type: ignore[operator]
+
+
+def test_publishing_only_the_best_costs_less_than_publishing_every_trial() -> None:
+    # Prepare: the same trial mechanism, run ten times on average.
+    trial = dpsgd_event(0.05, 1.5, 100)
+    # Execute
+    every = _rdp_epsilon(dp_accounting.SelfComposedDpEvent(trial, 10), 1e-5)
+    best = _rdp_epsilon(select_best_event(trial, 10), 1e-5)
+    one = _rdp_epsilon(trial, 1e-5)
+    # Assert: Papernot & Steinke's repeat-and-select lies between one run and all ten.
+    assert one < best < every
+    # And calibrated to one budget, "best" trials take less noise than "all" trials.
+    all_spec = PrivacySpec(epsilon=3.0, delta=1e-5, protect="training")
+    best_spec = PrivacySpec(epsilon=3.0, delta=1e-5, protect="training", publish="best")
+    sigma_all = StudyAccountant(all_spec, 10).plan_trial(0.05, 100, 1).training
+    sigma_best = StudyAccountant(best_spec, 10).plan_trial(0.05, 100, 1).training
+    assert sigma_best is not None and sigma_all is not None and sigma_best < sigma_all
+    spent = _rdp_epsilon(select_best_event(dpsgd_event(0.05, sigma_best, 100), 10), 1e-5)
+    assert 0.97 * 3.0 <= spent <= 3.0
+
+
+def test_training_and_evaluation_rows_are_accounted_apart() -> None:
+    spec = PrivacySpec(epsilon=1.0, delta=1e-5, protect="both")
+    accountant = StudyAccountant(spec, trials=2)
+    noise = [accountant.plan_trial(0.05, 40, 5) for _ in range(2)]
+    assert all(n.training is not None and n.evaluation is not None for n in noise)
+    assert accountant.training is not None and accountant.evaluation is not None
+    # Each split spends the budget on its own rows; the study states the larger.
+    assert accountant.training.epsilon() <= 1.0 and accountant.evaluation.epsilon() <= 1.0
+    assert accountant.epsilon() == max(
+        accountant.training.epsilon(), accountant.evaluation.epsilon()
+    )
+
+
+def test_released_accuracy_is_unbiased_with_the_calibrated_spread() -> None:
+    # Prepare: 300 evaluation rows, noise multiplier 12 (in units of the 1/n sensitivity).
+    spec = PrivacySpec(epsilon=1.0, delta=1e-5, protect="evaluation")
+    release = EvaluationRelease(spec, noise=12.0, eval_rows=300)
+    # Execute: release the same exact accuracy many times.
+    values = [release({"accuracy": 0.6, "f1": 0.55})["accuracy"] for _ in range(4000)]
+    # Assert: mean and spread are the mechanism's (within sampling error), F1 never leaves.
+    expected = 12.0 / 300
+    assert statistics.fmean(values) == pytest.approx(0.6, abs=4 * expected / 4000**0.5)
+    assert statistics.stdev(values) == pytest.approx(expected, rel=0.08)
+    assert release({"accuracy": 0.6, "f1": 0.55}).keys() == {"accuracy"}
+    assert len(set(values)) == len(values)  # no two releases alike: fresh noise each time
+
+
+def test_released_values_stay_in_range_and_training_loss_never_leaves_protected_rows() -> None:
+    spec = PrivacySpec(epsilon=1.0, delta=1e-5, protect="both")
+    release = EvaluationRelease(spec, noise=500.0, eval_rows=10)
+    values = [release({"accuracy": 0.99, "train_loss": 0.1})["accuracy"] for _ in range(200)]
+    assert all(0.0 <= v <= 1.0 for v in values) and min(values) == 0.0 and max(values) == 1.0
+    assert "train_loss" not in release({"accuracy": 0.5, "train_loss": 0.1})
+    # Training rows protected, evaluation rows not: exact evaluation values, no train loss.
+    training = EvaluationRelease(PrivacySpec(1.0, 1e-5, "training"), None, 10)
+    assert training({"accuracy": 0.5, "f1": 0.4, "train_loss": 0.3}) == {"accuracy": 0.5, "f1": 0.4}
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        ({"delta": 1e-5}, "privacy.epsilon: is required"),
+        ({"epsilon": 0}, "privacy.epsilon: must be more than 0"),
+        ({"epsilon": 1, "delta": 0.5}, "privacy.delta"),
+        ({"epsilon": 1, "protect": "labels"}, "privacy.protect: must be one of"),
+        ({"epsilon": 1, "publish": "best", "accountant": "pld"}, "'best' is accounted by"),
+        ({"epsilon": 1, "budget": 3}, "privacy.budget: unknown key"),
+    ],
+)
+def test_a_wrong_privacy_table_is_refused_naming_its_key(
+    table: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(StudyConfigError, match=problem):
+        privacy_from_table(table)
+
+
+def test_privacy_can_be_turned_off_by_the_study() -> None:
+    assert privacy_from_table({"enabled": False}) is None
+
+
+def test_the_accountant_charges_the_sampling_and_steps_opacus_runs() -> None:
+    import torch
+    from opacus.data_loader import DPDataLoader
+
+    from gridpoint.trainers.privacy.dpsgd import poisson_schedule
+
+    for rows, batch in ((160, 16), (600, 32), (1097, 24), (7, 8)):
+        loader = DPDataLoader.from_data_loader(
+            torch.utils.data.DataLoader([(torch.zeros(1),)] * rows, batch_size=batch)  # type: ignore[arg-type]
+        )
+        assert poisson_schedule(rows, batch) == (loader.sample_rate, len(loader))
+
+
+BERT = {
+    "model_type": "bert",
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "max_position_embeddings": 32,
+    "vocab_size": 100,
+}
+WORDS = ["good", "fine", "great", "bad", "awful", "poor", "the", "movie", "was", "very"]
+PAIRS = [
+    (" ".join(WORDS[(i * 7 + j) % 10] for j in range(2 + i % 6)), str(i % 2)) for i in range(40)
+]
+
+
+@pytest.mark.parametrize("lora_rank", [None, 4])
+def test_a_dp_sgd_trial_trains_on_cpu_and_hands_back_a_plain_model(lora_rank: int | None) -> None:
+    # Prepare: a tiny model built from a config, and its weights before training.
+    import torch
+
+    from gridpoint.trainers.finetune import FineTuneSettings, finetune
+    from gridpoint.trainers.models import load_model
+    from gridpoint.trainers.privacy.dpsgd import poisson_schedule
+    from gridpoint.trainers.study_config import ModelSpec
+    from gridpoint.trainers.tasks import task_type
+
+    kind = task_type("text-classification")
+    train, evaluation = kind.prepare(PAIRS, PAIRS[:8])
+    loaded = load_model(ModelSpec(config=BERT), 2, train.texts, 0)
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    settings = FineTuneSettings(
+        1e-2, 8, 2, 0.0, 0.0, 3, 16, 0, lora_rank=lora_rank, device="cpu",
+        dp_noise_multiplier=1.0, dp_max_grad_norm=1.0,
+    )  # fmt: skip
+    # Execute
+    result = finetune(loaded, train, evaluation, settings)
+    # Assert: the steps Opacus ran are the ones charged; the model is free of its hooks.
+    assert result.steps == 2 * poisson_schedule(40, 8)[1] and result.device == "cpu"
+    model = loaded.model
+    assert "GradSampleModule" not in type(model).__name__
+    assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
+    assert not any(hasattr(p, "grad_sample") for p in model.parameters())
+    after = model.state_dict()
+    if lora_rank is None:
+        # Full fine-tuning moved the encoder; the shared position embeddings stayed frozen.
+        key = "bert.embeddings.position_embeddings.weight"
+        assert torch.equal(after[key], before[key])
+        layer = "bert.encoder.layer.0.attention.self.query.weight"
+        assert not torch.equal(after[layer], before[layer])
+    else:
+        # LoRA: the base weights are untouched, only adapters (and the head) trained.
+        base = "base_model.model.bert.encoder.layer.0.attention.self.query.base_layer.weight"
+        assert torch.equal(after[base], before["bert.encoder.layer.0.attention.self.query.weight"])
