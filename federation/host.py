@@ -10,7 +10,6 @@ reaches it: keep --listen on loopback or a protected interface.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import subprocess
@@ -30,6 +29,7 @@ from gridpoint.federation.processes import (
     check_port_free,
     flower_env,
     free_port,
+    kill_flower_processes_under,
     new_run_folder,
     start,
     stop,
@@ -315,7 +315,8 @@ def _restart_in(folder: Path, host: str, port: int, say: Say) -> None:
     """Clears what a stopped run left: Flower processes still running; rebuilds its progress."""
     from gridpoint.federation.checkpoint import CHECKPOINT
 
-    _stop_stale(folder / "flwr")
+    # What the stopped run left running (its SuperExec and ServerApp are detached).
+    kill_flower_processes_under(folder / "flwr")
     # Written again below, from the same keys (the members pinned the issuer, not this file).
     (folder / "superlink.key").unlink(missing_ok=True)
     shutil.rmtree(folder / "app", ignore_errors=True)
@@ -335,28 +336,6 @@ def _restart_in(folder: Path, host: str, port: int, say: Say) -> None:
     partial.replace(progress)
     done = max((int(e["round"]) for e in events), default=0)
     say(f"resuming federation run {folder.name} after round {done}")
-
-
-def _stop_stale(flwr_home: Path) -> None:
-    """SIGKILLs the Flower processes a stopped `fed host` left running (found by FLWR_HOME).
-
-    Flower starts its SuperExec and ServerApp detached from the SuperLink, so they are found
-    by the environment they inherited: FLWR_HOME is this run's own folder.
-    """
-    import os
-    import signal
-
-    mine = f"FLWR_HOME={flwr_home}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if mine in environ:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def _flwr(args: list[str], env: dict[str, str], folder: Path) -> str:

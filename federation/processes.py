@@ -21,6 +21,7 @@ __all__ = [
     "check_port_free",
     "flower_env",
     "free_port",
+    "kill_flower_processes_under",
     "listening",
     "new_run_folder",
     "start",
@@ -126,3 +127,26 @@ def new_run_folder(parent: Path) -> Path:
             continue
         return folder
     raise GridpointError(f"{parent} holds too many runs")
+
+
+def kill_flower_processes_under(folder: Path) -> int:
+    """SIGKILLs every process whose FLWR_HOME lies under folder; returns how many.
+
+    Flower starts its SuperExec, ServerApp and ClientApps detached from the SuperLink or
+    SuperNode that launched them; after a SIGKILL of that process they live on as orphans, so
+    they are found by the environment they inherited (each run has a FLWR_HOME of its own).
+    """
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        homes = [e.removeprefix(b"FLWR_HOME=") for e in environ if e.startswith(b"FLWR_HOME=")]
+        if homes and Path(homes[0].decode(errors="replace")).is_relative_to(folder):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+    return killed

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gridpoint.federation.processes import free_port
-from tests.federation.test_rounds import STUDY, kill_flower_processes_under
+from gridpoint.federation.processes import free_port, kill_flower_processes_under
+from tests.federation.test_rounds import STUDY
 from tests.helpers import ROOT, Daemon, MakeHome, trust
 
 # In the Flower tests' xdist group: never beside another deployment on 2 cores.

@@ -7,7 +7,6 @@ group, so they never train at the same time on a 2-core machine.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from gridpoint.federation.processes import free_port
+from gridpoint.federation.processes import free_port, kill_flower_processes_under
 from gridpoint.node.home import NodeHome
 from tests.helpers import ROOT, Daemon, MakeHome, cli, cli_json, trust
 
@@ -135,28 +134,6 @@ class Federation:
 
 #: A sitecustomize that makes a member sign the wrong digest (see its docstring).
 TAMPER = Path(__file__).parent / "tamper"
-
-
-def kill_flower_processes_under(folder: Path) -> int:
-    """SIGKILLs every process whose FLWR_HOME lies under folder; returns how many.
-
-    Flower's SuperNode starts its SuperExec and ClientApps detached; after a SIGKILL of the
-    SuperNode they live on as orphans, so they are found by the environment they inherited.
-    """
-    killed = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        homes = [e.removeprefix(b"FLWR_HOME=") for e in environ if e.startswith(b"FLWR_HOME=")]
-        if homes and homes[0].decode(errors="replace").startswith(str(folder)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed += 1
-    return killed
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 900) -> tuple[int, str, str]:
