@@ -26,7 +26,14 @@ __all__ = ["LabeledTexts", "check_pipeline", "load_data"]
 def check_pipeline(pipeline: str, folder: Path) -> None:
     """Imports `module:function` from folder and checks the function is there, without calling
     it: a command that will need the pipeline later says what is wrong before it starts."""
-    _import(pipeline, folder)
+    module_name = pipeline.partition(":")[0]
+    was_loaded = module_name in sys.modules
+    try:
+        _import(pipeline, folder)
+    finally:
+        # Whoever loads the pipeline later imports it afresh, from its own folder.
+        if not was_loaded:
+            sys.modules.pop(module_name, None)
 
 
 def _import(pipeline: str, pipeline_folder: Path) -> Any:

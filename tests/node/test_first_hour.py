@@ -193,7 +193,8 @@ def test_fed_join_waits_up_to_max_wait_for_a_host(
         port = s.getsockname()[1]
     started = time.monotonic()
     result = run_main(
-        capsys, "fed", "join", f"127.0.0.1:{port}", "--federation", "f", "--pipeline", "p:load",
+        capsys, "fed", "join", f"127.0.0.1:{port}", "--federation", "f",
+        "--pipeline", "tiny_pipeline:load", "--pipeline-dir", str(ROOT / "examples"),
         "--max-wait", "4", home=home.path,
     )  # fmt: skip
     waited = time.monotonic() - started
@@ -242,7 +243,8 @@ def test_fed_join_refuses_a_host_that_runs_another_federation(
     with fake_superlink(host, "sentiment") as port:
         result = run_main(
             capsys, "fed", "join", f"127.0.0.1:{port}", "--federation", "wrong-name",
-            "--pipeline", "p:load", "--max-wait", "5", home=member.path,
+            "--pipeline", "tiny_pipeline:load", "--pipeline-dir", str(ROOT / "examples"),
+            "--max-wait", "5", home=member.path,
         )  # fmt: skip
     error = one_line_error(result)
     assert "hosts 'sentiment', not federation 'wrong-name'" in error
