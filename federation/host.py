@@ -446,15 +446,15 @@ def _watch(
             return outcome, rounds, start_event
         if superlink.poll() is not None:
             raise GridpointError(f"the SuperLink stopped; see {folder / 'superlink.log'}")
-        if not rounds and "members_online" not in start_event and time.monotonic() > first_round_by:
-            resumed = start_event.get("resumed_after")
-            if not resumed:
-                raise GridpointError(
-                    f"fewer than --min-members {opts.min_members} member(s) joined within "
-                    f"--round-timeout {opts.round_timeout:g} s (+{_MEMBER_START_S} s to start); "
-                    f"expected {opts.min_members} of: {', '.join(expected)}; each joins with "
-                    f"`gridpoint fed join ... --federation {opts.federation}`"
-                )
+        # A resumed run writes no members event: its members were there before.
+        waiting = not rounds and "members_online" not in start_event
+        if waiting and not start_event.get("resumed_after") and time.monotonic() > first_round_by:
+            raise GridpointError(
+                f"fewer than --min-members {opts.min_members} member(s) joined within "
+                f"--round-timeout {opts.round_timeout:g} s (+{_MEMBER_START_S} s to start); "
+                f"expected {opts.min_members} of: {', '.join(expected)}; each joins with "
+                f"`gridpoint fed join ... --federation {opts.federation}`"
+            )
         time.sleep(0.5)
     raise GridpointError(
         f"the federation did not finish in time ({len(rounds)} of {opts.rounds} round(s) done); "
