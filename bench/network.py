@@ -51,9 +51,8 @@ sys.path.insert(0, str(ROOT))
 
 from gridpoint.node.catalog import sign_record  # noqa: E402
 from gridpoint.node.home import NodeHome  # noqa: E402
-from gridpoint.node.store.base import Peer  # noqa: E402
 from gridpoint.node.store.sql_store import open_store  # noqa: E402
-from tests.helpers import make_record  # noqa: E402
+from tests.helpers import make_record, pin  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from trust_graph import hops_from, trust_graph  # noqa: E402
@@ -153,19 +152,6 @@ def configure(home: NodeHome, port: int, interval: float) -> NodeHome:
         text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text, count=1)
     home.config_path.write_text(text)
     return NodeHome(home.path)
-
-
-def pin(store: Any, home: NodeHome, address: str) -> None:
-    store.add_peer(
-        Peer(
-            node_id=home.identity.node_id,
-            address=address,
-            name=home.config.name,
-            fingerprint=home.tls_fingerprint,
-            cert_pem=home.tls.cert_pem,
-            added_at=datetime.now(UTC),
-        )
-    )
 
 
 def build(root: Path, adj: list[set[int]], interval: float) -> list[Daemon]:
