@@ -63,6 +63,7 @@ def cmd_fed_host(args: argparse.Namespace) -> int:
             params=parse_params(args.param),
             db=args.db,
             from_best_trial=args.from_best_trial,
+            secure_aggregation=args.secure_aggregation,
         )
     outcome = run_host(home, opts, _say, resume_from)
     summary = publish_federation(home, opts, outcome)
@@ -149,6 +150,12 @@ def register(sub: SubParsers) -> None:
         "--from-best-trial",
         action="store_true",
         help="use the hyperparameters of the study's best trial on this node (--param still overrides)",
+    )
+    h.add_argument(
+        "--secure-aggregation",
+        action="store_true",
+        help="Flower's SecAgg+: the host learns only the members' weighted sum, never one "
+        "member's update; members still sign every message (FedAvg only, 2 members at least)",
     )
     h.add_argument("--json", action="store_true", help="print JSON")
     h.set_defaults(handler=cmd_fed_host)

@@ -64,6 +64,8 @@ class HostOptions:
     db: str | None
     #: Take the hyperparameters of the study's best trial on this node (and link its record).
     from_best_trial: bool = False
+    #: Flower's SecAgg+: the host learns only the members' weighted sum (FedAvg only).
+    secure_aggregation: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,7 @@ def run_host(
         raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}")
     if opts.rounds < 1 or opts.min_members < 1:
         raise ConfigError("--rounds and --min-members must be at least 1")
+    check_secure_aggregation(opts)
     host, port = split_address(opts.listen, allow_port_zero=True)
     if port and resume_from is None:
         check_port_free(host, port)
@@ -294,6 +297,23 @@ def run_host(
     return HostOutcome(run_id, params, task, result, rounds, start_event, parents)
 
 
+def check_secure_aggregation(opts: HostOptions) -> None:
+    """ConfigError, in one line, for a combination SecAgg+ cannot serve."""
+    if not opts.secure_aggregation:
+        return
+    if opts.strategy != "fedavg":
+        # SecAgg+ hands the host the members' average, which FedAdam/FedYogi would need
+        # per member (their server optimizer steps on the average, but our verifying
+        # strategy wraps Flower's per-reply aggregation): refuse rather than half-apply it.
+        raise ConfigError(
+            f"--secure-aggregation works with --strategy fedavg only, not {opts.strategy}"
+        )
+    if opts.min_members < 2:
+        raise ConfigError(
+            "--secure-aggregation needs --min-members 2 at least (one member's sum is its update)"
+        )
+
+
 def resume_options(home: NodeHome, federation: str) -> tuple[HostOptions, Path]:
     """The options and folder of the federation's last run, which must not have finished."""
     check_federation_name(federation)
@@ -379,6 +399,7 @@ def _submit(
         "weight-decay": params["weight_decay"],
         "model-spec": spec_to_json(study.model),
         "members": json.dumps({p.node_id: "" for p in peers}),
+        "secure-aggregation": opts.secure_aggregation,
     }
     overrides = folder / "run-config.toml"
     overrides.write_text(tomli_w.dumps(settings))

@@ -9,7 +9,8 @@ a checkpoint in its folder continues after the checkpoint's round (`fed host --r
 Updates (and evaluation replies) are checked before aggregation (the outermost step): signed by a trusted peer of
 the host, over exactly the bytes received, for this federation, round and run. Refused
 updates are left out with a log line naming the node and reason; the round goes on with
-the others. Progress, the final result and the final global model (a from_pretrained
+the others. Under --secure-aggregation every SecAgg+ stage's reply is checked the same way
+(secure_round.py) and the round sees only the members' average. Progress, the final result and the final global model (a from_pretrained
 folder) go to the host's federation folder, which `fed host` reads to report, publish and
 keep the model.
 """
@@ -31,9 +32,11 @@ from gridpoint.errors import GridpointError
 from gridpoint.federation.checkpoint import load_checkpoint, save_checkpoint
 from gridpoint.federation.model_state import build_model, get_weights, set_weights, spec_from_json
 from gridpoint.federation.rounds import RoundLoop
+from gridpoint.federation.secure_round import SecureSettings
 from gridpoint.federation.update_signing import (
     SIGNATURE_RECORD,
     UpdateContext,
+    secure_parts,
     update_digest,
     update_parts,
     verify_update,
@@ -159,6 +162,33 @@ def _verify(reply: Message, federation: str, server_round: int, trusted: dict[st
     return verify_update(record, digest, trusted)
 
 
+def _verify_secure(
+    reply: Message, federation: str, server_round: int, trusted: dict[str, bytes]
+) -> str:
+    """Checks a SecAgg+ stage reply's signature over everything it carries."""
+    record = dict(reply.content.config_records[SIGNATURE_RECORD])
+    arrays, metrics = secure_parts(reply.content)
+    ctx = UpdateContext(
+        federation,
+        server_round,
+        int(reply.metadata.run_id),
+        str(reply.metadata.reply_to_message_id),
+    )
+    digest = update_digest(ctx, str(record.get("signer_id", "")), arrays, metrics)
+    return verify_update(record, digest, trusted)
+
+
+def _secure_settings(run: Any) -> SecureSettings | None:
+    if not bool(run.get("secure-aggregation", False)):
+        return None
+    return SecureSettings(
+        reconstruction_threshold=float(run["secagg-threshold"]),
+        max_weight=float(run["secagg-max-weight"]),
+        clipping_range=float(run["secagg-clipping-range"]),
+        timeout=float(run["round-timeout"]),
+    )
+
+
 def _digest(arrays: ArrayRecord) -> str:
     import hashlib
 
@@ -221,6 +251,8 @@ def main(grid: Grid, context: Context) -> None:
         ConfigRecord({"federation": str(run["federation"])}),
         on_round,
         lambda line: log.warning("%s", line),
+        secure=_secure_settings(run),
+        check_secure=lambda reply, r: _verify_secure(reply, str(run["federation"]), r, trusted),
     )
     started = time.time()
     if resumed is None:
@@ -247,6 +279,7 @@ def main(grid: Grid, context: Context) -> None:
                 "rounds": rounds,
                 "seconds": time.time() - started,
                 "resumed_after": resumed.round if resumed else 0,
+                "secure_aggregation": bool(run.get("secure-aggregation", False)),
                 "initial_digest": _digest(initial),
                 "final_digest": _digest(arrays),
                 "members": sorted({m for ms in strategy.accepted_by_round.values() for m in ms}),
