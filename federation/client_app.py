@@ -190,6 +190,9 @@ def _evaluate(msg: Message, context: Context) -> Message:
         # What always answering this member's most common label scores here.
         "constant_accuracy": max(counts.values()) / max(len(eval_data), 1),
     }
+    if float(context.run_config.get("dp-clip", 0.0)) > 0:
+        # The host weighs by dp-weight under DP-FedAvg; evaluation stays weighted by size.
+        metrics["dp-weight"] = metrics["num-examples"]
     _write_status(
         context, server_round, int(context.run_config["rounds"]), {"phase": "evaluate", **metrics}
     )
@@ -216,7 +219,8 @@ def _train_secure(msg: Message, context: Context) -> Message:
         {k: Array(a) for k, a in zip(keys, parameters_to_ndarrays(fitins.parameters), strict=True)}
     )
     weights, metrics = _fit(arrays, int(str(fitins.config["server-round"])), context)
-    examples = float(cast(float, metrics["num-examples"]))
+    # The weight SecAgg+ multiplies the update by: its examples, or 1 under DP-FedAvg.
+    examples = float(cast(float, metrics.get("dp-weight", metrics["num-examples"])))
     vectors = [weights[k].numpy() for k in keys]
     run = context.run_config
     # SecAgg+ clips every weight times (examples / max weight) to +-clipping range before it
@@ -252,4 +256,12 @@ def _fit(
         "eval_loss": result.metrics["eval_loss"],
     }
     _write_status(context, server_round, int(run["rounds"]), metrics)
-    return get_weights(loaded.model, lora), metrics
+    weights = get_weights(loaded.model, lora)
+    clip = float(run.get("dp-clip", 0.0))
+    if clip > 0:
+        from gridpoint.federation.privacy import clip_update
+
+        # DP-FedAvg: this member's update clipped, and weighted like every other member's.
+        weights = clip_update(weights, arrays, clip)
+        metrics["dp-weight"] = 1.0
+    return weights, metrics

@@ -66,6 +66,12 @@ class HostOptions:
     from_best_trial: bool = False
     #: Flower's SecAgg+: the host learns only the members' weighted sum (FedAvg only).
     secure_aggregation: bool = False
+    #: DP-FedAvg (federation/privacy.py): member-level (epsilon, delta) over all rounds.
+    dp: bool = False
+    dp_epsilon: float = 8.0
+    dp_delta: float = 1e-5
+    #: The L2 norm each member's update is clipped to.
+    dp_clip: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,9 @@ class FederationResult:
     #: The last round completed before a restart (`fed host --resume`); 0 if none.
     resumed_after: int = 0
 
+    #: The released model's guarantee ({epsilon, delta, protected, accountant}); None: no DP.
+    privacy: dict[str, Any] | None = None
+
     @classmethod
     def from_json(cls, data: dict[str, Any], folder: Path) -> FederationResult:
         return cls(
@@ -93,6 +102,7 @@ class FederationResult:
             final_digest=str(data["final_digest"]),
             model_dir=folder / str(data["model_dir"]),
             resumed_after=int(data.get("resumed_after", 0)),
+            privacy=data.get("privacy"),
         )
 
 
@@ -213,6 +223,7 @@ def run_host(
         raise PeerError(
             f"--min-members {opts.min_members} but this node trusts only {len(peers)} peer(s)"
         )
+    noise_multiplier = _plan_privacy(home, opts, charge=resume_from is None)
     if resume_from is None:
         port = port or free_port(host)
         folder = new_run_folder(home.path / "fed" / opts.federation)
@@ -286,7 +297,7 @@ def run_host(
             f"SuperLink on {host}:{port}; {len(peers)} trusted peer(s) may join "
             f"(`gridpoint fed join {host}:{port} --federation {opts.federation} --pipeline MODULE:FUNCTION`)"
         )
-        run_id = _submit(home, opts, study, params, task, peers, folder, env)
+        run_id = _submit(home, opts, study, params, task, peers, folder, env, noise_multiplier)
         say(
             f"run {run_id} submitted: {opts.rounds} round(s), at least {opts.min_members} member(s)"
         )
@@ -295,6 +306,45 @@ def run_host(
     finally:
         stop(superlink)
     return HostOutcome(run_id, params, task, result, rounds, start_event, parents)
+
+
+def _plan_privacy(home: NodeHome, opts: HostOptions, charge: bool) -> float:
+    """The noise multiplier for --dp (0.0 without), charged to this node's ledger first.
+
+    The federation's whole (epsilon, delta) is recorded before the SuperLink starts (a
+    resumed run was charged when it started); PrivacyBudgetExceeded, with the numbers,
+    when it would take the federation past the node's privacy.budget_epsilon.
+    """
+    if not opts.dp:
+        return 0.0
+    if not (0 < opts.dp_epsilon <= 100 and 0 < opts.dp_delta < 1 and opts.dp_clip > 0):
+        raise ConfigError(
+            "--dp needs --dp-epsilon in (0, 100], --dp-delta in (0, 1) and --dp-clip > 0"
+        )
+    from gridpoint.federation.privacy import ACCOUNTANT, PROTECTED, calibrate
+    from gridpoint.node.pseudonyms import pseudonym
+    from gridpoint.node.store.sql_privacy import PrivacyRelease
+    from gridpoint.node.store.sql_store import open_store
+
+    multiplier = calibrate(opts.dp_epsilon, opts.dp_delta, opts.rounds)
+    if charge:
+        store = open_store(home.db_url(opts.db))
+        try:
+            store.charge_privacy(
+                PrivacyRelease(
+                    pipeline=pseudonym(home.secret, "federation", opts.federation),
+                    study=pseudonym(home.secret, "study", opts.federation),
+                    epsilon=opts.dp_epsilon,
+                    delta=opts.dp_delta,
+                    protected=PROTECTED,
+                    accountant=ACCOUNTANT,
+                    kind="federation",
+                ),
+                home.config.privacy.budget_epsilon,
+            )
+        finally:
+            store.close()
+    return multiplier
 
 
 def check_secure_aggregation(opts: HostOptions) -> None:
@@ -378,6 +428,7 @@ def _submit(
     peers: list[Any],
     folder: Path,
     env: dict[str, str],
+    noise_multiplier: float = 0.0,
 ) -> int:
     app = folder / "app"
     shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns("__pycache__"))
@@ -400,7 +451,13 @@ def _submit(
         "model-spec": spec_to_json(study.model),
         "members": json.dumps({p.node_id: "" for p in peers}),
         "secure-aggregation": opts.secure_aggregation,
+        "dp-noise-multiplier": noise_multiplier,
+        "dp-clip": opts.dp_clip if opts.dp else 0.0,
+        "dp-delta": opts.dp_delta,
     }
+    if opts.dp and opts.secure_aggregation:
+        # DP-FedAvg weighs members alike: SecAgg+ then scales each update by 1 of 1.
+        settings["secagg-max-weight"] = 1.0
     overrides = folder / "run-config.toml"
     overrides.write_text(tomli_w.dumps(settings))
     out = _flwr(
@@ -456,6 +513,11 @@ def _watch(
                         + (f", {len(event['refused'])} refused" if event["refused"] else "")
                         + (f"; train loss {m['train_loss']:.4f}" if "train_loss" in m else "")
                         + f"; {_evaluation(event)}"
+                        + (
+                            f"; privacy spent epsilon {event['privacy']['epsilon']:.3g}"
+                            if "privacy" in event
+                            else ""
+                        )
                         + (f" ({event['seconds']:.0f} s)" if "seconds" in event else "")
                     )
                     for refusal in event["refused"]:

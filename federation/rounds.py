@@ -13,6 +13,9 @@ strategy, and adds what a federation needs here:
 - after each round, a checkpoint of the global model and the round state (checkpoint.py),
   from which a restarted host continues; a resumed run starts after the last checkpoint.
 
+With `fed host --dp`, each round's average gets the host's Gaussian noise (privacy.py) and
+the round's event says the epsilon spent so far.
+
 With secure aggregation (`fed host --secure-aggregation`), a round's training is one
 SecAgg+ round (secure_round.py): the loop gets the members' weighted average and never a
 member's update; evaluation stays as it is (its replies are metrics, not updates).
@@ -32,6 +35,7 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
 
+from gridpoint.federation.privacy import CentralNoise
 from gridpoint.federation.secure_round import SecureSettings, SignedGrid, secure_train_round
 
 __all__ = ["RoundLoop"]
@@ -53,6 +57,8 @@ class RoundLoop:
     secure: SecureSettings | None = None
     #: Under SecAgg+: (reply, round) -> its signer; raises for a reply to leave out.
     check_secure: Callable[[Message, int], str] | None = None
+    #: DP-FedAvg (`fed host --dp`): the host's noise on each round's average, None if off.
+    noise: CentralNoise | None = None
 
     def wait_for_members(self, patient: bool = False) -> int:
         """Members online, after waiting up to round_timeout (patient: forever) for min_members."""
@@ -105,7 +111,15 @@ class RoundLoop:
             else:
                 new_arrays, train_metrics, report = self._secure_train(server_round, arrays)
             if new_arrays is not None:
+                if self.noise is not None:
+                    new_arrays = self.noise.add(new_arrays, len(report["accepted"]))
                 arrays = new_arrays
+            if self.noise is not None:
+                # Counted for every planned round, whether or not it released a model.
+                report["privacy"] = {
+                    "epsilon": round(self.noise.spent(server_round), 4),
+                    "delta": self.noise.delta,
+                }
             event = {
                 "event": "round",
                 "round": server_round,

@@ -31,6 +31,7 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedYogi
 from gridpoint.errors import GridpointError
 from gridpoint.federation.checkpoint import load_checkpoint, save_checkpoint
 from gridpoint.federation.model_state import build_model, get_weights, set_weights, spec_from_json
+from gridpoint.federation.privacy import ACCOUNTANT, PROTECTED, CentralNoise
 from gridpoint.federation.rounds import RoundLoop
 from gridpoint.federation.secure_round import SecureSettings
 from gridpoint.federation.update_signing import (
@@ -189,6 +190,13 @@ def _secure_settings(run: Any) -> SecureSettings | None:
     )
 
 
+def _noise(run: Any) -> CentralNoise | None:
+    multiplier = float(run.get("dp-noise-multiplier", 0.0))
+    if multiplier <= 0:
+        return None
+    return CentralNoise(multiplier, float(run["dp-clip"]), float(run["dp-delta"]))
+
+
 def _digest(arrays: ArrayRecord) -> str:
     import hashlib
 
@@ -218,7 +226,10 @@ def main(grid: Grid, context: Context) -> None:
     min_members = int(run["min-members"])
     rounds = int(run["rounds"])
     base = STRATEGIES[str(run["strategy"])]
+    noise = _noise(run)
     strategy = verifying(base, str(run["federation"]), trusted)(
+        # DP-FedAvg weighs every member alike (each member sends dp-weight 1).
+        weighted_by_key="dp-weight" if noise else "num-examples",
         fraction_train=1.0,
         fraction_evaluate=1.0,
         min_train_nodes=min_members,
@@ -253,6 +264,7 @@ def main(grid: Grid, context: Context) -> None:
         lambda line: log.warning("%s", line),
         secure=_secure_settings(run),
         check_secure=lambda reply, r: _verify_secure(reply, str(run["federation"]), r, trusted),
+        noise=noise,
     )
     started = time.time()
     if resumed is None:
@@ -280,6 +292,15 @@ def main(grid: Grid, context: Context) -> None:
                 "seconds": time.time() - started,
                 "resumed_after": resumed.round if resumed else 0,
                 "secure_aggregation": bool(run.get("secure-aggregation", False)),
+                # What the released model cost, over every planned round (None: no DP).
+                "privacy": {
+                    "epsilon": noise.spent(rounds),
+                    "delta": noise.delta,
+                    "protected": PROTECTED,
+                    "accountant": ACCOUNTANT,
+                }
+                if noise
+                else None,
                 "initial_digest": _digest(initial),
                 "final_digest": _digest(arrays),
                 "members": sorted({m for ms in strategy.accepted_by_round.values() for m in ms}),

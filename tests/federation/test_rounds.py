@@ -45,6 +45,7 @@ class Federation:
         rounds: int = 2,
         resume: bool = False,
         epochs: int = 1,
+        extra: tuple[str, ...] = (),
     ) -> subprocess.Popen[str]:
         # Members training at once on 2 cores, plus Flower's polling: a round takes 20-40 s
         # here, so the timeout is generous except where a test waits on it.
@@ -77,6 +78,7 @@ class Federation:
                     "learning_rate=0.003",
                     "--param",
                     f"epochs={epochs}",
+                    *extra,
                 ]
             ),
             "--json",
@@ -163,14 +165,16 @@ def federation(make_home: MakeHome, daemons: list[Daemon], tmp_path: Path) -> It
     kill_flower_processes_under(tmp_path)
 
 
-def test_two_honest_members_are_aggregated_a_tamperer_is_left_out_and_a_third_node_gets_the_record(
+def test_secure_aggregation_sums_two_honest_members_leaves_a_tamperer_out_and_a_third_node_gets_the_record(
     federation: Federation, make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
-    # Prepare: M1 and M2 are honest; M3 signs a digest of something it did not send.
+    # Prepare: M1 and M2 are honest; M3 signs a digest of something it did not send. The
+    # rounds run under SecAgg+: the tamperer's every message is refused, so it drops out of
+    # the protocol and the honest members' sum is still recovered (threshold 2 of 3).
     *honest, tamperer = federation.members
     honest_ids = sorted(m.identity.node_id for m in honest)
     # Execute
-    host = federation.start_host("alpha", min_members=3)
+    host = federation.start_host("alpha", min_members=3, extra=("--secure-aggregation",))
     joins = [federation.join(m, "alpha") for m in honest]
     # The tamper folder goes first; the code under test (PYTHONPATH of a worktree) stays importable.
     tamper_path = os.pathsep.join(p for p in (str(TAMPER), os.environ.get("PYTHONPATH", "")) if p)
@@ -185,6 +189,8 @@ def test_two_honest_members_are_aggregated_a_tamperer_is_left_out_and_a_third_no
     for r in summary["rounds"]:
         assert [x["node"] for x in r["refused"]] == [tamperer.identity.node_id]
         assert "signature" in r["refused"][0]["reason"]
+        # What reached the ServerApp: the sum of two masked vectors, never an update.
+        assert r["secure_aggregation"] == {"summed": 2, "array_bytes_received": 0}
     assert f"left out {tamperer.identity.node_id}" in err
     assert summary["model_changed"] is True
     assert summary["members"] == honest_ids
