@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -281,7 +282,7 @@ def run_host(
         for peer in peers if resume_from is None else []:  # registered in state.db already
             key_path = folder / f"member-{peer.node_id}.pub"
             key_path.write_bytes(openssh_public_key(peer.cert_pem))
-            _flwr(
+            out = _flwr(
                 [
                     "supernode",
                     "register",
@@ -289,10 +290,13 @@ def run_host(
                     CONNECTION,
                     "--name",
                     f"gp-{peer.node_id[:16]}",
+                    "--format",
+                    "json",
                 ],
                 env,
                 folder,
             )
+            _remember_flower_node(folder, out, peer.name or peer.node_id[:12])
         say(
             f"SuperLink on {host}:{port}; {len(peers)} trusted peer(s) may join "
             f"(`gridpoint fed join {host}:{port} --federation {opts.federation} --pipeline MODULE:FUNCTION`)"
@@ -302,7 +306,9 @@ def run_host(
             f"run {run_id} submitted: {opts.rounds} round(s), at least {opts.min_members} member(s)"
         )
         expected = [p.name or p.node_id[:12] for p in peers]
-        result, rounds, start_event = _watch(folder, opts, superlink, say, expected)
+        result, rounds, start_event = _watch(
+            folder, opts, superlink, say, expected, lambda: _online_members(folder, env)
+        )
     finally:
         stop(superlink)
     return HostOutcome(run_id, params, task, result, rounds, start_event, parents)
@@ -408,6 +414,36 @@ def _restart_in(folder: Path, host: str, port: int, say: Say) -> None:
     say(f"resuming federation run {folder.name} after round {done}")
 
 
+#: Flower's node id of each trusted peer's SuperNode, as registered (for messages only).
+FLOWER_NODES = "flower-nodes.json"
+
+
+def _remember_flower_node(folder: Path, register_out: str, name: str) -> None:
+    try:
+        flower_id = str(json.loads(register_out[register_out.index("{") :])["node-id"])
+    except (ValueError, KeyError):
+        return  # only the early-failure message uses it
+    path = folder / FLOWER_NODES
+    known = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**known, flower_id: name}))
+
+
+def _online_members(folder: Path, env: dict[str, str]) -> list[str]:
+    """The trusted peers whose SuperNodes the SuperLink sees online now (best effort)."""
+    try:
+        names = json.loads((folder / FLOWER_NODES).read_text())
+        listed = json.loads(
+            _flwr(["supernode", "list", CONNECTION, "--format", "json"], env, folder)
+        )
+    except (OSError, ValueError, GridpointError):
+        return []
+    return sorted(
+        names.get(str(n.get("node-id")), f"flower node {n.get('node-id')}")
+        for n in listed.get("nodes", [])
+        if n.get("status") == "online"
+    )
+
+
 def _flwr(args: list[str], env: dict[str, str], folder: Path) -> str:
     done = subprocess.run(
         [tool("flwr"), *args], env=env, capture_output=True, text=True, cwd=folder, timeout=120
@@ -481,6 +517,7 @@ def _watch(
     superlink: subprocess.Popen[bytes],
     say: Say,
     expected: list[str],
+    online: Callable[[], list[str]] = list,
 ) -> tuple[FederationResult, list[dict[str, Any]], dict[str, Any]]:
     progress, result = folder / "progress.jsonl", folder / "result.json"
     started = time.monotonic()
@@ -532,10 +569,12 @@ def _watch(
         # A resumed run writes no members event: its members were there before.
         waiting = not rounds and "members_online" not in start_event
         if waiting and not start_event.get("resumed_after") and time.monotonic() > first_round_by:
+            came = online()
             raise GridpointError(
                 f"fewer than --min-members {opts.min_members} member(s) joined within "
                 f"--round-timeout {opts.round_timeout:g} s (+{_MEMBER_START_S} s to start); "
-                f"expected {opts.min_members} of: {', '.join(expected)}; each joins with "
+                f"came: {', '.join(came) or 'none'}; expected {opts.min_members} of: "
+                f"{', '.join(expected)}; each joins with "
                 f"`gridpoint fed join ... --federation {opts.federation}`"
             )
         time.sleep(0.5)

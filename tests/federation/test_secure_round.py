@@ -9,29 +9,17 @@ every stage, every key share and every masked vector takes the real path, in sec
 
 from __future__ import annotations
 
-import copy
-import json
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from uuid import uuid4
-
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
-from flwr.clientapp import ClientApp
-from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
-from flwr.compat.common.recorddict_compat import fitres_to_recorddict, recorddict_to_fitins
-from flwr.supercore.task_identity import TaskIdentity
+from flwr.app import Array, ArrayRecord, Context, RecordDict
 
-from gridpoint.federation.client_app import secure_aggregation_mod, sign_reply_mod
 from gridpoint.federation.secure_round import SecureSettings, SignedGrid, secure_train_round
 from gridpoint.federation.server_app import _verify_secure
 from gridpoint.node.home import NodeHome
+from tests.federation.loopback import RUN_ID, LoopbackGrid, member_app
 from tests.helpers import MakeHome
 
 FEDERATION = "fed-secure"
-RUN_ID = 77
 SETTINGS = SecureSettings(reconstruction_threshold=0.5, max_weight=1000.0, clipping_range=8.0)
 
 
@@ -43,63 +31,8 @@ def _update(seed: int) -> dict[str, np.ndarray]:
     }
 
 
-def _member_app(update: dict[str, np.ndarray], examples: int) -> ClientApp:
-    app = ClientApp()
-
-    @app.train(mods=[sign_reply_mod, secure_aggregation_mod])
-    def train(msg: Message, context: Context) -> Message:
-        fitins = recorddict_to_fitins(msg.content, keep_input=True)
-        keys = [str(k) for k in json.loads(str(fitins.config["array-keys"]))]
-        fitres = FitRes(
-            Status(Code.OK, ""),
-            ndarrays_to_parameters([update[k] for k in keys]),
-            examples,
-            {"train_loss": float(examples) / 100},
-        )
-        return Message(content=fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
-
-    return app
-
-
-@dataclass
-class LoopbackGrid:
-    """A SuperLink in one process: each message is handled by its node's ClientApp."""
-
-    members: dict[int, tuple[ClientApp, Context]]
-    #: (node id, stage) -> True when that member is gone from that stage on.
-    gone: Callable[[int, str], bool] = lambda nid, stage: False
-    seen: list[Message] = field(default_factory=list)
-
-    def get_node_ids(self) -> Iterable[int]:
-        return list(self.members)
-
-    def send_and_receive(
-        self, messages: Iterable[Message], *, timeout: float | None = None
-    ) -> list[Message]:
-        replies = []
-        for msg in messages:
-            nid = msg.metadata.dst_node_id
-            stage = str(msg.content.config_records[RECORD_KEY_CONFIGS][Key.STAGE])
-            if self.gone(nid, stage):
-                continue
-            msg.metadata.__dict__["_message_id"] = str(uuid4())
-            msg.metadata.__dict__["_run_id"] = RUN_ID
-            # A SuperLink delivers a copy: the workflow sends one content to every node.
-            msg = copy.deepcopy(msg)
-            app, context = self.members[nid]
-            TaskIdentity.node_id = nid
-            try:
-                reply = app(msg, context)
-            finally:
-                TaskIdentity.node_id = 0
-            self.seen.append(reply)
-            replies.append(reply)
-        return replies
-
-
 @pytest.fixture
 def homes(make_home: MakeHome) -> list[NodeHome]:
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, RUN_ID, 0
     return [make_home(f"S{i}") for i in range(3)]
 
 
@@ -113,7 +46,7 @@ def _grid(homes: list[NodeHome], examples: list[int], **kw: object) -> LoopbackG
             state=RecordDict(),
             run_config={"federation": FEDERATION},
         )
-        members[100 + i] = (_member_app(_update(i), n), context)
+        members[100 + i] = (member_app(_update(i), n), context)
     return LoopbackGrid(members, **kw)  # type: ignore[arg-type]
 
 
