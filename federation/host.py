@@ -279,24 +279,8 @@ def run_host(
             raise GridpointError(
                 f"the Flower SuperLink did not start; see {folder / 'superlink.log'}"
             )
-        for peer in peers if resume_from is None else []:  # registered in state.db already
-            key_path = folder / f"member-{peer.node_id}.pub"
-            key_path.write_bytes(openssh_public_key(peer.cert_pem))
-            out = _flwr(
-                [
-                    "supernode",
-                    "register",
-                    str(key_path),
-                    CONNECTION,
-                    "--name",
-                    f"gp-{peer.node_id[:16]}",
-                    "--format",
-                    "json",
-                ],
-                env,
-                folder,
-            )
-            _remember_flower_node(folder, out, peer.name or peer.node_id[:12])
+        trust = _LiveTrust(folder, env, resume_from is not None, peers)
+        trust.add(peers)
         say(
             f"SuperLink on {host}:{port}; {len(peers)} trusted peer(s) may join "
             f"(`gridpoint fed join {host}:{port} --federation {opts.federation} --pipeline MODULE:FUNCTION`)"
@@ -307,7 +291,13 @@ def run_host(
         )
         expected = [p.name or p.node_id[:12] for p in peers]
         result, rounds, start_event = _watch(
-            folder, opts, superlink, say, expected, lambda: _online_members(folder, env)
+            folder,
+            opts,
+            superlink,
+            say,
+            expected,
+            lambda: _online_members(folder, env),
+            lambda: trust.follow(home, opts.db, say),
         )
     finally:
         stop(superlink)
@@ -416,6 +406,70 @@ def _restart_in(folder: Path, host: str, port: int, say: Say) -> None:
 
 #: Flower's node id of each trusted peer's SuperNode, as registered (for messages only).
 FLOWER_NODES = "flower-nodes.json"
+#: The peers the ServerApp accepts updates from, {node id: ""}; it reads it every round.
+TRUSTED = "trusted.json"
+
+
+class _LiveTrust:
+    """The run's trusted peers: registered with the SuperLink and listed for the ServerApp.
+
+    A peer this node comes to trust while the federation runs is added (SuperNode key
+    registered, then listed), so it may join and is accepted from the next round: trust is
+    the node's own decision, read from its store, never from a member.
+    """
+
+    def __init__(self, folder: Path, env: dict[str, str], resumed: bool, peers: list[Any]) -> None:
+        self.folder, self.env = folder, env
+        path = folder / TRUSTED
+        # A resumed run: whoever it listed is registered in its state.db already (a run
+        # from before this list existed registered every peer it had).
+        self.known: set[str] = set()
+        if resumed:
+            self.known = (
+                set(json.loads(path.read_text())) if path.exists() else {p.node_id for p in peers}
+            )
+        self._next = 0.0
+
+    def add(self, peers: list[Any]) -> list[Any]:
+        new = [p for p in peers if p.node_id not in self.known]
+        for peer in new:
+            key_path = self.folder / f"member-{peer.node_id}.pub"
+            key_path.write_bytes(openssh_public_key(peer.cert_pem))
+            out = _flwr(
+                [
+                    "supernode",
+                    "register",
+                    str(key_path),
+                    CONNECTION,
+                    "--name",
+                    f"gp-{peer.node_id[:16]}",
+                    "--format",
+                    "json",
+                ],
+                self.env,
+                self.folder,
+            )
+            _remember_flower_node(self.folder, out, peer.name or peer.node_id[:12])
+            self.known.add(peer.node_id)
+        partial = self.folder / (TRUSTED + ".partial")
+        partial.write_text(json.dumps(dict.fromkeys(sorted(self.known), "")))
+        partial.replace(self.folder / TRUSTED)
+        return new
+
+    def follow(self, home: NodeHome, db: str | None, say: Say) -> None:
+        """Every few seconds: adds the peers this node has come to trust since."""
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + 5.0
+        from gridpoint.node.store.sql_store import open_store
+
+        store = open_store(home.db_url(db))
+        try:
+            peers = store.list_peers()
+        finally:
+            store.close()
+        for peer in self.add(peers):
+            say(f"now trusting {peer.name or peer.node_id[:12]}: it may join from the next round")
 
 
 def _remember_flower_node(folder: Path, register_out: str, name: str) -> None:
@@ -518,6 +572,7 @@ def _watch(
     say: Say,
     expected: list[str],
     online: Callable[[], list[str]] = list,
+    follow_trust: Callable[[], None] = lambda: None,
 ) -> tuple[FederationResult, list[dict[str, Any]], dict[str, Any]]:
     progress, result = folder / "progress.jsonl", folder / "result.json"
     started = time.monotonic()
@@ -566,6 +621,7 @@ def _watch(
             return outcome, rounds, start_event
         if superlink.poll() is not None:
             raise GridpointError(f"the SuperLink stopped; see {folder / 'superlink.log'}")
+        follow_trust()
         # A resumed run writes no members event: its members were there before.
         waiting = not rounds and "members_online" not in start_event
         if waiting and not start_event.get("resumed_after") and time.monotonic() > first_round_by:

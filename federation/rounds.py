@@ -59,6 +59,8 @@ class RoundLoop:
     check_secure: Callable[[Message, int], str] | None = None
     #: DP-FedAvg (`fed host --dp`): the host's noise on each round's average, None if off.
     noise: CentralNoise | None = None
+    #: Called before each round's wait for members (the ServerApp refreshes its trust).
+    before_round: Callable[[], None] = field(default=lambda: None)
 
     def wait_for_members(self, patient: bool = False) -> int:
         """Members online, after waiting up to round_timeout (patient: forever) for min_members."""
@@ -98,6 +100,7 @@ class RoundLoop:
         """Rounds first..last from `arrays`; returns the final global arrays."""
         for server_round in range(first, last + 1):
             started = time.monotonic()
+            self.before_round()
             self.wait_for_members()
             if self.secure is None:
                 replies = self.grid.send_and_receive(

@@ -217,6 +217,14 @@ def main(grid: Grid, context: Context) -> None:
     trusted = {
         k: bytes.fromhex(v) if v else b"" for k, v in json.loads(str(run["members"])).items()
     }
+
+    def follow_trust() -> None:
+        # `fed host` lists the peers the node trusts now (a peer trusted after the start
+        # included); the strategy's checks hold this very dict.
+        path = folder / "trusted.json"
+        if path.exists():
+            trusted.update(dict.fromkeys(json.loads(path.read_text()), b""))
+
     lora = bool(run["lora"])
     spec = spec_from_json(str(run["model-spec"]))
     loaded = build_model(
@@ -265,6 +273,7 @@ def main(grid: Grid, context: Context) -> None:
         secure=_secure_settings(run),
         check_secure=lambda reply, r: _verify_secure(reply, str(run["federation"]), r, trusted),
         noise=noise,
+        before_round=follow_trust,
     )
     started = time.time()
     if resumed is None:
