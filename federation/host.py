@@ -522,8 +522,33 @@ def _submit(
 ) -> int:
     app = folder / "app"
     shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns("__pycache__"))
+    settings = run_config(opts, study, params, task, peers, folder, noise_multiplier)
+    overrides = folder / "run-config.toml"
+    overrides.write_text(tomli_w.dumps(settings))
+    out = _flwr(
+        ["run", str(app), CONNECTION, "--run-config", str(overrides), "--format", "json"],
+        env,
+        folder,
+    )
+    try:
+        return int(json.loads(out[out.index("{") :])["run-id"])
+    except (ValueError, KeyError) as exc:
+        raise GridpointError(f"flwr run answered unexpectedly: {out.strip()[-300:]}") from exc
+
+
+def run_config(
+    opts: HostOptions,
+    study: Any,
+    params: dict[str, float],
+    task: Any,
+    peers: list[Any],
+    folder: Path,
+    noise_multiplier: float = 0.0,
+) -> dict[str, Any]:
+    """The run config `flwr run` submits; every key must be declared in the app's pyproject
+    (Flower refuses a run with an undeclared one)."""
     lora_rank = int(params.get("lora_rank", 8))
-    settings = {
+    settings: dict[str, Any] = {
         "federation": opts.federation,
         "federation-dir": str(folder),
         "rounds": opts.rounds,
@@ -548,17 +573,7 @@ def _submit(
     if opts.dp and opts.secure_aggregation:
         # DP-FedAvg weighs members alike: SecAgg+ then scales each update by 1 of 1.
         settings["secagg-max-weight"] = 1.0
-    overrides = folder / "run-config.toml"
-    overrides.write_text(tomli_w.dumps(settings))
-    out = _flwr(
-        ["run", str(app), CONNECTION, "--run-config", str(overrides), "--format", "json"],
-        env,
-        folder,
-    )
-    try:
-        return int(json.loads(out[out.index("{") :])["run-id"])
-    except (ValueError, KeyError) as exc:
-        raise GridpointError(f"flwr run answered unexpectedly: {out.strip()[-300:]}") from exc
+    return settings
 
 
 #: Seconds a member's SuperNode may take to start and come online, beyond --round-timeout.
