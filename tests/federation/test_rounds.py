@@ -202,7 +202,7 @@ def test_secure_aggregation_with_dp_sums_two_honest_members_leaves_a_tamperer_ou
     assert summary["members"] == honest_ids
     # Assert: the privacy spent, per round and for the run, within the budget asked.
     assert 7.5 < only["privacy"]["epsilon"] <= 8.0
-    assert summary["privacy"]["epsilon"] == only["privacy"]["epsilon"]
+    assert summary["privacy"]["epsilon"] == pytest.approx(only["privacy"]["epsilon"], abs=1e-3)
     assert "privacy spent epsilon" in err
     for mcode, mout, merr in member_results:
         assert mcode == 0, merr
