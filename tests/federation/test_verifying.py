@@ -53,7 +53,7 @@ def _reply(home: NodeHome, nid: int, value: float, tamper: bool = False) -> Mess
     finally:
         TaskIdentity.node_id = 0
     if tamper:  # changed after signing, as a member that lies about its metrics would
-        reply.content["metrics"]["num-examples"] = 1000.0
+        reply.content.metric_records["metrics"]["num-examples"] = 1000.0
     return reply
 
 
