@@ -63,6 +63,11 @@ def cmd_fed_host(args: argparse.Namespace) -> int:
             params=parse_params(args.param),
             db=args.db,
             from_best_trial=args.from_best_trial,
+            secure_aggregation=args.secure_aggregation,
+            dp=args.dp,
+            dp_epsilon=args.dp_epsilon,
+            dp_delta=args.dp_delta,
+            dp_clip=args.dp_clip,
         )
     outcome = run_host(home, opts, _say, resume_from)
     summary = publish_federation(home, opts, outcome)
@@ -149,6 +154,25 @@ def register(sub: SubParsers) -> None:
         "--from-best-trial",
         action="store_true",
         help="use the hyperparameters of the study's best trial on this node (--param still overrides)",
+    )
+    h.add_argument(
+        "--secure-aggregation",
+        action="store_true",
+        help="Flower's SecAgg+: the host learns only the members' weighted sum, never one "
+        "member's update; members still sign every message (FedAvg only, 2 members at least)",
+    )
+    h.add_argument(
+        "--dp",
+        action="store_true",
+        help="DP-FedAvg: members clip their updates, the host adds Gaussian noise; the "
+        "member-level epsilon is accounted, charged to the ledger first and published",
+    )
+    h.add_argument(
+        "--dp-epsilon", type=float, default=8.0, help="with --dp: epsilon over all rounds"
+    )
+    h.add_argument("--dp-delta", type=float, default=1e-5, help="with --dp: delta")
+    h.add_argument(
+        "--dp-clip", type=float, default=1.0, help="with --dp: L2 norm of each member's update"
     )
     h.add_argument("--json", action="store_true", help="print JSON")
     h.set_defaults(handler=cmd_fed_host)

@@ -8,6 +8,11 @@ private evaluation set and replies with loss, accuracy, the number of examples a
 accuracy of always predicting its most common label (so the host can tell a model that
 learnt nothing). Every reply is signed by the member's node key (the outermost mod).
 Its data, texts and label names never enter a reply.
+
+When the host runs secure aggregation, train messages are SecAgg+ stages: Flower's
+secaggplus_mod answers them, and its collect stage masks the update this ClientApp trains
+(sent as a legacy FitRes, which is what the mod reads); only the masked integer vector
+leaves the member, and the signing mod signs every stage's reply.
 """
 
 from __future__ import annotations
@@ -15,17 +20,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
 from gridpoint.federation.model_state import build_model, get_weights, set_weights, spec_from_json
 from gridpoint.federation.update_signing import (
     SIGNATURE_RECORD,
     UpdateContext,
     config_int,
+    secure_parts,
     sign_update,
     update_digest,
     update_parts,
@@ -71,30 +79,47 @@ def _write_status(
 
 
 def sign_reply_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    """Outermost mod: signs the reply's arrays and metrics with the member's node key."""
+    """Outermost mod: signs the reply's arrays and metrics with the member's node key.
+
+    A SecAgg+ stage's reply is signed whole (secure_parts), bound to the round the
+    workflow groups its messages by.
+    """
+    secure = RECORD_KEY_CONFIGS in msg.content.config_records
     reply = call_next(msg, context)
     if reply.has_error():
         return reply
     home = NodeHome(Path(str(context.node_config["gridpoint-home"])))
-    config = msg.content.config_records["config"]
     ctx = UpdateContext(
         federation=str(context.run_config["federation"]),
-        server_round=config_int(config, "server-round"),
+        server_round=(
+            int(msg.metadata.group_id)
+            if secure
+            else config_int(msg.content.config_records["config"], "server-round")
+        ),
         run_id=int(msg.metadata.run_id),
         reply_to=str(msg.metadata.message_id),
     )
-    arrays, metrics = update_parts(reply.content)
+    arrays, metrics = secure_parts(reply.content) if secure else update_parts(reply.content)
     digest = update_digest(ctx, home.identity.node_id, arrays, metrics)
     reply.content[SIGNATURE_RECORD] = sign_update(home.identity, digest)
     return reply
 
 
+def secure_aggregation_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Flower's secaggplus_mod for SecAgg+ stage messages; other messages pass through."""
+    if RECORD_KEY_CONFIGS in msg.content.config_records:
+        return secaggplus_mod(msg, context, call_next)
+    return call_next(msg, context)
+
+
 app = ClientApp()
 
 
-@app.train(mods=[sign_reply_mod])
+@app.train(mods=[sign_reply_mod, secure_aggregation_mod])
 def train(msg: Message, context: Context) -> Message:
     try:
+        if "fitins.parameters" in msg.content.array_records:
+            return _train_secure(msg, context)
         return _train(msg, context)
     except Exception as exc:
         # Flower sends an error's text to the host: only its kind leaves this node.
@@ -109,7 +134,7 @@ def evaluate(msg: Message, context: Context) -> Message:
         raise RuntimeError(f"evaluation failed on this member ({exc.__class__.__name__})") from None
 
 
-def _prepare(msg: Message, context: Context) -> tuple[Any, Any, Any, Any]:
+def _prepare(arrays: ArrayRecord, context: Context) -> tuple[Any, Any, Any, Any]:
     """(study, train data, eval data, model holding the host's weights) on this member."""
     from gridpoint.trainers.pipeline import load_data
 
@@ -129,7 +154,7 @@ def _prepare(msg: Message, context: Context) -> tuple[Any, Any, Any, Any]:
     loaded = build_model(
         study.model, num_labels, int(run["lora-rank"]) if lora else None, study.seed
     )
-    set_weights(loaded.model, msg.content.array_records["arrays"], lora)
+    set_weights(loaded.model, arrays, lora)
     return study, train_data, eval_data, loaded
 
 
@@ -154,7 +179,7 @@ def _evaluate(msg: Message, context: Context) -> Message:
 
     from gridpoint.trainers.finetune import evaluate as evaluate_model
 
-    study, _, eval_data, loaded = _prepare(msg, context)
+    study, _, eval_data, loaded = _prepare(msg.content.array_records["arrays"], context)
     server_round = config_int(msg.content.config_records["config"], "server-round")
     scores = evaluate_model(loaded, eval_data, _settings(context, study, server_round))
     counts = Counter(eval_data.labels)
@@ -165,6 +190,9 @@ def _evaluate(msg: Message, context: Context) -> Message:
         # What always answering this member's most common label scores here.
         "constant_accuracy": max(counts.values()) / max(len(eval_data), 1),
     }
+    if float(context.run_config.get("dp-clip", 0.0)) > 0:
+        # The host weighs by dp-weight under DP-FedAvg; evaluation stays weighted by size.
+        metrics["dp-weight"] = metrics["num-examples"]
     _write_status(
         context, server_round, int(context.run_config["rounds"]), {"phase": "evaluate", **metrics}
     )
@@ -172,13 +200,54 @@ def _evaluate(msg: Message, context: Context) -> Message:
 
 
 def _train(msg: Message, context: Context) -> Message:
+    config = msg.content.config_records["config"]
+    arrays, metrics = _fit(
+        msg.content.array_records["arrays"], config_int(config, "server-round"), context
+    )
+    content = RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)})
+    return Message(content=content, reply_to=msg)
+
+
+def _train_secure(msg: Message, context: Context) -> Message:
+    """The SecAgg+ collect stage's training: the update as the FitRes secaggplus_mod masks."""
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+    from flwr.compat.common.recorddict_compat import fitres_to_recorddict, recorddict_to_fitins
+
+    fitins = recorddict_to_fitins(msg.content, keep_input=True)
+    keys = [str(k) for k in json.loads(str(fitins.config["array-keys"]))]
+    arrays = ArrayRecord(
+        {k: Array(a) for k, a in zip(keys, parameters_to_ndarrays(fitins.parameters), strict=True)}
+    )
+    weights, metrics = _fit(arrays, int(str(fitins.config["server-round"])), context)
+    # The weight SecAgg+ multiplies the update by: its examples, or 1 under DP-FedAvg.
+    examples = float(cast(float, metrics.get("dp-weight", metrics["num-examples"])))
+    vectors = [weights[k].numpy() for k in keys]
+    run = context.run_config
+    # SecAgg+ clips every weight times (examples / max weight) to +-clipping range before it
+    # quantizes: a weight beyond that would be summed wrong without a word; refuse instead.
+    scale = examples / float(run["secagg-max-weight"])
+    largest = max((float(abs(v).max()) for v in vectors if v.size), default=0.0)
+    if scale > 1 or largest * scale > float(run["secagg-clipping-range"]):
+        raise ValueError("update outside the secure aggregation's clipping range")
+    fitres = FitRes(
+        Status(Code.OK, ""),
+        ndarrays_to_parameters(vectors),
+        int(examples),
+        {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+    )
+    return Message(content=fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
+
+
+def _fit(
+    arrays: ArrayRecord, server_round: int, context: Context
+) -> tuple[ArrayRecord, dict[str, int | float | list[int] | list[float]]]:
+    """Fine-tunes the host's weights on this member's data: (its weights, coarse metrics)."""
     from gridpoint.trainers.finetune import finetune
 
     run = context.run_config
-    study, train_data, eval_data, loaded = _prepare(msg, context)
+    study, train_data, eval_data, loaded = _prepare(arrays, context)
     lora = bool(run["lora"])
-    config = msg.content.config_records["config"]
-    settings = _settings(context, study, config_int(config, "server-round"))
+    settings = _settings(context, study, server_round)
     result = finetune(loaded, train_data, eval_data, settings)
     metrics: dict[str, int | float | list[int] | list[float]] = {
         "num-examples": float(len(train_data)),
@@ -186,8 +255,13 @@ def _train(msg: Message, context: Context) -> Message:
         "accuracy": result.metrics["accuracy"],
         "eval_loss": result.metrics["eval_loss"],
     }
-    _write_status(context, config_int(config, "server-round"), int(run["rounds"]), metrics)
-    content = RecordDict(
-        {"arrays": get_weights(loaded.model, lora), "metrics": MetricRecord(metrics)}
-    )
-    return Message(content=content, reply_to=msg)
+    _write_status(context, server_round, int(run["rounds"]), metrics)
+    weights = get_weights(loaded.model, lora)
+    clip = float(run.get("dp-clip", 0.0))
+    if clip > 0:
+        from gridpoint.federation.privacy import clip_update
+
+        # DP-FedAvg: this member's update clipped, and weighted like every other member's.
+        weights = clip_update(weights, arrays, clip)
+        metrics["dp-weight"] = 1.0
+    return weights, metrics

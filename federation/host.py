@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,14 @@ class HostOptions:
     db: str | None
     #: Take the hyperparameters of the study's best trial on this node (and link its record).
     from_best_trial: bool = False
+    #: Flower's SecAgg+: the host learns only the members' weighted sum (FedAvg only).
+    secure_aggregation: bool = False
+    #: DP-FedAvg (federation/privacy.py): member-level (epsilon, delta) over all rounds.
+    dp: bool = False
+    dp_epsilon: float = 8.0
+    dp_delta: float = 1e-5
+    #: The L2 norm each member's update is clipped to.
+    dp_clip: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,9 @@ class FederationResult:
     #: The last round completed before a restart (`fed host --resume`); 0 if none.
     resumed_after: int = 0
 
+    #: The released model's guarantee ({epsilon, delta, protected, accountant}); None: no DP.
+    privacy: dict[str, Any] | None = None
+
     @classmethod
     def from_json(cls, data: dict[str, Any], folder: Path) -> FederationResult:
         return cls(
@@ -91,6 +103,7 @@ class FederationResult:
             final_digest=str(data["final_digest"]),
             model_dir=folder / str(data["model_dir"]),
             resumed_after=int(data.get("resumed_after", 0)),
+            privacy=data.get("privacy"),
         )
 
 
@@ -183,6 +196,7 @@ def run_host(
         raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}")
     if opts.rounds < 1 or opts.min_members < 1:
         raise ConfigError("--rounds and --min-members must be at least 1")
+    check_secure_aggregation(opts)
     host, port = split_address(opts.listen, allow_port_zero=True)
     if port and resume_from is None:
         check_port_free(host, port)
@@ -210,6 +224,7 @@ def run_host(
         raise PeerError(
             f"--min-members {opts.min_members} but this node trusts only {len(peers)} peer(s)"
         )
+    noise_multiplier = _plan_privacy(home, opts, charge=resume_from is None)
     if resume_from is None:
         port = port or free_port(host)
         folder = new_run_folder(home.path / "fed" / opts.federation)
@@ -264,34 +279,85 @@ def run_host(
             raise GridpointError(
                 f"the Flower SuperLink did not start; see {folder / 'superlink.log'}"
             )
-        for peer in peers if resume_from is None else []:  # registered in state.db already
-            key_path = folder / f"member-{peer.node_id}.pub"
-            key_path.write_bytes(openssh_public_key(peer.cert_pem))
-            _flwr(
-                [
-                    "supernode",
-                    "register",
-                    str(key_path),
-                    CONNECTION,
-                    "--name",
-                    f"gp-{peer.node_id[:16]}",
-                ],
-                env,
-                folder,
-            )
+        trust = _LiveTrust(folder, env, resume_from is not None, peers)
+        trust.add(peers)
         say(
             f"SuperLink on {host}:{port}; {len(peers)} trusted peer(s) may join "
             f"(`gridpoint fed join {host}:{port} --federation {opts.federation} --pipeline MODULE:FUNCTION`)"
         )
-        run_id = _submit(home, opts, study, params, task, peers, folder, env)
+        run_id = _submit(home, opts, study, params, task, peers, folder, env, noise_multiplier)
         say(
             f"run {run_id} submitted: {opts.rounds} round(s), at least {opts.min_members} member(s)"
         )
         expected = [p.name or p.node_id[:12] for p in peers]
-        result, rounds, start_event = _watch(folder, opts, superlink, say, expected)
+        result, rounds, start_event = _watch(
+            folder,
+            opts,
+            superlink,
+            say,
+            expected,
+            lambda: _online_members(folder, env),
+            lambda: trust.follow(home, opts.db, say),
+        )
     finally:
         stop(superlink)
     return HostOutcome(run_id, params, task, result, rounds, start_event, parents)
+
+
+def _plan_privacy(home: NodeHome, opts: HostOptions, charge: bool) -> float:
+    """The noise multiplier for --dp (0.0 without), charged to this node's ledger first.
+
+    The federation's whole (epsilon, delta) is recorded before the SuperLink starts (a
+    resumed run was charged when it started); PrivacyBudgetExceeded, with the numbers,
+    when it would take the federation past the node's privacy.budget_epsilon.
+    """
+    if not opts.dp:
+        return 0.0
+    if not (0 < opts.dp_epsilon <= 100 and 0 < opts.dp_delta < 1 and opts.dp_clip > 0):
+        raise ConfigError(
+            "--dp needs --dp-epsilon in (0, 100], --dp-delta in (0, 1) and --dp-clip > 0"
+        )
+    from gridpoint.federation.privacy import ACCOUNTANT, PROTECTED, calibrate
+    from gridpoint.node.pseudonyms import pseudonym
+    from gridpoint.node.store.sql_privacy import PrivacyRelease
+    from gridpoint.node.store.sql_store import open_store
+
+    multiplier = calibrate(opts.dp_epsilon, opts.dp_delta, opts.rounds)
+    if charge:
+        store = open_store(home.db_url(opts.db))
+        try:
+            store.charge_privacy(
+                PrivacyRelease(
+                    pipeline=pseudonym(home.secret, "federation", opts.federation),
+                    study=pseudonym(home.secret, "study", opts.federation),
+                    epsilon=opts.dp_epsilon,
+                    delta=opts.dp_delta,
+                    protected=PROTECTED,
+                    accountant=ACCOUNTANT,
+                    kind="federation",
+                ),
+                home.config.privacy.budget_epsilon,
+            )
+        finally:
+            store.close()
+    return multiplier
+
+
+def check_secure_aggregation(opts: HostOptions) -> None:
+    """ConfigError, in one line, for a combination SecAgg+ cannot serve."""
+    if not opts.secure_aggregation:
+        return
+    if opts.strategy != "fedavg":
+        # SecAgg+ hands the host the members' average, which FedAdam/FedYogi would need
+        # per member (their server optimizer steps on the average, but our verifying
+        # strategy wraps Flower's per-reply aggregation): refuse rather than half-apply it.
+        raise ConfigError(
+            f"--secure-aggregation works with --strategy fedavg only, not {opts.strategy}"
+        )
+    if opts.min_members < 2:
+        raise ConfigError(
+            "--secure-aggregation needs --min-members 2 at least (one member's sum is its update)"
+        )
 
 
 def resume_options(home: NodeHome, federation: str) -> tuple[HostOptions, Path]:
@@ -338,6 +404,100 @@ def _restart_in(folder: Path, host: str, port: int, say: Say) -> None:
     say(f"resuming federation run {folder.name} after round {done}")
 
 
+#: Flower's node id of each trusted peer's SuperNode, as registered (for messages only).
+FLOWER_NODES = "flower-nodes.json"
+#: The peers the ServerApp accepts updates from, {node id: ""}; it reads it every round.
+TRUSTED = "trusted.json"
+
+
+class _LiveTrust:
+    """The run's trusted peers: registered with the SuperLink and listed for the ServerApp.
+
+    A peer this node comes to trust while the federation runs is added (SuperNode key
+    registered, then listed), so it may join and is accepted from the next round: trust is
+    the node's own decision, read from its store, never from a member.
+    """
+
+    def __init__(self, folder: Path, env: dict[str, str], resumed: bool, peers: list[Any]) -> None:
+        self.folder, self.env = folder, env
+        path = folder / TRUSTED
+        # A resumed run: whoever it listed is registered in its state.db already (a run
+        # from before this list existed registered every peer it had).
+        self.known: set[str] = set()
+        if resumed:
+            self.known = (
+                set(json.loads(path.read_text())) if path.exists() else {p.node_id for p in peers}
+            )
+        self._next = 0.0
+
+    def add(self, peers: list[Any]) -> list[Any]:
+        new = [p for p in peers if p.node_id not in self.known]
+        for peer in new:
+            key_path = self.folder / f"member-{peer.node_id}.pub"
+            key_path.write_bytes(openssh_public_key(peer.cert_pem))
+            out = _flwr(
+                [
+                    "supernode",
+                    "register",
+                    str(key_path),
+                    CONNECTION,
+                    "--name",
+                    f"gp-{peer.node_id[:16]}",
+                    "--format",
+                    "json",
+                ],
+                self.env,
+                self.folder,
+            )
+            _remember_flower_node(self.folder, out, peer.name or peer.node_id[:12])
+            self.known.add(peer.node_id)
+        partial = self.folder / (TRUSTED + ".partial")
+        partial.write_text(json.dumps(dict.fromkeys(sorted(self.known), "")))
+        partial.replace(self.folder / TRUSTED)
+        return new
+
+    def follow(self, home: NodeHome, db: str | None, say: Say) -> None:
+        """Every few seconds: adds the peers this node has come to trust since."""
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + 5.0
+        from gridpoint.node.store.sql_store import open_store
+
+        store = open_store(home.db_url(db))
+        try:
+            peers = store.list_peers()
+        finally:
+            store.close()
+        for peer in self.add(peers):
+            say(f"now trusting {peer.name or peer.node_id[:12]}: it may join from the next round")
+
+
+def _remember_flower_node(folder: Path, register_out: str, name: str) -> None:
+    try:
+        flower_id = str(json.loads(register_out[register_out.index("{") :])["node-id"])
+    except (ValueError, KeyError):
+        return  # only the early-failure message uses it
+    path = folder / FLOWER_NODES
+    known = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**known, flower_id: name}))
+
+
+def _online_members(folder: Path, env: dict[str, str]) -> list[str]:
+    """The trusted peers whose SuperNodes the SuperLink sees online now (best effort)."""
+    try:
+        names = json.loads((folder / FLOWER_NODES).read_text())
+        listed = json.loads(
+            _flwr(["supernode", "list", CONNECTION, "--format", "json"], env, folder)
+        )
+    except (OSError, ValueError, GridpointError):
+        return []
+    return sorted(
+        names.get(str(n.get("node-id")), f"flower node {n.get('node-id')}")
+        for n in listed.get("nodes", [])
+        if n.get("status") == "online"
+    )
+
+
 def _flwr(args: list[str], env: dict[str, str], folder: Path) -> str:
     done = subprocess.run(
         [tool("flwr"), *args], env=env, capture_output=True, text=True, cwd=folder, timeout=120
@@ -358,11 +518,37 @@ def _submit(
     peers: list[Any],
     folder: Path,
     env: dict[str, str],
+    noise_multiplier: float = 0.0,
 ) -> int:
     app = folder / "app"
     shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns("__pycache__"))
+    settings = run_config(opts, study, params, task, peers, folder, noise_multiplier)
+    overrides = folder / "run-config.toml"
+    overrides.write_text(tomli_w.dumps(settings))
+    out = _flwr(
+        ["run", str(app), CONNECTION, "--run-config", str(overrides), "--format", "json"],
+        env,
+        folder,
+    )
+    try:
+        return int(json.loads(out[out.index("{") :])["run-id"])
+    except (ValueError, KeyError) as exc:
+        raise GridpointError(f"flwr run answered unexpectedly: {out.strip()[-300:]}") from exc
+
+
+def run_config(
+    opts: HostOptions,
+    study: Any,
+    params: dict[str, float],
+    task: Any,
+    peers: list[Any],
+    folder: Path,
+    noise_multiplier: float = 0.0,
+) -> dict[str, Any]:
+    """The run config `flwr run` submits; every key must be declared in the app's pyproject
+    (Flower refuses a run with an undeclared one)."""
     lora_rank = int(params.get("lora_rank", 8))
-    settings = {
+    settings: dict[str, Any] = {
         "federation": opts.federation,
         "federation-dir": str(folder),
         "rounds": opts.rounds,
@@ -379,18 +565,15 @@ def _submit(
         "weight-decay": params["weight_decay"],
         "model-spec": spec_to_json(study.model),
         "members": json.dumps({p.node_id: "" for p in peers}),
+        "secure-aggregation": opts.secure_aggregation,
+        "dp-noise-multiplier": noise_multiplier,
+        "dp-clip": opts.dp_clip if opts.dp else 0.0,
+        "dp-delta": opts.dp_delta,
     }
-    overrides = folder / "run-config.toml"
-    overrides.write_text(tomli_w.dumps(settings))
-    out = _flwr(
-        ["run", str(app), CONNECTION, "--run-config", str(overrides), "--format", "json"],
-        env,
-        folder,
-    )
-    try:
-        return int(json.loads(out[out.index("{") :])["run-id"])
-    except (ValueError, KeyError) as exc:
-        raise GridpointError(f"flwr run answered unexpectedly: {out.strip()[-300:]}") from exc
+    if opts.dp and opts.secure_aggregation:
+        # DP-FedAvg weighs members alike: SecAgg+ then scales each update by 1 of 1.
+        settings["secagg-max-weight"] = 1.0
+    return settings
 
 
 #: Seconds a member's SuperNode may take to start and come online, beyond --round-timeout.
@@ -403,6 +586,8 @@ def _watch(
     superlink: subprocess.Popen[bytes],
     say: Say,
     expected: list[str],
+    online: Callable[[], list[str]] = list,
+    follow_trust: Callable[[], None] = lambda: None,
 ) -> tuple[FederationResult, list[dict[str, Any]], dict[str, Any]]:
     progress, result = folder / "progress.jsonl", folder / "result.json"
     started = time.monotonic()
@@ -435,6 +620,11 @@ def _watch(
                         + (f", {len(event['refused'])} refused" if event["refused"] else "")
                         + (f"; train loss {m['train_loss']:.4f}" if "train_loss" in m else "")
                         + f"; {_evaluation(event)}"
+                        + (
+                            f"; privacy spent epsilon {event['privacy']['epsilon']:.3g}"
+                            if "privacy" in event
+                            else ""
+                        )
                         + (f" ({event['seconds']:.0f} s)" if "seconds" in event else "")
                     )
                     for refusal in event["refused"]:
@@ -446,13 +636,16 @@ def _watch(
             return outcome, rounds, start_event
         if superlink.poll() is not None:
             raise GridpointError(f"the SuperLink stopped; see {folder / 'superlink.log'}")
+        follow_trust()
         # A resumed run writes no members event: its members were there before.
         waiting = not rounds and "members_online" not in start_event
         if waiting and not start_event.get("resumed_after") and time.monotonic() > first_round_by:
+            came = online()
             raise GridpointError(
                 f"fewer than --min-members {opts.min_members} member(s) joined within "
                 f"--round-timeout {opts.round_timeout:g} s (+{_MEMBER_START_S} s to start); "
-                f"expected {opts.min_members} of: {', '.join(expected)}; each joins with "
+                f"came: {', '.join(came) or 'none'}; expected {opts.min_members} of: "
+                f"{', '.join(expected)}; each joins with "
                 f"`gridpoint fed join ... --federation {opts.federation}`"
             )
         time.sleep(0.5)

@@ -15,7 +15,7 @@ from gridpoint.federation.host import HostOptions, HostOutcome
 from gridpoint.node.home import NodeHome
 from gridpoint.node.publishing.service import PublishingService
 from gridpoint.node.store.base import ModelRef, PrivateRun, RunDetail
-from gridpoint.schema import CurvePoint
+from gridpoint.schema import CurvePoint, PrivacyGuarantee
 
 if TYPE_CHECKING:
     from gridpoint.trainers.study_config import StudyConfig
@@ -40,6 +40,8 @@ class FederationSummary:
     baseline: dict[str, Any] | None = None
     #: The last round completed before the host was restarted (0: never).
     resumed_after: int = 0
+    #: The published guarantee under --dp (None: exact).
+    privacy: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +54,7 @@ class FederationSummary:
             "initial_payload_bytes": self.initial_payload_bytes,
             "baseline": self.baseline or {},
             "resumed_after": self.resumed_after,
+            "privacy": self.privacy,
         }
 
 
@@ -94,6 +97,7 @@ def publish_federation(
         base_model=public_id,
         baseline=outcome.start.get("baseline"),
         resumed_after=result.resumed_after,
+        privacy=result.privacy,
     )
 
 
@@ -133,6 +137,16 @@ def _private_run(
             study_file=str(opts.study),
             pipeline=study.pipeline,
             members=tuple(result.members),
+            privacy=(
+                PrivacyGuarantee(
+                    float(result.privacy["epsilon"]),
+                    float(result.privacy["delta"]),
+                    str(result.privacy["protected"]),
+                    str(result.privacy["accountant"]),
+                )
+                if result.privacy
+                else None
+            ),
             extra={"run_id": str(outcome.run_id)}
             | ({"resumed_after_round": str(result.resumed_after)} if result.resumed_after else {}),
         ),

@@ -13,6 +13,13 @@ strategy, and adds what a federation needs here:
 - after each round, a checkpoint of the global model and the round state (checkpoint.py),
   from which a restarted host continues; a resumed run starts after the last checkpoint.
 
+With `fed host --dp`, each round's average gets the host's Gaussian noise (privacy.py) and
+the round's event says the epsilon spent so far.
+
+With secure aggregation (`fed host --secure-aggregation`), a round's training is one
+SecAgg+ round (secure_round.py): the loop gets the members' weighted average and never a
+member's update; evaluation stays as it is (its replies are metrics, not updates).
+
 Each round's journal event carries the accepted and refused members, the aggregated train
 and evaluation metrics (evaluation weighted by each member's number of examples), each
 member's own signed evaluation, and the round's duration.
@@ -25,8 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
+
+from gridpoint.federation.privacy import CentralNoise
+from gridpoint.federation.secure_round import SecureSettings, SignedGrid, secure_train_round
 
 __all__ = ["RoundLoop"]
 
@@ -43,6 +53,14 @@ class RoundLoop:
     #: Called after each round with (round, global arrays, the round's journal event).
     on_round: Callable[[int, ArrayRecord, dict[str, Any]], None]
     log: Callable[[str], None] = field(default=lambda line: None)
+    #: SecAgg+ settings, None for plain rounds.
+    secure: SecureSettings | None = None
+    #: Under SecAgg+: (reply, round) -> its signer; raises for a reply to leave out.
+    check_secure: Callable[[Message, int], str] | None = None
+    #: DP-FedAvg (`fed host --dp`): the host's noise on each round's average, None if off.
+    noise: CentralNoise | None = None
+    #: Called before each round's wait for members (the ServerApp refreshes its trust).
+    before_round: Callable[[], None] = field(default=lambda: None)
 
     def wait_for_members(self, patient: bool = False) -> int:
         """Members online, after waiting up to round_timeout (patient: forever) for min_members."""
@@ -82,23 +100,86 @@ class RoundLoop:
         """Rounds first..last from `arrays`; returns the final global arrays."""
         for server_round in range(first, last + 1):
             started = time.monotonic()
+            self.before_round()
             self.wait_for_members()
-            replies = self.grid.send_and_receive(
-                messages=self.strategy.configure_train(
-                    server_round, arrays, self.train_config, self.grid
-                ),
-                timeout=self.round_timeout,
-            )
-            new_arrays, train_metrics = self.strategy.aggregate_train(server_round, replies)
+            if self.secure is None:
+                replies = self.grid.send_and_receive(
+                    messages=self.strategy.configure_train(
+                        server_round, arrays, self.train_config, self.grid
+                    ),
+                    timeout=self.round_timeout,
+                )
+                new_arrays, train_metrics = self.strategy.aggregate_train(server_round, replies)
+                report = self.strategy.round_report.pop(server_round)
+            else:
+                new_arrays, train_metrics, report = self._secure_train(server_round, arrays)
             if new_arrays is not None:
+                if self.noise is not None:
+                    new_arrays = self.noise.add(new_arrays, len(report["accepted"]))
                 arrays = new_arrays
+            if self.noise is not None:
+                # Counted for every planned round, whether or not it released a model.
+                report["privacy"] = {
+                    "epsilon": round(self.noise.spent(server_round), 4),
+                    "delta": self.noise.delta,
+                }
             event = {
                 "event": "round",
                 "round": server_round,
-                **self.strategy.round_report.pop(server_round),
+                **report,
                 "metrics": dict(train_metrics) if train_metrics is not None else {},
                 **self.evaluate(server_round, arrays),
             }
             event["seconds"] = round(time.monotonic() - started, 2)
             self.on_round(server_round, arrays, event)
         return arrays
+
+    def _secure_train(
+        self, server_round: int, arrays: ArrayRecord
+    ) -> tuple[ArrayRecord | None, dict[str, float], dict[str, Any]]:
+        """One SecAgg+ round over the members online: (average, train metrics, report)."""
+        assert self.secure is not None and self.check_secure is not None
+        grid = SignedGrid(self.grid, self.check_secure, server_round)
+        nodes = sorted(int(n) for n in self.grid.get_node_ids())
+        average, members = (
+            secure_train_round(
+                grid,
+                nodes,
+                arrays,
+                {"server-round": server_round, **dict(self.train_config)},
+                self.secure,
+            )
+            if len(nodes) >= 2
+            else (None, [])
+        )
+        if average is None:
+            self.log(
+                f"round {server_round}: secure aggregation did not complete "
+                f"({len(nodes)} member(s) online, at least 2 and the reconstruction threshold "
+                "needed); the global model is unchanged"
+            )
+        accepted = [signer for signer, _, _ in members]
+        self.strategy.accepted_by_round[server_round] = accepted
+        total = sum(n for _, _, n in members)
+        names = {k for _, m, _ in members for k, v in m.items() if isinstance(v, int | float)}
+        metrics = (
+            {
+                k: sum(float(m.get(k, 0.0)) * n for _, m, n in members) / total
+                for k in names - {"num-examples"}
+            }
+            if total
+            else {}
+        )
+        report = {
+            "accepted": accepted,
+            "refused": [r for r in grid.refused if r["node"] not in accepted],
+            "member_metrics": {signer: m for signer, m, _ in members},
+            "payload_bytes": [],
+            "secure_aggregation": {
+                "summed": len(members),
+                # What reached the ServerApp as arrays in this round's train replies: 0,
+                # the masked vectors travel as SecAgg+'s integer vectors.
+                "array_bytes_received": grid.array_bytes_received,
+            },
+        }
+        return average, metrics, report

@@ -9,7 +9,8 @@ a checkpoint in its folder continues after the checkpoint's round (`fed host --r
 Updates (and evaluation replies) are checked before aggregation (the outermost step): signed by a trusted peer of
 the host, over exactly the bytes received, for this federation, round and run. Refused
 updates are left out with a log line naming the node and reason; the round goes on with
-the others. Progress, the final result and the final global model (a from_pretrained
+the others. Under --secure-aggregation every SecAgg+ stage's reply is checked the same way
+(secure_round.py) and the round sees only the members' average. Progress, the final result and the final global model (a from_pretrained
 folder) go to the host's federation folder, which `fed host` reads to report, publish and
 keep the model.
 """
@@ -30,10 +31,13 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedYogi
 from gridpoint.errors import GridpointError
 from gridpoint.federation.checkpoint import load_checkpoint, save_checkpoint
 from gridpoint.federation.model_state import build_model, get_weights, set_weights, spec_from_json
+from gridpoint.federation.privacy import ACCOUNTANT, PROTECTED, CentralNoise
 from gridpoint.federation.rounds import RoundLoop
+from gridpoint.federation.secure_round import SecureSettings
 from gridpoint.federation.update_signing import (
     SIGNATURE_RECORD,
     UpdateContext,
+    secure_parts,
     update_digest,
     update_parts,
     verify_update,
@@ -159,6 +163,40 @@ def _verify(reply: Message, federation: str, server_round: int, trusted: dict[st
     return verify_update(record, digest, trusted)
 
 
+def _verify_secure(
+    reply: Message, federation: str, server_round: int, trusted: dict[str, bytes]
+) -> str:
+    """Checks a SecAgg+ stage reply's signature over everything it carries."""
+    record = dict(reply.content.config_records[SIGNATURE_RECORD])
+    arrays, metrics = secure_parts(reply.content)
+    ctx = UpdateContext(
+        federation,
+        server_round,
+        int(reply.metadata.run_id),
+        str(reply.metadata.reply_to_message_id),
+    )
+    digest = update_digest(ctx, str(record.get("signer_id", "")), arrays, metrics)
+    return verify_update(record, digest, trusted)
+
+
+def _secure_settings(run: Any) -> SecureSettings | None:
+    if not bool(run.get("secure-aggregation", False)):
+        return None
+    return SecureSettings(
+        reconstruction_threshold=float(run["secagg-threshold"]),
+        max_weight=float(run["secagg-max-weight"]),
+        clipping_range=float(run["secagg-clipping-range"]),
+        timeout=float(run["round-timeout"]),
+    )
+
+
+def _noise(run: Any) -> CentralNoise | None:
+    multiplier = float(run.get("dp-noise-multiplier", 0.0))
+    if multiplier <= 0:
+        return None
+    return CentralNoise(multiplier, float(run["dp-clip"]), float(run["dp-delta"]))
+
+
 def _digest(arrays: ArrayRecord) -> str:
     import hashlib
 
@@ -179,6 +217,14 @@ def main(grid: Grid, context: Context) -> None:
     trusted = {
         k: bytes.fromhex(v) if v else b"" for k, v in json.loads(str(run["members"])).items()
     }
+
+    def follow_trust() -> None:
+        # `fed host` lists the peers the node trusts now (a peer trusted after the start
+        # included); the strategy's checks hold this very dict.
+        path = folder / "trusted.json"
+        if path.exists():
+            trusted.update(dict.fromkeys(json.loads(path.read_text()), b""))
+
     lora = bool(run["lora"])
     spec = spec_from_json(str(run["model-spec"]))
     loaded = build_model(
@@ -188,7 +234,10 @@ def main(grid: Grid, context: Context) -> None:
     min_members = int(run["min-members"])
     rounds = int(run["rounds"])
     base = STRATEGIES[str(run["strategy"])]
+    noise = _noise(run)
     strategy = verifying(base, str(run["federation"]), trusted)(
+        # DP-FedAvg weighs every member alike (each member sends dp-weight 1).
+        weighted_by_key="dp-weight" if noise else "num-examples",
         fraction_train=1.0,
         fraction_evaluate=1.0,
         min_train_nodes=min_members,
@@ -221,6 +270,10 @@ def main(grid: Grid, context: Context) -> None:
         ConfigRecord({"federation": str(run["federation"])}),
         on_round,
         lambda line: log.warning("%s", line),
+        secure=_secure_settings(run),
+        check_secure=lambda reply, r: _verify_secure(reply, str(run["federation"]), r, trusted),
+        noise=noise,
+        before_round=follow_trust,
     )
     started = time.time()
     if resumed is None:
@@ -247,6 +300,16 @@ def main(grid: Grid, context: Context) -> None:
                 "rounds": rounds,
                 "seconds": time.time() - started,
                 "resumed_after": resumed.round if resumed else 0,
+                "secure_aggregation": bool(run.get("secure-aggregation", False)),
+                # What the released model cost, over every planned round (None: no DP).
+                "privacy": {
+                    "epsilon": noise.spent(rounds),
+                    "delta": noise.delta,
+                    "protected": PROTECTED,
+                    "accountant": ACCOUNTANT,
+                }
+                if noise
+                else None,
                 "initial_digest": _digest(initial),
                 "final_digest": _digest(arrays),
                 "members": sorted({m for ms in strategy.accepted_by_round.values() for m in ms}),

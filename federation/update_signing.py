@@ -4,6 +4,10 @@ A member signs SHA-256 over: the protocol tag, federation name, server round, ru
 the id of the message it answers, its node id, then every array (name, dtype, shape,
 bytes, in name order) and every metric (name, value). The server recomputes the digest
 from the bytes it received; a changed byte, another round or another federation fails.
+
+Under SecAgg+ (secure_round.py) a reply is a protocol message rather than an update: its
+parts are then every record it carries (secure_parts): public keys, encrypted shares, the
+masked vector, unmasking shares and the legacy metrics, each encoded without ambiguity.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ __all__ = [
     "SIGNATURE_RECORD",
     "UpdateContext",
     "config_int",
+    "secure_parts",
     "sign_update",
     "update_digest",
     "update_parts",
@@ -133,3 +138,39 @@ def config_int(record: ConfigRecord, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"config {key!r} is not a number")
     return int(value)
+
+
+def secure_parts(
+    content: RecordDict,
+) -> tuple[dict[str, tuple[str, tuple[int, ...], bytes]], dict[str, float]]:
+    """What a signature covers in a SecAgg+ reply: every record but the signature itself.
+
+    Config values (keys, ciphertexts, the masked vector's bytes, shares) are digested as
+    pseudo-arrays "record/key" of dtype "config"; array and metric records as usual.
+    """
+    arrays: dict[str, tuple[str, tuple[int, ...], bytes]] = {}
+    for record_name, record in content.config_records.items():
+        if record_name == SIGNATURE_RECORD:
+            continue
+        for key, value in record.items():
+            arrays[f"config:{record_name}/{key}"] = ("config", (), _config_bytes(value))
+    for record_name, array_record in content.array_records.items():
+        for key, array in array_record.items():
+            arrays[f"array:{record_name}/{key}"] = (array.dtype, tuple(array.shape), array.data)
+    metrics: dict[str, float] = {}
+    for record_name, metric_record in content.metric_records.items():
+        for key, number in metric_record.items():
+            if not isinstance(number, int | float):
+                raise ValueError(f"metric {key!r} is not a number")
+            metrics[f"{record_name}/{key}"] = float(number)
+    return arrays, metrics
+
+
+def _config_bytes(value: object) -> bytes:
+    """A config value, typed and length-prefixed: no two values encode alike."""
+    items = value if isinstance(value, list) else [value]
+    parts = [b"list" if isinstance(value, list) else b"one"]
+    for item in items:
+        data = item if isinstance(item, bytes) else repr(item).encode()
+        parts += [type(item).__name__.encode(), data]
+    return signing_message(*parts)

@@ -31,6 +31,7 @@ from gridpoint.trainers.privacy.spec import PrivacySpec
 
 __all__ = [
     "SplitAccountant",
+    "calibrate_noise",
     "StudyAccountant",
     "TrialNoise",
     "draw_trials",
@@ -95,6 +96,13 @@ def _calibrate(make: Callable[[float], Any], epsilon: float, delta: float, kind:
     """The smallest noise multiplier whose event spends at most epsilon at delta."""
     with _quiet_absl():
         return _search(make, epsilon, delta, kind)
+
+
+def calibrate_noise(
+    make: Callable[[float], Any], epsilon: float, delta: float, kind: str = "rdp"
+) -> float:
+    """The smallest noise multiplier z whose event make(z) spends at most epsilon at delta."""
+    return _calibrate(make, epsilon, delta, kind)
 
 
 @contextmanager

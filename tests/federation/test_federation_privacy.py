@@ -1,0 +1,95 @@
+"""`fed host --dp`: DP-FedAvg's calibration, clipping, noise, and the ledger's refusal.
+
+In-process and fast: the accountant is dp-accounting itself, the clipping and noise Flower's
+own helpers; the budget check is the node's real ledger in a real home.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import dp_accounting
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord
+
+from gridpoint.errors import ConfigError, PrivacyBudgetExceeded
+from gridpoint.federation.host import HostOptions, _plan_privacy
+from gridpoint.federation.privacy import CentralNoise, calibrate, clip_update
+from gridpoint.node.home import NodeHome
+from gridpoint.node.tuning.privacy import ledger_report
+from tests.helpers import MakeHome
+
+OPTS = HostOptions(
+    federation="fed-dp",
+    study=Path("unused.toml"),
+    rounds=4,
+    min_members=2,
+    listen="127.0.0.1:0",
+    lora=False,
+    strategy="fedavg",
+    round_timeout=60.0,
+    params={},
+    db=None,
+    dp=True,
+    dp_epsilon=4.0,
+    dp_delta=1e-5,
+)
+
+
+def test_the_noise_spends_the_budget_over_the_planned_rounds_by_dp_accountings_own_figure() -> None:
+    z = calibrate(4.0, 1e-5, rounds=4)
+    accountant = dp_accounting.rdp.RdpAccountant()
+    accountant.compose(dp_accounting.GaussianDpEvent(z), 4)
+    assert accountant.get_epsilon(1e-5) <= 4.0
+    assert accountant.get_epsilon(1e-5) > 3.9  # the smallest such noise, not any
+    noise = CentralNoise(z, clip=1.0, delta=1e-5)
+    spent = [noise.spent(r) for r in range(5)]
+    assert spent[0] == 0.0 and spent == sorted(spent) and 3.9 < spent[4] <= 4.0
+
+
+def test_a_members_update_is_clipped_to_the_norm_and_the_host_adds_noise_scaled_by_members() -> (
+    None
+):
+    received = ArrayRecord({"w": Array(np.zeros((10, 10), np.float32))})
+    new = ArrayRecord({"w": Array(np.full((10, 10), 3.0, np.float32))})
+    clipped = clip_update(new, received, clip=1.0)
+    assert np.linalg.norm(clipped["w"].numpy()) == pytest.approx(1.0, rel=1e-5)
+    assert clipped["w"].numpy().dtype == np.float32
+    small = ArrayRecord({"w": Array(np.full((10, 10), 0.01, np.float32))})
+    np.testing.assert_array_equal(
+        clip_update(small, received, 1.0)["w"].numpy(), small["w"].numpy()
+    )
+    # Noise standard deviation z * clip / members, as Flower's DP-FedAvg computes it.
+    zeros = ArrayRecord({"w": Array(np.zeros((300, 300), np.float32))})
+    noisy = CentralNoise(2.0, clip=1.0, delta=1e-5).add(zeros, members=4)
+    assert np.std(noisy["w"].numpy()) == pytest.approx(0.5, rel=0.02)
+
+
+def _set_budget(home: NodeHome, budget: float) -> None:
+    text = home.config_path.read_text().replace(
+        "budget_epsilon = 0.0", f"budget_epsilon = {budget}"
+    )
+    home.config_path.write_text(text)
+
+
+def test_a_federation_is_charged_before_it_starts_and_refused_past_the_budget(
+    make_home: MakeHome,
+) -> None:
+    home = make_home("H")
+    _set_budget(home, 6.0)
+    assert _plan_privacy(home, OPTS, charge=True) > 0
+    [total] = ledger_report(home).totals
+    assert total.epsilon == 4.0
+    # A second run of the federation, epsilon 4 again, would take it to 8 of 6: refused,
+    # with nothing written; another federation has a budget of its own.
+    with pytest.raises(PrivacyBudgetExceeded, match="would take it to 8"):
+        _plan_privacy(home, OPTS, charge=True)
+    _plan_privacy(home, replace(OPTS, federation="fed-dp-2", dp_epsilon=1.0), charge=True)
+    assert sorted(t.epsilon for t in ledger_report(home).totals) == [1.0, 4.0]
+    # A resumed run was charged when it started: not again.
+    _plan_privacy(home, OPTS, charge=False)
+    assert len(ledger_report(home).releases) == 2
+    with pytest.raises(ConfigError, match="--dp-epsilon"):
+        _plan_privacy(home, replace(OPTS, dp_epsilon=0.0), charge=True)

@@ -1,0 +1,80 @@
+"""A plain round's checks in-process: the verifying strategy leaves out what is not signed right.
+
+Each member is a ClientApp with gridpoint's real signing mod; its reply goes to the ServerApp's
+verifying FedAvg as Flower would deliver it. (Under SecAgg+ the same story runs end to end in
+test_rounds.py; this keeps the plain path's refusal covered without another deployment.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp.strategy import FedAvg
+from flwr.supercore.task_identity import TaskIdentity
+
+from gridpoint.federation.client_app import sign_reply_mod
+from gridpoint.federation.server_app import verifying
+from gridpoint.node.home import NodeHome
+from tests.helpers import MakeHome
+
+RUN_ID = 91
+FEDERATION = "fed-plain"
+
+
+def _reply(home: NodeHome, nid: int, value: float, tamper: bool = False) -> Message:
+    app = ClientApp()
+
+    @app.train(mods=[sign_reply_mod])
+    def train(msg: Message, context: Context) -> Message:
+        arrays = ArrayRecord({"w": Array(np.full((3,), value, np.float32))})
+        metrics = MetricRecord({"num-examples": 10.0, "train_loss": value})
+        return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
+
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, RUN_ID, 0
+    arrays = ArrayRecord({"w": Array(np.zeros((3,), np.float32))})
+    ins = Message(
+        RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": 2})}),
+        dst_node_id=nid,
+        message_type="train",
+        group_id="2",
+    )
+    ins.metadata.__dict__["_message_id"] = f"ins-{nid}"
+    context = Context(
+        run_id=RUN_ID,
+        node_id=nid,
+        node_config={"gridpoint-home": str(home.path)},
+        state=RecordDict(),
+        run_config={"federation": FEDERATION},
+    )
+    TaskIdentity.node_id = nid
+    try:
+        reply = app(ins, context)
+    finally:
+        TaskIdentity.node_id = 0
+    if tamper:  # changed after signing, as a member that lies about its metrics would
+        reply.content.metric_records["metrics"]["num-examples"] = 1000.0
+    return reply
+
+
+def test_a_plain_round_aggregates_the_signed_updates_and_names_the_ones_it_left_out(
+    make_home: MakeHome,
+) -> None:
+    a, b, liar, stranger = (make_home(n) for n in ("A", "B", "Liar", "Stranger"))
+    trusted = {h.identity.node_id: b"" for h in (a, b, liar)}
+    strategy = verifying(FedAvg, FEDERATION, trusted)(
+        fraction_train=1.0, min_train_nodes=1, min_available_nodes=1
+    )
+    replies = [
+        _reply(a, 1, 1.0),
+        _reply(b, 2, 3.0),
+        _reply(liar, 3, 50.0, tamper=True),
+        _reply(stranger, 4, 50.0),
+    ]
+    arrays, _ = strategy.aggregate_train(2, replies)
+    report = strategy.round_report[2]
+    assert sorted(report["accepted"]) == sorted([a.identity.node_id, b.identity.node_id])
+    refused = {r["node"]: r["reason"] for r in report["refused"]}
+    assert "signature does not match" in refused[liar.identity.node_id]
+    assert "not a trusted peer" in refused[stranger.identity.node_id]
+    np.testing.assert_allclose(arrays["w"].numpy(), np.full((3,), 2.0))
