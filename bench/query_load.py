@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -146,6 +147,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--queries", nargs="+", choices=sorted(QUERIES), default=["live"])
     parser.add_argument("--baseline", type=Path, default=None)
+    parser.add_argument(
+        "--max-calls",
+        type=int,
+        default=None,
+        help="security.max_concurrent_calls for both daemons (default: the config's own); "
+        "at --concurrent or above nothing is refused, and the figures are the rate a queue drains at",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gp-bench-qload-"))
     a, b = NodeHome(work / "a"), NodeHome(work / "b")
@@ -157,6 +165,15 @@ def main() -> None:
     store_a = open_store(a.db_url())
     pin(store_a, b, "127.0.0.1:1")
     store_a.close()
+    if args.max_calls is not None:
+        config = (a.path / "config.toml").read_text()
+        (a.path / "config.toml").write_text(
+            re.sub(
+                r"(?m)^max_concurrent_calls = .*$",
+                f"max_concurrent_calls = {args.max_calls}",
+                config,
+            )
+        )
     baseline: subprocess.Popen[str] | None = None
     daemon: Daemon | None = None
     addresses: dict[str, str] = {}
@@ -164,10 +181,13 @@ def main() -> None:
         if args.baseline is not None:
             base = work / "a-baseline"
             shutil.copytree(a.path, base)
-            config = (base / "config.toml").read_text().splitlines()
-            (base / "config.toml").write_text(
-                "\n".join(line for line in config if "max_concurrent_calls" not in line) + "\n"
-            )
+            if args.max_calls is None:
+                # The baseline's own default (older versions have no such setting).
+                config = (base / "config.toml").read_text().splitlines()
+                (base / "config.toml").write_text(
+                    "\n".join(line for line in config if "max_concurrent_calls" not in line)
+                    + "\n"
+                )
             baseline, addresses["baseline"] = start_from(args.baseline, base)
         daemon = Daemon.start(a)
         addresses["this"] = daemon.address
