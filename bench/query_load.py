@@ -185,8 +185,7 @@ def main() -> None:
                 # The baseline's own default (older versions have no such setting).
                 config = (base / "config.toml").read_text().splitlines()
                 (base / "config.toml").write_text(
-                    "\n".join(line for line in config if "max_concurrent_calls" not in line)
-                    + "\n"
+                    "\n".join(line for line in config if "max_concurrent_calls" not in line) + "\n"
                 )
             baseline, addresses["baseline"] = start_from(args.baseline, base)
         daemon = Daemon.start(a)

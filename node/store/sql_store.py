@@ -325,8 +325,7 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
     ) -> list[ServedEnvelope]:
         ruled = ruled_columns(rules, reader_ids)
         return [
-            served(r)
-            for r in self._envelopes(where, limit, order_by, max_bytes, columns=ruled)
+            served(r) for r in self._envelopes(where, limit, order_by, max_bytes, columns=ruled)
         ]
 
     def _envelopes(
