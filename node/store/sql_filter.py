@@ -7,9 +7,10 @@ between SQLite and PostgreSQL (LIKE is spelled out here for that).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, null, or_, select, true
 
 from gridpoint.node.store.keys import key_spec
 from gridpoint.node.store.models import METRICS as M
@@ -17,7 +18,7 @@ from gridpoint.node.store.models import PARAMS as P
 from gridpoint.node.store.models import RECORDS as R
 from gridpoint.node.store.query_filter import And, Comparison, FilterNode, OrderBy, Value
 
-__all__ = ["condition", "order_columns", "query_statements"]
+__all__ = ["MetricWalk", "condition", "metric_walk", "order_columns", "query_statements"]
 
 # Comparisons of the sorted metric that bound its walk (one row per record and metric, so
 # `value op v` on the walked row means the same as the comparison's own EXISTS).
@@ -121,6 +122,75 @@ def _requires(node: FilterNode, key: str) -> bool:
     return all(_requires(n, key) for n in node.operands)
 
 
+@dataclass(frozen=True)
+class MetricWalk:
+    """The records that hold a metric, in its order, read window by window (keyset on
+    (value, record_seq)): each window is a bounded walk of the (name, value) index first, and
+    only then joined with the records and the rest of the filter. The database can then not
+    choose to join and sort every match (PostgreSQL does when it misjudges how many match),
+    and an answer costs the windows it reads, however many records there are."""
+
+    name: str
+    descending: bool
+    bounds: tuple[Comparison, ...]
+    rest: tuple[FilterNode, ...]
+
+    def window(
+        self, after: tuple[float, int] | None, size: int, columns: tuple[Any, ...] = ()
+    ) -> Select[Any]:
+        """The next size walked rows after `after` (value, record_seq): walk_value, walk_seq,
+        the envelope where the rest of the filter matches (else NULL), then columns."""
+        m = M.alias("walk_metric")
+        where = [m.c.name == self.name, *(_compare(m.c.value, b.op, b.value) for b in self.bounds)]
+        if after is not None:
+            past = m.c.value < after[0] if self.descending else m.c.value > after[0]
+            where.append(or_(past, and_(m.c.value == after[0], m.c.record_seq > after[1])))
+        walked = (
+            select(m.c.value.label("walk_value"), m.c.record_seq.label("walk_seq"))
+            .where(*where)
+            .order_by(m.c.value.desc() if self.descending else m.c.value.asc(), m.c.record_seq)
+            .limit(size)
+            .subquery("walk")
+        )
+        matches = and_(*(condition(c) for c in self.rest)) if self.rest else true()
+        return (
+            select(
+                walked.c.walk_value,
+                walked.c.walk_seq,
+                case((matches, R.c.envelope), else_=null()).label("envelope"),
+                *columns,
+            )
+            .select_from(walked.join(R, R.c.seq == walked.c.walk_seq))
+            .order_by(
+                walked.c.walk_value.desc() if self.descending else walked.c.walk_value.asc(),
+                walked.c.walk_seq,
+            )
+        )
+
+
+def metric_walk(where: FilterNode | None, order_by: OrderBy | None) -> MetricWalk | None:
+    """The walk that stands for query_statements()'s first statement, when it is a metric's
+    ranked walk (the same rows in the same order)."""
+    if order_by is None or not order_by.key.startswith("metrics."):
+        return None
+    bounds, rest = _split_bounds(where, order_by)
+    return MetricWalk(order_by.key.split(".", 1)[1], order_by.descending, bounds, rest)
+
+
+def _split_bounds(
+    where: FilterNode | None, order_by: OrderBy
+) -> tuple[tuple[Comparison, ...], tuple[FilterNode, ...]]:
+    """The filter's comparisons of the sorted metric in its top-level conjunction (they bound
+    the walk), and the rest of the conjunction."""
+    conjuncts = list(where.operands) if isinstance(where, And) else [] if where is None else [where]
+    bounds = tuple(
+        c
+        for c in conjuncts
+        if isinstance(c, Comparison) and c.key == order_by.key and c.op in _RANGE_OPS
+    )
+    return bounds, tuple(c for c in conjuncts if not any(c is b for b in bounds))
+
+
 def _by_metric(where: FilterNode | None, order_by: OrderBy) -> list[Select[bytes]]:
     """Sorted by a metric: walk the (name, value) index, so a limit stops the walk instead of
     sorting every match; records without the metric follow (nulls last). The filter's own
@@ -129,13 +199,7 @@ def _by_metric(where: FilterNode | None, order_by: OrderBy) -> list[Select[bytes
     name = order_by.key.split(".", 1)[1]
     m = M.alias("order_metric")
     value = m.c.value.desc() if order_by.descending else m.c.value.asc()
-    conjuncts = list(where.operands) if isinstance(where, And) else [] if where is None else [where]
-    bounds = [
-        c
-        for c in conjuncts
-        if isinstance(c, Comparison) and c.key == order_by.key and c.op in _RANGE_OPS
-    ]
-    rest = [c for c in conjuncts if not any(c is b for b in bounds)]
+    bounds, rest = _split_bounds(where, order_by)
     ranked = (
         select(R.c.envelope)
         .select_from(m.join(R, R.c.seq == m.c.record_seq))

@@ -61,7 +61,7 @@ from gridpoint.node.store.models import RECORDS as R
 from gridpoint.node.store.query_filter import FilterNode, OrderBy
 from gridpoint.node.store.run_detail import detail_from_text, detail_text
 from gridpoint.node.store.sql_control import SqlControl, ruled_columns, served
-from gridpoint.node.store.sql_filter import query_statements
+from gridpoint.node.store.sql_filter import metric_walk, query_statements
 from gridpoint.node.store.sql_privacy import SqlPrivacy
 from gridpoint.node.store.sql_rows import (
     bulk_insert,
@@ -85,6 +85,9 @@ _MAX_SEQ = 2**63 - 1
 _ROW_ERRORS = (DataError, IntegrityError, OverflowError, ValueError)
 # Rows read per round trip while a query streams under its byte budget.
 _STREAM_ROWS = 16
+# Rows of a metric's index walked by the first window of a sorted query, and at most by one.
+_FIRST_WINDOW = 256
+_MAX_WINDOW = 65_536
 
 
 def open_store(url: str) -> SqlStore:
@@ -345,8 +348,29 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
             raise RequestError(f"offset must be at least 0, got {offset}")
         out: list[Row[Any]] = []
         size = 0
+        statements = query_statements(where, order_by)
+        walk = metric_walk(where, order_by) if offset == 0 else None
         with self.reading() as conn:
-            for stmt in query_statements(where, order_by):
+            if walk is not None:
+                # The metric's ranked walk in windows (sql_filter.MetricWalk), growing so a
+                # sparse filter takes few round trips; then what follows it as usual.
+                statements, after, window = statements[1:], None, _FIRST_WINDOW
+                while len(out) < limit:
+                    rows = conn.execute(walk.window(after, window, tuple(columns))).all()
+                    for row in rows:
+                        if row.envelope is None:
+                            continue
+                        size += len(row.envelope)
+                        if max_bytes is not None and size > max_bytes:
+                            return out
+                        out.append(row)
+                        if len(out) >= limit:
+                            return out
+                    if len(rows) < window:
+                        break
+                    after = (rows[-1].walk_value, rows[-1].walk_seq)
+                    window = min(4 * window, _MAX_WINDOW)
+            for stmt in statements:
                 if len(out) >= limit:
                     break
                 if offset and not out:
