@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, null, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 
 from gridpoint.node.store.keys import key_spec
 from gridpoint.node.store.models import METRICS as M
@@ -124,48 +124,38 @@ def _requires(node: FilterNode, key: str) -> bool:
 
 @dataclass(frozen=True)
 class MetricWalk:
-    """The records that hold a metric, in its order, read window by window (keyset on
-    (value, record_seq)): each window is a bounded walk of the (name, value) index first, and
-    only then joined with the records and the rest of the filter. The database can then not
-    choose to join and sort every match (PostgreSQL does when it misjudges how many match),
-    and an answer costs the windows it reads, however many records there are."""
+    """The records that hold a metric, in its order, read window by window: each window a
+    bounded walk of the (name, value) index alone (keyset on (value, record_seq)), then the
+    records it walked that match the rest of the filter, looked up by seq. The database can
+    then not choose to join and sort every match (PostgreSQL does when it misjudges how many
+    match, and hashes every parameter row a filter names), and an answer costs the windows it
+    reads, however many records there are."""
 
     name: str
     descending: bool
     bounds: tuple[Comparison, ...]
     rest: tuple[FilterNode, ...]
 
-    def window(
-        self, after: tuple[float, int] | None, size: int, columns: tuple[Any, ...] = ()
-    ) -> Select[Any]:
-        """The next size walked rows after `after` (value, record_seq): walk_value, walk_seq,
-        the envelope where the rest of the filter matches (else NULL), then columns."""
-        m = M.alias("walk_metric")
-        where = [m.c.name == self.name, *(_compare(m.c.value, b.op, b.value) for b in self.bounds)]
+    def window(self, after: tuple[float, int] | None, size: int) -> Select[tuple[float, int]]:
+        """The next size (value, record_seq) of the walk after `after`."""
+        where = [M.c.name == self.name, *(_compare(M.c.value, b.op, b.value) for b in self.bounds)]
         if after is not None:
-            past = m.c.value < after[0] if self.descending else m.c.value > after[0]
-            where.append(or_(past, and_(m.c.value == after[0], m.c.record_seq > after[1])))
-        walked = (
-            select(m.c.value.label("walk_value"), m.c.record_seq.label("walk_seq"))
-            .where(*where)
-            .order_by(m.c.value.desc() if self.descending else m.c.value.asc(), m.c.record_seq)
-            .limit(size)
-            .subquery("walk")
-        )
-        matches = and_(*(condition(c) for c in self.rest)) if self.rest else true()
+            value, seq = after
+            # The plain bound is what the index walk can seek to; the rest breaks ties.
+            seek = M.c.value <= value if self.descending else M.c.value >= value
+            past = M.c.value < value if self.descending else M.c.value > value
+            where += [seek, or_(past, M.c.record_seq > seq)]
         return (
-            select(
-                walked.c.walk_value,
-                walked.c.walk_seq,
-                case((matches, R.c.envelope), else_=null()).label("envelope"),
-                *columns,
-            )
-            .select_from(walked.join(R, R.c.seq == walked.c.walk_seq))
-            .order_by(
-                walked.c.walk_value.desc() if self.descending else walked.c.walk_value.asc(),
-                walked.c.walk_seq,
-            )
+            select(M.c.value, M.c.record_seq)
+            .where(*where)
+            .order_by(M.c.value.desc() if self.descending else M.c.value.asc(), M.c.record_seq)
+            .limit(size)
         )
+
+    def matching(self, seqs: list[int], columns: tuple[Any, ...] = ()) -> Select[Any]:
+        """Of these records, those the rest of the filter matches: seq, envelope, columns."""
+        stmt = select(R.c.seq, R.c.envelope, *columns).where(R.c.seq.in_(seqs))
+        return stmt.where(*(condition(c) for c in self.rest))
 
 
 def metric_walk(where: FilterNode | None, order_by: OrderBy | None) -> MetricWalk | None:

@@ -87,7 +87,7 @@ _ROW_ERRORS = (DataError, IntegrityError, OverflowError, ValueError)
 _STREAM_ROWS = 16
 # Rows of a metric's index walked by the first window of a sorted query, and at most by one.
 _FIRST_WINDOW = 256
-_MAX_WINDOW = 65_536
+_MAX_WINDOW = 8192  # bound parameters in one IN list stay far below SQLite's limit
 
 
 def open_store(url: str) -> SqlStore:
@@ -356,19 +356,19 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
                 # sparse filter takes few round trips; then what follows it as usual.
                 statements, after, window = statements[1:], None, _FIRST_WINDOW
                 while len(out) < limit:
-                    rows = conn.execute(walk.window(after, window, tuple(columns))).all()
-                    for row in rows:
-                        if row.envelope is None:
-                            continue
+                    walked = conn.execute(walk.window(after, window)).all()
+                    seqs = [w.record_seq for w in walked]
+                    found = {r.seq: r for r in conn.execute(walk.matching(seqs, tuple(columns)))}
+                    for row in (found[seq] for seq in seqs if seq in found):
                         size += len(row.envelope)
                         if max_bytes is not None and size > max_bytes:
                             return out
                         out.append(row)
                         if len(out) >= limit:
                             return out
-                    if len(rows) < window:
+                    if len(walked) < window:
                         break
-                    after = (rows[-1].walk_value, rows[-1].walk_seq)
+                    after = (walked[-1].value, walked[-1].record_seq)
                     window = min(4 * window, _MAX_WINDOW)
             for stmt in statements:
                 if len(out) >= limit:
