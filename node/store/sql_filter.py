@@ -10,7 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+)
 
 from gridpoint.node.store.keys import key_spec
 from gridpoint.node.store.models import METRICS as M
@@ -124,12 +136,14 @@ def _requires(node: FilterNode, key: str) -> bool:
 
 @dataclass(frozen=True)
 class MetricWalk:
-    """The records that hold a metric, in its order, read window by window: each window a
+    """On PostgreSQL, the records that hold a metric, in its order, read window by window: each window a
     bounded walk of the (name, value) index alone (keyset on (value, record_seq)), then the
     records it walked that match the rest of the filter, looked up by seq. The database can
     then not choose to join and sort every match (PostgreSQL does when it misjudges how many
     match, and hashes every parameter row a filter names), and an answer costs the windows it
-    reads, however many records there are."""
+    reads, however many records there are. SQLite needs none of it: its planner walks the
+    index of the one statement (query_statements) in a nested loop and stops at the limit,
+    which the windows' extra statements would only slow down."""
 
     name: str
     descending: bool
@@ -153,8 +167,11 @@ class MetricWalk:
         )
 
     def matching(self, seqs: list[int], columns: tuple[Any, ...] = ()) -> Select[Any]:
-        """Of these records, those the rest of the filter matches: seq, envelope, columns."""
-        stmt = select(R.c.seq, R.c.envelope, *columns).where(R.c.seq.in_(seqs))
+        """Of these records, those the rest of the filter matches: seq, envelope, columns.
+        PostgreSQL only: the seqs go as one array parameter (its planner then knows exactly
+        how many rows it looks up)."""
+        walked = bindparam("walked", seqs, type_=ARRAY(BigInteger))
+        stmt = select(R.c.seq, R.c.envelope, *columns).where(R.c.seq == any_(walked))
         return stmt.where(*(condition(c) for c in self.rest))
 
 

@@ -87,7 +87,7 @@ _ROW_ERRORS = (DataError, IntegrityError, OverflowError, ValueError)
 _STREAM_ROWS = 16
 # Rows of a metric's index walked by the first window of a sorted query, and at most by one.
 _FIRST_WINDOW = 256
-_MAX_WINDOW = 8192  # bound parameters in one IN list stay far below SQLite's limit
+_MAX_WINDOW = 16_384
 
 
 def open_store(url: str) -> SqlStore:
@@ -349,7 +349,8 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
         out: list[Row[Any]] = []
         size = 0
         statements = query_statements(where, order_by)
-        walk = metric_walk(where, order_by) if offset == 0 else None
+        pg = self.dialect == "postgresql"
+        walk = metric_walk(where, order_by) if offset == 0 and pg else None
         with self.reading() as conn:
             if walk is not None:
                 # The metric's ranked walk in windows (sql_filter.MetricWalk), growing so a
