@@ -85,8 +85,9 @@ _MAX_SEQ = 2**63 - 1
 _ROW_ERRORS = (DataError, IntegrityError, OverflowError, ValueError)
 # Rows read per round trip while a query streams under its byte budget.
 _STREAM_ROWS = 16
-# Rows of a metric's index walked by the first window of a sorted query, and at most by one.
-_FIRST_WINDOW = 256
+# Rows of a metric's index walked at least by the first window of a sorted query (on
+# PostgreSQL: sql_filter.MetricWalk), and at most by one.
+_FIRST_WINDOW = 64
 _MAX_WINDOW = 16_384
 
 
@@ -355,7 +356,9 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
             if walk is not None:
                 # The metric's ranked walk in windows (sql_filter.MetricWalk), growing so a
                 # sparse filter takes few round trips; then what follows it as usual.
-                statements, after, window = statements[1:], None, _FIRST_WINDOW
+                # The first window as long as the answer: a dense filter needs no second.
+                statements, after = statements[1:], None
+                window = min(max(limit, _FIRST_WINDOW), _MAX_WINDOW)
                 while len(out) < limit:
                     walked = conn.execute(walk.window(after, window)).all()
                     seqs = [w.record_seq for w in walked]
