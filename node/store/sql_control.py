@@ -2,8 +2,10 @@
 
 Writes go through SqlStore.writing() (one writer at a time, the same transaction discipline
 as records); statement effects live in sql_statements.py. The ledger is appended in one
-multi-row insert per call and rolled up into per-day counts (roll_up_ledger), so it stays
-bounded. Must never store a payload in the ledger, nor read more than a call's limit.
+multi-row insert per call (control/ledger.py groups the notes of concurrent calls into one)
+and rolled up into per-day counts (roll_up_ledger), so it stays bounded. The key chain is
+kept between calls while no statement was added (key_events). Must never store a payload in
+the ledger, nor read more than a call's limit.
 """
 
 from __future__ import annotations
