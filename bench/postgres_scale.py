@@ -39,6 +39,8 @@ from gridpoint.node.peers.grpc_transport import grpc_connector  # noqa: E402
 from gridpoint.node.peers.sync import sync_peer  # noqa: E402
 from gridpoint.node.peers.trust import add_peer  # noqa: E402
 from gridpoint.node.store.query_filter import parse_filter, parse_order_by  # noqa: E402
+from gridpoint.node.store.sql_filter import query_statements  # noqa: E402
+from gridpoint.node.store.sql_rows import stored  # noqa: E402
 from gridpoint.node.store.sql_store import SqlStore, open_store  # noqa: E402
 from tests.helpers import Daemon, make_record, pin, signed_records  # noqa: E402
 
@@ -134,8 +136,22 @@ def fill(conn: psycopg.Connection, start: int, stop: int) -> None:
     conn.commit()
 
 
-def time_queries(store: SqlStore, repeats: int) -> None:
+def one_statement_ms(store: SqlStore, text: str, order: str) -> float:
+    """The ordered query as one statement (the metric's ranked walk joined with the filter,
+    as the store ran it before MetricWalk): what the planner makes of it, for comparison."""
+    stmt = query_statements(parse_filter(text), parse_order_by(order))[0]
+    start = time.perf_counter()
+    with store.reading() as conn:
+        rows = conn.execute(stmt.limit(100)).scalars().all()
+    [stored(envelope) for envelope in rows]  # as store.query() decodes what it answers
+    return (time.perf_counter() - start) * 1000
+
+
+def time_queries(store: SqlStore, repeats: int, old_repeats: int) -> None:
     for label, text, order in QUERIES:
+        if order and old_repeats:
+            old = sorted(one_statement_ms(store, text, order) for _ in range(old_repeats))
+            print(f"  {label}, as one statement (before): p50 {statistics.median(old):9.1f} ms")
         where, order_by = parse_filter(text), parse_order_by(order)
         store.query(where, limit=100, order_by=order_by)  # warm
         times = []
@@ -170,6 +186,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--sync-records", type=int, default=5000)
     parser.add_argument("--repeats-sync", type=int, default=3)
+    parser.add_argument(
+        "--old-repeats",
+        type=int,
+        default=1,
+        help="times the ordered queries also run as one statement, as before (0: not)",
+    )
     args = parser.parse_args()
     name = f"gp_bench_scale_{os.getpid()}"
     admin = psycopg.connect(args.pg, autocommit=True)
@@ -198,7 +220,10 @@ def run(args: argparse.Namespace, url: str, work: Path) -> None:
             fill(conn, have, size)
             have = size
             print(f"{size:,} records (filled in {time.perf_counter() - t0:.0f} s):", flush=True)
-            time_queries(store, args.repeats)
+            time_queries(store, args.repeats, args.old_repeats)
+    if args.repeats_sync < 1:
+        store.close()
+        return
     # Sync: a daemon serves signed records; pulled into the big PostgreSQL store and into a
     # fresh SQLite store each time.
     a = NodeHome(work / "a")

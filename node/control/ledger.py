@@ -1,8 +1,11 @@
 """The outbound ledger: everything that leaves this node, to which peer, when, by which rule.
 
 Served sync pages, live query answers, statements and model downloads are noted here before
-they are sent: one multi-row insert per page or answer (a failed send may be noted, nothing
-sent goes unnoted). Entries older than [ledger] detail_days are folded into per peer, day,
+they are sent (a failed send may be noted, nothing sent goes unnoted). Notes made at once by
+several serving threads are written together (group commit): one thread writes every note
+waiting in one multi-row insert and transaction while the others wait for that commit, so
+each page or answer still returns only once its entries are stored, and a node answering many
+calls pays one write (and one pass over the ledger's indexes) for many. Entries older than [ledger] detail_days are folded into per peer, day,
 kind and rule counts at most once an hour, so the ledger stays bounded. An entry is ids,
 kinds, a peer and a rule name: never a payload, a study name or a path.
 """
@@ -28,6 +31,15 @@ __all__ = ["ROLL_UP_EVERY_S", "Copy", "Ledger", "LedgeredArtifacts", "copies_of"
 ROLL_UP_EVERY_S = 3600.0
 
 
+class _Batch:
+    """Notes written in one transaction; done once it committed (or failed: error)."""
+
+    def __init__(self) -> None:
+        self.entries: list[LedgerEntry] = []
+        self.done = False
+        self.error: BaseException | None = None
+
+
 class Ledger:
     """Appends to and rolls up one store's ledger; thread-safe."""
 
@@ -36,20 +48,43 @@ class Ledger:
         self._detail = timedelta(days=detail_days)
         self._lock = threading.Lock()
         self._rolled_at = 0.0
+        self._written = threading.Condition()
+        self._open = _Batch()  # what the next write takes
+        self._writing = False
 
     def note(
         self, peer_id: str, kind: str, items: Sequence[tuple[str, str, str]], count: int = 1
     ) -> None:
-        """Notes items sent to a peer now: (item id, record it stands for, rule) each."""
+        """Notes items sent to a peer now: (item id, record it stands for, rule) each.
+        Returns once they are stored (raises the store's error if they could not be)."""
         if not items:
             return
         at = datetime.now(UTC)
-        self._store.append_ledger(
-            [
-                LedgerEntry(at, peer_id, kind, item, subject, rule, count)
-                for item, subject, rule in items
-            ]
-        )
+        entries = [
+            LedgerEntry(at, peer_id, kind, item, subject, rule, count)
+            for item, subject, rule in items
+        ]
+        with self._written:
+            batch = self._open
+            batch.entries += entries
+            # Another thread is writing: it (or the next writer) takes this batch after.
+            while self._writing and not batch.done:
+                self._written.wait()
+            if not batch.done:
+                self._writing = True
+                self._open = _Batch()
+        if not batch.done:
+            try:
+                self._store.append_ledger(batch.entries)
+            except BaseException as exc:
+                batch.error = exc
+                raise
+            finally:
+                with self._written:
+                    batch.done, self._writing = True, False
+                    self._written.notify_all()
+        if batch.error is not None:
+            raise batch.error
         self._maybe_roll_up()
 
     def _maybe_roll_up(self) -> None:

@@ -38,6 +38,7 @@ from gridpoint.node.protocol.serde import decode_record
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.control_base import ServedEnvelope
 from gridpoint.node.store.key_chain import KeyChain
+from gridpoint.node.store.query_filter import FilterNode, OrderBy
 from gridpoint.v1 import catalog_pb2, envelope_pb2
 
 __all__ = [
@@ -235,20 +236,28 @@ class Sharing:
         self._ledger.note(caller, "record", noted)
         return out, answered
 
-    def cut_answer(self, caller: str, envelopes: list[bytes]) -> list[bytes]:
-        """A live query's matching envelopes, as the policy lets the caller have them."""
-        if not envelopes:
-            return []
+    def answer(
+        self,
+        caller: str,
+        where: FilterNode | None,
+        limit: int,
+        order_by: OrderBy | None,
+        max_bytes: int,
+    ) -> list[bytes]:
+        """A live query's matching envelopes (read with their rules, in one statement), as
+        the policy lets the caller have them."""
         view = self._caller(caller)
-        ids = []
-        for envelope in envelopes:
-            message = envelope_pb2.SignedEnvelope.FromString(envelope)
-            ids.append(content_id(message.signer_id, message.payload))
-        ruled = self._store.ruled_records(ids, view.policy.conditions, view.ids)
+        ruled = self._store.query_ruled(
+            where,
+            limit=limit,
+            order_by=order_by,
+            max_bytes=max_bytes,
+            rules=view.policy.conditions,
+            reader_ids=view.ids,
+        )
         out, noted = [], []
-        for record_id in ids:
-            item = ruled.get(record_id)
-            served = None if item is None else self._serve(item, view)
+        for item in ruled:
+            served = self._serve(item, view)
             if served is not None:
                 out.append(served.envelope)
                 noted.append((served.item_id, served.subject_id, served.rule))

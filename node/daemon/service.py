@@ -174,18 +174,10 @@ class NodeService:
         where = parse_filter(request.filter)
         order = parse_order_by(request.order_by)
         limit = min(request.limit or 100, MAX_QUERY)
-        envelopes = self._store.query_envelopes(
-            # Each envelope costs a few bytes of framing in the answer besides its own.
-            where,
-            limit=limit,
-            order_by=order,
-            max_bytes=self._budget - 8 * limit,
-        )
+        # Each envelope costs a few bytes of framing in the answer besides its own.
+        envelopes = self._sharing.answer(caller, where, limit, order, self._budget - 8 * limit)
         out = catalog_pb2.QueryResponse()
-        out.envelopes.extend(
-            envelope_pb2.SignedEnvelope.FromString(e)
-            for e in self._sharing.cut_answer(caller, envelopes)
-        )
+        out.envelopes.extend(envelope_pb2.SignedEnvelope.FromString(e) for e in envelopes)
         return out
 
     def handle(self, method: str, raw: bytes, auth: bytes | None, tls_name: str | None) -> bytes:

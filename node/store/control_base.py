@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from gridpoint.node.store.query_filter import FilterNode
+from gridpoint.node.store.query_filter import FilterNode, OrderBy
 
 __all__ = [
     "ControlStore",
@@ -238,6 +238,20 @@ class ControlStore(ABC):
         """These records (those held), ruled like records_for_peer's."""
 
     @abstractmethod
+    def query_ruled(
+        self,
+        where: FilterNode | None,
+        *,
+        limit: int,
+        order_by: OrderBy | None = None,
+        max_bytes: int,
+        rules: Sequence[FilterNode | None],
+        reader_ids: Collection[str],
+    ) -> list[ServedEnvelope]:
+        """What query_envelopes answers (same rows, order, limit and byte budget), each
+        ruled like records_for_peer's, read in the one statement."""
+
+    @abstractmethod
     def variant(self, record_id: str, key: str) -> bytes | None:
         """The envelope of a record's variant made for one audience and parts (key)."""
 
@@ -251,7 +265,7 @@ class ControlStore(ABC):
 
     @abstractmethod
     def append_ledger(self, entries: Sequence[LedgerEntry]) -> None:
-        """Appends entries noted at one moment, in one write."""
+        """Appends entries, each at its own time, in one write."""
 
     @abstractmethod
     def ledger(

@@ -2,8 +2,10 @@
 
 Writes go through SqlStore.writing() (one writer at a time, the same transaction discipline
 as records); statement effects live in sql_statements.py. The ledger is appended in one
-multi-row insert per call and rolled up into per-day counts (roll_up_ledger), so it stays
-bounded. Must never store a payload in the ledger, nor read more than a call's limit.
+multi-row insert per call (control/ledger.py groups the notes of concurrent calls into one)
+and rolled up into per-day counts (roll_up_ledger), so it stays bounded. The key chain is
+kept between calls while no statement was added (key_events). Must never store a payload in
+the ledger, nor read more than a call's limit.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Row,
     Select,
@@ -57,7 +60,7 @@ from gridpoint.node.store.query_filter import FilterNode
 from gridpoint.node.store.sql_filter import condition
 from gridpoint.node.store.sql_rows import as_utc
 
-__all__ = ["SqlControl"]
+__all__ = ["SqlControl", "ruled_columns", "served"]
 
 _BATCH = 500
 #: Most detailed ledger entries folded into day counts by one roll_up_ledger call.
@@ -66,6 +69,9 @@ MAX_ROLL_UP = 200_000
 
 class SqlControl(ControlStore):
     """ControlStore over the SqlStore's engine (mixed into SqlStore)."""
+
+    # (the last statement's seq, the key events as stored then): see key_events().
+    _key_events_at: tuple[int | None, tuple[KeyEvent, ...]] | None = None
 
     @abstractmethod
     def writing(self) -> AbstractContextManager[Connection]:
@@ -103,8 +109,17 @@ class SqlControl(ControlStore):
             return int(conn.scalar(select(func.count()).select_from(STATEMENTS)) or 0)
 
     def key_events(self) -> list[KeyEvent]:
+        # Key rows change only in the transaction that stores a statement, and statements are
+        # only ever appended: while the last statement's seq stands, the chain read at it does
+        # (one indexed read instead of the whole table and its objects, on every served call).
         with self.reading() as conn:
-            return sql_statements.key_chain(conn).events()
+            last = conn.scalar(select(func.max(STATEMENTS.c.seq)))
+            cached = self._key_events_at
+            if cached is not None and cached[0] == last:
+                return list(cached[1])
+            events = tuple(sql_statements.key_chain(conn).events())
+        self._key_events_at = (last, events)
+        return list(events)
 
     def vouches(self) -> list[VouchEntry]:
         with self.reading() as conn:
@@ -162,7 +177,7 @@ class SqlControl(ControlStore):
     ) -> PeerPage:
         stmt = _ruled(rules, reader_ids).where(R.c.seq > cursor).order_by(R.c.seq).limit(limit + 1)
         with self.reading() as conn:
-            rows = [_served(r) for r in conn.execute(stmt)]
+            rows = [served(r) for r in conn.execute(stmt)]
         return PeerPage(
             items=rows[:limit],
             next_cursor=rows[:limit][-1].seq if rows else cursor,
@@ -179,8 +194,8 @@ class SqlControl(ControlStore):
         with self.reading() as conn:
             for batch in _batches(record_ids):
                 for row in conn.execute(_ruled(rules, reader_ids).where(R.c.id.in_(batch))):
-                    served = _served(row)
-                    out[served.record_id] = served
+                    item = served(row)
+                    out[item.record_id] = item
         return out
 
     def variant(self, record_id: str, key: str) -> bytes | None:
@@ -224,20 +239,26 @@ class SqlControl(ControlStore):
     # --- ledger --------------------------------------------------------------------------
 
     def append_ledger(self, entries: Sequence[LedgerEntry]) -> None:
-        """Appends entries noted at one moment (the first entry's time stands for all)."""
+        """Appends entries (those of one note share one time, converted once), in one write."""
         if not entries:
             return
         with self.writing() as conn:
             # The driver's own executemany, without SQLAlchemy's per-row work: a sync page
             # notes hundreds of entries, and the ledger must cost sync little (bench/).
             process = LEDGER.c.at.type.bind_processor(conn.dialect)
-            stamp = entries[0].at if process is None else process(entries[0].at)
+            stamps: dict[datetime, Any] = {}
+
+            def stamp(at: datetime) -> Any:
+                if at not in stamps:
+                    stamps[at] = at if process is None else process(at)
+                return stamps[at]
+
             mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
             columns = "at, peer_id, kind, item_id, subject_id, rule, count"
             conn.exec_driver_sql(
                 f"INSERT INTO outbound_ledger ({columns}) VALUES ({', '.join([mark] * 7)})",
                 [
-                    (stamp, e.peer_id, e.kind, e.item_id, e.subject_id, e.rule[:64], e.count)
+                    (stamp(e.at), e.peer_id, e.kind, e.item_id, e.subject_id, e.rule[:64], e.count)
                     for e in entries
                 ],
             )
@@ -325,8 +346,11 @@ class SqlControl(ControlStore):
             return len(rows)
 
 
-def _ruled(rules: Sequence[FilterNode | None], reader_ids: Collection[str]) -> Select[Any]:
-    """Records with the first rule each matches (computed by the database, in the one query)
+def ruled_columns(
+    rules: Sequence[FilterNode | None], reader_ids: Collection[str]
+) -> list[ColumnElement[Any]]:
+    """Besides a record's envelope, what ServedEnvelope needs (served() reads them back): its
+    seq, id, signer, the first rule it matches (computed by the database, in the one query)
     and whether its audience, if it has one, names a reader."""
     rule: Any = (
         case(*((true() if r is None else condition(r), i) for i, r in enumerate(rules)), else_=-1)
@@ -337,17 +361,22 @@ def _ruled(rules: Sequence[FilterNode | None], reader_ids: Collection[str]) -> S
     named = exists().where(
         and_(AUDIENCE.c.record_seq == R.c.seq, AUDIENCE.c.node_id.in_(sorted(reader_ids)))
     )
-    return select(
+    return [
         R.c.seq,
         R.c.id,
         R.c.signer_id,
-        R.c.envelope,
         rule.label("rule"),
         or_(~has_audience, named).label("in_audience"),
-    )
+    ]
 
 
-def _served(row: Row[Any]) -> ServedEnvelope:
+def _ruled(rules: Sequence[FilterNode | None], reader_ids: Collection[str]) -> Select[Any]:
+    """Records with their envelope and ruled_columns()."""
+    return select(R.c.envelope, *ruled_columns(rules, reader_ids))
+
+
+def served(row: Row[Any]) -> ServedEnvelope:
+    """A row of envelope and ruled_columns() as the sharing policy reads it."""
     return ServedEnvelope(
         row.seq, row.id, row.signer_id, row.envelope, int(row.rule), bool(row.in_audience)
     )

@@ -7,9 +7,22 @@ between SQLite and PostgreSQL (LIKE is spelled out here for that).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+)
 
 from gridpoint.node.store.keys import key_spec
 from gridpoint.node.store.models import METRICS as M
@@ -17,7 +30,7 @@ from gridpoint.node.store.models import PARAMS as P
 from gridpoint.node.store.models import RECORDS as R
 from gridpoint.node.store.query_filter import And, Comparison, FilterNode, OrderBy, Value
 
-__all__ = ["condition", "order_columns", "query_statements"]
+__all__ = ["MetricWalk", "condition", "metric_walk", "order_columns", "query_statements"]
 
 # Comparisons of the sorted metric that bound its walk (one row per record and metric, so
 # `value op v` on the walked row means the same as the comparison's own EXISTS).
@@ -121,6 +134,70 @@ def _requires(node: FilterNode, key: str) -> bool:
     return all(_requires(n, key) for n in node.operands)
 
 
+@dataclass(frozen=True)
+class MetricWalk:
+    """On PostgreSQL, the records that hold a metric, in its order, read window by window: each window a
+    bounded walk of the (name, value) index alone (keyset on (value, record_seq)), then the
+    records it walked that match the rest of the filter, looked up by seq. The database can
+    then not choose to join and sort every match (PostgreSQL does when it misjudges how many
+    match, and hashes every parameter row a filter names), and an answer costs the windows it
+    reads, however many records there are. SQLite needs none of it: its planner walks the
+    index of the one statement (query_statements) in a nested loop and stops at the limit,
+    which the windows' extra statements would only slow down."""
+
+    name: str
+    descending: bool
+    bounds: tuple[Comparison, ...]
+    rest: tuple[FilterNode, ...]
+
+    def window(self, after: tuple[float, int] | None, size: int) -> Select[tuple[float, int]]:
+        """The next size (value, record_seq) of the walk after `after`."""
+        where = [M.c.name == self.name, *(_compare(M.c.value, b.op, b.value) for b in self.bounds)]
+        if after is not None:
+            value, seq = after
+            # The plain bound is what the index walk can seek to; the rest breaks ties.
+            seek = M.c.value <= value if self.descending else M.c.value >= value
+            past = M.c.value < value if self.descending else M.c.value > value
+            where += [seek, or_(past, M.c.record_seq > seq)]
+        return (
+            select(M.c.value, M.c.record_seq)
+            .where(*where)
+            .order_by(M.c.value.desc() if self.descending else M.c.value.asc(), M.c.record_seq)
+            .limit(size)
+        )
+
+    def matching(self, seqs: list[int], columns: tuple[Any, ...] = ()) -> Select[Any]:
+        """Of these records, those the rest of the filter matches: seq, envelope, columns.
+        PostgreSQL only: the seqs go as one array parameter (its planner then knows exactly
+        how many rows it looks up)."""
+        walked = bindparam("walked", seqs, type_=ARRAY(BigInteger))
+        stmt = select(R.c.seq, R.c.envelope, *columns).where(R.c.seq == any_(walked))
+        return stmt.where(*(condition(c) for c in self.rest))
+
+
+def metric_walk(where: FilterNode | None, order_by: OrderBy | None) -> MetricWalk | None:
+    """The walk that stands for query_statements()'s first statement, when it is a metric's
+    ranked walk (the same rows in the same order)."""
+    if order_by is None or not order_by.key.startswith("metrics."):
+        return None
+    bounds, rest = _split_bounds(where, order_by)
+    return MetricWalk(order_by.key.split(".", 1)[1], order_by.descending, bounds, rest)
+
+
+def _split_bounds(
+    where: FilterNode | None, order_by: OrderBy
+) -> tuple[tuple[Comparison, ...], tuple[FilterNode, ...]]:
+    """The filter's comparisons of the sorted metric in its top-level conjunction (they bound
+    the walk), and the rest of the conjunction."""
+    conjuncts = list(where.operands) if isinstance(where, And) else [] if where is None else [where]
+    bounds = tuple(
+        c
+        for c in conjuncts
+        if isinstance(c, Comparison) and c.key == order_by.key and c.op in _RANGE_OPS
+    )
+    return bounds, tuple(c for c in conjuncts if not any(c is b for b in bounds))
+
+
 def _by_metric(where: FilterNode | None, order_by: OrderBy) -> list[Select[bytes]]:
     """Sorted by a metric: walk the (name, value) index, so a limit stops the walk instead of
     sorting every match; records without the metric follow (nulls last). The filter's own
@@ -129,13 +206,7 @@ def _by_metric(where: FilterNode | None, order_by: OrderBy) -> list[Select[bytes
     name = order_by.key.split(".", 1)[1]
     m = M.alias("order_metric")
     value = m.c.value.desc() if order_by.descending else m.c.value.asc()
-    conjuncts = list(where.operands) if isinstance(where, And) else [] if where is None else [where]
-    bounds = [
-        c
-        for c in conjuncts
-        if isinstance(c, Comparison) and c.key == order_by.key and c.op in _RANGE_OPS
-    ]
-    rest = [c for c in conjuncts if not any(c is b for b in bounds)]
+    bounds, rest = _split_bounds(where, order_by)
     ranked = (
         select(R.c.envelope)
         .select_from(m.join(R, R.c.seq == m.c.record_seq))

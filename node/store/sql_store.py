@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
+    ColumnElement,
     Connection,
+    Row,
     delete,
     func,
     insert,
@@ -48,7 +50,7 @@ from gridpoint.node.store.base import (
     StoredArtifact,
     StoredRecord,
 )
-from gridpoint.node.store.control_base import StoredStatement
+from gridpoint.node.store.control_base import ServedEnvelope, StoredStatement
 from gridpoint.node.store.control_models import AUDIENCE
 from gridpoint.node.store.engine import make_engine, normalize_db_url, redact_url
 from gridpoint.node.store.models import METRICS as M
@@ -58,8 +60,8 @@ from gridpoint.node.store.models import PRIVATE_RUNS as PRIVATE
 from gridpoint.node.store.models import RECORDS as R
 from gridpoint.node.store.query_filter import FilterNode, OrderBy
 from gridpoint.node.store.run_detail import detail_from_text, detail_text
-from gridpoint.node.store.sql_control import SqlControl
-from gridpoint.node.store.sql_filter import query_statements
+from gridpoint.node.store.sql_control import SqlControl, ruled_columns, served
+from gridpoint.node.store.sql_filter import metric_walk, query_statements
 from gridpoint.node.store.sql_privacy import SqlPrivacy
 from gridpoint.node.store.sql_rows import (
     bulk_insert,
@@ -83,6 +85,10 @@ _MAX_SEQ = 2**63 - 1
 _ROW_ERRORS = (DataError, IntegrityError, OverflowError, ValueError)
 # Rows read per round trip while a query streams under its byte budget.
 _STREAM_ROWS = 16
+# Rows of a metric's index walked at least by the first window of a sorted query (on
+# PostgreSQL: sql_filter.MetricWalk), and at most by one.
+_FIRST_WINDOW = 64
+_MAX_WINDOW = 16_384
 
 
 def open_store(url: str) -> SqlStore:
@@ -298,8 +304,8 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
         order_by: OrderBy | None = None,
         offset: int = 0,
     ) -> list[StoredRecord]:
-        envelopes = self._envelopes(where, limit, order_by, max_bytes=None, offset=offset)
-        return [stored(envelope) for envelope in envelopes]
+        rows = self._envelopes(where, limit, order_by, max_bytes=None, offset=offset)
+        return [stored(row.envelope) for row in rows]
 
     def query_envelopes(
         self,
@@ -309,7 +315,22 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
         order_by: OrderBy | None = None,
         max_bytes: int,
     ) -> list[bytes]:
-        return self._envelopes(where, limit, order_by, max_bytes)
+        return [r.envelope for r in self._envelopes(where, limit, order_by, max_bytes)]
+
+    def query_ruled(
+        self,
+        where: FilterNode | None,
+        *,
+        limit: int,
+        order_by: OrderBy | None = None,
+        max_bytes: int,
+        rules: Sequence[FilterNode | None],
+        reader_ids: Collection[str],
+    ) -> list[ServedEnvelope]:
+        ruled = ruled_columns(rules, reader_ids)
+        return [
+            served(r) for r in self._envelopes(where, limit, order_by, max_bytes, columns=ruled)
+        ]
 
     def _envelopes(
         self,
@@ -318,16 +339,42 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
         order_by: OrderBy | None,
         max_bytes: int | None,
         offset: int = 0,
-    ) -> list[bytes]:
-        """The matching envelopes in order; with max_bytes, rows stream and reading stops at
-        the first that would not fit, so a query never holds more than its budget."""
+        columns: Sequence[ColumnElement[Any]] = (),
+    ) -> list[Row[Any]]:
+        """The matching rows (envelope, then columns) in order; with max_bytes, rows stream
+        and reading stops at the first that would not fit, so a query never holds more than
+        its budget."""
         _check_limit(limit)
         if offset < 0:
             raise RequestError(f"offset must be at least 0, got {offset}")
-        out: list[bytes] = []
+        out: list[Row[Any]] = []
         size = 0
+        statements = query_statements(where, order_by)
+        pg = self.dialect == "postgresql"
+        walk = metric_walk(where, order_by) if offset == 0 and pg else None
         with self.reading() as conn:
-            for stmt in query_statements(where, order_by):
+            if walk is not None:
+                # The metric's ranked walk in windows (sql_filter.MetricWalk), growing so a
+                # sparse filter takes few round trips; then what follows it as usual.
+                # The first window as long as the answer: a dense filter needs no second.
+                statements, after = statements[1:], None
+                window = min(max(limit, _FIRST_WINDOW), _MAX_WINDOW)
+                while len(out) < limit:
+                    walked = conn.execute(walk.window(after, window)).all()
+                    seqs = [w.record_seq for w in walked]
+                    found = {r.seq: r for r in conn.execute(walk.matching(seqs, tuple(columns)))}
+                    for row in (found[seq] for seq in seqs if seq in found):
+                        size += len(row.envelope)
+                        if max_bytes is not None and size > max_bytes:
+                            return out
+                        out.append(row)
+                        if len(out) >= limit:
+                            return out
+                    if len(walked) < window:
+                        break
+                    after = (walked[-1].value, walked[-1].record_seq)
+                    window = min(4 * window, _MAX_WINDOW)
+            for stmt in statements:
                 if len(out) >= limit:
                     break
                 if offset and not out:
@@ -338,14 +385,16 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
                     )
                     stmt, offset = stmt.offset(offset), offset - int(skipped or 0)
                 rows = conn.execute(
-                    stmt.limit(limit - len(out)).execution_options(yield_per=_STREAM_ROWS)
+                    stmt.add_columns(*columns)
+                    .limit(limit - len(out))
+                    .execution_options(yield_per=_STREAM_ROWS)
                 )
-                for envelope in rows.scalars():
-                    size += len(envelope)
+                for row in rows:
+                    size += len(row.envelope)
                     if max_bytes is not None and size > max_bytes:
                         rows.close()
                         return out
-                    out.append(envelope)
+                    out.append(row)
         return out
 
     def count_records(self, where: FilterNode | None = None) -> int:

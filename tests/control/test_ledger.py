@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 
+from gridpoint.errors import StoreError
 from gridpoint.node.cli.main import main
+from gridpoint.node.control.ledger import Ledger
 from gridpoint.node.control.withdraw import withdraw
+from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.control_base import LedgerEntry
 from tests.control.world import World
 
@@ -79,3 +85,94 @@ def test_audit_reads_the_ledger(world: World, capsys: pytest.CaptureFixture[str]
     )
     assert main([*args, "--since", "yesterday"]) == 1
     assert "--since 'yesterday'" in capsys.readouterr().err
+
+
+class _HeldWrites:
+    """A real store whose ledger writes wait for `release`; every write is recorded (how
+    many entries), and the write numbered `fail_at` (from 0) raises instead."""
+
+    def __init__(self, store: CatalogStore) -> None:
+        self.store = store
+        self.release = threading.Event()
+        self.writing = threading.Event()
+        self.writes: list[int] = []
+        self.fail_at: int | None = None
+        self.calls = 0
+
+    def append_ledger(self, entries: Sequence[LedgerEntry]) -> None:
+        self.writing.set()
+        self.release.wait(30)
+        self.calls += 1
+        if self.calls - 1 == self.fail_at:
+            raise StoreError("disk full")
+        self.writes.append(len(entries))
+        self.store.append_ledger(entries)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def _note_in_thread(ledger: Ledger, store: CatalogStore, i: int, seen: dict[int, Any]) -> None:
+    item = f"{i:064x}"
+    try:
+        ledger.note("b" * 40, "answer", [(item, item, "default")])
+        # Returned: the entry is stored already.
+        seen[i] = any(e.item_id == item for e in store.ledger(peer_id="b" * 40))
+    except StoreError as exc:
+        seen[i] = exc
+
+
+def test_notes_made_at_once_are_written_together_and_each_returns_once_stored(
+    world: World,
+) -> None:
+    # Prepare: the first note's write is held while five more are made.
+    a = world.node("A")
+    held = _HeldWrites(a.store)
+    ledger = Ledger(cast(CatalogStore, held), detail_days=30)
+    seen: dict[int, Any] = {}
+    first = threading.Thread(target=_note_in_thread, args=(ledger, a.store, 0, seen))
+    first.start()
+    assert held.writing.wait(10)
+    others = [
+        threading.Thread(target=_note_in_thread, args=(ledger, a.store, i, seen))
+        for i in range(1, 6)
+    ]
+    for t in others:
+        t.start()
+    # Execute
+    while len(ledger._open.entries) < 5:  # all five queued behind the held write
+        threading.Event().wait(0.01)
+    held.release.set()
+    for t in [first, *others]:
+        t.join(30)
+    # Assert: two writes (the first note alone, then the five together), all stored, and
+    # each note returned only after its own entry was.
+    assert held.writes == [1, 5]
+    assert seen == dict.fromkeys(range(6), True)
+
+
+def test_notes_written_together_all_fail_when_their_write_fails(world: World) -> None:
+    a = world.node("A")
+    held = _HeldWrites(a.store)
+    ledger = Ledger(cast(CatalogStore, held), detail_days=30)
+    seen: dict[int, Any] = {}
+    first = threading.Thread(target=_note_in_thread, args=(ledger, a.store, 0, seen))
+    first.start()
+    assert held.writing.wait(10)
+    others = [
+        threading.Thread(target=_note_in_thread, args=(ledger, a.store, i, seen))
+        for i in range(1, 4)
+    ]
+    for t in others:
+        t.start()
+    while len(ledger._open.entries) < 3:
+        threading.Event().wait(0.01)
+    # Execute: the first write succeeds, the one that groups the other three fails.
+    held.fail_at = 1
+    held.release.set()
+    for t in [first, *others]:
+        t.join(30)
+    # Assert
+    assert seen[0] is True
+    assert all(isinstance(seen[i], StoreError) for i in range(1, 4))
+    assert held.writes == [1]

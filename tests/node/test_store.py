@@ -194,6 +194,65 @@ def test_records_without_the_sorted_metric_follow_unless_the_filter_compares_tha
     assert [r.id for r in both_branches] == [kept.id]
 
 
+def test_a_sorted_answer_that_walks_many_windows_is_the_full_sort_of_the_matches(
+    store: SqlStore, make_home: MakeHome
+) -> None:
+    # Prepare: 1,200 records, accuracy in 40 values (ties at every window edge); one in
+    # seven matches, so the answer needs the walk's first windows and part of a later one.
+    home: NodeHome = make_home("org")
+    records = [
+        sign_record(
+            home.identity,
+            make_record(
+                i,
+                accuracy=round(0.5 + (i * 7 % 40) / 100, 2),
+                task_type="causal-lm" if i % 7 == 0 else "summarization",
+            ),
+        )
+        for i in range(1200)
+    ]
+    store.add_records(records)
+    seq = {r.id: i for i, r in enumerate(records)}  # stored in this order
+    matches = [r for r in records if r.record.task.type == "causal-lm"]
+
+    # Execute
+    found = store.query(
+        parse_filter("task.type = 'causal-lm' and metrics.accuracy >= 0.55"),
+        limit=150,
+        order_by=parse_order_by("metrics.accuracy desc"),
+    )
+    ascending = store.query(
+        parse_filter("task.type = 'causal-lm'"),
+        limit=150,
+        order_by=parse_order_by("metrics.accuracy asc"),
+    )
+    most = {
+        limit: store.query(
+            parse_filter("task.type != 'causal-lm'"),
+            limit=limit,
+            order_by=parse_order_by("metrics.accuracy desc"),
+        )
+        for limit in (64, 100, 150, 333, 1000)  # window edges at other rows
+    }
+
+    # Assert: value order, ties by storage order, nothing skipped or repeated.
+    def by(r: Any, sign: int) -> tuple[float, int]:
+        return (sign * r.record.metrics["accuracy"], seq[r.id])
+
+    expected = sorted(
+        (r for r in matches if r.record.metrics["accuracy"] >= 0.55), key=lambda r: by(r, -1)
+    )
+    assert [r.id for r in found] == [r.id for r in expected][:150]
+    assert [r.id for r in ascending] == [r.id for r in sorted(matches, key=lambda r: by(r, 1))][
+        :150
+    ]
+    rest = [r for r in records if r.record.task.type != "causal-lm"]
+    for limit, answer in most.items():
+        assert [r.id for r in answer] == [r.id for r in sorted(rest, key=lambda r: by(r, -1))][
+            :limit
+        ]
+
+
 def test_image_records_are_found_by_their_image_size_bucket(
     store: SqlStore, make_home: MakeHome
 ) -> None:
