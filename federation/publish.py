@@ -147,7 +147,7 @@ def _private_run(
                 if result.privacy
                 else None
             ),
-            extra={"run_id": str(outcome.run_id)}
-            | ({"resumed_after_round": str(result.resumed_after)} if result.resumed_after else {}),
+            extra={"run_id": str(outcome.run_id)},
+            resumed_after_round=result.resumed_after,
         ),
     )

@@ -27,9 +27,14 @@ def test_the_committed_schema_is_what_the_generator_writes(tmp_path: Path) -> No
 
 def test_every_key_of_a_record_is_documented_and_nothing_else() -> None:
     schema = json.loads(DOC.read_text())
-    # A private record: the one kind that has every key (an exact one has no `privacy`).
+    # A private, resumed federation: the one kind that has every key (an exact record has
+    # no `privacy`, one that was never resumed no `resumed_after_round`).
     record = dataclasses.replace(
-        make_record(), privacy=PrivacyGuarantee(4.0, 1e-5, "training", "rdp")
+        make_record(),
+        kind="federated",
+        trial="",
+        privacy=PrivacyGuarantee(4.0, 1e-5, "training", "rdp"),
+        resumed_after_round=1,
     )
     data = record_to_json(record)
     assert set(data) == set(schema["properties"])

@@ -78,7 +78,8 @@ def schema() -> dict[str, Any]:
         RunRecord,
         ("task", "model", "hyperparameters", "curve", "metrics"),
         skip=("task", "model", "hyperparameters", "curve", "metrics", "search_space", "members",
-              "objective_metric", "objective_direction", "parents", "audience", "privacy"),
+              "objective_metric", "objective_direction", "parents", "audience", "privacy",
+              "resumed_after_round"),
     )  # fmt: skip
     top["properties"].update(
         {
@@ -127,6 +128,13 @@ def schema() -> dict[str, Any]:
                     "protected": {"enum": ["training", "evaluation", "both"]},
                     "accountant": {"enum": ["rdp", "pld"]},
                 },
+            },
+            "resumed_after_round": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 2**32 - 1,
+                "description": "a federated run: the last round completed before the host was "
+                "restarted and continued from its checkpoint (0: no restart)",
             },
             "audience": {
                 "type": "array",

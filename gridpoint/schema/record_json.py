@@ -79,7 +79,7 @@ def _check_finite(path: str, value: float) -> None:
 _TOP_KEYS = {
     "task", "model", "hyperparameters", "curve", "metrics", "kind", "study", "trial",
     "search_space", "status", "period", "objective", "members", "failure", "schema_version",
-    "parents", "audience", "privacy",
+    "parents", "audience", "privacy", "resumed_after_round",
 }  # fmt: skip
 _TASK_KEYS = {
     "type", "num_labels", "size_bucket", "balance_bucket", "language", "text_length_bucket",
@@ -203,6 +203,7 @@ def record_from_json(data: Any) -> RunRecord:
             for i, a in enumerate(_list("audience", top.get("audience", [])))
         ),
         privacy=_privacy(top["privacy"]) if top.get("privacy") is not None else None,
+        resumed_after_round=_int("resumed_after_round", top.get("resumed_after_round", 0)),
         schema_version=_int("schema_version", top.get("schema_version", SCHEMA_VERSION)),
     )
     return validate_record(record)
@@ -272,5 +273,11 @@ def record_to_json(record: RunRecord) -> dict[str, Any]:
         "audience": list(record.audience),
         # Only on a private record: an exact one's JSON is what it was before this field.
         **({"privacy": asdict(record.privacy)} if record.privacy is not None else {}),
+        # Only on a resumed federation, for the same reason.
+        **(
+            {"resumed_after_round": record.resumed_after_round}
+            if record.resumed_after_round
+            else {}
+        ),
         "schema_version": record.schema_version,
     }

@@ -123,6 +123,8 @@ class RunRecord:
     audience: tuple[str, ...] = field(default_factory=tuple)
     #: The differential-privacy cost of the release this record belongs to (None: exact values).
     privacy: PrivacyGuarantee | None = None
+    #: A federated run: the last round completed before the host restarted (0: no restart).
+    resumed_after_round: int = 0
     schema_version: int = SCHEMA_VERSION
 
 

@@ -52,6 +52,8 @@ __all__ = [
 #: Largest integer a record may carry anywhere: the store keeps integers in signed 64-bit
 #: columns (SQLite INTEGER, PostgreSQL BIGINT), and the wire's sint64 parameters are no wider.
 MAX_INT64 = 2**63 - 1
+#: The wire's unsigned 32-bit fields (a resumed federation's round).
+MAX_UINT32 = 2**32 - 1
 #: Most points of a learning curve.
 MAX_CURVE_POINTS = 10_000
 #: Most federation members of one record.
@@ -175,6 +177,10 @@ def validate_record(record: RunRecord) -> RunRecord:
         raise _fail("audience", "node ids must be sorted and appear once")
     if record.privacy is not None:
         _validate_privacy(record.privacy)
+    if not 0 <= record.resumed_after_round <= MAX_UINT32:
+        raise _fail("resumed_after_round", f"must be a round number from 0 to {MAX_UINT32}")
+    if record.resumed_after_round and record.kind != "federated":
+        raise _fail("resumed_after_round", "only a federated run resumes after a round")
     return record
 
 

@@ -406,6 +406,7 @@ class RunRecord(_message.Message):
     PARENTS_FIELD_NUMBER: _builtins.int
     AUDIENCE_FIELD_NUMBER: _builtins.int
     PRIVACY_FIELD_NUMBER: _builtins.int
+    RESUMED_AFTER_ROUND_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """Version of this schema the author wrote; currently 1."""
     kind: Global___RunKind.ValueType
@@ -430,6 +431,11 @@ class RunRecord(_message.Message):
     """Why a failed run failed, when that says something about its hyperparameters: "diverged"
     (the loss became NaN or infinite) or "out-of-memory". Empty otherwise. Never free text:
     a failure's own message stays on the node that ran it.
+    """
+    resumed_after_round: _builtins.int
+    """For federated runs: the last round completed before the host was restarted and the
+    run continued from its checkpoint (`fed host --resume`); 0 when it ran without a
+    restart (and then adds no bytes, so records written before this field keep their ids).
     """
     @_builtins.property
     def task(self) -> Global___TaskDescriptor:
@@ -507,10 +513,11 @@ class RunRecord(_message.Message):
         parents: _abc.Iterable[_builtins.str] | None = ...,
         audience: _abc.Iterable[_builtins.str] | None = ...,
         privacy: Global___Privacy | None = ...,
+        resumed_after_round: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "privacy", b"privacy", "task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "curve", b"curve", "failure", b"failure", "hyperparameters", b"hyperparameters", "kind", b"kind", "members", b"members", "metrics", b"metrics", "model", b"model", "objective_direction", b"objective_direction", "objective_metric", b"objective_metric", "parents", b"parents", "period", b"period", "privacy", b"privacy", "schema_version", b"schema_version", "search_space", b"search_space", "status", b"status", "study", b"study", "task", b"task", "trial", b"trial"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "curve", b"curve", "failure", b"failure", "hyperparameters", b"hyperparameters", "kind", b"kind", "members", b"members", "metrics", b"metrics", "model", b"model", "objective_direction", b"objective_direction", "objective_metric", b"objective_metric", "parents", b"parents", "period", b"period", "privacy", b"privacy", "resumed_after_round", b"resumed_after_round", "schema_version", b"schema_version", "search_space", b"search_space", "status", b"status", "study", b"study", "task", b"task", "trial", b"trial"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -103,6 +103,7 @@ def record_to_proto(record: RunRecord) -> records_pb2.RunRecord:
         privacy=(
             records_pb2.Privacy(**asdict(record.privacy)) if record.privacy is not None else None
         ),
+        resumed_after_round=record.resumed_after_round,
     )
 
 
@@ -172,6 +173,7 @@ def record_from_proto(msg: records_pb2.RunRecord) -> RunRecord:
             if msg.HasField("privacy")
             else None
         ),
+        resumed_after_round=msg.resumed_after_round,
     )
 
 

@@ -146,4 +146,5 @@ def anonymize(
         failure=detail.failure if detail.state == "failed" else "",
         parents=parents,
         privacy=detail.privacy,
+        resumed_after_round=detail.resumed_after_round if federated else 0,
     )

@@ -187,6 +187,8 @@ class RunDetail:
     #: The privacy mode's guarantee (None: exact values): a private study's curve and
     #: metrics above are already the released values, the only ones the node ever saw.
     privacy: PrivacyGuarantee | None = None
+    #: A federated run: the last round completed before the host restarted (0: no restart).
+    resumed_after_round: int = 0
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ def detail_text(detail: RunDetail) -> str:
         "not_published": [asdict(n) for n in detail.not_published],
         "extra": detail.extra,
         "privacy": asdict(detail.privacy) if detail.privacy is not None else None,
+        "resumed_after_round": detail.resumed_after_round,
     }
     del data["objective_metric"], data["objective_direction"]
     return json.dumps(data, default=str)
@@ -89,6 +90,7 @@ def detail_from_text(text: str) -> RunDetail:
         not_published=tuple(_not_published(data.get("not_published"))),
         extra=extra,
         privacy=_privacy(data.get("privacy")),
+        resumed_after_round=_int_or_none(data.get("resumed_after_round")) or 0,
     )
 
 

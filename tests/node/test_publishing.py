@@ -212,6 +212,48 @@ def test_a_federated_run_is_published_through_the_service(
     ]  # fmt: skip
     assert private.trial_number == 0 and private.detail.extra == {"run_id": str(2**64 - 1)}
     assert CANARY.encode() not in stored.envelope
+    assert record.resumed_after_round == 0 and private.detail.resumed_after_round == 0
+
+
+def test_a_resumed_federation_is_published_saying_after_which_round(
+    home: NodeHome, db_url: str, tmp_path: Path
+) -> None:
+    # Prepare: a run whose host was restarted after round 1 of 2.
+    from gridpoint.federation.host import FederationResult, HostOptions, HostOutcome
+    from gridpoint.federation.publish import publish_federation
+
+    opts = HostOptions(
+        federation="resumed", study=ROOT / "examples" / "tiny-study.toml", rounds=2,
+        min_members=1, listen="127.0.0.1:0", lora=False, strategy="fedavg", round_timeout=30,
+        params={}, db=db_url,
+    )  # fmt: skip
+    result = FederationResult(
+        members=["b" * 40],
+        train_metrics={1: {"accuracy": 0.6}, 2: {"accuracy": 0.7}},
+        initial_digest="x",
+        final_digest="y",
+        model_dir=tmp_path,
+        resumed_after=1,
+    )
+    outcome = HostOutcome(
+        run_id=7, params={"learning_rate": 1e-3}, task=TASK, result=result, rounds=[],
+        start={"parameters": 10},
+    )  # fmt: skip
+    # Execute
+    summary = publish_federation(home, opts, outcome)
+    # Assert: the public record (read back from its signed envelope) and the private run say it.
+    store = open_store(db_url)
+    try:
+        [stored] = store.query(None, limit=10)
+        [private] = store.list_private_runs("resumed", kind="federated")
+    finally:
+        store.close()
+    assert stored.id == summary.record_id and summary.resumed_after == 1
+    assert stored.record.resumed_after_round == 1
+    assert (
+        private.detail.resumed_after_round == 1
+        and "resumed_after_round" not in private.detail.extra
+    )
 
 
 def test_an_imported_run_goes_through_the_service_once(home: NodeHome, db_url: str) -> None:

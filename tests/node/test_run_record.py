@@ -61,11 +61,28 @@ def test_minimal_record_is_accepted_and_round_trips() -> None:
         ("model/base", "/home/alice/checkpoints/model", "model.base"),
         ("model/base", "../secret", "model.base"),
         ("kind", "experiment", "kind"),
+        ("resumed_after_round", 2, "resumed_after_round"),  # a trial never resumes
+        ("resumed_after_round", -1, "resumed_after_round"),
     ],
 )
 def test_invalid_field_is_refused_with_its_name(path: str, value: Any, field: str) -> None:
     with pytest.raises(RecordError, match=rf"record field {__import__('re').escape(field)}\b"):
         record_from_json(with_change(path, value))
+
+
+def test_a_resumed_federation_says_so_on_the_wire_and_in_json_and_a_plain_run_adds_nothing() -> (
+    None
+):
+    federated = {**MINIMAL, "kind": "federated", "members": ["a" * 40]}
+    plain = record_from_json(federated)
+    resumed = record_from_json({**federated, "resumed_after_round": 2})
+    assert resumed.resumed_after_round == 2 and plain.resumed_after_round == 0
+    assert decode_record(encode_record(resumed)) == resumed
+    assert record_from_json(record_to_json(resumed)) == resumed
+    # Records written before the field keep their bytes, hence their ids.
+    assert "resumed_after_round" not in record_to_json(plain)
+    assert encode_record(plain) != encode_record(resumed)
+    assert decode_record(encode_record(plain)).resumed_after_round == 0
 
 
 def test_curve_not_ordered_by_step_is_refused() -> None:
