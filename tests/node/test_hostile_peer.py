@@ -32,7 +32,6 @@ from tests.helpers import (
     CraftedPeer,
     Daemon,
     MakeHome,
-    cli,
     crafted_envelope,
     make_record,
     pin,
@@ -261,10 +260,19 @@ def test_peer_add_never_replaces_a_trusted_peer_without_replace(
     daemons += [db, de]
     trust(a, b, db.address)
     # Execute
-    taken = cli("peer", "add", de.address, "--fingerprint", e.tls_fingerprint, home=a.path)
+    taken = run_main(
+        capsys, "peer", "add", de.address, "--fingerprint", e.tls_fingerprint, home=a.path
+    )
     kept = run_main(capsys, "peer", "list", "--json", home=a.path).json()
-    replaced = cli(
-        "peer", "add", de.address, "--fingerprint", e.tls_fingerprint, "--replace", home=a.path
+    replaced = run_main(
+        capsys,
+        "peer",
+        "add",
+        de.address,
+        "--fingerprint",
+        e.tls_fingerprint,
+        "--replace",
+        home=a.path,
     )
     # Assert
     assert taken.returncode == 1 and len(taken.stderr.strip().splitlines()) == 1
@@ -322,7 +330,9 @@ def test_a_certificate_minted_by_a_pinned_peer_cannot_speak_for_another(
     assert "not the one pinned" in da.log()
 
 
-def test_inputs_that_crashed_the_cli_are_one_line_errors(db_url: str, make_home: MakeHome) -> None:
+def test_inputs_that_crashed_the_cli_are_one_line_errors(
+    capsys: pytest.CaptureFixture[str], db_url: str, make_home: MakeHome
+) -> None:
     a = make_home("A")
     record = {
         "task": {"type": "text-classification", "size_bucket": "1k-10k"},
@@ -334,9 +344,17 @@ def test_inputs_that_crashed_the_cli_are_one_line_errors(db_url: str, make_home:
     path = a.path / "run.json"
     path.write_text(json.dumps(record))
     runs = [
-        cli("--db", db_url, "publish", str(path), home=a.path),
-        cli("--db", db_url, "catalog", "query", "--limit", "-1", home=a.path),
-        cli("--db", db_url, "catalog", "query", "(" * 600 + "kind = 'x'" + ")" * 600, home=a.path),
+        run_main(capsys, "--db", db_url, "publish", str(path), home=a.path),
+        run_main(capsys, "--db", db_url, "catalog", "query", "--limit", "-1", home=a.path),
+        run_main(
+            capsys,
+            "--db",
+            db_url,
+            "catalog",
+            "query",
+            "(" * 600 + "kind = 'x'" + ")" * 600,
+            home=a.path,
+        ),
     ]
     for run in runs:
         assert run.returncode == 1 and run.stderr.startswith("error: "), run.stderr

@@ -19,7 +19,7 @@ from gridpoint.node.protocol.tls import tls_hostname
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.v1 import catalog_pb2, envelope_pb2
 from tests.cli_main import run_main
-from tests.helpers import ROOT, Daemon, MakeHome, cli, make_record, signed_records, trust
+from tests.helpers import ROOT, Daemon, MakeHome, make_record, signed_records, trust
 
 SYNC = "/gridpoint.v1.Catalog/Sync"
 QUERY = "/gridpoint.v1.Catalog/Query"
@@ -57,7 +57,7 @@ def test_records_relayed_through_a_peer_stay_verified_as_their_authors(
         (c, b, db.address),
         (b, c, dc.address),
     ]:
-        trust(x, y, addr) if x is not b else _trust_db(x, y, addr, b_db)
+        trust(x, y, addr) if x is not b else _trust_db(capsys, x, y, addr, b_db)
     published = set()
     for i in range(3):
         path = a.path / f"run{i}.json"
@@ -75,7 +75,7 @@ def test_records_relayed_through_a_peer_stay_verified_as_their_authors(
         home=b.path,
     ).json()
     da.stop()
-    c_sync = cli("catalog", "sync", "--json", home=c.path)
+    c_sync = run_main(capsys, "catalog", "sync", "--json", home=c.path)
     # Assert: A is down, so C's sync fails (exit 1) yet takes A's records from B.
     assert (b_report["new"], b_report["refused"]) == (3, 0)
     assert c_sync.returncode == 1, c_sync.stderr
@@ -89,9 +89,18 @@ def test_records_relayed_through_a_peer_stay_verified_as_their_authors(
     assert {r["signer"] for r in rows} == {a.identity.node_id}
 
 
-def _trust_db(x: NodeHome, y: NodeHome, addr: str, url: str | None) -> None:
-    result = cli(
-        *db_args(x, url), "peer", "add", addr, "--fingerprint", y.tls_fingerprint, home=x.path
+def _trust_db(
+    capsys: pytest.CaptureFixture[str], x: NodeHome, y: NodeHome, addr: str, url: str | None
+) -> None:
+    result = run_main(
+        capsys,
+        *db_args(x, url),
+        "peer",
+        "add",
+        addr,
+        "--fingerprint",
+        y.tls_fingerprint,
+        home=x.path,
     )
     assert result.returncode == 0, result.stderr
 
@@ -117,9 +126,13 @@ def test_wrong_fingerprint_or_unreachable_peer_stores_nothing(
     a, b = make_home("A"), make_home("B")
     da = Daemon.start(a)
     daemons.append(da)
-    wrong = cli("peer", "add", da.address, "--fingerprint", b.tls_fingerprint, home=b.path)
+    wrong = run_main(
+        capsys, "peer", "add", da.address, "--fingerprint", b.tls_fingerprint, home=b.path
+    )
     da.stop()
-    unreachable = cli("peer", "add", da.address, "--fingerprint", a.tls_fingerprint, home=b.path)
+    unreachable = run_main(
+        capsys, "peer", "add", da.address, "--fingerprint", a.tls_fingerprint, home=b.path
+    )
     assert wrong.returncode == 1 and "not the fingerprint given" in wrong.stderr
     assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
     assert run_main(capsys, "peer", "list", "--json", home=b.path).json() == []
@@ -220,7 +233,9 @@ def test_live_query_answers_when_a_peer_is_down(
         capsys, "catalog", "query", "metrics.accuracy > 0", "--peers", "--json", home=c.path
     ).json()
     da.kill()
-    partial = cli("catalog", "query", "metrics.accuracy > 0", "--peers", "--json", home=c.path)
+    partial = run_main(
+        capsys, "catalog", "query", "metrics.accuracy > 0", "--peers", "--json", home=c.path
+    )
     assert len(live) == 6 and {r["signer"] for r in live} == {
         a.identity.node_id,
         b.identity.node_id,
