@@ -141,7 +141,6 @@ def test_a_pipeline_that_raises_shows_its_own_message_on_this_terminal(tmp_path:
     assert "raised ValueError: the warehouse export is missing column q3" in result.stderr
 
 
-# A child process: the diverging loss warns (numpy overflow), which pytest here turns into errors.
 def test_a_diverging_trial_fails_shows_why_and_is_published_only_as_diverged(
     tmp_path: Path,
 ) -> None:
