@@ -7,6 +7,7 @@ call); the real process is still tested end to end where the process itself matt
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from gridpoint.node.cli.main import main
+from tests.helpers import ROOT
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,23 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str, home: Path | None =
     """Runs `gridpoint [--home HOME] ARGS` in this process."""
     capsys.readouterr()  # what came before is not this command's
     argv = [*(["--home", str(home)] if home is not None else []), *args]
+    before = set(sys.modules)
     try:
         code = main(argv)
     except SystemExit as exc:  # argparse's usage errors and --help
         code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        _forget_pipelines(before)
     out, err = capsys.readouterr()
     return Ran(code, out, err)
+
+
+def _forget_pipelines(before: set[str]) -> None:
+    """Forgets the study pipelines a command imported (modules from outside the interpreter's
+    libraries): as in a fresh process, the next command imports its own `tiny_pipeline` from
+    its own folder, not one another test wrote."""
+    libraries = (sys.prefix, sys.base_prefix, str(ROOT))
+    for name in set(sys.modules) - before:
+        where = getattr(sys.modules[name], "__file__", None) or ""
+        if where and not where.startswith(libraries):
+            del sys.modules[name]

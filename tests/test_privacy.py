@@ -29,6 +29,7 @@ from gridpoint.node.protocol.request_auth import AUTH_METADATA_KEY, sign_request
 from gridpoint.node.protocol.tls import tls_hostname
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.v1 import catalog_pb2, node_pb2
+from tests.cli_main import run_main
 from tests.helpers import Daemon, MakeHome, cli, cli_json, trust
 from tests.tasks.studies import CANARY, TASKS, write_study
 
@@ -262,15 +263,15 @@ def _check_kept_shared_and_pulled_model(a: NodeHome, b: NodeHome, watched: dict[
 
 @pytest.mark.parametrize("task", TASKS)
 def test_no_task_input_canary_leaves_the_node(
-    make_home: MakeHome, tmp_path: Path, task: str
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path, task: str
 ) -> None:
     # Prepare: prompts and responses, entity tag names, image labels and file names all
     # carry the canary.
     a = make_home("A")
     study = write_study(tmp_path / "study", task, canary=True, name=CANARIES["study"])
     # Execute
-    tuned = cli("tune", str(study), "--trials", "1", "--json", home=a.path, timeout=300)
-    listed = cli("catalog", "query", "--json", home=a.path)
+    tuned = run_main(capsys, "tune", str(study), "--trials", "1", "--json", home=a.path)
+    listed = run_main(capsys, "catalog", "query", "--json", home=a.path)
     # Assert
     assert tuned.returncode == 0, tuned.stderr
     published = _envelopes(a)
@@ -296,7 +297,7 @@ def _curves(home: NodeHome) -> dict[str, list[tuple[int, float]]]:
 
 
 def test_no_exact_evaluation_value_leaves_a_private_study(
-    make_home: MakeHome, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path
 ) -> None:
     # Prepare: the same study twice, exact and with its evaluation rows protected (training
     # stays exact, so both train the same model and the exact values are known).
@@ -308,7 +309,7 @@ def test_no_exact_evaluation_value_leaves_a_private_study(
     )
     # Execute
     for study, home in ((exact, exact_home), (private, private_home)):
-        tuned = cli("tune", str(study), "--trials", "1", "--json", home=home.path, timeout=900)
+        tuned = run_main(capsys, "tune", str(study), "--trials", "1", "--json", home=home.path)
         assert tuned.returncode == 0, tuned.stderr
     exact_curves, private_curves = _curves(exact_home), _curves(private_home)
     # Assert: the same run (its exact training loss, unprotected here, is the same) ...

@@ -1,7 +1,7 @@
 """SQLModel tables of the node store. Apart from wire messages and domain records.
 
 The schema itself is created and changed only by migrations (node/migrations); these
-models must match them, which tests/node/test_store.py checks.
+models must match them, which tests/store/test_records.py checks.
 """
 
 from __future__ import annotations

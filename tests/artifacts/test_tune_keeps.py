@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, cli_json
+from tests.cli_main import run_main
+from tests.helpers import ROOT
 from tests.tasks.studies import FAST_EXAMPLE
 
 pytestmark = pytest.mark.slow
@@ -27,6 +28,8 @@ def _accuracy(folder: Path, pipeline_dir: Path) -> float:
         from tiny_pipeline import load  # type: ignore[import-not-found]
     finally:
         sys.path.remove(str(pipeline_dir))
+        # A later study in this process imports its own tiny_pipeline, from its own folder.
+        sys.modules.pop("tiny_pipeline", None)
     _train, evaluation = load()
     texts, labels = [t for t, _ in evaluation], [y for _, y in evaluation]
     names = sorted(set(labels))
@@ -39,17 +42,23 @@ def _accuracy(folder: Path, pipeline_dir: Path) -> float:
     return right / len(labels)
 
 
-def test_tune_keeps_its_best_model_and_a_new_study_starts_from_it(tmp_path: Path) -> None:
+def test_tune_keeps_its_best_model_and_a_new_study_starts_from_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     # Prepare: the tiny study, keeping its best model.
     home = tmp_path / "node"
     shutil.copy(ROOT / "examples" / "tiny_pipeline.py", tmp_path)
     (tmp_path / "study.toml").write_text(STUDY + "\n[output]\nkeep = 1\n")
-    cli_json("init", "--name", "A", home=home)
+    run_main(capsys, "init", "--name", "A", "--json", home=home).json()
     # Execute
-    first = cli_json("tune", str(tmp_path / "study.toml"), "--trials", "2", home=home, timeout=600)
-    [kept] = cli_json("model", "list", home=home)
-    shown = cli_json("model", "show", kept["id"][:8], home=home)
-    cli_json("model", "export", kept["id"][:8], str(tmp_path / "exported"), home=home)
+    first = run_main(
+        capsys, "tune", str(tmp_path / "study.toml"), "--trials", "2", "--json", home=home
+    ).json()
+    [kept] = run_main(capsys, "model", "list", "--json", home=home).json()
+    shown = run_main(capsys, "model", "show", kept["id"][:8], "--json", home=home).json()
+    run_main(
+        capsys, "model", "export", kept["id"][:8], str(tmp_path / "exported"), "--json", home=home
+    ).json()
     # Assert: the best complete trial's model, linked to its record, scoring like it.
     complete = [t for t in first["trials"] if t["state"] == "complete"]
     best = max(complete, key=lambda t: t["metrics"]["accuracy"])
@@ -63,9 +72,16 @@ def test_tune_keeps_its_best_model_and_a_new_study_starts_from_it(tmp_path: Path
     start = STUDY.replace('name = "tiny-sentiment"', 'name = "tiny-from-kept"')
     start = start.replace("config = {", f'artifact = "{kept["id"][:10]}"\n# config = {{', 1)
     (tmp_path / "from-kept.toml").write_text(start)
-    second = cli_json(
-        "tune", str(tmp_path / "from-kept.toml"), "--trials", "1", home=home, timeout=600
-    )
-    [record] = cli_json("catalog", "query", f"id = '{second['trials'][0]['record_id']}'", home=home)
+    second = run_main(
+        capsys, "tune", str(tmp_path / "from-kept.toml"), "--trials", "1", "--json", home=home
+    ).json()
+    [record] = run_main(
+        capsys,
+        "catalog",
+        "query",
+        f"id = '{second['trials'][0]['record_id']}'",
+        "--json",
+        home=home,
+    ).json()
     # Assert: its record names the kept model's record as its parent.
     assert record["parents"] == [kept["record"]]

@@ -10,7 +10,8 @@ import pytest
 from gridpoint.node.catalog import publish
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import open_store
-from tests.helpers import Daemon, MakeHome, cli_json, make_record, pin, set_sync
+from tests.cli_main import run_main
+from tests.helpers import Daemon, MakeHome, make_record, pin, set_sync
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,7 @@ def _quiet(home: NodeHome) -> NodeHome:
 
 
 def test_a_peer_follows_a_rotation_over_tls_and_hears_of_a_withdrawal(
-    make_home: MakeHome, daemons: list[Daemon]
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
     # Prepare: A and B trust each other; B holds A's first record.
     a, b = _quiet(make_home("A")), _quiet(make_home("B"))
@@ -48,20 +49,24 @@ def test_a_peer_follows_a_rotation_over_tls_and_hears_of_a_withdrawal(
         store.close()
     first = _publish(a, 1)
     old_id = a.identity.node_id
-    assert cli_json("catalog", "sync", home=b.path)[0]["new"] == 1
+    assert run_main(capsys, "catalog", "sync", "--json", home=b.path).json()[0]["new"] == 1
     # Execute: A rotates (daemon stopped, then started on the same address).
     assert da.stop() == 0
-    rotated = cli_json("identity", "rotate", home=a.path)
+    rotated = run_main(capsys, "identity", "rotate", "--json", home=a.path).json()
     da = Daemon.start(a, listen=listen)
     daemons.append(da)
-    followed = cli_json("catalog", "sync", home=b.path)  # by the old pin: A answers by SNI
+    # By the old pin: A answers by SNI.
+    followed = run_main(capsys, "catalog", "sync", "--json", home=b.path).json()
     second = _publish(a, 2)
-    again = cli_json("catalog", "sync", home=b.path)  # by the new pin
-    withdrawn = cli_json("catalog", "withdraw", first, "--reason", "test", home=a.path)
-    told = cli_json("catalog", "sync", home=b.path)
-    listed = cli_json("catalog", "query", "--withdrawn", home=b.path)
-    audit = cli_json("audit", "--peer", b.identity.node_id, home=a.path)
-    pulled = cli_json("catalog", "sync", home=a.path)  # B's daemon accepts A's new key
+    again = run_main(capsys, "catalog", "sync", "--json", home=b.path).json()  # by the new pin
+    withdrawn = run_main(
+        capsys, "catalog", "withdraw", first, "--reason", "test", "--json", home=a.path
+    ).json()
+    told = run_main(capsys, "catalog", "sync", "--json", home=b.path).json()
+    listed = run_main(capsys, "catalog", "query", "--withdrawn", "--json", home=b.path).json()
+    audit = run_main(capsys, "audit", "--peer", b.identity.node_id, "--json", home=a.path).json()
+    # B's daemon accepts A's new key.
+    pulled = run_main(capsys, "catalog", "sync", "--json", home=a.path).json()
     # Assert
     store = open_store(b.db_url())
     peers, ids = store.list_peers(), {r.id for r in store.query(None, limit=10)}

@@ -12,7 +12,8 @@ from mlflow.tracking import MlflowClient
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.schema import RunRecord
-from tests.helpers import MakeHome, cli, cli_json
+from tests.cli_main import run_main
+from tests.helpers import MakeHome, cli
 from tests.integrations.sources import PRIVATE_METRIC, PRIVATE_PARAM, mlflow_store
 
 # Each CLI run loads MLflow (seconds); MLflow's own queries use a loader strategy SQLAlchemy 2.1
@@ -35,7 +36,7 @@ def _catalog(home: NodeHome) -> tuple[list[RunRecord], list[bytes]]:
 
 
 def test_import_mlflow_matches_the_runs_and_reimport_adds_only_new_runs(
-    make_home: MakeHome, tmp_path: Path, mlflow_template: Path
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path, mlflow_template: Path
 ) -> None:
     # Prepare: ten runs, the last one failed.
     home = make_home("A")
@@ -45,10 +46,10 @@ def test_import_mlflow_matches_the_runs_and_reimport_adds_only_new_runs(
     args = ("import", "mlflow", "--tracking-uri", uri, "--experiment", "ZQEXPERIMENT",
             "--metric", "val_acc", *TASK)  # fmt: skip
     # Execute
-    first = cli_json(*args, home=home.path)
-    again = cli_json(*args, home=home.path)
+    first = run_main(capsys, *args, "--json", home=home.path).json()
+    again = run_main(capsys, *args, "--json", home=home.path).json()
     mlflow_store(db, "ZQEXPERIMENT", 2)
-    later = cli_json(*args, home=home.path)
+    later = run_main(capsys, *args, "--json", home=home.path).json()
     # Assert: the nine finished runs, each matching its MLflow run.
     assert (first["imported"], first["already_present"], len(first["skipped"])) == (9, 0, 1)
     assert (again["imported"], again["already_present"]) == (0, 9)
@@ -85,12 +86,14 @@ def test_import_mlflow_matches_the_runs_and_reimport_adds_only_new_runs(
 
 
 def test_import_mlflow_refuses_an_unknown_experiment_and_a_metric_outside_the_vocabulary(
-    make_home: MakeHome, mlflow_template: Path
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, mlflow_template: Path
 ) -> None:
     home = make_home("A")
     base = ("import", "mlflow", "--tracking-uri", f"sqlite:///{mlflow_template}", *TASK)
-    unknown = cli(*base, "--experiment", "nope", home=home.path)
-    metric = cli(*base, "--experiment", "ZQEXPERIMENT", "--metric", "gpu_temp", home=home.path)
+    unknown = run_main(capsys, *base, "--experiment", "nope", home=home.path)
+    metric = run_main(
+        capsys, *base, "--experiment", "ZQEXPERIMENT", "--metric", "gpu_temp", home=home.path
+    )
     assert unknown.returncode == 1 and "no MLflow experiment named 'nope'" in unknown.stderr
     assert metric.returncode == 1 and "not in the metric vocabulary" in metric.stderr
 

@@ -14,7 +14,7 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.schema import RunRecord, record_to_json
 from tests.cli_main import run_main
-from tests.helpers import ROOT, MakeHome, cli, cli_json
+from tests.helpers import ROOT, MakeHome
 from tests.integrations.sources import optuna_study
 
 TASK = ("--task", "text-classification", "--train-size", "5000", "--language", "en")
@@ -42,7 +42,7 @@ def _objective(trial: optuna.Trial) -> float:
 
 
 def test_publisher_publishes_finished_trials_and_reimport_adds_none(
-    make_home: MakeHome, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path
 ) -> None:
     # Prepare
     home = make_home("A")
@@ -77,27 +77,27 @@ def test_publisher_publishes_finished_trials_and_reimport_adds_none(
         else:
             assert record.status == "pruned" and record.metrics == {}
     # Importing the same storage later finds every trial already there.
-    summary = cli_json(
-        "import", "optuna", "--storage", storage, "--study", "ZQSTUDY", "--metric", "accuracy",
-        *TASK, home=home.path,
-    )  # fmt: skip
+    summary = run_main(
+        capsys, "import", "optuna", "--storage", storage, "--study", "ZQSTUDY",
+        "--metric", "accuracy", *TASK, "--json", home=home.path,
+    ).json()  # fmt: skip
     assert (summary["imported"], summary["already_present"]) == (0, 4)
     assert [s["reason"] for s in summary["skipped"]] == ["failed: only finished runs are published"]
     assert len(_records(home)) == 4
 
 
 def test_import_optuna_dry_run_writes_nothing_then_imports_each_trial_once(
-    make_home: MakeHome, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path
 ) -> None:
     # Prepare
     home = make_home("A")
     storage = optuna_study(tmp_path / "o.db", "sweep", 10)
     args = ("import", "optuna", "--storage", storage, "--study", "sweep", *TASK)
     # Execute
-    dry = cli_json(*args, "--dry-run", home=home.path)
+    dry = run_main(capsys, *args, "--dry-run", "--json", home=home.path).json()
     after_dry_run = len(_records(home))
-    first = cli_json(*args, home=home.path)
-    again = cli_json(*args, home=home.path)
+    first = run_main(capsys, *args, "--json", home=home.path).json()
+    again = run_main(capsys, *args, "--json", home=home.path).json()
     # Assert
     assert dry["imported"] == 10 and after_dry_run == 0 and len(_records(home)) == 10
     assert [r["record"]["hyperparameters"] for r in dry["records"]][0] == {
@@ -114,12 +114,12 @@ def test_import_optuna_dry_run_writes_nothing_then_imports_each_trial_once(
 
 
 def test_import_refuses_a_missing_storage_file_in_one_line(
-    make_home: MakeHome, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path
 ) -> None:
     home = make_home("A")
     missing = tmp_path / "nothing.db"
-    result = cli(
-        "import", "optuna", "--storage", f"sqlite:///{missing}", "--study", "s", *TASK,
+    result = run_main(
+        capsys, "import", "optuna", "--storage", f"sqlite:///{missing}", "--study", "s", *TASK,
         home=home.path,
     )  # fmt: skip
     assert result.returncode == 1 and result.stderr.startswith("error: no SQLite file")
@@ -128,12 +128,12 @@ def test_import_refuses_a_missing_storage_file_in_one_line(
 
 @pytest.mark.parametrize("train_size", ["0"])
 def test_import_needs_the_training_set_size(
-    make_home: MakeHome, tmp_path: Path, train_size: str
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path, train_size: str
 ) -> None:
     home = make_home("A")
     storage = optuna_study(tmp_path / "o.db", "sweep", 1)
-    result = cli(
-        "import", "optuna", "--storage", storage, "--study", "sweep", "--task",
+    result = run_main(
+        capsys, "import", "optuna", "--storage", storage, "--study", "sweep", "--task",
         "text-classification", "--train-size", train_size, home=home.path,
     )  # fmt: skip
     assert result.returncode == 1 and "--train-size" in result.stderr

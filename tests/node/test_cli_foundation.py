@@ -1,4 +1,8 @@
-"""`init`, `identity` and `publish` through the real command line, as a user runs them."""
+"""`init`, `identity` and `publish` through the command line, as a user runs them.
+
+`init`, `identity` and the home from the environment run as real processes; `publish` and its
+refusals run in this process (tests/cli_main.py), which prints and exits the same way.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,10 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+
 from gridpoint.node.store.sql_store import open_store
+from tests.cli_main import run_main
 from tests.helpers import cli, cli_json
 from tests.node.test_run_record import MINIMAL
 
@@ -45,25 +52,29 @@ def test_gridpoint_home_replaces_the_home_flag(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "--home" in missing.stderr
 
 
-def test_publish_twice_gives_one_id_and_one_record(tmp_path: Path) -> None:
+def test_publish_twice_gives_one_id_and_one_record(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     home = tmp_path / "org"
-    cli_json("init", "--name", "A", home=home)
+    run_main(capsys, "init", "--name", "A", "--json", home=home).json()
     path = tmp_path / "run.json"
     path.write_text(json.dumps(MINIMAL))
-    first = cli_json("publish", str(path), home=home)
-    second = cli_json("publish", str(path), home=home)
+    first = run_main(capsys, "publish", str(path), "--json", home=home).json()
+    second = run_main(capsys, "publish", str(path), "--json", home=home).json()
     assert first["id"] == second["id"] and first["new"] and not second["new"]
     store = open_store(f"sqlite:///{home / 'catalog.db'}")
     assert store.count_records() == 1
     store.close()
 
 
-def test_refused_publish_names_the_field_and_changes_nothing(tmp_path: Path) -> None:
+def test_refused_publish_names_the_field_and_changes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     home = tmp_path / "org"
-    cli_json("init", "--name", "A", home=home)
+    run_main(capsys, "init", "--name", "A", "--json", home=home).json()
     good = tmp_path / "good.json"
     good.write_text(json.dumps(MINIMAL))
-    cli_json("publish", str(good), home=home)
+    run_main(capsys, "publish", str(good), "--json", home=home).json()
     db = home / "catalog.db"
     store = open_store(f"sqlite:///{db}")
     before = [r.envelope for r in store.query(None, limit=10)]
@@ -76,7 +87,7 @@ def test_refused_publish_names_the_field_and_changes_nothing(tmp_path: Path) -> 
     }
     for name, text in bad_cases.items():
         (tmp_path / name).write_text(text)
-        result = cli("publish", str(tmp_path / name), home=home)
+        result = run_main(capsys, "publish", str(tmp_path / name), home=home)
         assert result.returncode == 1, name
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     store = open_store(f"sqlite:///{db}")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -26,12 +27,11 @@ from gridpoint.node.protocol.request_auth import AUTH_METADATA_KEY, sign_request
 from gridpoint.node.protocol.tls import make_tls_material, private_key_pem, tls_hostname
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.v1 import catalog_pb2, envelope_pb2, records_pb2
+from tests.cli_main import run_main
 from tests.helpers import (
     CraftedPeer,
     Daemon,
     MakeHome,
-    cli,
-    cli_json,
     crafted_envelope,
     make_record,
     pin,
@@ -248,7 +248,7 @@ def test_bad_queries_and_cursors_are_invalid_arguments_and_the_daemon_keeps_serv
 
 
 def test_peer_add_never_replaces_a_trusted_peer_without_replace(
-    make_home: MakeHome, daemons: list[Daemon]
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
     # Prepare: A trusts B. E's certificate (its own key) claims B's node id.
     a, b, e = make_home("A"), make_home("B"), make_home("E")
@@ -260,10 +260,19 @@ def test_peer_add_never_replaces_a_trusted_peer_without_replace(
     daemons += [db, de]
     trust(a, b, db.address)
     # Execute
-    taken = cli("peer", "add", de.address, "--fingerprint", e.tls_fingerprint, home=a.path)
-    kept = cli_json("peer", "list", home=a.path)
-    replaced = cli(
-        "peer", "add", de.address, "--fingerprint", e.tls_fingerprint, "--replace", home=a.path
+    taken = run_main(
+        capsys, "peer", "add", de.address, "--fingerprint", e.tls_fingerprint, home=a.path
+    )
+    kept = run_main(capsys, "peer", "list", "--json", home=a.path).json()
+    replaced = run_main(
+        capsys,
+        "peer",
+        "add",
+        de.address,
+        "--fingerprint",
+        e.tls_fingerprint,
+        "--replace",
+        home=a.path,
     )
     # Assert
     assert taken.returncode == 1 and len(taken.stderr.strip().splitlines()) == 1
@@ -273,7 +282,9 @@ def test_peer_add_never_replaces_a_trusted_peer_without_replace(
     assert [(p["address"], p["fingerprint"]) for p in kept] == [(db.address, b.tls_fingerprint)]
     assert replaced.returncode == 0, replaced.stderr
     assert f"fingerprint: {b.tls_fingerprint} -> {e.tls_fingerprint}" in replaced.stdout
-    assert [p["fingerprint"] for p in cli_json("peer", "list", home=a.path)] == [e.tls_fingerprint]
+    assert [
+        p["fingerprint"] for p in run_main(capsys, "peer", "list", "--json", home=a.path).json()
+    ] == [e.tls_fingerprint]
 
 
 def _mint(issuer: NodeHome, node_id: str) -> tuple[bytes, bytes]:
@@ -319,7 +330,9 @@ def test_a_certificate_minted_by_a_pinned_peer_cannot_speak_for_another(
     assert "not the one pinned" in da.log()
 
 
-def test_inputs_that_crashed_the_cli_are_one_line_errors(db_url: str, make_home: MakeHome) -> None:
+def test_inputs_that_crashed_the_cli_are_one_line_errors(
+    capsys: pytest.CaptureFixture[str], db_url: str, make_home: MakeHome
+) -> None:
     a = make_home("A")
     record = {
         "task": {"type": "text-classification", "size_bucket": "1k-10k"},
@@ -331,9 +344,17 @@ def test_inputs_that_crashed_the_cli_are_one_line_errors(db_url: str, make_home:
     path = a.path / "run.json"
     path.write_text(json.dumps(record))
     runs = [
-        cli("--db", db_url, "publish", str(path), home=a.path),
-        cli("--db", db_url, "catalog", "query", "--limit", "-1", home=a.path),
-        cli("--db", db_url, "catalog", "query", "(" * 600 + "kind = 'x'" + ")" * 600, home=a.path),
+        run_main(capsys, "--db", db_url, "publish", str(path), home=a.path),
+        run_main(capsys, "--db", db_url, "catalog", "query", "--limit", "-1", home=a.path),
+        run_main(
+            capsys,
+            "--db",
+            db_url,
+            "catalog",
+            "query",
+            "(" * 600 + "kind = 'x'" + ")" * 600,
+            home=a.path,
+        ),
     ]
     for run in runs:
         assert run.returncode == 1 and run.stderr.startswith("error: "), run.stderr

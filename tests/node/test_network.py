@@ -18,7 +18,8 @@ from gridpoint.node.protocol.request_auth import AUTH_METADATA_KEY, sign_request
 from gridpoint.node.protocol.tls import tls_hostname
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.v1 import catalog_pb2, envelope_pb2
-from tests.helpers import ROOT, Daemon, MakeHome, cli, cli_json, make_record, signed_records, trust
+from tests.cli_main import run_main
+from tests.helpers import ROOT, Daemon, MakeHome, make_record, signed_records, trust
 
 SYNC = "/gridpoint.v1.Catalog/Sync"
 QUERY = "/gridpoint.v1.Catalog/Query"
@@ -38,7 +39,11 @@ def ids_in(home: NodeHome, url: str | None = None) -> set[str]:
 
 @pytest.mark.parametrize("b_backend", ["sqlite", "postgresql"])
 def test_records_relayed_through_a_peer_stay_verified_as_their_authors(
-    make_home: MakeHome, daemons: list[Daemon], request: pytest.FixtureRequest, b_backend: str
+    capsys: pytest.CaptureFixture[str],
+    make_home: MakeHome,
+    daemons: list[Daemon],
+    request: pytest.FixtureRequest,
+    b_backend: str,
 ) -> None:
     # Prepare: A publishes; B (on SQLite or PostgreSQL) pulls from A; C trusts A and B.
     b_db = request.getfixturevalue("pg_url") if b_backend == "postgresql" else None
@@ -52,32 +57,50 @@ def test_records_relayed_through_a_peer_stay_verified_as_their_authors(
         (c, b, db.address),
         (b, c, dc.address),
     ]:
-        trust(x, y, addr) if x is not b else _trust_db(x, y, addr, b_db)
+        trust(x, y, addr) if x is not b else _trust_db(capsys, x, y, addr, b_db)
     published = set()
     for i in range(3):
         path = a.path / f"run{i}.json"
         path.write_text(json.dumps(_json_record(i)))
-        published.add(cli_json("publish", str(path), home=a.path)["id"])
+        published.add(run_main(capsys, "publish", str(path), "--json", home=a.path).json()["id"])
     # Execute
-    [b_report] = cli_json(
-        *db_args(b, b_db), "catalog", "sync", "--peer", a.identity.node_id, home=b.path
-    )
+    [b_report] = run_main(
+        capsys,
+        *db_args(b, b_db),
+        "catalog",
+        "sync",
+        "--peer",
+        a.identity.node_id,
+        "--json",
+        home=b.path,
+    ).json()
     da.stop()
-    c_sync = cli("catalog", "sync", "--json", home=c.path)
+    c_sync = run_main(capsys, "catalog", "sync", "--json", home=c.path)
     # Assert: A is down, so C's sync fails (exit 1) yet takes A's records from B.
     assert (b_report["new"], b_report["refused"]) == (3, 0)
     assert c_sync.returncode == 1, c_sync.stderr
     by_peer = {r["peer"]: r for r in json.loads(c_sync.stdout)}
     assert by_peer[b.identity.node_id]["new"] == 3 and by_peer[b.identity.node_id]["error"] is None
     assert "did not answer" in by_peer[a.identity.node_id]["error"]
-    rows = cli_json("catalog", "query", "metrics.accuracy >= 0", home=c.path)
+    rows = run_main(
+        capsys, "catalog", "query", "metrics.accuracy >= 0", "--json", home=c.path
+    ).json()
     assert {r["id"] for r in rows} == published
     assert {r["signer"] for r in rows} == {a.identity.node_id}
 
 
-def _trust_db(x: NodeHome, y: NodeHome, addr: str, url: str | None) -> None:
-    result = cli(
-        *db_args(x, url), "peer", "add", addr, "--fingerprint", y.tls_fingerprint, home=x.path
+def _trust_db(
+    capsys: pytest.CaptureFixture[str], x: NodeHome, y: NodeHome, addr: str, url: str | None
+) -> None:
+    result = run_main(
+        capsys,
+        *db_args(x, url),
+        "peer",
+        "add",
+        addr,
+        "--fingerprint",
+        y.tls_fingerprint,
+        home=x.path,
     )
     assert result.returncode == 0, result.stderr
 
@@ -98,21 +121,25 @@ def _json_record(i: int) -> dict[str, object]:
 
 
 def test_wrong_fingerprint_or_unreachable_peer_stores_nothing(
-    make_home: MakeHome, daemons: list[Daemon]
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
     a, b = make_home("A"), make_home("B")
     da = Daemon.start(a)
     daemons.append(da)
-    wrong = cli("peer", "add", da.address, "--fingerprint", b.tls_fingerprint, home=b.path)
+    wrong = run_main(
+        capsys, "peer", "add", da.address, "--fingerprint", b.tls_fingerprint, home=b.path
+    )
     da.stop()
-    unreachable = cli("peer", "add", da.address, "--fingerprint", a.tls_fingerprint, home=b.path)
+    unreachable = run_main(
+        capsys, "peer", "add", da.address, "--fingerprint", a.tls_fingerprint, home=b.path
+    )
     assert wrong.returncode == 1 and "not the fingerprint given" in wrong.stderr
     assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
-    assert cli_json("peer", "list", home=b.path) == []
+    assert run_main(capsys, "peer", "list", "--json", home=b.path).json() == []
 
 
 def test_untrusted_and_tampered_records_in_a_page_are_refused_the_rest_stored(
-    make_home: MakeHome, daemons: list[Daemon]
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
     # Prepare: B's catalog holds its own records, one tampered, and one by X, whom C does not trust.
     b, c, x = make_home("B"), make_home("C"), make_home("X")
@@ -137,7 +164,7 @@ def test_untrusted_and_tampered_records_in_a_page_are_refused_the_rest_stored(
     trust(c, b, db.address)
     trust(b, c, dc.address)
     # Execute
-    [report] = cli_json("catalog", "sync", home=c.path)
+    [report] = run_main(capsys, "catalog", "sync", "--json", home=c.path).json()
     # Assert
     assert report["new"] == 4 and report["refused"] == 2
     assert report["refused_reasons"] == {"untrusted-signer": 1, "bad-signature": 1}
@@ -146,7 +173,7 @@ def test_untrusted_and_tampered_records_in_a_page_are_refused_the_rest_stored(
 
 
 def test_sync_killed_midway_resumes_without_loss_or_duplicates(
-    make_home: MakeHome, daemons: list[Daemon]
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
     a, b = make_home("A"), make_home("B")
     store = open_store(a.db_url())
@@ -178,14 +205,16 @@ def test_sync_killed_midway_resumes_without_loss_or_duplicates(
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     after_kill = len(ids_in(b))
-    [report] = cli_json("catalog", "sync", home=b.path)
+    [report] = run_main(capsys, "catalog", "sync", "--json", home=b.path).json()
     # Assert
     assert 0 < after_kill < total, "the sync must be killed midway for this test to mean anything"
     assert report["new"] == total - after_kill and report["duplicates"] == 0
     assert ids_in(b) == ids_in(a)
 
 
-def test_live_query_answers_when_a_peer_is_down(make_home: MakeHome, daemons: list[Daemon]) -> None:
+def test_live_query_answers_when_a_peer_is_down(
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, daemons: list[Daemon]
+) -> None:
     a, b, c = make_home("A"), make_home("B"), make_home("C")
     da, db, dc = Daemon.start(a), Daemon.start(b), Daemon.start(c)
     daemons += [da, db, dc]
@@ -200,9 +229,13 @@ def test_live_query_answers_when_a_peer_is_down(make_home: MakeHome, daemons: li
         store = open_store(home.db_url())
         store.add_records(signed_records(home, 3))
         store.close()
-    live = cli_json("catalog", "query", "metrics.accuracy > 0", "--peers", home=c.path)
+    live = run_main(
+        capsys, "catalog", "query", "metrics.accuracy > 0", "--peers", "--json", home=c.path
+    ).json()
     da.kill()
-    partial = cli("catalog", "query", "metrics.accuracy > 0", "--peers", "--json", home=c.path)
+    partial = run_main(
+        capsys, "catalog", "query", "metrics.accuracy > 0", "--peers", "--json", home=c.path
+    )
     assert len(live) == 6 and {r["signer"] for r in live} == {
         a.identity.node_id,
         b.identity.node_id,

@@ -1,4 +1,9 @@
-"""`gridpoint tune` end to end through the CLI: trials land in the catalog, curves included."""
+"""`gridpoint tune` through the CLI: trials land in the catalog, curves included, a resumed run
+continues the search, one Ctrl-C stops a real process after its trial.
+
+The commands run in this process (tests/cli_main.py) but the Ctrl-C, which needs a process of
+its own; tune through a child process end to end is tests/node/test_first_hour.py's story.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +14,36 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gridpoint.node.store.sql_store import open_store
-from tests.helpers import ROOT, cli, cli_json
+from tests.cli_main import run_main
+from tests.helpers import ROOT, cli_json
 from tests.tasks.studies import write_fast_example
 
 pytestmark = pytest.mark.slow
 
 
 def test_tune_publishes_every_trial_with_its_curve_and_resumes_without_repeating(
-    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # Prepare
     home = tmp_path / "node"
     study = str(write_fast_example(tmp_path / "study"))
-    cli_json("init", "--name", "A", home=home)
+
+    def run_json(*args: str) -> Any:
+        return run_main(capsys, *args, "--json", home=home).json()
+
+    run_json("init", "--name", "A")
     # Execute: one run of 2 trials, then two resumed runs (one printing for a person).
-    first = cli_json("tune", study, "--trials", "2", home=home, timeout=300)
-    more = cli("tune", study, "--trials", "1", home=home, timeout=300)
-    again = cli_json("tune", study, "--trials", "1", home=home, timeout=300)
-    rows = cli_json("catalog", "query", "kind = 'trial'", home=home)
-    by_name = cli_json("catalog", "query", "study = 'tiny-sentiment'", home=home)
-    [one] = cli_json("catalog", "query", f"id = '{rows[0]['id']}'", home=home)
+    first = run_json("tune", study, "--trials", "2")
+    more = run_main(capsys, "tune", study, "--trials", "1", home=home)
+    again = run_json("tune", study, "--trials", "1")
+    rows = run_json("catalog", "query", "kind = 'trial'")
+    by_name = run_json("catalog", "query", "study = 'tiny-sentiment'")
+    [one] = run_json("catalog", "query", f"id = '{rows[0]['id']}'")
     # Assert: the resumed runs continue the search instead of replaying it.
     assert more.returncode == 0, more.stderr
     assert "record(s) published" in more.stdout and "best of the study so far" in more.stdout

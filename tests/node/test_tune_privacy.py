@@ -1,19 +1,22 @@
 """`tune` in privacy mode, end to end: DP-SGD trials on CPU, released values, the ledger.
 
 A tiny real text-classification task (a model built from a config, data made by the
-pipeline) runs as a private study through the command line: its records carry the signed
-guarantee, filterable; only released accuracy leaves; the pipeline's ledger holds the
-study before its first trial; a study past the pipeline's budget is refused before any.
+pipeline) runs as a private study through the command line, in this process
+(tests/cli_main.py): its records carry the signed guarantee, filterable; only released
+accuracy leaves; the pipeline's ledger holds the study before its first trial; a study past
+the pipeline's budget is refused before any.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gridpoint.node.home import NodeHome
-from tests.helpers import MakeHome, cli, cli_json
+from tests.cli_main import run_main
+from tests.helpers import MakeHome
 
 pytestmark = pytest.mark.slow
 
@@ -79,18 +82,22 @@ def _set_budget(home: NodeHome, budget: float) -> None:
 
 
 def test_a_private_study_publishes_its_guarantee_and_only_released_values(
-    make_home: MakeHome, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path
 ) -> None:
     # Prepare
     a = make_home("A")
+
+    def run_json(*args: str) -> Any:
+        return run_main(capsys, *args, "--json", home=a.path).json()
+
     _set_budget(a, 12.0)
     study = _study(tmp_path / "study")
     # Execute
-    tuned = cli_json("tune", str(study), home=a.path, timeout=900)
-    records = cli_json("catalog", "query", "privacy.epsilon <= 8", home=a.path, timeout=300)
-    stricter = cli_json("catalog", "query", "privacy.epsilon <= 4", home=a.path, timeout=300)
-    shown = cli_json("catalog", "show", records[0]["id"], home=a.path, timeout=300)
-    ledger = cli_json("privacy", "ledger", home=a.path, timeout=300)
+    tuned = run_json("tune", str(study))
+    records = run_json("catalog", "query", "privacy.epsilon <= 8")
+    stricter = run_json("catalog", "query", "privacy.epsilon <= 4")
+    shown = run_json("catalog", "show", records[0]["id"])
+    ledger = run_json("privacy", "ledger")
     # Assert: two DP-SGD trials ran on the CPU and were published with their guarantee.
     assert [t["state"] for t in tuned["trials"]] == ["complete", "complete"]
     assert {t["device"] for t in tuned["trials"]} == {"cpu"}
@@ -114,18 +121,22 @@ def test_a_private_study_publishes_its_guarantee_and_only_released_values(
     # Pipelines and studies appear as pseudonyms only.
     assert "reviews" not in str(ledger) and "private-reviews" not in str(ledger)
     # A second study of the same pipeline would pass the budget: refused before any trial.
-    again = cli("tune", str(study), "--trials", "1", home=a.path, timeout=900)
+    again = run_main(capsys, "tune", str(study), "--trials", "1", home=a.path)
     assert again.returncode == 1
     assert "privacy budget" in again.stderr and "12" in again.stderr
-    assert len(cli_json("catalog", "query", home=a.path, timeout=300)) == 2
-    assert len(cli_json("privacy", "ledger", home=a.path, timeout=300)["releases"]) == 1
+    assert len(run_json("catalog", "query")) == 2
+    assert len(run_json("privacy", "ledger")["releases"]) == 1
 
 
 def test_the_node_default_makes_a_study_private_unless_its_file_says_otherwise(
-    make_home: MakeHome, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, tmp_path: Path
 ) -> None:
     # Prepare: privacy on by default, evaluation rows protected only (exact training).
     a = make_home("A")
+
+    def run_json(*args: str) -> Any:
+        return run_main(capsys, *args, "--json", home=a.path).json()
+
     text = a.config_path.read_text()
     text = text.replace("enabled = false", "enabled = true").replace(
         'protect = "both"', 'protect = "evaluation"'
@@ -134,11 +145,11 @@ def test_the_node_default_makes_a_study_private_unless_its_file_says_otherwise(
     private = _study(tmp_path / "default", extra="")
     exact = _study(tmp_path / "exact", extra="[privacy]\nenabled = false\n")
     # Execute
-    cli_json("tune", str(private), "--trials", "1", home=a.path, timeout=900)
-    cli_json("tune", str(exact), "--trials", "1", home=a.path, timeout=900)
-    records = cli_json("catalog", "query", home=a.path, timeout=300)
+    run_json("tune", str(private), "--trials", "1")
+    run_json("tune", str(exact), "--trials", "1")
+    records = run_json("catalog", "query")
     # Assert: one record carries the node's default, the other none (exact values).
-    shown = [cli_json("catalog", "show", r["id"], home=a.path, timeout=300) for r in records]
+    shown = [run_json("catalog", "show", r["id"]) for r in records]
     guarantees = sorted(str(s.get("privacy")) for s in shown)
     assert guarantees[0] == "None"
     assert "'protected': 'evaluation'" in guarantees[1]

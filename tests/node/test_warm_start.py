@@ -1,13 +1,18 @@
-"""`tune --warm-start` end to end: node A tunes, B syncs A's catalog and tunes from it."""
+"""`tune --warm-start`: node A tunes, B syncs A's catalog from A's daemon and tunes from it.
+
+The daemons are real processes; the commands run in this process (tests/cli_main.py).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gridpoint.node.home import NodeHome
-from tests.helpers import Daemon, MakeHome, cli_json, trust
+from tests.cli_main import run_main
+from tests.helpers import Daemon, MakeHome, trust
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +50,10 @@ MISMATCHED_SPACE = """learning_rate = { type = "float", low = 1e-2, high = 5e-2,
 batch_size = { type = "categorical", choices = [64, 128] }"""
 
 
+def run_json(capsys: pytest.CaptureFixture[str], home: NodeHome, *args: str) -> Any:
+    return run_main(capsys, *args, "--json", home=home.path).json()
+
+
 def write_study(folder: Path, name: str, *, load: str, language: str, seed: int, space: str) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "task_pipeline.py").write_text(PIPELINE)
@@ -76,7 +85,7 @@ type = "none"
 
 
 def test_warm_start_uses_a_peers_study_weighs_an_unrelated_one_low_and_reports_a_misfit(
-    make_home: MakeHome, daemons: list[Daemon], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, daemons: list[Daemon], tmp_path: Path
 ) -> None:
     # Prepare: A and B trust each other; A tunes a related, an unrelated and a misfit study.
     a: NodeHome = make_home("OrgA")
@@ -93,18 +102,25 @@ def test_warm_start_uses_a_peers_study_weighs_an_unrelated_one_low_and_reports_a
     )
     t2 = write_study(studies, "t2", load="related", language="en", seed=1, space=SPACE)
     t3 = write_study(studies, "t3", load="related", language="en", seed=2, space=SPACE)
-    a_t1 = cli_json("tune", t1, "--trials", "3", home=a.path, timeout=300)
-    cli_json("tune", unrelated, "--trials", "3", home=a.path, timeout=300)
-    cli_json("tune", misfit, "--trials", "2", home=a.path, timeout=300)
-    cli_json("catalog", "sync", home=b.path)
-    [u_row, *_] = cli_json("catalog", "query", "task.language = 'de'", home=b.path)
+    a_t1 = run_json(capsys, a, "tune", t1, "--trials", "3")
+    run_json(capsys, a, "tune", unrelated, "--trials", "3")
+    run_json(capsys, a, "tune", misfit, "--trials", "2")
+    run_json(capsys, b, "catalog", "sync")
+    [u_row, *_] = run_json(capsys, b, "catalog", "query", "task.language = 'de'")
 
     # Execute
-    warm = cli_json("tune", t2, "--trials", "2", "--warm-start", home=b.path, timeout=300)
-    lone = cli_json(
-        "tune", t3, "--trials", "1", "--warm-start", "--from", f"study = '{u_row['study']}'",
-        home=b.path, timeout=300,
-    )  # fmt: skip
+    warm = run_json(capsys, b, "tune", t2, "--trials", "2", "--warm-start")
+    lone = run_json(
+        capsys,
+        b,
+        "tune",
+        t3,
+        "--trials",
+        "1",
+        "--warm-start",
+        "--from",
+        f"study = '{u_row['study']}'",
+    )
 
     # Assert: all three of A's studies are in the report, signed by A.
     rows = warm["warm_start"]["priors"]

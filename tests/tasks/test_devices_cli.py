@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, cli, cli_json
+from tests.cli_main import run_main
+from tests.helpers import ROOT
 
 
 @pytest.mark.parametrize(
@@ -20,11 +21,11 @@ from tests.helpers import ROOT, cli, cli_json
     ],
 )
 def test_an_unusable_device_is_refused_before_the_pipeline_runs(
-    tmp_path: Path, flag: str, requested: str, message: str
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str, requested: str, message: str
 ) -> None:
     # Prepare: a pipeline that leaves a mark when it is called.
     home = tmp_path / "node"
-    cli_json("init", "--name", "A", home=home)
+    run_main(capsys, "init", "--name", "A", "--json", home=home).json()
     pipeline = (ROOT / "examples" / "tiny_pipeline.py").read_text()
     marker = tmp_path / "pipeline-ran"
     (tmp_path / "tiny_pipeline.py").write_text(
@@ -36,9 +37,9 @@ def test_an_unusable_device_is_refused_before_the_pipeline_runs(
     study = tmp_path / "study.toml"
     study.write_text((ROOT / "examples" / "tiny-study.toml").read_text())
     # Execute
-    result = cli("tune", str(study), "--trials", "1", flag, requested, home=home)
+    result = run_main(capsys, "tune", str(study), "--trials", "1", flag, requested, home=home)
     # Assert
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0 and len(lines) == 1 and message in lines[0], result.stderr
     assert not marker.exists() and not (home / "studies.db").exists()
-    assert cli_json("catalog", "query", "", home=home) == []
+    assert run_main(capsys, "catalog", "query", "", "--json", home=home).json() == []

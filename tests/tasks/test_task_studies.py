@@ -1,4 +1,4 @@
-"""Each task type, a 2-trial study end to end through `gridpoint tune`, then resumed."""
+"""Each task type, a 2-trial study through `gridpoint tune` (in this process), then resumed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gridpoint.node.store.sql_store import open_store
-from tests.helpers import cli_json
+from tests.cli_main import run_main
 from tests.tasks.studies import TASKS, write_study
 
 pytestmark = pytest.mark.slow
@@ -20,17 +20,19 @@ METRICS = {
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_a_study_of_each_task_publishes_curves_and_resumes(tmp_path: Path, task: str) -> None:
+def test_a_study_of_each_task_publishes_curves_and_resumes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, task: str
+) -> None:
     # Prepare
     home = tmp_path / "node"
-    cli_json("init", "--name", "A", home=home)
+    run_main(capsys, "init", "--name", "A", "--json", home=home).json()
     study = write_study(tmp_path / "study", task)
     # Execute: 2 trials, then one more in a resumed run.
-    first = cli_json(
-        "tune", str(study), "--trials", "2", "--devices", "cpu", home=home, timeout=300
-    )
-    again = cli_json("tune", str(study), "--trials", "1", home=home, timeout=300)
-    rows = cli_json("catalog", "query", "kind = 'trial'", home=home)
+    first = run_main(
+        capsys, "tune", str(study), "--trials", "2", "--devices", "cpu", "--json", home=home
+    ).json()
+    again = run_main(capsys, "tune", str(study), "--trials", "1", "--json", home=home).json()
+    rows = run_main(capsys, "catalog", "query", "kind = 'trial'", "--json", home=home).json()
     # Assert
     trials = [*first["trials"], *again["trials"]]
     assert [t["number"] for t in trials] == [0, 1, 2]

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from tests.cli_main import run_main
 from tests.helpers import cli
 from tests.ui.conftest import PRIVATE_CANARY, World
 
@@ -16,11 +17,13 @@ pytestmark = pytest.mark.xdist_group("ui-world")
 
 
 @pytest.mark.slow
-def test_catalog_query_prints_chosen_columns_as_csv_tsv_and_a_rounded_table(world: World) -> None:
+def test_catalog_query_prints_chosen_columns_as_csv_tsv_and_a_rounded_table(
+    capsys: pytest.CaptureFixture[str], world: World
+) -> None:
     args = ("catalog", "query", "metrics.accuracy > 0.7", "--order-by", "metrics.accuracy desc")
     columns = "task.type,params.learning_rate,metrics.accuracy"
-    as_csv = cli(*args, "--columns", columns, "--format", "csv", home=world.beta.path)
-    as_tsv = cli(*args, "--columns", columns, "--format", "tsv", home=world.beta.path)
+    as_csv = run_main(capsys, *args, "--columns", columns, "--format", "csv", home=world.beta.path)
+    as_tsv = run_main(capsys, *args, "--columns", columns, "--format", "tsv", home=world.beta.path)
     table = cli(
         *args, "--columns", "metrics.accuracy", home=world.beta.path, env={"COLUMNS": "200"}
     )
@@ -44,19 +47,27 @@ def test_catalog_query_prints_chosen_columns_as_csv_tsv_and_a_rounded_table(worl
     # Numbers rounded for reading: 4 significant digits at most, never float noise.
     shown = [line.split("│")[-2].strip() for line in table.stdout.splitlines() if "│" in line]
     assert shown == [f"{world.records[rid].metrics['accuracy']:.4g}" for rid in expected]
-    as_json = json.loads(cli(*args, "--format", "json", home=world.beta.path).stdout)
+    as_json = json.loads(run_main(capsys, *args, "--format", "json", home=world.beta.path).stdout)
     assert [r["id"] for r in as_json] == expected and as_json[0]["signer_name"]
 
 
-def test_an_unknown_column_is_one_line_naming_it(world: World) -> None:
-    result = cli("catalog", "query", "", "--columns", "metric.acc", home=world.beta.path)
+def test_an_unknown_column_is_one_line_naming_it(
+    capsys: pytest.CaptureFixture[str], world: World
+) -> None:
+    result = run_main(
+        capsys, "catalog", "query", "", "--columns", "metric.acc", home=world.beta.path
+    )
     assert result.returncode == 1 and result.stderr.startswith("error: unknown key 'metric.acc'")
     assert "Traceback" not in result.stderr
 
 
-def test_catalog_show_takes_a_unique_prefix_and_keeps_private_details_home(world: World) -> None:
-    own = cli("catalog", "show", world.beta_ids[0][:9], home=world.beta.path)
-    peer = cli("catalog", "show", world.alpha_ids[0][:9], "--json", home=world.beta.path)
+def test_catalog_show_takes_a_unique_prefix_and_keeps_private_details_home(
+    capsys: pytest.CaptureFixture[str], world: World
+) -> None:
+    own = run_main(capsys, "catalog", "show", world.beta_ids[0][:9], home=world.beta.path)
+    peer = run_main(
+        capsys, "catalog", "show", world.alpha_ids[0][:9], "--json", home=world.beta.path
+    )
     assert own.returncode == 0 and peer.returncode == 0, own.stderr + peer.stderr
     assert world.beta_ids[0] in own.stdout.replace("\n", "").replace(" ", "").replace("│", "")
     assert PRIVATE_CANARY in own.stdout and "curve accuracy (15 points)" in own.stdout
@@ -64,5 +75,5 @@ def test_catalog_show_takes_a_unique_prefix_and_keeps_private_details_home(world
     assert shown["id"] == world.alpha_ids[0] and shown["signer_name"] == "Alpha Labs"
     assert [f["name"] for f in shown["found_at"]] == ["Alpha Labs"]
     assert "private" not in shown and PRIVATE_CANARY not in peer.stdout
-    none = cli("catalog", "show", "0" * 5 + "x", home=world.beta.path)
+    none = run_main(capsys, "catalog", "show", "0" * 5 + "x", home=world.beta.path)
     assert none.returncode == 1 and "not a record id" in none.stderr
