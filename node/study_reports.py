@@ -63,6 +63,12 @@ class PriorRow:
     #: The prior's trials left out (a value outside the study's space) and values clipped.
     trials_left_out: int = 0
     values_clipped: int = 0
+    #: A private prior's signed guarantee (None: its values are exact), the standard
+    #: deviation of the noise its released values carry, and the trust that noise leaves it.
+    epsilon: float | None = None
+    delta: float | None = None
+    noise: float | None = None
+    reliability: float | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,10 @@ def _prior(data: Any) -> PriorRow | None:
             ),
             trials_left_out=int(data.get("trials_left_out", 0)),
             values_clipped=int(data.get("values_clipped", 0)),
+            epsilon=_number(data.get("epsilon")),
+            delta=_number(data.get("delta")),
+            noise=_number(data.get("noise")),
+            reliability=_number(data.get("reliability")),
         )
     except (KeyError, TypeError, ValueError):
         return None
