@@ -174,8 +174,26 @@ PAIRS = [
 ]
 
 
+def test_a_run_the_noise_drowns_is_warned_and_one_that_can_learn_is_not() -> None:
+    from gridpoint.trainers.privacy.dpsgd import poisson_schedule
+    from gridpoint.trainers.privacy.guidance import advice, noise_to_signal
+
+    # bench/privacy_cost.py's MiniLM on 1,097 rows, batch 64, epsilon 8 for 3 epochs:
+    # LoRA 8 (about 75k trainable parameters) learnt nothing, the head alone (770) learnt.
+    q, _ = poisson_schedule(1097, 64)
+    lora, head = noise_to_signal(0.70, q, 1097, 74_498), noise_to_signal(0.70, q, 1097, 770)
+    assert lora > 1 > head
+    warning = advice(0.70, q, 1097, 74_498)
+    assert warning is not None and "learn nothing" in warning and "74,498" in warning
+    assert advice(0.70, q, 1097, 770) is None
+    # Ten times the rows sampled at the same rate: batches ten times larger, ten times less noise.
+    assert noise_to_signal(0.70, q, 10_970, 74_498) == pytest.approx(lora / 10)
+
+
 @pytest.mark.parametrize("lora_rank", [None, 4])
-def test_a_dp_sgd_trial_trains_on_cpu_and_hands_back_a_plain_model(lora_rank: int | None) -> None:
+def test_a_dp_sgd_trial_trains_on_cpu_and_hands_back_a_plain_model(
+    lora_rank: int | None, caplog: pytest.LogCaptureFixture
+) -> None:
     # Prepare: a tiny model built from a config, and its weights before training.
     import torch
 
@@ -197,6 +215,8 @@ def test_a_dp_sgd_trial_trains_on_cpu_and_hands_back_a_plain_model(lora_rank: in
     result = finetune(loaded, train, evaluation, settings)
     # Assert: the steps Opacus ran are the ones charged; the model is free of its hooks.
     assert result.steps == 2 * poisson_schedule(40, 8)[1] and result.device == "cpu"
+    # Noise 1.0 over batches of 8 drowns thousands of parameters: said before training.
+    assert "DP-SGD will likely learn nothing" in caplog.text
     model = loaded.model
     assert "GradSampleModule" not in type(model).__name__
     assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
