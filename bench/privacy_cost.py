@@ -217,26 +217,26 @@ def main() -> None:
         x_train, x_held = _features(base, train, evaluation, args)
         print(f"pooled features ready in {time.perf_counter() - started:.0f} s", flush=True)
         trainable = sum(p.numel() for p in base.model.classifier.parameters())
-        for label, sigma in runs:
+        for label, noise in runs:
             accuracies = []
             for repeat in range(args.repeats):
                 args_r = argparse.Namespace(**{**vars(args), "seed": args.seed + repeat})
-                accuracies.append(_head_run(base, x_train, x_held, args_r, sigma))
-            rows.append(_row(label, sigma, trainable, q, len(train_pairs), accuracies))
+                accuracies.append(_head_run(base, x_train, x_held, args_r, noise))
+            rows.append(_row(label, noise, trainable, q, len(train_pairs), accuracies))
             print("  " + " | ".join(rows[-1]), flush=True)
     else:
-        for label, sigma in runs:
+        for label, noise in runs:
             settings = FineTuneSettings(
                 learning_rate=args.learning_rate, batch_size=args.batch_size,
                 epochs=args.epochs, warmup_ratio=0.0, weight_decay=0.0, eval_interval=10**9,
                 max_length=args.max_length, seed=args.seed,
                 lora_rank=8 if args.mode == "lora" else None, device=args.device,
-                dp_noise_multiplier=sigma, dp_max_grad_norm=args.clip,
+                dp_noise_multiplier=noise, dp_max_grad_norm=args.clip,
             )  # fmt: skip
             started = time.perf_counter()
             result = finetune(copy.deepcopy(base), train, evaluation, settings)
             rows.append(
-                _row(label, sigma, result.trainable_parameters, q, len(train_pairs),
+                _row(label, noise, result.trainable_parameters, q, len(train_pairs),
                      [result.metrics["accuracy"]])
             )  # fmt: skip
             print(
