@@ -70,6 +70,16 @@ class PriorRow:
     noise: float | None = None
     reliability: float | None = None
 
+    @property
+    def privacy(self) -> str:
+        """Its guarantee and the noise its released values carry ("exact" when not private)."""
+        if self.epsilon is None:
+            return "exact" if self.used else ""
+        text = f"epsilon {self.epsilon:g}, delta {self.delta or 0:g}"
+        if self.noise:
+            text += f"; noise ±{self.noise:.3g}, trusted ×{self.reliability or 0:.2f}"
+        return text
+
 
 @dataclass(frozen=True)
 class WarmStartReport:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from gridpoint.node.cli.output import print_json, print_line, print_table, stderr
 from gridpoint.node.home import resolve_home
-from gridpoint.node.study_reports import PriorRow, WarmStartReport
+from gridpoint.node.study_reports import WarmStartReport
 from gridpoint.node.tuning.study_run import TuneOutcome, TuneRequest, run_tune
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def _print_priors(report: WarmStartReport) -> None:
                 p.trials,
                 "" if p.similarity is None else p.similarity,
                 "" if p.weight is None else p.weight,
-                _privacy_cell(p),
+                p.privacy,
                 "; ".join(["used", *p.notes]) if p.used else f"left out: {p.reason}",
             ]
             for p in report.priors
@@ -160,16 +160,6 @@ def _print_priors(report: WarmStartReport) -> None:
                 else ""
             )
         )
-
-
-def _privacy_cell(prior: PriorRow) -> str:
-    """A prior's guarantee and the noise of its released values ("exact" when not private)."""
-    if prior.epsilon is None:
-        return "exact" if prior.used else ""
-    text = f"epsilon {prior.epsilon:g}, delta {prior.delta or 0:g}"
-    if prior.noise:
-        text += f"; noise ±{prior.noise:.3g}, trusted ×{prior.reliability or 0:.2f}"
-    return text
 
 
 def _fmt(value: float | None) -> str:

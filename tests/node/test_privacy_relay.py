@@ -13,12 +13,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from optuna.distributions import FloatDistribution
 
 from gridpoint.node.catalog import admit, publish, trust_check
 from gridpoint.node.peers.sync import SyncLimits, SyncReport, sync_peer
 from gridpoint.node.protocol.methods import FETCH, SYNC
+from gridpoint.node.study_reports import WarmStartReport, load_reports, save_report
+from gridpoint.node.tuning.warm_search import _rows
 from gridpoint.node.tuning.warm_start import choose_priors
 from gridpoint.schema import PrivacyGuarantee, RunRecord, TaskDescriptor
+from gridpoint.trainers.transfer.sampler import WarmStartSampler
 from gridpoint.v1 import catalog_pb2, envelope_pb2, records_pb2
 from tests.cli_main import run_main
 from tests.helpers import make_record
@@ -62,12 +66,12 @@ def _pull(net: Network, node: Node, peer: Node) -> SyncReport:
 
 
 def test_a_private_records_guarantee_survives_a_relay_signed_and_filterable(
-    net: Network, capsys: pytest.CaptureFixture[str]
+    net: Network, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # Prepare: A publishes three trials of a private study and one exact record.
     a, b, c = _line(net)
     private = [publish(a.store, a.home.identity, _private_trial(i)).id for i in range(3)]
-    exact = publish(a.store, a.home.identity, make_record(9)).id
+    exact = publish(a.store, a.home.identity, replace(make_record(9), study="f" * 32)).id
     # Execute: B syncs A, C syncs B only.
     assert _pull(net, b, a).new == 4
     report = _pull(net, c, b)
@@ -102,6 +106,13 @@ def test_a_private_records_guarantee_survives_a_relay_signed_and_filterable(
     [prior] = [p for p in choice.priors if p.epsilon is not None]
     assert (prior.epsilon, prior.delta, len(prior.trials)) == (3.0, 1e-5, 3)
     assert prior.noise > 0
+    # The prior report `tune` prints and keeps names its epsilon; the exact prior says so.
+    sampler = WarmStartSampler(choice.priors, {"learning_rate": FloatDistribution(1e-6, 1e-3)})
+    save_report(tmp_path, "s", WarmStartReport(sampler.method, _rows(sampler, choice)))
+    [kept] = load_reports(tmp_path, "s")
+    shown = {row.prior: row.privacy for row in kept.priors}
+    assert shown[prior.label].startswith("epsilon 3, delta 1e-05; noise ±")
+    assert set(shown.values()) - {shown[prior.label]} == {"exact"}
 
 
 def test_a_guarantee_rewritten_in_transit_fails_verification(net: Network) -> None:
