@@ -16,7 +16,7 @@ Besides the accuracy, each DP run prints its noise multiplier and the noise-to-s
 trainers/privacy/guidance.py warns on (the noise's norm over the clipping bound, per mean
 gradient): the table shows where learning stops.
 
-    python bench/privacy_cost.py                                # head, epsilon 1 3 8, ~5 min
+    python bench/privacy_cost.py        # head, epsilon 1 3 8: ~20 min on 2 shared cores
     python bench/privacy_cost.py --mode lora --epsilon 8 --epochs 3 --batch-size 64
 """
 

@@ -232,3 +232,8 @@ def test_a_dp_sgd_trial_trains_on_cpu_and_hands_back_a_plain_model(
         # LoRA: the base weights are untouched, only adapters (and the head) trained.
         base = "base_model.model.bert.encoder.layer.0.attention.self.query.base_layer.weight"
         assert torch.equal(after[base], before["bert.encoder.layer.0.attention.self.query.weight"])
+        # ...and both of those did train under DP-SGD: the adapters left zero, the head moved.
+        adapter = "base_model.model.bert.encoder.layer.0.attention.self.query.lora_B.default.weight"
+        assert after[adapter].abs().sum() > 0
+        head = "base_model.model.classifier.modules_to_save.default.weight"
+        assert not torch.equal(after[head], before["classifier.weight"])
