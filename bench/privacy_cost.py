@@ -222,7 +222,7 @@ def main() -> None:
             for repeat in range(args.repeats):
                 args_r = argparse.Namespace(**{**vars(args), "seed": args.seed + repeat})
                 accuracies.append(_head_run(base, x_train, x_held, args_r, noise))
-            rows.append(_row(label, noise, trainable, q, len(train_pairs), accuracies))
+            rows.append(_row(label, noise, trainable, q, steps, len(train_pairs), accuracies))
             print("  " + " | ".join(rows[-1]), flush=True)
     else:
         for label, noise in runs:
@@ -236,7 +236,7 @@ def main() -> None:
             started = time.perf_counter()
             result = finetune(copy.deepcopy(base), train, evaluation, settings)
             rows.append(
-                _row(label, noise, result.trainable_parameters, q, len(train_pairs),
+                _row(label, noise, result.trainable_parameters, q, steps, len(train_pairs),
                      [result.metrics["accuracy"]])
             )  # fmt: skip
             print(
@@ -251,7 +251,13 @@ def main() -> None:
 
 
 def _row(
-    label: str, sigma: float | None, trainable: int, q: float, rows: int, accuracies: list[float]
+    label: str,
+    sigma: float | None,
+    trainable: int,
+    q: float,
+    steps: int,
+    rows: int,
+    accuracies: list[float],
 ) -> list[str]:
     mean = sum(accuracies) / len(accuracies)
     spread = (
@@ -259,7 +265,7 @@ def _row(
     )
     if sigma is None:
         return [label, "-", "-", f"{mean:.3f}{spread}"]
-    ratio = noise_to_signal(sigma, q, rows, trainable)
+    ratio = noise_to_signal(sigma, q, rows, trainable, steps)
     return [label, f"{sigma:.3f}", f"{ratio:.2f}", f"{mean:.3f}{spread}"]
 
 

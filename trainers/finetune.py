@@ -194,6 +194,8 @@ def finetune(
         model, optimizer, dp_batches = dp.model, dp.optimizer, dp.batches
         accumulation, steps_per_epoch = 1, len(dp_batches)
         quiet_hooks = dp.quiet_hooks
+    total_steps = steps_per_epoch * settings.epochs
+    if settings.dp_noise_multiplier is not None:
         from gridpoint.trainers.privacy.guidance import advice
 
         # Before the minutes it costs: a run its noise drowns is said so, with what to change.
@@ -202,10 +204,10 @@ def finetune(
             dp.sample_rate,
             len(train_features),
             sum(p.numel() for p in model.parameters() if p.requires_grad),
+            total_steps,
         )
         if warning:
             logging.getLogger(__name__).warning(warning)
-    total_steps = steps_per_epoch * settings.epochs
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(settings.warmup_ratio * total_steps), total_steps
     )
