@@ -13,8 +13,8 @@ run's Poisson sampling and steps). Two ways to train:
   weight; minutes per run on a CPU.
 
 Besides the accuracy, each DP run prints its noise multiplier and the noise-to-signal figure
-trainers/privacy/guidance.py warns on (the noise's norm over the clipping bound, per mean
-gradient): the table shows where learning stops.
+trainers/privacy/guidance.py warns on (the run's noise over the most signal its clipped
+gradients can carry): the table shows where learning stops.
 
     python bench/privacy_cost.py        # head, epsilon 1 3 8: ~20 min on 2 shared cores
     python bench/privacy_cost.py --mode lora --epsilon 8 --epochs 3 --batch-size 64
