@@ -63,6 +63,22 @@ class PriorRow:
     #: The prior's trials left out (a value outside the study's space) and values clipped.
     trials_left_out: int = 0
     values_clipped: int = 0
+    #: A private prior's signed guarantee (None: its values are exact), the standard
+    #: deviation of the noise its released values carry, and the trust that noise leaves it.
+    epsilon: float | None = None
+    delta: float | None = None
+    noise: float | None = None
+    reliability: float | None = None
+
+    @property
+    def privacy(self) -> str:
+        """Its guarantee and the noise its released values carry ("exact" when not private)."""
+        if self.epsilon is None:
+            return "exact" if self.used else ""
+        text = f"epsilon {self.epsilon:g}, delta {self.delta or 0:g}"
+        if self.noise:
+            text += f"; noise ±{self.noise:.3g}, trusted ×{self.reliability or 0:.2f}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -157,6 +173,10 @@ def _prior(data: Any) -> PriorRow | None:
             ),
             trials_left_out=int(data.get("trials_left_out", 0)),
             values_clipped=int(data.get("values_clipped", 0)),
+            epsilon=_number(data.get("epsilon")),
+            delta=_number(data.get("delta")),
+            noise=_number(data.get("noise")),
+            reliability=_number(data.get("reliability")),
         )
     except (KeyError, TypeError, ValueError):
         return None

@@ -13,6 +13,7 @@ What a task's data looks like, how it is batched and scored is the task type's
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -194,6 +195,19 @@ def finetune(
         accumulation, steps_per_epoch = 1, len(dp_batches)
         quiet_hooks = dp.quiet_hooks
     total_steps = steps_per_epoch * settings.epochs
+    if settings.dp_noise_multiplier is not None:
+        from gridpoint.trainers.privacy.guidance import advice
+
+        # Before the minutes it costs: a run its noise drowns is said so, with what to change.
+        warning = advice(
+            settings.dp_noise_multiplier,
+            dp.sample_rate,
+            len(train_features),
+            sum(p.numel() for p in model.parameters() if p.requires_grad),
+            total_steps,
+        )
+        if warning:
+            logging.getLogger(__name__).warning(warning)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(settings.warmup_ratio * total_steps), total_steps
     )

@@ -134,7 +134,7 @@ def _print_priors(report: WarmStartReport) -> None:
         return
     print_table(
         f"warm start ({report.method}): prior studies",
-        ["prior study", "signed by", "trials", "similarity", "weight", "used / why not"],
+        ["prior study", "signed by", "trials", "similarity", "weight", "privacy", "used / why not"],
         [
             [
                 p.study[:12],
@@ -142,6 +142,7 @@ def _print_priors(report: WarmStartReport) -> None:
                 p.trials,
                 "" if p.similarity is None else p.similarity,
                 "" if p.weight is None else p.weight,
+                p.privacy,
                 "; ".join(["used", *p.notes]) if p.used else f"left out: {p.reason}",
             ]
             for p in report.priors

@@ -4,7 +4,8 @@
 search factory. When the study's data has been described, it chooses prior studies from the
 catalog (warm_start.py), builds the transfer sampler and, with `[warm_start] curve_pruning`,
 the curve-aware pruner (trainers/transfer/), and hands the report of what it found (every
-prior used or left out, who signed it, its weight) to `on_report` before the first trial.
+prior used or left out, who signed it, its weight, a private prior's epsilon and noise) to
+`on_report` before the first trial.
 `report()` gives the same report at the end, with the weights the sampler learned.
 
 Must never read private runs, or take this study's own records as priors of itself.
@@ -124,6 +125,10 @@ def _rows(sampler: WarmStartSampler, choice: PriorChoice) -> tuple[PriorRow, ...
                 ),
                 trials_left_out=int(row.get("trials_left_out", 0)),
                 values_clipped=int(row.get("values_clipped", 0)),
+                epsilon=row.get("epsilon"),
+                delta=row.get("delta"),
+                noise=row.get("noise"),
+                reliability=row.get("reliability"),
             )
         )
     rows += [

@@ -7,6 +7,10 @@ how alike its task descriptor is to the new task (the weight it starts with) and
 trainers as PriorStudy objects; the sampler then maps them onto the search space and says
 what else it could not use. Nothing here leaves the node and private runs are never read.
 
+A prior published by a differentially private study carries its signed guarantee: its
+released accuracies had Gaussian noise, and the sampler is told how much (`released_noise`),
+so that it trusts such a prior less and shows its epsilon in the report.
+
 `from_catalog()` is the Python entry point for teams that keep their own Optuna code.
 """
 
@@ -21,17 +25,35 @@ from typing import TYPE_CHECKING, Any
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.base import CatalogStore, StoredRecord
 from gridpoint.node.store.query_filter import And, Comparison, FilterNode, parse_filter
-from gridpoint.schema import RunRecord, TaskDescriptor
+from gridpoint.schema import PrivacyGuarantee, RunRecord, TaskDescriptor
 from gridpoint.schema.vocabulary import SIZE_BUCKETS
 
 if TYPE_CHECKING:
     from gridpoint.trainers.transfer.priors import PriorStudy
     from gridpoint.trainers.transfer.sampler import WarmStartSampler
 
-__all__ = ["PriorChoice", "PriorSource", "choose_priors", "from_catalog", "task_similarity"]
+__all__ = [
+    "PriorChoice",
+    "PriorSource",
+    "choose_priors",
+    "from_catalog",
+    "released_noise",
+    "task_similarity",
+]
 
 #: Trial records read from the catalog for one warm start, at most.
 MAX_PRIOR_RECORDS = 100_000
+#: The evaluation rows assumed behind a private prior's released accuracy, by its training
+#: set's size bucket. A record never says how many rows its evaluation had (that would say
+#: more about the dataset than the bucket does): assumed a fifth of the bucket's smallest
+#: training set, and at least 100, on the cautious side (fewer rows: more noise, less trust).
+ASSUMED_EVAL_ROWS = {
+    "<1k": 100,
+    "1k-10k": 200,
+    "10k-100k": 2_000,
+    "100k-1m": 20_000,
+    ">1m": 200_000,
+}
 
 
 @dataclass(frozen=True)
@@ -118,6 +140,7 @@ def choose_priors(
                 (source, f"base model family {first.model.family!r}, this study {model_family!r}")
             )
             continue
+        noise = released_noise(records, objective_metric)
         trials = [
             PriorTrial(
                 params=dict(r.hyperparameters),
@@ -141,10 +164,40 @@ def choose_priors(
                 search_space=first.search_space,
                 similarity=similarity,
                 renames=dict(renames or {}),
+                noise=noise,
+                epsilon=first.privacy.epsilon if first.privacy else None,
+                delta=first.privacy.delta if first.privacy else None,
             )
         )
         choice.sources[source.label] = source
     return choice
+
+
+def released_noise(records: Sequence[RunRecord], metric: str) -> float:
+    """The standard deviation of the noise a private study's released `metric` values carry
+    (0 for exact values), from what its records publish.
+
+    The study's evaluation budget (its signed epsilon and delta) was spread over every
+    release of every trial: calibrated here for as many alike releases as its records show
+    (trials times evaluations of the longest curve), as trainers/privacy/accounting.py
+    calibrated them. The sensitivity of an accuracy is 1 / evaluation rows, with the rows
+    assumed from the size bucket (ASSUMED_EVAL_ROWS). An estimate: trials that failed
+    before publishing are not seen (they were charged too, so the noise was a little more).
+    """
+    from gridpoint.trainers.privacy.accounting import release_noise
+    from gridpoint.trainers.privacy.spec import RELEASABLE_METRICS
+
+    guarantee: PrivacyGuarantee | None = records[0].privacy if records else None
+    if guarantee is None or guarantee.protected not in ("evaluation", "both"):
+        return 0.0
+    if metric not in RELEASABLE_METRICS:
+        return 0.0
+    evaluations = max((sum(1 for p in r.curve if p.metric == metric) for r in records), default=1)
+    multiplier = release_noise(
+        guarantee.epsilon, guarantee.delta, len(records) * max(evaluations, 1), guarantee.accountant
+    )
+    rows = ASSUMED_EVAL_ROWS.get(records[0].task.size_bucket, 100)
+    return multiplier * RELEASABLE_METRICS[metric] / rows
 
 
 def _direction(record: RunRecord, metric: str) -> str:

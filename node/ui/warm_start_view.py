@@ -142,7 +142,8 @@ def warm_start_runs(
                     weight_start=_float(row.weight),
                     weight_end=end,
                     share_end=end / total if end is not None and total > 0 else None,
-                    notes=list(row.notes),
+                    # A private prior's guarantee and noise, where its other notes are read.
+                    notes=list(row.notes) + ([row.privacy] if row.epsilon is not None else []),
                     reason=row.reason,
                     ran_its_configurations=_ran_configurations(ui, row.study, trials)
                     if row.used and row.study

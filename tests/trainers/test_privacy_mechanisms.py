@@ -174,8 +174,30 @@ PAIRS = [
 ]
 
 
+def test_a_run_the_noise_drowns_is_warned_and_one_that_can_learn_is_not() -> None:
+    from gridpoint.trainers.privacy.dpsgd import poisson_schedule
+    from gridpoint.trainers.privacy.guidance import advice, noise_to_signal
+
+    # bench/RESULTS.md: MiniLM on 1,097 rows, batch 64. LoRA 8 (74,498 trainable parameters)
+    # for 54 steps learnt at noise 0.11, nothing at 0.224 or at epsilon 8's 0.70; the head
+    # alone (770) for 360 steps learnt at epsilon 3's 1.81 and barely at epsilon 1's 4.42.
+    q, _ = poisson_schedule(1097, 64)
+    learnt = [(0.11, 74_498, 54), (1.807, 770, 360)]
+    not_learnt = [(0.224, 74_498, 54), (0.70, 74_498, 54), (4.42, 770, 360)]
+    for sigma, trainable, steps in learnt:
+        assert advice(sigma, q, 1097, trainable, steps) is None
+    for sigma, trainable, steps in not_learnt:
+        warning = advice(sigma, q, 1097, trainable, steps)
+        assert warning is not None and "learn nothing" in warning and f"{trainable:,}" in warning
+    # Ten times the rows at the same rate: batches ten times larger, ten times less noise.
+    lora = noise_to_signal(0.70, q, 1097, 74_498, 54)
+    assert noise_to_signal(0.70, q, 10_970, 74_498, 54) == pytest.approx(lora / 10)
+
+
 @pytest.mark.parametrize("lora_rank", [None, 4])
-def test_a_dp_sgd_trial_trains_on_cpu_and_hands_back_a_plain_model(lora_rank: int | None) -> None:
+def test_a_dp_sgd_trial_trains_on_cpu_and_hands_back_a_plain_model(
+    lora_rank: int | None, caplog: pytest.LogCaptureFixture
+) -> None:
     # Prepare: a tiny model built from a config, and its weights before training.
     import torch
 
@@ -197,6 +219,8 @@ def test_a_dp_sgd_trial_trains_on_cpu_and_hands_back_a_plain_model(lora_rank: in
     result = finetune(loaded, train, evaluation, settings)
     # Assert: the steps Opacus ran are the ones charged; the model is free of its hooks.
     assert result.steps == 2 * poisson_schedule(40, 8)[1] and result.device == "cpu"
+    # Noise 1.0 over batches of 8 drowns thousands of parameters: said before training.
+    assert "DP-SGD will likely learn nothing" in caplog.text
     model = loaded.model
     assert "GradSampleModule" not in type(model).__name__
     assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
@@ -212,3 +236,8 @@ def test_a_dp_sgd_trial_trains_on_cpu_and_hands_back_a_plain_model(lora_rank: in
         # LoRA: the base weights are untouched, only adapters (and the head) trained.
         base = "base_model.model.bert.encoder.layer.0.attention.self.query.base_layer.weight"
         assert torch.equal(after[base], before["bert.encoder.layer.0.attention.self.query.weight"])
+        # ...and both of those did train under DP-SGD: the adapters left zero, the head moved.
+        adapter = "base_model.model.bert.encoder.layer.0.attention.self.query.lora_B.default.weight"
+        assert after[adapter].abs().sum() > 0
+        head = "base_model.model.classifier.modules_to_save.default.weight"
+        assert not torch.equal(after[head], before["classifier.weight"])

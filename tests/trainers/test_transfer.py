@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -112,6 +113,25 @@ def test_sampler_reports_every_prior_used_or_not() -> None:
     assert report["good"]["used"] and report["good"]["trials"] == 40
     assert [d["how"] for d in report["good"]["dimensions"]] == ["same name", "same name"]
     assert not report["misfit"]["used"] and "shares no parameter" in report["misfit"]["reason"]
+
+
+def test_a_prior_released_with_noise_is_trusted_less_than_the_same_values_exact() -> None:
+    exact = prior("exact")
+    spread = float(np.std([t.value for t in exact.trials]))
+    noisy = dataclasses.replace(exact, label="noisy", noise=0.7 * spread, epsilon=1.0, delta=1e-5)
+    sampler = WarmStartSampler([exact, noisy], SPACE, seed=0)
+    assert sampler.weights["noisy"] < sampler.weights["exact"]
+    report = {r["prior"]: r for r in sampler.report()}
+    assert report["noisy"]["epsilon"] == 1.0 and report["noisy"]["delta"] == 1e-5
+    assert report["noisy"]["reliability"] == pytest.approx(1 - 0.49, abs=1e-3)
+    assert report["exact"]["epsilon"] is None and report["exact"]["reliability"] == 1.0
+    # Its surface is smoothed by that noise instead of passing through each released value.
+    x, values = sampler.used[0].x, gaussian_copula(sampler.used[0].values)
+    fitted = [
+        np.abs(prior_surface(x, values, noise=share).mean(x) - values).mean()
+        for share in (0.0, 0.49)
+    ]
+    assert fitted[1] > fitted[0]
 
 
 def test_a_pruned_prior_best_is_never_proposed_again() -> None:

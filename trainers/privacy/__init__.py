@@ -9,6 +9,8 @@ The code is organized as follows:
   each trial's noise calibrated to its share of the budget.
 - release.py: the Gaussian mechanism that releases evaluation values (sensitivity from the
   evaluation set's size); the study's sampler, pruner and records see only its output.
+- guidance.py: whether DP-SGD can learn at the noise a budget forces (noise over signal per
+  step), and the one-line warning when it cannot.
 - dpsgd.py: DP-SGD through Opacus (per-example clipping, Poisson sampling, calibrated noise)
   for the fine-tuning loop, LoRA or full, on CPU or GPU.
 

@@ -38,6 +38,7 @@ __all__ = [
     "dpsgd_event",
     "epsilon_of",
     "release_event",
+    "release_noise",
     "select_best_event",
 ]
 
@@ -135,6 +136,12 @@ def _search(make: Callable[[float], Any], epsilon: float, delta: float, kind: st
     while epsilon_of(make(sigma), delta, kind) > epsilon:
         sigma *= 1.001
     return sigma
+
+
+def release_noise(epsilon: float, delta: float, releases: int, accountant: str = "rdp") -> float:
+    """The noise multiplier of each of `releases` alike Gaussian releases spending (epsilon,
+    delta) together: what a study of that many evaluations, all alike, gave each one."""
+    return _calibrate(lambda s: release_event(s, max(releases, 1)), epsilon, delta, accountant)
 
 
 class SplitAccountant:

@@ -8,6 +8,11 @@ trainable parameters take per-example gradients: with LoRA, the adapters and the
 full fine-tuning every parameter but the position and token-type embeddings (frozen: their
 input is shared by the whole batch, so their gradient has no per-example split).
 `release_model` takes Opacus's hooks off the trained model before it is kept.
+
+Opacus's `secure_mode` is off because it needs torchcsprng, which is not built for current
+torch; the noise is drawn instead by torch's generator seeded from os.urandom, with Opacus's
+floating-point-attack-resistant sampling (four draws summed, its secure_mode noise) switched on
+in the optimizer, which needs no torchcsprng.
 """
 
 from __future__ import annotations
@@ -107,6 +112,8 @@ def private_training(
         poisson_sampling=True,
         noise_generator=torch.Generator(device=_device_of(model)).manual_seed(_entropy()),
     )
+    # The half of secure_mode that needs no torchcsprng (see the module docstring).
+    private_optimizer.secure_mode = True
     return PrivateTraining(
         private_model, private_optimizer, batches, poisson_schedule(len(features), batch_size)[0]
     )

@@ -7,6 +7,8 @@ The code is organized as follows:
   ranges), with how each was matched.
 - space.py: the study's search space as the unit cube; a prior's trials placed in it
   (clipped, dropped or marginalized, and counted).
+- reliability.py: how much of a prior's spread is release noise (private priors), and the
+  trust left to it.
 - copula.py: the Gaussian copula that puts every task's objective on one scale.
 - surrogate.py: a prior study's mean surface and the new study's own GP.
 - ensemble.py: the ranking-weighted ensemble (RGPE-style) that proposes each point.

@@ -3,7 +3,9 @@
 A prior study is a set of finished trials of some earlier study on a related task (this
 organization's or a peer's); where they come from is the caller's business (gridpoint's
 node builds them from catalog records). Values are in the objective's own units; the
-direction says which way is better.
+direction says which way is better. A prior whose values were released with noise (a
+differentially private study) says how much: `noise` is the noise's standard deviation in the
+objective's units, and its (epsilon, delta) ride along for the prior report.
 """
 
 from __future__ import annotations
@@ -39,3 +41,9 @@ class PriorStudy:
     similarity: float = 1.0
     #: Parameter renames, prior name -> this study's name (explicit config only).
     renames: Mapping[str, str] = field(default_factory=dict)
+    #: Standard deviation of the noise each value was released with, in the objective's
+    #: units (0: exact values). See reliability.py for what it does to the prior's weight.
+    noise: float = 0.0
+    #: The privacy guarantee its values were released under, for the report (None: exact).
+    epsilon: float | None = None
+    delta: float | None = None

@@ -18,7 +18,9 @@ Two methods (compared in bench/transfer_hpo.py, see bench/RESULTS.md):
 
 Priors that do not fit the search space are never dropped silently: `report` lists every
 prior used (trials, similarity, notes on how it was mapped) and every prior left out with
-its reason; `weights` holds the trust each prior had at the latest proposal.
+its reason; `weights` holds the trust each prior had at the latest proposal. A prior whose
+values were released with noise (a private study's) is trusted less from the start and its
+surface smoothed by that noise (reliability.py); the report shows its noise and epsilon.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from gridpoint.trainers.transfer.copula import gaussian_copula
 from gridpoint.trainers.transfer.ensemble import RankWeightedEnsemble
 from gridpoint.trainers.transfer.initial_design import initial_design
 from gridpoint.trainers.transfer.priors import PriorStudy
+from gridpoint.trainers.transfer.reliability import noise_share
 from gridpoint.trainers.transfer.space import MappedPrior, PriorExclusion, UnitSpace, map_prior
 from gridpoint.trainers.transfer.surrogate import PriorSurface, prior_surface
 
@@ -95,11 +98,21 @@ class WarmStartSampler(BaseSampler):
         self._pool_means: np.ndarray | None = None
         self._prior_best: np.ndarray | None = None
         self._bests: tuple[np.ndarray, np.ndarray] | None = None
+        #: Each used prior's share of its values' variance that is release noise (0: exact).
+        self.noise_shares = [noise_share(m.values, m.study.noise) for m in self.used]
         self._surfaces: list[PriorSurface] = [
-            prior_surface(m.x, z, seed=i)
-            for i, (m, z) in enumerate(zip(self.used, self._scores, strict=True))
+            prior_surface(m.x, z, seed=i, noise=share)
+            for i, (m, z, share) in enumerate(
+                zip(self.used, self._scores, self.noise_shares, strict=True)
+            )
         ]
-        similarity = np.array([m.study.similarity for m in self.used])
+        # A noisy prior starts with less trust than an exact one with the same values.
+        similarity = np.array(
+            [
+                m.study.similarity * (1.0 - share)
+                for m, share in zip(self.used, self.noise_shares, strict=True)
+            ]
+        )
         self._ensemble = RankWeightedEnsemble(
             self._space.dim,
             seed=seed or 0,
@@ -130,6 +143,11 @@ class WarmStartSampler(BaseSampler):
                 "trials": len(m.values),
                 "similarity": round(m.study.similarity, 3),
                 "weight": round(self.weights.get(m.study.label, 0.0), 3),
+                # Released values (a private study): the noise and the guarantee behind it.
+                "noise": m.study.noise,
+                "reliability": round(1.0 - share, 3),
+                "epsilon": m.study.epsilon,
+                "delta": m.study.delta,
                 "notes": list(m.notes),
                 "dimensions": [
                     {
@@ -143,7 +161,7 @@ class WarmStartSampler(BaseSampler):
                 "trials_left_out": m.trials_outside,
                 "values_clipped": m.values_clipped,
             }
-            for m in self.used
+            for m, share in zip(self.used, self.noise_shares, strict=True)
         ]
         rows.extend(
             {

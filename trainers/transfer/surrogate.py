@@ -6,7 +6,8 @@ process on the new task's own observations; it gives the ensemble its uncertaint
 leave-one-out predictions let the ensemble judge it on the same footing as the priors.
 
 Inputs are always points of the unit cube and objective values already copula-transformed
-(lower is better). Must never see raw parameter values or raw metrics.
+(lower is better). A prior released with noise (reliability.py) is fitted with that noise as
+the least observation noise of its kernel. Must never see raw parameter values or raw metrics.
 """
 
 from __future__ import annotations
@@ -38,20 +39,31 @@ SURFACE_CACHE = 32
 #: Queries of at least this many points are remembered by each surface (the priors' own
 #: configurations, scored for a study's first proposal, are the same for every study).
 MEMO_FROM = 4096
+#: The most observation noise a fitted kernel may find in a prior's normalized values.
+NOISE_BOUND = 0.5
 
 
-def _kernel(dim: int, noise: float = 1e-3) -> Any:
+def _kernel(dim: int, noise: float = 1e-3, floor: float = 0.0) -> Any:
+    """The fitted kernel; `floor` is the least observation noise it may fit (the known release
+    noise of a private prior, in normalized units): fitted above it, never below."""
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-    return ConstantKernel(1.0, (0.05, 20.0)) * Matern(
-        length_scale=np.full(dim, 0.5), length_scale_bounds=(0.02, 20.0), nu=2.5
-    ) + WhiteKernel(noise, (1e-6, 0.5))
+    white = (
+        WhiteKernel(floor, "fixed")
+        if floor >= NOISE_BOUND
+        else WhiteKernel(max(noise, floor), (max(floor, 1e-6), NOISE_BOUND))
+    )
+    return (
+        ConstantKernel(1.0, (0.05, 20.0))
+        * Matern(length_scale=np.full(dim, 0.5), length_scale_bounds=(0.02, 20.0), nu=2.5)
+        + white
+    )
 
 
-def _fixed_kernel() -> Any:
+def _fixed_kernel(floor: float = 0.0) -> Any:
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-    return ConstantKernel(1.0) * Matern(length_scale=0.3, nu=2.5) + WhiteKernel(1e-2)
+    return ConstantKernel(1.0) * Matern(length_scale=0.3, nu=2.5) + WhiteKernel(max(1e-2, floor))
 
 
 def _fit_gp(x: np.ndarray, z: np.ndarray, kernel: Any, optimize: bool) -> Any:
@@ -95,7 +107,7 @@ class PriorSurface:
     plain matrix product, so scoring thousands of candidates per proposal stays cheap.
     """
 
-    def __init__(self, x: np.ndarray, z: np.ndarray, *, seed: int = 0) -> None:
+    def __init__(self, x: np.ndarray, z: np.ndarray, *, seed: int = 0, noise: float = 0.0) -> None:
         x = np.asarray(x, dtype=float)
         z = np.asarray(z, dtype=float)
         rng = np.random.default_rng(seed)
@@ -109,13 +121,15 @@ class PriorSurface:
         scale = float(keep_z.std()) or 1.0
         normalized = (keep_z - keep_z.mean()) / scale
         if len(keep_z) < MIN_FIT_POINTS:
-            kernel = _fixed_kernel()
+            kernel = _fixed_kernel(noise)
         else:
             fit_x, fit_z = _best_and_random(keep_x, normalized, FIT_POINTS, rng)
-            kernel = _fit_gp(fit_x, fit_z, _kernel(x.shape[1]), True).kernel_
-        self._amplitude, self._lengths, noise = _kernel_parameters(kernel, x.shape[1])
+            kernel = _fit_gp(fit_x, fit_z, _kernel(x.shape[1], floor=noise), True).kernel_
+        self._amplitude, self._lengths, fitted = _kernel_parameters(kernel, x.shape[1])
         gram = self._amplitude * _matern52(keep_x, keep_x, self._lengths)
-        gram[np.diag_indices_from(gram)] += max(noise, 1e-6)
+        # Heteroscedastic in the one way that matters here: a prior released with noise is
+        # smoothed by at least that noise, never interpolated through it.
+        gram[np.diag_indices_from(gram)] += max(fitted, noise, 1e-6)
         self._points = keep_x
         self._alpha = scale * cho_solve(cho_factor(gram, lower=True), normalized)
         self._offset = float(keep_z.mean())
@@ -147,18 +161,21 @@ class PriorSurface:
 _SURFACES: OrderedDict[str, PriorSurface] = OrderedDict()
 
 
-def prior_surface(x: np.ndarray, z: np.ndarray, *, seed: int = 0) -> PriorSurface:
-    """PriorSurface(x, z, seed=seed), reused when the same trials were fitted recently.
+def prior_surface(
+    x: np.ndarray, z: np.ndarray, *, seed: int = 0, noise: float = 0.0
+) -> PriorSurface:
+    """PriorSurface(x, z, seed=seed, noise=noise), reused when the same trials were fitted
+    recently. noise: the known observation-noise variance of z, as a share of its variance.
 
     The fit is deterministic given its inputs, so a reused surface is the one a new fit
     would give.
     """
     x = np.ascontiguousarray(x, dtype=float)
     z = np.ascontiguousarray(z, dtype=float)
-    key = _digest(x, z, np.array([seed, x.shape[1] if x.ndim == 2 else 0]))
+    key = _digest(x, z, np.array([seed, x.shape[1] if x.ndim == 2 else 0, noise]))
     surface = _SURFACES.get(key)
     if surface is None:
-        surface = PriorSurface(x, z, seed=seed)
+        surface = PriorSurface(x, z, seed=seed, noise=noise)
         _SURFACES[key] = surface
         while len(_SURFACES) > SURFACE_CACHE:
             _SURFACES.popitem(last=False)
