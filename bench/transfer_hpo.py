@@ -152,6 +152,7 @@ TASKS: list[Task] = []
 PRIORS: dict[int, list[PriorTask]] = {}
 NAMES: tuple[str, ...] = ()
 REGISTRY: list[Path | None] = [None]
+FIRST_SEED = [0]
 
 
 def prepare(
@@ -187,7 +188,7 @@ def run_one(job: tuple[str, int, int, int]) -> tuple[str, int, int, np.ndarray, 
         # Syne Tune prints timings and boxes; a method's warnings are its own business here.
         warnings.simplefilter("ignore")
         searcher = METHODS[method].build(
-            Setting(NAMES, PRIORS[task_index], seed, optunahub_registry=REGISTRY[0])
+            Setting(NAMES, PRIORS[task_index], seed + FIRST_SEED[0], optunahub_registry=REGISTRY[0])
         )
         evaluated = np.zeros(len(task.y), dtype=bool)
         chosen: list[int] = []
@@ -205,18 +206,21 @@ def _read_log(
     path: Path | None,
     methods: list[str],
     tasks: int,
-    seeds: int,
+    seeds: tuple[int, int],
     iterations: int,
     record: Callable[[str, int, int, np.ndarray, float], None],
 ) -> set[tuple[str, int, int]]:
-    """The studies a previous run of the same command logged, passed to record()."""
+    """The studies a previous run of the same command logged, passed to record().
+
+    seeds is (first seed, number of seeds); the keys returned count seeds from the first.
+    """
     done: set[tuple[str, int, int]] = set()
     if path is None or not path.exists():
         return done
     for line in path.read_text().splitlines():
         entry = json.loads(line)
-        key = (entry["method"], entry["task"], entry["seed"])
-        if key[0] in methods and key[1] < tasks and key[2] < seeds and key not in done:
+        key = (entry["method"], entry["task"], entry["seed"] - seeds[0])
+        if key[0] in methods and key[1] < tasks and 0 <= key[2] < seeds[1] and key not in done:
             best = np.array(entry["best"], dtype=float)[:iterations]
             record(*key, best, float(entry["cpu"]))
             done.add(key)
@@ -277,6 +281,12 @@ def main() -> int:
     parser.add_argument("--objective", required=True, help="objective column, e.g. metric_error")
     parser.add_argument("--maximize", action="store_true", help="the objective is to be maximized")
     parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="run seeds FIRST .. FIRST+SEEDS-1 (to add seeds to an earlier run's)",
+    )
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument(
         "--methods",
@@ -345,7 +355,10 @@ def main() -> int:
         cpu[method] += seconds
         studies[method] += 1
 
-    done = _read_log(args.log, methods, len(held_out), args.seeds, args.iterations, record)
+    FIRST_SEED[0] = args.first_seed
+    done = _read_log(
+        args.log, methods, len(held_out), (args.first_seed, args.seeds), args.iterations, record
+    )
     # Seed by seed (a stopped run keeps whole seeds), slow methods first within a seed so the
     # pool's tail is short.
     jobs = sorted(
@@ -364,7 +377,8 @@ def main() -> int:
             record(method, t, s, best, seconds)
             if args.log:
                 with args.log.open("a") as log:
-                    entry = {"method": method, "task": t, "seed": s, "cpu": seconds}
+                    entry = {"method": method, "task": t, "seed": s + args.first_seed}
+                    entry["cpu"] = seconds
                     log.write(json.dumps(entry | {"best": best.tolist()}) + "\n")
     elapsed = time.perf_counter() - started
     complete = [
