@@ -55,3 +55,20 @@ def test_the_loss_counts_the_misordered_pairs_of_each_resample() -> None:
     assert np.all(losses[:, 0] == 0.0)
     assert np.array_equal(losses[:, 1], pairs)
     assert pairs.max() > 0
+
+
+def test_with_beat_target_a_prior_must_out_rank_the_studys_own_model() -> None:
+    observed, rng = observations(30, 0)
+    target_loo = observed + rng.normal(0, 0.5, 30)
+    weaker = observed + rng.normal(0, 0.7, 30)  # better than chance, worse than the study's model
+    perfect = 2.0 * observed
+    default = ranking_weights(weaker[None, :], target_loo, observed, np.random.default_rng(1))
+    strict = ranking_weights(
+        np.vstack([weaker, perfect]),
+        target_loo,
+        observed,
+        np.random.default_rng(1),
+        beat_target=True,
+    )
+    assert default[0] > 0.1
+    assert strict[0] == 0.0 and strict[1] > 0.9

@@ -56,8 +56,10 @@ class RankWeightedEnsemble:
         seed: int = 0,
         prior_weights: np.ndarray | None = None,
         design_steps: int = 0,
+        beat_target: bool = False,
     ) -> None:
         self._design_steps = design_steps
+        self._beat_target = beat_target
         self._target = TargetModel(dim)
         self._residual = TargetModel(dim, fit_from=RESIDUAL_FIT_FROM)
         self._rng = np.random.default_rng(seed)
@@ -111,7 +113,9 @@ class RankWeightedEnsemble:
         if n >= MIN_TARGET_POINTS:
             self._target.fit(observed_x, z)
             target_loo = self._target.loo_mean()
-        weights = ranking_weights(prior_at_observed, target_loo, z, self._rng)
+        weights = ranking_weights(
+            prior_at_observed, target_loo, z, self._rng, beat_target=self._beat_target
+        )
         if target_loo is None and k:
             weights = self.initial_weights(k)
         if owners is not None and k and n < self._design_steps:

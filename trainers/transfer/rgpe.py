@@ -71,12 +71,18 @@ def ranking_weights(
     observed: np.ndarray,
     rng: np.random.Generator,
     samples: int = BOOTSTRAP_SAMPLES,
+    *,
+    beat_target: bool = False,
 ) -> np.ndarray:
     """Weights of the K priors and (last) the target: P(model is the best ranker).
 
     prior_predictions is K×n (each prior's mean at the n observed points), target_loo the
     target GP's leave-one-out means there (None while it has too few points to judge: the
     priors then share the weight equally). The weights sum to one.
+
+    beat_target (experimental, off by default): from CHANCE_TEST_FROM observations on, a prior
+    keeps weight only if its median loss is below the study's own model's, so a prior that is
+    merely better than chance stops steering once the study's own model ranks better.
     """
     k, n = prior_predictions.shape
     if n < 2 or target_loo is None:
@@ -99,6 +105,8 @@ def ranking_weights(
     if n >= CHANCE_TEST_FROM:
         better = (losses[:, :k] < 0.5 * pairs[:, None]).mean(axis=0)
         weights[:k][better < CHANCE_CONFIDENCE] = 0.0
+        if beat_target:
+            weights[:k][np.median(losses[:, :k], axis=0) >= np.median(losses[:, k])] = 0.0
     total = weights.sum()
     if total == 0:
         weights[k] = 1.0
