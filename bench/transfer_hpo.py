@@ -42,6 +42,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,6 +152,7 @@ TASKS: list[Task] = []
 PRIORS: dict[int, list[PriorTask]] = {}
 NAMES: tuple[str, ...] = ()
 REGISTRY: list[Path | None] = [None]
+FIRST_SEED = [0]
 
 
 def prepare(
@@ -186,7 +188,7 @@ def run_one(job: tuple[str, int, int, int]) -> tuple[str, int, int, np.ndarray, 
         # Syne Tune prints timings and boxes; a method's warnings are its own business here.
         warnings.simplefilter("ignore")
         searcher = METHODS[method].build(
-            Setting(NAMES, PRIORS[task_index], seed, optunahub_registry=REGISTRY[0])
+            Setting(NAMES, PRIORS[task_index], seed + FIRST_SEED[0], optunahub_registry=REGISTRY[0])
         )
         evaluated = np.zeros(len(task.y), dtype=bool)
         chosen: list[int] = []
@@ -198,6 +200,31 @@ def run_one(job: tuple[str, int, int, int]) -> tuple[str, int, int, np.ndarray, 
             searcher.tell(task.x[index], float(task.y[index]))
     best = np.minimum.accumulate(task.y[np.array(chosen)])
     return method, task_index, seed, best, time.process_time() - started
+
+
+def _read_log(
+    path: Path | None,
+    methods: list[str],
+    tasks: int,
+    seeds: tuple[int, int],
+    iterations: int,
+    record: Callable[[str, int, int, np.ndarray, float], None],
+) -> set[tuple[str, int, int]]:
+    """The studies a previous run of the same command logged, passed to record().
+
+    seeds is (first seed, number of seeds); the keys returned count seeds from the first.
+    """
+    done: set[tuple[str, int, int]] = set()
+    if path is None or not path.exists():
+        return done
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        key = (entry["method"], entry["task"], entry["seed"] - seeds[0])
+        if key[0] in methods and key[1] < tasks and 0 <= key[2] < seeds[1] and key not in done:
+            best = np.array(entry["best"], dtype=float)[:iterations]
+            record(*key, best, float(entry["cpu"]))
+            done.add(key)
+    return done
 
 
 def _nearest_unevaluated(task: Task, point: np.ndarray, evaluated: np.ndarray) -> int:
@@ -254,6 +281,12 @@ def main() -> int:
     parser.add_argument("--objective", required=True, help="objective column, e.g. metric_error")
     parser.add_argument("--maximize", action="store_true", help="the objective is to be maximized")
     parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="run seeds FIRST .. FIRST+SEEDS-1 (to add seeds to an earlier run's)",
+    )
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument(
         "--methods",
@@ -286,6 +319,13 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--log",
+        type=Path,
+        help="JSON lines file: each finished study is appended as it ends, studies already "
+        "in it are not run again (resume), and the figures cover the seeds that every method "
+        "finished on every task (so a run stopped early still reports its complete seeds)",
+    )
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -305,26 +345,52 @@ def main() -> int:
     held_out = tasks[: args.tasks] if args.tasks else tasks
     started = time.perf_counter()
     prepare(tasks, names, unrelated, args.cross_space, args.optunahub_registry)
-    jobs = [
-        (m, t, s, args.iterations)
-        for m in methods
-        for t in range(len(held_out))
-        for s in range(args.seeds)
-    ]
-    # Slow methods first so the pool's tail is short.
-    jobs.sort(key=lambda j: j[0] in ("random", "tpe"))
     curves = {m: np.full((len(held_out), args.seeds, args.iterations), np.nan) for m in methods}
     cpu = dict.fromkeys(methods, 0.0)
+    studies = dict.fromkeys(methods, 0)
+
+    def record(method: str, t: int, s: int, best: np.ndarray, seconds: float) -> None:
+        padded = np.concatenate([best, np.full(args.iterations - len(best), best[-1])])
+        curves[method][t, s] = padded
+        cpu[method] += seconds
+        studies[method] += 1
+
+    FIRST_SEED[0] = args.first_seed
+    done = _read_log(
+        args.log, methods, len(held_out), (args.first_seed, args.seeds), args.iterations, record
+    )
+    # Seed by seed (a stopped run keeps whole seeds), slow methods first within a seed so the
+    # pool's tail is short.
+    jobs = sorted(
+        (
+            (m, t, s, args.iterations)
+            for s in range(args.seeds)
+            for m in methods
+            for t in range(len(held_out))
+            if (m, t, s) not in done
+        ),
+        key=lambda j: (j[2], j[0] in ("random", "tpe")),
+    )
     context = multiprocessing.get_context("fork")
     with context.Pool(args.workers) as pool:
         for method, t, s, best, seconds in pool.imap_unordered(run_one, jobs, chunksize=1):
-            padded = np.concatenate([best, np.full(args.iterations - len(best), best[-1])])
-            curves[method][t, s] = padded
-            cpu[method] += seconds
+            record(method, t, s, best, seconds)
+            if args.log:
+                with args.log.open("a") as log:
+                    entry = {"method": method, "task": t, "seed": s + args.first_seed}
+                    entry["cpu"] = seconds
+                    log.write(json.dumps(entry | {"best": best.tolist()}) + "\n")
     elapsed = time.perf_counter() - started
+    complete = [
+        s for s in range(args.seeds) if all(np.isfinite(c[:, s]).all() for c in curves.values())
+    ]
+    seeds = len(complete)
+    if not seeds:
+        raise SystemExit("no seed finished for every method and task")
+    curves = {m: c[:, complete] for m, c in curves.items()}
     results = summarize(held_out, curves, args.iterations)
     for method, row in results.items():
-        row["cpu_seconds_per_study"] = round(cpu[method] / (len(held_out) * args.seeds), 2)
+        row["cpu_seconds_per_study"] = round(cpu[method] / max(studies[method], 1), 2)
     priors = (
         f"from {args.unrelated.name} (unrelated)"
         if args.unrelated
@@ -336,7 +402,7 @@ def main() -> int:
                 {
                     "blackbox": blackbox,
                     "tasks": len(held_out),
-                    "seeds": args.seeds,
+                    "seeds": seeds,
                     "iterations": args.iterations,
                     "priors": priors,
                     "seconds": round(elapsed, 1),
@@ -348,7 +414,7 @@ def main() -> int:
         )
         return 0
     print(
-        f"{blackbox}: {len(held_out)} tasks, {args.seeds} seeds, {args.iterations} iterations, "
+        f"{blackbox}: {len(held_out)} tasks, {seeds} seeds, {args.iterations} iterations, "
         f"priors {priors}; {elapsed:.0f} s on {args.workers} worker(s)"
     )
     _print_table(results, args.iterations, blackbox)

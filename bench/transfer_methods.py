@@ -179,6 +179,14 @@ def _ours_topk(setting: Setting) -> Any:
     )
 
 
+def _ours_strict(setting: Setting) -> Any:
+    import gridpoint
+
+    return gridpoint.WarmStartSampler(
+        prior_studies(setting), _unit_space(setting.names), seed=setting.seed, beat_target=True
+    )
+
+
 def _ours_cold(setting: Setting) -> Any:
     import gridpoint
 
@@ -403,6 +411,12 @@ METHODS = {
             "WarmStartSampler, priors' bests first (ours, design_steps=5)",
             True,
             _optuna_sampler(_ours_topk),
+        ),
+        Method(
+            "ours-strict",
+            "WarmStartSampler, priors must out-rank the study's own model (beat_target=True)",
+            True,
+            _optuna_sampler(_ours_strict),
         ),
         Method("ours", "WarmStartSampler (ours, default)", True, _optuna_sampler(_ours)),
     )

@@ -11,9 +11,10 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from gridpoint.trainers.transfer.copula import gaussian_copula
-from gridpoint.trainers.transfer.ensemble import RankWeightedEnsemble, ranking_weights
+from gridpoint.trainers.transfer.ensemble import RankWeightedEnsemble
 from gridpoint.trainers.transfer.priors import PriorStudy, PriorTrial
 from gridpoint.trainers.transfer.pruner import CurvePruner
+from gridpoint.trainers.transfer.rgpe import ranking_weights
 from gridpoint.trainers.transfer.sampler import WarmStartSampler
 from gridpoint.trainers.transfer.surrogate import (
     MEMO_FROM,

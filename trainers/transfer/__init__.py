@@ -11,6 +11,7 @@ The code is organized as follows:
   trust left to it.
 - copula.py: the Gaussian copula that puts every task's objective on one scale.
 - surrogate.py: a prior study's mean surface and the new study's own GP.
+- rgpe.py: RGPE's ranking-loss weights of each prior and of the study's own model.
 - ensemble.py: the ranking-weighted ensemble (RGPE-style) that proposes each point.
 - initial_design.py: the priors' best configurations first (SageMaker-style).
 - sampler.py: WarmStartSampler, the Optuna sampler over all of the above.

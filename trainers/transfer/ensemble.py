@@ -1,9 +1,8 @@
 """The transfer model: a ranking-weighted ensemble of prior surfaces and the target GP.
 
 RGPE (Feurer, Letham & Bakshy, 2018) in the copula space: each prior study's surface and
-the new task's own GP are scored by how many pairs of the new task's observations they
-order wrongly, over bootstrap resamples; a model's weight is how often it is the best
-ranker. This is how a study learns how much to trust each prior from its own observations:
+the new task's own GP are weighted by their ranking loss on the new task's observations
+(rgpe.py). This is how a study learns how much to trust each prior from its own observations:
 a prior that misorders what the new task has seen loses its weight, whatever its size, so
 unrelated priors cannot keep steering the search (negative transfer is bounded), and the
 target GP takes over as its own data grows.
@@ -21,83 +20,23 @@ import numpy as np
 from scipy.stats import norm
 
 from gridpoint.trainers.transfer.copula import gaussian_copula
+from gridpoint.trainers.transfer.rgpe import ranking_weights
 from gridpoint.trainers.transfer.surrogate import TargetModel
 
-__all__ = ["TOPK_DESIGN_STEPS", "EnsembleStep", "RankWeightedEnsemble", "ranking_weights"]
+__all__ = ["TOPK_DESIGN_STEPS", "EnsembleStep", "RankWeightedEnsemble"]
 
-BOOTSTRAP_SAMPLES = 200
 #: Below this many observations the residual GP keeps a fixed kernel (few points cannot
 #: identify length scales).
 RESIDUAL_FIT_FROM = 8
 #: Below this many observations of its own the target cannot be ranked; priors share the weight.
 MIN_TARGET_POINTS = 3
-#: From this many observations on, a prior must rank them better than chance to keep weight,
-#: in this share of bootstrap draws (tried in bench/transfer_hpo.py: with unrelated priors
-#: this took XGBoost's regret at 100 from 1.5e-2 to 1.2e-2, cold TPE's level).
-CHANCE_TEST_FROM = 5
-CHANCE_CONFIDENCE = 0.9
+
 #: With `design_steps` (off by default): the study's first proposals go to prior bests
 #: (transfer of top configurations): the priors' consensus first, then each trusted prior's
 #: own best while the study has fewer observations than design_steps; a prior that lost its
 #: weight proposes nothing. Measured with 6 (bench/RESULTS.md, December 2026): better at 50
 #: and 100 iterations, worse at 10 and 25 on both blackboxes, so not the default.
 TOPK_DESIGN_STEPS = 6
-
-
-def _misordered_pairs(predictions: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """For each model, an n×n 0/1 matrix: pair (i, j) ordered differently than observed."""
-    pred_less = predictions[:, :, None] < predictions[:, None, :]
-    obs_less = observed[None, :, None] < observed[None, None, :]
-    return (pred_less ^ obs_less).astype(float)
-
-
-def ranking_weights(
-    prior_predictions: np.ndarray,
-    target_loo: np.ndarray | None,
-    observed: np.ndarray,
-    rng: np.random.Generator,
-    samples: int = BOOTSTRAP_SAMPLES,
-) -> np.ndarray:
-    """Weights of the K priors and (last) the target: P(model is the best ranker).
-
-    prior_predictions is K×n (each prior's mean at the n observed points), target_loo the
-    target GP's leave-one-out means there (None while it has too few points to judge).
-    """
-    k, n = prior_predictions.shape
-    if n < 2 or target_loo is None:
-        weights = np.zeros(k + 1)
-        if k:
-            weights[:k] = 1.0 / k
-        else:
-            weights[k] = 1.0
-        return weights
-    models = np.vstack([prior_predictions, target_loo[None, :]])
-    wrong = _misordered_pairs(models, observed)
-    draws = rng.integers(0, n, size=(samples, n))
-    counts = np.zeros((samples, n))
-    np.add.at(counts, (np.arange(samples)[:, None], draws), 1.0)
-    # losses[s, m] = counts_s' W_m counts_s: the misordered pairs within bootstrap draw s.
-    losses = (np.matmul(counts[None, :, :], wrong) * counts[None, :, :]).sum(axis=2).T
-    # Ties go to a random one of the best, so equally good priors share the weight.
-    jitter = rng.random(losses.shape) * 1e-6
-    best = np.argmin(losses + jitter, axis=1)
-    weights = np.bincount(best, minlength=k + 1).astype(float)
-    # Dilution guard (RGPE): a prior whose median loss is worse than the target's 95th
-    # percentile is no better than guessing here, whatever luck won it some draws.
-    target_p95 = np.percentile(losses[:, k], 95)
-    weights[:k][np.median(losses[:, :k], axis=0) > target_p95] = 0.0
-    # Better than chance: a prior keeps weight only if it orders the draws' pairs better than a
-    # coin would (fewer than half of them wrong) in most draws. Unrelated priors rank about as
-    # well as a coin, and with several of them one always wins some draws by luck.
-    pairs = counts.sum(axis=1) ** 2 - (counts**2).sum(axis=1)
-    better = (losses[:, :k] < 0.5 * pairs[:, None]).mean(axis=0)
-    if n >= CHANCE_TEST_FROM:
-        weights[:k][better < CHANCE_CONFIDENCE] = 0.0
-    total = weights.sum()
-    if total == 0:
-        weights[k] = 1.0
-        return weights
-    return np.asarray(weights / total, dtype=float)
 
 
 @dataclass(frozen=True)
@@ -117,8 +56,10 @@ class RankWeightedEnsemble:
         seed: int = 0,
         prior_weights: np.ndarray | None = None,
         design_steps: int = 0,
+        beat_target: bool = False,
     ) -> None:
         self._design_steps = design_steps
+        self._beat_target = beat_target
         self._target = TargetModel(dim)
         self._residual = TargetModel(dim, fit_from=RESIDUAL_FIT_FROM)
         self._rng = np.random.default_rng(seed)
@@ -172,7 +113,9 @@ class RankWeightedEnsemble:
         if n >= MIN_TARGET_POINTS:
             self._target.fit(observed_x, z)
             target_loo = self._target.loo_mean()
-        weights = ranking_weights(prior_at_observed, target_loo, z, self._rng)
+        weights = ranking_weights(
+            prior_at_observed, target_loo, z, self._rng, beat_target=self._beat_target
+        )
         if target_loo is None and k:
             weights = self.initial_weights(k)
         if owners is not None and k and n < self._design_steps:

@@ -73,6 +73,7 @@ class WarmStartSampler(BaseSampler):
         fallback: BaseSampler | None = None,
         seed: int | None = None,
         design_steps: int = 0,
+        beat_target: bool = False,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown warm-start method {method!r}; known: {', '.join(METHODS)}")
@@ -118,6 +119,7 @@ class WarmStartSampler(BaseSampler):
             seed=seed or 0,
             prior_weights=similarity,
             design_steps=design_steps + 1 if design_steps else 0,
+            beat_target=beat_target,
         )
         self._topk = design_steps > 0
         self.weights: dict[str, float] = dict(
