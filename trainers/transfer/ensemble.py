@@ -7,9 +7,10 @@ a prior that misorders what the new task has seen loses its weight, whatever its
 unrelated priors cannot keep steering the search (negative transfer is bounded), and the
 target GP takes over as its own data grows.
 
-The acquisition is expected improvement of the weighted mean, with the target GP's
-uncertainty scaled by its weight. Works on arrays over the unit cube; knows nothing of
-Optuna, studies or where priors came from.
+The acquisition is expected improvement of the weighted priors' mean plus a GP fitted on
+what that mean does not explain of the new task's observations (the residual), with the
+residual GP's uncertainty. Works on arrays over the unit cube; knows nothing of Optuna,
+studies or where priors came from.
 """
 
 from __future__ import annotations
