@@ -256,13 +256,14 @@ def _digests(shown: dict[str, object]) -> dict[str, str]:
     return {f["path"]: f["sha256"] for f in files}
 
 
-def test_a_host_killed_mid_federation_resumes_its_members_follow_and_a_killed_member_and_a_late_joiner_do_not_stall_it(
+def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_stranger_and_resumes_after_its_host_is_killed(
     federation: Federation, make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
-    # Two stories in one deployment (Flower's fixed cost is per round and per start):
-    # round 1: a member is killed mid-round, a node trusted only now joins; round 2: the
-    # survivor and the late joiner; then the host dies as in a crash, resumes, and round 3
-    # has both again. Three epochs a round: the accuracy check below needs that much training.
+    # Three stories in one deployment (Flower's fixed cost is per round and per start):
+    # round 1: a member is killed mid-round, a node trusted only now joins, a node the host
+    # does not trust is refused; round 2: the survivor and the late joiner; then the host
+    # dies as in a crash, resumes, and round 3 has both again. Three epochs a round: the
+    # accuracy check below needs that much training.
     survivor, victim, _ = federation.members
     host = federation.start_host("gamma", rounds=3, epochs=3, round_timeout=75)
     # The late joiner is a node the host comes to trust only now, with the federation running.
@@ -284,6 +285,16 @@ def test_a_host_killed_mid_federation_resumes_its_members_follow_and_a_killed_me
     assert kill_flower_processes_under(victim.path) >= 1  # its SuperNode, SuperExec, ClientApp
     # A third trusted member joins while round 1 waits for the victim.
     late_join = federation.join(late, "gamma", max_wait=120)
+    # Meanwhile a node that trusts the host, but that the host does not trust, tries to join:
+    # it is told so, with the command the host must run.
+    stranger = make_home("U")
+    trust(stranger, federation.host, federation.daemons["H"].address)
+    refused_code, refused_out, refused_err = finish(
+        federation.join(stranger, "gamma", max_wait=6), timeout=120
+    )
+    assert refused_code == 1, refused_out + refused_err
+    assert "refused this node's SuperNode key: it does not trust this node yet" in refused_err
+    assert f"peer add <this node's address> --fingerprint {stranger.tls_fingerprint}" in refused_err
     folder = federation.host.path / "fed" / "gamma" / "run-001"
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline and '"round": 2' not in _read(folder / "checkpoint.json"):
