@@ -137,6 +137,17 @@ class Federation:
 
 #: A sitecustomize that makes a member sign the wrong digest (see its docstring).
 TAMPER = Path(__file__).parent / "tamper"
+#: A sitecustomize that makes a member hang after training, before replying (see its docstring).
+STALL = Path(__file__).parent / "stall"
+
+
+def _first_on_path(folder: Path) -> dict[str, str]:
+    """The environment that puts `folder` first; the code under test stays importable."""
+    return {
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p
+        )
+    }
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 900) -> tuple[int, str, str]:
@@ -183,9 +194,7 @@ def test_secure_aggregation_with_dp_sums_two_honest_members_leaves_a_tamperer_ou
         extra=("--secure-aggregation", "--dp", "--dp-epsilon", "8", "--dp-clip", "0.05"),
     )
     joins = [federation.join(m, "alpha") for m in honest]
-    # The tamper folder goes first; the code under test (PYTHONPATH of a worktree) stays importable.
-    tamper_path = os.pathsep.join(p for p in (str(TAMPER), os.environ.get("PYTHONPATH", "")) if p)
-    joins.append(federation.join(tamperer, "alpha", env={"PYTHONPATH": tamper_path}))
+    joins.append(federation.join(tamperer, "alpha", env=_first_on_path(TAMPER)))
     code, out, err = finish(host)
     member_results = [finish(j) for j in joins[:2]]
     tamperer_code, _, tamperer_err = finish(joins[2])
@@ -273,14 +282,17 @@ def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_str
     trust(federation.host, late, late_daemon.address)
     trust(late, federation.host, federation.daemons["H"].address)
     # Members wait long enough for a host to come back.
-    joins = [federation.join(m, "gamma", max_wait=120) for m in (survivor, victim)]
+    joins = [
+        federation.join(survivor, "gamma", max_wait=120),
+        federation.join(victim, "gamma", max_wait=120, env=_first_on_path(STALL)),
+    ]
     status = victim.path / "fed-member" / "gamma" / "run-001" / "status.jsonl"
     deadline = time.monotonic() + 400
     # Its status gets a line per evaluation too (round 0 first): wait for round 1's training.
     while time.monotonic() < deadline and '"train_loss"' not in _read(status):
         time.sleep(0.2)
     assert '"train_loss"' in _read(status), "the victim never trained round 1"
-    # Killed between training round 1 and delivering its update: mid-round.
+    # Killed between training round 1 and delivering its update (it hangs there): mid-round.
     os.killpg(joins[1].pid, signal.SIGKILL)  # the join command
     assert kill_flower_processes_under(victim.path) >= 1  # its SuperNode, SuperExec, ClientApp
     # A third trusted member joins while round 1 waits for the victim.
