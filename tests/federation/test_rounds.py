@@ -2,7 +2,8 @@
 
 A host and three members (each a gridpoint node with its own home), all on 127.0.0.1 with
 ephemeral ports; every process started is stopped at teardown. Both tests share one pytest-xdist
-group, so they never train at the same time on a 2-core machine.
+group, so they never train at the same time on a 2-core machine. Each real deployment costs
+minutes here, so one test tells several stories of one federation.
 """
 
 from __future__ import annotations
@@ -136,6 +137,17 @@ class Federation:
 
 #: A sitecustomize that makes a member sign the wrong digest (see its docstring).
 TAMPER = Path(__file__).parent / "tamper"
+#: A sitecustomize that makes a member hang after training, before replying (see its docstring).
+STALL = Path(__file__).parent / "stall"
+
+
+def _first_on_path(folder: Path) -> dict[str, str]:
+    """The environment that puts `folder` first; the code under test stays importable."""
+    return {
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(folder), os.environ.get("PYTHONPATH", "")) if p
+        )
+    }
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 900) -> tuple[int, str, str]:
@@ -182,9 +194,7 @@ def test_secure_aggregation_with_dp_sums_two_honest_members_leaves_a_tamperer_ou
         extra=("--secure-aggregation", "--dp", "--dp-epsilon", "8", "--dp-clip", "0.05"),
     )
     joins = [federation.join(m, "alpha") for m in honest]
-    # The tamper folder goes first; the code under test (PYTHONPATH of a worktree) stays importable.
-    tamper_path = os.pathsep.join(p for p in (str(TAMPER), os.environ.get("PYTHONPATH", "")) if p)
-    joins.append(federation.join(tamperer, "alpha", env={"PYTHONPATH": tamper_path}))
+    joins.append(federation.join(tamperer, "alpha", env=_first_on_path(TAMPER)))
     code, out, err = finish(host)
     member_results = [finish(j) for j in joins[:2]]
     tamperer_code, _, tamperer_err = finish(joins[2])
@@ -255,78 +265,87 @@ def _digests(shown: dict[str, object]) -> dict[str, str]:
     return {f["path"]: f["sha256"] for f in files}
 
 
-def test_a_member_killed_mid_federation_does_not_stall_it_and_a_late_joiner_takes_part(
+def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_stranger_and_resumes_after_its_host_is_killed(
     federation: Federation, make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
+    # Three stories in one deployment (Flower's fixed cost is per round and per start):
+    # round 1: a member is killed mid-round, a node trusted only now joins, a node the host
+    # does not trust is refused; round 2: the survivor and the late joiner; then the host
+    # dies as in a crash, resumes, and round 3 has both again. Three epochs a round: the
+    # accuracy check below needs that much training.
     survivor, victim, _ = federation.members
-    host = federation.start_host("gamma", round_timeout=60)
+    host = federation.start_host("gamma", rounds=3, epochs=3, round_timeout=75)
     # The late joiner is a node the host comes to trust only now, with the federation running.
     late = make_home("L")
     late_daemon = Daemon.start(late)
     daemons.append(late_daemon)
     trust(federation.host, late, late_daemon.address)
     trust(late, federation.host, federation.daemons["H"].address)
-    joins = [federation.join(survivor, "gamma"), federation.join(victim, "gamma")]
+    # Members wait long enough for a host to come back.
+    joins = [
+        federation.join(survivor, "gamma", max_wait=120),
+        federation.join(victim, "gamma", max_wait=120, env=_first_on_path(STALL)),
+    ]
     status = victim.path / "fed-member" / "gamma" / "run-001" / "status.jsonl"
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 400
     # Its status gets a line per evaluation too (round 0 first): wait for round 1's training.
     while time.monotonic() < deadline and '"train_loss"' not in _read(status):
         time.sleep(0.2)
     assert '"train_loss"' in _read(status), "the victim never trained round 1"
-    # Killed between training round 1 and delivering its update: mid-round.
+    # Killed between training round 1 and delivering its update (it hangs there): mid-round.
     os.killpg(joins[1].pid, signal.SIGKILL)  # the join command
     assert kill_flower_processes_under(victim.path) >= 1  # its SuperNode, SuperExec, ClientApp
     # A third trusted member joins while round 1 waits for the victim.
-    late_join = federation.join(late, "gamma", max_wait=60)
-    code, out, err = finish(host)
-    survivor_code, survivor_out, survivor_err = finish(joins[0])
-    late_code, late_out, late_err = finish(late_join)
-    assert code == 0, err
-    summary = json.loads(out)
-    ids = sorted(m.identity.node_id for m in (survivor, late))
-    assert [sorted(r["accepted"]) for r in summary["rounds"]] == [[survivor.identity.node_id], ids]
-    assert summary["members"] == ids
-    assert survivor_code == 0, survivor_err
-    assert json.loads(survivor_out)["model"] == summary["model"]
-    assert late_code == 0, late_err
-    assert [r["round"] for r in json.loads(late_out)["rounds"]] == [2]
-    assert "now trusting L" in err
-
-
-def test_a_host_killed_after_round_1_of_3_resumes_at_round_2_and_its_members_follow(
-    federation: Federation,
-) -> None:
-    # Prepare: two members that wait long enough for a host to come back. Three rounds of
-    # three epochs: Flower's fixed cost is per round, so fewer, longer rounds test faster.
-    members = federation.members[:2]
-    host = federation.start_host("delta", rounds=3, epochs=3)
-    joins = [federation.join(m, "delta", max_wait=120) for m in members]
-    folder = federation.host.path / "fed" / "delta" / "run-001"
+    late_join = federation.join(late, "gamma", max_wait=120)
+    # Meanwhile a node that trusts the host, but that the host does not trust, tries to join:
+    # it is told so, with the command the host must run.
+    stranger = make_home("U")
+    trust(stranger, federation.host, federation.daemons["H"].address)
+    refused_code, refused_out, refused_err = finish(
+        federation.join(stranger, "gamma", max_wait=6), timeout=120
+    )
+    assert refused_code == 1, refused_out + refused_err
+    assert "refused this node's SuperNode key: it does not trust this node yet" in refused_err
+    assert f"peer add <this node's address> --fingerprint {stranger.tls_fingerprint}" in refused_err
+    folder = federation.host.path / "fed" / "gamma" / "run-001"
     deadline = time.monotonic() + 900
-    while time.monotonic() < deadline and '"round": 1' not in _read(folder / "checkpoint.json"):
+    while time.monotonic() < deadline and '"round": 2' not in _read(folder / "checkpoint.json"):
         time.sleep(0.2)
+    assert '"round": 2' in _read(folder / "checkpoint.json"), "round 2 was never checkpointed"
     # Execute: the host dies as in a crash (its command, its SuperLink, its ServerApp).
     os.killpg(host.pid, signal.SIGKILL)
     kill_flower_processes_under(folder)
-    host.wait()
-    resumed = federation.start_host("delta", resume=True)
+    _, first_err = host.communicate(timeout=60)
+    resumed = federation.start_host("gamma", resume=True)
     code, out, err = finish(resumed)
-    member_results = [finish(j) for j in joins]
-    # Assert: round 1 from before the kill, 2-3 after, none twice; the run says so.
+    survivor_code, survivor_out, survivor_err = finish(joins[0])
+    late_code, late_out, late_err = finish(late_join)
+    # Assert: the killed member cost round 1 its update, never the run; the node trusted
+    # while the host ran took part from the next round on, also after the host's restart.
+    assert "now trusting L" in first_err
     assert code == 0, err
     summary = json.loads(out)
+    ids = sorted(m.identity.node_id for m in (survivor, late))
+    assert [sorted(r["accepted"]) for r in summary["rounds"]] == [
+        [survivor.identity.node_id],
+        ids,
+        ids,
+    ]
+    assert summary["members"] == ids
+    # Assert: rounds 1-2 from before the kill, 3 after, none twice; the run says so.
     assert [r["round"] for r in summary["rounds"]] == [1, 2, 3]
-    assert summary["resumed_after"] == 1
-    assert "resumed after round 1" in err
-    ids = sorted(m.identity.node_id for m in members)
-    assert all(sorted(r["accepted"]) == ids for r in summary["rounds"])
+    assert summary["resumed_after"] == 2
+    assert "resumed after round 2" in err
     # Assert: the federation learnt: the final global model beats where it started.
     first = summary["baseline"]["eval_metrics"]["accuracy"]
     last = summary["rounds"][-1]["eval_metrics"]["accuracy"]
     assert last > first + 0.2, (first, last)
-    for mcode, mout, merr in member_results:
-        assert mcode == 0, merr
-        assert json.loads(mout)["model"] == summary["model"]
+    # Assert: the members followed the resumed host to its end and hold its final model.
+    assert survivor_code == 0, survivor_err
+    assert json.loads(survivor_out)["model"] == summary["model"]
+    assert late_code == 0, late_err
+    assert [r["round"] for r in json.loads(late_out)["rounds"]] == [2, 3]
+    assert json.loads(late_out)["model"] == summary["model"]
 
 
 def _read(path: Path) -> str:
