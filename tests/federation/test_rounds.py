@@ -242,7 +242,7 @@ def test_secure_aggregation_with_dp_sums_two_honest_members_leaves_a_tamperer_ou
     assert record["signer"] == federation.host.identity.node_id
     assert record["members"] == honest_ids
     assert {p["step"] for p in record["curve"]} == {1}
-    assert record["id"] == summary["record_id"]
+    assert record["id"] == summary["record_id"] and "resumed_after_round" not in record
     assert record["privacy"]["protected"] == "training"
     assert record["privacy"]["epsilon"] == pytest.approx(summary["privacy"]["epsilon"])
     # Assert: a node that was no member may not fetch the model, and holds nothing after.
@@ -336,6 +336,8 @@ def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_str
     assert [r["round"] for r in summary["rounds"]] == [1, 2, 3]
     assert summary["resumed_after"] == 2
     assert "resumed after round 2" in err
+    [published] = cli_json("catalog", "query", "kind = 'federated'", home=federation.host.path)
+    assert published["id"] == summary["record_id"] and published["resumed_after_round"] == 2
     # Assert: the federation learnt: the final global model beats where it started.
     first = summary["baseline"]["eval_metrics"]["accuracy"]
     last = summary["rounds"][-1]["eval_metrics"]["accuracy"]
