@@ -20,11 +20,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedYogi
 
@@ -150,25 +150,23 @@ def _payload_bytes(reply: Message) -> int:
     return sum(len(a.data) for a in reply.content.array_records["arrays"].values())
 
 
-def _verify(reply: Message, federation: str, server_round: int, trusted: dict[str, bytes]) -> str:
-    record = dict(reply.content.config_records[SIGNATURE_RECORD])
-    arrays, metrics = update_parts(reply.content)
-    ctx = UpdateContext(
-        federation,
-        server_round,
-        int(reply.metadata.run_id),
-        str(reply.metadata.reply_to_message_id),
-    )
-    digest = update_digest(ctx, str(record.get("signer_id", "")), arrays, metrics)
-    return verify_update(record, digest, trusted)
+#: What a signature covers in a reply: its arrays (dtype, shape, bytes) and its metrics.
+PartsOf = Callable[
+    [RecordDict], tuple[dict[str, tuple[str, tuple[int, ...], bytes]], dict[str, float]]
+]
 
 
-def _verify_secure(
-    reply: Message, federation: str, server_round: int, trusted: dict[str, bytes]
+def _verify(
+    reply: Message,
+    federation: str,
+    server_round: int,
+    trusted: dict[str, bytes],
+    parts: PartsOf = update_parts,
 ) -> str:
-    """Checks a SecAgg+ stage reply's signature over everything it carries."""
+    """Checks a reply's signature over what parts says it covers (a plain update's arrays and
+    metrics; with secure_parts, everything a SecAgg+ stage reply carries)."""
     record = dict(reply.content.config_records[SIGNATURE_RECORD])
-    arrays, metrics = secure_parts(reply.content)
+    arrays, metrics = parts(reply.content)
     ctx = UpdateContext(
         federation,
         server_round,
@@ -271,7 +269,9 @@ def main(grid: Grid, context: Context) -> None:
         on_round,
         lambda line: log.warning("%s", line),
         secure=_secure_settings(run),
-        check_secure=lambda reply, r: _verify_secure(reply, str(run["federation"]), r, trusted),
+        check_secure=lambda reply, r: _verify(
+            reply, str(run["federation"]), r, trusted, secure_parts
+        ),
         noise=noise,
         before_round=follow_trust,
     )

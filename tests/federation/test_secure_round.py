@@ -14,7 +14,8 @@ import pytest
 from flwr.app import Array, ArrayRecord, Context, RecordDict
 
 from gridpoint.federation.secure_round import SecureSettings, SignedGrid, secure_train_round
-from gridpoint.federation.server_app import _verify_secure
+from gridpoint.federation.server_app import _verify
+from gridpoint.federation.update_signing import secure_parts
 from gridpoint.node.home import NodeHome
 from tests.federation.loopback import RUN_ID, LoopbackGrid, member_app
 from tests.helpers import MakeHome
@@ -56,7 +57,7 @@ def _round(
     keys = {h.identity.node_id: h.identity.public_key for h in trusted}
     signed = SignedGrid(
         loop,  # type: ignore[arg-type]
-        lambda reply, r: _verify_secure(reply, FEDERATION, r, keys),
+        lambda reply, r: _verify(reply, FEDERATION, r, keys, secure_parts),
         server_round=3,
     )
     start = ArrayRecord({k: Array(np.zeros_like(v)) for k, v in _update(0).items()})
