@@ -197,6 +197,7 @@ def run_host(
     if opts.rounds < 1 or opts.min_members < 1:
         raise ConfigError("--rounds and --min-members must be at least 1")
     check_secure_aggregation(opts)
+    check_dp_options(opts)  # before anything is loaded: a wrong option fails at once
     host, port = split_address(opts.listen, allow_port_zero=True)
     if port and resume_from is None:
         check_port_free(host, port)
@@ -304,6 +305,14 @@ def run_host(
     return HostOutcome(run_id, params, task, result, rounds, start_event, parents)
 
 
+def check_dp_options(opts: HostOptions) -> None:
+    """ConfigError naming the bounds when --dp's settings are out of them."""
+    if opts.dp and not (0 < opts.dp_epsilon <= 100 and 0 < opts.dp_delta < 1 and opts.dp_clip > 0):
+        raise ConfigError(
+            "--dp needs --dp-epsilon in (0, 100], --dp-delta in (0, 1) and --dp-clip > 0"
+        )
+
+
 def _plan_privacy(home: NodeHome, opts: HostOptions, charge: bool) -> float:
     """The noise multiplier for --dp (0.0 without), charged to this node's ledger first.
 
@@ -313,10 +322,7 @@ def _plan_privacy(home: NodeHome, opts: HostOptions, charge: bool) -> float:
     """
     if not opts.dp:
         return 0.0
-    if not (0 < opts.dp_epsilon <= 100 and 0 < opts.dp_delta < 1 and opts.dp_clip > 0):
-        raise ConfigError(
-            "--dp needs --dp-epsilon in (0, 100], --dp-delta in (0, 1) and --dp-clip > 0"
-        )
+    check_dp_options(opts)
     from gridpoint.federation.privacy import ACCOUNTANT, PROTECTED, calibrate
     from gridpoint.node.pseudonyms import pseudonym
     from gridpoint.node.store.sql_privacy import PrivacyRelease

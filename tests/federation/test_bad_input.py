@@ -39,6 +39,37 @@ def test_fed_host_with_a_path_for_a_name_writes_nothing_and_says_why(
 
 
 @pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (["--dp", "--dp-epsilon", "-1"], "--dp needs --dp-epsilon in (0, 100]"),
+        (["--dp", "--dp-delta", "1"], "--dp-delta in (0, 1)"),
+        (["--dp", "--dp-clip", "0"], "--dp-clip > 0"),
+        (["--secure-aggregation", "--strategy", "fedadam"], "fedavg only, not fedadam"),
+        (["--secure-aggregation", "--min-members", "1"], "--min-members 2 at least"),
+    ],
+)
+def test_fed_host_with_impossible_options_says_which_before_anything_else(
+    make_home: MakeHome,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    says: str,
+) -> None:
+    # A home that trusts no peer: any later check would fail on that, not on the option.
+    home = make_home("H")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+
+    ran = run_main(
+        capsys, "fed", "host", "--federation", "f", "--study", str(EXAMPLES / "tiny-study.toml"),
+        *options, home=home.path,
+    )  # fmt: skip
+
+    assert ran.returncode == 1
+    assert says in ran.stderr and "Traceback" not in ran.stderr
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize(
     ("pipeline", "says"),
     [
         ("tiny_pipeline", "expected MODULE:FUNCTION"),
