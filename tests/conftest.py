@@ -108,11 +108,25 @@ def daemons() -> Iterator[list[Daemon]]:
         daemon.kill()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One thread per torch (and BLAS) in the test processes and every child they start, set
+    before collection imports torch: the suite runs more workers than cores, and each process's
+    thread pool would spin waiting for cores the others hold (the same test took twice the
+    CPU time with two threads)."""
+    for threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(threads, "1")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Marks every test that needs PostgreSQL `postgres` (`-m "not postgres"` leaves them out
-    where no server runs); then slow tests first: on two xdist workers, long tests started
-    last stretch the run."""
+    where no server runs); then slow tests first, the real Flower federations (minutes each)
+    before all: on a few xdist workers, long tests started last stretch the run."""
     for item in items:
         if "pg_url" in getattr(item, "fixturenames", ()) or "postgresql" in item.name:
             item.add_marker(pytest.mark.postgres)
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("slow") is None,
+            item.path.name != "test_rounds.py",
+        )
+    )

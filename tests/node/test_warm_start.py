@@ -73,7 +73,7 @@ metric = "accuracy"
 direction = "maximize"
 
 [training]
-eval_interval = 5
+eval_interval = 25
 
 [search_space]
 {space}

@@ -11,7 +11,7 @@ import pytest
 from gridpoint.errors import StudyConfigError
 from gridpoint.trainers.study_config import load_study_config
 from tests.cli_main import run_main
-from tests.helpers import ROOT, cli
+from tests.helpers import ROOT
 
 EXAMPLE = (ROOT / "examples" / "tiny-study.toml").read_text()
 
@@ -129,46 +129,50 @@ def test_tune_refuses_a_bad_prior_filter_naming_it(
     assert "Traceback" not in result.stderr
 
 
-def test_a_pipeline_that_raises_shows_its_own_message_on_this_terminal(tmp_path: Path) -> None:
+def test_a_pipeline_that_raises_shows_its_own_message_on_this_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     home = tmp_path / "node"
-    assert cli("init", "--name", "A", home=home).returncode == 0
+    assert run_main(capsys, "init", "--name", "A", home=home).returncode == 0
     (tmp_path / "raising.py").write_text(
         "def load():\n    raise ValueError('the warehouse export is missing column q3')\n"
     )
     path = study_file(tmp_path, EXAMPLE.replace("tiny_pipeline:load", "raising:load"))
-    result = cli("tune", str(path), home=home)
+    result = run_main(capsys, "tune", str(path), home=home)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "raised ValueError: the warehouse export is missing column q3" in result.stderr
 
 
 def test_a_diverging_trial_fails_shows_why_and_is_published_only_as_diverged(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Prepare: a learning rate so large that the loss stops being a number.
     home = tmp_path / "node"
-    assert cli("init", "--name", "A", home=home).returncode == 0
+    assert run_main(capsys, "init", "--name", "A", home=home).returncode == 0
     huge = EXAMPLE.replace(
         'learning_rate = { type = "float", low = 1e-4, high = 5e-3, log = true }',
         'learning_rate = { type = "float", low = 1e8, high = 1e9, log = true }',
     )
     path = study_file(tmp_path, huge)
     # Execute
-    result = cli("tune", str(path), "--trials", "1", "--json", home=home, timeout=300)
+    result = run_main(capsys, "tune", str(path), "--trials", "1", "--json", home=home)
     # Assert
     assert result.returncode == 0, result.stderr
     assert "trial 0 failed: TrainingDiverged" in result.stderr
     assert "(published as 'diverged')" in result.stderr
-    [record] = json.loads(cli("catalog", "query", "--json", home=home).stdout)
+    [record] = run_main(capsys, "catalog", "query", "--json", home=home).json()
     assert record["status"] == "failed" and record["failure"] == "diverged"
     assert "TrainingDiverged" not in json.dumps(record)
 
 
-def test_a_pipeline_module_that_fails_to_import_is_one_line(tmp_path: Path) -> None:
+def test_a_pipeline_module_that_fails_to_import_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     home = tmp_path / "node"
-    assert cli("init", "--name", "A", home=home).returncode == 0
+    assert run_main(capsys, "init", "--name", "A", home=home).returncode == 0
     (tmp_path / "broken.py").write_text("undefined_name_here\n")
     path = study_file(tmp_path, EXAMPLE.replace("tiny_pipeline:load", "broken:load"))
-    result = cli("tune", str(path), home=home)
+    result = run_main(capsys, "tune", str(path), home=home)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "'broken' raised NameError when imported" in result.stderr
 
