@@ -4,7 +4,8 @@ from its runs (a trial's, a federation's, one derived from that), and a hosted f
 journal, served by a real `gridpoint ui` process; one Chromium (Debian's, driven by
 Playwright) for the whole session.
 
-Screenshots go to build/test-artifacts/ui/ (and the README's to docs/screenshots/).
+Screenshots go to gridpoint-test-artifacts/ui/ under the system's temporary folder, never into
+the checkout; `GRIDPOINT_SCREENSHOTS=docs/screenshots` copies the README's there too.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from gridpoint.schema import CurvePoint, RunRecord
 from tests.helpers import ROOT, make_record
 from tests.inprocess import Network
 
-ARTIFACTS = ROOT / "build" / "test-artifacts" / "ui"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+ARTIFACTS = Path(tempfile.gettempdir()) / "gridpoint-test-artifacts" / "ui"
+#: Where the README's screenshots are refreshed, when asked (tests never write the checkout).
+SCREENSHOTS = os.environ.get("GRIDPOINT_SCREENSHOTS", "")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -377,6 +379,13 @@ def shot(page: Any, name: str, *, readme: bool = False) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     if readme:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
+        for_readme(path)
     return path
+
+
+def for_readme(picture: Path) -> None:
+    """Copies a picture the README shows to GRIDPOINT_SCREENSHOTS, when that is set."""
+    if SCREENSHOTS:
+        folder = Path(SCREENSHOTS)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(picture, folder / picture.name)

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import pytest
 
 from tests.helpers import cli
-from tests.ui.conftest import EDGE_STUDY, PRIVATE_CANARY, SCREENSHOTS, UiProcess, World, shot
+from tests.ui.conftest import EDGE_STUDY, PRIVATE_CANARY, UiProcess, World, for_readme, shot
 
 #: Longest wait for a chart Optuna computes in a child process (importances).
 SLOW_CHART_MS = 60_000
@@ -257,8 +257,7 @@ def test_a_rebound_host_name_gets_nothing_from_the_real_ui(ui: UiProcess) -> Non
 
 @pytest.mark.slow
 def test_plot_writes_cold_vs_warm_side_by_side(world: World, tmp_path: Any) -> None:
-    out = SCREENSHOTS / "cold-vs-warm.png"
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    out = tmp_path / "cold-vs-warm.png"
     result = cli(
         "plot",
         "sentiment-cold",
@@ -271,6 +270,7 @@ def test_plot_writes_cold_vs_warm_side_by_side(world: World, tmp_path: Any) -> N
     )
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for_readme(out)
     svg = tmp_path / "curves.svg"
     result = cli(
         "plot",
