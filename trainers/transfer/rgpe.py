@@ -27,6 +27,7 @@ __all__ = [
     "CHANCE_CONFIDENCE",
     "CHANCE_TEST_FROM",
     "bootstrap_ranking_losses",
+    "ranking_strength",
     "ranking_weights",
 ]
 
@@ -65,6 +66,24 @@ def bootstrap_ranking_losses(
     return losses, pairs
 
 
+def ranking_strength(predictions: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """How well each model's predictions can stand in for the observed values, in [0, 1].
+
+    Kendall's tau over every pair of observations (1 - 2 × the share misordered), turned
+    into the correlation it implies for jointly Gaussian values, sin(pi/2 × tau) (Greiner's
+    relation), negative correlations counted as none. In the copula space, where values and
+    predictions have unit scale, that correlation is the coefficient of the best linear
+    predictor of the values from the model: a prior that ranks the observations only a
+    little better than chance predicts them only a little.
+    """
+    n = len(observed)
+    if n < 2:
+        return np.ones(predictions.shape[0])
+    wrong = _misordered_pairs(predictions, observed).sum(axis=(1, 2))
+    tau = 1.0 - 2.0 * wrong / (n * (n - 1))
+    return np.asarray(np.sin(0.5 * np.pi * np.clip(tau, 0.0, 1.0)), dtype=float)
+
+
 def ranking_weights(
     prior_predictions: np.ndarray,
     target_loo: np.ndarray | None,
@@ -73,6 +92,7 @@ def ranking_weights(
     samples: int = BOOTSTRAP_SAMPLES,
     *,
     beat_target: bool = False,
+    family_wise: bool = False,
 ) -> np.ndarray:
     """Weights of the K priors and (last) the target: P(model is the best ranker).
 
@@ -104,7 +124,8 @@ def ranking_weights(
     weights[:k][np.median(losses[:, :k], axis=0) > target_p95] = 0.0
     if n >= CHANCE_TEST_FROM:
         better = (losses[:, :k] < 0.5 * pairs[:, None]).mean(axis=0)
-        weights[:k][better < CHANCE_CONFIDENCE] = 0.0
+        confidence = 1.0 - (1.0 - CHANCE_CONFIDENCE) / k if family_wise else CHANCE_CONFIDENCE
+        weights[:k][better < confidence] = 0.0
         if beat_target:
             weights[:k][np.median(losses[:, :k], axis=0) >= np.median(losses[:, k])] = 0.0
     total = weights.sum()
