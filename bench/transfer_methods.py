@@ -195,18 +195,6 @@ def _ours_fw(setting: Setting) -> Any:
     )
 
 
-def _ours_cal(setting: Setting) -> Any:
-    import gridpoint
-
-    return gridpoint.WarmStartSampler(
-        prior_studies(setting),
-        _unit_space(setting.names),
-        seed=setting.seed,
-        family_wise=True,
-        calibrate=True,
-    )
-
-
 def _ours_cold(setting: Setting) -> Any:
     import gridpoint
 
@@ -438,8 +426,9 @@ METHODS = {
             True,
             _optuna_sampler(_ours_strict),
         ),
-        Method("ours-fw", "WarmStartSampler, family-wise chance test", True, _optuna_sampler(_ours_fw)),
-        Method("ours-cal", "WarmStartSampler, family-wise + calibrated", True, _optuna_sampler(_ours_cal)),
+        Method(
+            "ours-fw", "WarmStartSampler, family-wise chance test", True, _optuna_sampler(_ours_fw)
+        ),
         Method("ours", "WarmStartSampler (ours, default)", True, _optuna_sampler(_ours)),
     )
 }

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.stats import norm
 
 from gridpoint.trainers.transfer.copula import gaussian_copula
-from gridpoint.trainers.transfer.rgpe import ranking_strength, ranking_weights
+from gridpoint.trainers.transfer.rgpe import ranking_weights
 from gridpoint.trainers.transfer.surrogate import TargetModel
 
 __all__ = ["TOPK_DESIGN_STEPS", "EnsembleStep", "RankWeightedEnsemble"]
@@ -59,12 +59,10 @@ class RankWeightedEnsemble:
         design_steps: int = 0,
         beat_target: bool = False,
         family_wise: bool = False,
-        calibrate: bool = False,
     ) -> None:
         self._design_steps = design_steps
         self._beat_target = beat_target
         self._family_wise = family_wise
-        self._calibrate = calibrate
         self._target = TargetModel(dim)
         self._residual = TargetModel(dim, fit_from=RESIDUAL_FIT_FROM)
         self._rng = np.random.default_rng(seed)
@@ -128,9 +126,6 @@ class RankWeightedEnsemble:
         )
         if target_loo is None and k:
             weights = self.initial_weights(k)
-        elif k and self._calibrate:
-            weights[:k] *= ranking_strength(prior_at_observed, z)
-            weights[k] = 1.0 - weights[:k].sum()
         if owners is not None and k and n < self._design_steps:
             pick = _design_pick(owners, weights[:k], weights[:k] @ prior_at_candidates)
             if pick is not None:

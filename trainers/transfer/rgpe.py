@@ -13,6 +13,9 @@ task from steering it (negative transfer):
 - better than chance (ours): from CHANCE_TEST_FROM observations on, a prior keeps weight only
   if it misorders fewer than half of a resample's pairs in at least CHANCE_CONFIDENCE of the
   resamples. With several unrelated priors one of them always wins some resamples by luck.
+  With `family_wise`, the K priors are tested as a family (Bonferroni: each at confidence
+  1 - (1 - CHANCE_CONFIDENCE) / K), so that ten unrelated priors are kept by luck about as
+  rarely as one: tested one by one, one of ten priors of noise passes about half the time.
 
 Works on arrays of predictions only: must never fit a model, know what a prior is, or touch
 Optuna; the ensemble (ensemble.py) decides what to do with the weights.
@@ -27,7 +30,6 @@ __all__ = [
     "CHANCE_CONFIDENCE",
     "CHANCE_TEST_FROM",
     "bootstrap_ranking_losses",
-    "ranking_strength",
     "ranking_weights",
 ]
 
@@ -66,24 +68,6 @@ def bootstrap_ranking_losses(
     return losses, pairs
 
 
-def ranking_strength(predictions: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """How well each model's predictions can stand in for the observed values, in [0, 1].
-
-    Kendall's tau over every pair of observations (1 - 2 × the share misordered), turned
-    into the correlation it implies for jointly Gaussian values, sin(pi/2 × tau) (Greiner's
-    relation), negative correlations counted as none. In the copula space, where values and
-    predictions have unit scale, that correlation is the coefficient of the best linear
-    predictor of the values from the model: a prior that ranks the observations only a
-    little better than chance predicts them only a little.
-    """
-    n = len(observed)
-    if n < 2:
-        return np.ones(predictions.shape[0])
-    wrong = _misordered_pairs(predictions, observed).sum(axis=(1, 2))
-    tau = 1.0 - 2.0 * wrong / (n * (n - 1))
-    return np.asarray(np.sin(0.5 * np.pi * np.clip(tau, 0.0, 1.0)), dtype=float)
-
-
 def ranking_weights(
     prior_predictions: np.ndarray,
     target_loo: np.ndarray | None,
@@ -103,6 +87,7 @@ def ranking_weights(
     beat_target (experimental, off by default): from CHANCE_TEST_FROM observations on, a prior
     keeps weight only if its median loss is below the study's own model's, so a prior that is
     merely better than chance stops steering once the study's own model ranks better.
+    family_wise: the chance test covers the K priors together (see the module docstring).
     """
     k, n = prior_predictions.shape
     if n < 2 or target_loo is None:

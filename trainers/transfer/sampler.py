@@ -75,7 +75,6 @@ class WarmStartSampler(BaseSampler):
         design_steps: int = 0,
         beat_target: bool = False,
         family_wise: bool = False,
-        calibrate: bool = False,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown warm-start method {method!r}; known: {', '.join(METHODS)}")
@@ -123,7 +122,6 @@ class WarmStartSampler(BaseSampler):
             design_steps=design_steps + 1 if design_steps else 0,
             beat_target=beat_target,
             family_wise=family_wise,
-            calibrate=calibrate,
         )
         self._topk = design_steps > 0
         self.weights: dict[str, float] = dict(
