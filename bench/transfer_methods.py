@@ -14,6 +14,8 @@ Tune's schedulers run through `suggest()` / `on_trial_complete()`.
 - ours-design: `gridpoint.WarmStartSampler(method="initial-design")`.
 - ours-topk: `gridpoint.WarmStartSampler(design_steps=5)`: after the priors' consensus, each
   trusted prior's own best configuration, then the ensemble (the measured variant, Dec. 2026).
+- ours-strict: `gridpoint.WarmStartSampler(beat_target=True)`; ours-fw:
+  `gridpoint.WarmStartSampler(family_wise=True)` (the priors' chance test as one family).
 - metalearn-tpe: OptunaHub's MetaLearnTPESampler (Watanabe et al., IJCAI 2023) loaded with
   `optunahub.load_local_module` from a local copy of the optuna/optunahub-registry repository.
 - st-zero-shot, st-bounding-box, st-quantile: Syne Tune's ZeroShotTransfer (with surrogates:

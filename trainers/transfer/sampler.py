@@ -12,7 +12,8 @@ Two methods (compared in bench/transfer_hpo.py, see bench/RESULTS.md):
   evaluated configuration they rate best together, then the ensemble's expected
   improvement. With `design_steps=N` the first N trials after it are each trusted prior's
   own best configuration, most trusted first (a prior that lost its weight proposes
-  nothing): off by default, see ensemble.TOPK_DESIGN_STEPS.
+  nothing): off by default, see ensemble.TOPK_DESIGN_STEPS. `beat_target` and `family_wise`
+  make the priors' ranking tests stricter (rgpe.py).
 - "initial-design": the priors' best configurations first, then `fallback` (multivariate
   TPE unless given).
 
