@@ -14,6 +14,8 @@ Tune's schedulers run through `suggest()` / `on_trial_complete()`.
 - ours-design: `gridpoint.WarmStartSampler(method="initial-design")`.
 - ours-topk: `gridpoint.WarmStartSampler(design_steps=5)`: after the priors' consensus, each
   trusted prior's own best configuration, then the ensemble (the measured variant, Dec. 2026).
+- ours-strict: `gridpoint.WarmStartSampler(beat_target=True)`; ours-fw:
+  `gridpoint.WarmStartSampler(family_wise=True)` (the priors' chance test as one family).
 - metalearn-tpe: OptunaHub's MetaLearnTPESampler (Watanabe et al., IJCAI 2023) loaded with
   `optunahub.load_local_module` from a local copy of the optuna/optunahub-registry repository.
 - st-zero-shot, st-bounding-box, st-quantile: Syne Tune's ZeroShotTransfer (with surrogates:
@@ -184,6 +186,14 @@ def _ours_strict(setting: Setting) -> Any:
 
     return gridpoint.WarmStartSampler(
         prior_studies(setting), _unit_space(setting.names), seed=setting.seed, beat_target=True
+    )
+
+
+def _ours_fw(setting: Setting) -> Any:
+    import gridpoint
+
+    return gridpoint.WarmStartSampler(
+        prior_studies(setting), _unit_space(setting.names), seed=setting.seed, family_wise=True
     )
 
 
@@ -417,6 +427,9 @@ METHODS = {
             "WarmStartSampler, priors must out-rank the study's own model (beat_target=True)",
             True,
             _optuna_sampler(_ours_strict),
+        ),
+        Method(
+            "ours-fw", "WarmStartSampler, family-wise chance test", True, _optuna_sampler(_ours_fw)
         ),
         Method("ours", "WarmStartSampler (ours, default)", True, _optuna_sampler(_ours)),
     )

@@ -72,3 +72,32 @@ def test_with_beat_target_a_prior_must_out_rank_the_studys_own_model() -> None:
     )
     assert default[0] > 0.1
     assert strict[0] == 0.0 and strict[1] > 0.9
+
+
+def prior_weights_over_seeds(n: int, related: bool, *, family_wise: bool) -> np.ndarray:
+    """The weight given to prior 0 (related or not) among nine priors unrelated to the study,
+    whose own model ranks poorly (as late in a study, when its points cluster), per seed."""
+    out = []
+    for seed in range(20):
+        observed, rng = observations(n, seed)
+        target_loo = observed + rng.normal(0, 1.5, n)
+        first = observed + rng.normal(0, 0.7, n) if related else rng.normal(size=n)
+        priors = np.vstack([first, rng.normal(size=(9, n))])
+        weights = ranking_weights(priors, target_loo, observed, rng, family_wise=family_wise)
+        out.append(weights[0] if related else weights[:10].sum())
+    return np.array(out)
+
+
+def test_many_unrelated_priors_lose_their_weight_together() -> None:
+    # Ten priors each tested alone: one of them passes the chance test by luck about half the
+    # time. Tested as a family, about as rarely as the test's confidence allows (a bootstrap
+    # test on 20 points is a little lenient).
+    alone = prior_weights_over_seeds(20, related=False, family_wise=False)
+    family = prior_weights_over_seeds(20, related=False, family_wise=True)
+    assert np.mean(family > 0.05) <= 0.2 < np.mean(alone > 0.05)
+    assert family.mean() < alone.mean() / 2
+
+
+def test_a_related_prior_keeps_its_weight_among_unrelated_ones() -> None:
+    weights = prior_weights_over_seeds(20, related=True, family_wise=True)
+    assert weights.mean() > 0.6

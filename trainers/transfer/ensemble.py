@@ -58,9 +58,11 @@ class RankWeightedEnsemble:
         prior_weights: np.ndarray | None = None,
         design_steps: int = 0,
         beat_target: bool = False,
+        family_wise: bool = False,
     ) -> None:
         self._design_steps = design_steps
         self._beat_target = beat_target
+        self._family_wise = family_wise
         self._target = TargetModel(dim)
         self._residual = TargetModel(dim, fit_from=RESIDUAL_FIT_FROM)
         self._rng = np.random.default_rng(seed)
@@ -115,7 +117,12 @@ class RankWeightedEnsemble:
             self._target.fit(observed_x, z)
             target_loo = self._target.loo_mean()
         weights = ranking_weights(
-            prior_at_observed, target_loo, z, self._rng, beat_target=self._beat_target
+            prior_at_observed,
+            target_loo,
+            z,
+            self._rng,
+            beat_target=self._beat_target,
+            family_wise=self._family_wise,
         )
         if target_loo is None and k:
             weights = self.initial_weights(k)

@@ -13,6 +13,9 @@ task from steering it (negative transfer):
 - better than chance (ours): from CHANCE_TEST_FROM observations on, a prior keeps weight only
   if it misorders fewer than half of a resample's pairs in at least CHANCE_CONFIDENCE of the
   resamples. With several unrelated priors one of them always wins some resamples by luck.
+  With `family_wise`, the K priors are tested as a family (Bonferroni: each at confidence
+  1 - (1 - CHANCE_CONFIDENCE) / K), so that ten unrelated priors are kept by luck about as
+  rarely as one: tested one by one, one of ten priors of noise passes about half the time.
 
 Works on arrays of predictions only: must never fit a model, know what a prior is, or touch
 Optuna; the ensemble (ensemble.py) decides what to do with the weights.
@@ -73,6 +76,7 @@ def ranking_weights(
     samples: int = BOOTSTRAP_SAMPLES,
     *,
     beat_target: bool = False,
+    family_wise: bool = False,
 ) -> np.ndarray:
     """Weights of the K priors and (last) the target: P(model is the best ranker).
 
@@ -83,6 +87,7 @@ def ranking_weights(
     beat_target (experimental, off by default): from CHANCE_TEST_FROM observations on, a prior
     keeps weight only if its median loss is below the study's own model's, so a prior that is
     merely better than chance stops steering once the study's own model ranks better.
+    family_wise: the chance test covers the K priors together (see the module docstring).
     """
     k, n = prior_predictions.shape
     if n < 2 or target_loo is None:
@@ -104,7 +109,8 @@ def ranking_weights(
     weights[:k][np.median(losses[:, :k], axis=0) > target_p95] = 0.0
     if n >= CHANCE_TEST_FROM:
         better = (losses[:, :k] < 0.5 * pairs[:, None]).mean(axis=0)
-        weights[:k][better < CHANCE_CONFIDENCE] = 0.0
+        confidence = 1.0 - (1.0 - CHANCE_CONFIDENCE) / k if family_wise else CHANCE_CONFIDENCE
+        weights[:k][better < confidence] = 0.0
         if beat_target:
             weights[:k][np.median(losses[:, :k], axis=0) >= np.median(losses[:, k])] = 0.0
     total = weights.sum()

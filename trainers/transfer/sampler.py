@@ -12,7 +12,8 @@ Two methods (compared in bench/transfer_hpo.py, see bench/RESULTS.md):
   evaluated configuration they rate best together, then the ensemble's expected
   improvement. With `design_steps=N` the first N trials after it are each trusted prior's
   own best configuration, most trusted first (a prior that lost its weight proposes
-  nothing): off by default, see ensemble.TOPK_DESIGN_STEPS.
+  nothing): off by default, see ensemble.TOPK_DESIGN_STEPS. `beat_target` and `family_wise`
+  make the priors' ranking tests stricter (rgpe.py).
 - "initial-design": the priors' best configurations first, then `fallback` (multivariate
   TPE unless given).
 
@@ -74,6 +75,7 @@ class WarmStartSampler(BaseSampler):
         seed: int | None = None,
         design_steps: int = 0,
         beat_target: bool = False,
+        family_wise: bool = False,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown warm-start method {method!r}; known: {', '.join(METHODS)}")
@@ -120,6 +122,7 @@ class WarmStartSampler(BaseSampler):
             prior_weights=similarity,
             design_steps=design_steps + 1 if design_steps else 0,
             beat_target=beat_target,
+            family_wise=family_wise,
         )
         self._topk = design_steps > 0
         self.weights: dict[str, float] = dict(
