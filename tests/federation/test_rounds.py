@@ -153,7 +153,7 @@ def _first_on_path(folder: Path) -> dict[str, str]:
 
 def pretrained_study(folder: Path) -> Path:
     """examples/tiny-study.toml on a pretrained checkpoint: the example's small BERT trained
-    in-process (seconds) on other sentences than any member's, saved without its head.
+    in-process (40 steps) on other sentences than any member's, saved without its head.
 
     A federation then starts from pretrained weights and a fresh head, as it would from a
     real checkpoint such as MiniLM (`./dev demo`), at a fraction of the cost.
