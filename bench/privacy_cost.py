@@ -153,7 +153,7 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, nargs="*", default=[1.0, 3.0, 8.0])
     parser.add_argument("--epochs", type=int, default=None, help="3")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=None, help="head 1e-2, else 5e-3")
+    parser.add_argument("--learning-rate", type=float, default=None, help="head 5e-2, else 5e-3")
     parser.add_argument("--clip", type=float, default=1.0, help="DP-SGD's max_grad_norm")
     parser.add_argument("--max-length", type=int, default=32)
     parser.add_argument("--train-rows", type=int, default=1097)
@@ -167,7 +167,7 @@ def main() -> None:
     args = parser.parse_args()
     head = args.mode == "head"
     args.epochs = args.epochs or 3
-    args.learning_rate = args.learning_rate or (1e-2 if head else 5e-3)
+    args.learning_rate = args.learning_rate or (5e-2 if head else 5e-3)
 
     kind = task_type("text-classification")
     train_pairs, eval_pairs = _data(args.train_rows, args.seed)

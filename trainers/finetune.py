@@ -241,6 +241,7 @@ def finetune(
             len(train_features),
             sum(p.numel() for p in model.parameters() if p.requires_grad),
             total_steps,
+            head_only=settings.head_only,
         )
         if warning:
             logging.getLogger(__name__).warning(warning)

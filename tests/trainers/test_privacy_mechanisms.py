@@ -231,6 +231,7 @@ def test_a_dp_sgd_trial_trains_on_cpu_and_hands_back_a_plain_model(
         # every other weight is the one loaded.
         trained = {k for k in after if k.startswith("classifier.")}
         assert f"{sum(after[k].numel() for k in trained):,} trainable" in caplog.text
+        assert "trainable = 'head'" not in caplog.text  # what it does already is not advised
         assert all(torch.equal(after[k], before[k]) for k in after if k not in trained)
         assert not torch.equal(after["classifier.weight"], before["classifier.weight"])
     elif lora_rank is None:
