@@ -16,9 +16,16 @@ from flwr.app import Array, ArrayRecord
 
 from gridpoint.errors import ConfigError, PrivacyBudgetExceeded
 from gridpoint.federation.host import HostOptions, _plan_privacy
-from gridpoint.federation.privacy import CentralNoise, calibrate, clip_update
+from gridpoint.federation.privacy import (
+    AdaptiveClip,
+    CentralNoise,
+    calibrate,
+    clip_update,
+    within_clip,
+)
 from gridpoint.node.home import NodeHome
 from gridpoint.node.tuning.privacy import ledger_report
+from gridpoint.trainers.privacy.accounting import epsilon_of
 from tests.helpers import MakeHome
 
 OPTS = HostOptions(
@@ -93,3 +100,40 @@ def test_a_federation_is_charged_before_it_starts_and_refused_past_the_budget(
     assert len(ledger_report(home).releases) == 2
     with pytest.raises(ConfigError, match="--dp-epsilon"):
         _plan_privacy(home, replace(OPTS, dp_epsilon=0.0), charge=True)
+
+
+def test_adaptive_clipping_spends_what_the_fixed_noise_would_and_follows_the_median_norm() -> None:
+    # Prepare: the calibrated multiplier of a 4-round federation of 5 members.
+    z = calibrate(4.0, 1e-5, rounds=4)
+    adaptive = AdaptiveClip.start(clip=100.0, noise_multiplier=z, members=5)
+    # Assert: the updates' noise and the count's together are accounted as z alone, by
+    # dp-accounting (the count's sensitivity is 1 of members in 0/1 answers, centred: 1/2).
+    split = dp_accounting.ComposedDpEvent(
+        [
+            dp_accounting.GaussianDpEvent(adaptive.update_multiplier),
+            dp_accounting.GaussianDpEvent(2 * adaptive.count_stddev),
+        ]
+    )
+    assert adaptive.update_multiplier > z
+    assert epsilon_of(split, 1e-5) == pytest.approx(
+        epsilon_of(dp_accounting.GaussianDpEvent(z), 1e-5), rel=1e-3
+    )
+    # Execute: members with update norms 0.5 .. 8 answer, round after round, whether theirs
+    # was within the clip, by the check each member runs; from far above and far below.
+    received = ArrayRecord({"w": Array(np.zeros(4, np.float32))})
+    updates = [ArrayRecord({"w": Array(np.full(4, n / 2, np.float32))}) for n in (0.5, 1, 2, 4, 8)]
+    ends = []
+    for start in (100.0, 0.01):
+        adaptive.clip = start
+        for _ in range(80):
+            adaptive.update([within_clip(u, received, adaptive.clip) for u in updates])
+        ends.append(adaptive.clip)
+    # Assert: both end among the members' norms, around the median (2), not at either start.
+    assert all(0.5 <= end <= 8 for end in ends), ends
+    # A round's noise uses the round's clip and the updates' own multiplier.
+    zeros = ArrayRecord({"w": Array(np.zeros((300, 300), np.float32))})
+    adaptive.clip = 2.0
+    noisy = CentralNoise(z, clip=1.0, delta=1e-5, adaptive=adaptive).add(zeros, members=4)
+    assert np.std(noisy["w"].numpy()) == pytest.approx(
+        adaptive.update_multiplier * 2.0 / 4, rel=0.02
+    )
