@@ -26,9 +26,19 @@ Variants of the priors:
   num_layers -> n_layers, ...), does not publish one parameter at all, and searched a narrower
   range of another (only its trials inside it are kept, and it declares that range): the
   priors-across-search-spaces check.
+- `--release-epsilon 1 4 8`: beside each warm method on the exact priors, the same method on
+  priors whose values were released as a private study publishes them (`[privacy] protect =
+  "evaluation"`): each prior study's values once, at that epsilon for the whole study (delta
+  1e-5), by the product's Gaussian mechanism (trainers/privacy/release.py, noise calibrated by
+  dp-accounting for one release per trial, sensitivity 1 / --eval-rows), and the prior marked
+  with that noise as the catalog would mark it. Needs a rate objective (an error or an
+  accuracy, in [0, 1]). The noise is fresh entropy, as a node's: not reproducible by seed.
+  `--prior-trials N` keeps N random configurations of each prior study (exact and released
+  alike): the number of trials it published, which sets how far the budget is split.
 
     python bench/transfer_hpo.py --data XGBoost.csv.zip --objective metric_error [--seeds 30]
         [--iterations 100] [--methods random,tpe,ours] [--optunahub-registry DIR] [--json]
+        [--release-epsilon 1 4 8 --eval-rows 1000 --prior-trials 100]
 """
 
 from __future__ import annotations
@@ -43,7 +53,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 # One BLAS/torch thread per worker process: the pool already uses every core.
@@ -57,6 +67,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from transfer_methods import METHODS, PriorTask, Setting  # noqa: E402
+
+from gridpoint.trainers.privacy.accounting import release_noise  # noqa: E402
+from gridpoint.trainers.privacy.release import EvaluationRelease  # noqa: E402
+from gridpoint.trainers.privacy.spec import PrivacySpec  # noqa: E402
 
 DEFAULT_METHODS = ("random", "tpe", "ours-cold", "ours")
 CHECKPOINTS = (10, 25, 50, 100)
@@ -147,9 +161,49 @@ def cross_space(prior: PriorTask, position: int) -> PriorTask:
     )
 
 
+#: The delta of a released prior study.
+RELEASE_DELTA = 1e-5
+#: How a method run on released priors is named: METHOD@epsE.
+RELEASED = "@eps"
+
+
+def subsample(task: Task, trials: int, position: int) -> Task:
+    """The task with `trials` of its configurations, drawn once (the trials a study published)."""
+    if not trials or trials >= len(task.y):
+        return task
+    keep = np.sort(np.random.default_rng(position).choice(len(task.y), trials, replace=False))
+    return Task(task.name, task.x[keep], task.y[keep])
+
+
+def released(prior: PriorTask, epsilon: float, eval_rows: int, maximize: bool) -> PriorTask:
+    """The prior as a private study publishes it: every trial's value released once, the
+    study's epsilon split over its trials (see the module docstring)."""
+    spec = PrivacySpec(epsilon=epsilon, delta=RELEASE_DELTA, protect="evaluation")
+    sigma = release_noise(epsilon, RELEASE_DELTA, len(prior.y), spec.accountant)
+    release = EvaluationRelease(spec, sigma, eval_rows)
+    # The values are rates (lower is better): an error is released as its accuracy, 1 - error.
+    accuracy = -prior.y if maximize else 1.0 - prior.y
+    out = np.array([release({"accuracy": float(a)})["accuracy"] for a in accuracy])
+    return replace(
+        prior,
+        y=-out if maximize else 1.0 - out,
+        noise=sigma * release.sensitivity("accuracy"),
+        epsilon=epsilon,
+        delta=RELEASE_DELTA,
+    )
+
+
+def split_method(key: str) -> tuple[str, float | None]:
+    """(method, epsilon of its priors' release, None for exact priors) of a method key."""
+    method, _, epsilon = key.partition(RELEASED)
+    return method, float(epsilon) if epsilon else None
+
+
 # Filled in the parent before the workers fork.
 TASKS: list[Task] = []
 PRIORS: dict[int, list[PriorTask]] = {}
+#: By release epsilon: the priors of each held-out task, released.
+RELEASED_PRIORS: dict[float, dict[int, list[PriorTask]]] = {}
 NAMES: tuple[str, ...] = ()
 REGISTRY: list[Path | None] = [None]
 FIRST_SEED = [0]
@@ -161,34 +215,45 @@ def prepare(
     unrelated: list[Task] | None,
     cross: bool,
     registry: Path | None,
+    release: tuple[list[float], int, bool] = ([], 1000, False),
+    prior_trials: int = 0,
 ) -> None:
-    """The held-out tasks and, for each, its prior tasks as the methods receive them."""
+    """The held-out tasks and, for each, its prior tasks as the methods receive them: exact,
+    and released at each epsilon of release (epsilons, evaluation rows, maximize)."""
     global NAMES
     TASKS[:] = tasks
     NAMES = names
     REGISTRY[0] = registry
-    sources = tasks if unrelated is None else unrelated
-    for i in range(len(tasks)):
-        priors = [
-            PriorTask(t.name, names, t.x, t.y)
-            for j, t in enumerate(sources)
-            if unrelated is not None or j != i
-        ]
-        if cross:
-            priors = [cross_space(p, k) for k, p in enumerate(priors)]
-        PRIORS[i] = priors
+    sources = [
+        PriorTask(t.name, names, t.x, t.y)
+        for k, t in enumerate(tasks if unrelated is None else unrelated)
+        for t in [subsample(t, prior_trials, k)]
+    ]
+    epsilons, eval_rows, maximize = release
+    # Each prior study is published once: every held-out task sees the same released values.
+    variants = {None: sources} | {
+        e: [released(p, e, eval_rows, maximize) for p in sources] for e in epsilons
+    }
+    for epsilon, published in variants.items():
+        for i in range(len(tasks)):
+            priors = [p for j, p in enumerate(published) if unrelated is not None or j != i]
+            if cross:
+                priors = [cross_space(p, k) for k, p in enumerate(priors)]
+            (PRIORS if epsilon is None else RELEASED_PRIORS.setdefault(epsilon, {}))[i] = priors
 
 
 def run_one(job: tuple[str, int, int, int]) -> tuple[str, int, int, np.ndarray, float]:
     """One method on one held-out task with one seed: the best value after each iteration."""
     method, task_index, seed, iterations = job
     task = TASKS[task_index]
+    base, epsilon = split_method(method)
+    priors = PRIORS if epsilon is None else RELEASED_PRIORS[epsilon]
     started = time.process_time()
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         # Syne Tune prints timings and boxes; a method's warnings are its own business here.
         warnings.simplefilter("ignore")
-        searcher = METHODS[method].build(
-            Setting(NAMES, PRIORS[task_index], seed + FIRST_SEED[0], optunahub_registry=REGISTRY[0])
+        searcher = METHODS[base].build(
+            Setting(NAMES, priors[task_index], seed + FIRST_SEED[0], optunahub_registry=REGISTRY[0])
         )
         evaluated = np.zeros(len(task.y), dtype=bool)
         chosen: list[int] = []
@@ -255,9 +320,13 @@ def summarize(
         regret = {
             str(t): float(adtm[method][:, t - 1].mean()) for t in CHECKPOINTS if t <= iterations
         }
+        base, epsilon = split_method(method)
+        label = METHODS[base].label
+        if epsilon is not None:
+            label += f", priors released at epsilon {epsilon:g}"
         row: dict[str, object] = {
-            "label": METHODS[method].label,
-            "warm_start": METHODS[method].warm,
+            "label": label,
+            "warm_start": METHODS[base].warm,
             "score": score,
             "rank": float(ranks[position]),
             "regret": regret,
@@ -317,6 +386,19 @@ def main() -> int:
         help="local copy of the optuna/optunahub-registry repository's package/ folder "
         "(for metalearn-tpe; fetched beforehand, never at run time)",
     )
+    parser.add_argument(
+        "--release-epsilon",
+        type=float,
+        nargs="+",
+        default=[],
+        help="also run each warm method on priors released at these per-study epsilons",
+    )
+    parser.add_argument(
+        "--eval-rows", type=int, default=1000, help="a released prior's evaluation set size"
+    )
+    parser.add_argument(
+        "--prior-trials", type=int, default=0, help="configurations per prior study (0: all)"
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
@@ -333,6 +415,9 @@ def main() -> int:
         raise SystemExit(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
     if "random" not in methods:
         methods.insert(0, "random")
+    methods += [
+        f"{m}{RELEASED}{e:g}" for e in args.release_epsilon for m in methods if METHODS[m].warm
+    ]
     exclude = args.exclude_task if args.exclude_task is not None else ["wiki-rolling"]
     blackbox, names, tasks = load_tasks(args.data, args.objective, args.maximize, exclude)
     unrelated = None
@@ -344,7 +429,17 @@ def main() -> int:
         unrelated = [Task(t.name, _lay_on(t.x, len(names), rng), t.y) for t in other]
     held_out = tasks[: args.tasks] if args.tasks else tasks
     started = time.perf_counter()
-    prepare(tasks, names, unrelated, args.cross_space, args.optunahub_registry)
+    if args.release_epsilon:
+        rates = (-t.y if args.maximize else t.y for t in (unrelated or tasks))
+        if not all(((y >= 0.0) & (y <= 1.0)).all() for y in rates):
+            raise SystemExit(
+                "--release-epsilon needs a rate objective (an error or an accuracy, in [0, 1]): "
+                "its sensitivity to one evaluation row is 1 / --eval-rows"
+            )
+    prepare(
+        tasks, names, unrelated, args.cross_space, args.optunahub_registry,
+        (args.release_epsilon, args.eval_rows, args.maximize), args.prior_trials,
+    )  # fmt: skip
     curves = {m: np.full((len(held_out), args.seeds, args.iterations), np.nan) for m in methods}
     cpu = dict.fromkeys(methods, 0.0)
     studies = dict.fromkeys(methods, 0)
@@ -396,6 +491,8 @@ def main() -> int:
         if args.unrelated
         else "leave-one-task-out" + (", across search spaces" if args.cross_space else "")
     )
+    if args.prior_trials:
+        priors += f", {args.prior_trials} configurations per prior study"
     if args.json:
         print(
             json.dumps(

@@ -52,6 +52,11 @@ class PriorTask:
     y: np.ndarray
     low: tuple[float, ...] = ()
     high: tuple[float, ...] = ()
+    #: Released values (a private study): the noise's standard deviation in y's units and
+    #: the (epsilon, delta) of the release; 0 and None for exact values.
+    noise: float = 0.0
+    epsilon: float | None = None
+    delta: float | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,17 @@ def prior_studies(setting: Setting) -> list[Any]:
             PriorTrial(dict(zip(prior.names, map(float, row), strict=True)), float(value))
             for row, value in zip(prior.x, prior.y, strict=True)
         )
-        studies.append(PriorStudy(prior.label, trials, direction="minimize", search_space=space))
+        studies.append(
+            PriorStudy(
+                prior.label,
+                trials,
+                direction="minimize",
+                search_space=space,
+                noise=prior.noise,
+                epsilon=prior.epsilon,
+                delta=prior.delta,
+            )
+        )
     return studies
 
 

@@ -9,8 +9,8 @@ The code is organized as follows:
 - rounds.py: the round loop: wait for members, train, evaluate on every member's data, checkpoint.
 - secure_round.py: a training round under Flower's SecAgg+ (the host sees only the sum),
   every stage's reply checked against the member's signature.
-- privacy.py: DP-FedAvg for `fed host --dp`: members clip, the host adds Gaussian noise,
-  dp-accounting says the member-level epsilon.
+- privacy.py: DP-FedAvg for `fed host --dp`: members clip (to a fixed or an adaptive clip),
+  the host adds Gaussian noise, dp-accounting says the member-level epsilon.
 - checkpoint.py: the global model and round state after every round, written atomically (resume).
 - flower_app/: the Flower App bundle (pyproject + thin entry modules) that `flwr run` ships.
 - flower_certs.py: SuperLink TLS certificate and SuperNode auth keys from gridpoint identities.

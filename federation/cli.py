@@ -68,6 +68,7 @@ def cmd_fed_host(args: argparse.Namespace) -> int:
             dp_epsilon=args.dp_epsilon,
             dp_delta=args.dp_delta,
             dp_clip=args.dp_clip,
+            dp_adaptive_clip=args.dp_adaptive_clip,
         )
     outcome = run_host(home, opts, _say, resume_from)
     summary = publish_federation(home, opts, outcome)
@@ -173,6 +174,13 @@ def register(sub: SubParsers) -> None:
     h.add_argument("--dp-delta", type=float, default=1e-5, help="with --dp: delta")
     h.add_argument(
         "--dp-clip", type=float, default=1.0, help="with --dp: L2 norm of each member's update"
+    )
+    h.add_argument(
+        "--dp-adaptive-clip",
+        action="store_true",
+        help="with --dp: the clip starts at --dp-clip and follows the median of the members' "
+        "update norms (Andrew et al. 2021; its noisy count takes a share of the budget); not "
+        "with --secure-aggregation",
     )
     h.add_argument("--json", action="store_true", help="print JSON")
     h.set_defaults(handler=cmd_fed_host)

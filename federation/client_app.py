@@ -201,8 +201,13 @@ def _evaluate(msg: Message, context: Context) -> Message:
 
 def _train(msg: Message, context: Context) -> Message:
     config = msg.content.config_records["config"]
+    # With --dp-adaptive-clip the round's clip comes with the round.
+    clip = config.get("dp-clip")
     arrays, metrics = _fit(
-        msg.content.array_records["arrays"], config_int(config, "server-round"), context
+        msg.content.array_records["arrays"],
+        config_int(config, "server-round"),
+        context,
+        float(cast(float, clip)) if clip is not None else None,
     )
     content = RecordDict({"arrays": arrays, "metrics": MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)
@@ -239,9 +244,12 @@ def _train_secure(msg: Message, context: Context) -> Message:
 
 
 def _fit(
-    arrays: ArrayRecord, server_round: int, context: Context
+    arrays: ArrayRecord, server_round: int, context: Context, round_clip: float | None = None
 ) -> tuple[ArrayRecord, dict[str, int | float | list[int] | list[float]]]:
-    """Fine-tunes the host's weights on this member's data: (its weights, coarse metrics)."""
+    """Fine-tunes the host's weights on this member's data: (its weights, coarse metrics).
+
+    round_clip: the round's clip under adaptive clipping (else the run's --dp-clip).
+    """
     from gridpoint.trainers.finetune import finetune
 
     run = context.run_config
@@ -257,10 +265,13 @@ def _fit(
     }
     _write_status(context, server_round, int(run["rounds"]), metrics)
     weights = get_weights(loaded.model, lora)
-    clip = float(run.get("dp-clip", 0.0))
+    clip = round_clip if round_clip is not None else float(run.get("dp-clip", 0.0))
     if clip > 0:
-        from gridpoint.federation.privacy import clip_update
+        from gridpoint.federation.privacy import clip_update, within_clip
 
+        if round_clip is not None:
+            # The host moves the next round's clip by the (noisy) count of these answers.
+            metrics["dp-within-clip"] = float(within_clip(weights, arrays, clip))
         # DP-FedAvg: this member's update clipped, and weighted like every other member's.
         weights = clip_update(weights, arrays, clip)
         metrics["dp-weight"] = 1.0

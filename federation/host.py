@@ -71,8 +71,10 @@ class HostOptions:
     dp: bool = False
     dp_epsilon: float = 8.0
     dp_delta: float = 1e-5
-    #: The L2 norm each member's update is clipped to.
+    #: The L2 norm each member's update is clipped to (with dp_adaptive_clip: the first
+    #: round's; later rounds' follow the median of the members' update norms).
     dp_clip: float = 1.0
+    dp_adaptive_clip: bool = False
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,14 @@ def check_dp_options(opts: HostOptions) -> None:
     if opts.dp and not (0 < opts.dp_epsilon <= 100 and 0 < opts.dp_delta < 1 and opts.dp_clip > 0):
         raise ConfigError(
             "--dp needs --dp-epsilon in (0, 100], --dp-delta in (0, 1) and --dp-clip > 0"
+        )
+    if opts.dp_adaptive_clip and not opts.dp:
+        raise ConfigError("--dp-adaptive-clip adapts --dp's clipping: add --dp")
+    if opts.dp_adaptive_clip and opts.secure_aggregation:
+        raise ConfigError(
+            "--dp-adaptive-clip needs each member's answer whether its update was within the "
+            "clip, which SecAgg+ hides from the host: use a fixed --dp-clip with "
+            "--secure-aggregation"
         )
 
 
@@ -574,6 +584,7 @@ def run_config(
         "secure-aggregation": opts.secure_aggregation,
         "dp-noise-multiplier": noise_multiplier,
         "dp-clip": opts.dp_clip if opts.dp else 0.0,
+        "dp-adaptive": opts.dp and opts.dp_adaptive_clip,
         "dp-delta": opts.dp_delta,
     }
     if opts.dp and opts.secure_aggregation:

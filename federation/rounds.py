@@ -14,7 +14,9 @@ strategy, and adds what a federation needs here:
   from which a restarted host continues; a resumed run starts after the last checkpoint.
 
 With `fed host --dp`, each round's average gets the host's Gaussian noise (privacy.py) and
-the round's event says the epsilon spent so far.
+the round's event says the epsilon spent so far; with --dp-adaptive-clip, each round's train
+config carries the round's clip, and the members' signed answers whether their update was
+within it move the next round's (the event says both).
 
 With secure aggregation (`fed host --secure-aggregation`), a round's training is one
 SecAgg+ round (secure_round.py): the loop gets the members' weighted average and never a
@@ -102,11 +104,14 @@ class RoundLoop:
             started = time.monotonic()
             self.before_round()
             self.wait_for_members()
+            adaptive = self.noise.adaptive if self.noise is not None else None
+            clip = adaptive.clip if adaptive is not None else None
             if self.secure is None:
+                config = self.train_config
+                if clip is not None:
+                    config = ConfigRecord({**dict(config), "dp-clip": clip})
                 replies = self.grid.send_and_receive(
-                    messages=self.strategy.configure_train(
-                        server_round, arrays, self.train_config, self.grid
-                    ),
+                    messages=self.strategy.configure_train(server_round, arrays, config, self.grid),
                     timeout=self.round_timeout,
                 )
                 new_arrays, train_metrics = self.strategy.aggregate_train(server_round, replies)
@@ -123,6 +128,14 @@ class RoundLoop:
                     "epsilon": round(self.noise.spent(server_round), 4),
                     "delta": self.noise.delta,
                 }
+            if adaptive is not None:
+                # Only the members whose update was verified and aggregated move the clip.
+                within = [
+                    bool(metrics.get("dp-within-clip"))
+                    for metrics in report.get("member_metrics", {}).values()
+                ]
+                report["privacy"]["clip"] = clip
+                report["privacy"]["next_clip"] = adaptive.update(within)
             event = {
                 "event": "round",
                 "round": server_round,

@@ -31,7 +31,7 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedYogi
 from gridpoint.errors import GridpointError
 from gridpoint.federation.checkpoint import load_checkpoint, save_checkpoint
 from gridpoint.federation.model_state import build_model, get_weights, set_weights, spec_from_json
-from gridpoint.federation.privacy import ACCOUNTANT, PROTECTED, CentralNoise
+from gridpoint.federation.privacy import ACCOUNTANT, PROTECTED, AdaptiveClip, CentralNoise
 from gridpoint.federation.rounds import RoundLoop
 from gridpoint.federation.secure_round import SecureSettings
 from gridpoint.federation.update_signing import (
@@ -188,11 +188,19 @@ def _secure_settings(run: Any) -> SecureSettings | None:
     )
 
 
-def _noise(run: Any) -> CentralNoise | None:
+def _noise(run: Any, events: list[dict[str, Any]]) -> CentralNoise | None:
     multiplier = float(run.get("dp-noise-multiplier", 0.0))
     if multiplier <= 0:
         return None
-    return CentralNoise(multiplier, float(run["dp-clip"]), float(run["dp-delta"]))
+    clip = float(run["dp-clip"])
+    adaptive = None
+    if bool(run.get("dp-adaptive", False)):
+        # A resumed run goes on from the clip its last round moved to.
+        moved = [e["privacy"]["next_clip"] for e in events if "next_clip" in e.get("privacy", {})]
+        adaptive = AdaptiveClip.start(
+            float(moved[-1]) if moved else clip, multiplier, int(run["min-members"])
+        )
+    return CentralNoise(multiplier, clip, float(run["dp-delta"]), adaptive)
 
 
 def _digest(arrays: ArrayRecord) -> str:
@@ -232,7 +240,9 @@ def main(grid: Grid, context: Context) -> None:
     min_members = int(run["min-members"])
     rounds = int(run["rounds"])
     base = STRATEGIES[str(run["strategy"])]
-    noise = _noise(run)
+    resumed = load_checkpoint(folder)
+    events: list[dict[str, Any]] = resumed.events if resumed else []
+    noise = _noise(run, events)
     strategy = verifying(base, str(run["federation"]), trusted)(
         # DP-FedAvg weighs every member alike (each member sends dp-weight 1).
         weighted_by_key="dp-weight" if noise else "num-examples",
@@ -242,8 +252,6 @@ def main(grid: Grid, context: Context) -> None:
         min_evaluate_nodes=min_members,
         min_available_nodes=min_members,
     )
-    resumed = load_checkpoint(folder)
-    events: list[dict[str, Any]] = resumed.events if resumed else []
     for event in events:
         if event["event"] == "round":
             strategy.accepted_by_round[int(event["round"])] = list(event["accepted"])

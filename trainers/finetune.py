@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gridpoint.errors import TrainerError
 from gridpoint.schema import CurvePoint
 from gridpoint.trainers.batching import eval_batches, length_grouped_batches
 from gridpoint.trainers.models import LoadedModel
@@ -31,7 +32,7 @@ from gridpoint.trainers.tasks.base import Features, TaskType
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FineTuneSettings", "OnEval", "apply_lora", "evaluate", "finetune"]
+__all__ = ["FineTuneSettings", "OnEval", "apply_lora", "evaluate", "finetune", "freeze_base"]
 
 #: Called with (step, metrics); returning True stops the run (e.g. pruned).
 OnEval = Callable[[int, dict[str, float]], bool]
@@ -56,6 +57,9 @@ class FineTuneSettings:
     #: Micro-batches of batch_size per optimizer step.
     gradient_accumulation: int = 1
     gradient_checkpointing: bool = False
+    #: Train only the task's head on the frozen pretrained model (`freeze_base`): the few
+    #: parameters DP-SGD's noise does not drown on a small dataset (trainers/privacy/guidance.py).
+    head_only: bool = False
     #: DP-SGD (trainers/privacy/dpsgd.py): the noise multiplier (None: plain training) and
     #: the per-example clipping bound.
     dp_noise_multiplier: float | None = None
@@ -98,6 +102,29 @@ def apply_lora(model: Any, rank: int, task: TaskType) -> Any:
     return get_peft_model(model, config)
 
 
+def freeze_base(model: Any) -> Any:
+    """Freezes everything but the task's head (what is not the model's base_model); returns
+    the frozen base, which the loop keeps in eval mode (no dropout in the features the head
+    learns from, no normalization statistics updated).
+
+    TrainerError when the model has no trainable head apart from its base (a causal LM's head
+    is usually tied to its input embeddings).
+    """
+    base = getattr(model, "base_model", model)
+    if base is model:
+        raise TrainerError(
+            f"training.trainable = 'head': {type(model).__name__} has no head apart from its "
+            "base model; use trainable = 'all'"
+        )
+    base.requires_grad_(False)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise TrainerError(
+            f"training.trainable = 'head': {type(model).__name__}'s head shares its weights with "
+            "the base model (tied), so nothing would train; use trainable = 'all'"
+        )
+    return base
+
+
 def _evaluate(
     model: Any,
     task: TaskType,
@@ -115,7 +142,6 @@ def _evaluate(
             with autocast():
                 out = model(**on_device)
             scorer.add(batch, float(out.loss), out.logits.float().cpu())
-    model.train()
     return scorer.result()
 
 
@@ -136,7 +162,8 @@ def finetune(
 ) -> FineTuneResult:
     """Fine-tunes loaded.model on train; returns curve, final metrics and throughput.
 
-    Afterwards loaded.model is the trained model (wrapped in LoRA adapters with lora_rank).
+    Afterwards loaded.model is the trained model (wrapped in LoRA adapters with lora_rank;
+    with head_only, its base model frozen and only the head changed).
     With settings.dp_noise_multiplier it trains by DP-SGD (Poisson-sampled batches, one
     optimizer step each, float32); with release, only released evaluation values are kept.
     """
@@ -152,11 +179,20 @@ def finetune(
     model = loaded.model
     if settings.gradient_checkpointing:
         _checkpoint_activations(model)
+    if settings.lora_rank and settings.head_only:
+        raise TrainerError("LoRA adapters and head-only training exclude each other")
     if settings.lora_rank:
         model = apply_lora(model, settings.lora_rank, task)
         loaded.model = model
+    frozen = freeze_base(model) if settings.head_only else None
     model.to(device)
-    model.train()
+
+    def train_mode() -> None:
+        model.train()
+        if frozen is not None:
+            frozen.eval()
+
+    train_mode()
     private = settings.dp_noise_multiplier is not None
     # Opacus's per-example gradients are computed in float32: no autocast under DP-SGD.
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported() and not private
@@ -205,6 +241,7 @@ def finetune(
             len(train_features),
             sum(p.numel() for p in model.parameters() if p.requires_grad),
             total_steps,
+            head_only=settings.head_only,
         )
         if warning:
             logging.getLogger(__name__).warning(warning)
@@ -227,6 +264,7 @@ def finetune(
         sync()
         train_seconds += time.perf_counter() - segment_start
         metrics = _evaluate(model, task, scored, device, autocast)
+        train_mode()
         metrics["train_loss"] = float(loss_sum) / max(loss_count, 1)
         if not all(math.isfinite(v) for v in metrics.values()):
             raise TrainingDiverged(f"the loss is no longer finite at step {step}")

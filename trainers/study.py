@@ -440,6 +440,7 @@ def trial_settings(
         task=config.task,
         gradient_accumulation=config.gradient_accumulation,
         gradient_checkpointing=config.gradient_checkpointing,
+        head_only=config.trainable == "head",
     )
 
 

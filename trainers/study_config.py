@@ -24,6 +24,7 @@ model trains; every problem is reported with the key it concerns.
     eval_interval = 20               # optimizer steps between evaluations
     gradient_accumulation = 1        # micro-batches per optimizer step
     gradient_checkpointing = false   # trade compute for memory
+    trainable = "all"                # all | head: only the task's head, on the frozen model
 
     [output]
     keep = 1                         # the best K complete trials' models the node keeps (0: none)
@@ -104,6 +105,9 @@ KNOWN_PARAMS: dict[str, float | int] = {
 #: Searched only: not applied, nor recorded, unless the search space names them.
 _SEARCHED_ONLY = ("dropout",)
 PRUNERS = ("none", "median", "percentile", "hyperband")
+#: Which weights a trial trains: every one (or, with model.lora, the adapters and the head),
+#: or the task's head alone on the frozen pretrained model (what DP-SGD can afford on few rows).
+TRAINABLE = ("all", "head")
 WARM_START_METHODS = ("rgpe", "initial-design")
 _TOP = {"pipeline", "name", "task", "language", "trials", "seed", "model", "objective",
         "training", "search_space", "pruner", "warm_start", "text_column", "label_column",
@@ -170,6 +174,8 @@ class StudyConfig:
     warm_start: WarmStartSpec = field(default_factory=WarmStartSpec)
     gradient_accumulation: int = 1
     gradient_checkpointing: bool = False
+    #: Which weights train ([training] trainable): "all" or "head".
+    trainable: str = "all"
     #: How many of the best complete trials' models the node keeps ([output] keep).
     keep: int = 1
     #: The privacy mode (None: off); privacy_set when the file has a [privacy] table (the
@@ -263,7 +269,9 @@ def load_study_config(path: Path) -> StudyConfig:
         )
     training = _get(data, "training", dict, "", {})
     _unknown(
-        training, {"eval_interval", "gradient_accumulation", "gradient_checkpointing"}, "training."
+        training,
+        {"eval_interval", "gradient_accumulation", "gradient_checkpointing", "trainable"},
+        "training.",
     )
     eval_interval = _get(training, "eval_interval", int, "training.", 20)
     if eval_interval < 1:
@@ -271,6 +279,7 @@ def load_study_config(path: Path) -> StudyConfig:
     accumulation = _get(training, "gradient_accumulation", int, "training.", 1)
     if not 1 <= accumulation <= 1024:
         raise _fail("training.gradient_accumulation", "must be between 1 and 1024")
+    trainable = _trainable(training, task, model)
     output = _get(data, "output", dict, "", {})
     _unknown(output, {"keep"}, "output.")
     keep = _get(output, "keep", int, "output.", 1)
@@ -303,6 +312,7 @@ def load_study_config(path: Path) -> StudyConfig:
         warm_start=_warm_start(_get(data, "warm_start", dict, "", {}), space),
         gradient_accumulation=accumulation,
         gradient_checkpointing=_get(training, "gradient_checkpointing", bool, "training.", False),
+        trainable=trainable,
         keep=keep,
         privacy=privacy,
         privacy_set=privacy_table is not None,
@@ -310,6 +320,25 @@ def load_study_config(path: Path) -> StudyConfig:
     if privacy is not None:
         check_privacy(config, privacy)
     return config
+
+
+def _trainable(training: dict[str, Any], task: str, model: ModelSpec) -> str:
+    trainable: str = _get(training, "trainable", str, "training.", "all")
+    if trainable not in TRAINABLE:
+        raise _fail("training.trainable", f"must be one of {', '.join(TRAINABLE)}")
+    if trainable == "head":
+        if task == "causal-lm":
+            raise _fail(
+                "training.trainable",
+                "'head' is for classification tasks (a causal LM's head is tied to its "
+                "embeddings); use LoRA (model.lora = true)",
+            )
+        if model.lora:
+            raise _fail(
+                "training.trainable",
+                "'head' trains no adapters: set model.lora = false or use 'all'",
+            )
+    return trainable
 
 
 def check_privacy(config: StudyConfig, privacy: PrivacySpec) -> None:

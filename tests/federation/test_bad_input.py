@@ -44,6 +44,8 @@ def test_fed_host_with_a_path_for_a_name_writes_nothing_and_says_why(
         (["--dp", "--dp-epsilon", "-1"], "--dp needs --dp-epsilon in (0, 100]"),
         (["--dp", "--dp-delta", "1"], "--dp-delta in (0, 1)"),
         (["--dp", "--dp-clip", "0"], "--dp-clip > 0"),
+        (["--dp-adaptive-clip"], "add --dp"),
+        (["--dp", "--dp-adaptive-clip", "--secure-aggregation"], "SecAgg+ hides from the host"),
         (["--secure-aggregation", "--strategy", "fedadam"], "fedavg only, not fedadam"),
         (["--secure-aggregation", "--min-members", "1"], "--min-members 2 at least"),
     ],

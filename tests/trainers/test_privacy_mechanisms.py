@@ -194,9 +194,9 @@ def test_a_run_the_noise_drowns_is_warned_and_one_that_can_learn_is_not() -> Non
     assert noise_to_signal(0.70, q, 10_970, 74_498, 54) == pytest.approx(lora / 10)
 
 
-@pytest.mark.parametrize("lora_rank", [None, 4])
+@pytest.mark.parametrize(("lora_rank", "head_only"), [(None, False), (4, False), (None, True)])
 def test_a_dp_sgd_trial_trains_on_cpu_and_hands_back_a_plain_model(
-    lora_rank: int | None, caplog: pytest.LogCaptureFixture
+    lora_rank: int | None, head_only: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Prepare: a tiny model built from a config, and its weights before training.
     import torch
@@ -213,7 +213,7 @@ def test_a_dp_sgd_trial_trains_on_cpu_and_hands_back_a_plain_model(
     before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
     settings = FineTuneSettings(
         1e-2, 8, 2, 0.0, 0.0, 3, 16, 0, lora_rank=lora_rank, device="cpu",
-        dp_noise_multiplier=1.0, dp_max_grad_norm=1.0,
+        head_only=head_only, dp_noise_multiplier=1.0, dp_max_grad_norm=1.0,
     )  # fmt: skip
     # Execute
     result = finetune(loaded, train, evaluation, settings)
@@ -226,7 +226,15 @@ def test_a_dp_sgd_trial_trains_on_cpu_and_hands_back_a_plain_model(
     assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
     assert not any(hasattr(p, "grad_sample") for p in model.parameters())
     after = model.state_dict()
-    if lora_rank is None:
+    if head_only:
+        # Only the head took per-example gradients and noise: the warning counts its weights,
+        # every other weight is the one loaded.
+        trained = {k for k in after if k.startswith("classifier.")}
+        assert f"{sum(after[k].numel() for k in trained):,} trainable" in caplog.text
+        assert "trainable = 'head'" not in caplog.text  # what it does already is not advised
+        assert all(torch.equal(after[k], before[k]) for k in after if k not in trained)
+        assert not torch.equal(after["classifier.weight"], before["classifier.weight"])
+    elif lora_rank is None:
         # Full fine-tuning moved the encoder; the shared position embeddings stayed frozen.
         key = "bert.embeddings.position_embeddings.weight"
         assert torch.equal(after[key], before[key])

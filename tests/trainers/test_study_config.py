@@ -76,6 +76,20 @@ def test_the_shipped_example_is_valid() -> None:
             ),
             "training.gradient_accumulation",
         ),
+        (
+            lambda t: t.replace("eval_interval = 10", 'eval_interval = 10\ntrainable = "encoder"'),
+            "training.trainable: must be one of all, head",
+        ),
+        (
+            lambda t: t.replace("eval_interval = 10", "eval_interval = 10\ntrainable = true"),
+            "training.trainable: must be a string",
+        ),
+        (
+            lambda t: t.replace("max_length = 96", "max_length = 96\nlora = true").replace(
+                "eval_interval = 10", 'eval_interval = 10\ntrainable = "head"'
+            ),
+            "training.trainable: 'head' trains no adapters",
+        ),
         (lambda t: t + '\n[warm_start]\nmethod = "psychic"\n', "warm_start.method"),
         (
             lambda t: t + '\n[warm_start]\nrename = { lr = "learn_rate" }\n',
@@ -180,7 +194,8 @@ def test_a_pipeline_module_that_fails_to_import_is_one_line(
 def test_the_output_keep_artifact_and_training_options_are_read(tmp_path: Path) -> None:
     text = EXAMPLE.replace(
         "eval_interval = 10",
-        "eval_interval = 10\ngradient_accumulation = 4\ngradient_checkpointing = true",
+        "eval_interval = 10\ngradient_accumulation = 4\ngradient_checkpointing = true\n"
+        'trainable = "head"',
     )
     text = text.replace("[model]\n", "[model]\nartifact = 'kept-model-id'\n").replace(
         "config = { model_type", "# config = { model_type"
@@ -188,6 +203,15 @@ def test_the_output_keep_artifact_and_training_options_are_read(tmp_path: Path) 
     config = load_study_config(study_file(tmp_path, text + "\n[output]\nkeep = 3\n"))
     assert config.keep == 3 and config.model.artifact == "kept-model-id"
     assert config.gradient_accumulation == 4 and config.gradient_checkpointing
+    assert config.trainable == "head"
+
+
+def test_a_causal_lm_study_cannot_train_its_head_alone(tmp_path: Path) -> None:
+    text = (ROOT / "examples" / "causal-lm-study.toml").read_text()
+    path = tmp_path / "study.toml"
+    path.write_text(text.replace("[training]\n", '[training]\ntrainable = "head"\n'))
+    with pytest.raises(StudyConfigError, match="'head' is for classification tasks"):
+        load_study_config(path)
 
 
 @pytest.mark.parametrize(

@@ -31,17 +31,25 @@ def noise_to_signal(
 
 
 def advice(
-    noise_multiplier: float, sample_rate: float, rows: int, trainable: int, steps: int
+    noise_multiplier: float,
+    sample_rate: float,
+    rows: int,
+    trainable: int,
+    steps: int,
+    head_only: bool = False,
 ) -> str | None:
-    """A one-line warning when the noise drowns what the run can learn (None: it can learn)."""
+    """A one-line warning when the noise drowns what the run can learn (None: it can learn);
+    head_only: the run trains its head alone already (not advised again)."""
     ratio = noise_to_signal(noise_multiplier, sample_rate, rows, trainable, steps)
     if ratio <= LEARNABLE_RATIO:
         return None
+    fewer = (
+        "" if head_only else "train fewer ([training] trainable = 'head', or a smaller lora_rank), "
+    )
     return (
         f"DP-SGD will likely learn nothing: the noise the budget forces (multiplier "
         f"{noise_multiplier:.2f}, expected batch {sample_rate * rows:.0f} of {rows} rows, "
         f"{steps} steps) is {ratio:.2f} of the most the run can learn over {trainable:,} "
         f"trainable parameters (above {LEARNABLE_RATIO} learnt nothing in bench/RESULTS.md); "
-        f"train fewer (lora_rank, or only the head), raise batch_size or epsilon, run fewer "
-        f"trials, or add rows"
+        f"{fewer}raise batch_size or epsilon, run fewer trials, or add rows"
     )
