@@ -1,10 +1,10 @@
 """Federated rounds on a real Flower deployment: SuperLink, SuperNodes, ServerApp, ClientApp.
 
 A host and three members (each a gridpoint node with its own home), all on 127.0.0.1 with
-ephemeral ports; every process started is stopped at teardown. Each real deployment costs
-minutes here, most of them waiting on Flower's polling and round timeouts rather than
-computing, so one test tells several stories of one federation and the two run on separate
-pytest-xdist workers at the same time.
+ephemeral ports; every process started is stopped at teardown. Both tests share one pytest-xdist
+group, so they never run at the same time: side by side on 2 cores, each took twice as long and
+slowed every other test down. Each real deployment costs minutes here, so one test tells several
+stories of one federation.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from gridpoint.federation.processes import free_port, kill_flower_processes_unde
 from gridpoint.node.home import NodeHome
 from tests.helpers import ROOT, Daemon, MakeHome, cli, cli_json, trust
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("federation")]
 STUDY = ROOT / "examples" / "tiny-study.toml"
 
 
