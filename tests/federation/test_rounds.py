@@ -2,9 +2,9 @@
 
 A host and three members (each a gridpoint node with its own home), all on 127.0.0.1 with
 ephemeral ports; every process started is stopped at teardown. Both tests share one pytest-xdist
-group, so they never run at the same time: side by side on 2 cores, each took twice as long and
-slowed every other test down. Each real deployment costs minutes here, so one test tells several
-stories of one federation.
+group, so they never run at the same time: side by side on four workers the whole run was no
+faster and the stories slowed each other. Each real deployment costs minutes here, so one test
+tells several stories of one federation.
 """
 
 from __future__ import annotations
