@@ -44,6 +44,7 @@ from gridpoint.node.demo import (  # noqa: E402
     start_daemon,
     stop,
     trust,
+    wait_for_superlink,
 )
 
 FORTUNES = Path("/usr/share/games/fortunes")
@@ -169,11 +170,7 @@ def federate(
         "--param", "epochs=1", *(["--lora"] if args.lora else []), "--json",
         log="fed-host.log",
     )  # fmt: skip
-    log = host.private / "fed-host.log"
-    while "SuperLink on" not in log.read_text():
-        if fed.poll() is not None:
-            raise SystemExit(f"the federation host stopped; see {log}")
-        time.sleep(0.5)
+    wait_for_superlink(host, fed)
     joins = [
         background(
             m,
@@ -198,7 +195,7 @@ def federate(
         for process in (fed, *joins):
             stop(process)
     if fed.returncode != 0:
-        raise SystemExit(f"the federation failed; see {log}")
+        raise SystemExit(f"the federation failed; see {host.private / 'fed-host.log'}")
     return json.loads(out), time.monotonic() - start
 
 

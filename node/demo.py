@@ -208,6 +208,17 @@ FED_EPOCHS = "1"
 FED_PARAMS = ("learning_rate", "batch_size", "lora_rank")
 
 
+def wait_for_superlink(host: Node, fed: subprocess.Popen[str], seconds: float = 120) -> None:
+    """Waits until the host's `fed host` (logging to fed-host.log) says its SuperLink is up,
+    for at most `seconds`; stops the demo if that command ended instead."""
+    log = host.private / "fed-host.log"
+    deadline = time.monotonic() + seconds
+    while "SuperLink on" not in log.read_text() and time.monotonic() < deadline:
+        if fed.poll() is not None:
+            raise SystemExit(f"the federation host stopped; see {log}")
+        time.sleep(0.5)
+
+
 def federate(
     host: Node, members: list[Node], tuned: list[dict[str, Any]], model: Path
 ) -> dict[str, Any]:
@@ -248,12 +259,7 @@ def federate(
         "--json",
         log="fed-host.log",
     )
-    log = host.private / "fed-host.log"
-    deadline = time.monotonic() + 120
-    while "SuperLink on" not in log.read_text() and time.monotonic() < deadline:
-        if fed.poll() is not None:
-            raise SystemExit(f"the federation host stopped; see {log}")
-        time.sleep(0.5)
+    wait_for_superlink(host, fed)
     joins = [
         background(
             m,
