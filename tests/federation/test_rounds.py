@@ -309,7 +309,11 @@ def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_str
     # fresh head on a pretrained encoder): one epoch a round is enough for it to learn.
     survivor, victim, _ = federation.members
     study = pretrained_study(federation.workdir)
-    host = federation.start_host("gamma", rounds=3, epochs=1, round_timeout=75, study=study)
+    # Round 1 does not wait out the timeout for the killed member: its SuperNode's heartbeats
+    # stop (Flower sends one every 30 s and gives up after two missed), and the SuperLink
+    # answers for it. The timeout is for the live members, whose first ClientApp took over 75 s
+    # on a loaded CI machine.
+    host = federation.start_host("gamma", rounds=3, epochs=1, round_timeout=240, study=study)
     # The late joiner is a node the host comes to trust only now, with the federation running.
     late = make_home("L")
     late_daemon = Daemon.start(late)
