@@ -21,8 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -30,6 +28,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    inspect,
     select,
     text,
     update,
@@ -91,6 +90,19 @@ _FIRST_WINDOW = 64
 _MAX_WINDOW = 16_384
 
 
+def newest_revision() -> str:
+    """The newest migration's revision: each file in migrations/versions is named after its
+    revision, NNNN_what.py, and revises the one before (tests/store keeps this true)."""
+    return max(p.name[:4] for p in (_MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
+def _revision(conn: Connection) -> str | None:
+    """The revision the database is at; None for a new database."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
 def open_store(url: str) -> SqlStore:
     """Opens (and migrates to the latest schema) the store at a database URL."""
     return SqlStore(url)
@@ -116,9 +128,16 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
             ) from exc
 
     def _migrate(self) -> None:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(_MIGRATIONS))
         with self.engine.connect() as conn:
+            if _revision(conn) == newest_revision():
+                return
+            # Imported here: alembic is about half of every command's start-up, and a store
+            # already at the newest revision (every open but a node's first) never needs it.
+            from alembic import command
+            from alembic.config import Config
+
+            cfg = Config()
+            cfg.set_main_option("script_location", str(_MIGRATIONS))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
             conn.commit()

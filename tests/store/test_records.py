@@ -5,19 +5,22 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
 from gridpoint.errors import RequestError
 from gridpoint.node.catalog import publish, sign_record
 from gridpoint.node.home import NodeHome
+from gridpoint.node.store import sql_store
 from gridpoint.node.store.base import Peer
 from gridpoint.node.store.query_filter import parse_filter, parse_order_by
-from gridpoint.node.store.sql_store import SqlStore, open_store
+from gridpoint.node.store.sql_store import SqlStore, newest_revision, open_store
 from gridpoint.schema import TaskDescriptor
 from tests.helpers import MakeHome, make_record, signed_records
 
@@ -29,6 +32,15 @@ def test_migrations_produce_the_schema_the_models_describe(store: SqlStore) -> N
     assert {"records", "record_params", "record_metrics", "peers", "private_runs"} <= set(
         store.table_names()
     )
+
+
+def test_the_newest_revision_read_from_file_names_is_alembics_head() -> None:
+    # The store skips alembic when the database is at newest_revision(): a migration whose
+    # file name and revision disagree, or two heads, would leave databases unmigrated.
+    scripts = ScriptDirectory(str(Path(sql_store.__file__).parent / "migrations"))
+    assert scripts.get_heads() == [newest_revision()]
+    for script in scripts.walk_revisions():
+        assert Path(script.path).name.startswith(f"{script.revision}_")
 
 
 def test_publishing_equal_content_twice_stores_one_record(
