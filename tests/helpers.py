@@ -149,9 +149,17 @@ def signed_records(home: NodeHome, n: int, start: int = 0) -> list[StoredRecord]
 
 
 def trust(a: NodeHome, b: NodeHome, b_address: str) -> None:
-    """a trusts b (through the real CLI)."""
-    result = cli("peer", "add", b_address, "--fingerprint", b.tls_fingerprint, home=a.path)
-    assert result.returncode == 0, result.stderr
+    """a trusts b: what `peer add` does (the certificate probed at b_address, then pinned), in
+    this process; a child process per call cost two seconds of start-up in every end-to-end
+    test (tests/node/test_network.py keeps one `peer add` through the real CLI)."""
+    from gridpoint.node.peers.trust import add_peer
+    from gridpoint.node.store.sql_store import open_store
+
+    store = open_store(a.db_url())
+    try:
+        add_peer(a, store, b_address, b.tls_fingerprint)
+    finally:
+        store.close()
 
 
 def crafted_envelope(
