@@ -30,7 +30,7 @@ from gridpoint.node.protocol.tls import tls_hostname
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.v1 import catalog_pb2, node_pb2
 from tests.cli_main import run_main
-from tests.helpers import Daemon, MakeHome, cli, cli_json, trust
+from tests.helpers import Daemon, MakeHome, trust
 from tests.tasks.studies import CANARY, TASKS, write_study
 
 pytestmark = pytest.mark.slow
@@ -157,28 +157,24 @@ def _statements(home: NodeHome) -> list[bytes]:
 
 
 def test_no_canary_leaves_the_node(
-    make_home: MakeHome, daemons: list[Daemon], tmp_path: Path
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    make_home: MakeHome,
+    daemons: list[Daemon],
+    tmp_path: Path,
 ) -> None:
-    # Prepare
+    # Prepare: the commands run in this process (what leaves goes through the real daemons).
     a, b = make_home("A"), make_home("B")
     study = _write_study(tmp_path / "ZQCANARYPATH")
+    monkeypatch.setenv("ZQ_SECRET_SETTING", CANARIES["env"])
     # Execute
-    tuned = cli(
-        "tune",
-        str(study),
-        "--trials",
-        "2",
-        "--json",
-        home=a.path,
-        env={"ZQ_SECRET_SETTING": CANARIES["env"]},
-        timeout=300,
-    )
+    tuned = run_main(capsys, "tune", str(study), "--trials", "2", "--json", home=a.path)
     assert tuned.returncode == 0, tuned.stderr
     da, db = Daemon.start(a), Daemon.start(b)
     daemons += [da, db]
     trust(a, b, db.address)
     trust(b, a, da.address)
-    [report] = cli_json("catalog", "sync", home=b.path)
+    [report] = run_main(capsys, "catalog", "sync", "--json", home=b.path).json()
     sent = _wire_bytes(b, a, da.address)
     published = _envelopes(a)
     received = _envelopes(b)
@@ -198,11 +194,12 @@ def test_no_canary_leaves_the_node(
     detail = " ".join(repr(r) for r in store.list_private_runs())
     store.close()
     assert CANARIES["study"] in detail and CANARIES["path"] in detail
-    _check_kept_shared_and_pulled_model(a, b, watched)
+    _check_kept_shared_and_pulled_model(capsys, a, b, watched)
     # Statements and the ledger: withdrawing by the private study name sends only ids.
-    withdrawn = cli_json("catalog", "withdraw", "--study", CANARIES["study"], home=a.path)
-    [told] = cli_json("catalog", "sync", home=b.path)
-    audit = cli("audit", "--json", home=a.path).stdout.encode()
+    withdraw = ("catalog", "withdraw", "--study", CANARIES["study"], "--json")
+    withdrawn = run_main(capsys, *withdraw, home=a.path).json()
+    [told] = run_main(capsys, "catalog", "sync", "--json", home=b.path).json()
+    audit = run_main(capsys, "audit", "--json", home=a.path).stdout.encode()
     assert len(withdrawn["withdrawn"]) == 2 and told["statements"] == 1
     said = _statements(a) + _statements(b)
     for blob in [*said, audit]:
@@ -232,14 +229,15 @@ def _model_bytes(home: NodeHome, artifact_id: str) -> dict[str, bytes]:
     return out
 
 
-def _check_kept_shared_and_pulled_model(a: NodeHome, b: NodeHome, watched: dict[str, str]) -> None:
-    [kept] = cli_json("model", "list", home=a.path)
-    refused = cli("model", "share", kept["id"], "--with", b.identity.node_id, home=a.path)
-    shared = cli(
-        "model", "share", kept["id"], "--with", b.identity.node_id, "--include-private",
-        home=a.path,
-    )  # fmt: skip
-    pulled = cli_json("model", "pull", kept["id"], "--from", a.identity.node_id, home=b.path)
+def _check_kept_shared_and_pulled_model(
+    capsys: pytest.CaptureFixture[str], a: NodeHome, b: NodeHome, watched: dict[str, str]
+) -> None:
+    [kept] = run_main(capsys, "model", "list", "--json", home=a.path).json()
+    share = ("model", "share", kept["id"], "--with", b.identity.node_id)
+    refused = run_main(capsys, *share, home=a.path)
+    shared = run_main(capsys, *share, "--include-private", home=a.path)
+    pull = ("model", "pull", kept["id"], "--from", a.identity.node_id, "--json")
+    pulled = run_main(capsys, *pull, home=b.path).json()
     # Refused without the flag, naming what it would have sent; the peer's copy is the same.
     assert refused.returncode == 1 and "vocabulary learnt from the training texts" in refused.stderr
     assert "names of the training labels" in refused.stderr
