@@ -1,7 +1,7 @@
 """`init`, `identity` and `publish` through the command line, as a user runs them.
 
-`init`, `identity` and the home from the environment run as real processes; `publish` and its
-refusals run in this process (tests/cli_main.py), which prints and exits the same way.
+A first `init` and `identity` run as real processes; the other commands run in this process
+(tests/cli_main.py), which prints and exits the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from gridpoint.node.store.sql_store import open_store
 from tests.cli_main import run_main
-from tests.helpers import cli, cli_json
+from tests.helpers import cli_json
 from tests.node.test_run_record import MINIMAL
 
 
@@ -33,22 +33,28 @@ def test_init_creates_a_complete_home_with_private_files_0600(tmp_path: Path) ->
     assert len(ident["node_id"]) == 40
 
 
-def test_init_twice_is_refused_and_keeps_the_identity(tmp_path: Path) -> None:
+def test_init_twice_is_refused_and_keeps_the_identity(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     home = tmp_path / "org"
-    first = cli_json("init", "--name", "A", home=home)
+    first = run_main(capsys, "init", "--name", "A", "--json", home=home).json()
     key = (home / "identity.key").read_bytes()
-    again = cli("init", "--name", "B", home=home)
+    again = run_main(capsys, "init", "--name", "B", home=home)
     assert again.returncode == 1
     assert "already holds a node identity" in again.stderr and "Traceback" not in again.stderr
     assert (home / "identity.key").read_bytes() == key
-    assert cli_json("identity", home=home)["node_id"] == first["node_id"]
+    assert run_main(capsys, "identity", "--json", home=home).json()["node_id"] == first["node_id"]
 
 
-def test_gridpoint_home_replaces_the_home_flag(tmp_path: Path) -> None:
+def test_gridpoint_home_replaces_the_home_flag(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     home = tmp_path / "org"
-    cli_json("init", "--name", "A", env={"GRIDPOINT_HOME": str(home)})
+    monkeypatch.setenv("GRIDPOINT_HOME", str(home))
+    run_main(capsys, "init", "--name", "A", "--json").json()
     assert (home / "identity.key").exists()
-    missing = cli("identity", env={"GRIDPOINT_HOME": ""})
+    monkeypatch.setenv("GRIDPOINT_HOME", "")
+    missing = run_main(capsys, "identity")
     assert missing.returncode == 1 and "--home" in missing.stderr
 
 
