@@ -8,7 +8,11 @@ mutual TLS.
 from __future__ import annotations
 
 import os
+import resource
+import signal
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +235,41 @@ def test_pull_asks_every_trusted_peer_until_one_holds_the_model(
     assert pulled.artifact.id == model_id and pulled.artifact.author == a.node_id
     with pytest.raises(ArtifactError, match="at least its first 8 hex digits"):
         pull(b.home, b.store, "abc", connect=net.connector(b))
+
+
+@contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Every write of this process past limit bytes into a file fails (EFBIG), as on a
+    full disk, instead of ending the process."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_a_write_that_fails_mid_pull_fails_it_places_nothing_and_the_next_pull_resumes(
+    net: Network, tmp_path: Path
+) -> None:
+    # Prepare: a 12 MiB file, and writes past 5.5 MiB refused while B pulls it.
+    a, b = net.pair("A", "B")
+    source = random_folder(tmp_path / "m", 12 * MIB)
+    model_id = keep(a, source, readers=(b,))
+    partial = b.artifacts.root / ".partial" / model_id / "model.safetensors"
+    # Execute
+    with (
+        file_size_limit(5 * MIB + MIB // 2),
+        pytest.raises(ArtifactError, match=f"cannot write model {model_id[:12]}: .*too large"),
+    ):
+        pull(b.home, b.store, model_id, connect=net.connector(b))
+    left = partial.stat().st_size, b.artifacts.list()
+    running = [t.name for t in threading.enumerate() if t.name.startswith("gridpoint-pull")]
+    pulled = pull(b.home, b.store, model_id, connect=net.connector(b))
+    # Assert: the failed pull placed nothing and no thread of it outlived it; what it left
+    # (up to the limit, maybe a torn chunk at its end) was resumed from its last whole chunk.
+    assert left == (5 * MIB + MIB // 2, []) and running == []
+    assert folder_digests(b.artifacts.folder(pulled.artifact)) == folder_digests(source)
+    assert not partial.parent.exists()
