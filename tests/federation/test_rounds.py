@@ -24,7 +24,8 @@ import pytest
 
 from gridpoint.federation.processes import free_port, kill_flower_processes_under
 from gridpoint.node.home import NodeHome
-from tests.helpers import ROOT, Daemon, MakeHome, cli, cli_json, trust
+from tests.cli_main import run_main
+from tests.helpers import ROOT, Daemon, MakeHome, trust
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("federation")]
 STUDY = ROOT / "examples" / "tiny-study.toml"
@@ -212,7 +213,10 @@ def federation(make_home: MakeHome, daemons: list[Daemon], tmp_path: Path) -> It
 
 
 def test_secure_aggregation_with_dp_sums_two_honest_members_leaves_a_tamperer_out_and_a_third_node_gets_the_record(
-    federation: Federation, make_home: MakeHome, daemons: list[Daemon]
+    capsys: pytest.CaptureFixture[str],
+    federation: Federation,
+    make_home: MakeHome,
+    daemons: list[Daemon],
 ) -> None:
     # Prepare: M1 and M2 are honest; M3 signs a digest of something it did not send. The
     # round runs under SecAgg+ with DP-FedAvg: the tamperer's every message is refused, so
@@ -253,26 +257,32 @@ def test_secure_aggregation_with_dp_sums_two_honest_members_leaves_a_tamperer_ou
         assert [r["round"] for r in json.loads(mout)["rounds"]] == [1]
     # Assert: the host kept the final global model; each honest member received the very
     # same files over the Artifacts service; the refused tamperer received nothing.
-    kept = cli_json("model", "show", summary["model"], home=federation.host.path)
+    kept = run_main(
+        capsys, "model", "show", summary["model"], "--json", home=federation.host.path
+    ).json()
     assert kept["kind"] == "federated"
     assert kept["record"] == summary["record_id"]
     assert sorted(kept["readers"]) == honest_ids
     for member, (_, mout, _) in zip(honest, member_results, strict=True):
         assert json.loads(mout)["model"] == summary["model"]
-        received = cli_json("model", "show", summary["model"], home=member.path)
+        received = run_main(
+            capsys, "model", "show", summary["model"], "--json", home=member.path
+        ).json()
         assert _digests(received) == _digests(kept)
     assert tamperer_code != 0
     # Its SecAgg+ keys were refused in the round's first stage: it never trained.
     assert "before its last round reached this node" in tamperer_err
-    assert cli_json("model", "list", home=tamperer.path) == []
+    assert run_main(capsys, "model", "list", "--json", home=tamperer.path).json() == []
     # Assert: the federated run's record reaches a node that trusts only the host.
     third = make_home("C")
     trust(third, federation.host, federation.daemons["H"].address)
     dc = Daemon.start(third)
     daemons.append(dc)
     trust(federation.host, third, dc.address)
-    cli_json("catalog", "sync", home=third.path)
-    [record] = cli_json("catalog", "query", "kind = 'federated'", home=third.path)
+    run_main(capsys, "catalog", "sync", "--json", home=third.path).json()
+    [record] = run_main(
+        capsys, "catalog", "query", "kind = 'federated'", "--json", home=third.path
+    ).json()
     assert record["signer"] == federation.host.identity.node_id
     assert record["members"] == honest_ids
     assert {p["step"] for p in record["curve"]} == {1}
@@ -280,7 +290,8 @@ def test_secure_aggregation_with_dp_sums_two_honest_members_leaves_a_tamperer_ou
     assert record["privacy"]["protected"] == "training"
     assert record["privacy"]["epsilon"] == pytest.approx(summary["privacy"]["epsilon"])
     # Assert: a node that was no member may not fetch the model, and holds nothing after.
-    refused = cli(
+    refused = run_main(
+        capsys,
         "model",
         "pull",
         summary["model"],
@@ -290,7 +301,7 @@ def test_secure_aggregation_with_dp_sums_two_honest_members_leaves_a_tamperer_ou
     )
     assert refused.returncode == 1
     assert "permission" in refused.stderr.lower() or "not allowed" in refused.stderr.lower()
-    assert cli_json("model", "list", home=third.path) == []
+    assert run_main(capsys, "model", "list", "--json", home=third.path).json() == []
 
 
 def _digests(shown: dict[str, object]) -> dict[str, str]:
@@ -300,7 +311,10 @@ def _digests(shown: dict[str, object]) -> dict[str, str]:
 
 
 def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_stranger_and_resumes_after_its_host_is_killed(
-    federation: Federation, make_home: MakeHome, daemons: list[Daemon]
+    capsys: pytest.CaptureFixture[str],
+    federation: Federation,
+    make_home: MakeHome,
+    daemons: list[Daemon],
 ) -> None:
     # Three stories in one deployment (Flower's fixed cost is per round and per start):
     # round 1: a member is killed mid-round, a node trusted only now joins, a node the host
@@ -375,7 +389,9 @@ def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_str
     assert [r["round"] for r in summary["rounds"]] == [1, 2, 3]
     assert summary["resumed_after"] == 2
     assert "resumed after round 2" in err
-    [published] = cli_json("catalog", "query", "kind = 'federated'", home=federation.host.path)
+    [published] = run_main(
+        capsys, "catalog", "query", "kind = 'federated'", "--json", home=federation.host.path
+    ).json()
     assert published["id"] == summary["record_id"] and published["resumed_after_round"] == 2
     # Assert: the federation of a pretrained model learnt: its final global model beats
     # round 0 (the pretrained encoder with a fresh head), on the members' held-back data.
