@@ -3,10 +3,11 @@
 Runs on the member's machine, in a process its SuperNode starts. It reads the member's
 node home and pipeline from the SuperNode's --node-config (never from the host), loads the
 host's weights, and either fine-tunes on the member's private data and replies with its
-weights (or LoRA adapters) and coarse metrics, or evaluates the global weights on its
-private evaluation set and replies with loss, accuracy, the number of examples and the
-accuracy of always predicting its most common label (so the host can tell a model that
-learnt nothing). Every reply is signed by the member's node key (the outermost mod).
+weights (the LoRA adapters, or the head alone under the study's `[training] trainable =
+"head"`, trained as a local trial would be) and coarse metrics, or evaluates the global
+weights on its private evaluation set and replies with loss, accuracy, the number of
+examples and the accuracy of always predicting its most common label (so the host can tell
+a model that learnt nothing). Every reply is signed by the member's node key (the outermost mod).
 Its data, texts and label names never enter a reply.
 
 When the host runs secure aggregation, train messages are SecAgg+ stages: Flower's
@@ -44,11 +45,21 @@ __all__ = ["app"]
 
 
 def _member_study(context: Context) -> Any:
-    from gridpoint.trainers.study_config import PrunerSpec, StudyConfig
+    """The study this member trains by: the host's model, seed and [training] trainable, the
+    member's own pipeline. The federation's LoRA is the run's ("lora", applied by
+    build_model), never the study file's: model.lora is off here so trainers add none."""
+    from dataclasses import replace
+
+    from gridpoint.trainers.study_config import TRAINABLE, PrunerSpec, StudyConfig
 
     node = context.node_config
     run = context.run_config
     folder = Path(str(node["pipeline-dir"]))
+    # A host from before `trainable` was sent trains every weight.
+    trainable = str(run.get("trainable", "all"))
+    if trainable not in TRAINABLE or (trainable == "head" and bool(run["lora"])):
+        raise ValueError(f"the host asks to train {trainable!r} weights")
+    model = spec_from_json(str(run["model-spec"]), str(node.get("model-path", "")))
     return StudyConfig(
         path=folder / "federation.toml",
         pipeline=str(node["pipeline"]),
@@ -57,7 +68,7 @@ def _member_study(context: Context) -> Any:
         language="",
         trials=1,
         seed=int(run["seed"]),
-        model=spec_from_json(str(run["model-spec"]), str(node.get("model-path", ""))),
+        model=replace(model, lora=False),
         objective_metric="accuracy",
         objective_direction="maximize",
         eval_interval=10**9,
@@ -65,6 +76,7 @@ def _member_study(context: Context) -> Any:
         pruner=PrunerSpec(type="none"),
         text_column=str(node.get("text-column", "text")),
         label_column=str(node.get("label-column", "label")),
+        trainable=trainable,
     )
 
 
@@ -154,24 +166,23 @@ def _prepare(arrays: ArrayRecord, context: Context) -> tuple[Any, Any, Any, Any]
     loaded = build_model(
         study.model, num_labels, int(run["lora-rank"]) if lora else None, study.seed
     )
-    set_weights(loaded.model, arrays, lora)
+    set_weights(loaded.model, arrays, lora, study.trainable == "head")
     return study, train_data, eval_data, loaded
 
 
 def _settings(context: Context, study: Any, server_round: int) -> Any:
-    from gridpoint.trainers.finetune import FineTuneSettings
+    """The round's fine-tuning settings, made as a local trial's are (head-only included)."""
+    from gridpoint.trainers.study import trial_settings
 
     run = context.run_config
-    return FineTuneSettings(
-        learning_rate=float(run["learning-rate"]),
-        batch_size=int(run["batch-size"]),
-        epochs=int(run["local-epochs"]),
-        warmup_ratio=0.0,
-        weight_decay=float(run["weight-decay"]),
-        eval_interval=10**9,
-        max_length=study.model.max_length,
-        seed=study.seed + server_round,
-    )
+    params = {
+        "learning_rate": float(run["learning-rate"]),
+        "batch_size": int(run["batch-size"]),
+        "epochs": int(run["local-epochs"]),
+        "warmup_ratio": 0.0,
+        "weight_decay": float(run["weight-decay"]),
+    }
+    return trial_settings(study, params, study.seed + server_round, "auto")
 
 
 def _evaluate(msg: Message, context: Context) -> Message:
@@ -264,7 +275,7 @@ def _fit(
         "eval_loss": result.metrics["eval_loss"],
     }
     _write_status(context, server_round, int(run["rounds"]), metrics)
-    weights = get_weights(loaded.model, lora)
+    weights = get_weights(loaded.model, lora, study.trainable == "head")
     clip = round_clip if round_clip is not None else float(run.get("dp-clip", 0.0))
     if clip > 0:
         from gridpoint.federation.privacy import clip_update, within_clip

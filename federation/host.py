@@ -204,6 +204,11 @@ def run_host(
     if port and resume_from is None:
         check_port_free(host, port)
     study = load_study_config(opts.study)
+    if opts.lora and study.trainable == "head":
+        raise ConfigError(
+            f"--lora trains adapters but study {study.name!r} says [training] trainable = "
+            "'head' (the head alone): leave out --lora or set trainable = 'all'"
+        )
     params = federation_params(study, opts.params)
     parents: tuple[str, ...] = ()
     if opts.from_best_trial:
@@ -573,6 +578,8 @@ def run_config(
         "strategy": opts.strategy,
         "lora": opts.lora,
         "lora-rank": lora_rank,
+        # Members train what a local trial of the study would: every weight, or the head.
+        "trainable": study.trainable,
         "num-labels": task.num_labels,
         "seed": study.seed,
         "learning-rate": params["learning_rate"],

@@ -3,7 +3,8 @@
 Config-built models use a tokenizer over a public WordPiece vocabulary, so that no vocabulary
 learnt from anyone's private text is needed or shipped (a byte-level one left a small model at
 chance: it must first learn to spell); local checkpoints bring their own tokenizer.
-Weights travel as Flower ArrayRecords: the full state dict, or only the LoRA adapters.
+Weights travel as Flower ArrayRecords: the full state dict, only the LoRA adapters, or only
+the task's head (`[training] trainable = "head"`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from gridpoint.trainers.finetune import head_names
 from gridpoint.trainers.models import LoadedModel, load_model
 from gridpoint.trainers.study_config import ModelSpec
 from gridpoint.trainers.word_tokenizer import public_vocabulary_tokenizer
@@ -52,24 +54,34 @@ def build_model(spec: ModelSpec, num_labels: int, lora_rank: int | None, seed: i
     return loaded
 
 
-def get_weights(model: Any, lora: bool) -> Any:
-    """The ArrayRecord to exchange: LoRA adapter (and head) tensors only, or everything."""
+def get_weights(model: Any, lora: bool, head_only: bool = False) -> Any:
+    """The ArrayRecord to exchange: LoRA adapter (and head) tensors only, the task's head
+    only (head_only: the frozen base is the same on every side, and DP-FedAvg's clipping and
+    noise then touch only what trains), or everything."""
     from flwr.app import ArrayRecord
 
     if lora:
         from peft import get_peft_model_state_dict
 
         state = get_peft_model_state_dict(model)
+    elif head_only:
+        head = set(head_names(model))
+        state = {k: v for k, v in model.state_dict().items() if k in head}
     else:
         state = model.state_dict()
     return ArrayRecord({k: v.detach().cpu().contiguous() for k, v in state.items()})
 
 
-def set_weights(model: Any, arrays: Any, lora: bool) -> None:
+def set_weights(model: Any, arrays: Any, lora: bool, head_only: bool = False) -> None:
+    """Loads what get_weights exchanged; ValueError when head_only arrays are not the head."""
     state = arrays.to_torch_state_dict()
     if lora:
         from peft import set_peft_model_state_dict
 
         set_peft_model_state_dict(model, state)
+    elif head_only:
+        if set(state) != set(head_names(model)):
+            raise ValueError("the weights received are not this model's head")
+        model.load_state_dict(state, strict=False)
     else:
         model.load_state_dict(state)

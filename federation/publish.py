@@ -133,6 +133,7 @@ def _private_run(
                 family=family,
                 num_parameters=int(outcome.start.get("parameters", 0)),
                 lora=opts.lora,
+                head_only=study.trainable == "head",
             ),
             study_file=str(opts.study),
             pipeline=study.pipeline,

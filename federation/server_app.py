@@ -232,11 +232,13 @@ def main(grid: Grid, context: Context) -> None:
             trusted.update(dict.fromkeys(json.loads(path.read_text()), b""))
 
     lora = bool(run["lora"])
+    # [training] trainable = "head": only the head travels (and is clipped and noised).
+    head_only = str(run.get("trainable", "all")) == "head"
     spec = spec_from_json(str(run["model-spec"]))
     loaded = build_model(
         spec, int(run["num-labels"]), int(run["lora-rank"]) if lora else None, int(run["seed"])
     )
-    initial = get_weights(loaded.model, lora)
+    initial = get_weights(loaded.model, lora, head_only)
     min_members = int(run["min-members"])
     rounds = int(run["rounds"])
     base = STRATEGIES[str(run["strategy"])]
@@ -296,7 +298,7 @@ def main(grid: Grid, context: Context) -> None:
         arrays = loop.run(resumed.arrays, resumed.round + 1, rounds)
     # The global model is on disk before result.json appears: `fed host` keeps it as an
     # artifact as soon as it reads the result.
-    set_weights(loaded.model, arrays, lora)
+    set_weights(loaded.model, arrays, lora, head_only)
     save_trained(
         TrainedModel(loaded.model, loaded.tokenizer, "lora" if lora else "full"), folder / MODEL_DIR
     )

@@ -42,7 +42,7 @@ _ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("TaskDescriptor", "text_length_bucket"): vocab.TEXT_LENGTH_BUCKETS,
     ("TaskDescriptor", "image_size_bucket"): vocab.IMAGE_SIZE_BUCKETS,
     ("SearchDimension", "kind"): vocab.DIMENSION_KINDS,
-    ("BaseModelInfo", "method"): ("full", "lora"),
+    ("BaseModelInfo", "method"): vocab.METHODS,
 }
 
 

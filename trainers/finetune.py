@@ -32,7 +32,15 @@ from gridpoint.trainers.tasks.base import Features, TaskType
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FineTuneSettings", "OnEval", "apply_lora", "evaluate", "finetune", "freeze_base"]
+__all__ = [
+    "FineTuneSettings",
+    "OnEval",
+    "apply_lora",
+    "evaluate",
+    "finetune",
+    "freeze_base",
+    "head_names",
+]
 
 #: Called with (step, metrics); returning True stops the run (e.g. pruned).
 OnEval = Callable[[int, dict[str, float]], bool]
@@ -102,6 +110,17 @@ def apply_lora(model: Any, rank: int, task: TaskType) -> Any:
     return get_peft_model(model, config)
 
 
+def _base_of(model: Any) -> Any:
+    """The model's base_model; TrainerError when it has no head apart from it."""
+    base = getattr(model, "base_model", model)
+    if base is model:
+        raise TrainerError(
+            f"training.trainable = 'head': {type(model).__name__} has no head apart from its "
+            "base model; use trainable = 'all'"
+        )
+    return base
+
+
 def freeze_base(model: Any) -> Any:
     """Freezes everything but the task's head (what is not the model's base_model); returns
     the frozen base, which the loop keeps in eval mode (no dropout in the features the head
@@ -110,12 +129,7 @@ def freeze_base(model: Any) -> Any:
     TrainerError when the model has no trainable head apart from its base (a causal LM's head
     is usually tied to its input embeddings).
     """
-    base = getattr(model, "base_model", model)
-    if base is model:
-        raise TrainerError(
-            f"training.trainable = 'head': {type(model).__name__} has no head apart from its "
-            "base model; use trainable = 'all'"
-        )
+    base = _base_of(model)
     base.requires_grad_(False)
     if not any(p.requires_grad for p in model.parameters()):
         raise TrainerError(
@@ -123,6 +137,15 @@ def freeze_base(model: Any) -> Any:
             "the base model (tied), so nothing would train; use trainable = 'all'"
         )
     return base
+
+
+def head_names(model: Any) -> list[str]:
+    """The state-dict names of the task's head: all that head-only training changes (the
+    tensors freeze_base leaves trainable, and the head's buffers). A head weight tied to the
+    base is the base's. TrainerError as freeze_base's when the model has no head of its own."""
+    base = _base_of(model)
+    in_base = {id(t) for t in (*base.parameters(), *base.buffers())}
+    return [name for name, t in model.state_dict(keep_vars=True).items() if id(t) not in in_base]
 
 
 def _evaluate(

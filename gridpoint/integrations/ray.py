@@ -137,7 +137,9 @@ def run_study(
     train, evaluation = load_data(config)
     task = describe_data(config.task, config.language, train)
     family, public_id = model_family_and_public_id(config.model)
-    model = ModelRef(public_id, family, lora=config.model.lora)
+    model = ModelRef(
+        public_id, family, lora=config.model.lora, head_only=config.trainable == "head"
+    )
     # Ray trials start in any order on any node: each run its own seed, like `tune --worker`.
     seed = config.seed ^ int.from_bytes(os.urandom(4))
     search = Search(optuna.samplers.TPESampler(seed=seed), study_pruner(config), seed)

@@ -31,6 +31,7 @@ from gridpoint.schema.vocabulary import (
     HUB_ID,
     IMAGE_SIZE_BUCKETS,
     KINDS,
+    METHODS,
     SIZE_BUCKETS,
     STATUSES,
     TEXT_LENGTH_BUCKETS,
@@ -142,8 +143,8 @@ def validate_record(record: RunRecord) -> RunRecord:
         _check_pattern("model.base", model.base, HUB_ID, "a public hub id like 'org/model'")
     if model.family:
         _check_pattern("model.family", model.family, _SLUG, "a model family like 'bert'")
-    if model.method not in ("full", "lora"):
-        raise _fail("model.method", "must be 'full' or 'lora'")
+    if model.method not in METHODS:
+        raise _fail("model.method", f"must be one of {', '.join(map(repr, METHODS))}")
     _check_int("model.num_parameters", model.num_parameters)
     _check_count("hyperparameters", record.hyperparameters, MAX_NAMED_VALUES)
     for name, value in record.hyperparameters.items():

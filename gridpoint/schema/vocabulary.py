@@ -23,6 +23,7 @@ __all__ = [
     "FAILURES",
     "IMAGE_SIZE_BUCKETS",
     "KINDS",
+    "METHODS",
     "SIZE_BUCKETS",
     "STATUSES",
     "TEXT_LENGTH_BUCKETS",
@@ -42,6 +43,9 @@ TEXT_LENGTH_BUCKETS = ("", "<32", "32-128", "128-512", ">512")
 #: Median image side (the longer side, in pixels); "" for tasks without images.
 IMAGE_SIZE_BUCKETS = ("", "<64", "64-224", "224-512", ">512")
 DIMENSION_KINDS = ("float", "int", "categorical")
+#: Which weights a run fine-tuned: every one ("full"), LoRA adapters and the head ("lora"),
+#: or the task's head alone on the frozen base model ("head", `[training] trainable = "head"`).
+METHODS = ("full", "lora", "head")
 DIRECTIONS = ("", "maximize", "minimize")
 #: Why a failed run failed, when that tells a peer something about its hyperparameters.
 FAILURES = ("", "diverged", "out-of-memory")

@@ -148,7 +148,9 @@ class BaseModel(_message.Message):
     num_parameters: _builtins.int
     """Number of trainable parameters, when known (0 otherwise)."""
     method: _builtins.str
-    """Fine-tuning method: "full" or "lora"."""
+    """Fine-tuning method: "full" (every weight), "lora" (adapters and the head) or "head"
+    (the task's head alone on the frozen base model).
+    """
     def __init__(
         self,
         *,

@@ -83,7 +83,7 @@ def _model_info(policy: AnonymizerConfig, model: ModelRef) -> BaseModelInfo:
         base=public_hub_id(model.public_id) if policy.base_model else "",
         family=model.family if _FAMILY.fullmatch(model.family) else "",
         num_parameters=model.num_parameters,
-        method="lora" if model.lora else "full",
+        method=model.method,
     )
 
 

@@ -132,12 +132,20 @@ class RecordSource:
 
 @dataclass(frozen=True)
 class ModelRef:
-    """What may be said of the model a run trained: a public hub id, its family, its size."""
+    """What may be said of the model a run trained: a public hub id, its family, its size,
+    and which of its weights trained (LoRA adapters, or the task's head alone)."""
 
     public_id: str = ""
     family: str = ""
     num_parameters: int = 0
     lora: bool = False
+    #: Only the task's head trained, on the frozen base model (`[training] trainable = "head"`).
+    head_only: bool = False
+
+    @property
+    def method(self) -> str:
+        """The record's fine-tuning method (gridpoint.schema.vocabulary.METHODS)."""
+        return "lora" if self.lora else "head" if self.head_only else "full"
 
 
 @dataclass(frozen=True)

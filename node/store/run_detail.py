@@ -195,6 +195,8 @@ def _model(value: object) -> ModelRef:
         family=_str(data.get("family")),
         num_parameters=_int_or_none(data.get("num_parameters")) or 0,
         lora=data.get("lora") is True,
+        # Details written before head-only training was recorded trained every weight.
+        head_only=data.get("head_only") is True,
     )
 
 

@@ -301,6 +301,7 @@ class _Trials:
                     family=self._family,
                     num_parameters=run.num_parameters if run else 0,
                     lora=config.model.lora,
+                    head_only=config.trainable == "head",
                 ),
                 error=trial.error or "",
                 failure=trial.failure,

@@ -7,6 +7,7 @@ In-process, on SQLite and PostgreSQL (the db_url fixture).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,9 +21,11 @@ from gridpoint.integrations.sink import IMPORTED, PRESENT, HomeSink
 from gridpoint.node.catalog import sign_record
 from gridpoint.node.home import NodeHome
 from gridpoint.node.pseudonyms import own_study_names, pseudonym
+from gridpoint.node.publishing.anonymize import anonymize
 from gridpoint.node.publishing.service import PublishingService
 from gridpoint.node.store.base import NotPublished, PrivateRun, RunDetail
 from gridpoint.node.store.query_filter import parse_filter
+from gridpoint.node.store.run_detail import detail_from_text, detail_text
 from gridpoint.node.store.sql_store import SqlStore, open_store
 from gridpoint.schema import CurvePoint, SearchDimension, TaskDescriptor, record_to_json
 from tests.helpers import ROOT, MakeHome, make_record
@@ -164,6 +167,39 @@ def test_no_canary_reaches_the_signed_bytes(home: NodeHome, node_store: SqlStore
     assert not [e for e in envelopes if CANARY.encode() in e.lower()]
     private = node_store.list_private_runs(kind=None)
     assert len(private) == 4 and all(CANARY in repr(r) for r in private)
+
+
+def test_a_head_only_run_is_published_as_method_head_and_found_by_it(
+    home: NodeHome, node_store: SqlStore
+) -> None:
+    # Prepare: trial 0 trained the head alone ([training] trainable = "head"), trial 1 all.
+    service = PublishingService(home, node_store)
+    head = ModelRef(public_id="bert-base-uncased", family="bert", num_parameters=99, head_only=True)
+    # Execute
+    published = service.publish(_trial(0, model=head))
+    service.publish(_trial(1))
+    # Assert: the record says what trained, a filter finds it, the private run keeps it.
+    [found] = node_store.query(parse_filter("model.method = 'head'"), limit=10)
+    assert found.id == published.record_id and found.record.model.method == "head"
+    [full] = node_store.query(parse_filter("model.method = 'full'"), limit=10)
+    assert full.id != found.id
+    kept = {r.trial_number: r.detail.model for r in node_store.list_private_runs(f"{CANARY}-study")}
+    assert kept[0] == head and not kept[1].head_only
+
+
+def test_a_run_kept_before_head_only_training_was_recorded_publishes_as_full(
+    home: NodeHome,
+) -> None:
+    # Prepare: a stored detail of the shape written before `head_only` existed.
+    data = json.loads(detail_text(_trial().detail))
+    del data["model"]["head_only"]
+    # Execute
+    older = detail_from_text(json.dumps(data))
+    record = anonymize(
+        PrivateRun("older", 0, older), secret=home.secret, policy=home.config.anonymizer
+    )
+    # Assert
+    assert older.model == _trial().detail.model and record.model.method == "full"
 
 
 def test_a_federated_run_is_published_through_the_service(

@@ -60,6 +60,7 @@ def test_minimal_record_is_accepted_and_round_trips() -> None:
         ("curve/0/value", "high", "curve[0].value"),
         ("model/base", "/home/alice/checkpoints/model", "model.base"),
         ("model/base", "../secret", "model.base"),
+        ("model/method", "adapters", "model.method"),
         ("kind", "experiment", "kind"),
         ("resumed_after_round", 2, "resumed_after_round"),  # a trial never resumes
         ("resumed_after_round", -1, "resumed_after_round"),
@@ -83,6 +84,15 @@ def test_a_resumed_federation_says_so_on_the_wire_and_in_json_and_a_plain_run_ad
     assert "resumed_after_round" not in record_to_json(plain)
     assert encode_record(plain) != encode_record(resumed)
     assert decode_record(encode_record(plain)).resumed_after_round == 0
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "head"])
+def test_every_fine_tuning_method_is_accepted_on_the_wire_and_in_json(method: str) -> None:
+    # "head": the task's head alone trained on the frozen base ([training] trainable = "head").
+    record = record_from_json(with_change("model/method", method))
+    assert record.model.method == method
+    assert decode_record(encode_record(record)) == record
+    assert record_from_json(record_to_json(record)) == record
 
 
 def test_curve_not_ordered_by_step_is_refused() -> None:

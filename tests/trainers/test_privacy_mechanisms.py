@@ -6,6 +6,7 @@ mechanism's output, never against numbers written here by hand.
 
 from __future__ import annotations
 
+import logging
 import statistics
 
 import dp_accounting
@@ -41,6 +42,20 @@ def test_epsilon_of_a_composition_is_dp_accountings_own() -> None:
     pld = pld_privacy_accountant.PLDAccountant()
     pld.compose(composed)
     assert epsilon_of(composed, 1e-5, "pld") == pytest.approx(pld.get_epsilon(1e-5))
+
+
+def test_rdp_orders_dropped_for_a_small_noise_are_not_warned_other_absl_warnings_are(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Prepare: DP-SGD at noise 0.5 and rate 0.3, where fractional RDP orders do not converge
+    # (dp-accounting warns through absl for each one it leaves out).
+    caplog.set_level(logging.WARNING, logger="absl")
+    # Execute
+    epsilon = epsilon_of(dpsgd_event(0.3, 0.5, 10), 1e-5)
+    logging.getLogger("absl").warning("another absl warning")
+    # Assert: the figure is still the library's; only the other warning was logged.
+    assert epsilon == pytest.approx(_rdp_epsilon(dpsgd_event(0.3, 0.5, 10), 1e-5))
+    assert [r.getMessage() for r in caplog.records if r.name == "absl"] == ["another absl warning"]
 
 
 def test_a_study_spends_its_whole_budget_and_not_more_whatever_its_trials() -> None:

@@ -21,8 +21,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +45,20 @@ __all__ = [
 POISSON_SHAPE = math.inf
 
 
+class _DroppedOrders(logging.Filter):
+    """Drops dp-accounting's (absl) warning that an RDP order did not converge and is left
+    out of the epsilon: expected whenever a noise multiplier is small (the calibration
+    probes them, DP-SGD trials compose them), it changes no figure we report (epsilon is the
+    minimum over the orders that remain) and told the user of `tune` and `fed` nothing.
+    Every other absl message still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("_compute_log_a_frac failed to converge")
+
+
+_DROPPED_ORDERS = _DroppedOrders()
+
+
 def _dpa() -> Any:
     try:
         import dp_accounting
@@ -53,6 +66,10 @@ def _dpa() -> Any:
         raise TrainerError(
             "privacy mode needs dp-accounting: pip install 'gridpoint[train]'"
         ) from exc
+    # On the logger itself, once (adding the same filter again is a no-op): composing and
+    # reading epsilon happen in several threads at once, where a logger level switched for
+    # the duration of one call would be switched back under another's feet.
+    logging.getLogger("absl").addFilter(_DROPPED_ORDERS)
     return dp_accounting
 
 
@@ -89,37 +106,13 @@ def epsilon_of(event: Any, delta: float, accountant: str = "rdp") -> float:
     """The epsilon at delta of event, by the named accountant."""
     counter = _accountant(accountant)
     counter.compose(event)
-    with _quiet_absl():
-        return float(counter.get_epsilon(delta))
-
-
-def _calibrate(make: Callable[[float], Any], epsilon: float, delta: float, kind: str) -> float:
-    """The smallest noise multiplier whose event spends at most epsilon at delta."""
-    with _quiet_absl():
-        return _search(make, epsilon, delta, kind)
+    return float(counter.get_epsilon(delta))
 
 
 def calibrate_noise(
     make: Callable[[float], Any], epsilon: float, delta: float, kind: str = "rdp"
 ) -> float:
     """The smallest noise multiplier z whose event make(z) spends at most epsilon at delta."""
-    return _calibrate(make, epsilon, delta, kind)
-
-
-@contextmanager
-def _quiet_absl() -> Iterator[None]:
-    """The RDP accountant logs (through absl) each order it drops while the search probes
-    small noise multipliers: expected there, and no news to the user."""
-    log = logging.getLogger("absl")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
-def _search(make: Callable[[float], Any], epsilon: float, delta: float, kind: str) -> float:
     from dp_accounting import mechanism_calibration as mc
 
     sigma = float(
@@ -141,7 +134,7 @@ def _search(make: Callable[[float], Any], epsilon: float, delta: float, kind: st
 def release_noise(epsilon: float, delta: float, releases: int, accountant: str = "rdp") -> float:
     """The noise multiplier of each of `releases` alike Gaussian releases spending (epsilon,
     delta) together: what a study of that many evaluations, all alike, gave each one."""
-    return _calibrate(lambda s: release_event(s, max(releases, 1)), epsilon, delta, accountant)
+    return calibrate_noise(lambda s: release_event(s, max(releases, 1)), epsilon, delta, accountant)
 
 
 class SplitAccountant:
@@ -176,14 +169,14 @@ class SplitAccountant:
                 rest = dpa.SelfComposedDpEvent(make_trial(sigma), left)
                 return dpa.ComposedDpEvent([*past, rest])
 
-            sigma = _calibrate(whole, spec.epsilon, spec.delta, spec.accountant)
+            sigma = calibrate_noise(whole, spec.epsilon, spec.delta, spec.accountant)
             self._events.append(make_trial(sigma))
             return sigma
 
     def plan_best(self, make_trial: Callable[[float], Any]) -> float:
         """The one noise multiplier of every trial of a "publish the best" study."""
         spec = self._spec
-        sigma = _calibrate(
+        sigma = calibrate_noise(
             lambda s: select_best_event(make_trial(s), self._trials),
             spec.epsilon,
             spec.delta,
