@@ -16,6 +16,7 @@ from dp_accounting import rdp
 from gridpoint.errors import StudyConfigError, TrainerError
 from gridpoint.trainers.privacy.accounting import (
     StudyAccountant,
+    calibrate_noise,
     dpsgd_event,
     epsilon_of,
     release_event,
@@ -42,6 +43,23 @@ def test_epsilon_of_a_composition_is_dp_accountings_own() -> None:
     pld = pld_privacy_accountant.PLDAccountant()
     pld.compose(composed)
     assert epsilon_of(composed, 1e-5, "pld") == pytest.approx(pld.get_epsilon(1e-5))
+
+
+@pytest.mark.parametrize("releases", [1, 3, 40])
+def test_pld_calibration_is_at_most_rdps_noise_and_spends_at_most_the_budget(
+    releases: int,
+) -> None:
+    # Prepare: releases alike, at a budget where small multipliers would be tried first.
+    def make(z: float) -> object:
+        return release_event(z, releases)
+
+    # Execute
+    by_pld, by_rdp = calibrate_noise(make, 4.0, 1e-5, "pld"), calibrate_noise(make, 4.0, 1e-5)
+    # Assert: within the budget by PLD's own figure, no more noise than RDP needs, and the
+    # least that does: 1% less noise spends more than the budget.
+    assert epsilon_of(make(by_pld), 1e-5, "pld") <= 4.0
+    assert by_pld <= by_rdp
+    assert epsilon_of(make(by_pld * 0.99), 1e-5, "pld") > 4.0
 
 
 def test_rdp_orders_dropped_for_a_small_noise_are_not_warned_other_absl_warnings_are(

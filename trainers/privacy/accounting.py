@@ -109,20 +109,32 @@ def epsilon_of(event: Any, delta: float, accountant: str = "rdp") -> float:
     return float(counter.get_epsilon(delta))
 
 
+#: How far below RDP's multiplier a PLD calibration looks (each step halves it).
+_HALVINGS = 3
+
+
 def calibrate_noise(
     make: Callable[[float], Any], epsilon: float, delta: float, kind: str = "rdp"
 ) -> float:
     """The smallest noise multiplier z whose event make(z) spends at most epsilon at delta."""
     from dp_accounting import mechanism_calibration as mc
 
+    bracket: Any = mc.LowerEndpointAndGuess(1e-3, 1.0)
+    if kind == "pld":
+        # The PLD of a tiny multiplier is enormous (a search from 1e-3 asked for 226 GiB).
+        # PLD is the tighter accountant, so RDP's answer is enough noise: search below it.
+        upper = calibrate_noise(make, epsilon, delta, "rdp")
+        lower = upper / 2
+        for _ in range(_HALVINGS):
+            if epsilon_of(make(lower), delta, kind) > epsilon:
+                break
+            upper, lower = lower, lower / 2
+        else:
+            return upper  # still enough noise, if more than the least that would do
+        bracket = mc.ExplicitBracketInterval(lower, upper)
     sigma = float(
         mc.calibrate_dp_mechanism(
-            lambda: _accountant(kind),
-            make,
-            epsilon,
-            delta,
-            mc.LowerEndpointAndGuess(1e-3, 1.0),
-            tol=1e-4,
+            lambda: _accountant(kind), make, epsilon, delta, bracket, tol=1e-4
         )
     )
     # Brent's method lands within tol of the boundary, on either side: step to the safe one.
