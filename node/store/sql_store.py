@@ -91,8 +91,9 @@ _MAX_WINDOW = 16_384
 
 
 def newest_revision() -> str:
-    """The newest migration's revision: each file in migrations/versions is named after its
-    revision, NNNN_what.py, and revises the one before (tests/store keeps this true)."""
+    """The newest migration's revision: each file in migrations/versions starts with its
+    four-digit revision (0007 in 0007_privacy_ledger.py) and revises the one before it
+    (tests/store keeps this true)."""
     return max(p.name[:4] for p in (_MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 
