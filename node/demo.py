@@ -242,7 +242,9 @@ def print_priors(warm: dict[str, Any]) -> None:
         else:
             print(f"  left out {prior['prior']} signed by {who}: {prior.get('reason')}")
     weights = ", ".join(f"{k} {v:.2f}" for k, v in warm["warm_start"]["weights"].items())
-    print(f"  weights learned by the end of the study: {weights or 'none'}")
+    # Learned from three complete trials on (the study's own model must be fitted to judge a
+    # prior); until then a prior keeps the trust its task's similarity gave it.
+    print(f"  weights at the study's last proposal: {weights or 'none'}")
 
 
 #: Federated rounds in the demo, and local epochs per member each round: as much training in
