@@ -135,6 +135,17 @@ def test_a_prior_released_with_noise_is_trusted_less_than_the_same_values_exact(
     assert fitted[1] > fitted[0]
 
 
+def test_trials_that_all_tie_leave_each_prior_the_trust_it_started_with() -> None:
+    # A task so easy that every trial scores the same: nothing in it says the prior was wrong
+    # (the demo printed a learned weight of 0.00 for its only prior here).
+    related = dataclasses.replace(prior("related"), similarity=0.8)
+    sampler = WarmStartSampler([related], SPACE, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(lambda trial: objective(trial) * 0.0 + 1.0, n_trials=4)
+    assert sampler.weights["related"] == pytest.approx(0.8)
+    assert sampler.target_weight == pytest.approx(0.2)
+
+
 def test_a_pruned_prior_best_is_never_proposed_again() -> None:
     # Prepare: the priors' best configuration is the first trial, and it gets pruned.
     sampler = WarmStartSampler([prior("p")], SPACE, seed=0)

@@ -101,3 +101,30 @@ def test_many_unrelated_priors_lose_their_weight_together() -> None:
 def test_a_related_prior_keeps_its_weight_among_unrelated_ones() -> None:
     weights = prior_weights_over_seeds(20, related=True, family_wise=True)
     assert weights.mean() > 0.6
+
+
+def test_observations_that_all_tie_order_nothing_so_the_priors_keep_their_share() -> None:
+    # Every trial at the same accuracy: the study's own model fits the tie exactly, and
+    # counting tied pairs would give it all the weight; there is no evidence either way.
+    rng = np.random.default_rng(0)
+    tied = np.zeros(4)
+    weights = ranking_weights(rng.normal(size=(2, 4)), np.zeros(4), tied, rng)
+    assert list(weights) == [0.5, 0.5, 0.0]
+
+
+def test_a_prior_is_never_charged_for_ordering_what_the_study_saw_as_equal() -> None:
+    # Prepare: two pairs of tied observations, and a prior that orders every observed
+    # difference right and breaks both ties.
+    observed = np.array([0.0, 0.0, 1.0, 2.0, 3.0, 3.0])
+    prior = np.array([0.0, 0.1, 1.0, 2.0, 3.0, 2.9])
+    rng = np.random.default_rng(0)
+    losses, pairs = bootstrap_ranking_losses(prior[None, :], observed, rng, 50)
+    assert np.all(losses == 0.0)
+    # Each resample's pairs are its draws of observations that differ.
+    draws = np.random.default_rng(0).integers(0, 6, size=(50, 6))
+    values = observed[draws]
+    expected = (values[:, :, None] != values[:, None, :]).sum(axis=(1, 2))
+    assert np.array_equal(pairs, expected)
+    # Against the study's own model, which fits the ties exactly, the prior is as good.
+    weights = ranking_weights(prior[None, :], observed.copy(), observed, rng)
+    assert weights[0] == pytest.approx(0.5, abs=0.1)

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.stats import norm
 
 from gridpoint.trainers.transfer.copula import gaussian_copula
-from gridpoint.trainers.transfer.rgpe import ranking_weights
+from gridpoint.trainers.transfer.rgpe import judged, ranking_weights
 from gridpoint.trainers.transfer.surrogate import TargetModel
 
 __all__ = ["TOPK_DESIGN_STEPS", "EnsembleStep", "RankWeightedEnsemble"]
@@ -124,7 +124,9 @@ class RankWeightedEnsemble:
             beat_target=self._beat_target,
             family_wise=self._family_wise,
         )
-        if target_loo is None and k:
+        if k and (target_loo is None or not judged(z)):
+            # Nothing to judge the priors by yet (too few points, or all tied): the trust
+            # they started with, not an equal share.
             weights = self.initial_weights(k)
         if owners is not None and k and n < self._design_steps:
             pick = _design_pick(owners, weights[:k], weights[:k] @ prior_at_candidates)

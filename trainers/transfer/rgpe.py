@@ -17,6 +17,13 @@ task from steering it (negative transfer):
   1 - (1 - CHANCE_CONFIDENCE) / K), so that ten unrelated priors are kept by luck about as
   rarely as one: tested one by one, one of ten priors of noise passes about half the time.
 
+A pair the study observed as equal (two trials at the same accuracy, common on a small
+evaluation set) has no order to get wrong and is no pair: counting it would charge every prior
+that tells the two points apart, while the study's own model, fitted to the tie, predicts it
+and wins every resample (a demo study whose trials all reached 1.0 reported its prior's weight
+as 0). When every observation ties there is no evidence at all: the weights are those of a study
+too small to judge (and the ensemble keeps the trust the priors started with).
+
 Works on arrays of predictions only: must never fit a model, know what a prior is, or touch
 Optuna; the ensemble (ensemble.py) decides what to do with the weights.
 """
@@ -30,6 +37,7 @@ __all__ = [
     "CHANCE_CONFIDENCE",
     "CHANCE_TEST_FROM",
     "bootstrap_ranking_losses",
+    "judged",
     "ranking_weights",
 ]
 
@@ -41,11 +49,16 @@ CHANCE_TEST_FROM = 5
 CHANCE_CONFIDENCE = 0.9
 
 
+def _untied(observed: np.ndarray) -> np.ndarray:
+    """The n×n 0/1 matrix of the pairs (i, j) the study observed as different: the only pairs."""
+    return np.asarray(observed[:, None] != observed[None, :], dtype=float)
+
+
 def _misordered_pairs(predictions: np.ndarray, observed: np.ndarray) -> np.ndarray:
     """For each model, an n×n 0/1 matrix: pair (i, j) ordered differently than observed."""
     pred_less = predictions[:, :, None] < predictions[:, None, :]
     obs_less = observed[None, :, None] < observed[None, None, :]
-    return (pred_less ^ obs_less).astype(float)
+    return np.asarray((pred_less ^ obs_less) & (_untied(observed)[None, :, :] > 0), dtype=float)
 
 
 def bootstrap_ranking_losses(
@@ -55,7 +68,8 @@ def bootstrap_ranking_losses(
 
     predictions is models × n (each model's prediction at the n observed points). A resample
     draws n observations with replacement; its loss for a model counts the misordered pairs
-    among the drawn observations (with their multiplicities).
+    among the drawn observations (with their multiplicities); pairs counts the drawn pairs of
+    observations that differ (a tie is no pair).
     """
     n = predictions.shape[1]
     wrong = _misordered_pairs(predictions, observed)
@@ -64,8 +78,13 @@ def bootstrap_ranking_losses(
     np.add.at(counts, (np.arange(samples)[:, None], draws), 1.0)
     # losses[s, m] = counts_s' W_m counts_s: the misordered pairs within resample s.
     losses = (np.matmul(counts[None, :, :], wrong) * counts[None, :, :]).sum(axis=2).T
-    pairs = counts.sum(axis=1) ** 2 - (counts**2).sum(axis=1)
+    pairs = ((counts @ _untied(observed)) * counts).sum(axis=1)
     return losses, pairs
+
+
+def judged(observed: np.ndarray) -> bool:
+    """Whether the observations order anything: at least two of them differ."""
+    return bool(np.ptp(observed) > 0) if len(observed) else False
 
 
 def ranking_weights(
@@ -82,7 +101,8 @@ def ranking_weights(
 
     prior_predictions is K×n (each prior's mean at the n observed points), target_loo the
     target GP's leave-one-out means there (None while it has too few points to judge: the
-    priors then share the weight equally). The weights sum to one.
+    priors then share the weight equally, as they do while every observation ties, which
+    orders nothing). The weights sum to one.
 
     beat_target (experimental, off by default): from CHANCE_TEST_FROM observations on, a prior
     keeps weight only if its median loss is below the study's own model's, so a prior that is
@@ -90,7 +110,7 @@ def ranking_weights(
     family_wise: the chance test covers the K priors together (see the module docstring).
     """
     k, n = prior_predictions.shape
-    if n < 2 or target_loo is None:
+    if n < 2 or target_loo is None or not judged(observed):
         weights = np.zeros(k + 1)
         if k:
             weights[:k] = 1.0 / k
@@ -108,7 +128,9 @@ def ranking_weights(
     target_p95 = np.percentile(losses[:, k], 95)
     weights[:k][np.median(losses[:, :k], axis=0) > target_p95] = 0.0
     if n >= CHANCE_TEST_FROM:
-        better = (losses[:, :k] < 0.5 * pairs[:, None]).mean(axis=0)
+        # A resample that drew only tied observations says nothing either way.
+        informative = pairs > 0
+        better = (losses[informative, :k] < 0.5 * pairs[informative, None]).mean(axis=0)
         confidence = 1.0 - (1.0 - CHANCE_CONFIDENCE) / k if family_wise else CHANCE_CONFIDENCE
         weights[:k][better < confidence] = 0.0
         if beat_target:
