@@ -10,23 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.cli_main import run_main
+from tests.federation.test_head_only import PIPELINE  # the same tiny reviews
 from tests.helpers import MakeHome
 
 pytestmark = pytest.mark.slow
-
-PIPELINE = """
-import random
-
-def load():
-    rng = random.Random(1)
-    rows = []
-    for i in range(48):
-        good = i % 2 == 0
-        words = rng.choices("the a movie was really quite it".split(), k=4)
-        words.insert(rng.randrange(5), "great" if good else "awful")
-        rows.append((" ".join(words), "pos" if good else "neg"))
-    return rows[:32], rows[32:]
-"""
 
 STUDY = """
 pipeline = "reviews:load"
