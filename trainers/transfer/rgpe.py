@@ -50,15 +50,15 @@ CHANCE_CONFIDENCE = 0.9
 
 
 def _untied(observed: np.ndarray) -> np.ndarray:
-    """The n×n 0/1 matrix of the pairs (i, j) the study observed as different: the only pairs."""
-    return np.asarray(observed[:, None] != observed[None, :], dtype=float)
+    """The n×n boolean matrix of the pairs (i, j) the study observed as different: the only pairs."""
+    return np.asarray(observed[:, None] != observed[None, :])
 
 
 def _misordered_pairs(predictions: np.ndarray, observed: np.ndarray) -> np.ndarray:
     """For each model, an n×n 0/1 matrix: pair (i, j) ordered differently than observed."""
     pred_less = predictions[:, :, None] < predictions[:, None, :]
     obs_less = observed[None, :, None] < observed[None, None, :]
-    return np.asarray((pred_less ^ obs_less) & (_untied(observed)[None, :, :] > 0), dtype=float)
+    return np.asarray((pred_less ^ obs_less) & _untied(observed)[None, :, :], dtype=float)
 
 
 def bootstrap_ranking_losses(
@@ -78,7 +78,7 @@ def bootstrap_ranking_losses(
     np.add.at(counts, (np.arange(samples)[:, None], draws), 1.0)
     # losses[s, m] = counts_s' W_m counts_s: the misordered pairs within resample s.
     losses = (np.matmul(counts[None, :, :], wrong) * counts[None, :, :]).sum(axis=2).T
-    pairs = ((counts @ _untied(observed)) * counts).sum(axis=1)
+    pairs = ((counts @ _untied(observed).astype(float)) * counts).sum(axis=1)
     return losses, pairs
 
 
