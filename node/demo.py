@@ -222,13 +222,12 @@ def compare(warm: dict[str, Any], cold: dict[str, Any]) -> str:
     goals = [(f"accuracy {GOOD:.2f}", GOOD)]
     if cold_best is not None:
         goals.append((f"cold's best ({cold_best:.3f})", cold_best))
-    for i, (name, goal) in enumerate(goals):
+    reached = []
+    for name, goal in goals:
         took = {k: trials_to_reach(c, goal) for k, c in curves.items()}
         said = {k: str(n) if n else f"none of {len(curves[k])}" for k, n in took.items()}
-        line += (
-            f"; {'trials to ' if i == 0 else 'to '}{name}: warm {said['warm']}, cold {said['cold']}"
-        )
-    return line
+        reached.append(f"{name}: warm {said['warm']}, cold {said['cold']}")
+    return f"{line}; trials to {'; to '.join(reached)}"
 
 
 def print_priors(warm: dict[str, Any]) -> None:
