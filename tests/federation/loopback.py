@@ -24,7 +24,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from gridpoint.federation.client_app import secure_aggregation_mod, sign_reply_mod
 
-__all__ = ["RUN_ID", "LoopbackGrid", "member_app"]
+__all__ = ["RUN_ID", "LoopbackGrid", "deliver", "member_app"]
 
 RUN_ID = 77
 
@@ -46,6 +46,17 @@ def member_app(update: dict[str, np.ndarray], examples: int) -> ClientApp:
         return Message(content=fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
 
     return app
+
+
+def deliver(app: ClientApp, context: Context, msg: Message, node_id: int) -> Message:
+    """node_id's reply to msg, its ClientApp run as a SuperNode runs it: the message given its
+    id, the task's identity that of the node while the app runs."""
+    msg.metadata.__dict__["_message_id"] = str(uuid4())
+    TaskIdentity.node_id = node_id
+    try:
+        return app(msg, context)
+    finally:
+        TaskIdentity.node_id = 0
 
 
 @dataclass
@@ -73,16 +84,9 @@ class LoopbackGrid:
             stage = str(msg.content.config_records[RECORD_KEY_CONFIGS][Key.STAGE])
             if self.gone(nid, stage):
                 continue
-            msg.metadata.__dict__["_message_id"] = str(uuid4())
             msg.metadata.__dict__["_run_id"] = RUN_ID
             # A SuperLink delivers a copy: the workflow sends one content to every node.
-            msg = copy.deepcopy(msg)
-            app, context = self.members[nid]
-            TaskIdentity.node_id = nid
-            try:
-                reply = app(msg, context)
-            finally:
-                TaskIdentity.node_id = 0
+            reply = deliver(*self.members[nid], copy.deepcopy(msg), nid)
             self.seen.append(reply)
             replies.append(reply)
         return replies

@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from uuid import uuid4
 
 import numpy as np
 import pytest
@@ -28,6 +27,7 @@ from gridpoint.trainers.finetune import finetune
 from gridpoint.trainers.pipeline import load_data
 from gridpoint.trainers.study import trial_settings
 from gridpoint.trainers.study_config import StudyConfig, load_study_config
+from tests.federation.loopback import deliver
 from tests.helpers import MakeHome
 
 PIPELINE = """
@@ -110,12 +110,7 @@ def _train_once(
         dst_node_id=1,
         message_type="train",
     )
-    msg.metadata.__dict__["_message_id"] = str(uuid4())
-    TaskIdentity.node_id = 1
-    try:
-        reply = member_app(msg, context)
-    finally:
-        TaskIdentity.node_id = 0
+    reply = deliver(member_app, context, msg, 1)
     assert not reply.has_error(), reply.error
     arrays = reply.content.array_records["arrays"]
     assert isinstance(arrays, ArrayRecord)
