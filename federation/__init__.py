@@ -7,6 +7,10 @@ The code is organized as follows:
 - client_app.py: the ClientApp: fine-tune or evaluate on the member's private pipeline, sign.
 - server_app.py: the ServerApp: verify every update against the host's trusted peers, aggregate.
 - rounds.py: the round loop: wait for members, train, evaluate on every member's data, checkpoint.
+- member_failures.py: the SuperLink's error replies for a member that failed, set apart and
+  named by that member's gridpoint node id (both kinds of round).
+- flower_nodes.py: which Flower node id each trusted peer's SuperNode was registered under,
+  as the host recorded it (flower-nodes.json).
 - secure_round.py: a training round under Flower's SecAgg+ (the host sees only the sum),
   every stage's reply checked against the member's signature.
 - privacy.py: DP-FedAvg for `fed host --dp`: members clip (to a fixed or an adaptive clip),

@@ -23,6 +23,7 @@ import tomli_w
 
 from gridpoint.errors import ConfigError, GridpointError, PeerError
 from gridpoint.federation.flower_certs import openssh_public_key, superlink_material
+from gridpoint.federation.flower_nodes import FlowerNode, recorded, remember
 from gridpoint.federation.model_state import spec_to_json
 from gridpoint.federation.names import check_federation_name
 from gridpoint.federation.processes import (
@@ -425,8 +426,6 @@ def _restart_in(folder: Path, host: str, port: int, say: Say) -> None:
     say(f"resuming federation run {folder.name} after round {done}")
 
 
-#: Flower's node id of each trusted peer's SuperNode, as registered (for messages only).
-FLOWER_NODES = "flower-nodes.json"
 #: The peers the ServerApp accepts updates from, {node id: ""}; it reads it every round.
 TRUSTED = "trusted.json"
 
@@ -470,7 +469,7 @@ class _LiveTrust:
                 self.env,
                 self.folder,
             )
-            _remember_flower_node(self.folder, out, peer.name or peer.node_id[:12])
+            _remember_flower_node(self.folder, out, peer)
             self.known.add(peer.node_id)
         partial = self.folder / (TRUSTED + ".partial")
         partial.write_text(json.dumps(dict.fromkeys(sorted(self.known), "")))
@@ -493,27 +492,26 @@ class _LiveTrust:
             say(f"now trusting {peer.name or peer.node_id[:12]}: it may join from the next round")
 
 
-def _remember_flower_node(folder: Path, register_out: str, name: str) -> None:
+def _remember_flower_node(folder: Path, register_out: str, peer: Any) -> None:
     try:
-        flower_id = str(json.loads(register_out[register_out.index("{") :])["node-id"])
-    except (ValueError, KeyError):
-        return  # only the early-failure message uses it
-    path = folder / FLOWER_NODES
-    known = json.loads(path.read_text()) if path.exists() else {}
-    path.write_text(json.dumps({**known, flower_id: name}))
+        flower_id = int(json.loads(register_out[register_out.index("{") :])["node-id"])
+    except (ValueError, KeyError, TypeError):
+        # Only names suffer: the early-failure message, and failed members in the journal.
+        return
+    remember(folder, flower_id, FlowerNode(peer.name or peer.node_id[:12], peer.node_id))
 
 
 def _online_members(folder: Path, env: dict[str, str]) -> list[str]:
     """The trusted peers whose SuperNodes the SuperLink sees online now (best effort)."""
     try:
-        names = json.loads((folder / FLOWER_NODES).read_text())
+        known = {str(k): v.name for k, v in recorded(folder).items()}
         listed = json.loads(
             _flwr(["supernode", "list", CONNECTION, "--format", "json"], env, folder)
         )
-    except (OSError, ValueError, GridpointError):
+    except (OSError, ValueError, KeyError, GridpointError):
         return []
     return sorted(
-        names.get(str(n.get("node-id")), f"flower node {n.get('node-id')}")
+        known.get(str(n.get("node-id")), f"flower node {n.get('node-id')}")
         for n in listed.get("nodes", [])
         if n.get("status") == "online"
     )

@@ -22,6 +22,10 @@ With secure aggregation (`fed host --secure-aggregation`), a round's training is
 SecAgg+ round (secure_round.py): the loop gets the members' weighted average and never a
 member's update; evaluation stays as it is (its replies are metrics, not updates).
 
+Replies the SuperLink sends in the stead of a member that failed are set apart before the
+strategy or the SecAgg+ workflow sees them (member_failures.py): the round goes on without
+that member and its event names it, by gridpoint node id, among the refused.
+
 Each round's journal event carries the accepted and refused members, the aggregated train
 and evaluation metrics (evaluation weighted by each member's number of examples), each
 member's own signed evaluation, and the round's duration.
@@ -37,6 +41,8 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
 
+from gridpoint.federation.flower_nodes import unrecorded
+from gridpoint.federation.member_failures import FailureGrid
 from gridpoint.federation.privacy import CentralNoise
 from gridpoint.federation.secure_round import SecureSettings, SignedGrid, secure_train_round
 
@@ -63,6 +69,8 @@ class RoundLoop:
     noise: CentralNoise | None = None
     #: Called before each round's wait for members (the ServerApp refreshes its trust).
     before_round: Callable[[], None] = field(default=lambda: None)
+    #: A member's gridpoint node id from its Flower node id (flower_nodes.member_id).
+    member_of: Callable[[int], str] = unrecorded
 
     def wait_for_members(self, patient: bool = False) -> int:
         """Members online, after waiting up to round_timeout (patient: forever) for min_members."""
@@ -86,10 +94,9 @@ class RoundLoop:
     ) -> dict[str, Any]:
         """Every online member evaluates `arrays` on its private evaluation set."""
         self.wait_for_members(patient)
-        replies = self.grid.send_and_receive(
-            messages=self.strategy.configure_evaluate(
-                server_round, arrays, ConfigRecord(), self.grid
-            ),
+        # A member that fails here is left out of the evaluation (and logged), not refused.
+        replies = FailureGrid(self.grid, self.member_of).send_and_receive(
+            self.strategy.configure_evaluate(server_round, arrays, ConfigRecord(), self.grid),
             timeout=self.round_timeout,
         )
         metrics = self.strategy.aggregate_evaluate(server_round, replies)
@@ -110,12 +117,14 @@ class RoundLoop:
                 config = self.train_config
                 if clip is not None:
                     config = ConfigRecord({**dict(config), "dp-clip": clip})
-                replies = self.grid.send_and_receive(
-                    messages=self.strategy.configure_train(server_round, arrays, config, self.grid),
+                failures = FailureGrid(self.grid, self.member_of)
+                replies = failures.send_and_receive(
+                    self.strategy.configure_train(server_round, arrays, config, self.grid),
                     timeout=self.round_timeout,
                 )
                 new_arrays, train_metrics = self.strategy.aggregate_train(server_round, replies)
                 report = self.strategy.round_report.pop(server_round)
+                report["refused"] = [*report["refused"], *failures.failed]
             else:
                 new_arrays, train_metrics, report = self._secure_train(server_round, arrays)
             if new_arrays is not None:
@@ -152,7 +161,8 @@ class RoundLoop:
     ) -> tuple[ArrayRecord | None, dict[str, float], dict[str, Any]]:
         """One SecAgg+ round over the members online: (average, train metrics, report)."""
         assert self.secure is not None and self.check_secure is not None
-        grid = SignedGrid(self.grid, self.check_secure, server_round)
+        failures = FailureGrid(self.grid, self.member_of)
+        grid = SignedGrid(failures, self.check_secure, server_round)
         nodes = sorted(int(n) for n in self.grid.get_node_ids())
         average, members = (
             secure_train_round(
@@ -185,7 +195,8 @@ class RoundLoop:
         )
         report = {
             "accepted": accepted,
-            "refused": [r for r in grid.refused if r["node"] not in accepted],
+            # A member that failed after it was summed (unmasking) still counts as summed.
+            "refused": [r for r in grid.refused + failures.failed if r["node"] not in accepted],
             "member_metrics": {signer: m for signer, m, _ in members},
             "payload_bytes": [],
             "secure_aggregation": {

@@ -8,7 +8,8 @@ of its cryptography; this module only drives that workflow for one round of our 
   update, the unmasking shares) is checked against the member's node key before the
   workflow sees it (signed_grid); an unsigned or wrongly signed reply is left out and the
   round treats that member as dropped, so SecAgg+ recovers its masks from the others'
-  shares while at least the reconstruction threshold of members remain;
+  shares while at least the reconstruction threshold of members remain (the SuperLink's
+  error replies for a member that failed are set apart before, by member_failures.py);
 - the round report names who was summed and who was left out, and counts the array bytes
   that reached the ServerApp in train replies (0: no unmasked update ever arrives; the
   masked vector travels as SecAgg+'s own integer vectors).
@@ -32,6 +33,8 @@ from flwr.server.compat.legacy_context import LegacyContext
 from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.secure_aggregation.secaggplus_workflow import WorkflowState
 from flwr.serverapp import Grid
+
+from gridpoint.federation.member_failures import FailureGrid
 
 __all__ = ["SECURE_CONFIG", "SecureSettings", "SignedGrid", "secure_train_round"]
 
@@ -60,7 +63,8 @@ class SecureSettings:
 class SignedGrid:
     """A Grid whose replies are checked (check returns the signer or raises) before use."""
 
-    grid: Grid
+    #: The members' own replies only: who failed is the FailureGrid's to keep.
+    grid: FailureGrid
     #: (reply, round) -> signer id; raises for a reply that must be left out.
     check: Callable[[Message, int], str]
     server_round: int
@@ -78,9 +82,6 @@ class SignedGrid:
         kept = []
         for reply in self.grid.send_and_receive(messages, timeout=timeout):
             nid = int(reply.metadata.src_node_id)
-            if reply.has_error():
-                self._refuse(nid, "member failed: " + str(reply.error.reason)[:200])
-                continue
             self.array_bytes_received += sum(
                 len(a.data)
                 for record in reply.content.array_records.values()

@@ -30,6 +30,7 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedYogi
 
 from gridpoint.errors import GridpointError
 from gridpoint.federation.checkpoint import load_checkpoint, save_checkpoint
+from gridpoint.federation.flower_nodes import member_id
 from gridpoint.federation.model_state import build_model, get_weights, set_weights, spec_from_json
 from gridpoint.federation.privacy import ACCOUNTANT, PROTECTED, AdaptiveClip, CentralNoise
 from gridpoint.federation.rounds import RoundLoop
@@ -81,15 +82,8 @@ def verifying(base: type, federation: str, trusted: dict[str, bytes]) -> Any:
             self, server_round: int, replies: Iterable[Message]
         ) -> tuple[list[Message], list[str], list[dict[str, str]]]:
             kept, accepted, refused = [], [], []
+            # Error replies never come here: the round loop sets them apart (member_failures.py).
             for reply in replies:
-                if reply.has_error():
-                    refused.append(
-                        {
-                            "node": str(reply.metadata.src_node_id),
-                            "reason": "member failed: " + str(reply.error.reason)[:200],
-                        }
-                    )
-                    continue
                 try:
                     signer = _verify(reply, federation, server_round, trusted)
                 except (GridpointError, KeyError, TypeError) as exc:
@@ -284,6 +278,8 @@ def main(grid: Grid, context: Context) -> None:
         ),
         noise=noise,
         before_round=follow_trust,
+        # `fed host` records each trusted peer's Flower node id as it registers the peer.
+        member_of=lambda flower_id: member_id(folder, flower_id),
     )
     started = time.time()
     if resumed is None:

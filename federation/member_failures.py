@@ -1,0 +1,62 @@
+"""The SuperLink's error replies in a member's stead, set apart and named by the member that failed.
+
+When a member's SuperNode dies mid-round (or its reply cannot be had), Flower's SuperLink
+answers the host's message itself, with an error reply from the SuperLink's own node id
+that points only at the message it answers (reply_to_message_id). FailureGrid remembers
+whom each message it pushed went to, hands on the members' own replies alone, and keeps
+a refusal for each error reply naming that member by its gridpoint node id, as the host
+recorded it (flower_nodes.py), so a round's "refused" names it as it names every other.
+
+Both kinds of round go through it (rounds.py: the verifying strategy's plain rounds, and
+secure_round.py's SignedGrid under SecAgg+, for which a missing reply is a dropped member).
+It must never hand an error reply on, nor take a member's name from one: an error reply's
+sender is the SuperLink, whoever failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from flwr.app import Message
+from flwr.serverapp import Grid
+
+__all__ = ["FailureGrid"]
+
+log = logging.getLogger("gridpoint.federation")
+
+
+@dataclass
+class FailureGrid:
+    """A Grid that hands on only the members' replies; `failed` names who failed and why."""
+
+    grid: Grid
+    #: A member's gridpoint node id from its Flower node id (flower_nodes.member_id).
+    member_of: Callable[[int], str]
+    #: {"node": gridpoint node id, "reason": "member failed: " + Flower's reason}, one a member.
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return self.grid.get_node_ids()
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> list[Message]:
+        # A list, not the caller's iterable: Flower's grids give each message they push its
+        # id in place, and these very objects tell whom an error reply's message went to.
+        sent = list(messages)
+        replies = self.grid.send_and_receive(sent, timeout=timeout)
+        sent_to = {str(m.metadata.message_id): int(m.metadata.dst_node_id) for m in sent}
+        kept = []
+        for reply in replies:
+            if not reply.has_error():
+                kept.append(reply)
+                continue
+            flower_id = sent_to.get(str(reply.metadata.reply_to_message_id))
+            node = self.member_of(flower_id) if flower_id is not None else "an unknown member"
+            reason = "member failed: " + str(reply.error.reason)[:200]
+            if not any(r["node"] == node for r in self.failed):
+                self.failed.append({"node": node, "reason": reason})
+            log.warning("reply of %s left out: %s", node, reason)
+        return kept
