@@ -1,7 +1,10 @@
-"""A SuperLink in one process, for SecAgg+ rounds in tests and bench/fed_secagg.py.
+"""A SuperLink in one process, for rounds in tests (SecAgg+ and plain) and bench/fed_secagg.py.
 
-LoopbackGrid hands each message the workflow sends to its member's ClientApp (a deep copy,
-as a SuperLink delivers one) and returns the replies; member_app is a ClientApp with
+LoopbackGrid gives each message the workflow sends its id (as a push does), hands it to its
+member's ClientApp (a deep copy, as a SuperLink delivers one) and returns the replies; a gone
+member's message goes unanswered, or with answer_for_gone is answered by the SuperLink's
+error reply, built by Flower's own helper as a SuperLink builds it for a dead SuperNode
+(from the SuperLink's node id, naming only the message it answers). member_app is a ClientApp with
 gridpoint's signing mod around Flower's secaggplus_mod that answers a fixed update, so the
 protocol, its cryptography and the signatures take their real path without any training.
 """
@@ -20,6 +23,7 @@ from flwr.clientapp import ClientApp
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 from flwr.compat.common.recorddict_compat import fitres_to_recorddict, recorddict_to_fitins
+from flwr.server.superlink.linkstate.utils import create_message_error_unavailable_res_message
 from flwr.supercore.task_identity import TaskIdentity
 
 from gridpoint.federation.client_app import secure_aggregation_mod, sign_reply_mod
@@ -50,8 +54,9 @@ def member_app(update: dict[str, np.ndarray], examples: int) -> ClientApp:
 
 def deliver(app: ClientApp, context: Context, msg: Message, node_id: int) -> Message:
     """node_id's reply to msg, its ClientApp run as a SuperNode runs it: the message given its
-    id, the task's identity that of the node while the app runs."""
-    msg.metadata.__dict__["_message_id"] = str(uuid4())
+    id (unless pushed with one), the task's identity that of the node while the app runs."""
+    if not msg.metadata.message_id:
+        msg.metadata.__dict__["_message_id"] = str(uuid4())
     TaskIdentity.node_id = node_id
     try:
         return app(msg, context)
@@ -64,8 +69,12 @@ class LoopbackGrid:
     """A SuperLink in one process: each message is handled by its node's ClientApp."""
 
     members: dict[int, tuple[ClientApp, Context]]
-    #: (node id, stage) -> True when that member is gone from that stage on.
+    #: (node id, stage) -> True when that member is gone from that stage on; a stage is
+    #: SecAgg+'s, or a plain round's message type ("train", "evaluate").
     gone: Callable[[int, str], bool] = lambda nid, stage: False
+    #: Whether the SuperLink answers a gone member's message with an error reply (its
+    #: SuperNode's heartbeats stopped) rather than leaving it unanswered (a timeout).
+    answer_for_gone: bool = False
     seen: list[Message] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -80,11 +89,22 @@ class LoopbackGrid:
     ) -> list[Message]:
         replies = []
         for msg in messages:
-            nid = msg.metadata.dst_node_id
-            stage = str(msg.content.config_records[RECORD_KEY_CONFIGS][Key.STAGE])
-            if self.gone(nid, stage):
-                continue
+            # Pushed: the very message passed in gets its id, as Flower's grids give it.
+            msg.metadata.__dict__["_message_id"] = str(uuid4())
             msg.metadata.__dict__["_run_id"] = RUN_ID
+            nid = msg.metadata.dst_node_id
+            configs = msg.content.config_records
+            stage = (
+                str(configs[RECORD_KEY_CONFIGS][Key.STAGE])
+                if RECORD_KEY_CONFIGS in configs
+                else msg.metadata.message_type
+            )
+            if self.gone(nid, stage):
+                if self.answer_for_gone:
+                    replies.append(
+                        create_message_error_unavailable_res_message(msg.metadata, "node_unavail")
+                    )
+                continue
             # A SuperLink delivers a copy: the workflow sends one content to every node.
             reply = deliver(*self.members[nid], copy.deepcopy(msg), nid)
             self.seen.append(reply)

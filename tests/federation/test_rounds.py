@@ -385,6 +385,9 @@ def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_str
         ids,
     ]
     assert summary["members"] == ids
+    # The SuperLink answered for the killed member; round 1 names it, not the SuperLink.
+    refused = {r["node"]: r["reason"] for r in summary["rounds"][0]["refused"]}
+    assert refused[victim.identity.node_id].startswith("member failed"), refused
     # Assert: rounds 1-2 from before the kill, 3 after, none twice; the run says so.
     assert [r["round"] for r in summary["rounds"]] == [1, 2, 3]
     assert summary["resumed_after"] == 2

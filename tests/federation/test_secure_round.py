@@ -9,12 +9,18 @@ every stage, every key share and every masked vector takes the real path, in sec
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, Context, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, RecordDict
+from flwr.serverapp.strategy import FedAvg
 
+from gridpoint.federation.flower_nodes import FlowerNode, member_id, remember, unrecorded
+from gridpoint.federation.member_failures import FailureGrid
+from gridpoint.federation.rounds import RoundLoop
 from gridpoint.federation.secure_round import SecureSettings, SignedGrid, secure_train_round
-from gridpoint.federation.server_app import _verify
+from gridpoint.federation.server_app import _verify, verifying
 from gridpoint.federation.update_signing import secure_parts
 from gridpoint.node.home import NodeHome
 from tests.federation.loopback import RUN_ID, LoopbackGrid, member_app
@@ -56,7 +62,7 @@ def _round(
 ) -> tuple[ArrayRecord | None, list[tuple[str, dict[str, object], int]], SignedGrid]:
     keys = {h.identity.node_id: h.identity.public_key for h in trusted}
     signed = SignedGrid(
-        loop,  # type: ignore[arg-type]
+        FailureGrid(loop, unrecorded),  # type: ignore[arg-type]
         lambda reply, r: _verify(reply, FEDERATION, r, keys, secure_parts),
         server_round=3,
     )
@@ -120,6 +126,47 @@ def test_a_member_gone_after_sharing_its_keys_is_unmasked_from_the_others_shares
     assert sorted(s for s, _, _ in members) == sorted(
         h.identity.node_id for h in (homes[0], homes[2])
     )
+
+
+def test_a_member_whose_supernode_dies_mid_round_is_refused_by_its_gridpoint_node_id(
+    homes: list[NodeHome], tmp_path: Path
+) -> None:
+    # Prepare: the host recorded each member's Flower node id as it registered the member;
+    # member 101 shares its keys, then its SuperNode dies and the SuperLink answers for it.
+    for i, home in enumerate(homes):
+        remember(tmp_path, 100 + i, FlowerNode(f"S{i}", home.identity.node_id))
+    examples = [40, 100, 250]
+    loop = _grid(
+        homes,
+        examples,
+        gone=lambda nid, stage: nid == 101 and stage not in ("setup", "share_keys"),
+        answer_for_gone=True,
+    )
+    keys = {h.identity.node_id: h.identity.public_key for h in homes}
+    strategy = verifying(FedAvg, FEDERATION, keys)()
+    rounds = RoundLoop(
+        strategy,
+        loop,  # type: ignore[arg-type]
+        min_members=3,
+        round_timeout=5.0,
+        train_config=ConfigRecord({"federation": FEDERATION}),
+        on_round=lambda r, arrays, event: None,
+        secure=SETTINGS,
+        check_secure=lambda reply, r: _verify(reply, FEDERATION, r, keys, secure_parts),
+        member_of=lambda flower_id: member_id(tmp_path, flower_id),
+    )
+    start = ArrayRecord({k: Array(np.zeros_like(v)) for k, v in _update(0).items()})
+    # Execute
+    average, _, report = rounds._secure_train(3, start)
+    # Assert: the others were summed; the dead member is refused by name, with Flower's reason.
+    assert average is not None
+    expected = _fedavg([_update(0), _update(2)], [40, 250])
+    for key, value in expected.items():
+        np.testing.assert_allclose(average[key].numpy(), value, atol=1e-3)
+    assert sorted(report["accepted"]) == sorted(h.identity.node_id for h in (homes[0], homes[2]))
+    [refused] = report["refused"]
+    assert refused["node"] == homes[1].identity.node_id
+    assert refused["reason"].startswith("member failed: Error: Node Unavailable")
 
 
 def test_a_member_whose_replies_are_not_signed_by_a_trusted_key_is_left_out_by_name(

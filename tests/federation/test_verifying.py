@@ -7,6 +7,9 @@ test_rounds.py; this keeps the plain path's refusal covered without another depl
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -14,8 +17,12 @@ from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.task_identity import TaskIdentity
 
 from gridpoint.federation.client_app import sign_reply_mod
+from gridpoint.federation.flower_nodes import FlowerNode, member_id, remember
+from gridpoint.federation.rounds import RoundLoop
 from gridpoint.federation.server_app import verifying
 from gridpoint.node.home import NodeHome
+from tests.federation.loopback import RUN_ID as LOOPBACK_RUN_ID
+from tests.federation.loopback import LoopbackGrid
 from tests.helpers import MakeHome
 
 RUN_ID = 91
@@ -78,3 +85,65 @@ def test_a_plain_round_aggregates_the_signed_updates_and_names_the_ones_it_left_
     assert "signature does not match" in refused[liar.identity.node_id]
     assert "not a trusted peer" in refused[stranger.identity.node_id]
     np.testing.assert_allclose(arrays["w"].numpy(), np.full((3,), 2.0))
+
+
+def _member(value: float) -> ClientApp:
+    """A member that answers `value` everywhere, signed as client_app signs."""
+    app = ClientApp()
+
+    @app.train(mods=[sign_reply_mod])
+    def train(msg: Message, context: Context) -> Message:
+        arrays = ArrayRecord({"w": Array(np.full((3,), value, np.float32))})
+        metrics = MetricRecord({"num-examples": 10.0, "train_loss": value})
+        return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
+
+    @app.evaluate(mods=[sign_reply_mod])
+    def evaluate(msg: Message, context: Context) -> Message:
+        metrics = MetricRecord({"num-examples": 10.0, "accuracy": value / 10, "eval_loss": 1.0})
+        return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+
+    return app
+
+
+def test_a_plain_round_names_a_member_the_superlink_answered_for_by_its_gridpoint_node_id(
+    make_home: MakeHome, tmp_path: Path
+) -> None:
+    # Prepare: three members, recorded by Flower node id as the host registered them; the
+    # SuperNode of the second is dead, so the SuperLink answers its messages with errors.
+    homes = [make_home(n) for n in ("A", "B", "C")]
+    members = {}
+    for flower_id, (home, value) in enumerate(zip(homes, (1.0, 50.0, 3.0), strict=True), 11):
+        remember(tmp_path, flower_id, FlowerNode(home.path.name, home.identity.node_id))
+        context = Context(
+            run_id=LOOPBACK_RUN_ID,
+            node_id=flower_id,
+            node_config={"gridpoint-home": str(home.path)},
+            state=RecordDict(),
+            run_config={"federation": FEDERATION},
+        )
+        members[flower_id] = (_member(value), context)
+    grid = LoopbackGrid(members, gone=lambda nid, stage: nid == 12, answer_for_gone=True)
+    trusted = {h.identity.node_id: b"" for h in homes}
+    strategy = verifying(FedAvg, FEDERATION, trusted)(fraction_train=1.0, fraction_evaluate=1.0)
+    events: list[dict[str, Any]] = []
+    loop = RoundLoop(
+        strategy,
+        grid,  # type: ignore[arg-type]
+        min_members=3,
+        round_timeout=5.0,
+        train_config=ConfigRecord({"federation": FEDERATION}),
+        on_round=lambda r, arrays, event: events.append(event),
+        member_of=lambda flower_id: member_id(tmp_path, flower_id),
+    )
+    # Execute
+    arrays = loop.run(ArrayRecord({"w": Array(np.zeros((3,), np.float32))}), 1, 1)
+    # Assert: the round went on with the others, and names the dead member as it names any.
+    [event] = events
+    assert sorted(event["accepted"]) == sorted(
+        [homes[0].identity.node_id, homes[2].identity.node_id]
+    )
+    [refused] = event["refused"]
+    assert refused["node"] == homes[1].identity.node_id
+    assert refused["reason"].startswith("member failed: Error: Node Unavailable")
+    np.testing.assert_allclose(arrays["w"].numpy(), np.full((3,), 2.0))
+    assert sorted(event["member_eval"]) == sorted(event["accepted"])
