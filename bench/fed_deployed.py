@@ -371,12 +371,13 @@ def main() -> None:
                 if short:
                     print(f"  note: N={n} secure={secure}: round(s) {short} had < {n} accepted")
                 row[secure] = ([float(r["seconds"]) for r in rounds], wall)
+                payload_bytes = summary.get("initial_payload_bytes")
             plain, secure_ = row[False][0], row[True][0]
             print(
                 f"{n:>7}  {' '.join(f'{s:.1f}' for s in plain):>24}  "
                 f"{' '.join(f'{s:.1f}' for s in secure_):>24}  "
                 f"{_mean(secure_) / _mean(plain):>5.2f}  {row[False][1]:>10.0f}  "
-                f"{row[True][1]:>12.0f}",
+                f"{row[True][1]:>12.0f}  ({payload_bytes} bytes sent to each member)",
                 flush=True,
             )
         if not args.no_resume:
