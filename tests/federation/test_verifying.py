@@ -29,7 +29,8 @@ RUN_ID = 91
 FEDERATION = "fed-plain"
 
 
-def _reply(home: NodeHome, nid: int, value: float, tamper: bool = False) -> Message:
+def _member(value: float) -> ClientApp:
+    """A member that answers `value` everywhere, signed as client_app signs."""
     app = ClientApp()
 
     @app.train(mods=[sign_reply_mod])
@@ -38,6 +39,16 @@ def _reply(home: NodeHome, nid: int, value: float, tamper: bool = False) -> Mess
         metrics = MetricRecord({"num-examples": 10.0, "train_loss": value})
         return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
+    @app.evaluate(mods=[sign_reply_mod])
+    def evaluate(msg: Message, context: Context) -> Message:
+        metrics = MetricRecord({"num-examples": 10.0, "accuracy": value / 10, "eval_loss": 1.0})
+        return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+
+    return app
+
+
+def _reply(home: NodeHome, nid: int, value: float, tamper: bool = False) -> Message:
+    app = _member(value)
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, RUN_ID, 0
     arrays = ArrayRecord({"w": Array(np.zeros((3,), np.float32))})
     ins = Message(
@@ -85,24 +96,6 @@ def test_a_plain_round_aggregates_the_signed_updates_and_names_the_ones_it_left_
     assert "signature does not match" in refused[liar.identity.node_id]
     assert "not a trusted peer" in refused[stranger.identity.node_id]
     np.testing.assert_allclose(arrays["w"].numpy(), np.full((3,), 2.0))
-
-
-def _member(value: float) -> ClientApp:
-    """A member that answers `value` everywhere, signed as client_app signs."""
-    app = ClientApp()
-
-    @app.train(mods=[sign_reply_mod])
-    def train(msg: Message, context: Context) -> Message:
-        arrays = ArrayRecord({"w": Array(np.full((3,), value, np.float32))})
-        metrics = MetricRecord({"num-examples": 10.0, "train_loss": value})
-        return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
-
-    @app.evaluate(mods=[sign_reply_mod])
-    def evaluate(msg: Message, context: Context) -> Message:
-        metrics = MetricRecord({"num-examples": 10.0, "accuracy": value / 10, "eval_loss": 1.0})
-        return Message(RecordDict({"metrics": metrics}), reply_to=msg)
-
-    return app
 
 
 def test_a_plain_round_names_a_member_the_superlink_answered_for_by_its_gridpoint_node_id(
