@@ -10,7 +10,8 @@ recorded it (flower_nodes.py), so a round's "refused" names it as it names every
 Both kinds of round go through it (rounds.py: the verifying strategy's plain rounds, and
 secure_round.py's SignedGrid under SecAgg+, for which a missing reply is a dropped member).
 It must never hand an error reply on, nor take a member's name from one: an error reply's
-sender is the SuperLink, whoever failed.
+sender is the SuperLink, whoever failed. reply_member names the member behind a reply that
+failed its check in the same way, so every refusal in a round's journal reads alike.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from dataclasses import dataclass, field
 from flwr.app import Message
 from flwr.serverapp import Grid
 
-__all__ = ["FailureGrid"]
+from gridpoint.federation.update_signing import SIGNATURE_RECORD
+
+__all__ = ["FailureGrid", "claimed_signer", "reply_member"]
 
 log = logging.getLogger("gridpoint.federation")
 
@@ -60,3 +63,17 @@ class FailureGrid:
                 self.failed.append({"node": node, "reason": reason})
             log.warning("reply of %s left out: %s", node, reason)
         return kept
+
+
+def claimed_signer(reply: Message) -> str | None:
+    """The node id a reply's signature record claims, None if it carries none (a claim only)."""
+    try:
+        return str(reply.content.config_records[SIGNATURE_RECORD]["signer_id"])
+    except KeyError:
+        return None
+
+
+def reply_member(reply: Message, member_of: Callable[[int], str]) -> str:
+    """Who a reply that failed its check stands for: the signer it claims, or else the member
+    its Flower node was registered for (the SuperLink authenticated that SuperNode's key)."""
+    return claimed_signer(reply) or member_of(int(reply.metadata.src_node_id))

@@ -34,7 +34,7 @@ from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.secure_aggregation.secaggplus_workflow import WorkflowState
 from flwr.serverapp import Grid
 
-from gridpoint.federation.member_failures import FailureGrid
+from gridpoint.federation.member_failures import FailureGrid, claimed_signer
 
 __all__ = ["SECURE_CONFIG", "SecureSettings", "SignedGrid", "secure_train_round"]
 
@@ -90,7 +90,7 @@ class SignedGrid:
             try:
                 signer = self.check(reply, self.server_round)
             except Exception as exc:  # any failure to verify leaves the reply out
-                self._refuse(nid, str(exc) or "update is not signed", claimed=_claimed(reply))
+                self._refuse(nid, str(exc) or "update is not signed", claimed_signer(reply))
                 continue
             # One Flower node speaks for one gridpoint node for the whole round.
             if self.signer_of.setdefault(nid, signer) != signer:
@@ -102,19 +102,10 @@ class SignedGrid:
         return kept
 
     def _refuse(self, nid: int, reason: str, claimed: str | None = None) -> None:
-        node = claimed or self.signer_of.get(nid) or f"flower-node-{nid}"
+        node = claimed or self.signer_of.get(nid) or self.grid.member_of(nid)
         if not any(r["node"] == node for r in self.refused):
             self.refused.append({"node": node, "reason": reason})
         log.warning("secure aggregation: reply of %s left out: %s", node, reason)
-
-
-def _claimed(reply: Message) -> str | None:
-    from gridpoint.federation.update_signing import SIGNATURE_RECORD
-
-    try:
-        return str(reply.content.config_records[SIGNATURE_RECORD]["signer_id"])
-    except KeyError:
-        return None
 
 
 @dataclass

@@ -30,7 +30,8 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedYogi
 
 from gridpoint.errors import GridpointError
 from gridpoint.federation.checkpoint import load_checkpoint, save_checkpoint
-from gridpoint.federation.flower_nodes import member_id
+from gridpoint.federation.flower_nodes import member_id, unrecorded
+from gridpoint.federation.member_failures import reply_member
 from gridpoint.federation.model_state import build_model, get_weights, set_weights, spec_from_json
 from gridpoint.federation.privacy import ACCOUNTANT, PROTECTED, AdaptiveClip, CentralNoise
 from gridpoint.federation.rounds import RoundLoop
@@ -64,8 +65,16 @@ class _Journal:
             f.write(json.dumps(event) + "\n")
 
 
-def verifying(base: type, federation: str, trusted: dict[str, bytes]) -> Any:
+def verifying(
+    base: type,
+    federation: str,
+    trusted: dict[str, bytes],
+    member_of: Callable[[int], str] = unrecorded,
+) -> Any:
     """A subclass of the strategy `base` that drops unverified replies before aggregating.
+
+    A refused reply is named by reply_member: the signer it claims, else the member its Flower
+    node was registered for (member_of, as the round loop's).
 
     Train replies are checked in aggregate_train, evaluation replies in aggregate_evaluate;
     what each round accepted and refused is kept in round_report / member_eval for the
@@ -88,13 +97,9 @@ def verifying(base: type, federation: str, trusted: dict[str, bytes]) -> Any:
                     signer = _verify(reply, federation, server_round, trusted)
                 except (GridpointError, KeyError, TypeError) as exc:
                     reason = str(exc) if isinstance(exc, GridpointError) else "update is not signed"
-                    refused.append({"node": _claimed(reply), "reason": reason})
-                    log.warning(
-                        "reply refused: round %s node %s: %s",
-                        server_round,
-                        _claimed(reply),
-                        reason,
-                    )
+                    node = reply_member(reply, member_of)
+                    refused.append({"node": node, "reason": reason})
+                    log.warning("reply refused: round %s node %s: %s", server_round, node, reason)
                     continue
                 kept.append(reply)
                 accepted.append(signer)
@@ -131,13 +136,6 @@ def _round_metrics(event: dict[str, Any]) -> dict[str, float]:
     metrics = {k: float(v) for k, v in train.items() if k == "train_loss"}
     metrics.update({k: float(v) for k, v in evaluation.items() if k in ("accuracy", "eval_loss")})
     return metrics
-
-
-def _claimed(reply: Message) -> str:
-    try:
-        return str(reply.content[SIGNATURE_RECORD]["signer_id"])
-    except KeyError:
-        return f"flower-node-{reply.metadata.src_node_id}"
 
 
 def _payload_bytes(reply: Message) -> int:
@@ -239,7 +237,12 @@ def main(grid: Grid, context: Context) -> None:
     resumed = load_checkpoint(folder)
     events: list[dict[str, Any]] = resumed.events if resumed else []
     noise = _noise(run, events)
-    strategy = verifying(base, str(run["federation"]), trusted)(
+
+    # `fed host` records each trusted peer's Flower node id as it registers the peer.
+    def member_of(flower_id: int) -> str:
+        return member_id(folder, flower_id)
+
+    strategy = verifying(base, str(run["federation"]), trusted, member_of)(
         # DP-FedAvg weighs every member alike (each member sends dp-weight 1).
         weighted_by_key="dp-weight" if noise else "num-examples",
         fraction_train=1.0,
@@ -278,8 +281,7 @@ def main(grid: Grid, context: Context) -> None:
         ),
         noise=noise,
         before_round=follow_trust,
-        # `fed host` records each trusted peer's Flower node id as it registers the peer.
-        member_of=lambda flower_id: member_id(folder, flower_id),
+        member_of=member_of,
     )
     started = time.time()
     if resumed is None:

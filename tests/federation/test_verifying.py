@@ -20,6 +20,7 @@ from gridpoint.federation.client_app import sign_reply_mod
 from gridpoint.federation.flower_nodes import FlowerNode, member_id, remember
 from gridpoint.federation.rounds import RoundLoop
 from gridpoint.federation.server_app import verifying
+from gridpoint.federation.update_signing import SIGNATURE_RECORD
 from gridpoint.node.home import NodeHome
 from tests.federation.loopback import RUN_ID as LOOPBACK_RUN_ID
 from tests.federation.loopback import LoopbackGrid
@@ -96,6 +97,27 @@ def test_a_plain_round_aggregates_the_signed_updates_and_names_the_ones_it_left_
     assert "signature does not match" in refused[liar.identity.node_id]
     assert "not a trusted peer" in refused[stranger.identity.node_id]
     np.testing.assert_allclose(arrays["w"].numpy(), np.full((3,), 2.0))
+
+
+def test_an_unsigned_reply_is_refused_by_the_member_its_flower_node_was_registered_for(
+    make_home: MakeHome, tmp_path: Path
+) -> None:
+    # Prepare: A's SuperNode registered as Flower node 11; its reply carries no signature.
+    a, b = make_home("A"), make_home("B")
+    remember(tmp_path, 11, FlowerNode("A", a.identity.node_id))
+    unsigned = _reply(a, 11, 50.0)
+    del unsigned.content[SIGNATURE_RECORD]
+    trusted = {h.identity.node_id: b"" for h in (a, b)}
+    strategy = verifying(FedAvg, FEDERATION, trusted, lambda nid: member_id(tmp_path, nid))(
+        fraction_train=1.0, min_train_nodes=1, min_available_nodes=1
+    )
+    # Execute
+    arrays, _ = strategy.aggregate_train(2, [unsigned, _reply(b, 12, 3.0)])
+    # Assert: named by its node id, not by Flower's; only B's update is averaged.
+    report = strategy.round_report[2]
+    assert report["refused"] == [{"node": a.identity.node_id, "reason": "update is not signed"}]
+    assert report["accepted"] == [b.identity.node_id]
+    np.testing.assert_allclose(arrays["w"].numpy(), np.full((3,), 3.0))
 
 
 def test_a_plain_round_names_a_member_the_superlink_answered_for_by_its_gridpoint_node_id(
