@@ -28,14 +28,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from flwr.app import Array, ArrayRecord, Context, RecordDict  # noqa: E402
 
+from gridpoint.federation.flower_nodes import unrecorded  # noqa: E402
+from gridpoint.federation.member_failures import FailureGrid  # noqa: E402
 from gridpoint.federation.secure_round import (  # noqa: E402
     SecureSettings,
     SignedGrid,
     secure_train_round,
 )
-from gridpoint.federation.server_app import _verify_secure  # noqa: E402
+from gridpoint.federation.server_app import _verify  # noqa: E402
 from gridpoint.federation.update_signing import (  # noqa: E402
     UpdateContext,
+    secure_parts,
     sign_update,
     update_digest,
     verify_update,
@@ -85,7 +88,9 @@ def _secure(homes: list[NodeHome], updates: list[dict[str, np.ndarray]]) -> floa
         members[100 + i] = (member_app(update, 100), context)
     loop = LoopbackGrid(members)
     trusted = {h.identity.node_id: h.identity.public_key for h in homes}
-    grid = SignedGrid(loop, lambda r, n: _verify_secure(r, FEDERATION, n, trusted), 1)  # type: ignore[arg-type]
+    # As the round loop does: the SuperLink's error replies set apart, members named by node id.
+    failures = FailureGrid(loop, unrecorded)  # type: ignore[arg-type]
+    grid = SignedGrid(failures, lambda r, n: _verify(r, FEDERATION, n, trusted, secure_parts), 1)
     start = ArrayRecord({k: Array(np.zeros_like(v)) for k, v in updates[0].items()})
     started = time.perf_counter()
     average, summed = secure_train_round(
