@@ -54,11 +54,14 @@ def _untied(observed: np.ndarray) -> np.ndarray:
     return np.asarray(observed[:, None] != observed[None, :])
 
 
-def _misordered_pairs(predictions: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """For each model, an n×n 0/1 matrix: pair (i, j) ordered differently than observed."""
+def _misordered_pairs(
+    predictions: np.ndarray, observed: np.ndarray, untied: np.ndarray
+) -> np.ndarray:
+    """For each model, an n×n 0/1 matrix: pair (i, j), one of the untied pairs (_untied),
+    ordered differently than observed."""
     pred_less = predictions[:, :, None] < predictions[:, None, :]
     obs_less = observed[None, :, None] < observed[None, None, :]
-    return np.asarray((pred_less ^ obs_less) & _untied(observed)[None, :, :], dtype=float)
+    return np.asarray((pred_less ^ obs_less) & untied[None, :, :], dtype=float)
 
 
 def bootstrap_ranking_losses(
@@ -72,13 +75,14 @@ def bootstrap_ranking_losses(
     observations that differ (a tie is no pair).
     """
     n = predictions.shape[1]
-    wrong = _misordered_pairs(predictions, observed)
+    untied = _untied(observed)
+    wrong = _misordered_pairs(predictions, observed, untied)
     draws = rng.integers(0, n, size=(samples, n))
     counts = np.zeros((samples, n))
     np.add.at(counts, (np.arange(samples)[:, None], draws), 1.0)
     # losses[s, m] = counts_s' W_m counts_s: the misordered pairs within resample s.
     losses = (np.matmul(counts[None, :, :], wrong) * counts[None, :, :]).sum(axis=2).T
-    pairs = ((counts @ _untied(observed).astype(float)) * counts).sum(axis=1)
+    pairs = ((counts @ untied.astype(float)) * counts).sum(axis=1)
     return losses, pairs
 
 
