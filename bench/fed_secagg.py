@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-from flwr.app import Array, ArrayRecord, Context, RecordDict  # noqa: E402
+from flwr.app import Array, ArrayRecord  # noqa: E402
 
 from gridpoint.federation.flower_nodes import unrecorded  # noqa: E402
 from gridpoint.federation.member_failures import FailureGrid  # noqa: E402
@@ -44,7 +44,7 @@ from gridpoint.federation.update_signing import (  # noqa: E402
     verify_update,
 )
 from gridpoint.node.home import NodeHome  # noqa: E402
-from tests.federation.loopback import RUN_ID, LoopbackGrid, member_app  # noqa: E402
+from tests.federation.loopback import RUN_ID, LoopbackGrid, member_app, member_context  # noqa: E402
 
 FEDERATION = "bench"
 
@@ -78,14 +78,7 @@ def _plain(homes: list[NodeHome], updates: list[dict[str, np.ndarray]]) -> float
 def _secure(homes: list[NodeHome], updates: list[dict[str, np.ndarray]]) -> float:
     members = {}
     for i, (home, update) in enumerate(zip(homes, updates, strict=True)):
-        context = Context(
-            run_id=RUN_ID,
-            node_id=100 + i,
-            node_config={"gridpoint-home": str(home.path)},
-            state=RecordDict(),
-            run_config={"federation": FEDERATION},
-        )
-        members[100 + i] = (member_app(update, 100), context)
+        members[100 + i] = (member_app(update, 100), member_context(home.path, 100 + i, FEDERATION))
     loop = LoopbackGrid(members)
     trusted = {h.identity.node_id: h.identity.public_key for h in homes}
     # As the round loop does: the SuperLink's error replies set apart, members named by node id.

@@ -15,10 +15,11 @@ import copy
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from uuid import uuid4
 
 import numpy as np
-from flwr.app import Context, Message
+from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
@@ -28,9 +29,21 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from gridpoint.federation.client_app import secure_aggregation_mod, sign_reply_mod
 
-__all__ = ["RUN_ID", "LoopbackGrid", "deliver", "member_app"]
+__all__ = ["RUN_ID", "LoopbackGrid", "deliver", "member_app", "member_context"]
 
 RUN_ID = 77
+
+
+def member_context(home: Path, node_id: int, federation: str, run_id: int = RUN_ID) -> Context:
+    """The Context a member's SuperNode gives its ClientApp: the member's home (node config,
+    where the signing mod finds its key) and the federation (run config)."""
+    return Context(
+        run_id=run_id,
+        node_id=node_id,
+        node_config={"gridpoint-home": str(home)},
+        state=RecordDict(),
+        run_config={"federation": federation},
+    )
 
 
 def member_app(update: dict[str, np.ndarray], examples: int) -> ClientApp:

@@ -35,6 +35,7 @@ from gridpoint.federation.server_app import verifying
 from gridpoint.node.home import NodeHome
 from gridpoint.node.tuning.privacy import ledger_report
 from gridpoint.trainers.privacy.accounting import epsilon_of
+from tests.federation.loopback import member_context
 from tests.helpers import MakeHome
 
 OPTS = HostOptions(
@@ -208,16 +209,7 @@ def test_adaptive_rounds_send_each_round_its_clip_and_move_it_by_the_members_ans
     # Prepare: two members whose updates have norms 1 and 6, a host starting at clip 3.
     homes = [make_home("A"), make_home("B")]
     members = {
-        nid: (
-            _member(norm),
-            Context(
-                run_id=92,
-                node_id=nid,
-                node_config={"gridpoint-home": str(home.path)},
-                state=RecordDict(),
-                run_config={"federation": "fed-adaptive"},
-            ),
-        )  # fmt: skip
+        nid: (_member(norm), member_context(home.path, nid, "fed-adaptive", run_id=92))
         for nid, norm, home in ((1, 1.0, homes[0]), (2, 6.0, homes[1]))
     }
     grid = _PlainGrid(members)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord
 from flwr.serverapp.strategy import FedAvg
 
 from gridpoint.federation.flower_nodes import FlowerNode, member_id, remember, unrecorded
@@ -23,7 +23,7 @@ from gridpoint.federation.secure_round import SecureSettings, SignedGrid, secure
 from gridpoint.federation.server_app import _verify, verifying
 from gridpoint.federation.update_signing import secure_parts
 from gridpoint.node.home import NodeHome
-from tests.federation.loopback import RUN_ID, LoopbackGrid, member_app
+from tests.federation.loopback import LoopbackGrid, member_app, member_context
 from tests.helpers import MakeHome
 
 FEDERATION = "fed-secure"
@@ -46,14 +46,10 @@ def homes(make_home: MakeHome) -> list[NodeHome]:
 def _grid(homes: list[NodeHome], examples: list[int], **kw: object) -> LoopbackGrid:
     members = {}
     for i, (home, n) in enumerate(zip(homes, examples, strict=True)):
-        context = Context(
-            run_id=RUN_ID,
-            node_id=100 + i,
-            node_config={"gridpoint-home": str(home.path)},
-            state=RecordDict(),
-            run_config={"federation": FEDERATION},
+        members[100 + i] = (
+            member_app(_update(i), n),
+            member_context(home.path, 100 + i, FEDERATION),
         )
-        members[100 + i] = (member_app(_update(i), n), context)
     return LoopbackGrid(members, **kw)  # type: ignore[arg-type]
 
 

@@ -22,8 +22,7 @@ from gridpoint.federation.rounds import RoundLoop
 from gridpoint.federation.server_app import verifying
 from gridpoint.federation.update_signing import SIGNATURE_RECORD
 from gridpoint.node.home import NodeHome
-from tests.federation.loopback import RUN_ID as LOOPBACK_RUN_ID
-from tests.federation.loopback import LoopbackGrid
+from tests.federation.loopback import LoopbackGrid, member_context
 from tests.helpers import MakeHome
 
 RUN_ID = 91
@@ -59,13 +58,7 @@ def _reply(home: NodeHome, nid: int, value: float, tamper: bool = False) -> Mess
         group_id="2",
     )
     ins.metadata.__dict__["_message_id"] = f"ins-{nid}"
-    context = Context(
-        run_id=RUN_ID,
-        node_id=nid,
-        node_config={"gridpoint-home": str(home.path)},
-        state=RecordDict(),
-        run_config={"federation": FEDERATION},
-    )
+    context = member_context(home.path, nid, FEDERATION, RUN_ID)
     TaskIdentity.node_id = nid
     try:
         reply = app(ins, context)
@@ -129,14 +122,7 @@ def test_a_plain_round_names_a_member_the_superlink_answered_for_by_its_gridpoin
     members = {}
     for flower_id, (home, value) in enumerate(zip(homes, (1.0, 50.0, 3.0), strict=True), 11):
         remember(tmp_path, flower_id, FlowerNode(home.path.name, home.identity.node_id))
-        context = Context(
-            run_id=LOOPBACK_RUN_ID,
-            node_id=flower_id,
-            node_config={"gridpoint-home": str(home.path)},
-            state=RecordDict(),
-            run_config={"federation": FEDERATION},
-        )
-        members[flower_id] = (_member(value), context)
+        members[flower_id] = (_member(value), member_context(home.path, flower_id, FEDERATION))
     grid = LoopbackGrid(members, gone=lambda nid, stage: nid == 12, answer_for_gone=True)
     trusted = {h.identity.node_id: b"" for h in homes}
     strategy = verifying(FedAvg, FEDERATION, trusted)(fraction_train=1.0, fraction_evaluate=1.0)
