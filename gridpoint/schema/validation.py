@@ -46,6 +46,7 @@ __all__ = [
     "MAX_NAMED_VALUES",
     "MAX_PARENTS",
     "MAX_SEARCH_DIMENSIONS",
+    "is_node_id",
     "shown",
     "validate_record",
 ]
@@ -83,6 +84,11 @@ _CATEGORY = re.compile(r"[A-Za-z0-9_.\-+]{1,64}")
 
 def _fail(path: str, problem: str) -> RecordError:
     return RecordError(f"record field {path}: {problem}")
+
+
+def is_node_id(value: str) -> bool:
+    """Whether value is written as a node id is: 40 lowercase hex digits."""
+    return _NODE_ID.fullmatch(value) is not None
 
 
 def shown(value: object) -> str:

@@ -38,6 +38,7 @@ from gridpoint.errors import FilterError, PolicyError
 from gridpoint.node.logs import log_event
 from gridpoint.node.pseudonyms import pseudonym
 from gridpoint.node.store.query_filter import And, Comparison, FilterNode, parse_filter
+from gridpoint.schema.validation import is_node_id
 
 __all__ = [
     "ALL",
@@ -54,7 +55,6 @@ ALL = "all"
 #: The optional parts of a record a rule may leave out.
 PARTS = ("curves", "search_space", "base_model", "lineage")
 _GROUP_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
-_NODE_ID = re.compile(r"[0-9a-f]{40}")
 _RULE_KEYS = {"name", "studies", "filter", "groups", "parts"}
 #: Most rules and groups of one policy (each rule is a term of every served page's query).
 MAX_RULES = 100
@@ -209,7 +209,7 @@ def _groups(raw: Any, lines: _Lines, where: str) -> dict[str, frozenset[str]]:
                 where, line, f"group name {name[:64]!r}: letters, digits, '_' or '-', not 'all'"
             )
         if not isinstance(members, list) or not all(
-            isinstance(m, str) and _NODE_ID.fullmatch(m) for m in members
+            isinstance(m, str) and is_node_id(m) for m in members
         ):
             raise _fail(
                 where, line, f"group {name!r} is a list of node ids (40 hex digits, lowercase)"

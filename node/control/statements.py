@@ -52,6 +52,7 @@ from gridpoint.node.store.control_base import (
     Unvouch,
     Vouch,
 )
+from gridpoint.schema.validation import is_node_id
 from gridpoint.v1 import envelope_pb2, statements_pb2
 
 if TYPE_CHECKING:
@@ -81,7 +82,6 @@ TOMBSTONE_TYPE = statements_pb2.Tombstone.DESCRIPTOR.full_name
 ROTATION_TYPE = statements_pb2.KeyRotation.DESCRIPTOR.full_name
 VOUCH_TYPE = statements_pb2.Vouch.DESCRIPTOR.full_name
 UNVOUCH_TYPE = statements_pb2.Unvouch.DESCRIPTOR.full_name
-_NODE_ID = re.compile(r"[0-9a-f]{40}")
 _ROTATION_TAG = b"gridpoint.v1/key-rotation"
 _RECORD_ID = re.compile(r"[0-9a-f]{64}")
 _REASON = re.compile(rf"[\x20-\x7e]{{0,{MAX_REASON_CHARS}}}")
@@ -197,7 +197,7 @@ def _verify_revocation(verified: VerifiedEnvelope, gate: Gate) -> Statement:
 def _author_of(author_id: str, issued_at_ms: int, verified: VerifiedEnvelope, gate: Gate) -> str:
     if issued_at_ms != verified.signed_at_ms:
         raise BadStatement("a vouch's issued_at_unix_ms must be its envelope's signing time")
-    if not _NODE_ID.fullmatch(author_id):
+    if not is_node_id(author_id):
         raise BadStatement("a vouch names its author by node id: 40 lowercase hex digits")
     if author_id == verified.signer_id or author_id in gate.chain.identity(verified.signer_id):
         raise BadStatement(f"key {verified.signer_id} vouches for itself: a vouch is for another")

@@ -12,7 +12,6 @@ Must never sign a vouch for this node's own identity, nor one deeper than MAX_VO
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from gridpoint.errors import PeerError, RequestError
@@ -24,11 +23,10 @@ from gridpoint.node.protocol.envelope import now_ms
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.control_base import StoredStatement, VouchEntry
 from gridpoint.node.store.key_chain import KeyChain
+from gridpoint.schema.validation import is_node_id
 from gridpoint.v1 import envelope_pb2
 
 __all__ = ["Listing", "Vouched", "listing", "unvouch", "vouch"]
-
-_NODE_ID = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ class Listing:
 
 def _author(store: CatalogStore, self_id: str, given: str) -> str:
     """A node id as given, or the id of the one trusted peer the name or prefix names."""
-    if _NODE_ID.fullmatch(given):
+    if is_node_id(given):
         author = given
     else:
         found = [p for p in store.list_peers() if p.node_id.startswith(given) or p.name == given]
@@ -102,7 +100,7 @@ def unvouch(home: NodeHome, store: CatalogStore, given: str, reason: str = "") -
     self_id = home.identity.node_id
     chain = KeyChain(store.key_events())
     mine = chain.identity(self_id)
-    if _NODE_ID.fullmatch(given):
+    if is_node_id(given):
         author = given
     else:
         vouched = {e.author_id for e in in_force(store.vouches(), chain) if e.voucher_id in mine}
