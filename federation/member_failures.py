@@ -24,6 +24,7 @@ from flwr.app import Message
 from flwr.serverapp import Grid
 
 from gridpoint.federation.update_signing import SIGNATURE_RECORD
+from gridpoint.schema.validation import is_node_id
 
 __all__ = ["FailureGrid", "claimed_signer", "reply_member"]
 
@@ -66,11 +67,13 @@ class FailureGrid:
 
 
 def claimed_signer(reply: Message) -> str | None:
-    """The node id a reply's signature record claims, None if it carries none (a claim only)."""
+    """The node id a reply's signature record claims (a claim only), None if it carries none
+    or something that is no node id: a member's text never enters a journal or a log."""
     try:
-        return str(reply.content.config_records[SIGNATURE_RECORD]["signer_id"])
+        claimed = str(reply.content.config_records[SIGNATURE_RECORD]["signer_id"])
     except KeyError:
         return None
+    return claimed if is_node_id(claimed) else None
 
 
 def reply_member(reply: Message, member_of: Callable[[int], str]) -> str:

@@ -95,8 +95,13 @@ def verifying(
             for reply in replies:
                 try:
                     signer = _verify(reply, federation, server_round, trusted)
-                except (GridpointError, KeyError, TypeError) as exc:
-                    reason = str(exc) if isinstance(exc, GridpointError) else "update is not signed"
+                except (GridpointError, KeyError, TypeError, ValueError) as exc:
+                    # ValueError: a metric that is no number (update_parts), said as such.
+                    reason = (
+                        str(exc)
+                        if isinstance(exc, GridpointError | ValueError)
+                        else "update is not signed"
+                    )
                     node = reply_member(reply, member_of)
                     refused.append({"node": node, "reason": reason})
                     log.warning("reply refused: round %s node %s: %s", server_round, node, reason)

@@ -22,6 +22,7 @@ from flwr.app import ConfigRecord, RecordDict
 from gridpoint.errors import BadSignature, UnknownSigner
 from gridpoint.node.protocol.envelope import signing_message
 from gridpoint.node.protocol.identity import NodeIdentity, node_id_of, verify_signature
+from gridpoint.schema.validation import shown
 
 __all__ = [
     "SIGNATURE_RECORD",
@@ -105,7 +106,7 @@ def verify_update(record: Mapping[str, object], digest: bytes, trusted: Mapping[
     ):
         raise BadSignature("update is not signed")
     if signer not in trusted:
-        raise UnknownSigner(f"update signed by {signer}, not a trusted peer of the host")
+        raise UnknownSigner(f"update signed by {shown(signer)}, not a trusted peer of the host")
     if node_id_of(public_key) != signer:
         raise BadSignature("update signer's key does not match its node id")
     verify_signature(public_key, signature, digest)
@@ -127,7 +128,7 @@ def update_parts(
     metrics: dict[str, float] = {}
     for name, value in content.metric_records["metrics"].items():
         if not isinstance(value, int | float):
-            raise ValueError(f"metric {name!r} is not a number")
+            raise ValueError(f"metric {shown(name)} is not a number")
         metrics[name] = float(value)
     return arrays, metrics
 
@@ -161,7 +162,7 @@ def secure_parts(
     for record_name, metric_record in content.metric_records.items():
         for key, number in metric_record.items():
             if not isinstance(number, int | float):
-                raise ValueError(f"metric {key!r} is not a number")
+                raise ValueError(f"metric {shown(key)} is not a number")
             metrics[f"{record_name}/{key}"] = float(number)
     return arrays, metrics
 

@@ -113,6 +113,48 @@ def test_an_unsigned_reply_is_refused_by_the_member_its_flower_node_was_register
     np.testing.assert_allclose(arrays["w"].numpy(), np.full((3,), 3.0))
 
 
+def test_a_signer_claim_that_is_no_node_id_never_names_the_refused_member(
+    make_home: MakeHome, tmp_path: Path
+) -> None:
+    # Prepare: A's reply claims a signer that is 10,000 characters of text, not a node id.
+    a = make_home("A")
+    remember(tmp_path, 11, FlowerNode("A", a.identity.node_id))
+    forged = _reply(a, 11, 50.0)
+    forged.content.config_records[SIGNATURE_RECORD]["signer_id"] = "x" * 10_000
+    strategy = verifying(
+        FedAvg, FEDERATION, {a.identity.node_id: b""}, lambda nid: member_id(tmp_path, nid)
+    )(fraction_train=1.0, min_train_nodes=1, min_available_nodes=1)
+    # Execute
+    strategy.aggregate_train(2, [forged])
+    # Assert: refused, named by the member its Flower node was registered for; the claim
+    # reaches neither the journal's entry nor its reason in full.
+    [refused] = strategy.round_report[2]["refused"]
+    assert refused["node"] == a.identity.node_id
+    assert "x" * 100 not in refused["reason"]
+
+
+def test_a_reply_whose_metric_is_no_number_is_refused_and_the_round_goes_on(
+    make_home: MakeHome,
+) -> None:
+    # Prepare: A's signed reply gains a metric that is a list, as only a hostile member sends.
+    a, b = make_home("A"), make_home("B")
+    hostile = _reply(a, 1, 50.0)
+    hostile.content.metric_records["metrics"]["m" * 5_000] = [1.0, 2.0]
+    trusted = {h.identity.node_id: b"" for h in (a, b)}
+    strategy = verifying(FedAvg, FEDERATION, trusted)(
+        fraction_train=1.0, min_train_nodes=1, min_available_nodes=1
+    )
+    # Execute
+    arrays, _ = strategy.aggregate_train(2, [hostile, _reply(b, 2, 3.0)])
+    # Assert: refused by name with a bounded reason; B's update alone is averaged.
+    report = strategy.round_report[2]
+    [refused] = report["refused"]
+    assert refused["node"] == a.identity.node_id
+    assert "is not a number" in refused["reason"] and len(refused["reason"]) < 200
+    assert report["accepted"] == [b.identity.node_id]
+    np.testing.assert_allclose(arrays["w"].numpy(), np.full((3,), 3.0))
+
+
 def test_a_plain_round_names_a_member_the_superlink_answered_for_by_its_gridpoint_node_id(
     make_home: MakeHome, tmp_path: Path
 ) -> None:
