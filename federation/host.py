@@ -647,7 +647,7 @@ def _watch(
                             if "privacy" in event
                             else ""
                         )
-                        + (f" ({event['seconds']:.0f} s)" if "seconds" in event else "")
+                        + _duration(event)
                     )
                     for refusal in event["refused"]:
                         say(f"  left out {refusal['node']}: {refusal['reason']}")
@@ -685,6 +685,17 @@ def _evaluation(event: dict[str, Any]) -> str:
     return (
         f"global eval loss {m['eval_loss']:.4f}, accuracy {m['accuracy']:.4f} "
         f"on {len(event.get('member_eval') or {})} member(s)' evaluation data"
+    )
+
+
+def _duration(event: dict[str, Any]) -> str:
+    """A round's seconds, and its wait for members when it had to wait (older journals'
+    events have no wait)."""
+    if "seconds" not in event:
+        return ""
+    waited = event.get("waited_seconds", 0.0)
+    return f" ({event['seconds']:.0f} s" + (
+        f", after {waited:.0f} s waiting for members)" if waited >= 1 else ")"
     )
 
 

@@ -190,3 +190,48 @@ def test_a_plain_round_names_a_member_the_superlink_answered_for_by_its_gridpoin
     assert refused["reason"].startswith("member failed: Error: Node Unavailable")
     np.testing.assert_allclose(arrays["w"].numpy(), np.full((3,), 2.0))
     assert sorted(event["member_eval"]) == sorted(event["accepted"])
+
+
+def test_a_rounds_seconds_leave_out_its_wait_for_members_and_the_wait_is_reported(
+    make_home: MakeHome, tmp_path: Path
+) -> None:
+    # Prepare: three members, the third online only after the loop has polled three times
+    # (a resumed run's members reconnecting); a fake clock that only sleeping moves.
+    homes = [make_home(n) for n in ("A", "B", "C")]
+    members = {}
+    for flower_id, home in enumerate(homes, 11):
+        remember(tmp_path, flower_id, FlowerNode(home.path.name, home.identity.node_id))
+        members[flower_id] = (_member(1.0), member_context(home.path, flower_id, FEDERATION))
+    polls: list[int] = []
+
+    class LateGrid(LoopbackGrid):
+        def get_node_ids(self) -> list[int]:
+            polls.append(1)
+            return list(self.members)[: 2 if len(polls) <= 3 else 3]
+
+    now = [100.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    trusted = {h.identity.node_id: b"" for h in homes}
+    strategy = verifying(FedAvg, FEDERATION, trusted)(fraction_train=1.0, fraction_evaluate=1.0)
+    events: list[dict[str, Any]] = []
+    loop = RoundLoop(
+        strategy,
+        LateGrid(members),  # type: ignore[arg-type]
+        min_members=3,
+        round_timeout=60.0,
+        train_config=ConfigRecord({"federation": FEDERATION}),
+        on_round=lambda r, arrays, event: events.append(event),
+        member_of=lambda flower_id: member_id(tmp_path, flower_id),
+        clock=lambda: now[0],
+        sleep=sleep,
+    )
+    # Execute
+    loop.run(ArrayRecord({"w": Array(np.zeros((3,), np.float32))}), 1, 1)
+    # Assert: the three polls' wait is the round's wait, not its duration; all three trained.
+    [event] = events
+    assert event["waited_seconds"] == 3.0
+    assert event["seconds"] == 0.0
+    assert len(event["accepted"]) == 3
