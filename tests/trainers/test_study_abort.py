@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -45,21 +46,33 @@ def test_a_double_ctrl_c_records_the_cut_trial_as_failed_at_once(tmp_path: Path)
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
+    # stderr is read as it comes: the second Ctrl-C waits for tune to say it took the first
+    # (two signals that reach a busy process before its handler runs are one Ctrl-C).
+    said: list[str] = []
+    assert tune.stderr is not None
+    reader = threading.Thread(target=lambda: said.extend(tune.stderr or ()), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 120
         while _states(home / "studies.db") != ["RUNNING"] and time.monotonic() < deadline:
-            assert tune.poll() is None, tune.communicate()
+            assert tune.poll() is None, "".join(said)
             time.sleep(0.2)
         time.sleep(1.0)  # into the training loop
         # Execute
         tune.send_signal(signal.SIGINT)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while not any("Ctrl-C again" in line for line in said) and time.monotonic() < deadline:
+            time.sleep(0.1)
         tune.send_signal(signal.SIGINT)
-        _out, err = tune.communicate(timeout=60)
+        tune.wait(timeout=60)
     finally:
         if tune.poll() is None:
             tune.kill()
             tune.wait()
+        reader.join(timeout=10)
+        if tune.stdout:
+            tune.stdout.close()
+    err = "".join(said)
     # Assert: aborted, and nothing left RUNNING for a rerun to wait out or replay.
     assert tune.returncode == 130, err
     assert _states(home / "studies.db") == ["FAIL"]
