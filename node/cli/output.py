@@ -1,6 +1,8 @@
 """How commands print: one JSON document with --json, otherwise rich tables and lines.
 
 Data goes to stdout; diagnostics go to stderr, so `--json | jq` always gets clean JSON.
+A table fits the terminal (or $COLUMNS); written to a pipe or a file it keeps its natural
+width, one line per row, for grep and awk.
 Every time is printed one way, in UTC to the second: 2026-12-04T22:02:05Z (timestamp()).
 """
 
@@ -8,18 +10,22 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 __all__ = ["print_delimited", "print_json", "print_line", "print_table", "stderr", "timestamp"]
 
 stderr = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 _stdout = Console(highlight=False, soft_wrap=True, emoji=False)
+#: Wider than any table's natural width: the bound a table is measured against off a terminal.
+_UNBOUNDED = 100_000
 
 
 def timestamp(moment: datetime | None) -> str | None:
@@ -59,7 +65,17 @@ def print_table(
         )
     for row in rows:
         table.add_row(*(_cell(v) for v in row))
-    _stdout.print(table)
+    _table_console(table).print(table)
+
+
+def _table_console(table: Table) -> Console:
+    """A console as wide as the terminal (or $COLUMNS); off a terminal, where rich assumes 80
+    columns and folds each row over several lines, as wide as the table's natural width."""
+    width = None
+    if not (_stdout.is_terminal or os.environ.get("COLUMNS", "").isdigit()):
+        options = _stdout.options.update_width(_UNBOUNDED)
+        width = max(80, Measurement.get(_stdout, options, table).maximum)
+    return Console(highlight=False, soft_wrap=True, emoji=False, width=width)
 
 
 def _cell(value: Any) -> str:

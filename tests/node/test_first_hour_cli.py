@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from gridpoint.node.cli import output
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.base import Peer
 from gridpoint.node.store.sql_store import open_store
@@ -103,7 +102,7 @@ def test_tables_never_split_a_number_or_an_id_at_80_columns(
     # Prepare: a record with long numbers, shown with many columns on 80.
     home: NodeHome = make_home("A")
     run_main(capsys, "publish", str(ROOT / "examples" / "run.json"), home=home.path)
-    monkeypatch.setattr(output._stdout, "_width", 80)
+    monkeypatch.setenv("COLUMNS", "80")
     columns = "task.type,model.base,params.learning_rate,metrics.accuracy,metrics.eval_loss,model.num_parameters"
     # Execute
     ran = run_main(capsys, "catalog", "query", "", "--columns", columns, home=home.path)
@@ -113,6 +112,23 @@ def test_tables_never_split_a_number_or_an_id_at_80_columns(
     assert not any("text-classification" in line for line in lines)  # text gave way
     for whole in (record["id"][:12], "3e-05", "0.904", "0.262", "66955010"):
         assert any(whole in line for line in lines), whole
+
+
+def test_a_table_written_to_a_pipe_keeps_one_line_per_row(
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: the same record and columns, printed where no terminal says how wide to be.
+    home: NodeHome = make_home("A")
+    run_main(capsys, "publish", str(ROOT / "examples" / "run.json"), home=home.path)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    columns = "task.type,model.base,params.learning_rate,metrics.accuracy,metrics.eval_loss,model.num_parameters"
+    # Execute
+    ran = run_main(capsys, "catalog", "query", "", "--columns", columns, home=home.path)
+    [record] = run_main(capsys, "catalog", "query", "--json", home=home.path).json()
+    # Assert: the record's row is one line holding every value whole, as grep wants it.
+    [row] = [line for line in ran.stdout.splitlines() if record["id"][:12] in line]
+    for whole in ("text-classification", record["model"]["base"], "3e-05", "0.904", "66955010"):
+        assert whole in row, (whole, ran.stdout)
 
 
 def test_the_readme_holds_the_filter_reference_the_help_prints(
