@@ -46,6 +46,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gridpoint.errors import ConfigError  # noqa: E402
+from gridpoint.trainers.devices import check_devices  # noqa: E402
+
 FORTUNES = Path("/usr/share/games/fortunes")
 
 
@@ -402,6 +407,11 @@ def main() -> int:
         raise SystemExit(
             f"fortunes categories missing ({', '.join(missing)}): apt-get install -y fortunes"
         )
+    try:
+        # Checked before five nodes start: a GPU that is not there is said at once.
+        check_devices(args.device, "--device")
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
     random.seed(0)
     # A SIGTERM (a time limit, a kill) must still stop the five daemons in run()'s finally.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
