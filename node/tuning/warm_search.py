@@ -64,6 +64,7 @@ class WarmStartSearch:
             objective_metric=config.objective_metric,
             model_family=self._model.family,
             model_base=self._model.public_id,
+            method=self._model.method,
             where=self._where,
             exclude=(home.identity.node_id, pseudonym(home.secret, "study", config.name)),
             renames=config.warm_start.rename,

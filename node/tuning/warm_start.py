@@ -2,7 +2,8 @@
 
 Trial records are grouped into prior studies by (signer, study pseudonym). A group is left
 out, with the reason, when it cannot inform the new study: another task type, another base
-model family, or no value of the new study's objective metric. What remains is scored by
+model family, another fine-tuning method (full, LoRA or the head alone: their good learning
+rates lie orders of magnitude apart), or no value of the new study's objective metric. What remains is scored by
 how alike its task descriptor is to the new task (the weight it starts with) and handed to
 trainers as PriorStudy objects; the sampler then maps them onto the search space and says
 what else it could not use. Nothing here leaves the node and private runs are never read.
@@ -104,6 +105,7 @@ def choose_priors(
     objective_metric: str,
     model_family: str = "",
     model_base: str = "",
+    method: str = "",
     where: FilterNode | None = None,
     exclude: tuple[str, str] | None = None,
     renames: Mapping[str, str] | None = None,
@@ -111,7 +113,8 @@ def choose_priors(
 ) -> PriorChoice:
     """Groups the catalog's trial records of `task.type` into prior studies.
 
-    exclude is (signer, study pseudonym) of the study being tuned (its own trials are not
+    method is the new study's fine-tuning method (gridpoint.schema.vocabulary.METHODS; ""
+    takes every method); exclude is (signer, study pseudonym) of the study being tuned (its own trials are not
     priors of itself); names maps signer node ids to the names the report shows.
     """
     from gridpoint.trainers.transfer.priors import PriorStudy, PriorTrial
@@ -138,6 +141,11 @@ def choose_priors(
         if model_family and first.model.family and first.model.family != model_family:
             choice.left_out.append(
                 (source, f"base model family {first.model.family!r}, this study {model_family!r}")
+            )
+            continue
+        if method and first.model.method != method:
+            choice.left_out.append(
+                (source, f"fine-tuned {first.model.method!r}, this study {method!r}")
             )
             continue
         noise = released_noise(records, objective_metric)
@@ -214,10 +222,12 @@ def from_catalog(
     objective_metric: str,
     filter: str = "",
     model_family: str = "",
+    finetuning: str = "",
     method: str = "rgpe",
     seed: int | None = None,
 ) -> WarmStartSampler:
-    """A WarmStartSampler over the priors this node's catalog holds for `task`.
+    """A WarmStartSampler over the priors this node's catalog holds for `task`; with
+    `finetuning` ("full", "lora" or "head"), only studies that fine-tuned the same way.
 
     sampler = from_catalog("~/gridpoint", {"learning_rate": FloatDistribution(1e-5, 1e-3,
                            log=True)}, task=TaskDescriptor("text-classification"),
@@ -234,6 +244,7 @@ def from_catalog(
             task=task,
             objective_metric=objective_metric,
             model_family=model_family,
+            method=finetuning,
             where=parse_filter(filter) if filter else None,
             names={p.node_id: p.name for p in store.list_peers()},
         )
