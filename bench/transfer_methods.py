@@ -212,6 +212,25 @@ def _ours_fw(setting: Setting) -> Any:
     )
 
 
+def _ours_beta(sd: float) -> Callable[[Setting], Any]:
+    def build(setting: Setting) -> Any:
+        import gridpoint
+
+        return gridpoint.WarmStartSampler(
+            prior_studies(setting), _unit_space(setting.names), seed=setting.seed, coefficient_sd=sd
+        )
+
+    return build
+
+
+def _ours_anchor(setting: Setting) -> Any:
+    import gridpoint
+
+    return gridpoint.WarmStartSampler(
+        prior_studies(setting), _unit_space(setting.names), seed=setting.seed, trust_anchors=True
+    )
+
+
 def _ours_cold(setting: Setting) -> Any:
     import gridpoint
 
@@ -445,6 +464,21 @@ METHODS = {
         ),
         Method(
             "ours-fw", "WarmStartSampler, family-wise chance test", True, _optuna_sampler(_ours_fw)
+        ),
+        *(
+            Method(
+                f"ours-b{sd:g}",
+                f"WarmStartSampler, GLS coefficient, sd {sd:g}",
+                True,
+                _optuna_sampler(_ours_beta(sd)),
+            )
+            for sd in (0.3, 1.0, 3.0)
+        ),
+        Method(
+            "ours-anchor",
+            "WarmStartSampler, local search around trusted bests",
+            True,
+            _optuna_sampler(_ours_anchor),
         ),
         Method("ours", "WarmStartSampler (ours, default)", True, _optuna_sampler(_ours)),
     )

@@ -15,6 +15,7 @@ studies or where priors came from.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +60,10 @@ class RankWeightedEnsemble:
         design_steps: int = 0,
         beat_target: bool = False,
         family_wise: bool = False,
+        coefficient_sd: float | None = None,
     ) -> None:
+        self._coefficient_sd = coefficient_sd
+        self.coefficient = 1.0
         self._design_steps = design_steps
         self._beat_target = beat_target
         self._family_wise = family_wise
@@ -112,6 +116,7 @@ class RankWeightedEnsemble:
             weights = self.initial_weights(k)
             return EnsembleStep(int(np.argmin(weights[:k] @ prior_at_candidates)), weights)
         z = gaussian_copula(observed_y, minimize=minimize)
+        self.coefficient = 1.0
         target_loo = None
         if n >= MIN_TARGET_POINTS:
             self._target.fit(observed_x, z)
@@ -128,6 +133,15 @@ class RankWeightedEnsemble:
             # Nothing to judge the priors by yet (too few points, or all tied): the trust
             # they started with, not an equal share.
             weights = self.initial_weights(k)
+        elif k and weights[:k].any() and self._coefficient_sd is not None:
+            self.coefficient = mean_coefficient(
+                self._target.precision_times,
+                weights[:k] @ prior_at_observed,
+                z,
+                self._coefficient_sd,
+            )
+            shrunk = self.coefficient * weights[:k]
+            weights = np.append(shrunk, 1.0 - shrunk.sum())
         if owners is not None and k and n < self._design_steps:
             pick = _design_pick(owners, weights[:k], weights[:k] @ prior_at_candidates)
             if pick is not None:
@@ -144,6 +158,31 @@ class RankWeightedEnsemble:
         return EnsembleStep(
             _expected_improvement_argmax(at_candidates + residual_mean, std, incumbent), weights
         )
+
+
+def mean_coefficient(
+    precision_times: Callable[[np.ndarray], np.ndarray],
+    mean: np.ndarray,
+    observed: np.ndarray,
+    sd: float,
+) -> float:
+    """The coefficient of the priors' weighted mean that the study's observations support.
+
+    The study's objective as a GP around c + beta * mean (Rasmussen & Williams, 2006, section
+    2.7: explicit basis functions), beta ~ N(1, sd^2) (the ranking weights as they are), c
+    vague: beta's posterior mean, clipped to [0, 1]. precision_times(v) is K^-1 v, K the GP's
+    covariance of the observations.
+    """
+    basis = np.vstack([np.ones(len(mean)), mean])
+    weighted = precision_times(basis.T)
+    prior_precision = np.diag([0.0, 1.0 / sd**2])
+    a = basis @ weighted + prior_precision
+    b = weighted.T @ observed + prior_precision @ np.array([0.0, 1.0])
+    try:
+        beta = float(np.linalg.solve(a, b)[1])
+    except np.linalg.LinAlgError:
+        return 1.0
+    return float(np.clip(beta, 0.0, 1.0))
 
 
 def _design_pick(owners: np.ndarray, weights: np.ndarray, rated: np.ndarray) -> int | None:
