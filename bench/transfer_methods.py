@@ -231,6 +231,14 @@ def _ours_anchor(setting: Setting) -> Any:
     )
 
 
+def _ours_inc(setting: Setting) -> Any:
+    import gridpoint
+
+    return gridpoint.WarmStartSampler(
+        prior_studies(setting), _unit_space(setting.names), seed=setting.seed, incumbent_test=True
+    )
+
+
 def _ours_cold(setting: Setting) -> Any:
     import gridpoint
 
@@ -479,6 +487,12 @@ METHODS = {
             "WarmStartSampler, local search around trusted bests",
             True,
             _optuna_sampler(_ours_anchor),
+        ),
+        Method(
+            "ours-inc",
+            "WarmStartSampler, priors trusted while they rate the study's best well",
+            True,
+            _optuna_sampler(_ours_inc),
         ),
         Method("ours", "WarmStartSampler (ours, default)", True, _optuna_sampler(_ours)),
     )

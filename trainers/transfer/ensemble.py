@@ -61,7 +61,10 @@ class RankWeightedEnsemble:
         beat_target: bool = False,
         family_wise: bool = False,
         coefficient_sd: float | None = None,
+        incumbent_test: bool = False,
     ) -> None:
+        self._incumbent_test = incumbent_test
+        self.quantile = 0.0
         self._coefficient_sd = coefficient_sd
         self.coefficient = 1.0
         self._design_steps = design_steps
@@ -141,6 +144,15 @@ class RankWeightedEnsemble:
                 self._coefficient_sd,
             )
             shrunk = self.coefficient * weights[:k]
+            weights = np.append(shrunk, 1.0 - shrunk.sum())
+        if self._incumbent_test and k and weights[:k].any() and judged(z):
+            # Where the priors' weighted mean places the study's best observation among the
+            # candidates: trusted in full while it is in their better half, not at all at the
+            # worst; priors that were wrong about where the good region is stop steering.
+            rated = weights[:k] @ prior_at_candidates
+            best = (weights[:k] @ prior_at_observed)[int(np.argmin(z))]
+            self.quantile = float(np.mean(rated < best))
+            shrunk = float(np.clip(2.0 * (1.0 - self.quantile), 0.0, 1.0)) * weights[:k]
             weights = np.append(shrunk, 1.0 - shrunk.sum())
         if owners is not None and k and n < self._design_steps:
             pick = _design_pick(owners, weights[:k], weights[:k] @ prior_at_candidates)

@@ -78,6 +78,7 @@ class WarmStartSampler(BaseSampler):
         family_wise: bool = False,
         coefficient_sd: float | None = None,
         trust_anchors: bool = False,
+        incumbent_test: bool = False,
     ) -> None:
         self._trust_anchors = trust_anchors
         if method not in METHODS:
@@ -127,6 +128,7 @@ class WarmStartSampler(BaseSampler):
             beat_target=beat_target,
             family_wise=family_wise,
             coefficient_sd=coefficient_sd,
+            incumbent_test=incumbent_test,
         )
         self._topk = design_steps > 0
         self._trust = self._ensemble.initial_weights(len(self.used))
