@@ -15,7 +15,9 @@ Tune's schedulers run through `suggest()` / `on_trial_complete()`.
 - ours-topk: `gridpoint.WarmStartSampler(design_steps=5)`: after the priors' consensus, each
   trusted prior's own best configuration, then the ensemble (the measured variant, Dec. 2026).
 - ours-strict: `gridpoint.WarmStartSampler(beat_target=True)`; ours-fw:
-  `gridpoint.WarmStartSampler(family_wise=True)` (the priors' chance test as one family).
+  `gridpoint.WarmStartSampler(family_wise=True)` (the priors' chance test as one family);
+  ours-inc: `gridpoint.WarmStartSampler(incumbent_test=True)` (the priors' weights shrink once
+  their mean rates the study's best observation worse than half of the candidates).
 - metalearn-tpe: OptunaHub's MetaLearnTPESampler (Watanabe et al., IJCAI 2023) loaded with
   `optunahub.load_local_module` from a local copy of the optuna/optunahub-registry repository.
 - st-zero-shot, st-bounding-box, st-quantile: Syne Tune's ZeroShotTransfer (with surrogates:
@@ -209,25 +211,6 @@ def _ours_fw(setting: Setting) -> Any:
 
     return gridpoint.WarmStartSampler(
         prior_studies(setting), _unit_space(setting.names), seed=setting.seed, family_wise=True
-    )
-
-
-def _ours_beta(sd: float) -> Callable[[Setting], Any]:
-    def build(setting: Setting) -> Any:
-        import gridpoint
-
-        return gridpoint.WarmStartSampler(
-            prior_studies(setting), _unit_space(setting.names), seed=setting.seed, coefficient_sd=sd
-        )
-
-    return build
-
-
-def _ours_anchor(setting: Setting) -> Any:
-    import gridpoint
-
-    return gridpoint.WarmStartSampler(
-        prior_studies(setting), _unit_space(setting.names), seed=setting.seed, trust_anchors=True
     )
 
 
@@ -472,21 +455,6 @@ METHODS = {
         ),
         Method(
             "ours-fw", "WarmStartSampler, family-wise chance test", True, _optuna_sampler(_ours_fw)
-        ),
-        *(
-            Method(
-                f"ours-b{sd:g}",
-                f"WarmStartSampler, GLS coefficient, sd {sd:g}",
-                True,
-                _optuna_sampler(_ours_beta(sd)),
-            )
-            for sd in (0.3, 1.0, 3.0)
-        ),
-        Method(
-            "ours-anchor",
-            "WarmStartSampler, local search around trusted bests",
-            True,
-            _optuna_sampler(_ours_anchor),
         ),
         Method(
             "ours-inc",

@@ -7,6 +7,14 @@ a prior that misorders what the new task has seen loses its weight, whatever its
 unrelated priors cannot keep steering the search (negative transfer is bounded), and the
 target GP takes over as its own data grows.
 
+With `incumbent_test` (off by default; measured in bench/RESULTS.md, "6 December 2026,
+morning"): ranking is not all a prior is for, it also says where the good region is. A prior
+can order the study's observations better than chance (and, once the study's points cluster
+near its optimum, better than the study's own GP judged by leave-one-out) while rating the
+study's best observation as a poor configuration. Its weights are then trusted in full only
+while the priors' weighted mean rates the study's best observation better than half of the
+candidates, less and less beyond, not at all at the worst (`incumbent_trust`).
+
 The acquisition is expected improvement of the weighted priors' mean plus a GP fitted on
 what that mean does not explain of the new task's observations (the residual), with the
 residual GP's uncertainty. Works on arrays over the unit cube; knows nothing of Optuna,
@@ -15,7 +23,6 @@ studies or where priors came from.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +32,7 @@ from gridpoint.trainers.transfer.copula import gaussian_copula
 from gridpoint.trainers.transfer.rgpe import judged, ranking_weights
 from gridpoint.trainers.transfer.surrogate import TargetModel
 
-__all__ = ["TOPK_DESIGN_STEPS", "EnsembleStep", "RankWeightedEnsemble"]
+__all__ = ["TOPK_DESIGN_STEPS", "EnsembleStep", "RankWeightedEnsemble", "incumbent_trust"]
 
 #: Below this many observations the residual GP keeps a fixed kernel (few points cannot
 #: identify length scales).
@@ -60,13 +67,9 @@ class RankWeightedEnsemble:
         design_steps: int = 0,
         beat_target: bool = False,
         family_wise: bool = False,
-        coefficient_sd: float | None = None,
         incumbent_test: bool = False,
     ) -> None:
         self._incumbent_test = incumbent_test
-        self.quantile = 0.0
-        self._coefficient_sd = coefficient_sd
-        self.coefficient = 1.0
         self._design_steps = design_steps
         self._beat_target = beat_target
         self._family_wise = family_wise
@@ -119,7 +122,6 @@ class RankWeightedEnsemble:
             weights = self.initial_weights(k)
             return EnsembleStep(int(np.argmin(weights[:k] @ prior_at_candidates)), weights)
         z = gaussian_copula(observed_y, minimize=minimize)
-        self.coefficient = 1.0
         target_loo = None
         if n >= MIN_TARGET_POINTS:
             self._target.fit(observed_x, z)
@@ -136,24 +138,12 @@ class RankWeightedEnsemble:
             # Nothing to judge the priors by yet (too few points, or all tied): the trust
             # they started with, not an equal share.
             weights = self.initial_weights(k)
-        elif k and weights[:k].any() and self._coefficient_sd is not None:
-            self.coefficient = mean_coefficient(
-                self._target.precision_times,
-                weights[:k] @ prior_at_observed,
-                z,
-                self._coefficient_sd,
-            )
-            shrunk = self.coefficient * weights[:k]
-            weights = np.append(shrunk, 1.0 - shrunk.sum())
         if self._incumbent_test and k and weights[:k].any() and judged(z):
-            # Where the priors' weighted mean places the study's best observation among the
-            # candidates: trusted in full while it is in their better half, not at all at the
-            # worst; priors that were wrong about where the good region is stop steering.
-            rated = weights[:k] @ prior_at_candidates
-            best = (weights[:k] @ prior_at_observed)[int(np.argmin(z))]
-            self.quantile = float(np.mean(rated < best))
-            shrunk = float(np.clip(2.0 * (1.0 - self.quantile), 0.0, 1.0)) * weights[:k]
-            weights = np.append(shrunk, 1.0 - shrunk.sum())
+            trust = incumbent_trust(
+                weights[:k] @ prior_at_candidates,
+                float((weights[:k] @ prior_at_observed)[int(np.argmin(z))]),
+            )
+            weights = np.append(trust * weights[:k], 1.0 - trust * weights[:k].sum())
         if owners is not None and k and n < self._design_steps:
             pick = _design_pick(owners, weights[:k], weights[:k] @ prior_at_candidates)
             if pick is not None:
@@ -172,29 +162,15 @@ class RankWeightedEnsemble:
         )
 
 
-def mean_coefficient(
-    precision_times: Callable[[np.ndarray], np.ndarray],
-    mean: np.ndarray,
-    observed: np.ndarray,
-    sd: float,
-) -> float:
-    """The coefficient of the priors' weighted mean that the study's observations support.
-
-    The study's objective as a GP around c + beta * mean (Rasmussen & Williams, 2006, section
-    2.7: explicit basis functions), beta ~ N(1, sd^2) (the ranking weights as they are), c
-    vague: beta's posterior mean, clipped to [0, 1]. precision_times(v) is K^-1 v, K the GP's
-    covariance of the observations.
-    """
-    basis = np.vstack([np.ones(len(mean)), mean])
-    weighted = precision_times(basis.T)
-    prior_precision = np.diag([0.0, 1.0 / sd**2])
-    a = basis @ weighted + prior_precision
-    b = weighted.T @ observed + prior_precision @ np.array([0.0, 1.0])
-    try:
-        beta = float(np.linalg.solve(a, b)[1])
-    except np.linalg.LinAlgError:
+def incumbent_trust(rated_candidates: np.ndarray, rated_best: float) -> float:
+    """The share of their weights the priors keep, given how their weighted mean rates the
+    study's best observation (rated_best) among the candidates (rated_candidates; lower is
+    better): all of it while the best observation is in the priors' better half, then
+    linearly less, none when they rate it worse than every candidate."""
+    if not len(rated_candidates):
         return 1.0
-    return float(np.clip(beta, 0.0, 1.0))
+    worse_than = float(np.mean(rated_candidates < rated_best))
+    return float(np.clip(2.0 * (1.0 - worse_than), 0.0, 1.0))
 
 
 def _design_pick(owners: np.ndarray, weights: np.ndarray, rated: np.ndarray) -> int | None:

@@ -13,7 +13,9 @@ Two methods (compared in bench/transfer_hpo.py, see bench/RESULTS.md):
   improvement. With `design_steps=N` the first N trials after it are each trusted prior's
   own best configuration, most trusted first (a prior that lost its weight proposes
   nothing): off by default, see ensemble.TOPK_DESIGN_STEPS. `beat_target` and `family_wise`
-  make the priors' ranking tests stricter (rgpe.py).
+  make the priors' ranking tests stricter (rgpe.py); `incumbent_test` shrinks the priors'
+  weights once their mean rates the study's best observation worse than half of the
+  candidates (ensemble.py). All three are off by default.
 - "initial-design": the priors' best configurations first, then `fallback` (multivariate
   TPE unless given).
 
@@ -76,11 +78,8 @@ class WarmStartSampler(BaseSampler):
         design_steps: int = 0,
         beat_target: bool = False,
         family_wise: bool = False,
-        coefficient_sd: float | None = None,
-        trust_anchors: bool = False,
         incumbent_test: bool = False,
     ) -> None:
-        self._trust_anchors = trust_anchors
         if method not in METHODS:
             raise ValueError(f"unknown warm-start method {method!r}; known: {', '.join(METHODS)}")
         dims = (
@@ -127,11 +126,9 @@ class WarmStartSampler(BaseSampler):
             design_steps=design_steps + 1 if design_steps else 0,
             beat_target=beat_target,
             family_wise=family_wise,
-            coefficient_sd=coefficient_sd,
             incumbent_test=incumbent_test,
         )
         self._topk = design_steps > 0
-        self._trust = self._ensemble.initial_weights(len(self.used))
         self.weights: dict[str, float] = dict(
             zip(self.labels(), self._ensemble.initial_weights(len(self.used))[:-1], strict=True)
         )
@@ -288,17 +285,7 @@ class WarmStartSampler(BaseSampler):
         if not any(len(a) for a in anchors):
             return np.empty((0, self._space.dim))
         anchor = np.vstack([a for a in anchors if len(a)])
-        if self._trust_anchors and self.used and len(anchors[0]):
-            # Each model's best points get the share of the perturbations its weight gives it:
-            # the study's own bests the target's, each prior's bests that prior's.
-            sizes = [len(anchors[0])] + [min(LOCAL_ANCHORS, len(z)) for z in self._scores]
-            trust = np.append(self._trust[-1], self._trust[:-1])
-            if trust.sum() <= 0:
-                trust = np.eye(len(sizes))[0]
-            share = np.repeat(trust / trust.sum() / sizes, sizes)
-            picks = anchor[self._rng.choice(len(anchor), size=N_LOCAL, p=share / share.sum())]
-        else:
-            picks = anchor[self._rng.integers(len(anchor), size=N_LOCAL)]
+        picks = anchor[self._rng.integers(len(anchor), size=N_LOCAL)]
         scale = self._rng.choice(LOCAL_SCALES, size=(N_LOCAL, 1))
         return self._space.quantize(picks + self._rng.normal(0.0, 1.0, picks.shape) * scale)
 
@@ -369,7 +356,6 @@ class WarmStartSampler(BaseSampler):
             minimize=minimize,
             owners=owners,
         )
-        self._trust = step.weights
         self.weights = dict(zip(self.labels(), (float(w) for w in step.weights[:-1]), strict=True))
         return np.asarray(candidates[step.index], dtype=float)
 

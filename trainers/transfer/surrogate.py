@@ -237,7 +237,6 @@ class TargetModel:
         self._kernel = _kernel(dim)
         self._fitted_at = 0
         self._gp: Any = None
-        self._scale = 1.0
         # Below this many points the kernel keeps its starting hyperparameters.
         self._fit_from = fit_from
 
@@ -247,9 +246,6 @@ class TargetModel:
             self._fitted_at == 0 or any(self._fitted_at < k <= n for k in self.REFIT_AT)
         )
         self._gp = _fit_gp(np.asarray(x, float), np.asarray(z, float), self._kernel, optimize)
-        # The GP is fitted on z scaled to unit variance (normalize_y): its covariance, in z's
-        # units, is that scale squared times the fitted kernel's.
-        self._scale = float(np.std(z)) or 1.0
         if optimize:
             self._kernel = self._gp.kernel_
             self._fitted_at = n
@@ -267,12 +263,6 @@ class TargetModel:
         inverse_diag = np.diag(cho_solve((gp.L_, True), np.eye(n)))
         y = gp.y_train_.ravel()
         return np.asarray(y - gp.alpha_.ravel() / inverse_diag, dtype=float)
-
-    def precision_times(self, v: np.ndarray) -> np.ndarray:
-        """K⁻¹ v, K the covariance of the observations (kernel plus noise) in the fitted values'
-        units: what generalized least squares weighs a mean function's residuals by."""
-        assert self._gp is not None, "fit() first"
-        return np.asarray(cho_solve((self._gp.L_, True), v) / self._scale**2, dtype=float)
 
     def training_x(self) -> np.ndarray:
         assert self._gp is not None, "fit() first"
