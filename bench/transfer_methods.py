@@ -15,7 +15,9 @@ Tune's schedulers run through `suggest()` / `on_trial_complete()`.
 - ours-topk: `gridpoint.WarmStartSampler(design_steps=5)`: after the priors' consensus, each
   trusted prior's own best configuration, then the ensemble (the measured variant, Dec. 2026).
 - ours-strict: `gridpoint.WarmStartSampler(beat_target=True)`; ours-fw:
-  `gridpoint.WarmStartSampler(family_wise=True)` (the priors' chance test as one family).
+  `gridpoint.WarmStartSampler(family_wise=True)` (the priors' chance test as one family);
+  ours-inc: `gridpoint.WarmStartSampler(incumbent_test=True)` (the priors' weights shrink once
+  their mean rates the study's best observation worse than half of the candidates).
 - metalearn-tpe: OptunaHub's MetaLearnTPESampler (Watanabe et al., IJCAI 2023) loaded with
   `optunahub.load_local_module` from a local copy of the optuna/optunahub-registry repository.
 - st-zero-shot, st-bounding-box, st-quantile: Syne Tune's ZeroShotTransfer (with surrogates:
@@ -209,6 +211,14 @@ def _ours_fw(setting: Setting) -> Any:
 
     return gridpoint.WarmStartSampler(
         prior_studies(setting), _unit_space(setting.names), seed=setting.seed, family_wise=True
+    )
+
+
+def _ours_inc(setting: Setting) -> Any:
+    import gridpoint
+
+    return gridpoint.WarmStartSampler(
+        prior_studies(setting), _unit_space(setting.names), seed=setting.seed, incumbent_test=True
     )
 
 
@@ -445,6 +455,12 @@ METHODS = {
         ),
         Method(
             "ours-fw", "WarmStartSampler, family-wise chance test", True, _optuna_sampler(_ours_fw)
+        ),
+        Method(
+            "ours-inc",
+            "WarmStartSampler, priors trusted while they rate the study's best well",
+            True,
+            _optuna_sampler(_ours_inc),
         ),
         Method("ours", "WarmStartSampler (ours, default)", True, _optuna_sampler(_ours)),
     )

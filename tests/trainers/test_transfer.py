@@ -11,7 +11,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from gridpoint.trainers.transfer.copula import gaussian_copula
-from gridpoint.trainers.transfer.ensemble import RankWeightedEnsemble
+from gridpoint.trainers.transfer.ensemble import RankWeightedEnsemble, incumbent_trust
 from gridpoint.trainers.transfer.priors import PriorStudy, PriorTrial
 from gridpoint.trainers.transfer.pruner import CurvePruner
 from gridpoint.trainers.transfer.rgpe import ranking_weights
@@ -270,6 +270,38 @@ def test_a_prior_that_lost_its_weight_gets_no_design_proposal() -> None:
         candidates, at_candidates, x, z, at_observed, owners=np.array([1, -1, -1])
     )
     assert plain.index != 0
+
+
+def test_with_incumbent_test_priors_that_rate_the_best_observation_poorly_lose_weight() -> None:
+    # Prepare: one prior whose mean rises along x (it says the task is good near 0). The study
+    # has two observations, too few to judge its own model, so the ranking leaves the prior
+    # all the trust it started with; they differ only in which one was better.
+    candidates = np.linspace(0.0, 1.0, 101)[:, None]
+    x = np.array([[0.1], [0.95]])
+
+    def weights(y: list[float], incumbent_test: bool) -> np.ndarray:
+        ensemble = RankWeightedEnsemble(1, seed=0, incumbent_test=incumbent_test)
+        return ensemble.propose(candidates, candidates.T, x, np.array(y), x.T).weights
+
+    # Execute
+    agrees, misled = weights([0.0, 1.0], True), weights([1.0, 0.0], True)
+
+    # Assert: best where the prior says good, it keeps its weight; best at 0.95, which the
+    # prior rates worse than 95 of the 101 candidates, it keeps a little and the study's own
+    # model takes the rest. Without the test (the default) it keeps all of it.
+    assert agrees[0] == 1.0
+    assert misled[0] == pytest.approx(2.0 * (1.0 - 95 / 101))
+    assert misled[1] == pytest.approx(1.0 - misled[0])
+    assert weights([1.0, 0.0], False)[0] == 1.0
+
+
+def test_priors_keep_full_trust_while_the_best_observation_is_in_their_better_half() -> None:
+    rated = np.arange(10.0)  # ten candidates as the priors rate them, lower is better
+    assert incumbent_trust(rated, 0.5) == 1.0
+    assert incumbent_trust(rated, 4.5) == 1.0  # better than half of them
+    assert incumbent_trust(rated, 7.5) == pytest.approx(0.4)  # worse than eight of ten
+    assert incumbent_trust(rated, 100.0) == 0.0
+    assert incumbent_trust(np.empty(0), 1.0) == 1.0
 
 
 def test_a_prior_surface_is_fitted_once_per_trials_and_scores_like_a_fresh_fit() -> None:

@@ -7,6 +7,14 @@ a prior that misorders what the new task has seen loses its weight, whatever its
 unrelated priors cannot keep steering the search (negative transfer is bounded), and the
 target GP takes over as its own data grows.
 
+With `incumbent_test` (off by default; measured in bench/RESULTS.md, "6 December 2026,
+morning"): ranking is not all a prior is for, it also says where the good region is. A prior
+can order the study's observations better than chance (and, once the study's points cluster
+near its optimum, better than the study's own GP judged by leave-one-out) while rating the
+study's best observation as a poor configuration. Its weights are then trusted in full only
+while the priors' weighted mean rates the study's best observation better than half of the
+candidates, less and less beyond, not at all at the worst (`incumbent_trust`).
+
 The acquisition is expected improvement of the weighted priors' mean plus a GP fitted on
 what that mean does not explain of the new task's observations (the residual), with the
 residual GP's uncertainty. Works on arrays over the unit cube; knows nothing of Optuna,
@@ -24,7 +32,7 @@ from gridpoint.trainers.transfer.copula import gaussian_copula
 from gridpoint.trainers.transfer.rgpe import judged, ranking_weights
 from gridpoint.trainers.transfer.surrogate import TargetModel
 
-__all__ = ["TOPK_DESIGN_STEPS", "EnsembleStep", "RankWeightedEnsemble"]
+__all__ = ["TOPK_DESIGN_STEPS", "EnsembleStep", "RankWeightedEnsemble", "incumbent_trust"]
 
 #: Below this many observations the residual GP keeps a fixed kernel (few points cannot
 #: identify length scales).
@@ -59,7 +67,9 @@ class RankWeightedEnsemble:
         design_steps: int = 0,
         beat_target: bool = False,
         family_wise: bool = False,
+        incumbent_test: bool = False,
     ) -> None:
+        self._incumbent_test = incumbent_test
         self._design_steps = design_steps
         self._beat_target = beat_target
         self._family_wise = family_wise
@@ -128,6 +138,12 @@ class RankWeightedEnsemble:
             # Nothing to judge the priors by yet (too few points, or all tied): the trust
             # they started with, not an equal share.
             weights = self.initial_weights(k)
+        if self._incumbent_test and k and weights[:k].any() and judged(z):
+            trust = incumbent_trust(
+                weights[:k] @ prior_at_candidates,
+                float((weights[:k] @ prior_at_observed)[int(np.argmin(z))]),
+            )
+            weights = np.append(trust * weights[:k], 1.0 - trust * weights[:k].sum())
         if owners is not None and k and n < self._design_steps:
             pick = _design_pick(owners, weights[:k], weights[:k] @ prior_at_candidates)
             if pick is not None:
@@ -144,6 +160,17 @@ class RankWeightedEnsemble:
         return EnsembleStep(
             _expected_improvement_argmax(at_candidates + residual_mean, std, incumbent), weights
         )
+
+
+def incumbent_trust(rated_candidates: np.ndarray, rated_best: float) -> float:
+    """The share of their weights the priors keep, given how their weighted mean rates the
+    study's best observation (rated_best) among the candidates (rated_candidates; lower is
+    better): all of it while the best observation is in the priors' better half, then
+    linearly less, none when they rate it worse than every candidate."""
+    if not len(rated_candidates):
+        return 1.0
+    worse_than = float(np.mean(rated_candidates < rated_best))
+    return float(np.clip(2.0 * (1.0 - worse_than), 0.0, 1.0))
 
 
 def _design_pick(owners: np.ndarray, weights: np.ndarray, rated: np.ndarray) -> int | None:

@@ -13,7 +13,9 @@ Two methods (compared in bench/transfer_hpo.py, see bench/RESULTS.md):
   improvement. With `design_steps=N` the first N trials after it are each trusted prior's
   own best configuration, most trusted first (a prior that lost its weight proposes
   nothing): off by default, see ensemble.TOPK_DESIGN_STEPS. `beat_target` and `family_wise`
-  make the priors' ranking tests stricter (rgpe.py).
+  make the priors' ranking tests stricter (rgpe.py); `incumbent_test` shrinks the priors'
+  weights once their mean rates the study's best observation worse than half of the
+  candidates (ensemble.py). All three are off by default.
 - "initial-design": the priors' best configurations first, then `fallback` (multivariate
   TPE unless given).
 
@@ -76,6 +78,7 @@ class WarmStartSampler(BaseSampler):
         design_steps: int = 0,
         beat_target: bool = False,
         family_wise: bool = False,
+        incumbent_test: bool = False,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown warm-start method {method!r}; known: {', '.join(METHODS)}")
@@ -123,6 +126,7 @@ class WarmStartSampler(BaseSampler):
             design_steps=design_steps + 1 if design_steps else 0,
             beat_target=beat_target,
             family_wise=family_wise,
+            incumbent_test=incumbent_test,
         )
         self._topk = design_steps > 0
         self.weights: dict[str, float] = dict(
