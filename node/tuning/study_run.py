@@ -143,10 +143,12 @@ def run_tune(request: TuneRequest, events: TuneEvents) -> TuneOutcome:
         trials = _Trials(
             PublishingService(home, store, artifacts), config, family, public_id, parents, events
         )
+        # Which weights the study trains picks its priors: LoRA studies for a LoRA study.
+        model = ModelRef(
+            public_id, family, lora=config.model.lora, head_only=config.trainable == "head"
+        )
         warm = (
-            WarmStartSearch(
-                store, home, config, ModelRef(public_id, family), where, events.warm_start
-            )
+            WarmStartSearch(store, home, config, model, where, events.warm_start)
             if request.warm_start
             else None
         )
