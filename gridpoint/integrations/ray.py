@@ -69,6 +69,7 @@ from gridpoint.node.store.base import ModelRef, PrivateRun, RunDetail
 from gridpoint.node.store.query_filter import parse_filter
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.node.study_reports import WarmStartReport, save_report
+from gridpoint.node.tuning.study_run import study_model
 from gridpoint.node.tuning.warm_search import WarmStartSearch
 from gridpoint.schema import CurvePoint, ParamValue, TaskDescriptor
 from gridpoint.trainers.study_config import StudyConfig
@@ -119,7 +120,6 @@ def run_study(
     """Runs the study file's trials on the Ray cluster at address (None: `ray.init()`'s
     default: RAY_ADDRESS, else a local Ray); returns what was published."""
     from gridpoint.trainers.descriptor import describe_data
-    from gridpoint.trainers.models import model_family_and_public_id
     from gridpoint.trainers.pipeline import load_data
     from gridpoint.trainers.search_space import distributions_of
     from gridpoint.trainers.study import Search, study_pruner
@@ -136,10 +136,7 @@ def run_study(
     where = parse_filter(warm_start_filter) if warm_start_filter else None
     train, evaluation = load_data(config)
     task = describe_data(config.task, config.language, train)
-    family, public_id = model_family_and_public_id(config.model)
-    model = ModelRef(
-        public_id, family, lora=config.model.lora, head_only=config.trainable == "head"
-    )
+    model = study_model(config)
     # Ray trials start in any order on any node: each run its own seed, like `tune --worker`.
     seed = config.seed ^ int.from_bytes(os.urandom(4))
     search = Search(optuna.samplers.TPESampler(seed=seed), study_pruner(config), seed)

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from gridpoint.trainers.saved_model import TrainedModel
     from gridpoint.trainers.study_config import StudyConfig
 
-__all__ = ["TuneEvents", "TuneOutcome", "TuneRequest", "TunedTrial", "run_tune"]
+__all__ = ["TuneEvents", "TuneOutcome", "TuneRequest", "TunedTrial", "run_tune", "study_model"]
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,6 @@ class TuneOutcome:
 def run_tune(request: TuneRequest, events: TuneEvents) -> TuneOutcome:
     """Runs the study the request names and publishes its trials; see the module docstring."""
     from gridpoint.trainers.devices import check_devices
-    from gridpoint.trainers.models import model_family_and_public_id
     from gridpoint.trainers.study import run_study
     from gridpoint.trainers.study_config import load_study_config
 
@@ -139,14 +138,8 @@ def run_tune(request: TuneRequest, events: TuneEvents) -> TuneOutcome:
         # model = { artifact = "ID" }: the kept folder, and its record as every trial's parent.
         config, parents = start_from_artifact(artifacts, config)
         config = private_mode(home, config)
-        family, public_id = model_family_and_public_id(config.model)
-        trials = _Trials(
-            PublishingService(home, store, artifacts), config, family, public_id, parents, events
-        )
-        # Which weights the study trains picks its priors: LoRA studies for a LoRA study.
-        model = ModelRef(
-            public_id, family, lora=config.model.lora, head_only=config.trainable == "head"
-        )
+        model = study_model(config)
+        trials = _Trials(PublishingService(home, store, artifacts), config, model, parents, events)
         warm = (
             WarmStartSearch(store, home, config, model, where, events.warm_start)
             if request.warm_start
@@ -188,6 +181,15 @@ def run_tune(request: TuneRequest, events: TuneEvents) -> TuneOutcome:
     )
 
 
+def study_model(config: StudyConfig) -> ModelRef:
+    """The model a study trains, as its records say it: public hub id, family, and which of
+    its weights train (the warm start takes priors that trained the same ones)."""
+    from gridpoint.trainers.models import model_family_and_public_id
+
+    family, public_id = model_family_and_public_id(config.model)
+    return ModelRef(public_id, family, lora=config.model.lora, head_only=config.trainable == "head")
+
+
 class _Trials:
     """The study's sink: each finished trial to the publishing service, its model kept."""
 
@@ -195,13 +197,12 @@ class _Trials:
         self,
         publishing: PublishingService,
         config: StudyConfig,
-        family: str,
-        public_id: str,
+        model: ModelRef,
         parents: tuple[str, ...],
         events: TuneEvents,
     ) -> None:
         self._publishing, self._config, self._events = publishing, config, events
-        self._family, self._public_id, self._parents = family, public_id, parents
+        self._model, self._parents = model, parents
         self._records: dict[int, str] = {}
         self._privacy = guarantee_of(config)
         # publish = "best": every trial is held until the study ends, then only the best
@@ -256,7 +257,7 @@ class _Trials:
             NewArtifact(
                 kind="trial",
                 record_id=self._records.get(trial.number),
-                base_model=public_hub_id(self._public_id),
+                base_model=public_hub_id(self._model.public_id),
                 method=trained.method,
                 group=config.name,
                 score=score,
@@ -298,13 +299,7 @@ class _Trials:
                 objective_metric=config.objective_metric,
                 objective_direction=config.objective_direction,
                 task=trial.task,
-                model=ModelRef(
-                    public_id=self._public_id,
-                    family=self._family,
-                    num_parameters=run.num_parameters if run else 0,
-                    lora=config.model.lora,
-                    head_only=config.trainable == "head",
-                ),
+                model=replace(self._model, num_parameters=run.num_parameters if run else 0),
                 error=trial.error or "",
                 failure=trial.failure,
                 study_file=str(config.path),

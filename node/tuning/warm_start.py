@@ -3,10 +3,10 @@
 Trial records are grouped into prior studies by (signer, study pseudonym). A group is left
 out, with the reason, when it cannot inform the new study: another task type, another base
 model family, another fine-tuning method (full, LoRA or the head alone: their good learning
-rates lie orders of magnitude apart), or no value of the new study's objective metric. What remains is scored by
-how alike its task descriptor is to the new task (the weight it starts with) and handed to
-trainers as PriorStudy objects; the sampler then maps them onto the search space and says
-what else it could not use. Nothing here leaves the node and private runs are never read.
+rates lie orders of magnitude apart), or no value of the new study's objective metric. What
+remains is scored by how alike its task descriptor is to the new task (the weight it starts
+with) and handed to trainers as PriorStudy objects; the sampler then maps them onto the
+search space and says what else it could not use. Nothing here leaves the node and private runs are never read.
 
 A prior published by a differentially private study carries its signed guarantee: its
 released accuracies had Gaussian noise, and the sampler is told how much (`released_noise`),
@@ -114,8 +114,9 @@ def choose_priors(
     """Groups the catalog's trial records of `task.type` into prior studies.
 
     method is the new study's fine-tuning method (gridpoint.schema.vocabulary.METHODS; ""
-    takes every method); exclude is (signer, study pseudonym) of the study being tuned (its own trials are not
-    priors of itself); names maps signer node ids to the names the report shows.
+    takes every method); exclude is (signer, study pseudonym) of the study being tuned (its
+    own trials are not priors of itself); names maps signer node ids to the names the report
+    shows.
     """
     from gridpoint.trainers.transfer.priors import PriorStudy, PriorTrial
 
