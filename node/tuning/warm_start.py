@@ -5,8 +5,10 @@ out, with the reason, when it cannot inform the new study: another task type, an
 model family, another fine-tuning method (full, LoRA or the head alone: their good learning
 rates lie orders of magnitude apart), or no value of the new study's objective metric. What
 remains is scored by how alike its task descriptor is to the new task (the weight it starts
-with) and handed to trainers as PriorStudy objects; the sampler then maps them onto the
-search space and says what else it could not use. Nothing here leaves the node and private runs are never read.
+with) and handed to trainers as PriorStudy objects (their curves only where the number of
+labels matches: the curve pruner compares curves value by value); the sampler then maps them
+onto the search space and says what else it could not use. Nothing here leaves the node and
+private runs are never read.
 
 A prior published by a differentially private study carries its signed guarantee: its
 released accuracies had Gaussian noise, and the sampler is told how much (`released_noise`),
@@ -150,11 +152,18 @@ def choose_priors(
             )
             continue
         noise = released_noise(records, objective_metric)
+        # A curve is compared step by step with this study's (the curve pruner): with another
+        # number of labels its scale differs (chance accuracy, starting loss), and a 4-label
+        # study's sound trials fell below 2-label priors' curves and were pruned. Its values
+        # still count (the sampler compares ranks, never values across tasks).
+        comparable = first.task.num_labels == task.num_labels
         trials = [
             PriorTrial(
                 params=dict(r.hyperparameters),
                 value=r.metrics[objective_metric],
-                curve=tuple((p.step, p.value) for p in r.curve if p.metric == objective_metric),
+                curve=tuple((p.step, p.value) for p in r.curve if p.metric == objective_metric)
+                if comparable
+                else (),
             )
             for r in records
             if r.status == "complete" and objective_metric in r.metrics

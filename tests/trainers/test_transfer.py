@@ -167,6 +167,38 @@ def test_a_pruned_prior_best_is_never_proposed_again() -> None:
     assert len({tuple(sorted(c.items())) for c in configs}) == len(configs)
 
 
+def test_pruned_trials_count_as_the_studys_evidence_below_every_complete_one() -> None:
+    # Prepare: a prior that rates the study's best region worst and its worst region best.
+    misleading = prior("misleading", sign=-1.0)
+    sampler = WarmStartSampler([misleading], SPACE, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    # One trial completed at the study's optimum; the prior's three favourite configurations
+    # were each stopped by the curve pruner after one poor step (as the curve pruner stops a
+    # warm start's trials in a region the priors rate well and the study does not).
+    study.add_trial(
+        optuna.trial.create_trial(params={"lr": 1e-3, "layers": 5}, distributions=SPACE, value=0.0)
+    )
+    favourites = sorted(misleading.trials, key=lambda t: t.value)[:3]
+    for trial in favourites:
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=dict(trial.params),
+                distributions=SPACE,
+                state=optuna.trial.TrialState.PRUNED,
+                intermediate_values={1: 5.0},
+            )
+        )
+    # Execute
+    proposed = study.ask(SPACE).params
+    # Assert: the pruned trials are what the prior is judged by: it ranked them best, the
+    # study ranks them below its one complete trial, so the prior loses its weight (with
+    # one complete trial alone it kept the full trust it started with, and proposed its
+    # favourite corner, lr 1e-5, once more).
+    assert sampler.weights["misleading"] < 0.5
+    assert sampler.target_weight > 0.5
+    assert proposed["lr"] > 1e-4
+
+
 def test_categorical_spaces_round_trip() -> None:
     space = {
         "opt": CategoricalDistribution(["adam", "sgd"]),

@@ -19,6 +19,9 @@ Two methods (compared in bench/transfer_hpo.py, see bench/RESULTS.md):
 - "initial-design": the priors' best configurations first, then `fallback` (multivariate
   TPE unless given).
 
+The study's own evidence is its complete trials and its pruned ones (by their last reported
+value, ranked below every complete trial): a region the pruner keeps stopping is a poor one.
+
 Priors that do not fit the search space are never dropped silently: `report` lists every
 prior used (trials, similarity, notes on how it was mapped) and every prior left out with
 its reason; `weights` holds the trust each prior had at the latest proposal. A prior whose
@@ -28,6 +31,7 @@ surface smoothed by that noise (reliability.py); the report shows its noise and 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -231,13 +235,34 @@ class WarmStartSampler(BaseSampler):
         return len(study.get_trials(deepcopy=False)) > len(self._design)
 
     def _observed(self, study: Study) -> tuple[np.ndarray, np.ndarray]:
-        points, values = [], []
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        """The study's evidence: complete trials by their value, and pruned trials by their
+        last reported value, ranked below every complete one (as Optuna's TPE does).
+        A pruned trial says its region is poor: leaving it out let a warm start whose priors
+        favour a region the curve pruner keeps stopping propose that region again and again,
+        judging the priors by the one or two trials that completed (bench/RESULTS.md,
+        fine-tuning with unrelated priors)."""
+        minimize = study.direction == StudyDirection.MINIMIZE
+        sign = 1.0 if minimize else -1.0  # lower is better from here on
+        complete: list[tuple[np.ndarray, float]] = []
+        pruned: list[tuple[np.ndarray, float]] = []
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
             point = self._space.encode(t.params)
-            if point is not None and t.value is not None:
-                points.append(point)
-                values.append(t.value)
-        return np.array(points).reshape(len(points), self._space.dim), np.array(values)
+            if point is None:
+                continue
+            if t.state == TrialState.COMPLETE and t.value is not None:
+                complete.append((point, sign * t.value))
+            elif t.state == TrialState.PRUNED and t.intermediate_values:
+                last = t.intermediate_values[max(t.intermediate_values)]
+                if math.isfinite(last):
+                    pruned.append((point, sign * last))
+        # Only the values' order matters downstream (the copula): pruned values are shifted
+        # past the worst complete one, keeping their own order.
+        if complete and pruned:
+            shift = max(v for _, v in complete) - min(v for _, v in pruned) + 1.0
+            pruned = [(p, v + max(shift, 0.0)) for p, v in pruned]
+        observed = complete + pruned
+        points = np.array([p for p, _ in observed]).reshape(len(observed), self._space.dim)
+        return points, sign * np.array([v for _, v in observed])
 
     def _tried(self, study: Study) -> np.ndarray:
         """Every configuration a trial of the study already holds, whatever its state."""
