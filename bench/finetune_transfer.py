@@ -399,7 +399,8 @@ def medians(seeds: list[dict[str, Any]]) -> dict[str, Any]:
     Also the trials to one target for every seed, the median of the cold studies' bests: a
     seed whose cold study found its best at its first trial leaves nothing to reach in a
     third of the trials, while the fixed target asks every study the same question."""
-    target = statistics.median(seed["cold_best"] for seed in seeds)
+    # Rounded as the accuracies it is compared with are (4 decimals).
+    target = round(statistics.median(seed["cold_best"] for seed in seeds), 4)
     out: dict[str, Any] = {}
     for label in seeds[0]["studies"]:
         rows = [seed["studies"][label] for seed in seeds]
