@@ -300,13 +300,19 @@ def _nearest_unevaluated(task: Task, point: np.ndarray, evaluated: np.ndarray) -
     return int(np.argmin(distance))
 
 
+def normalized_regret(tasks: list[Task], curve: np.ndarray) -> np.ndarray:
+    """Best-so-far values (tasks × seeds × iterations) as each task's normalized regret:
+    0 at its best configuration, 1 at its worst (HPO-B's ADTM before averaging)."""
+    low = np.array([t.y.min() for t in tasks])[:, None, None]
+    span = np.array([max(t.y.max() - t.y.min(), 1e-12) for t in tasks])[:, None, None]
+    return np.asarray((curve - low) / span)
+
+
 def summarize(
     tasks: list[Task], curves: dict[str, np.ndarray], iterations: int
 ) -> dict[str, dict[str, object]]:
     """curves[method] is tasks × seeds × iterations of best-so-far objective values."""
-    low = np.array([t.y.min() for t in tasks])[:, None, None]
-    span = np.array([max(t.y.max() - t.y.min(), 1e-12) for t in tasks])[:, None, None]
-    adtm = {m: ((c - low) / span).mean(axis=1) for m, c in curves.items()}  # tasks × iterations
+    adtm = {m: normalized_regret(tasks, c).mean(axis=1) for m, c in curves.items()}
     baseline = adtm.get("random")
     names = list(adtm)
     stacked = np.stack([adtm[m] for m in names])  # methods × tasks × iterations
@@ -352,11 +358,9 @@ def paired_difference(
     """Mean of method's minus baseline's normalized regret after `iteration`, and its 95%
     bootstrap interval: the (task, seed) studies resampled with replacement, both methods'
     studies of a pair kept together (they share the held-out task and the seed)."""
-    low = np.array([t.y.min() for t in tasks])[:, None]
-    span = np.array([max(t.y.max() - t.y.min(), 1e-12) for t in tasks])[:, None]
     pairs = (
-        (curves[method][:, :, iteration - 1] - low) / span
-        - (curves[baseline][:, :, iteration - 1] - low) / span
+        normalized_regret(tasks, curves[method])[:, :, iteration - 1]
+        - normalized_regret(tasks, curves[baseline])[:, :, iteration - 1]
     ).ravel()
     # A fixed generator: the interval of a given log is the same on every run.
     rng = np.random.default_rng(0)
