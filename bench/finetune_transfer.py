@@ -266,14 +266,21 @@ def trial_times(home: Path, study: str) -> list[tuple[str, float | None, float]]
     return out
 
 
+def first_reaching(values: list[float | None], target: float) -> int | None:
+    """The number of trials until the first value at or above `target` (None: pruned);
+    None if none got there."""
+    for i, value in enumerate(values):
+        if value is not None and value >= target - 1e-12:
+            return i + 1
+    return None
+
+
 def reaching(
     trials: list[tuple[str, float | None, float]], target: float
 ) -> tuple[int | None, float | None]:
     """(trials, seconds) until the first trial at or above `target`; None if none got there."""
-    for i, (_, value, seconds) in enumerate(trials):
-        if value is not None and value >= target - 1e-12:
-            return i + 1, seconds
-    return None, None
+    reached = first_reaching([value for _, value, _ in trials], target)
+    return (reached, trials[reached - 1][2]) if reached else (None, None)
 
 
 def model_folder(device: str, workdir: Path, given: Path | None) -> tuple[Path, str]:
@@ -365,6 +372,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "target": list(target.categories),
         "seconds": round(time.perf_counter() - started, 1),
         "seeds": seeds,
+        "common_target": common_target(seeds),
         "medians": medians(seeds),
     }
 
@@ -385,35 +393,33 @@ def summarize_seed(results: dict[str, Any]) -> dict[str, Any]:
             "study_seconds": round(trials[-1][2], 1),
             "pruned": sum(s == "pruned" for s, _, _ in trials),
             "trials": len(trials),
-            "accuracies": [None if v is None else round(v, 4) for _, v, _ in trials],
+            "accuracies": [v for _, v, _ in trials],
             "study_weight_at_end": result["study_weight"],
             "priors": result["priors"],
         }
     return {"cold_best": cold_best, "studies": rows}
 
 
-def medians(seeds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per study over the seeds: median best accuracy and trials to cold's best (a study that
-    never got there counts as one trial past its budget), and the seeds within a third of cold.
+def common_target(seeds: list[dict[str, Any]]) -> float:
+    """One target for every seed: the median of the cold studies' bests. Against each seed's
+    own cold best, a seed whose cold study found it at its first trial leaves nothing to
+    reach in a third of the trials; the common target asks every study the same question."""
+    return float(statistics.median(seed["cold_best"] for seed in seeds))
 
-    Also the trials to one target for every seed, the median of the cold studies' bests: a
-    seed whose cold study found its best at its first trial leaves nothing to reach in a
-    third of the trials, while the fixed target asks every study the same question."""
-    # Rounded as the accuracies it is compared with are (4 decimals).
-    target = round(statistics.median(seed["cold_best"] for seed in seeds), 4)
+
+def medians(seeds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per study over the seeds: median best accuracy, trials to cold's best and to the common
+    target (a study that never got there counts as one trial past its budget), and the seeds
+    within a third of cold's trials to its best."""
+    target = common_target(seeds)
+    colds = [seed["studies"]["cold"]["trials_to_cold_best"] for seed in seeds]
     out: dict[str, Any] = {}
     for label in seeds[0]["studies"]:
         rows = [seed["studies"][label] for seed in seeds]
         to_best = [r["trials_to_cold_best"] or r["trials"] + 1 for r in rows]
-        colds = [seed["studies"]["cold"]["trials_to_cold_best"] for seed in seeds]
-        to_target = [
-            next((i + 1 for i, v in enumerate(r["accuracies"]) if v is not None and v >= target),
-                 r["trials"] + 1)
-            for r in rows
-        ]  # fmt: skip
+        to_target = [first_reaching(r["accuracies"], target) or r["trials"] + 1 for r in rows]
         out[label] = {
             "best_accuracy": statistics.median(r["best_accuracy"] for r in rows),
-            "target": target,
             "trials_to_target": statistics.median(to_target),
             "trials_to_cold_best": statistics.median(to_best),
             "seeds_reached": sum(r["trials_to_cold_best"] is not None for r in rows),
@@ -508,7 +514,7 @@ def print_report(report: dict[str, Any]) -> None:
                 + f"{row['study_seconds']} | {row['pruned']} |"
             )
     print()
-    target = next(iter(report["medians"].values()))["target"]
+    target = report["common_target"]
     print(
         "| Delta's study (median over seeds) | best accuracy | trials to cold's best "
         "| seeds reaching it | seeds within a third of cold's trials "
