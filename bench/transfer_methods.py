@@ -39,6 +39,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gridpoint.trainers.transfer.ensemble import TOPK_DESIGN_STEPS
+
 #: Trials per prior study handed to the baselines whose cost grows with them (MetaLearnTPE
 #: rebuilds a Parzen estimator of every source study at each proposal).
 BASELINE_SOURCE_TRIALS = 1000
@@ -178,65 +180,19 @@ def _gp(setting: Setting) -> Any:
     return optuna.samplers.GPSampler(seed=setting.seed)
 
 
-def _ours(setting: Setting) -> Any:
-    import gridpoint
+def _ours_with(*, cold: bool = False, **options: Any) -> Callable[[Setting], Any]:
+    """`gridpoint.WarmStartSampler` on the setting's priors (none when cold) with `options`:
+    every variant of ours is the public sampler with its own keyword arguments."""
 
-    return gridpoint.WarmStartSampler(
-        prior_studies(setting), _unit_space(setting.names), seed=setting.seed
-    )
+    def make(setting: Setting) -> Any:
+        import gridpoint
 
+        priors = [] if cold else prior_studies(setting)
+        return gridpoint.WarmStartSampler(
+            priors, _unit_space(setting.names), seed=setting.seed, **options
+        )
 
-def _ours_topk(setting: Setting) -> Any:
-    import gridpoint
-    from gridpoint.trainers.transfer.ensemble import TOPK_DESIGN_STEPS
-
-    return gridpoint.WarmStartSampler(
-        prior_studies(setting),
-        _unit_space(setting.names),
-        seed=setting.seed,
-        design_steps=TOPK_DESIGN_STEPS - 1,
-    )
-
-
-def _ours_strict(setting: Setting) -> Any:
-    import gridpoint
-
-    return gridpoint.WarmStartSampler(
-        prior_studies(setting), _unit_space(setting.names), seed=setting.seed, beat_target=True
-    )
-
-
-def _ours_fw(setting: Setting) -> Any:
-    import gridpoint
-
-    return gridpoint.WarmStartSampler(
-        prior_studies(setting), _unit_space(setting.names), seed=setting.seed, family_wise=True
-    )
-
-
-def _ours_inc(setting: Setting) -> Any:
-    import gridpoint
-
-    return gridpoint.WarmStartSampler(
-        prior_studies(setting), _unit_space(setting.names), seed=setting.seed, incumbent_test=True
-    )
-
-
-def _ours_cold(setting: Setting) -> Any:
-    import gridpoint
-
-    return gridpoint.WarmStartSampler([], _unit_space(setting.names), seed=setting.seed)
-
-
-def _ours_design(setting: Setting) -> Any:
-    import gridpoint
-
-    return gridpoint.WarmStartSampler(
-        prior_studies(setting),
-        _unit_space(setting.names),
-        method="initial-design",
-        seed=setting.seed,
-    )
+    return make
 
 
 def _unit_space(names: Sequence[str]) -> dict[str, Any]:
@@ -424,7 +380,10 @@ METHODS = {
         Method("tpe", "TPE (Optuna, multivariate)", False, _optuna_sampler(_tpe)),
         Method("gp", "GPSampler (Optuna)", False, _optuna_sampler(_gp)),
         Method(
-            "ours-cold", "WarmStartSampler, no priors (ours)", False, _optuna_sampler(_ours_cold)
+            "ours-cold",
+            "WarmStartSampler, no priors (ours)",
+            False,
+            _optuna_sampler(_ours_with(cold=True)),
         ),
         Method("st-zero-shot", "ZeroShotTransfer (Syne Tune)", True, _st_zero_shot),
         Method("st-bounding-box", "BoundingBox + TPE (Syne Tune)", True, _st_bounding_box),
@@ -439,29 +398,32 @@ METHODS = {
             "ours-design",
             "WarmStartSampler, initial design (ours)",
             True,
-            _optuna_sampler(_ours_design),
+            _optuna_sampler(_ours_with(method="initial-design")),
         ),
         Method(
             "ours-topk",
             "WarmStartSampler, priors' bests first (ours, design_steps=5)",
             True,
-            _optuna_sampler(_ours_topk),
+            _optuna_sampler(_ours_with(design_steps=TOPK_DESIGN_STEPS - 1)),
         ),
         Method(
             "ours-strict",
             "WarmStartSampler, priors must out-rank the study's own model (beat_target=True)",
             True,
-            _optuna_sampler(_ours_strict),
+            _optuna_sampler(_ours_with(beat_target=True)),
         ),
         Method(
-            "ours-fw", "WarmStartSampler, family-wise chance test", True, _optuna_sampler(_ours_fw)
+            "ours-fw",
+            "WarmStartSampler, family-wise chance test",
+            True,
+            _optuna_sampler(_ours_with(family_wise=True)),
         ),
         Method(
             "ours-inc",
             "WarmStartSampler, priors trusted while they rate the study's best well",
             True,
-            _optuna_sampler(_ours_inc),
+            _optuna_sampler(_ours_with(incumbent_test=True)),
         ),
-        Method("ours", "WarmStartSampler (ours, default)", True, _optuna_sampler(_ours)),
+        Method("ours", "WarmStartSampler (ours, default)", True, _optuna_sampler(_ours_with())),
     )
 }
