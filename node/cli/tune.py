@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 from gridpoint.node.cli.output import print_json, print_line, print_table, stderr
 from gridpoint.node.home import resolve_home
 from gridpoint.node.study_reports import WarmStartReport
-from gridpoint.node.tuning.study_run import TuneOutcome, TuneRequest, run_tune
 
 if TYPE_CHECKING:
     from gridpoint.node.cli.main import SubParsers
+    from gridpoint.node.tuning.study_run import TuneOutcome
 
 __all__ = ["EXIT_INTERRUPTED", "cmd_tune", "register"]
 
@@ -44,6 +44,10 @@ class _Printed:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    # Imported here: the service loads the SQL store, which every other command's parser
+    # (and `gridpoint --help`) would otherwise wait for.
+    from gridpoint.node.tuning.study_run import TuneRequest, run_tune
+
     request = TuneRequest(
         home=resolve_home(args.home),
         study_file=Path(args.study),

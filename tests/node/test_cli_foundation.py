@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,14 @@ def test_refused_publish_names_the_field_and_changes_nothing(
     store = open_store(f"sqlite:///{db}")
     assert [r.envelope for r in store.query(None, limit=10)] == before
     store.close()
+
+
+def test_the_parser_loads_no_database_library_so_help_and_usage_errors_answer_at_once() -> None:
+    # Every command's parser is built before any runs: a service imported by a parser's
+    # module (tune's, once) made `gridpoint --help` wait over a second for SQLAlchemy.
+    code = (
+        "import sys; from gridpoint.node.cli.main import build_parser; build_parser(); "
+        "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'psycopg', 'optuna') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
