@@ -159,7 +159,10 @@ def test_filters_beyond_the_limits_are_refused_quickly_with_a_filter_error(
     start = time.perf_counter()
     with pytest.raises(FilterError, match=message):
         parse_filter(text)
-    assert time.perf_counter() - start < 0.5
+    # Each takes a few milliseconds; the bound only catches a blow-up (a backtracking parse
+    # or a pattern compiled per character). At 0.5 s it failed once in a full run on a
+    # loaded 2-core machine (0.84 s, a descheduled worker), so it is as generous as the next.
+    assert time.perf_counter() - start < 5
 
 
 def test_the_costliest_filter_allowed_runs_quickly_on_the_store(
