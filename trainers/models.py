@@ -41,6 +41,21 @@ class LoadedModel:
         return self.tokenizer
 
 
+def _offline() -> None:
+    """No request to the Hugging Face Hub from this process from here on.
+
+    huggingface_hub reads the environment's switch once, when it is imported: in a process
+    that imported it before (a user's script, a test worker) the switch alone came too late,
+    and loading a model missing from the cache asked the hub for its agent registry and, by
+    name, for the model's adapter config. So the library's own flag is set as well.
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    import huggingface_hub.constants
+
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+
+
 def _auto_class(task: str) -> Any:
     import transformers
 
@@ -60,8 +75,7 @@ def load_model(
     For a config-built model the processor is `tokenizer` if given, else the task's own (a
     word-level tokenizer trained on train_texts, which stay in this process).
     """
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    _offline()
     import torch
     from transformers import AutoConfig
 

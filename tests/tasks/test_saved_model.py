@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +170,59 @@ def test_loading_and_saving_draw_no_progress_bar(
     err = capsys.readouterr().err
     for bar in ("Loading weights", "Writing model shards", "it/s]"):
         assert bar not in err
+
+
+def test_a_model_missing_from_the_cache_is_refused_without_a_request_though_the_hub_loaded_first(
+    tmp_path: Path,
+) -> None:
+    # Prepare: an endpoint on loopback that counts connections stands for huggingface.co.
+    # The script imports huggingface_hub before gridpoint, as a user's script may: the
+    # offline switch gridpoint sets in the environment then comes too late for the hub
+    # library, which reads it once, at import.
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    connections: list[object] = []
+    stop = threading.Event()
+
+    def count() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            connections.append(connection)
+            connection.close()
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    env = {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+        },
+        "HF_ENDPOINT": f"http://127.0.0.1:{server.getsockname()[1]}",
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    code = (
+        "import huggingface_hub, transformers\n"
+        "from gridpoint.errors import ModelLoadError\n"
+        "from gridpoint.trainers.models import load_model\n"
+        "from gridpoint.trainers.study_config import ModelSpec\n"
+        "try:\n"
+        "    load_model(ModelSpec(hub_id='zq-org/not-in-the-cache'), 2, [], 0)\n"
+        "except ModelLoadError as exc:\n"
+        "    print(exc)\n"
+    )
+    # Execute
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        stop.set()
+        counter.join()
+        server.close()
+    # Assert: refused in plain words, and nothing asked of the hub, not even a model's name.
+    assert "cannot load the base model from the local Hugging Face cache" in out.stdout, out.stderr
+    assert connections == []
