@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -264,3 +264,13 @@ def worst_filter() -> str:
         text += f" or params.p{i} != 'x'" if i % 2 else f" or metrics.m{i} > 0.5"
     assert len(text) <= MAX_FILTER_CHARS, len(text)
     return text
+
+
+def loaded_by(statements: str, modules: Sequence[str]) -> list[str]:
+    """Which of `modules` a fresh interpreter holds after running `statements` (one line)."""
+    code = f"import json, sys; {statements}; print(json.dumps(sorted(m for m in {tuple(modules)!r} if m in sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    loaded: list[str] = json.loads(out.stdout)
+    return loaded

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import gridpoint
+from tests.helpers import loaded_by
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,14 +46,8 @@ def test_public_types_say_they_belong_to_gridpoint() -> None:
 
 
 def test_importing_gridpoint_does_not_load_the_training_stack() -> None:
-    code = (
-        "import sys, gridpoint; "
-        "print(gridpoint.__version__); "
-        "print(sorted(m for m in ('torch', 'optuna', 'transformers', 'flwr', 'grpc') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    version, loaded = out.stdout.splitlines()
-    assert version[0].isdigit() and loaded == "[]"
+    statements = "import gridpoint; assert gridpoint.__version__[0].isdigit()"
+    assert loaded_by(statements, ("torch", "optuna", "transformers", "flwr", "grpc")) == []
 
 
 def test_a_wheel_installs_only_the_gridpoint_package(tmp_path: Path) -> None:

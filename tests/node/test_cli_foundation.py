@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gridpoint.node.store.sql_store import open_store
 from tests.cli_main import run_main
-from tests.helpers import cli_json
+from tests.helpers import cli_json, loaded_by
 from tests.node.test_run_record import MINIMAL
 
 
@@ -106,9 +104,5 @@ def test_refused_publish_names_the_field_and_changes_nothing(
 def test_the_parser_loads_no_database_library_so_help_and_usage_errors_answer_at_once() -> None:
     # Every command's parser is built before any runs: a service imported by a parser's
     # module (tune's, once) made `gridpoint --help` wait over a second for SQLAlchemy.
-    code = (
-        "import sys; from gridpoint.node.cli.main import build_parser; build_parser(); "
-        "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'psycopg', 'optuna') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    statements = "from gridpoint.node.cli.main import build_parser; build_parser()"
+    assert loaded_by(statements, ("sqlalchemy", "sqlmodel", "psycopg", "optuna")) == []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +12,7 @@ from gridpoint.node.catalog import sign_record
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.query_filter import parse_filter, parse_order_by
 from gridpoint.node.store.sql_store import SqlStore
-from tests.helpers import make_record
+from tests.helpers import loaded_by, make_record
 
 
 @pytest.mark.parametrize("order", ["", "metrics.accuracy desc", "params.learning_rate asc"])
@@ -42,12 +40,8 @@ def test_pages_of_an_answer_join_up_to_the_whole_answer(
 
 
 def test_the_ui_never_loads_the_training_stack() -> None:
-    code = (
-        "import sys, gridpoint.node.ui.app, gridpoint.node.ui.serve, gridpoint.node.cli.plot;"
-        "print(sorted(m for m in ('torch', 'transformers', 'optuna', 'flwr') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    statements = "import gridpoint.node.ui.app, gridpoint.node.ui.serve, gridpoint.node.cli.plot"
+    assert loaded_by(statements, ("torch", "transformers", "optuna", "flwr")) == []
 
 
 def test_studies_are_read_from_an_optuna_storage_on_postgresql(pg_url: str) -> None:
