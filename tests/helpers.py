@@ -7,10 +7,12 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -268,9 +270,37 @@ def worst_filter() -> str:
 
 def loaded_by(statements: str, modules: Sequence[str]) -> list[str]:
     """Which of `modules` a fresh interpreter holds after running `statements` (one line)."""
-    code = f"import json, sys; {statements}; print(json.dumps(sorted(m for m in {tuple(modules)!r} if m in sys.modules)))"
+    report = f"print(json.dumps(sorted(m for m in {tuple(modules)!r} if m in sys.modules)))"
+    code = f"import json, sys; {statements}; {report}"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     loaded: list[str] = json.loads(out.stdout)
     return loaded
+
+
+@contextlib.contextmanager
+def loopback_server(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 for the block, its ephemeral port yielded: each connection is
+    handed to `handle` (on the server's one thread) and closed after it."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                continue
+            with connection:
+                handle(connection)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        server.close()

@@ -325,8 +325,9 @@ def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_str
     study = pretrained_study(federation.workdir)
     # Round 1 does not wait out the timeout for the killed member: its SuperNode's heartbeats
     # stop (it sends them at Flower's shortest interval, 10 s: see stall/sitecustomize.py;
-    # the SuperLink gives up after two missed), and the SuperLink answers for it. The timeout is for the live members, whose first ClientApp took over 75 s
-    # on a loaded CI machine.
+    # the SuperLink gives up after two missed), and the SuperLink answers for it. The
+    # timeout is for the live members, whose first ClientApp took over 75 s on a loaded CI
+    # machine.
     host = federation.start_host("gamma", rounds=3, epochs=1, round_timeout=240, study=study)
     # The late joiner is a node the host comes to trust only now, with the federation running.
     late = make_home("L")

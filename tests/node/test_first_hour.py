@@ -15,7 +15,6 @@ import socket
 import sqlite3
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import open_store
 from gridpoint.schema import record_to_json
 from tests.cli_main import Ran, run_main
-from tests.helpers import ROOT, Daemon, MakeHome, cli, cli_json, make_record
+from tests.helpers import ROOT, Daemon, MakeHome, cli, cli_json, loopback_server, make_record
 from tests.tasks.studies import write_fast_example
 
 STUDY = str(ROOT / "examples" / "tiny-study.toml")
@@ -213,29 +212,13 @@ def fake_superlink(host_home: NodeHome, federation: str) -> Iterator[int]:
     key.write_bytes(material.key_pem)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    server.settimeout(0.2)
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            with contextlib.suppress(OSError), context.wrap_socket(conn, server_side=True):
-                pass
+    def handshake(connection: socket.socket) -> None:
+        with contextlib.suppress(OSError), context.wrap_socket(connection, server_side=True):
+            pass
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
+    with loopback_server(handshake) as port:
+        yield port
 
 
 def test_fed_join_refuses_a_host_that_runs_another_federation(

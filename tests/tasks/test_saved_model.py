@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from gridpoint.trainers.models import load_model
 from gridpoint.trainers.saved_model import TrainedModel, adapter_base, save_trained, saved_method
 from gridpoint.trainers.study_config import ModelSpec
 from gridpoint.trainers.tasks import task_type
+from tests.helpers import loopback_server
 
 BERT = {
     "model_type": "bert",
@@ -179,30 +179,9 @@ def test_a_model_missing_from_the_cache_is_refused_without_a_request_though_the_
     # The script imports huggingface_hub before gridpoint, as a user's script may: the
     # offline switch gridpoint sets in the environment then comes too late for the hub
     # library, which reads it once, at import.
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    connections: list[object] = []
-    stop = threading.Event()
-
-    def count() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = server.accept()
-            except TimeoutError:
-                continue
-            connections.append(connection)
-            connection.close()
-
-    counter = threading.Thread(target=count)
-    counter.start()
+    connections: list[socket.socket] = []
     env = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-        },
-        "HF_ENDPOINT": f"http://127.0.0.1:{server.getsockname()[1]}",
-        "HF_HOME": str(tmp_path / "hf"),
+        k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     }
     code = (
         "import huggingface_hub, transformers\n"
@@ -215,14 +194,11 @@ def test_a_model_missing_from_the_cache_is_refused_without_a_request_though_the_
         "    print(exc)\n"
     )
     # Execute
-    try:
+    with loopback_server(connections.append) as port:
+        env |= {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")}
         out = subprocess.run(
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
         )
-    finally:
-        stop.set()
-        counter.join()
-        server.close()
     # Assert: refused in plain words, and nothing asked of the hub, not even a model's name.
     assert "cannot load the base model from the local Hugging Face cache" in out.stdout, out.stderr
     assert connections == []
