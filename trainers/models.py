@@ -56,6 +56,16 @@ def _offline() -> None:
     huggingface_hub.constants.HF_HUB_OFFLINE = True
 
 
+def _in_hub_cache(hub_id: str) -> bool:
+    """Whether the local Hugging Face cache holds `hub_id`'s config (it reads files only)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+    except ValueError:  # not a valid repository id: no cache can hold it
+        return False
+
+
 def _auto_class(task: str) -> Any:
     import transformers
 
@@ -102,6 +112,14 @@ def load_model(
             ) from None
         kind.prepare_model(model, processor)
         return LoadedModel(model, processor, config.model_type, spec.public_id)
+    if spec.path is None and not _in_hub_cache(spec.hub_id):
+        # transformers' own words here would say it could not connect, though nothing was tried.
+        raise ModelLoadError(
+            "cannot load the base model from the local Hugging Face cache: the study's hub_id "
+            "is not there, and gridpoint never downloads; download it once where there is "
+            "network (`hf download <hub_id>`, then bring the cache here) or give the "
+            "checkpoint's folder as `path =` in the study's [model]"
+        )
     source = str(spec.path) if spec.path is not None else spec.hub_id
     head = {"num_labels": num_labels} if kind.num_labels_needed else {}
     try:

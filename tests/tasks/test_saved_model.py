@@ -172,13 +172,13 @@ def test_loading_and_saving_draw_no_progress_bar(
         assert bar not in err
 
 
-def test_a_model_missing_from_the_cache_is_refused_without_a_request_though_the_hub_loaded_first(
-    tmp_path: Path,
-) -> None:
-    # Prepare: an endpoint on loopback that counts connections stands for huggingface.co.
-    # The script imports huggingface_hub before gridpoint, as a user's script may: the
-    # offline switch gridpoint sets in the environment then comes too late for the hub
-    # library, which reads it once, at import.
+def _load_by_hub_id(hub_id: str, hf_home: Path) -> tuple[str, list[socket.socket]]:
+    """load_model(hub_id) in a fresh process whose hub endpoint counts connections on loopback.
+
+    The script imports huggingface_hub before gridpoint, as a user's script may: the offline
+    switch gridpoint sets in the environment then comes too late for the hub library, which
+    reads it once, at import. Returns what the script printed and the connections made.
+    """
     connections: list[socket.socket] = []
     env = {
         k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -189,16 +189,43 @@ def test_a_model_missing_from_the_cache_is_refused_without_a_request_though_the_
         "from gridpoint.trainers.models import load_model\n"
         "from gridpoint.trainers.study_config import ModelSpec\n"
         "try:\n"
-        "    load_model(ModelSpec(hub_id='zq-org/not-in-the-cache'), 2, [], 0)\n"
+        f"    loaded = load_model(ModelSpec(hub_id={hub_id!r}), 2, [], 0)\n"
+        "    print('loaded', loaded.family, loaded.public_id)\n"
         "except ModelLoadError as exc:\n"
         "    print(exc)\n"
     )
-    # Execute
     with loopback_server(connections.append) as port:
-        env |= {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")}
+        env |= {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(hf_home)}
         out = subprocess.run(
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
         )
-    # Assert: refused in plain words, and nothing asked of the hub, not even a model's name.
-    assert "cannot load the base model from the local Hugging Face cache" in out.stdout, out.stderr
+    assert out.returncode == 0, out.stderr
+    return out.stdout, connections
+
+
+def test_a_model_missing_from_the_cache_is_refused_without_a_request_though_the_hub_loaded_first(
+    tmp_path: Path,
+) -> None:
+    # Execute: a hub id that no cache holds, with an endpoint on loopback for huggingface.co.
+    printed, connections = _load_by_hub_id("zq-org/not-in-the-cache", tmp_path / "hf")
+    # Assert: refused in plain words that say what to do, and nothing asked of the hub, not
+    # even a model's name.
+    assert "cannot load the base model from the local Hugging Face cache" in printed
+    assert "`path =`" in printed and "couldn't connect" not in printed
+    assert connections == []
+
+
+def test_a_model_in_the_cache_loads_by_its_hub_id_without_a_request(tmp_path: Path) -> None:
+    # Prepare: a small checkpoint laid out as the hub's cache lays out a download.
+    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
+    repo = tmp_path / "hf" / "hub" / "models--zq-org--tiny-cached"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    base.model.save_pretrained(repo / "snapshots" / commit)
+    base.tokenizer.save_pretrained(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    # Execute
+    printed, connections = _load_by_hub_id("zq-org/tiny-cached", tmp_path / "hf")
+    # Assert: loaded from the cache, named by its hub id, and the hub never asked.
+    assert printed.split() == ["loaded", "bert", "zq-org/tiny-cached"]
     assert connections == []
