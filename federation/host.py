@@ -10,6 +10,7 @@ reaches it: keep --listen on loopback or a protected interface.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -290,6 +291,8 @@ def run_host(
             )
         trust = _LiveTrust(folder, env, resume_from is not None, peers)
         trust.add(peers)
+        if resume_from is not None:
+            _stop_superseded_runs(lambda args: _flwr(args, env, folder))
         say(
             f"SuperLink on {host}:{port}; {len(peers)} trusted peer(s) may join "
             f"(`gridpoint fed join {host}:{port} --federation {opts.federation} --pipeline MODULE:FUNCTION`)"
@@ -490,6 +493,31 @@ class _LiveTrust:
             store.close()
         for peer in self.add(peers):
             say(f"now trusting {peer.name or peer.node_id[:12]}: it may join from the next round")
+
+
+def _stop_superseded_runs(flwr: Callable[[list[str]], str]) -> None:
+    """Stops the runs a resumed host's SuperLink still counts as unfinished.
+
+    The SuperLink restarts from its state.db, where the run the host's crash interrupted is
+    still running until its dead ServerApp's heartbeat lapses, about a minute later. A member
+    that had received that run's next message meanwhile waits for the parts the ServerApp never
+    finished sending, and takes no other message. Stopped, the old run is refused to it at its
+    next try (within Flower's 10 s backoff) and it goes on to the resumed run. Best effort:
+    where this fails, the member only waits as long as before. `flwr` runs the Flower CLI
+    against this SuperLink.
+    """
+    try:
+        out = flwr(["ls", CONNECTION, "--format", "json"])
+        runs = json.loads(out[out.index("{") :])["runs"]
+        unfinished = [
+            str(int(r["run-id"])) for r in runs if not str(r["status"]).startswith("finished")
+        ]
+    except (GridpointError, ValueError, KeyError, TypeError):
+        return
+    for run_id in unfinished:
+        # A run that finished in the meantime cannot be stopped, and needs not be.
+        with contextlib.suppress(GridpointError):
+            flwr(["stop", run_id, CONNECTION, "--format", "json"])
 
 
 def _remember_flower_node(folder: Path, register_out: str, peer: Any) -> None:

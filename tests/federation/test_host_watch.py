@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gridpoint.errors import GridpointError
-from gridpoint.federation.host import HostOptions, _watch
+from gridpoint.federation.host import HostOptions, _stop_superseded_runs, _watch
 
 
 def test_too_few_members_in_time_is_said_with_who_came_and_who_was_expected(
@@ -74,3 +75,41 @@ def test_every_run_config_key_the_host_submits_is_declared_by_the_flower_app(
         "config"
     ]
     assert set(settings) <= set(declared), sorted(set(settings) - set(declared))
+
+
+def _runs(*statuses: str) -> str:
+    runs = [{"run-id": str(100 + i), "status": s} for i, s in enumerate(statuses)]
+    return "Loading config...\n" + json.dumps({"success": True, "runs": runs})
+
+
+def test_a_resumed_host_stops_every_unfinished_run_and_goes_on_where_flower_refuses() -> None:
+    # The state a resumed SuperLink lists: runs that ended, the run the crash interrupted,
+    # and one that finishes between the listing and its stop (Flower refuses to stop it).
+    calls: list[list[str]] = []
+
+    def flwr(args: list[str]) -> str:
+        calls.append(args)
+        if args[0] == "ls":
+            return _runs("finished:completed", "running", "finished:stopped", "pending", "starting")
+        if args[1] == "103":
+            raise GridpointError("flwr stop failed: run 103 is already finished")
+        return "{}"
+
+    _stop_superseded_runs(flwr)
+    assert [c[:2] for c in calls[1:]] == [["stop", "101"], ["stop", "103"], ["stop", "104"]]
+
+
+@pytest.mark.parametrize("answer", ["not json at all", '{"runs": [{"id": 1}]}', "FAIL"])
+def test_a_listing_that_fails_or_is_not_understood_stops_nothing_and_raises_nothing(
+    answer: str,
+) -> None:
+    calls: list[list[str]] = []
+
+    def flwr(args: list[str]) -> str:
+        calls.append(args)
+        if answer == "FAIL":
+            raise GridpointError("flwr ls failed")
+        return answer
+
+    _stop_superseded_runs(flwr)
+    assert [c[0] for c in calls] == ["ls"]
