@@ -51,10 +51,20 @@ def _line_vertices(chart: Any, trace: int = 0) -> int:
 
 
 def _click_point(page: Any, chart: Any, trace: int = 0, point: int = 0) -> None:
-    """Clicks a drawn point where it is on the screen (plotly listens on the plot area)."""
+    """Clicks a drawn point where it is on the screen (plotly listens on the plot area).
+
+    Plotly's click goes to the point it hovers last: the mouse rests on the point until
+    plotly hovers that one, or on a loaded machine the click went to the point hovered before.
+    """
     box = chart.locator(".scatterlayer .trace").nth(trace).locator("path.point").nth(point)
     where = box.bounding_box()
-    page.mouse.click(where["x"] + where["width"] / 2, where["y"] + where["height"] / 2)
+    x, y = where["x"] + where["width"] / 2, where["y"] + where["height"] / 2
+    page.mouse.move(x, y)
+    page.wait_for_function(
+        "([gd, t, p]) => (gd._hoverdata || []).some(d => d.curveNumber === t && d.pointNumber === p)",
+        arg=[chart.element_handle(), trace, point],
+    )
+    page.mouse.click(x, y)
 
 
 def test_catalog_filters_sorts_and_names_organizations(
