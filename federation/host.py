@@ -508,7 +508,7 @@ def _stop_superseded_runs(flwr: Callable[[list[str]], str]) -> None:
     """
     try:
         out = flwr(["ls", CONNECTION, "--format", "json"])
-        runs = json.loads(out[out.index("{") :])["runs"]
+        runs = _flwr_json(out)["runs"]
         unfinished = [
             str(int(r["run-id"])) for r in runs if not str(r["status"]).startswith("finished")
         ]
@@ -522,7 +522,7 @@ def _stop_superseded_runs(flwr: Callable[[list[str]], str]) -> None:
 
 def _remember_flower_node(folder: Path, register_out: str, peer: Any) -> None:
     try:
-        flower_id = int(json.loads(register_out[register_out.index("{") :])["node-id"])
+        flower_id = int(_flwr_json(register_out)["node-id"])
     except (ValueError, KeyError, TypeError):
         # Only names suffer: the early-failure message, and failed members in the journal.
         return
@@ -543,6 +543,12 @@ def _online_members(folder: Path, env: dict[str, str]) -> list[str]:
         for n in listed.get("nodes", [])
         if n.get("status") == "online"
     )
+
+
+def _flwr_json(out: str) -> Any:
+    """The JSON object flwr prints with `--format json`, after whatever it logs before it;
+    ValueError where there is none."""
+    return json.loads(out[out.index("{") :])
 
 
 def _flwr(args: list[str], env: dict[str, str], folder: Path) -> str:
@@ -578,7 +584,7 @@ def _submit(
         folder,
     )
     try:
-        return int(json.loads(out[out.index("{") :])["run-id"])
+        return int(_flwr_json(out)["run-id"])
     except (ValueError, KeyError) as exc:
         raise GridpointError(f"flwr run answered unexpectedly: {out.strip()[-300:]}") from exc
 
