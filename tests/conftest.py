@@ -1,6 +1,7 @@
 """Shared fixtures: node homes, stores on SQLite and PostgreSQL, real daemons on loopback.
 
-PostgreSQL tests create and drop their own database on 127.0.0.1:5432. Outside CI they
+PostgreSQL tests each get an empty database of their own on 127.0.0.1:5432 (made by this
+file, emptied after each test for the next, dropped when the run ends). Outside CI they
 skip when no server answers; with CI=true they fail instead, so CI never skips them.
 """
 
@@ -34,24 +35,87 @@ def _pg_admin() -> psycopg.Connection[tuple[object, ...]]:
     )
 
 
+class _Databases:
+    """This test process's PostgreSQL databases: each test gets one of its own, emptied after
+    it and handed to the next. Creating a database took 0.28 s here (the server copies and
+    syncs a template), emptying one 0.02 s; about 160 tests use one."""
+
+    def __init__(self) -> None:
+        self.free: list[str] = []
+        self.made: list[str] = []
+
+    def take(self, admin: psycopg.Connection[tuple[object, ...]]) -> str:
+        if self.free:
+            return self.free.pop()
+        name = f"gridpoint_test_{uuid.uuid4().hex[:12]}"
+        admin.execute(f'CREATE DATABASE "{name}"')
+        self.made.append(name)
+        return name
+
+    def give_back(self, name: str) -> None:
+        """Empties `name` as CREATE DATABASE would leave it, or drops it if that fails."""
+        import psycopg
+
+        with _pg_admin() as admin:
+            try:
+                # A test may have left connections open or the database read-only.
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+                admin.execute(f'ALTER DATABASE "{name}" RESET ALL')
+                with psycopg.connect(_url(name), autocommit=True) as db:
+                    schemas = [
+                        str(row[0])
+                        for row in db.execute(
+                            "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%'"
+                            " AND nspname <> 'information_schema'"
+                        )
+                    ]
+                    for schema in schemas:
+                        db.execute(f'DROP SCHEMA "{schema}" CASCADE')
+                    db.execute("CREATE SCHEMA public")
+            except psycopg.Error:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                self.made.remove(name)
+                return
+        self.free.append(name)
+
+    def drop_all(self) -> None:
+        if not self.made:
+            return
+        with _pg_admin() as admin:
+            for name in self.made:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _url(name: str) -> str:
+    return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[_Databases]:
+    databases = _Databases()
+    yield databases
+    databases.drop_all()
+
+
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database, dropped afterwards."""
+def pg_url(pg_databases: _Databases) -> Iterator[str]:
+    """An empty PostgreSQL database of this test's own (emptied again after it)."""
     try:
         admin = _pg_admin()
     except Exception as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is required in CI but unreachable: {exc}")
         pytest.skip(f"PostgreSQL not reachable: {exc}")
-    name = f"gridpoint_test_{uuid.uuid4().hex[:12]}"
     with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+        name = pg_databases.take(admin)
     try:
-        yield f"{base}/{name}"
+        yield _url(name)
     finally:
-        with _pg_admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg_databases.give_back(name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
