@@ -171,7 +171,7 @@ def test_a_pull_resumes_across_streams_the_peer_cuts_at_its_bound(
     net: Network, opener: Opener, tmp_path: Path
 ) -> None:
     a, b = net.pair("A", "B")
-    source = random_folder(tmp_path / "m", 24 * MIB)
+    source = random_folder(tmp_path / "m", 8 * MIB)
     model_id = a.artifacts.add(source, info(readers=(b.node_id,))).id
     started: list[int] = []
 
