@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,7 +194,9 @@ def finish(proc: subprocess.Popen[str], timeout: float = 900) -> tuple[int, str,
 @pytest.fixture
 def federation(make_home: MakeHome, daemons: list[Daemon], tmp_path: Path) -> Iterator[Federation]:
     host, *members = (make_home(name) for name in ("H", "M1", "M2", "M3"))
-    running = {h.path.name: Daemon.start(h) for h in (host, *members)}
+    homes = (host, *members)
+    with ThreadPoolExecutor(len(homes)) as pool:
+        running = {d.home.path.name: d for d in pool.map(Daemon.start, homes)}
     daemons += running.values()
     for member in members:
         trust(host, member, running[member.path.name].address)
