@@ -10,8 +10,10 @@ stream to HOME/models/.partial/ID, so memory stays at a chunk whatever the size,
 interrupted pull resumes there (its kept chunks checked again). The artifact is placed (one
 rename) only when every file matched, and only if the disk keeps a margin free afterwards.
 
-A peer that is busy (or briefly unreachable) is asked again a few times, resuming where the
-download stopped; one that goes silent is given up after the transport's idle timeout.
+A peer that is busy (or briefly unreachable) is asked again a few times, a second apart,
+resuming where the download stopped; a stream it ends after delivering chunks (it bounds
+each one) is resumed at once; one that goes silent is given up after the transport's idle
+timeout.
 Must never write outside the partial folder before placement, keep a byte that failed its
 digest, trust a manifest because a trusted peer relayed it, or put a home path in an error.
 """
@@ -270,7 +272,12 @@ def _download(transport: PeerTransport, full_id: str, manifest: Manifest, partia
                         if writer.received_all():
                             break
             except Busy as exc:
-                refused = 0 if writer.cursor != before else refused + 1
+                if writer.cursor != before:
+                    # The peer ended a stream that was delivering (it bounds each one):
+                    # not busy, so the rest is asked for at once.
+                    refused = 0
+                    continue
+                refused += 1
                 if refused >= BUSY_TRIES:
                     raise Busy(
                         f"{exc} ({BUSY_TRIES} times in a row); try again later: the download "

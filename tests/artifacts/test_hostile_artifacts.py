@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -25,6 +26,7 @@ from gridpoint.node.artifacts.manifest import (
     artifact_id,
     encode_manifest,
 )
+from gridpoint.node.peers import artifact_pull
 from gridpoint.node.peers.artifact_pull import disk_margin, offered, pull
 from gridpoint.node.protocol.envelope import sign_envelope
 from gridpoint.node.protocol.methods import ARTIFACTS_GET_MANIFEST, ARTIFACTS_LIST
@@ -222,7 +224,9 @@ def test_a_chunk_over_the_message_limit_is_misbehaviour_and_is_not_retried(
     assert len(calls) == 2  # the manifest, one download
 
 
-def test_a_busy_peer_is_asked_again_and_the_download_completes(net: Network) -> None:
+def test_a_busy_peer_is_asked_again_and_the_download_completes(
+    net: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
     h, b = net.pair("H", "B")
     files = {"model.bin": b"r" * (3 * CHUNK + 5)}
     envelope, model_id = forged(h, files)
@@ -236,11 +240,41 @@ def test_a_busy_peer_is_asked_again_and_the_download_completes(net: Network) -> 
         yield from honest(*call)  # type: ignore[arg-type]
 
     net.crafted_streams[h.node_id] = busy_once
+    waits: list[float] = []  # recorded, not slept
+    monkeypatch.setattr(artifact_pull, "time", SimpleNamespace(sleep=waits.append))
 
     pulled = pull(b.home, b.store, model_id, connect=net.connector(b))
 
     assert pulled.fetched and pulled.artifact.id == model_id
     assert calls[1:] == ["busy", calls[2]] and len(calls) == 3
+    # Refused before any chunk came: it waited once before asking again.
+    assert len(waits) == 1 and waits[0] > 0
+
+
+def test_a_stream_the_peer_cuts_after_some_chunks_is_resumed_without_a_wait(
+    net: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a peer that ends every stream after one chunk, as one that bounds its streams
+    # does (gRPC's CANCELLED reaches the reader as Busy). Waits are recorded, not slept.
+    h, b = net.pair("H", "B")
+    files = {"model.bin": b"r" * (3 * CHUNK + 5)}
+    envelope, model_id = forged(h, files)
+    calls = serve(net, h, envelope, files)
+    honest = net.crafted_streams[h.node_id]
+
+    def one_chunk_then_cut(*call: object) -> Iterator[bytes]:
+        yield next(iter(honest(*call)))  # type: ignore[arg-type]
+        raise Busy("the peer ended the call (cancelled)")
+
+    net.crafted_streams[h.node_id] = one_chunk_then_cut
+    waits: list[float] = []
+    monkeypatch.setattr(artifact_pull, "time", SimpleNamespace(sleep=waits.append))
+    # Execute
+    pulled = pull(b.home, b.store, model_id, connect=net.connector(b))
+    # Assert: four streams of one chunk each, and no wait between them.
+    assert pulled.fetched and pulled.artifact.id == model_id
+    assert len(calls) == 1 + 4
+    assert waits == []
 
 
 def test_a_model_sized_exactly_to_the_free_space_is_refused_with_the_numbers(
