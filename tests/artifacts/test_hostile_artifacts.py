@@ -12,9 +12,10 @@ import hashlib
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,8 @@ from gridpoint.node.artifacts.manifest import (
     encode_manifest,
 )
 from gridpoint.node.peers import artifact_pull
-from gridpoint.node.peers.artifact_pull import disk_margin, offered, pull
+from gridpoint.node.peers.artifact_pull import Pulled, disk_margin, offered, pull
+from gridpoint.node.peers.inprocess import StreamHandler
 from gridpoint.node.protocol.envelope import sign_envelope
 from gridpoint.node.protocol.methods import ARTIFACTS_GET_MANIFEST, ARTIFACTS_LIST
 from gridpoint.v1 import artifacts_pb2
@@ -224,26 +226,36 @@ def test_a_chunk_over_the_message_limit_is_misbehaviour_and_is_not_retried(
     assert len(calls) == 2  # the manifest, one download
 
 
-def test_a_busy_peer_is_asked_again_and_the_download_completes(
-    net: Network, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _pull_through(
+    net: Network,
+    monkeypatch: pytest.MonkeyPatch,
+    stream: Callable[[list[str], StreamHandler], StreamHandler],
+) -> tuple[Pulled, str, list[str], list[float]]:
+    """B pulls H's four-chunk model, H's downloads answered by stream(calls, honest handler);
+    returns what was pulled, the model's id, H's calls and the waits (recorded, not slept)."""
     h, b = net.pair("H", "B")
     files = {"model.bin": b"r" * (3 * CHUNK + 5)}
     envelope, model_id = forged(h, files)
     calls = serve(net, h, envelope, files)
-    honest = net.crafted_streams[h.node_id]
-
-    def busy_once(*call: object) -> Iterator[bytes]:
-        if len(calls) == 1:
-            calls.append("busy")
-            raise Busy("every download slot is taken")
-        yield from honest(*call)  # type: ignore[arg-type]
-
-    net.crafted_streams[h.node_id] = busy_once
-    waits: list[float] = []  # recorded, not slept
+    net.crafted_streams[h.node_id] = stream(calls, net.crafted_streams[h.node_id])
+    waits: list[float] = []
     monkeypatch.setattr(artifact_pull, "time", SimpleNamespace(sleep=waits.append))
+    return pull(b.home, b.store, model_id, connect=net.connector(b)), model_id, calls, waits
 
-    pulled = pull(b.home, b.store, model_id, connect=net.connector(b))
+
+def test_a_busy_peer_is_asked_again_and_the_download_completes(
+    net: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def busy_once(calls: list[str], honest: StreamHandler) -> StreamHandler:
+        def handler(*call: Any) -> Iterator[bytes]:
+            if len(calls) == 1:
+                calls.append("busy")
+                raise Busy("every download slot is taken")
+            yield from honest(*call)
+
+        return handler
+
+    pulled, model_id, calls, waits = _pull_through(net, monkeypatch, busy_once)
 
     assert pulled.fetched and pulled.artifact.id == model_id
     assert calls[1:] == ["busy", calls[2]] and len(calls) == 3
@@ -254,24 +266,18 @@ def test_a_busy_peer_is_asked_again_and_the_download_completes(
 def test_a_stream_the_peer_cuts_after_some_chunks_is_resumed_without_a_wait(
     net: Network, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Prepare: a peer that ends every stream after one chunk, as one that bounds its streams
-    # does (gRPC's CANCELLED reaches the reader as Busy). Waits are recorded, not slept.
-    h, b = net.pair("H", "B")
-    files = {"model.bin": b"r" * (3 * CHUNK + 5)}
-    envelope, model_id = forged(h, files)
-    calls = serve(net, h, envelope, files)
-    honest = net.crafted_streams[h.node_id]
+    # A peer that ends every stream after one chunk, as one that bounds its streams does
+    # (gRPC's CANCELLED reaches the reader as Busy).
+    def one_chunk_then_cut(calls: list[str], honest: StreamHandler) -> StreamHandler:
+        def handler(*call: Any) -> Iterator[bytes]:
+            yield next(iter(honest(*call)))
+            raise Busy("the peer ended the call (cancelled)")
 
-    def one_chunk_then_cut(*call: object) -> Iterator[bytes]:
-        yield next(iter(honest(*call)))  # type: ignore[arg-type]
-        raise Busy("the peer ended the call (cancelled)")
+        return handler
 
-    net.crafted_streams[h.node_id] = one_chunk_then_cut
-    waits: list[float] = []
-    monkeypatch.setattr(artifact_pull, "time", SimpleNamespace(sleep=waits.append))
-    # Execute
-    pulled = pull(b.home, b.store, model_id, connect=net.connector(b))
-    # Assert: four streams of one chunk each, and no wait between them.
+    pulled, model_id, calls, waits = _pull_through(net, monkeypatch, one_chunk_then_cut)
+
+    # Four streams of one chunk each, and no wait between them.
     assert pulled.fetched and pulled.artifact.id == model_id
     assert len(calls) == 1 + 4
     assert waits == []
