@@ -533,7 +533,7 @@ def _online_members(folder: Path, env: dict[str, str]) -> list[str]:
     """The trusted peers whose SuperNodes the SuperLink sees online now (best effort)."""
     try:
         known = {str(k): v.name for k, v in recorded(folder).items()}
-        listed = json.loads(
+        listed = _flwr_json(
             _flwr(["supernode", "list", CONNECTION, "--format", "json"], env, folder)
         )
     except (OSError, ValueError, KeyError, GridpointError):
