@@ -183,8 +183,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Marks every test that needs PostgreSQL `postgres` (`-m "not postgres"` leaves them out
-    where no server runs); then slow tests first, the real Flower federations (minutes each)
-    before all: on a few xdist workers, long tests started last stretch the run."""
+    where no server runs); then slow tests first, the two real Flower federations (minutes
+    each) before all, so that each of two xdist workers starts one: long tests started last
+    stretch the run."""
     for item in items:
         if "pg_url" in getattr(item, "fixturenames", ()) or "postgresql" in item.name:
             item.add_marker(pytest.mark.postgres)

@@ -1,10 +1,10 @@
 """Federated rounds on a real Flower deployment: SuperLink, SuperNodes, ServerApp, ClientApp.
 
 A host and three members (each a gridpoint node with its own home), all on 127.0.0.1 with
-ephemeral ports; every process started is stopped at teardown. Both tests share one pytest-xdist
-group, so they never run at the same time: side by side on four workers the whole run was no
-faster and the stories slowed each other. Each real deployment costs minutes here, so one test
-tells several stories of one federation.
+ephemeral ports; every process started is stopped at teardown. tests/conftest.py sorts both tests
+first, so on the suite's two xdist workers they start at once, one on each: the whole run was
+faster than with both on one worker in turn (bench/RESULTS.md). Each real deployment costs
+minutes here, so one test tells several stories of one federation.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from gridpoint.node.home import NodeHome
 from tests.cli_main import run_main
 from tests.helpers import ROOT, Daemon, MakeHome, trust
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("federation")]
+pytestmark = pytest.mark.slow
 STUDY = ROOT / "examples" / "tiny-study.toml"
 
 
