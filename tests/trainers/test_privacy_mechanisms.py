@@ -62,6 +62,52 @@ def test_pld_calibration_is_at_most_rdps_noise_and_spends_at_most_the_budget(
     assert epsilon_of(make(by_pld * 0.99), 1e-5, "pld") > 4.0
 
 
+def test_a_calibration_after_events_spent_is_the_one_over_their_composition() -> None:
+    # Prepare: a DP-SGD trial and releases already spent, and the next trial's event.
+    spent = [dpsgd_event(0.02, 1.1, 300), release_event(20.0, 15)]
+
+    def make(z: float) -> object:
+        return dpsgd_event(0.05, z, 100)
+
+    def whole(z: float) -> object:
+        return dp_accounting.ComposedDpEvent([*spent, make(z)])
+
+    # Execute
+    after = calibrate_noise(make, 4.0, 1e-5, spent=spent)
+    # Assert: the noise calibrated over the whole composition, within the budget and the
+    # least that is: 1% less spends more.
+    assert after == pytest.approx(calibrate_noise(whole, 4.0, 1e-5), rel=1e-3)
+    assert epsilon_of(whole(after), 1e-5) <= 4.0 < epsilon_of(whole(after * 0.99), 1e-5)
+
+
+def test_pld_calibrates_after_events_that_spend_more_than_the_budget_by_rdps_figure() -> None:
+    # Prepare: a release calibrated by PLD to 3.8 of a budget of 4, which by RDP's looser
+    # figure is already past 4 (where a PLD study's last trials stand).
+    first = dp_accounting.GaussianDpEvent(
+        calibrate_noise(dp_accounting.GaussianDpEvent, 3.8, 1e-5, "pld")
+    )
+    assert epsilon_of(first, 1e-5, "rdp") > 4.0
+
+    def whole(z: float) -> object:
+        return dp_accounting.ComposedDpEvent([first, release_event(z, 3)])
+
+    # Execute
+    z = calibrate_noise(lambda s: release_event(s, 3), 4.0, 1e-5, "pld", spent=[first])
+    # Assert: within the budget by PLD, and the least noise that is.
+    assert epsilon_of(whole(z), 1e-5, "pld") <= 4.0 < epsilon_of(whole(z * 0.99), 1e-5, "pld")
+
+
+def test_a_budget_already_spent_is_a_clear_error_and_a_huge_one_gets_the_least_noise() -> None:
+    # Prepare: a release with little noise, far past a budget of 1.
+    spent = [dp_accounting.GaussianDpEvent(0.5)]
+    # Execute / Assert
+    with pytest.raises(TrainerError, match="keeps within the privacy budget; raise epsilon"):
+        calibrate_noise(lambda s: release_event(s, 1), 1.0, 1e-5, spent=spent)
+    least = calibrate_noise(lambda s: release_event(s, 1), 1e7, 1e-5)
+    assert 1e-3 <= least < 2e-3
+    assert epsilon_of(release_event(least, 1), 1e-5) <= 1e7
+
+
 def test_rdp_orders_dropped_for_a_small_noise_are_not_warned_other_absl_warnings_are(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -3,10 +3,11 @@
 A trial that trains with DP-SGD is `SelfComposed(PoissonSampled(q, Gaussian(sigma)), steps)`;
 its released evaluation values are `SelfComposed(Gaussian(sigma_e), releases)` (sigma_e in
 units of the values' sensitivity). With `publish = "all"` the study is the composition of its
-trials; each trial's noise is calibrated (dp-accounting's `calibrate_dp_mechanism`) so that
-the trials already planned plus this one repeated for every trial still to come spend exactly
-the budget: the last trial closes it, whatever the hyperparameters of the others (a trial
-that is pruned or fails is still charged in full). With `publish = "best"` the study runs a
+trials; each trial's noise is calibrated (Brent's method over dp-accounting's epsilon, the
+trials already planned composed once) so that the trials already planned plus this one
+repeated for every trial still to come spend exactly the budget: the last trial closes it,
+whatever the hyperparameters of the others (a trial that is pruned or fails is still charged
+in full). With `publish = "best"` the study runs a
 Poisson-distributed number of identical trials and publishes only the best:
 `RepeatAndSelectDpEvent` (Papernot & Steinke, ICLR 2022).
 
@@ -17,11 +18,12 @@ once.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,43 +106,95 @@ def _accountant(kind: str) -> Any:
 
 def epsilon_of(event: Any, delta: float, accountant: str = "rdp") -> float:
     """The epsilon at delta of event, by the named accountant."""
-    counter = _accountant(accountant)
+    return _epsilon_after(_accountant(accountant), event, delta)
+
+
+def _composed(kind: str, events: Sequence[Any]) -> Any:
+    """An accountant of kind that has composed events."""
+    counter = _accountant(kind)
+    if events:
+        counter.compose(_dpa().ComposedDpEvent(list(events)))
+    return counter
+
+
+def _epsilon_after(spent: Any, event: Any, delta: float) -> float:
+    """The epsilon at delta of event composed after what the accountant spent holds; spent is
+    left as it was."""
+    counter = copy.deepcopy(spent)
     counter.compose(event)
     return float(counter.get_epsilon(delta))
 
 
 #: How far below RDP's multiplier a PLD calibration looks (each step halves it).
 _HALVINGS = 3
+#: The noise multipliers a calibration considers: below, nothing useful trains or is
+#: released; above, the budget is too small for any mechanism to mean anything.
+_LEAST_NOISE, _MOST_NOISE = 1e-3, 1e6
 
 
 def calibrate_noise(
-    make: Callable[[float], Any], epsilon: float, delta: float, kind: str = "rdp"
+    make: Callable[[float], Any],
+    epsilon: float,
+    delta: float,
+    kind: str = "rdp",
+    spent: Sequence[Any] = (),
 ) -> float:
-    """The smallest noise multiplier z whose event make(z) spends at most epsilon at delta."""
-    from dp_accounting import mechanism_calibration as mc
+    """The smallest noise multiplier z whose event make(z), composed after the events spent,
+    spends at most epsilon at delta (TrainerError when even the most noise spends more).
 
-    bracket: Any = mc.LowerEndpointAndGuess(1e-3, 1.0)
+    The events spent are composed once, then each probe of the search composes make(z) onto
+    a copy: dp-accounting's own calibration composes everything into a fresh accountant at
+    every probe, so the k-th trial of a study cost k trials' calibrations (the 20th took 20
+    times the first). Its root finder is SciPy's Brent method, as in dp-accounting.
+    """
+    from scipy.optimize import brentq
+
+    before = _composed(kind, spent)
+
+    def gap(z: float) -> float:
+        return _epsilon_after(before, make(z), delta) - epsilon
+
     if kind == "pld":
-        # The PLD of a tiny multiplier is enormous (a search from 1e-3 asked for 226 GiB).
-        # PLD is the tighter accountant, so RDP's answer is enough noise: search below it.
-        upper = calibrate_noise(make, epsilon, delta, "rdp")
-        lower = upper / 2
-        for _ in range(_HALVINGS):
-            if epsilon_of(make(lower), delta, kind) > epsilon:
-                break
-            upper, lower = lower, lower / 2
-        else:
-            return upper  # still enough noise, if more than the least that would do
-        bracket = mc.ExplicitBracketInterval(lower, upper)
-    sigma = float(
-        mc.calibrate_dp_mechanism(
-            lambda: _accountant(kind), make, epsilon, delta, bracket, tol=1e-4
-        )
-    )
-    # Brent's method lands within tol of the boundary, on either side: step to the safe one.
-    while epsilon_of(make(sigma), delta, kind) > epsilon:
+        # The PLD of a tiny multiplier is enormous (a search from 1e-3 asked for 226 GiB), so
+        # it starts from RDP's answer, enough noise since PLD is the tighter accountant, and
+        # looks at most _HALVINGS halvings below it. RDP has no answer where what PLD
+        # calibrated before already spends the budget by RDP's looser figure (a study's last
+        # trials): then from 1.
+        try:
+            start = calibrate_noise(make, epsilon, delta, "rdp", spent)
+        except TrainerError:
+            start = 1.0
+        lower, upper = _bracket(gap, start, _HALVINGS)
+    else:
+        lower, upper = _bracket(gap, 1.0, None)
+    if lower == upper:
+        return upper
+    sigma = float(brentq(gap, lower, upper, xtol=1e-4))
+    # Brent's method lands within xtol of the boundary, on either side: step to the safe one.
+    while gap(sigma) > 0:
         sigma *= 1.001
     return sigma
+
+
+def _bracket(gap: Callable[[float], float], z: float, halvings: int | None) -> tuple[float, float]:
+    """Noise multipliers (lower, upper) with gap(lower) > 0 >= gap(upper), from z doubled or
+    halved until the sign changes (gap falls as the noise grows); (z, z) where z keeps within
+    the budget and halvings halvings below it (or the least noise considered) still do."""
+    if gap(z) > 0:
+        while gap(2 * z) > 0:
+            z *= 2
+            if z > _MOST_NOISE:
+                raise TrainerError(
+                    f"no noise multiplier up to {_MOST_NOISE:g} keeps within the privacy "
+                    "budget; raise epsilon or lower the number of trials or rounds"
+                )
+        return z, 2 * z
+    tries = 0
+    while z / 2 >= _LEAST_NOISE and (halvings is None or tries < halvings):
+        if gap(z / 2) > 0:
+            return z / 2, z
+        z, tries = z / 2, tries + 1
+    return z, z
 
 
 def release_noise(epsilon: float, delta: float, releases: int, accountant: str = "rdp") -> float:
@@ -175,13 +229,13 @@ class SplitAccountant:
                 raise TrainerError(
                     f"the study's privacy budget covers {self._trials} trial(s); all are spent"
                 )
-            past = list(self._events)
 
-            def whole(sigma: float) -> Any:
-                rest = dpa.SelfComposedDpEvent(make_trial(sigma), left)
-                return dpa.ComposedDpEvent([*past, rest])
+            def rest(sigma: float) -> Any:
+                return dpa.SelfComposedDpEvent(make_trial(sigma), left)
 
-            sigma = calibrate_noise(whole, spec.epsilon, spec.delta, spec.accountant)
+            sigma = calibrate_noise(
+                rest, spec.epsilon, spec.delta, spec.accountant, spent=self._events
+            )
             self._events.append(make_trial(sigma))
             return sigma
 
