@@ -97,15 +97,33 @@ def test_pld_calibrates_after_events_that_spend_more_than_the_budget_by_rdps_fig
     assert epsilon_of(whole(z), 1e-5, "pld") <= 4.0 < epsilon_of(whole(z * 0.99), 1e-5, "pld")
 
 
-def test_a_budget_already_spent_is_a_clear_error_and_a_huge_one_gets_the_least_noise() -> None:
+def test_a_budget_already_spent_is_a_clear_error() -> None:
     # Prepare: a release with little noise, far past a budget of 1.
     spent = [dp_accounting.GaussianDpEvent(0.5)]
     # Execute / Assert
     with pytest.raises(TrainerError, match="keeps within the privacy budget; raise epsilon"):
         calibrate_noise(lambda s: release_event(s, 1), 1.0, 1e-5, spent=spent)
+
+
+def test_a_budget_that_no_small_noise_exceeds_gets_the_least_noise_considered() -> None:
+    # Execute
     least = calibrate_noise(lambda s: release_event(s, 1), 1e7, 1e-5)
+    # Assert: the lowest multiplier the search tries (1e-3 <= 2^-9), within the budget.
     assert 1e-3 <= least < 2e-3
     assert epsilon_of(release_event(least, 1), 1e-5) <= 1e7
+
+
+def test_pld_is_never_built_for_tiny_noise_rdps_multiplier_stands_there() -> None:
+    # Prepare: a budget (a peer's record may state any) whose noise is below 0.25, where one
+    # release's PLD would take gigabytes as the noise shrinks.
+    def make(z: float) -> object:
+        return release_event(z, 1)
+
+    # Execute
+    by_pld, by_rdp = calibrate_noise(make, 50.0, 1e-5, "pld"), calibrate_noise(make, 50.0, 1e-5)
+    # Assert: RDP's answer, within the budget by RDP's own figure.
+    assert by_pld == by_rdp < 0.25
+    assert epsilon_of(make(by_rdp), 1e-5) <= 50.0
 
 
 def test_rdp_orders_dropped_for_a_small_noise_are_not_warned_other_absl_warnings_are(

@@ -7,9 +7,8 @@ trials; each trial's noise is calibrated (Brent's method over dp-accounting's ep
 trials already planned composed once) so that the trials already planned plus this one
 repeated for every trial still to come spend exactly the budget: the last trial closes it,
 whatever the hyperparameters of the others (a trial that is pruned or fails is still charged
-in full). With `publish = "best"` the study runs a
-Poisson-distributed number of identical trials and publishes only the best:
-`RepeatAndSelectDpEvent` (Papernot & Steinke, ICLR 2022).
+in full). With `publish = "best"` the study runs a Poisson-distributed number of identical
+trials and publishes only the best: `RepeatAndSelectDpEvent` (Papernot & Steinke, ICLR 2022).
 
 The training and the evaluation rows are different rows, each split with its own accountant;
 the study's epsilon is the larger of the two. Thread-safe: trials on several devices plan at
@@ -19,6 +18,7 @@ once.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import os
@@ -125,11 +125,16 @@ def _epsilon_after(spent: Any, event: Any, delta: float) -> float:
     return float(counter.get_epsilon(delta))
 
 
-#: How far below RDP's multiplier a PLD calibration looks (each step halves it).
+#: How far below its start a PLD calibration looks (each step halves the multiplier).
 _HALVINGS = 3
 #: The noise multipliers a calibration considers: below, nothing useful trains or is
 #: released; above, the budget is too small for any mechanism to mean anything.
 _LEAST_NOISE, _MOST_NOISE = 1e-3, 1e6
+#: The least multiplier a PLD is ever built for: its size grows as the noise shrinks (one
+#: Gaussian release's PLD took 110 MB at 0.25, 540 MB and 10 s at 0.1, 1.2 GB and 32 s at
+#: 0.05 here; a search from 1e-3 once asked for 226 GiB), and a peer's record can name any
+#: budget and accountant (node/tuning/warm_start.py calibrates its released noise).
+_LEAST_PLD_NOISE = 0.25
 
 
 def calibrate_noise(
@@ -151,35 +156,43 @@ def calibrate_noise(
 
     before = _composed(kind, spent)
 
+    # Brent's method asks again for the bracket's ends, and a PLD probe costs seconds.
+    @functools.cache
     def gap(z: float) -> float:
         return _epsilon_after(before, make(z), delta) - epsilon
 
     if kind == "pld":
-        # The PLD of a tiny multiplier is enormous (a search from 1e-3 asked for 226 GiB), so
-        # it starts from RDP's answer, enough noise since PLD is the tighter accountant, and
-        # looks at most _HALVINGS halvings below it. RDP has no answer where what PLD
-        # calibrated before already spends the budget by RDP's looser figure (a study's last
-        # trials): then from 1.
+        # PLD is the tighter accountant, so RDP's answer is enough noise: the search starts
+        # there and looks at most _HALVINGS halvings below it, never under _LEAST_PLD_NOISE
+        # (RDP's answer stands below that). RDP has no answer where what PLD calibrated
+        # before already spends the budget by RDP's looser figure (a study's last trials):
+        # then the search starts from 1.
         try:
             start = calibrate_noise(make, epsilon, delta, "rdp", spent)
         except TrainerError:
             start = 1.0
-        lower, upper = _bracket(gap, start, _HALVINGS)
+        if start <= _LEAST_PLD_NOISE:
+            return start
+        lower, upper = _bracket(gap, start, _LEAST_PLD_NOISE, _HALVINGS)
     else:
-        lower, upper = _bracket(gap, 1.0, None)
+        lower, upper = _bracket(gap, 1.0, _LEAST_NOISE, None)
     if lower == upper:
         return upper
-    sigma = float(brentq(gap, lower, upper, xtol=1e-4))
-    # Brent's method lands within xtol of the boundary, on either side: step to the safe one.
+    sigma = float(brentq(gap, lower, upper, xtol=1e-12, rtol=1e-4))
+    # Brent's method lands within its tolerance of the boundary, on either side: step to
+    # the safe one.
     while gap(sigma) > 0:
         sigma *= 1.001
     return sigma
 
 
-def _bracket(gap: Callable[[float], float], z: float, halvings: int | None) -> tuple[float, float]:
+def _bracket(
+    gap: Callable[[float], float], z: float, least: float, halvings: int | None
+) -> tuple[float, float]:
     """Noise multipliers (lower, upper) with gap(lower) > 0 >= gap(upper), from z doubled or
-    halved until the sign changes (gap falls as the noise grows); (z, z) where z keeps within
-    the budget and halvings halvings below it (or the least noise considered) still do."""
+    halved until the sign changes (gap falls as the noise grows), never below least nor more
+    than halvings halvings (None: no limit); (z, z) for the lowest z probed, within the
+    budget, where either limit stops the halving first."""
     if gap(z) > 0:
         while gap(2 * z) > 0:
             z *= 2
@@ -190,7 +203,7 @@ def _bracket(gap: Callable[[float], float], z: float, halvings: int | None) -> t
                 )
         return z, 2 * z
     tries = 0
-    while z / 2 >= _LEAST_NOISE and (halvings is None or tries < halvings):
+    while z / 2 >= least and (halvings is None or tries < halvings):
         if gap(z / 2) > 0:
             return z / 2, z
         z, tries = z / 2, tries + 1
