@@ -2,9 +2,9 @@
 
 A host and three members (each a gridpoint node with its own home), all on 127.0.0.1 with
 ephemeral ports; every process started is stopped at teardown. tests/conftest.py sorts both tests
-first, so on the suite's two xdist workers they start at once, one on each: the whole run was
-faster than with both on one worker in turn (bench/RESULTS.md). Each real deployment costs
-minutes here, so one test tells several stories of one federation.
+first, so under `./dev test` (two xdist workers, `--dist loadgroup`) they start at once, one on
+each: the whole run was faster than with both on one worker in turn (bench/RESULTS.md). Each
+real deployment costs minutes here, so one test tells several stories of one federation.
 """
 
 from __future__ import annotations

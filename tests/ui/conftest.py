@@ -2,7 +2,9 @@
 own (a cold one, one warm-started from Alpha's study, one with malformed rows), models kept
 from its runs (a trial's, a federation's, one derived from that), and a hosted federation's
 journal, served by a real `gridpoint ui` process; one Chromium (Debian's, driven by
-Playwright) for the whole session.
+Playwright) for the whole session. Each xdist worker that runs a UI test builds its own world
+(about 3.5 s of CPU more with two than with one, measured; an `xdist_group` would not keep them
+on one worker under pytest 9.2, pytest-dev/pytest-xdist#1386).
 
 Screenshots go to gridpoint-test-artifacts/ui/ under the system's temporary folder, never into
 the checkout; `GRIDPOINT_SCREENSHOTS=docs/screenshots` copies the README's there too.

@@ -20,10 +20,6 @@ from tests.ui.conftest import EDGE_STUDY, PRIVATE_CANARY, UiProcess, World, for_
 SLOW_CHART_MS = 60_000
 
 
-#: The tests over the shared test world run on one xdist worker: one world, one browser.
-pytestmark = pytest.mark.xdist_group("ui-world")
-
-
 def _only_the_node(page: Any, ui: UiProcess) -> None:
     hosts = {urlparse(u).netloc for u in page.requests}
     assert hosts == {f"127.0.0.1:{ui.port}"}, page.requests

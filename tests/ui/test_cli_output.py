@@ -12,9 +12,6 @@ from tests.cli_main import run_main
 from tests.helpers import cli
 from tests.ui.conftest import PRIVATE_CANARY, World
 
-#: The tests over the shared test world run on one xdist worker: one world, one browser.
-pytestmark = pytest.mark.xdist_group("ui-world")
-
 
 @pytest.mark.slow
 def test_catalog_query_prints_chosen_columns_as_csv_tsv_and_a_rounded_table(

@@ -30,8 +30,6 @@ from gridpoint.v1 import catalog_pb2
 from tests.helpers import make_record
 from tests.ui.conftest import DOLLAR_PARAM, EDGE_STUDY, PRIVATE_CANARY, World
 
-#: The tests over the shared test world run on one xdist worker: one world, one browser.
-pytestmark = pytest.mark.xdist_group("ui-world")
 LOOPBACK = "http://127.0.0.1:8765"
 
 
