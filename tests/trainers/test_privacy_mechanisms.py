@@ -113,7 +113,7 @@ def test_a_budget_that_no_small_noise_exceeds_gets_the_least_noise_considered() 
     assert epsilon_of(release_event(least, 1), 1e-5) <= 1e7
 
 
-def test_pld_is_never_built_for_tiny_noise_rdps_multiplier_stands_there() -> None:
+def test_pld_is_never_probed_at_tiny_noise_rdps_multiplier_stands_there() -> None:
     # Prepare: a budget (a peer's record may state any) whose noise is below 0.25, where one
     # release's PLD would take gigabytes as the noise shrinks.
     def make(z: float) -> object:

@@ -106,7 +106,9 @@ def _accountant(kind: str) -> Any:
 
 def epsilon_of(event: Any, delta: float, accountant: str = "rdp") -> float:
     """The epsilon at delta of event, by the named accountant."""
-    return _epsilon_after(_accountant(accountant), event, delta)
+    counter = _accountant(accountant)
+    counter.compose(event)
+    return float(counter.get_epsilon(delta))
 
 
 def _composed(kind: str, events: Sequence[Any]) -> Any:
@@ -130,10 +132,11 @@ _HALVINGS = 3
 #: The noise multipliers a calibration considers: below, nothing useful trains or is
 #: released; above, the budget is too small for any mechanism to mean anything.
 _LEAST_NOISE, _MOST_NOISE = 1e-3, 1e6
-#: The least multiplier a PLD is ever built for: its size grows as the noise shrinks (one
-#: Gaussian release's PLD took 110 MB at 0.25, 540 MB and 10 s at 0.1, 1.2 GB and 32 s at
-#: 0.05 here; a search from 1e-3 once asked for 226 GiB), and a peer's record can name any
-#: budget and accountant (node/tuning/warm_start.py calibrates its released noise).
+#: The least multiplier a PLD calibration probes: a PLD's size grows as the noise shrinks
+#: (one Gaussian release's PLD took 110 MB at 0.25, 540 MB and 10 s at 0.1, 1.2 GB and 32 s
+#: at 0.05 here; a search from 1e-3 once asked for 226 GiB), and a peer's record can name
+#: any budget and accountant (node/tuning/warm_start.py calibrates its released noise).
+#: Events already spent are composed at their own multipliers, whatever they are.
 _LEAST_PLD_NOISE = 0.25
 
 
@@ -154,13 +157,6 @@ def calibrate_noise(
     """
     from scipy.optimize import brentq
 
-    before = _composed(kind, spent)
-
-    # Brent's method asks again for the bracket's ends, and a PLD probe costs seconds.
-    @functools.cache
-    def gap(z: float) -> float:
-        return _epsilon_after(before, make(z), delta) - epsilon
-
     if kind == "pld":
         # PLD is the tighter accountant, so RDP's answer is enough noise: the search starts
         # there and looks at most _HALVINGS halvings below it, never under _LEAST_PLD_NOISE
@@ -173,9 +169,19 @@ def calibrate_noise(
             start = 1.0
         if start <= _LEAST_PLD_NOISE:
             return start
-        lower, upper = _bracket(gap, start, _LEAST_PLD_NOISE, _HALVINGS)
+        least, halvings = _LEAST_PLD_NOISE, _HALVINGS
     else:
-        lower, upper = _bracket(gap, 1.0, _LEAST_NOISE, None)
+        start, least, halvings = 1.0, _LEAST_NOISE, None
+    # Composed only now: a PLD of the events spent costs seconds, for nothing where RDP's
+    # answer stands.
+    before = _composed(kind, spent)
+
+    # Brent's method asks again for the bracket's ends, and a PLD probe costs seconds.
+    @functools.cache
+    def gap(z: float) -> float:
+        return _epsilon_after(before, make(z), delta) - epsilon
+
+    lower, upper = _bracket(gap, start, least, halvings)
     if lower == upper:
         return upper
     sigma = float(brentq(gap, lower, upper, xtol=1e-12, rtol=1e-4))
