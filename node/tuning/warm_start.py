@@ -7,24 +7,29 @@ rates lie orders of magnitude apart), or no value of the new study's objective m
 remains is scored by how alike its task descriptor is to the new task (the weight it starts
 with) and handed to trainers as PriorStudy objects (their curves only where the number of
 labels matches: the curve pruner compares curves value by value); the sampler then maps them
-onto the search space and says what else it could not use. Nothing here leaves the node and
-private runs are never read.
+onto the search space and says what else it could not use. At most MAX_PRIOR_STUDIES are
+weighed, each signer's most alike first, in turn: what a warm start costs must not grow with
+what peers publish, nor one signer's studies push the others' out.
+Nothing here leaves the node and private runs are never read.
 
 A prior published by a differentially private study carries its signed guarantee: its
 released accuracies had Gaussian noise, and the sampler is told how much (`released_noise`),
-so that it trusts such a prior less and shows its epsilon in the report.
+so that it trusts such a prior less and shows its epsilon in the report; one whose guarantee
+no noise could meet is left out.
 
 `from_catalog()` is the Python entry point for teams that keep their own Optuna code.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gridpoint.errors import TrainerError
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.base import CatalogStore, StoredRecord
 from gridpoint.node.store.query_filter import And, Comparison, FilterNode, parse_filter
@@ -46,6 +51,10 @@ __all__ = [
 
 #: Trial records read from the catalog for one warm start, at most.
 MAX_PRIOR_RECORDS = 100_000
+#: Prior studies one warm start weighs, at most (each signer's most alike first, in turn):
+#: the sampler's set-up and each of its proposals grow with the number of priors (400
+#: one-trial priors: 2.4 s to build, 0.2 s a proposal), and a peer may publish thousands.
+MAX_PRIOR_STUDIES = 100
 #: The evaluation rows assumed behind a private prior's released accuracy, by its training
 #: set's size bucket. A record never says how many rows its evaluation had (that would say
 #: more about the dataset than the bucket does): assumed a fifth of the bucket's smallest
@@ -112,16 +121,16 @@ def choose_priors(
     exclude: tuple[str, str] | None = None,
     renames: Mapping[str, str] | None = None,
     names: Mapping[str, str] | None = None,
+    max_studies: int = MAX_PRIOR_STUDIES,
 ) -> PriorChoice:
     """Groups the catalog's trial records of `task.type` into prior studies.
 
     method is the new study's fine-tuning method (gridpoint.schema.vocabulary.METHODS; ""
     takes every method); exclude is (signer, study pseudonym) of the study being tuned (its
     own trials are not priors of itself); names maps signer node ids to the names the report
-    shows.
+    shows; max_studies: how many are kept (each signer's most alike first, in turn), the
+    others left out one row per signer.
     """
-    from gridpoint.trainers.transfer.priors import PriorStudy, PriorTrial
-
     base = (Comparison("kind", "=", "trial"), Comparison("task.type", "=", task.type))
     condition: FilterNode = And(base + ((where,) if where is not None else ()))
     groups: dict[tuple[str, str], list[StoredRecord]] = defaultdict(list)
@@ -130,6 +139,7 @@ def choose_priors(
         if key != exclude and stored.record.study:
             groups[key].append(stored)
     choice = PriorChoice([], {})
+    candidates = []
     for (signer, study), members in sorted(groups.items()):
         records = [s.record for s in members]
         name = (names or {}).get(signer, "")
@@ -140,55 +150,132 @@ def choose_priors(
             signer_name=name,
             trials=len(records),
         )
-        first = records[0]
-        if model_family and first.model.family and first.model.family != model_family:
-            choice.left_out.append(
-                (source, f"base model family {first.model.family!r}, this study {model_family!r}")
-            )
+        reason = _unfit(records, objective_metric, model_family, method)
+        if reason:
+            choice.left_out.append((source, reason))
             continue
-        if method and first.model.method != method:
-            choice.left_out.append(
-                (source, f"fine-tuned {first.model.method!r}, this study {method!r}")
-            )
-            continue
-        noise = released_noise(records, objective_metric)
-        # A curve is compared step by step with this study's (the curve pruner): with another
-        # number of labels its scale differs (chance accuracy, starting loss), and a 4-label
-        # study's sound trials fell below 2-label priors' curves and were pruned. Its values
-        # still count (the sampler compares ranks, never values across tasks).
-        comparable = first.task.num_labels == task.num_labels
-        trials = [
-            PriorTrial(
-                params=dict(r.hyperparameters),
-                value=r.metrics[objective_metric],
-                curve=tuple((p.step, p.value) for p in r.curve if p.metric == objective_metric)
-                if comparable
-                else (),
-            )
-            for r in records
-            if r.status == "complete" and objective_metric in r.metrics
-        ]
-        if not trials:
-            choice.left_out.append((source, f"no complete trial reports {objective_metric!r}"))
-            continue
-        similarity = task_similarity(first.task, task)
-        if model_base and first.model.base and first.model.base != model_base:
+        similarity = task_similarity(records[0].task, task)
+        if model_base and records[0].model.base and records[0].model.base != model_base:
             similarity *= 0.8
-        choice.priors.append(
-            PriorStudy(
-                label=source.label,
-                trials=tuple(trials),
-                direction=_direction(first, objective_metric),
-                search_space=first.search_space,
-                similarity=similarity,
-                renames=dict(renames or {}),
-                noise=noise,
-                epsilon=first.privacy.epsilon if first.privacy else None,
-                delta=first.privacy.delta if first.privacy else None,
+        candidates.append(_Candidate(source, records, similarity))
+    kept = _most_alike(candidates, max_studies)
+    choice.left_out.extend(_beyond(candidates, kept, max_studies))
+    for candidate in (c for i, c in enumerate(candidates) if i in kept):
+        noise = released_noise(candidate.records, objective_metric)
+        guarantee = candidate.records[0].privacy
+        if math.isinf(noise) and guarantee is not None:
+            choice.left_out.append(
+                (
+                    candidate.source,
+                    f"its values were released under epsilon {guarantee.epsilon:g}: "
+                    "noise too large to learn from",
+                )
             )
-        )
-        choice.sources[source.label] = source
+            continue
+        choice.priors.append(_prior(candidate, task, objective_metric, noise, renames or {}))
+        choice.sources[candidate.source.label] = candidate.source
     return choice
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A prior study that can inform the new one, before the cap on how many are weighed."""
+
+    source: PriorSource
+    records: list[RunRecord]
+    similarity: float
+
+
+def _unfit(records: list[RunRecord], metric: str, family: str, method: str) -> str:
+    """Why a prior study cannot inform the new one ("" when it can)."""
+    first = records[0]
+    if family and first.model.family and first.model.family != family:
+        return f"base model family {first.model.family!r}, this study {family!r}"
+    if method and first.model.method != method:
+        return f"fine-tuned {first.model.method!r}, this study {method!r}"
+    if not any(r.status == "complete" and metric in r.metrics for r in records):
+        return f"no complete trial reports {metric!r}"
+    return ""
+
+
+def _most_alike(candidates: list[_Candidate], most: int) -> set[int]:
+    """The indexes of the `most` candidates kept: each signer's most alike study (the larger
+    at a tie), then each one's second, and so on, so that one signer's thousands of studies
+    cannot push every other signer's out."""
+
+    def alike(i: int) -> tuple[float, int]:
+        return -candidates[i].similarity, -len(candidates[i].records)
+
+    by_signer: dict[str, list[int]] = defaultdict(list)
+    for i, candidate in enumerate(candidates):
+        by_signer[candidate.source.signer].append(i)
+    turn = {i: n for own in by_signer.values() for n, i in enumerate(sorted(own, key=alike))}
+    return set(sorted(range(len(candidates)), key=lambda i: (turn[i], alike(i)))[:most])
+
+
+def _beyond(
+    candidates: list[_Candidate], kept: set[int], most: int
+) -> list[tuple[PriorSource, str]]:
+    """One left-out row per signer for its studies beyond the cap (a signer may publish
+    thousands: these rows stay as many as the signers)."""
+    by_signer: dict[str, list[_Candidate]] = defaultdict(list)
+    for i, candidate in enumerate(candidates):
+        if i not in kept:
+            by_signer[candidate.source.signer].append(candidate)
+    rows = []
+    for signer, left in sorted(by_signer.items()):
+        name = left[0].source.signer_name
+        source = PriorSource(
+            label=f"{len(left)} studies@{name or signer[:10]}",
+            study="",
+            signer=signer,
+            signer_name=name,
+            trials=sum(c.source.trials for c in left),
+        )
+        rows.append(
+            (source, f"{len(left)} studies beyond the {most} most alike one warm start weighs")
+        )
+    return rows
+
+
+def _prior(
+    candidate: _Candidate,
+    task: TaskDescriptor,
+    metric: str,
+    noise: float,
+    renames: Mapping[str, str],
+) -> PriorStudy:
+    """The candidate as the sampler takes it, its values released with `noise`."""
+    from gridpoint.trainers.transfer.priors import PriorStudy, PriorTrial
+
+    records, first = candidate.records, candidate.records[0]
+    # A curve is compared step by step with this study's (the curve pruner): with another
+    # number of labels its scale differs (chance accuracy, starting loss), and a 4-label
+    # study's sound trials fell below 2-label priors' curves and were pruned. Its values
+    # still count (the sampler compares ranks, never values across tasks).
+    comparable = first.task.num_labels == task.num_labels
+    trials = [
+        PriorTrial(
+            params=dict(r.hyperparameters),
+            value=r.metrics[metric],
+            curve=tuple((p.step, p.value) for p in r.curve if p.metric == metric)
+            if comparable
+            else (),
+        )
+        for r in records
+        if r.status == "complete" and metric in r.metrics
+    ]
+    return PriorStudy(
+        label=candidate.source.label,
+        trials=tuple(trials),
+        direction=_direction(first, metric),
+        search_space=first.search_space,
+        similarity=candidate.similarity,
+        renames=dict(renames),
+        noise=noise,
+        epsilon=first.privacy.epsilon if first.privacy else None,
+        delta=first.privacy.delta if first.privacy else None,
+    )
 
 
 def released_noise(records: Sequence[RunRecord], metric: str) -> float:
@@ -197,10 +284,14 @@ def released_noise(records: Sequence[RunRecord], metric: str) -> float:
 
     The study's evaluation budget (its signed epsilon and delta) was spread over every
     release of every trial: calibrated here for as many alike releases as its records show
-    (trials times evaluations of the longest curve), as trainers/privacy/accounting.py
-    calibrated them. The sensitivity of an accuracy is 1 / evaluation rows, with the rows
-    assumed from the size bucket (ASSUMED_EVAL_ROWS). An estimate: trials that failed
-    before publishing are not seen (they were charged too, so the noise was a little more).
+    (trials times evaluations of the longest curve). The sensitivity of an accuracy is
+    1 / evaluation rows, with the rows assumed from the size bucket (ASSUMED_EVAL_ROWS). An
+    estimate on the cautious side: trials that failed before publishing are not seen (they
+    were charged too, so the noise was a little more), and the calibration is RDP's whatever
+    accountant the study named. RDP's bound is the looser, so its noise is at least PLD's (up
+    to 11% more over epsilon 0.1-100 and 1-1,000 releases), and it takes milliseconds where
+    a PLD takes up to 1.5 s: a peer's records can ask for a calibration per study.
+    Infinite when no noise multiplier up to 1e6 keeps within the guarantee.
     """
     from gridpoint.trainers.privacy.accounting import release_noise
     from gridpoint.trainers.privacy.spec import RELEASABLE_METRICS
@@ -211,9 +302,11 @@ def released_noise(records: Sequence[RunRecord], metric: str) -> float:
     if metric not in RELEASABLE_METRICS:
         return 0.0
     evaluations = max((sum(1 for p in r.curve if p.metric == metric) for r in records), default=1)
-    multiplier = release_noise(
-        guarantee.epsilon, guarantee.delta, len(records) * max(evaluations, 1), guarantee.accountant
-    )
+    releases = len(records) * max(evaluations, 1)
+    try:
+        multiplier = release_noise(guarantee.epsilon, guarantee.delta, releases, "rdp")
+    except TrainerError:
+        return math.inf
     rows = ASSUMED_EVAL_ROWS.get(records[0].task.size_bucket, 100)
     return multiplier * RELEASABLE_METRICS[metric] / rows
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from gridpoint.node.catalog import publish
+from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import SqlStore
-from gridpoint.node.tuning.warm_start import choose_priors
-from gridpoint.schema import BaseModelInfo, TaskDescriptor
+from gridpoint.node.tuning.warm_start import choose_priors, released_noise
+from gridpoint.schema import BaseModelInfo, PrivacyGuarantee, RunRecord, TaskDescriptor
+from gridpoint.trainers.privacy.accounting import release_noise
 from tests.helpers import MakeHome, make_record
 
 
@@ -69,3 +72,87 @@ def test_a_prior_with_another_number_of_labels_gives_its_values_but_not_its_curv
     assert [t.curve for t in other.priors[0].trials] == [(), (), ()]
     assert sorted(t.value for t in other.priors[0].trials) == [0.6, 0.7, 0.8]
     assert other.priors[0].similarity < same.priors[0].similarity
+
+
+def _publish_study(store: SqlStore, home: NodeHome, study: str, trials: int, **change: Any) -> None:
+    for i in range(trials):
+        record = make_record(i, accuracy=0.6 + i / 100)
+        publish(store, home.identity, replace(record, study=study, **change))
+
+
+def test_each_signers_most_alike_studies_are_weighed_in_turn_the_rest_left_out_per_signer(
+    store: SqlStore, make_home: MakeHome
+) -> None:
+    # Prepare: A publishes four studies, two of them on French text (less alike an English
+    # task); B one study of one trial.
+    a, b = make_home("A"), make_home("B")
+    english = TaskDescriptor("text-classification", 2, "1k-10k", language="en")
+    french = replace(english, language="fr")
+    _publish_study(store, a, "aenlarge", 3)
+    _publish_study(store, a, "aensmall", 2)
+    _publish_study(store, a, "afrench1", 2, task=french)
+    _publish_study(store, a, "afrench2", 2, task=french)
+    _publish_study(store, b, "benglish", 1)
+    # Execute: a warm start that weighs at most three studies.
+    choice = choose_priors(
+        store,
+        task=english,
+        objective_metric="accuracy",
+        names={b.identity.node_id: "Beta"},
+        max_studies=3,
+    )
+    # Assert: each signer's most alike study is kept, then A's next (the larger first at a
+    # tie); A's French studies are left out together, in one row that counts them and their
+    # trials.
+    kept = sorted(choice.sources[p.label].study for p in choice.priors)
+    assert kept == ["aenlarge", "aensmall", "benglish"]
+    [(source, reason)] = choice.left_out
+    assert (source.signer, source.study, source.trials) == (a.identity.node_id, "", 4)
+    assert reason == "2 studies beyond the 3 most alike one warm start weighs"
+    # With room for two, B's one-trial study keeps its place beside A's best: A's many
+    # studies, however alike, never push every other signer out.
+    two = choose_priors(store, task=english, objective_metric="accuracy", max_studies=2)
+    assert sorted(two.sources[p.label].study for p in two.priors) == ["aenlarge", "benglish"]
+    assert [(s.signer, s.trials, r) for s, r in two.left_out] == [
+        (a.identity.node_id, 6, "3 studies beyond the 2 most alike one warm start weighs")
+    ]
+
+
+def test_a_private_prior_whose_noise_no_calibration_reaches_is_left_out_not_fatal(
+    store: SqlStore, make_home: MakeHome
+) -> None:
+    # Prepare: a peer's study of 4 trials whose records claim epsilon 1e-7 at delta 1e-10
+    # for their released values (no noise multiplier up to 1e6 keeps 8 releases within it),
+    # and an exact study.
+    a = make_home("A")
+    tight = PrivacyGuarantee(epsilon=1e-7, delta=1e-10, protected="evaluation", accountant="pld")
+    _publish_study(store, a, "privatestudy", 4, privacy=tight)
+    _publish_study(store, a, "exactstudy", 3)
+    task = TaskDescriptor("text-classification", 2, "1k-10k", language="en")
+    # Execute
+    choice = choose_priors(store, task=task, objective_metric="accuracy")
+    # Assert: the warm start goes on with the exact study; the private one is left out, its
+    # epsilon named.
+    assert [choice.sources[p.label].study for p in choice.priors] == ["exactstudy"]
+    assert [(s.study, r) for s, r in choice.left_out] == [
+        (
+            "privatestudy",
+            "its values were released under epsilon 1e-07: noise too large to learn from",
+        )
+    ]
+
+
+def test_a_private_priors_noise_is_rdps_calibration_whatever_its_accountant(
+    make_home: MakeHome,
+) -> None:
+    # Prepare: the same three private trials, accounted by RDP and by PLD.
+    def trials(accountant: str) -> list[RunRecord]:
+        guarantee = PrivacyGuarantee(3.0, 1e-5, protected="both", accountant=accountant)
+        return [replace(make_record(i), privacy=guarantee) for i in range(3)]
+
+    # Execute
+    rdp, pld = (released_noise(trials(a), "accuracy") for a in ("rdp", "pld"))
+    # Assert: one figure, and at least what PLD calibrated for the study's 3 x 2 releases
+    # (sensitivity 1 / 200 assumed rows in the 1k-10k bucket): cautious, never less noise.
+    assert rdp == pld > 0
+    assert pld >= release_noise(3.0, 1e-5, 6, "pld") / 200
