@@ -2,10 +2,10 @@
 
 Sources, as the study file says: a local checkpoint directory (full weights, or a PEFT
 adapter folder whose base is itself local), a hub id that must already be in the local Hugging
-Face cache, or a fresh model built from a transformers config (tests and demos; its word-level
-tokenizer is trained on the training texts). A fourth, `artifact`, names a model the node
-keeps: the node resolves it to a path before training; here it is refused. The head comes from
-the task type's Auto class. Nothing here ever downloads: hub access is forced offline.
+Face cache (a model, or an adapter whose base is cached too), or a fresh model built from a
+transformers config (tests and demos; its word-level tokenizer is trained on the training
+texts). A fourth, `artifact`, names a model the node keeps: the node resolves it to a path
+before training; here it is refused. The head comes from the task type's Auto class. Nothing here ever downloads: hub access is forced offline.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from gridpoint.errors import ModelLoadError, in_words
 from gridpoint.trainers.saved_model import quiet_transformers
 from gridpoint.trainers.study_config import ModelSpec
 from gridpoint.trainers.tasks import task_type
+from gridpoint.trainers.tasks.base import TaskType
 from gridpoint.trainers.word_tokenizer import data_free_tokenizer
 
 __all__ = ["LoadedModel", "data_free_tokenizer", "load_model", "model_family_and_public_id"]
@@ -56,14 +57,19 @@ def _offline() -> None:
     huggingface_hub.constants.HF_HUB_OFFLINE = True
 
 
-def _in_hub_cache(hub_id: str) -> bool:
-    """Whether the local Hugging Face cache holds `hub_id`'s config (it reads files only)."""
+def _hub_snapshot(hub_id: str) -> Path | None:
+    """The folder of `hub_id`'s snapshot in the local Hugging Face cache, where it holds a
+    model's config or a PEFT adapter's (it reads files only); None when it holds neither."""
     from huggingface_hub import try_to_load_from_cache
 
-    try:
-        return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
-    except ValueError:  # not a valid repository id: no cache can hold it
-        return False
+    for name in ("config.json", "adapter_config.json"):
+        try:
+            found = try_to_load_from_cache(hub_id, name)
+        except ValueError:  # not a valid repository id: no cache can hold it
+            return None
+        if isinstance(found, str):
+            return Path(found).parent
+    return None
 
 
 def _auto_class(task: str) -> Any:
@@ -112,7 +118,8 @@ def load_model(
             ) from None
         kind.prepare_model(model, processor)
         return LoadedModel(model, processor, config.model_type, spec.public_id)
-    if spec.path is None and not _in_hub_cache(spec.hub_id):
+    folder = spec.path if spec.path is not None else _hub_snapshot(spec.hub_id)
+    if folder is None:
         # transformers' own words here would say it could not connect, though nothing was tried.
         raise ModelLoadError(
             "cannot load the base model from the local Hugging Face cache: the study's hub_id "
@@ -123,11 +130,13 @@ def load_model(
     source = str(spec.path) if spec.path is not None else spec.hub_id
     head = {"num_labels": num_labels} if kind.num_labels_needed else {}
     try:
-        if spec.path is not None and (spec.path / "adapter_config.json").is_file():
-            model, base = _merged_adapter(spec.path, auto, head)
+        # A PEFT adapter, in a folder or a hub repo: merged into its base, which must be local.
+        if (folder / "adapter_config.json").is_file():
+            model, base = _merged_adapter(folder, auto, head)
+            processor = _adapter_processor(kind, folder, base)
         else:
             model, base = auto.from_pretrained(source, local_files_only=True, **head), source
-        processor = kind.pretrained_processor(source)
+            processor = kind.pretrained_processor(source)
     except (OSError, ValueError) as exc:
         where = "the local checkpoint" if spec.path is not None else "the local Hugging Face cache"
         raise ModelLoadError(f"cannot load the base model from {where}: {in_words(exc)}") from None
@@ -146,9 +155,27 @@ def _merged_adapter(folder: Path, auto: Any, head: dict[str, Any]) -> tuple[Any,
     )
     if not base:
         raise ValueError("the adapter's adapter_config.json names no base model")
+    # transformers' own words for a base it cannot find say it could not connect.
+    if os.path.isabs(base) or base.startswith((".", "~")):
+        if not Path(base).expanduser().is_dir():
+            raise ValueError("the adapter's base model folder is not there")
+    elif not Path(base).is_dir() and _hub_snapshot(base) is None:
+        raise ValueError(
+            f"the adapter's base model {base!r} is not in the local Hugging Face cache either "
+            f"(gridpoint never downloads: `hf download {base}` where there is network)"
+        )
     model = auto.from_pretrained(base, local_files_only=True, **head)
     # Merged, the adapter becomes part of the weights: a trial may put a fresh LoRA on top.
     return PeftModel.from_pretrained(model, str(folder)).merge_and_unload(), base
+
+
+def _adapter_processor(kind: TaskType, folder: Path, base: str) -> Any:
+    """The processor saved with an adapter, else its base's (many adapter repos on the hub
+    hold the adapter's weights and config alone)."""
+    try:
+        return kind.pretrained_processor(str(folder))
+    except (OSError, ValueError):
+        return kind.pretrained_processor(base)
 
 
 def model_family_and_public_id(spec: ModelSpec) -> tuple[str, str]:

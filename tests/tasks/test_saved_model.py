@@ -177,7 +177,8 @@ def _load_by_hub_id(hub_id: str, hf_home: Path) -> tuple[str, list[socket.socket
 
     The script imports huggingface_hub before gridpoint, as a user's script may: the offline
     switch gridpoint sets in the environment then comes too late for the hub library, which
-    reads it once, at import. Returns what the script printed and the connections made.
+    reads it once, at import. Returns what the script printed (the model's family, public id
+    and the sum of its weights) and the connections made.
     """
     connections: list[socket.socket] = []
     env = {
@@ -190,7 +191,8 @@ def _load_by_hub_id(hub_id: str, hf_home: Path) -> tuple[str, list[socket.socket
         "from gridpoint.trainers.study_config import ModelSpec\n"
         "try:\n"
         f"    loaded = load_model(ModelSpec(hub_id={hub_id!r}), 2, [], 0)\n"
-        "    print('loaded', loaded.family, loaded.public_id)\n"
+        "    weights = sum(p.double().sum().item() for p in loaded.model.parameters())\n"
+        "    print('loaded', loaded.family, loaded.public_id, f'{weights:.6f}')\n"
         "except ModelLoadError as exc:\n"
         "    print(exc)\n"
     )
@@ -218,14 +220,81 @@ def test_a_model_missing_from_the_cache_is_refused_without_a_request_though_the_
 def test_a_model_in_the_cache_loads_by_its_hub_id_without_a_request(tmp_path: Path) -> None:
     # Prepare: a small checkpoint laid out as the hub's cache lays out a download.
     base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
-    repo = tmp_path / "hf" / "hub" / "models--zq-org--tiny-cached"
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    base.model.save_pretrained(repo / "snapshots" / commit)
-    base.tokenizer.save_pretrained(repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
+    _cache(tmp_path / "hf", "zq-org/tiny-cached", base.model, base.tokenizer)
     # Execute
     printed, connections = _load_by_hub_id("zq-org/tiny-cached", tmp_path / "hf")
     # Assert: loaded from the cache, named by its hub id, and the hub never asked.
-    assert printed.split() == ["loaded", "bert", "zq-org/tiny-cached"]
+    assert printed.split() == ["loaded", "bert", "zq-org/tiny-cached", _weights(base.model)]
+    assert connections == []
+
+
+def _cache(hf_home: Path, hub_id: str, *saved: Any) -> Path:
+    """Saves each of `saved` (models, adapters, tokenizers) as the hub's cache lays out a
+    download of hub_id; returns the snapshot's folder."""
+    repo = hf_home / "hub" / f"models--{hub_id.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    for item in saved:
+        item.save_pretrained(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return repo / "snapshots" / commit
+
+
+def _weights(model: Any) -> str:
+    return f"{sum(p.double().sum().item() for p in model.parameters()):.6f}"
+
+
+# peft looks the base up when it saves an adapter, to see whether its embeddings changed.
+@pytest.mark.filterwarnings("ignore:Could not find a config file in zq-org/tiny-base")
+def test_an_adapter_in_the_cache_loads_by_its_hub_id_merged_into_its_cached_base(
+    tmp_path: Path,
+) -> None:
+    # Prepare: a base checkpoint and a LoRA adapter on it (weights moved off their zero
+    # start, as training leaves them), each cached under its own hub id; the adapter's repo
+    # holds no tokenizer, as many on the hub do not.
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
+    base_folder = _cache(tmp_path / "hf", "zq-org/tiny-base", base.model, base.tokenizer)
+    adapter = get_peft_model(
+        base.model, LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
+    )
+    next(iter(adapter.peft_config.values())).base_model_name_or_path = "zq-org/tiny-base"
+    with torch.no_grad():
+        for name, weight in adapter.named_parameters():
+            if "lora_B" in name:
+                weight.fill_(0.05)
+    adapter_folder = _cache(tmp_path / "hf", "zq-org/tiny-adapter", adapter)
+    merged = PeftModel.from_pretrained(
+        load_model(ModelSpec(path=base_folder), 2, [], 0).model, str(adapter_folder)
+    ).merge_and_unload()
+    # Execute
+    printed, connections = _load_by_hub_id("zq-org/tiny-adapter", tmp_path / "hf")
+    # Assert: the adapter merged into its base, as from a folder, named by the adapter's hub
+    # id (its weights are not the base's), and the hub never asked.
+    assert printed.split() == ["loaded", "bert", "zq-org/tiny-adapter", _weights(merged)]
+    assert _weights(merged) != _weights(load_model(ModelSpec(path=base_folder), 2, [], 0).model)
+    assert connections == []
+
+
+# peft looks the base up when it saves an adapter, to see whether its embeddings changed.
+@pytest.mark.filterwarnings("ignore:Could not find a config file in zq-org/tiny-base")
+def test_an_adapter_whose_base_is_not_cached_is_refused_naming_the_cache(tmp_path: Path) -> None:
+    # Prepare: an adapter cached alone, its base (zq-org/tiny-base) nowhere.
+    from peft import LoraConfig, get_peft_model
+
+    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
+    adapter = get_peft_model(
+        base.model, LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
+    )
+    next(iter(adapter.peft_config.values())).base_model_name_or_path = "zq-org/tiny-base"
+    _cache(tmp_path / "hf", "zq-org/tiny-adapter", adapter, base.tokenizer)
+    # Execute
+    printed, connections = _load_by_hub_id("zq-org/tiny-adapter", tmp_path / "hf")
+    # Assert: a refusal that names the missing base, and the hub never asked for it.
+    assert printed.strip() == (
+        "cannot load the base model from the local Hugging Face cache: the adapter's base "
+        "model 'zq-org/tiny-base' is not in the local Hugging Face cache either (gridpoint "
+        "never downloads: `hf download zq-org/tiny-base` where there is network)"
+    )
     assert connections == []
