@@ -166,7 +166,10 @@ def _merged_adapter(folder: Path, auto: Any, head: dict[str, Any]) -> tuple[Any,
         )
     model = auto.from_pretrained(base, local_files_only=True, **head)
     # Merged, the adapter becomes part of the weights: a trial may put a fresh LoRA on top.
-    return PeftModel.from_pretrained(model, str(folder)).merge_and_unload(), base
+    merged = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    # PEFT loads for inference, every weight frozen: a full fine-tune had none to train.
+    merged.requires_grad_(True)
+    return merged, base
 
 
 def _adapter_processor(kind: TaskType, folder: Path, base: str) -> Any:

@@ -298,3 +298,28 @@ def test_an_adapter_whose_base_is_not_cached_is_refused_naming_the_cache(tmp_pat
         "never downloads: `hf download zq-org/tiny-base` where there is network)"
     )
     assert connections == []
+
+
+def test_a_full_fine_tune_of_an_adapter_trains_every_weight_of_the_merged_model(
+    tmp_path: Path,
+) -> None:
+    # Prepare: a LoRA adapter folder on a local base checkpoint.
+    from peft import LoraConfig, get_peft_model
+
+    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
+    base.model.save_pretrained(tmp_path / "base")
+    base.tokenizer.save_pretrained(tmp_path / "base")
+    adapter = get_peft_model(
+        base.model, LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
+    )
+    next(iter(adapter.peft_config.values())).base_model_name_or_path = str(tmp_path / "base")
+    adapter.save_pretrained(str(tmp_path / "adapter"))
+    base.tokenizer.save_pretrained(tmp_path / "adapter")
+    before = load_model(ModelSpec(path=tmp_path / "adapter"), 2, [], 0).model
+    # Execute: a trial that fine-tunes every weight (no LoRA of its own).
+    loaded, _ = _train(ModelSpec(path=tmp_path / "adapter"), "text-classification", TEXTS, None)
+    # Assert: every weight was trainable and the encoder's moved, not the head alone.
+    assert all(p.requires_grad for p in loaded.model.parameters())
+    after = dict(loaded.model.named_parameters())
+    moved = {n for n, p in before.named_parameters() if not torch.equal(p, after[n])}
+    assert any(n.startswith("bert.encoder") for n in moved), moved
