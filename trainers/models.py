@@ -146,7 +146,11 @@ def load_model(
 
 
 def _merged_adapter(folder: Path, auto: Any, head: dict[str, Any]) -> tuple[Any, str]:
-    """A PEFT adapter folder's base (local only) with the adapter merged into it."""
+    """A PEFT adapter folder's base (local only) with the adapter merged into it.
+
+    ValueError, in words that name no local path, when the base or the adapter's weights are
+    missing (transformers' own words for a base it cannot find say it could not connect).
+    """
     from peft import PeftModel
 
     base = str(
@@ -155,20 +159,32 @@ def _merged_adapter(folder: Path, auto: Any, head: dict[str, Any]) -> tuple[Any,
     )
     if not base:
         raise ValueError("the adapter's adapter_config.json names no base model")
-    # transformers' own words for a base it cannot find say it could not connect.
     if os.path.isabs(base) or base.startswith((".", "~")):
-        if not Path(base).expanduser().is_dir():
-            raise ValueError("the adapter's base model folder is not there")
+        base = str(Path(base).expanduser())
+        if not Path(base).is_dir():
+            raise ValueError(
+                "the adapter's base model folder (base_model_name_or_path in its "
+                "adapter_config.json; a relative one is read from the current directory) is "
+                "not there"
+            )
     elif not Path(base).is_dir() and _hub_snapshot(base) is None:
         raise ValueError(
             f"the adapter's base model {base!r} is not in the local Hugging Face cache either "
             f"(gridpoint never downloads: `hf download {base}` where there is network)"
+        )
+    if not any((folder / f"adapter_model.{ext}").is_file() for ext in ("safetensors", "bin")):
+        raise ValueError(
+            "the adapter's weights (adapter_model.safetensors) are not beside its "
+            "adapter_config.json; copy or download the adapter whole"
         )
     model = auto.from_pretrained(base, local_files_only=True, **head)
     # Merged, the adapter becomes part of the weights: a trial may put a fresh LoRA on top.
     merged = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
     # PEFT loads for inference, every weight frozen: a full fine-tune had none to train.
     merged.requires_grad_(True)
+    # The weights are no longer the base's: a LoRA trial on them must be saved merged, never
+    # as an adapter naming the bare base (saved_method), which would drop this adapter.
+    merged.name_or_path = merged.config.name_or_path = ""
     return merged, base
 
 

@@ -172,13 +172,14 @@ def test_loading_and_saving_draw_no_progress_bar(
         assert bar not in err
 
 
-def _load_by_hub_id(hub_id: str, hf_home: Path) -> tuple[str, list[socket.socket]]:
+def _load_by_hub_id(hub_id: str, hf_home: Path, then: str = "") -> tuple[str, list[socket.socket]]:
     """load_model(hub_id) in a fresh process whose hub endpoint counts connections on loopback.
 
     The script imports huggingface_hub before gridpoint, as a user's script may: the offline
     switch gridpoint sets in the environment then comes too late for the hub library, which
     reads it once, at import. Returns what the script printed (the model's family, public id
-    and the sum of its weights) and the connections made.
+    and the sum of its weights, then what `then`, more of the script run on `loaded`, prints)
+    and the connections made.
     """
     connections: list[socket.socket] = []
     env = {
@@ -193,7 +194,8 @@ def _load_by_hub_id(hub_id: str, hf_home: Path) -> tuple[str, list[socket.socket
         f"    loaded = load_model(ModelSpec(hub_id={hub_id!r}), 2, [], 0)\n"
         "    weights = sum(p.double().sum().item() for p in loaded.model.parameters())\n"
         "    print('loaded', loaded.family, loaded.public_id, f'{weights:.6f}')\n"
-        "except ModelLoadError as exc:\n"
+        + "".join(f"    {line}\n" for line in then.splitlines())
+        + "except ModelLoadError as exc:\n"
         "    print(exc)\n"
     )
     with loopback_server(connections.append) as port:
@@ -279,6 +281,59 @@ def test_an_adapter_in_the_cache_loads_by_its_hub_id_merged_into_its_cached_base
 
 # peft looks the base up when it saves an adapter, to see whether its embeddings changed.
 @pytest.mark.filterwarnings("ignore:Could not find a config file in zq-org/tiny-base")
+# peft looks the base up when it saves an adapter, to see whether its embeddings changed.
+@pytest.mark.filterwarnings("ignore:Could not find a config file in zq-org/tiny-base")
+def test_a_lora_trial_on_a_cached_adapter_is_saved_merged_and_loads_back_the_same(
+    tmp_path: Path,
+) -> None:
+    # Prepare: a base and a trained-looking adapter on it, each cached under its hub id.
+    from peft import LoraConfig, get_peft_model
+
+    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
+    _cache(tmp_path / "hf", "zq-org/tiny-base", base.model, base.tokenizer)
+    adapter = get_peft_model(
+        base.model, LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
+    )
+    next(iter(adapter.peft_config.values())).base_model_name_or_path = "zq-org/tiny-base"
+    with torch.no_grad():
+        for name, weight in adapter.named_parameters():
+            if "lora_B" in name:
+                weight.fill_(0.05)
+    _cache(tmp_path / "hf", "zq-org/tiny-adapter", adapter)
+    # Execute: a LoRA trial's model on the cached adapter (its fresh LoRA moved off zero as
+    # training would), saved as a kept model is, then loaded back from its folder.
+    kept = tmp_path / "kept"
+    printed, _ = _load_by_hub_id(
+        "zq-org/tiny-adapter",
+        tmp_path / "hf",
+        then=(
+            "import torch\n"
+            "from transformers import AutoModelForSequenceClassification\n"
+            "from gridpoint.trainers.finetune import apply_lora\n"
+            "from gridpoint.trainers.saved_model import TrainedModel, save_trained, saved_method\n"
+            "from gridpoint.trainers.tasks import task_type\n"
+            "model = apply_lora(loaded.model, 2, task_type('text-classification'))\n"
+            "with torch.no_grad():\n"
+            "    [w.fill_(0.03) for n, w in model.named_parameters() if 'lora_B' in n]\n"
+            "method = saved_method(model)\n"
+            "from pathlib import Path\n"
+            f"save_trained(TrainedModel(model, loaded.processor, method), Path({str(kept)!r}))\n"
+            "inputs = loaded.processor('good fine great', return_tensors='pt')\n"
+            "model.eval()\n"
+            f"back = AutoModelForSequenceClassification.from_pretrained({str(kept)!r}).eval()\n"
+            "with torch.no_grad():\n"
+            "    same = torch.allclose(model(**inputs).logits, back(**inputs).logits, atol=1e-5)\n"
+            "print(method, same)\n"
+        ),
+    )
+    # Assert: saved merged (full weights), never as an adapter naming the bare base, which
+    # would have dropped the cached adapter; the folder gives the trial's own outputs.
+    assert printed.splitlines()[-1] == "full True", printed
+    assert "adapter_config.json" not in {p.name for p in kept.iterdir()}
+
+
+# peft looks the base up when it saves an adapter, to see whether its embeddings changed.
+@pytest.mark.filterwarnings("ignore:Could not find a config file in zq-org/tiny-base")
 def test_an_adapter_whose_base_is_not_cached_is_refused_naming_the_cache(tmp_path: Path) -> None:
     # Prepare: an adapter cached alone, its base (zq-org/tiny-base) nowhere.
     from peft import LoraConfig, get_peft_model
@@ -323,3 +378,52 @@ def test_a_full_fine_tune_of_an_adapter_trains_every_weight_of_the_merged_model(
     after = dict(loaded.model.named_parameters())
     moved = {n for n, p in before.named_parameters() if not torch.equal(p, after[n])}
     assert any(n.startswith("bert.encoder") for n in moved), moved
+
+
+def _adapter_on(base_path: str, folder: Path) -> None:
+    """Saves an adapter on a config-built model, naming base_path as its base."""
+    from peft import LoraConfig, get_peft_model
+
+    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
+    adapter = get_peft_model(
+        base.model, LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
+    )
+    next(iter(adapter.peft_config.values())).base_model_name_or_path = base_path
+    # peft would look the named base up to see whether its embeddings changed.
+    adapter.save_pretrained(str(folder), save_embedding_layers=False)
+    base.tokenizer.save_pretrained(folder)
+
+
+def test_an_adapter_whose_base_is_under_the_home_folder_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: the base saved in the home folder, the adapter naming it as ~/base.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
+    base.model.save_pretrained(tmp_path / "base")
+    base.tokenizer.save_pretrained(tmp_path / "base")
+    _adapter_on("~/base", tmp_path / "adapter")
+    # Execute
+    loaded = load_model(ModelSpec(path=tmp_path / "adapter"), 2, [], 0)
+    # Assert
+    assert loaded.family == "bert"
+
+
+def test_an_adapter_missing_its_base_or_weights_is_refused_naming_no_path(tmp_path: Path) -> None:
+    # Prepare: one adapter whose base folder is gone, one copied without its weights.
+    _adapter_on(str(tmp_path / "gone"), tmp_path / "orphan")
+    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
+    base.model.save_pretrained(tmp_path / "base")
+    _adapter_on(str(tmp_path / "base"), tmp_path / "torn")
+    (tmp_path / "torn" / "adapter_model.safetensors").unlink()
+    # Execute
+    with pytest.raises(ModelLoadError) as orphan:
+        load_model(ModelSpec(path=tmp_path / "orphan"), 2, [], 0)
+    with pytest.raises(ModelLoadError) as torn:
+        load_model(ModelSpec(path=tmp_path / "torn"), 2, [], 0)
+    # Assert: each says what is missing and where to look, and shows no local path.
+    assert "base model folder (base_model_name_or_path in its adapter_config.json" in str(
+        orphan.value
+    )
+    assert "weights (adapter_model.safetensors) are not beside" in str(torn.value)
+    assert str(tmp_path) not in str(orphan.value) + str(torn.value)
