@@ -5,7 +5,7 @@
 The objective fine-tunes a tiny text classifier (built from a config, trained on CPU on made-up
 sentences; nothing is downloaded) and reports accuracy after each epoch. Two things plug in:
 
-- gridpoint.from_catalog(...) builds a warm-start sampler from every fitting study in the
+- gridpoint.from_catalog(...) builds a warm-start sampler from the fitting studies in the
   node's catalog (this script's earlier runs, and peers' after `gridpoint catalog sync`);
   with nothing to start from it reports so and Optuna's default sampler is used;
 - Publisher(...) publishes each finished trial into the node's catalog, anonymized and signed.

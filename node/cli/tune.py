@@ -141,7 +141,8 @@ def _print_priors(report: WarmStartReport) -> None:
         ["prior study", "signed by", "trials", "similarity", "weight", "privacy", "used / why not"],
         [
             [
-                p.study[:12],
+                # A row for several studies of one signer names how many.
+                p.study[:12] or p.prior.split("@")[0],
                 f"{p.signer[:12]} ({p.signer_name})" if p.signer_name else p.signer[:12],
                 p.trials,
                 "" if p.similarity is None else p.similarity,

@@ -289,8 +289,10 @@ class CatalogStore(ControlStore):
         limit: int,
         order_by: OrderBy | None = None,
         offset: int = 0,
+        max_bytes: int | None = None,
     ) -> list[StoredRecord]:
-        """Matching records in order, the first `offset` skipped (a page of a long answer)."""
+        """Matching records in order, the first `offset` skipped (a page of a long answer),
+        stopping before max_bytes of envelopes (None: no bound but limit)."""
 
     @abstractmethod
     def query_envelopes(

@@ -325,8 +325,9 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
         limit: int,
         order_by: OrderBy | None = None,
         offset: int = 0,
+        max_bytes: int | None = None,
     ) -> list[StoredRecord]:
-        rows = self._envelopes(where, limit, order_by, max_bytes=None, offset=offset)
+        rows = self._envelopes(where, limit, order_by, max_bytes=max_bytes, offset=offset)
         return [stored(row.envelope) for row in rows]
 
     def query_envelopes(

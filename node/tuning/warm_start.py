@@ -8,8 +8,9 @@ remains is scored by how alike its task descriptor is to the new task (the weigh
 with) and handed to trainers as PriorStudy objects (their curves only where the number of
 labels matches: the curve pruner compares curves value by value); the sampler then maps them
 onto the search space and says what else it could not use. At most MAX_PRIOR_STUDIES are
-weighed, each signer's most alike first, in turn: what a warm start costs must not grow with
-what peers publish, nor one signer's studies push the others' out.
+weighed, the most alike first, no signer's many pushing the others' out; one signer's studies
+left out for one reason share one row of the report: what a warm start costs must not grow
+with what peers publish.
 Nothing here leaves the node and private runs are never read.
 
 A prior published by a differentially private study carries its signed guarantee: its
@@ -23,7 +24,7 @@ no noise could meet is left out.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ from gridpoint.schema import PrivacyGuarantee, RunRecord, TaskDescriptor
 from gridpoint.schema.vocabulary import SIZE_BUCKETS
 
 if TYPE_CHECKING:
-    from gridpoint.trainers.transfer.priors import PriorStudy
+    from gridpoint.trainers.transfer.priors import PriorStudy, PriorTrial
     from gridpoint.trainers.transfer.sampler import WarmStartSampler
 
 __all__ = [
@@ -49,12 +50,17 @@ __all__ = [
     "task_similarity",
 ]
 
-#: Trial records read from the catalog for one warm start, at most.
+#: Trial records read from the catalog for one warm start, at most, and their bytes: a record
+#: may carry up to 256 KiB of curves, and decoded it takes about nine times as much memory.
 MAX_PRIOR_RECORDS = 100_000
-#: Prior studies one warm start weighs, at most (each signer's most alike first, in turn):
-#: the sampler's set-up and each of its proposals grow with the number of priors (400
-#: one-trial priors: 2.4 s to build, 0.2 s a proposal), and a peer may publish thousands.
+MAX_PRIOR_BYTES = 32 * 2**20
+#: Prior studies one warm start weighs, at most, the most alike first (`_preferred`): the
+#: sampler's set-up and each of its proposals grow with the number of priors (400 one-trial
+#: priors: 2.4 s to build, 0.2 s a proposal), and a peer may publish thousands.
 MAX_PRIOR_STUDIES = 100
+#: Complete trials of one prior study the sampler sees, at most, spread evenly over the
+#: study's ranking (its best first): the sampler fits each prior's surface on them.
+MAX_PRIOR_TRIALS = 100
 #: The evaluation rows assumed behind a private prior's released accuracy, by its training
 #: set's size bucket. A record never says how many rows its evaluation had (that would say
 #: more about the dataset than the bucket does): assumed a fifth of the bucket's smallest
@@ -128,23 +134,28 @@ def choose_priors(
     method is the new study's fine-tuning method (gridpoint.schema.vocabulary.METHODS; ""
     takes every method); exclude is (signer, study pseudonym) of the study being tuned (its
     own trials are not priors of itself); names maps signer node ids to the names the report
-    shows; max_studies: how many are kept (each signer's most alike first, in turn), the
-    others left out one row per signer.
+    shows; max_studies: how many are weighed at most (`_preferred` says which), the others
+    left out one row per signer.
     """
     base = (Comparison("kind", "=", "trial"), Comparison("task.type", "=", task.type))
     condition: FilterNode = And(base + ((where,) if where is not None else ()))
     groups: dict[tuple[str, str], list[StoredRecord]] = defaultdict(list)
-    for stored in store.query(condition, limit=MAX_PRIOR_RECORDS):
+    for stored in store.query(condition, limit=MAX_PRIOR_RECORDS, max_bytes=MAX_PRIOR_BYTES):
         key = (stored.signer_id, stored.record.study)
         if key != exclude and stored.record.study:
             groups[key].append(stored)
     choice = PriorChoice([], {})
-    candidates = []
+    candidates, unfit = [], defaultdict(list)
+    labels: Counter[str] = Counter()
     for (signer, study), members in sorted(groups.items()):
         records = [s.record for s in members]
         name = (names or {}).get(signer, "")
+        label = f"{study[:10]}@{name or signer[:10]}"
+        # Two studies can share a label (pseudonyms alike in their first characters, two
+        # peers of one name): the sampler's weights and the report are keyed by it.
+        labels[label] += 1
         source = PriorSource(
-            label=f"{study[:10]}@{name or signer[:10]}",
+            label=label if labels[label] == 1 else f"{label}#{labels[label]}",
             study=study,
             signer=signer,
             signer_name=name,
@@ -152,28 +163,44 @@ def choose_priors(
         )
         reason = _unfit(records, objective_metric, model_family, method)
         if reason:
-            choice.left_out.append((source, reason))
+            unfit[(signer, reason)].append(source)
             continue
         similarity = task_similarity(records[0].task, task)
         if model_base and records[0].model.base and records[0].model.base != model_base:
             similarity *= 0.8
         candidates.append(_Candidate(source, records, similarity))
-    kept = _most_alike(candidates, max_studies)
-    choice.left_out.extend(_beyond(candidates, kept, max_studies))
-    for candidate in (c for i, c in enumerate(candidates) if i in kept):
+    choice.left_out.extend(
+        (_together(sources), reason) for (_, reason), sources in sorted(unfit.items())
+    )
+    # Each candidate's noise is calibrated (RDP, milliseconds) in the order of preference
+    # until enough are usable; at most twice as many as are weighed.
+    beyond: list[_Candidate] = []
+    calibrated = 0
+    for candidate in _preferred(candidates, max_studies):
+        if len(choice.priors) >= max_studies or calibrated >= 2 * max_studies:
+            beyond.append(candidate)
+            continue
+        calibrated += 1
         noise = released_noise(candidate.records, objective_metric)
         guarantee = candidate.records[0].privacy
         if math.isinf(noise) and guarantee is not None:
             choice.left_out.append(
                 (
                     candidate.source,
-                    f"its values were released under epsilon {guarantee.epsilon:g}: "
-                    "noise too large to learn from",
+                    f"its values were released under epsilon {guarantee.epsilon:g} at delta "
+                    f"{guarantee.delta:g}: noise too large to learn from",
                 )
             )
             continue
         choice.priors.append(_prior(candidate, task, objective_metric, noise, renames or {}))
         choice.sources[candidate.source.label] = candidate.source
+    by_signer: dict[str, list[PriorSource]] = defaultdict(list)
+    for candidate in beyond:
+        by_signer[candidate.source.signer].append(candidate.source)
+    choice.left_out.extend(
+        (_together(sources), f"beyond the {max_studies} prior studies a warm start weighs")
+        for _, sources in sorted(by_signer.items())
+    )
     return choice
 
 
@@ -198,44 +225,36 @@ def _unfit(records: list[RunRecord], metric: str, family: str, method: str) -> s
     return ""
 
 
-def _most_alike(candidates: list[_Candidate], most: int) -> set[int]:
-    """The indexes of the `most` candidates kept: each signer's most alike study (the larger
-    at a tie), then each one's second, and so on, so that one signer's thousands of studies
-    cannot push every other signer's out."""
+def _preferred(candidates: list[_Candidate], most: int) -> list[_Candidate]:
+    """The candidates in the order they are weighed: the most alike first (the larger study
+    at a tie), but a signer's beyond its most // 5 most alike only after every other
+    signer's, so that one signer's thousands of studies cannot push the others out."""
 
-    def alike(i: int) -> tuple[float, int]:
-        return -candidates[i].similarity, -len(candidates[i].records)
+    def alike(c: _Candidate) -> tuple[float, int]:
+        return -c.similarity, -len(c.records)
 
-    by_signer: dict[str, list[int]] = defaultdict(list)
-    for i, candidate in enumerate(candidates):
-        by_signer[candidate.source.signer].append(i)
-    turn = {i: n for own in by_signer.values() for n, i in enumerate(sorted(own, key=alike))}
-    return set(sorted(range(len(candidates)), key=lambda i: (turn[i], alike(i)))[:most])
-
-
-def _beyond(
-    candidates: list[_Candidate], kept: set[int], most: int
-) -> list[tuple[PriorSource, str]]:
-    """One left-out row per signer for its studies beyond the cap (a signer may publish
-    thousands: these rows stay as many as the signers)."""
+    share = max(1, most // 5)
     by_signer: dict[str, list[_Candidate]] = defaultdict(list)
-    for i, candidate in enumerate(candidates):
-        if i not in kept:
-            by_signer[candidate.source.signer].append(candidate)
-    rows = []
-    for signer, left in sorted(by_signer.items()):
-        name = left[0].source.signer_name
-        source = PriorSource(
-            label=f"{len(left)} studies@{name or signer[:10]}",
-            study="",
-            signer=signer,
-            signer_name=name,
-            trials=sum(c.source.trials for c in left),
-        )
-        rows.append(
-            (source, f"{len(left)} studies beyond the {most} most alike one warm start weighs")
-        )
-    return rows
+    for candidate in sorted(candidates, key=alike):
+        by_signer[candidate.source.signer].append(candidate)
+    first = [c for own in by_signer.values() for c in own[:share]]
+    rest = [c for own in by_signer.values() for c in own[share:]]
+    return sorted(first, key=alike) + sorted(rest, key=alike)
+
+
+def _together(sources: list[PriorSource]) -> PriorSource:
+    """One report row for one signer's studies left out for one reason (a signer may publish
+    thousands: the report stays as long as its signers and reasons)."""
+    if len(sources) == 1:
+        return sources[0]
+    name, signer = sources[0].signer_name, sources[0].signer
+    return PriorSource(
+        label=f"{len(sources)} studies@{name or signer[:10]}",
+        study="",
+        signer=signer,
+        signer_name=name,
+        trials=sum(s.trials for s in sources),
+    )
 
 
 def _prior(
@@ -265,10 +284,11 @@ def _prior(
         for r in records
         if r.status == "complete" and metric in r.metrics
     ]
+    direction = _direction(first, metric)
     return PriorStudy(
         label=candidate.source.label,
-        trials=tuple(trials),
-        direction=_direction(first, metric),
+        trials=_spread(trials, MAX_PRIOR_TRIALS, direction),
+        direction=direction,
         search_space=first.search_space,
         similarity=candidate.similarity,
         renames=dict(renames),
@@ -276,6 +296,16 @@ def _prior(
         epsilon=first.privacy.epsilon if first.privacy else None,
         delta=first.privacy.delta if first.privacy else None,
     )
+
+
+def _spread(trials: list[PriorTrial], most: int, direction: str) -> tuple[PriorTrial, ...]:
+    """At most `most` of the trials, evenly spaced over their ranking from the best, so the
+    surface they draw keeps both the study's best region and its shape."""
+    if len(trials) <= most:
+        return tuple(trials)
+    ranked = sorted(trials, key=lambda t: t.value, reverse=direction == "maximize")
+    step = (len(ranked) - 1) / (most - 1)
+    return tuple(ranked[round(i * step)] for i in range(most))
 
 
 def released_noise(records: Sequence[RunRecord], metric: str) -> float:
@@ -288,9 +318,10 @@ def released_noise(records: Sequence[RunRecord], metric: str) -> float:
     1 / evaluation rows, with the rows assumed from the size bucket (ASSUMED_EVAL_ROWS). An
     estimate on the cautious side: trials that failed before publishing are not seen (they
     were charged too, so the noise was a little more), and the calibration is RDP's whatever
-    accountant the study named. RDP's bound is the looser, so its noise is at least PLD's (up
-    to 11% more over epsilon 0.1-100 and 1-1,000 releases), and it takes milliseconds where
-    a PLD takes up to 1.5 s: a peer's records can ask for a calibration per study.
+    accountant the study named. RDP's bound is the looser, so its noise is at least PLD's
+    (over epsilon 0.1-100 and 1-1,000 releases, up to 11% more at delta 1e-5 and 18% at
+    1e-3), and it takes milliseconds where a PLD took up to 29 s here: a peer's records ask
+    for a calibration per study.
     Infinite when no noise multiplier up to 1e6 keeps within the guarantee.
     """
     from gridpoint.trainers.privacy.accounting import release_noise

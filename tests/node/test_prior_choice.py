@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from gridpoint.node.catalog import publish
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.sql_store import SqlStore
+from gridpoint.node.tuning import warm_start
 from gridpoint.node.tuning.warm_start import choose_priors, released_noise
 from gridpoint.schema import BaseModelInfo, PrivacyGuarantee, RunRecord, TaskDescriptor
 from gridpoint.trainers.privacy.accounting import release_noise
@@ -80,7 +83,7 @@ def _publish_study(store: SqlStore, home: NodeHome, study: str, trials: int, **c
         publish(store, home.identity, replace(record, study=study, **change))
 
 
-def test_each_signers_most_alike_studies_are_weighed_in_turn_the_rest_left_out_per_signer(
+def test_the_most_alike_studies_are_weighed_no_signer_pushing_the_others_out(
     store: SqlStore, make_home: MakeHome
 ) -> None:
     # Prepare: A publishes four studies, two of them on French text (less alike an English
@@ -93,28 +96,52 @@ def test_each_signers_most_alike_studies_are_weighed_in_turn_the_rest_left_out_p
     _publish_study(store, a, "afrench1", 2, task=french)
     _publish_study(store, a, "afrench2", 2, task=french)
     _publish_study(store, b, "benglish", 1)
+    names = {a.identity.node_id: "Alpha", b.identity.node_id: "Beta"}
     # Execute: a warm start that weighs at most three studies.
     choice = choose_priors(
-        store,
-        task=english,
-        objective_metric="accuracy",
-        names={b.identity.node_id: "Beta"},
-        max_studies=3,
+        store, task=english, objective_metric="accuracy", names=names, max_studies=3
     )
-    # Assert: each signer's most alike study is kept, then A's next (the larger first at a
-    # tie); A's French studies are left out together, in one row that counts them and their
-    # trials.
+    # Assert: the English studies are weighed; A's French ones are left out together, in one
+    # row that counts them and their trials under A's name.
     kept = sorted(choice.sources[p.label].study for p in choice.priors)
     assert kept == ["aenlarge", "aensmall", "benglish"]
     [(source, reason)] = choice.left_out
-    assert (source.signer, source.study, source.trials) == (a.identity.node_id, "", 4)
-    assert reason == "2 studies beyond the 3 most alike one warm start weighs"
-    # With room for two, B's one-trial study keeps its place beside A's best: A's many
-    # studies, however alike, never push every other signer out.
+    assert (source.label, source.signer, source.study, source.trials) == (
+        "2 studies@Alpha",
+        a.identity.node_id,
+        "",
+        4,
+    )
+    assert reason == "beyond the 3 prior studies a warm start weighs"
+    # With room for two, B's one-trial study keeps its place beside A's best, though A's
+    # second study is larger: one signer's many studies never push the others out.
     two = choose_priors(store, task=english, objective_metric="accuracy", max_studies=2)
     assert sorted(two.sources[p.label].study for p in two.priors) == ["aenlarge", "benglish"]
     assert [(s.signer, s.trials, r) for s, r in two.left_out] == [
-        (a.identity.node_id, 6, "3 studies beyond the 2 most alike one warm start weighs")
+        (a.identity.node_id, 6, "beyond the 2 prior studies a warm start weighs")
+    ]
+
+
+def test_a_signers_studies_left_out_for_one_reason_share_one_row(
+    store: SqlStore, make_home: MakeHome
+) -> None:
+    # Prepare: A's three LoRA studies and one study that fine-tuned the head alone.
+    a = make_home("A")
+    for study in ("loraone1", "loratwo2", "lorathree"):
+        _publish_study(store, a, study, 2, model=BaseModelInfo("bert-base", "bert", method="lora"))
+    _publish_study(store, a, "headonly", 1, model=BaseModelInfo("bert-base", "bert", method="head"))
+    # Execute: a full fine-tune's warm start.
+    choice = choose_priors(
+        store,
+        task=TaskDescriptor("text-classification"),
+        objective_metric="accuracy",
+        method="full",
+    )
+    # Assert: one row for the three LoRA studies, one for the head-only study as itself.
+    assert choice.priors == []
+    assert sorted((s.label.split("@")[0], s.trials, r) for s, r in choice.left_out) == [
+        ("3 studies", 6, "fine-tuned 'lora', this study 'full'"),
+        ("headonly", 1, "fine-tuned 'head', this study 'full'"),
     ]
 
 
@@ -123,28 +150,27 @@ def test_a_private_prior_whose_noise_no_calibration_reaches_is_left_out_not_fata
 ) -> None:
     # Prepare: a peer's study of 4 trials whose records claim epsilon 1e-7 at delta 1e-10
     # for their released values (no noise multiplier up to 1e6 keeps 8 releases within it),
-    # and an exact study.
+    # and an exact study, smaller and so weighed after it.
     a = make_home("A")
     tight = PrivacyGuarantee(epsilon=1e-7, delta=1e-10, protected="evaluation", accountant="pld")
     _publish_study(store, a, "privatestudy", 4, privacy=tight)
     _publish_study(store, a, "exactstudy", 3)
     task = TaskDescriptor("text-classification", 2, "1k-10k", language="en")
-    # Execute
-    choice = choose_priors(store, task=task, objective_metric="accuracy")
-    # Assert: the warm start goes on with the exact study; the private one is left out, its
-    # epsilon named.
+    # Execute: a warm start with room for one study.
+    choice = choose_priors(store, task=task, objective_metric="accuracy", max_studies=1)
+    # Assert: the warm start goes on with the exact study, which the private one never kept
+    # out of the one place; the private one is left out, its guarantee named.
     assert [choice.sources[p.label].study for p in choice.priors] == ["exactstudy"]
     assert [(s.study, r) for s, r in choice.left_out] == [
         (
             "privatestudy",
-            "its values were released under epsilon 1e-07: noise too large to learn from",
+            "its values were released under epsilon 1e-07 at delta 1e-10: noise too large to "
+            "learn from",
         )
     ]
 
 
-def test_a_private_priors_noise_is_rdps_calibration_whatever_its_accountant(
-    make_home: MakeHome,
-) -> None:
+def test_a_private_priors_noise_is_rdps_calibration_whatever_its_accountant() -> None:
     # Prepare: the same three private trials, accounted by RDP and by PLD.
     def trials(accountant: str) -> list[RunRecord]:
         guarantee = PrivacyGuarantee(3.0, 1e-5, protected="both", accountant=accountant)
@@ -156,3 +182,54 @@ def test_a_private_priors_noise_is_rdps_calibration_whatever_its_accountant(
     # (sensitivity 1 / 200 assumed rows in the 1k-10k bucket): cautious, never less noise.
     assert rdp == pld > 0
     assert pld >= release_noise(3.0, 1e-5, 6, "pld") / 200
+
+
+def test_two_studies_whose_labels_would_match_are_told_apart(
+    store: SqlStore, make_home: MakeHome
+) -> None:
+    # Prepare: two studies of one signer whose pseudonyms share their first ten characters.
+    a = make_home("A")
+    _publish_study(store, a, "studyaaaa1x", 2)
+    _publish_study(store, a, "studyaaaa1y", 3)
+    # Execute
+    choice = choose_priors(
+        store, task=TaskDescriptor("text-classification"), objective_metric="accuracy"
+    )
+    # Assert: two priors, each under its own label and source.
+    assert len({p.label for p in choice.priors}) == 2
+    assert sorted((choice.sources[p.label].study, len(p.trials)) for p in choice.priors) == [
+        ("studyaaaa1x", 2),
+        ("studyaaaa1y", 3),
+    ]
+
+
+def test_a_large_prior_study_is_seen_through_trials_spread_over_its_ranking(
+    store: SqlStore, make_home: MakeHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a study of seven trials (accuracy 0.60 to 0.66); the sampler may see three.
+    monkeypatch.setattr(warm_start, "MAX_PRIOR_TRIALS", 3)
+    _publish_study(store, make_home("A"), "bigstudy1", 7)
+    # Execute
+    choice = choose_priors(
+        store, task=TaskDescriptor("text-classification"), objective_metric="accuracy"
+    )
+    # Assert: its best, middle and worst trials.
+    [prior] = choice.priors
+    assert [t.value for t in prior.trials] == pytest.approx([0.66, 0.63, 0.6])
+
+
+def test_a_warm_start_reads_the_catalog_within_its_byte_budget(
+    store: SqlStore, make_home: MakeHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: ten one-trial studies; a budget that holds four of their records.
+    a = make_home("A")
+    for i in range(10):
+        _publish_study(store, a, f"onestudy{i}", 1)
+    sizes = [len(s.envelope) for s in store.query(None, limit=100)]
+    monkeypatch.setattr(warm_start, "MAX_PRIOR_BYTES", sum(sizes[:4]))
+    # Execute
+    choice = choose_priors(
+        store, task=TaskDescriptor("text-classification"), objective_metric="accuracy"
+    )
+    # Assert: the records past the budget were never read.
+    assert len(choice.priors) == 4

@@ -136,6 +136,17 @@ def test_query_orders_and_limits(store: SqlStore, make_home: MakeHome) -> None:
     assert values[0] == max(r.record.metrics["accuracy"] for r in store.query(None, limit=100))
 
 
+def test_query_stops_before_its_byte_budget(store: SqlStore, make_home: MakeHome) -> None:
+    home: NodeHome = make_home("org")
+    store.add_records(signed_records(home, 10))
+    every = store.query(None, limit=100)
+    sizes = [len(f.envelope) for f in every]
+    # A budget that holds the first three envelopes and not the fourth.
+    within = store.query(None, limit=100, max_bytes=sum(sizes[:4]) - 1)
+    assert [f.id for f in within] == [f.id for f in every[:3]]
+    assert store.query(None, limit=100, max_bytes=sizes[0] - 1) == []
+
+
 def test_peers_are_added_updated_listed_and_removed(store: SqlStore) -> None:
     peer = Peer("b" * 40, "127.0.0.1:1", "B", "aa", b"pem", datetime.now(UTC))
     store.add_peer(peer)

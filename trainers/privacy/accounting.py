@@ -134,9 +134,8 @@ _HALVINGS = 3
 _LEAST_NOISE, _MOST_NOISE = 1e-3, 1e6
 #: The least multiplier a PLD calibration probes: a PLD's size grows as the noise shrinks
 #: (one Gaussian release's PLD took 110 MB at 0.25, 540 MB and 10 s at 0.1, 1.2 GB and 32 s
-#: at 0.05 here; a search from 1e-3 once asked for 226 GiB), and a peer's record can name
-#: any budget and accountant (node/tuning/warm_start.py calibrates its released noise).
-#: Events already spent are composed at their own multipliers, whatever they are.
+#: at 0.05 here; a search from 1e-3 once asked for 226 GiB), and a study's own budget may be
+#: high. Events already spent are composed at their own multipliers, whatever they are.
 _LEAST_PLD_NOISE = 0.25
 
 
