@@ -8,6 +8,7 @@ standard library: users' code, the daemon and the trainers all import these type
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -138,11 +139,18 @@ def choice_text(choice: ParamValue) -> str:
 
 
 def choice_from_text(text: str) -> ParamValue:
-    """The typed choice back from its text: integers, decimals and True/False are parsed."""
+    """The typed choice back from its text: integers, decimals and True/False are parsed.
+
+    A number no record may hold (an integer past 64 bits, "1e999" read as infinity) stays the
+    text it was: a categorical choice written as that text is a valid record, and must still
+    be one on the other side of the wire.
+    """
     if text in ("True", "False"):
         return text == "True"
     if _INT_TEXT.fullmatch(text):
-        return int(text)
+        whole = int(text)
+        return whole if -(2**63) <= whole < 2**63 else text
     if _FLOAT_TEXT.fullmatch(text):
-        return float(text)
+        number = float(text)
+        return number if math.isfinite(number) else text
     return text

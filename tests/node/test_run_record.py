@@ -43,6 +43,25 @@ def test_minimal_record_is_accepted_and_round_trips() -> None:
     assert record_from_json(record_to_json(record)) == record
 
 
+def test_a_choice_that_reads_as_a_number_no_record_may_hold_stays_text_across_the_wire() -> None:
+    # Prepare: categorical choices that read as infinity and as an integer past 64 bits.
+    data = with_change(
+        "search_space",
+        [
+            {
+                "name": "optimizer",
+                "kind": "categorical",
+                "choices": ["1e999", "9999999999999999999", "adamw"],
+            }
+        ],
+    )
+    record = record_from_json(data)
+    # Execute
+    back = decode_record(encode_record(record))
+    # Assert: valid on both sides (decode validates): the same record.
+    assert back == record
+
+
 @pytest.mark.parametrize(
     ("path", "value", "field"),
     [
