@@ -24,7 +24,7 @@ no noise could meet is left out.
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 from gridpoint.errors import TrainerError
 from gridpoint.node.home import NodeHome
-from gridpoint.node.store.base import CatalogStore, StoredRecord
-from gridpoint.node.store.query_filter import And, Comparison, FilterNode, parse_filter
+from gridpoint.node.store.base import CatalogStore
+from gridpoint.node.store.query_filter import (
+    And,
+    Comparison,
+    FilterNode,
+    OrderBy,
+    parse_filter,
+)
 from gridpoint.schema import PrivacyGuarantee, RunRecord, TaskDescriptor
 from gridpoint.schema.vocabulary import SIZE_BUCKETS
 
@@ -134,51 +140,66 @@ def choose_priors(
     method is the new study's fine-tuning method (gridpoint.schema.vocabulary.METHODS; ""
     takes every method); exclude is (signer, study pseudonym) of the study being tuned (its
     own trials are not priors of itself); names maps signer node ids to the names the report
-    shows; max_studies: how many are weighed at most (`_preferred` says which), the others
-    left out one row per signer.
+    shows; max_studies: how many are weighed at most (`_preferred` says which). Studies left
+    out share a row per signer and reason.
     """
-    base = (Comparison("kind", "=", "trial"), Comparison("task.type", "=", task.type))
+    base = (
+        Comparison("kind", "=", "trial"),
+        Comparison("task.type", "=", task.type),
+        Comparison("study", "!=", ""),
+    )
     condition: FilterNode = And(base + ((where,) if where is not None else ()))
-    groups: dict[tuple[str, str], list[StoredRecord]] = defaultdict(list)
-    for stored in store.query(condition, limit=MAX_PRIOR_RECORDS, max_bytes=MAX_PRIOR_BYTES):
-        key = (stored.signer_id, stored.record.study)
-        if key != exclude and stored.record.study:
-            groups[key].append(stored)
+    groups, unread = _read_studies(store, condition)
     choice = PriorChoice([], {})
+    if unread:
+        choice.left_out.append(
+            (
+                PriorSource(f"{unread} records@catalog", "", "", "", unread),
+                f"not read: past the {MAX_PRIOR_BYTES / 2**20:g} MiB of records a warm start "
+                "reads (studies in pseudonym order; a private study cut there left out whole)",
+            )
+        )
     candidates, unfit = [], defaultdict(list)
-    labels: Counter[str] = Counter()
-    for (signer, study), members in sorted(groups.items()):
-        records = [s.record for s in members]
+    labels: set[str] = set()
+    for (signer, study), records in sorted(groups.items()):
+        if (signer, study) == exclude:
+            continue
         name = (names or {}).get(signer, "")
-        label = f"{study[:10]}@{name or signer[:10]}"
-        # Two studies can share a label (pseudonyms alike in their first characters, two
-        # peers of one name): the sampler's weights and the report are keyed by it.
-        labels[label] += 1
         source = PriorSource(
-            label=label if labels[label] == 1 else f"{label}#{labels[label]}",
+            label=_unused(f"{study[:10]}@{name or signer[:10]}", labels),
             study=study,
             signer=signer,
             signer_name=name,
             trials=len(records),
         )
-        reason = _unfit(records, objective_metric, model_family, method)
+        kind, reason = _unfit(records, objective_metric, model_family, method)
         if reason:
-            unfit[(signer, reason)].append(source)
+            # A family is any name the peer chooses: one row for them all, not one for each.
+            unfit[(signer, kind if kind == "family" else reason)].append((source, reason))
             continue
         similarity = task_similarity(records[0].task, task)
         if model_base and records[0].model.base and records[0].model.base != model_base:
             similarity *= 0.8
         candidates.append(_Candidate(source, records, similarity))
-    choice.left_out.extend(
-        (_together(sources), reason) for (_, reason), sources in sorted(unfit.items())
-    )
+    for rows in (unfit[key] for key in sorted(unfit)):
+        others = " (the others likewise)" if len({r for _, r in rows}) > 1 else ""
+        choice.left_out.append((_together([s for s, _ in rows]), rows[0][1] + others))
     # Each candidate's noise is calibrated (RDP, milliseconds) in the order of preference
     # until enough are usable; at most twice as many as are weighed.
-    beyond: list[_Candidate] = []
+    beyond: dict[str, dict[str, list[PriorSource]]] = defaultdict(lambda: defaultdict(list))
     calibrated = 0
     for candidate in _preferred(candidates, max_studies):
-        if len(choice.priors) >= max_studies or calibrated >= 2 * max_studies:
-            beyond.append(candidate)
+        signer = candidate.source.signer
+        if len(choice.priors) >= max_studies:
+            beyond[f"beyond the {max_studies} prior studies a warm start weighs"][signer].append(
+                candidate.source
+            )
+            continue
+        if calibrated >= 2 * max_studies:
+            beyond[
+                f"not weighed: {calibrated} private studies' noise was calibrated before it, "
+                "the most one warm start does"
+            ][signer].append(candidate.source)
             continue
         calibrated += 1
         noise = released_noise(candidate.records, objective_metric)
@@ -194,14 +215,51 @@ def choose_priors(
             continue
         choice.priors.append(_prior(candidate, task, objective_metric, noise, renames or {}))
         choice.sources[candidate.source.label] = candidate.source
-    by_signer: dict[str, list[PriorSource]] = defaultdict(list)
-    for candidate in beyond:
-        by_signer[candidate.source.signer].append(candidate.source)
     choice.left_out.extend(
-        (_together(sources), f"beyond the {max_studies} prior studies a warm start weighs")
+        (_together(sources), reason)
+        for reason, by_signer in beyond.items()
         for _, sources in sorted(by_signer.items())
     )
     return choice
+
+
+def _read_studies(
+    store: CatalogStore, condition: FilterNode
+) -> tuple[dict[tuple[str, str], list[RunRecord]], int]:
+    """The matching trial records by (signer, study pseudonym), read in study order within
+    MAX_PRIOR_BYTES, and how many matching records were not read. A private study the
+    budget cut is left out whole: read in part, it would seem to have spent its budget on
+    fewer releases, so less noisy than it is (an exact one gives the trials read)."""
+    read = store.query(
+        condition,
+        limit=MAX_PRIOR_RECORDS,
+        order_by=OrderBy("study", descending=False),
+        max_bytes=MAX_PRIOR_BYTES,
+    )
+    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    for stored in read:
+        groups[(stored.signer_id, stored.record.study)].append(stored.record)
+    unread = store.count_records(condition) - len(read)
+    if unread and read:
+        cut = read[-1].record.study
+        in_cut = [k for k in groups if k[1] == cut]
+        whole = store.count_records(And((condition, Comparison("study", "=", cut))))
+        private = any(r.privacy is not None for k in in_cut for r in groups[k])
+        if private and whole > sum(len(groups[k]) for k in in_cut):
+            for key in in_cut:
+                unread += len(groups.pop(key))
+    return groups, unread
+
+
+def _unused(label: str, taken: set[str]) -> str:
+    """label, or label#2, #3... if taken (two studies' pseudonyms alike in their first
+    characters, two peers of one name): the sampler's weights and the report key by it."""
+    n, out = 1, label
+    while out in taken:
+        n += 1
+        out = f"{label}#{n}"
+    taken.add(out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -213,22 +271,23 @@ class _Candidate:
     similarity: float
 
 
-def _unfit(records: list[RunRecord], metric: str, family: str, method: str) -> str:
-    """Why a prior study cannot inform the new one ("" when it can)."""
+def _unfit(records: list[RunRecord], metric: str, family: str, method: str) -> tuple[str, str]:
+    """(kind, reason) a prior study cannot inform the new one (("", "") when it can)."""
     first = records[0]
     if family and first.model.family and first.model.family != family:
-        return f"base model family {first.model.family!r}, this study {family!r}"
+        return "family", f"base model family {first.model.family!r}, this study {family!r}"
     if method and first.model.method != method:
-        return f"fine-tuned {first.model.method!r}, this study {method!r}"
+        return "method", f"fine-tuned {first.model.method!r}, this study {method!r}"
     if not any(r.status == "complete" and metric in r.metrics for r in records):
-        return f"no complete trial reports {metric!r}"
-    return ""
+        return "metric", f"no complete trial reports {metric!r}"
+    return "", ""
 
 
 def _preferred(candidates: list[_Candidate], most: int) -> list[_Candidate]:
     """The candidates in the order they are weighed: the most alike first (the larger study
-    at a tie), but a signer's beyond its most // 5 most alike only after every other
-    signer's, so that one signer's thousands of studies cannot push the others out."""
+    at a tie, then by signer and pseudonym), but a signer's beyond its max(1, most // 5)
+    most alike only after every other signer's, so that one signer's thousands of studies
+    cannot push the others out."""
 
     def alike(c: _Candidate) -> tuple[float, int]:
         return -c.similarity, -len(c.records)
@@ -304,7 +363,7 @@ def _spread(trials: list[PriorTrial], most: int, direction: str) -> tuple[PriorT
     if len(trials) <= most:
         return tuple(trials)
     ranked = sorted(trials, key=lambda t: t.value, reverse=direction == "maximize")
-    step = (len(ranked) - 1) / (most - 1)
+    step = (len(ranked) - 1) / max(most - 1, 1)
     return tuple(ranked[round(i * step)] for i in range(most))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from gridpoint.node.catalog import publish
 from gridpoint.node.home import NodeHome
+from gridpoint.node.store.query_filter import parse_order_by
 from gridpoint.node.store.sql_store import SqlStore
 from gridpoint.node.tuning import warm_start
 from gridpoint.node.tuning.warm_start import choose_priors, released_noise
@@ -218,18 +220,141 @@ def test_a_large_prior_study_is_seen_through_trials_spread_over_its_ranking(
     assert [t.value for t in prior.trials] == pytest.approx([0.66, 0.63, 0.6])
 
 
-def test_a_warm_start_reads_the_catalog_within_its_byte_budget(
+def test_a_warm_start_reads_the_catalog_within_its_byte_budget_never_half_a_study(
     store: SqlStore, make_home: MakeHome, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Prepare: ten one-trial studies; a budget that holds four of their records.
+    # Prepare: ten one-trial studies, then a private two-trial one last in pseudonym order;
+    # a budget that holds the first four records, then one that ends inside the last study.
     a = make_home("A")
     for i in range(10):
         _publish_study(store, a, f"onestudy{i}", 1)
-    sizes = [len(s.envelope) for s in store.query(None, limit=100)]
+    guarantee = PrivacyGuarantee(1.0, 1e-5, protected="evaluation", accountant="rdp")
+    _publish_study(store, a, "zprivate", 2, privacy=guarantee)
+    sizes = [
+        len(s.envelope) for s in store.query(None, limit=100, order_by=parse_order_by("study"))
+    ]
+    task = TaskDescriptor("text-classification")
+    # Execute
     monkeypatch.setattr(warm_start, "MAX_PRIOR_BYTES", sum(sizes[:4]))
+    four = choose_priors(store, task=task, objective_metric="accuracy")
+    monkeypatch.setattr(warm_start, "MAX_PRIOR_BYTES", sum(sizes[:11]))
+    cut = choose_priors(store, task=task, objective_metric="accuracy")
+    # Assert: the records past the budget were never read, and the report says how many.
+    assert len(four.priors) == 4
+    [(unread, reason)] = four.left_out
+    assert (unread.trials, reason.split(":")[0]) == (8, "not read")
+    # A study read in part is left out whole (read as one trial, a private study would seem
+    # to have spread its budget over fewer releases: less noisy than it is).
+    assert sorted(cut.sources[p.label].study for p in cut.priors) == [
+        f"onestudy{i}" for i in range(10)
+    ]
+    assert [s.trials for s, _ in cut.left_out] == [2]
+
+
+def test_each_signers_fifth_of_the_places_goes_ahead_of_another_signers_more_alike_studies(
+    store: SqlStore, make_home: MakeHome
+) -> None:
+    # Prepare: A's twelve studies alike the new task, C's twelve a little less (another size
+    # bucket), B's one far less (another language).
+    a, b, c = make_home("A"), make_home("B"), make_home("C")
+    task = TaskDescriptor("text-classification", 2, "1k-10k", language="en")
+    for i in range(12):
+        _publish_study(store, a, f"astudy{i:04d}", 1)
+        _publish_study(store, c, f"cstudy{i:04d}", 1, task=replace(task, size_bucket="<1k"))
+    _publish_study(store, b, "bstudy0000", 1, task=replace(task, language="fr"))
+    # Execute: ten places, so each signer's two most alike go first.
+    choice = choose_priors(store, task=task, objective_metric="accuracy", max_studies=10)
+    # Assert: C's two and B's one hold their places; A, the most alike, fills the rest.
+    weighed = Counter(choice.sources[p.label].signer for p in choice.priors)
+    assert weighed == {a.identity.node_id: 7, c.identity.node_id: 2, b.identity.node_id: 1}
+
+
+def test_a_warm_start_calibrates_at_most_twice_as_many_studies_as_it_weighs(
+    store: SqlStore, make_home: MakeHome
+) -> None:
+    # Prepare: three private studies whose stated budget no noise meets, each larger (so
+    # weighed first) than one exact study.
+    a = make_home("A")
+    tight = PrivacyGuarantee(epsilon=1e-7, delta=1e-10, protected="evaluation", accountant="rdp")
+    for study in ("tightone1", "tighttwo2", "tightthree"):
+        _publish_study(store, a, study, 4, privacy=tight)
+    _publish_study(store, a, "exactstudy", 3)
+    # Execute: one place, so two calibrations at most.
+    choice = choose_priors(
+        store,
+        task=TaskDescriptor("text-classification"),
+        objective_metric="accuracy",
+        max_studies=1,
+    )
+    # Assert: after two, the others are not weighed, and the report says why.
+    assert choice.priors == []
+    reasons = Counter(reason.split(":")[0] for _, reason in choice.left_out)
+    assert reasons == {
+        "its values were released under epsilon 1e-07 at delta 1e-10": 2,
+        "not weighed": 1,
+    }
+    [(together, _)] = [(s, r) for s, r in choice.left_out if r.startswith("not weighed")]
+    assert (together.label.split("@")[0], together.trials) == ("2 studies", 7)
+
+
+def test_a_minimized_objectives_trials_are_spread_from_its_lowest(
+    store: SqlStore, make_home: MakeHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: seven trials whose eval_loss runs from 0.40 down to 0.34.
+    monkeypatch.setattr(warm_start, "MAX_PRIOR_TRIALS", 3)
+    _publish_study(store, make_home("A"), "lossstudy", 7)
+    # Execute
+    choice = choose_priors(
+        store, task=TaskDescriptor("text-classification"), objective_metric="eval_loss"
+    )
+    # Assert: the best (lowest), the middle and the worst.
+    [prior] = choice.priors
+    assert prior.direction == "minimize"
+    assert [t.value for t in prior.trials] == pytest.approx([0.34, 0.37, 0.40])
+
+
+def test_a_peer_named_like_a_told_apart_label_gets_its_own(
+    store: SqlStore, make_home: MakeHome
+) -> None:
+    # Prepare: Alpha's two studies alike in their first characters, and a peer calling
+    # itself "Alpha#2" with a third.
+    a, b = make_home("A"), make_home("B")
+    _publish_study(store, a, "studyaaaa1x", 1)
+    _publish_study(store, a, "studyaaaa1y", 2)
+    _publish_study(store, b, "studyaaaa1z", 3)
+    names = {a.identity.node_id: "Alpha", b.identity.node_id: "Alpha#2"}
+    # Execute
+    choice = choose_priors(
+        store,
+        task=TaskDescriptor("text-classification"),
+        objective_metric="accuracy",
+        names=names,
+    )
+    # Assert: three priors under three labels, each traced to its own study and signer.
+    assert len({p.label for p in choice.priors}) == 3
+    assert sorted(
+        (choice.sources[p.label].study, choice.sources[p.label].signer, len(p.trials))
+        for p in choice.priors
+    ) == [
+        ("studyaaaa1x", a.identity.node_id, 1),
+        ("studyaaaa1y", a.identity.node_id, 2),
+        ("studyaaaa1z", b.identity.node_id, 3),
+    ]
+
+
+def test_an_exact_study_the_byte_budget_cuts_gives_the_trials_read(
+    store: SqlStore, make_home: MakeHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a one-trial study, then an exact three-trial one; a budget ending inside it.
+    a = make_home("A")
+    _publish_study(store, a, "astudy00", 1)
+    _publish_study(store, a, "bstudy00", 3)
+    sizes = [len(s.envelope) for s in store.query(None, limit=10, order_by=parse_order_by("study"))]
+    monkeypatch.setattr(warm_start, "MAX_PRIOR_BYTES", sum(sizes[:3]))
     # Execute
     choice = choose_priors(
         store, task=TaskDescriptor("text-classification"), objective_metric="accuracy"
     )
-    # Assert: the records past the budget were never read.
-    assert len(choice.priors) == 4
+    # Assert: its two trials read inform the warm start; the one not read is counted.
+    assert sorted(len(p.trials) for p in choice.priors) == [1, 2]
+    assert [(s.trials, r.split(":")[0]) for s, r in choice.left_out] == [(1, "not read")]
