@@ -205,19 +205,30 @@ def test_two_studies_whose_labels_would_match_are_told_apart(
     ]
 
 
+@pytest.mark.parametrize(
+    ("metric", "direction", "spread"),
+    [("accuracy", "maximize", [0.66, 0.63, 0.6]), ("eval_loss", "minimize", [0.34, 0.37, 0.4])],
+)
 def test_a_large_prior_study_is_seen_through_trials_spread_over_its_ranking(
-    store: SqlStore, make_home: MakeHome, monkeypatch: pytest.MonkeyPatch
+    store: SqlStore,
+    make_home: MakeHome,
+    monkeypatch: pytest.MonkeyPatch,
+    metric: str,
+    direction: str,
+    spread: list[float],
 ) -> None:
-    # Prepare: a study of seven trials (accuracy 0.60 to 0.66); the sampler may see three.
+    # Prepare: a study of seven trials (accuracy 0.60 to 0.66, eval_loss 0.40 down to 0.34);
+    # the sampler may see three.
     monkeypatch.setattr(warm_start, "MAX_PRIOR_TRIALS", 3)
     _publish_study(store, make_home("A"), "bigstudy1", 7)
     # Execute
     choice = choose_priors(
-        store, task=TaskDescriptor("text-classification"), objective_metric="accuracy"
+        store, task=TaskDescriptor("text-classification"), objective_metric=metric
     )
-    # Assert: its best, middle and worst trials.
+    # Assert: its best, middle and worst trials, whichever way the objective goes.
     [prior] = choice.priors
-    assert [t.value for t in prior.trials] == pytest.approx([0.66, 0.63, 0.6])
+    assert prior.direction == direction
+    assert [t.value for t in prior.trials] == pytest.approx(spread)
 
 
 def test_a_warm_start_reads_the_catalog_within_its_byte_budget_never_half_a_study(
@@ -295,22 +306,6 @@ def test_a_warm_start_calibrates_at_most_twice_as_many_studies_as_it_weighs(
     }
     [(together, _)] = [(s, r) for s, r in choice.left_out if r.startswith("not weighed")]
     assert (together.label.split("@")[0], together.trials) == ("2 studies", 7)
-
-
-def test_a_minimized_objectives_trials_are_spread_from_its_lowest(
-    store: SqlStore, make_home: MakeHome, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Prepare: seven trials whose eval_loss runs from 0.40 down to 0.34.
-    monkeypatch.setattr(warm_start, "MAX_PRIOR_TRIALS", 3)
-    _publish_study(store, make_home("A"), "lossstudy", 7)
-    # Execute
-    choice = choose_priors(
-        store, task=TaskDescriptor("text-classification"), objective_metric="eval_loss"
-    )
-    # Assert: the best (lowest), the middle and the worst.
-    [prior] = choice.priors
-    assert prior.direction == "minimize"
-    assert [t.value for t in prior.trials] == pytest.approx([0.34, 0.37, 0.40])
 
 
 def test_a_peer_named_like_a_told_apart_label_gets_its_own(

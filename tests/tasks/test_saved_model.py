@@ -246,6 +246,23 @@ def _weights(model: Any) -> str:
     return f"{sum(p.double().sum().item() for p in model.parameters()):.6f}"
 
 
+def _lora(model: Any, base: str, moved: bool = False) -> Any:
+    """A rank-2 LoRA adapter on model, naming `base` as its base; `moved`: its weights off
+    their zero start, as training leaves them (merged, it then changes the model)."""
+    from peft import LoraConfig, get_peft_model
+
+    adapter = get_peft_model(
+        model, LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
+    )
+    next(iter(adapter.peft_config.values())).base_model_name_or_path = base
+    if moved:
+        with torch.no_grad():
+            for name, weight in adapter.named_parameters():
+                if "lora_B" in name:
+                    weight.fill_(0.05)
+    return adapter
+
+
 # peft looks the base up when it saves an adapter, to see whether its embeddings changed.
 @pytest.mark.filterwarnings("ignore:Could not find a config file in zq-org/tiny-base")
 def test_an_adapter_in_the_cache_loads_by_its_hub_id_merged_into_its_cached_base(
@@ -254,18 +271,11 @@ def test_an_adapter_in_the_cache_loads_by_its_hub_id_merged_into_its_cached_base
     # Prepare: a base checkpoint and a LoRA adapter on it (weights moved off their zero
     # start, as training leaves them), each cached under its own hub id; the adapter's repo
     # holds no tokenizer, as many on the hub do not.
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import PeftModel
 
     base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
     base_folder = _cache(tmp_path / "hf", "zq-org/tiny-base", base.model, base.tokenizer)
-    adapter = get_peft_model(
-        base.model, LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
-    )
-    next(iter(adapter.peft_config.values())).base_model_name_or_path = "zq-org/tiny-base"
-    with torch.no_grad():
-        for name, weight in adapter.named_parameters():
-            if "lora_B" in name:
-                weight.fill_(0.05)
+    adapter = _lora(base.model, "zq-org/tiny-base", moved=True)
     adapter_folder = _cache(tmp_path / "hf", "zq-org/tiny-adapter", adapter)
     merged = PeftModel.from_pretrained(
         load_model(ModelSpec(path=base_folder), 2, [], 0).model, str(adapter_folder)
@@ -281,24 +291,13 @@ def test_an_adapter_in_the_cache_loads_by_its_hub_id_merged_into_its_cached_base
 
 # peft looks the base up when it saves an adapter, to see whether its embeddings changed.
 @pytest.mark.filterwarnings("ignore:Could not find a config file in zq-org/tiny-base")
-# peft looks the base up when it saves an adapter, to see whether its embeddings changed.
-@pytest.mark.filterwarnings("ignore:Could not find a config file in zq-org/tiny-base")
 def test_a_lora_trial_on_a_cached_adapter_is_saved_merged_and_loads_back_the_same(
     tmp_path: Path,
 ) -> None:
     # Prepare: a base and a trained-looking adapter on it, each cached under its hub id.
-    from peft import LoraConfig, get_peft_model
-
     base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
     _cache(tmp_path / "hf", "zq-org/tiny-base", base.model, base.tokenizer)
-    adapter = get_peft_model(
-        base.model, LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
-    )
-    next(iter(adapter.peft_config.values())).base_model_name_or_path = "zq-org/tiny-base"
-    with torch.no_grad():
-        for name, weight in adapter.named_parameters():
-            if "lora_B" in name:
-                weight.fill_(0.05)
+    adapter = _lora(base.model, "zq-org/tiny-base", moved=True)
     _cache(tmp_path / "hf", "zq-org/tiny-adapter", adapter)
     # Execute: a LoRA trial's model on the cached adapter (its fresh LoRA moved off zero as
     # training would), saved as a kept model is, then loaded back from its folder.
@@ -336,13 +335,8 @@ def test_a_lora_trial_on_a_cached_adapter_is_saved_merged_and_loads_back_the_sam
 @pytest.mark.filterwarnings("ignore:Could not find a config file in zq-org/tiny-base")
 def test_an_adapter_whose_base_is_not_cached_is_refused_naming_the_cache(tmp_path: Path) -> None:
     # Prepare: an adapter cached alone, its base (zq-org/tiny-base) nowhere.
-    from peft import LoraConfig, get_peft_model
-
     base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
-    adapter = get_peft_model(
-        base.model, LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
-    )
-    next(iter(adapter.peft_config.values())).base_model_name_or_path = "zq-org/tiny-base"
+    adapter = _lora(base.model, "zq-org/tiny-base")
     _cache(tmp_path / "hf", "zq-org/tiny-adapter", adapter, base.tokenizer)
     # Execute
     printed, connections = _load_by_hub_id("zq-org/tiny-adapter", tmp_path / "hf")
@@ -359,15 +353,10 @@ def test_a_full_fine_tune_of_an_adapter_trains_every_weight_of_the_merged_model(
     tmp_path: Path,
 ) -> None:
     # Prepare: a LoRA adapter folder on a local base checkpoint.
-    from peft import LoraConfig, get_peft_model
-
     base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
     base.model.save_pretrained(tmp_path / "base")
     base.tokenizer.save_pretrained(tmp_path / "base")
-    adapter = get_peft_model(
-        base.model, LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
-    )
-    next(iter(adapter.peft_config.values())).base_model_name_or_path = str(tmp_path / "base")
+    adapter = _lora(base.model, str(tmp_path / "base"))
     adapter.save_pretrained(str(tmp_path / "adapter"))
     base.tokenizer.save_pretrained(tmp_path / "adapter")
     before = load_model(ModelSpec(path=tmp_path / "adapter"), 2, [], 0).model
@@ -382,13 +371,8 @@ def test_a_full_fine_tune_of_an_adapter_trains_every_weight_of_the_merged_model(
 
 def _adapter_on(base_path: str, folder: Path) -> None:
     """Saves an adapter on a config-built model, naming base_path as its base."""
-    from peft import LoraConfig, get_peft_model
-
     base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
-    adapter = get_peft_model(
-        base.model, LoraConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS")
-    )
-    next(iter(adapter.peft_config.values())).base_model_name_or_path = base_path
+    adapter = _lora(base.model, base_path)
     # peft would look the named base up to see whether its embeddings changed.
     adapter.save_pretrained(str(folder), save_embedding_layers=False)
     base.tokenizer.save_pretrained(folder)
