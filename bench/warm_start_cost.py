@@ -44,6 +44,7 @@ def main() -> None:
     from gridpoint.node.catalog import sign_record
     from gridpoint.node.home import NodeHome
     from gridpoint.node.store.sql_store import open_store
+    from gridpoint.node.tuning import warm_start
     from gridpoint.node.tuning.warm_start import choose_priors
     from gridpoint.schema import BaseModelInfo, CurvePoint, RunRecord, TaskDescriptor
     from gridpoint.trainers.study_config import load_study_config
@@ -100,7 +101,15 @@ def main() -> None:
             f"{before} -> {peak_mb()} MB"
         )
         started = time.perf_counter()
-        sampler = WarmStartSampler(choice.priors, config.search_space, method="rgpe", seed=0)
+        # As warm_search.py builds it (code before the trials' cap had no such setting).
+        cap = getattr(warm_start, "MAX_PRIOR_TRIALS", None)
+        sampler = WarmStartSampler(
+            choice.priors,
+            config.search_space,
+            method="rgpe",
+            seed=0,
+            **({"max_prior_trials": cap} if cap else {}),
+        )
         print(f"sampler set-up: {time.perf_counter() - started:.2f} s")
         curves = [c for m in sampler.used for c in m.curves if c]
         started = time.perf_counter()

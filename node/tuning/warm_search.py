@@ -21,7 +21,7 @@ from gridpoint.node.pseudonyms import pseudonym
 from gridpoint.node.store.base import CatalogStore, ModelRef
 from gridpoint.node.store.query_filter import FilterNode
 from gridpoint.node.study_reports import DimensionRow, PriorRow, WarmStartReport
-from gridpoint.node.tuning.warm_start import PriorChoice, choose_priors
+from gridpoint.node.tuning.warm_start import MAX_PRIOR_TRIALS, PriorChoice, choose_priors
 from gridpoint.schema import TaskDescriptor
 
 if TYPE_CHECKING:
@@ -74,7 +74,11 @@ class WarmStartSearch:
             },
         )
         sampler = WarmStartSampler(
-            choice.priors, config.search_space, method=config.warm_start.method, seed=default.seed
+            choice.priors,
+            config.search_space,
+            method=config.warm_start.method,
+            seed=default.seed,
+            max_prior_trials=MAX_PRIOR_TRIALS,
         )
         pruner: Any = default.pruner
         curves = [c for m in sampler.used for c in m.curves if c]

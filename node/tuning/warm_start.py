@@ -44,7 +44,7 @@ from gridpoint.schema import PrivacyGuarantee, RunRecord, TaskDescriptor
 from gridpoint.schema.vocabulary import SIZE_BUCKETS
 
 if TYPE_CHECKING:
-    from gridpoint.trainers.transfer.priors import PriorStudy, PriorTrial
+    from gridpoint.trainers.transfer.priors import PriorStudy
     from gridpoint.trainers.transfer.sampler import WarmStartSampler
 
 __all__ = [
@@ -64,8 +64,8 @@ MAX_PRIOR_BYTES = 32 * 2**20
 #: sampler's set-up and each of its proposals grow with the number of priors (400 one-trial
 #: priors: 2.4 s to build, 0.2 s a proposal), and a peer may publish thousands.
 MAX_PRIOR_STUDIES = 100
-#: Complete trials of one prior study the sampler sees, at most, spread evenly over the
-#: study's ranking (its best first): the sampler fits each prior's surface on them.
+#: Trials of one prior study, inside the new study's space, that the sampler fits the prior's
+#: surface on, at most (WarmStartSampler's max_prior_trials: spread over their ranking).
 MAX_PRIOR_TRIALS = 100
 #: The evaluation rows assumed behind a private prior's released accuracy, by its training
 #: set's size bucket. A record never says how many rows its evaluation had (that would say
@@ -343,11 +343,10 @@ def _prior(
         for r in records
         if r.status == "complete" and metric in r.metrics
     ]
-    direction = _direction(first, metric)
     return PriorStudy(
         label=candidate.source.label,
-        trials=_spread(trials, MAX_PRIOR_TRIALS, direction),
-        direction=direction,
+        trials=tuple(trials),
+        direction=_direction(first, metric),
         search_space=first.search_space,
         similarity=candidate.similarity,
         renames=dict(renames),
@@ -355,16 +354,6 @@ def _prior(
         epsilon=first.privacy.epsilon if first.privacy else None,
         delta=first.privacy.delta if first.privacy else None,
     )
-
-
-def _spread(trials: list[PriorTrial], most: int, direction: str) -> tuple[PriorTrial, ...]:
-    """At most `most` of the trials, evenly spaced over their ranking from the best, so the
-    surface they draw keeps both the study's best region and its shape."""
-    if len(trials) <= most:
-        return tuple(trials)
-    ranked = sorted(trials, key=lambda t: t.value, reverse=direction == "maximize")
-    step = (len(ranked) - 1) / max(most - 1, 1)
-    return tuple(ranked[round(i * step)] for i in range(most))
 
 
 def released_noise(records: Sequence[RunRecord], metric: str) -> float:
@@ -443,4 +432,6 @@ def from_catalog(
         )
     finally:
         store.close()
-    return WarmStartSampler(choice.priors, search_space, method=method, seed=seed)
+    return WarmStartSampler(
+        choice.priors, search_space, method=method, seed=seed, max_prior_trials=MAX_PRIOR_TRIALS
+    )

@@ -11,7 +11,7 @@ import pytest
 from gridpoint.node.catalog import publish
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.query_filter import parse_order_by
-from gridpoint.node.store.sql_store import SqlStore
+from gridpoint.node.store.sql_store import SqlStore, open_store
 from gridpoint.node.tuning import warm_start
 from gridpoint.node.tuning.warm_start import choose_priors, released_noise
 from gridpoint.schema import BaseModelInfo, PrivacyGuarantee, RunRecord, TaskDescriptor
@@ -205,32 +205,6 @@ def test_two_studies_whose_labels_would_match_are_told_apart(
     ]
 
 
-@pytest.mark.parametrize(
-    ("metric", "direction", "spread"),
-    [("accuracy", "maximize", [0.66, 0.63, 0.6]), ("eval_loss", "minimize", [0.34, 0.37, 0.4])],
-)
-def test_a_large_prior_study_is_seen_through_trials_spread_over_its_ranking(
-    store: SqlStore,
-    make_home: MakeHome,
-    monkeypatch: pytest.MonkeyPatch,
-    metric: str,
-    direction: str,
-    spread: list[float],
-) -> None:
-    # Prepare: a study of seven trials (accuracy 0.60 to 0.66, eval_loss 0.40 down to 0.34);
-    # the sampler may see three.
-    monkeypatch.setattr(warm_start, "MAX_PRIOR_TRIALS", 3)
-    _publish_study(store, make_home("A"), "bigstudy1", 7)
-    # Execute
-    choice = choose_priors(
-        store, task=TaskDescriptor("text-classification"), objective_metric=metric
-    )
-    # Assert: its best, middle and worst trials, whichever way the objective goes.
-    [prior] = choice.priors
-    assert prior.direction == direction
-    assert [t.value for t in prior.trials] == pytest.approx(spread)
-
-
 def test_a_warm_start_reads_the_catalog_within_its_byte_budget_never_half_a_study(
     store: SqlStore, make_home: MakeHome, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -353,3 +327,29 @@ def test_an_exact_study_the_byte_budget_cuts_gives_the_trials_read(
     # Assert: its two trials read inform the warm start; the one not read is counted.
     assert sorted(len(p.trials) for p in choice.priors) == [1, 2]
     assert [(s.trials, r.split(":")[0]) for s, r in choice.left_out] == [(1, "not read")]
+
+
+def test_the_python_warm_start_fits_each_prior_on_at_most_its_share_of_trials(
+    make_home: MakeHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a node whose catalog holds a study of seven trials; three allowed per prior.
+    from optuna.distributions import FloatDistribution
+
+    monkeypatch.setattr(warm_start, "MAX_PRIOR_TRIALS", 3)
+    home = make_home("A")
+    node_store = open_store(home.db_url())
+    try:
+        _publish_study(node_store, home, "bigstudy1", 7)
+    finally:
+        node_store.close()
+    # Execute: what a team's own Optuna code calls.
+    sampler = warm_start.from_catalog(
+        home,
+        {"learning_rate": FloatDistribution(1e-6, 1e-3, log=True)},
+        task=TaskDescriptor("text-classification"),
+        objective_metric="accuracy",
+    )
+    # Assert: the prior's surface sees three of its seven trials, and its report says so.
+    [mapped] = sampler.used
+    assert len(mapped.values) == 3
+    assert "3 of its 7 trials here, spread over their ranking" in mapped.notes

@@ -223,3 +223,26 @@ def test_the_sampler_never_proposes_outside_the_study_space() -> None:
         assert p["warmup_ratio"] / 0.05 == pytest.approx(round(p["warmup_ratio"] / 0.05))
     configs = {tuple(sorted(t.params.items())) for t in study.trials}
     assert len(configs) == len(study.trials)
+
+
+@pytest.mark.parametrize(
+    ("direction", "spread"),
+    [("maximize", [0.66, 0.63, 0.6]), ("minimize", [0.6, 0.63, 0.66])],
+)
+def test_a_large_priors_trials_in_the_space_are_spread_over_their_ranking(
+    direction: str, spread: list[float]
+) -> None:
+    # Prepare: seven trials inside the space (values 0.60 to 0.66) and five outside it, the
+    # best of all among those outside.
+    inside = [PriorTrial({"lr": 1e-4 * (i + 1)}, 0.6 + i / 100) for i in range(7)]
+    outside = [PriorTrial({"lr": 1.0}, 0.9 if direction == "maximize" else 0.1) for _ in range(5)]
+    prior = PriorStudy("p", tuple(outside + inside), direction=direction)
+    space = UnitSpace((SearchDimension("lr", "float", 1e-5, 1e-2, log=True),))
+    # Execute: at most three trials.
+    mapped = map_prior(prior, space, most=3)
+    # Assert: the best, middle and worst of the seven inside (none lost to those outside),
+    # and the report says so.
+    assert isinstance(mapped, MappedPrior)
+    assert list(mapped.values) == pytest.approx(spread)
+    assert "3 of its 7 trials here, spread over their ranking" in mapped.notes
+    assert mapped.trials_outside == 5

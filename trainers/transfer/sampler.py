@@ -21,6 +21,8 @@ Two methods (compared in bench/transfer_hpo.py, see bench/RESULTS.md):
 
 The study's own evidence is its complete trials and its pruned ones (by their last reported
 value, ranked below every complete trial): a region the pruner keeps stopping is a poor one.
+Each prior's surface costs time with its trials: `max_prior_trials=N` fits it on at most N of
+those inside the space, spread over their ranking (space.map_prior; the report notes it).
 
 Priors that do not fit the search space are never dropped silently: `report` lists every
 prior used (trials, similarity, notes on how it was mapped) and every prior left out with
@@ -83,6 +85,7 @@ class WarmStartSampler(BaseSampler):
         beat_target: bool = False,
         family_wise: bool = False,
         incumbent_test: bool = False,
+        max_prior_trials: int | None = None,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown warm-start method {method!r}; known: {', '.join(METHODS)}")
@@ -96,7 +99,7 @@ class WarmStartSampler(BaseSampler):
         self.used: list[MappedPrior] = []
         self.excluded: list[PriorExclusion] = []
         for prior in priors:
-            mapped = map_prior(prior, self._space)
+            mapped = map_prior(prior, self._space, max_prior_trials)
             if isinstance(mapped, MappedPrior):
                 self.used.append(mapped)
             else:

@@ -157,8 +157,12 @@ class PriorExclusion:
     reason: str
 
 
-def map_prior(study: PriorStudy, space: UnitSpace) -> MappedPrior | PriorExclusion:
-    """Places the prior's trials in `space`, or says why it cannot be used."""
+def map_prior(
+    study: PriorStudy, space: UnitSpace, most: int | None = None
+) -> MappedPrior | PriorExclusion:
+    """Places the prior's trials in `space`, or says why it cannot be used; with `most`, keeps
+    at most that many of the trials placed, spread evenly over their ranking from the best
+    (the surface they draw keeps the study's best region and its shape)."""
     matches, ignored = match_dimensions(study, space.dimensions)
     shared = [(j, m) for j, m in enumerate(matches) if m.prior_name is not None]
     if not shared:
@@ -190,6 +194,13 @@ def map_prior(study: PriorStudy, space: UnitSpace) -> MappedPrior | PriorExclusi
         return PriorExclusion(
             study, f"none of its {len(study.trials)} trial(s) lies inside this search space"
         )
+    spread = []
+    if most is not None and len(values) > most:
+        kept = _spread(values, most, study.direction == "minimize")
+        spread.append(f"{most} of its {len(values)} trials here, spread over their ranking")
+        points = [points[i] for i in kept]
+        values = [values[i] for i in kept]
+        curves = [curves[i] for i in kept]
     return MappedPrior(
         study=study,
         x=np.array(points, dtype=float),
@@ -201,8 +212,15 @@ def map_prior(study: PriorStudy, space: UnitSpace) -> MappedPrior | PriorExclusi
         values_clipped=clipped,
         matches=tuple(matches),
         ignored=tuple(ignored),
-        notes=_notes(matches, ignored, outside, clipped),
+        notes=_notes(matches, ignored, outside, clipped) + tuple(spread),
     )
+
+
+def _spread(values: Sequence[float], most: int, minimize: bool) -> list[int]:
+    """The indexes of `most` values evenly spaced over their ranking, the best first."""
+    ranked = sorted(range(len(values)), key=lambda i: values[i], reverse=not minimize)
+    step = (len(ranked) - 1) / max(most - 1, 1)
+    return [ranked[round(k * step)] for k in range(most)]
 
 
 def _no_shared_reason(matches: Sequence[DimensionMatch]) -> str:
