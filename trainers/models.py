@@ -5,7 +5,8 @@ adapter folder whose base is itself local), a hub id that must already be in the
 Face cache (a model, or an adapter whose base is cached too), or a fresh model built from a
 transformers config (tests and demos; its word-level tokenizer is trained on the training
 texts). A fourth, `artifact`, names a model the node keeps: the node resolves it to a path
-before training; here it is refused. The head comes from the task type's Auto class. Nothing here ever downloads: hub access is forced offline.
+before training; here it is refused. The head comes from the task type's Auto class.
+Nothing here ever downloads: hub access is forced offline.
 """
 
 from __future__ import annotations

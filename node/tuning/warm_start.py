@@ -184,10 +184,10 @@ def choose_priors(
     for rows in (unfit[key] for key in sorted(unfit)):
         others = " (the others likewise)" if len({r for _, r in rows}) > 1 else ""
         choice.left_out.append((_together([s for s, _ in rows]), rows[0][1] + others))
-    # Each candidate's noise is calibrated (RDP, milliseconds) in the order of preference
-    # until enough are usable; at most twice as many as are weighed.
+    # Candidates are examined in the order of preference (a private one's noise calibrated:
+    # RDP, milliseconds) until enough are usable; at most twice as many as are weighed.
     beyond: dict[str, dict[str, list[PriorSource]]] = defaultdict(lambda: defaultdict(list))
-    calibrated = 0
+    examined = 0
     for candidate in _preferred(candidates, max_studies):
         signer = candidate.source.signer
         if len(choice.priors) >= max_studies:
@@ -195,13 +195,13 @@ def choose_priors(
                 candidate.source
             )
             continue
-        if calibrated >= 2 * max_studies:
+        if examined >= 2 * max_studies:
             beyond[
-                f"not weighed: {calibrated} private studies' noise was calibrated before it, "
-                "the most one warm start does"
+                f"not weighed: {examined} studies were examined before it (a private one's "
+                "noise calibrated), the most one warm start examines"
             ][signer].append(candidate.source)
             continue
-        calibrated += 1
+        examined += 1
         noise = released_noise(candidate.records, objective_metric)
         guarantee = candidate.records[0].privacy
         if math.isinf(noise) and guarantee is not None:
