@@ -20,6 +20,7 @@ from typing import Any
 import tomli_w
 
 from gridpoint.errors import GridpointError, PeerError
+from gridpoint.federation.clientapp_forks import forked_clientapps
 from gridpoint.federation.flower_certs import (
     issued_by,
     openssh_private_key,
@@ -189,52 +190,54 @@ def run_member(
         str(max_wait),
     ]
     log_path = folder / "supernode.log"
-    supernode = _start_supernode(argv, flower_env(folder / "flwr"), log_path, max_wait)
-    say(
-        f"joined federation {federation!r} hosted by {host_id}; training on this node's private data"
-    )
-    rounds: list[dict[str, Any]] = []
-    #: The rounds whose global model this member evaluated (0: the starting model).
-    evaluated: list[int] = []
-    seen = 0
-    # The host's federated models before this run ends, read once the host has accepted
-    # this node (its first round): the run's own model is the one that appears after.
-    known: set[str] | None = None
-    unreachable = ""
-    try:
-        # Flower's SuperNode neither exits when a run ends nor when it gives up on a
-        # vanished SuperLink. Leaving right after the last reply would make the host see
-        # this node vanish before it collects that reply, so the member stays until the
-        # host's SuperLink is gone (its log says so), with a safety limit after the last round.
-        last_sent_at: float | None = None
-        while supernode.poll() is None:
-            seen = _report(status, seen, rounds, evaluated, say)
-            if rounds and known is None and not unreachable:
-                try:
-                    known = federated_artifact_ids(home, db, host_id)
-                except GridpointError as exc:
-                    unreachable = str(exc)
-                    say(f"the final model cannot be fetched from the host's node: {exc}")
-            log = log_path.read_text(errors="replace") if log_path.exists() else ""
-            if "Giving up reconnection" in log:
-                break
-            # Done once the last round's global model was evaluated here (the host's last
-            # message to this member) and every reply was handed to Flower.
-            last_done = bool(evaluated) and evaluated[-1] >= rounds_total(rounds)
-            # A reply to a run the host lost (it was restarted: --resume) fails to send.
-            answered = log.count("Sent successfully") + log.count("Failed to send message")
-            if last_done and answered >= seen:
-                last_sent_at = last_sent_at or time.monotonic()
-                # The host stops its SuperLink once it has every reply: then we are done.
-                if (
-                    not listening(*split_address(address), timeout=2.0)
-                    or time.monotonic() - last_sent_at > max_wait + 60
-                ):
+    # Every message is answered by a ClientApp of its own: forked, not started cold.
+    with forked_clientapps(flower_env(folder / "flwr"), folder) as env:
+        supernode = _start_supernode(argv, env, log_path, max_wait)
+        say(
+            f"joined federation {federation!r} hosted by {host_id}; training on this node's private data"
+        )
+        rounds: list[dict[str, Any]] = []
+        #: The rounds whose global model this member evaluated (0: the starting model).
+        evaluated: list[int] = []
+        seen = 0
+        # The host's federated models before this run ends, read once the host has accepted
+        # this node (its first round): the run's own model is the one that appears after.
+        known: set[str] | None = None
+        unreachable = ""
+        try:
+            # Flower's SuperNode neither exits when a run ends nor when it gives up on a
+            # vanished SuperLink. Leaving right after the last reply would make the host see
+            # this node vanish before it collects that reply, so the member stays until the
+            # host's SuperLink is gone (its log says so), with a safety limit after the last round.
+            last_sent_at: float | None = None
+            while supernode.poll() is None:
+                seen = _report(status, seen, rounds, evaluated, say)
+                if rounds and known is None and not unreachable:
+                    try:
+                        known = federated_artifact_ids(home, db, host_id)
+                    except GridpointError as exc:
+                        unreachable = str(exc)
+                        say(f"the final model cannot be fetched from the host's node: {exc}")
+                log = log_path.read_text(errors="replace") if log_path.exists() else ""
+                if "Giving up reconnection" in log:
                     break
-            time.sleep(0.5)
-        _report(status, seen, rounds, evaluated, say)
-    finally:
-        stop(supernode)
+                # Done once the last round's global model was evaluated here (the host's last
+                # message to this member) and every reply was handed to Flower.
+                last_done = bool(evaluated) and evaluated[-1] >= rounds_total(rounds)
+                # A reply to a run the host lost (it was restarted: --resume) fails to send.
+                answered = log.count("Sent successfully") + log.count("Failed to send message")
+                if last_done and answered >= seen:
+                    last_sent_at = last_sent_at or time.monotonic()
+                    # The host stops its SuperLink once it has every reply: then we are done.
+                    if (
+                        not listening(*split_address(address), timeout=2.0)
+                        or time.monotonic() - last_sent_at > max_wait + 60
+                    ):
+                        break
+                time.sleep(0.5)
+            _report(status, seen, rounds, evaluated, say)
+        finally:
+            stop(supernode)
     log = log_path.read_text(errors="replace") if log_path.exists() else ""
     if not rounds and _NOT_ACTIVATED in log:
         raise PeerError(

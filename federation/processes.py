@@ -95,11 +95,18 @@ def wait_for_port(
     return False
 
 
-def start(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Starts a process in its own session, its output to log_path."""
+def start(
+    argv: list[str], env: dict[str, str], log_path: Path, pass_fds: tuple[int, ...] = ()
+) -> subprocess.Popen[bytes]:
+    """Starts a process in its own session, its output to log_path (and pass_fds open in it)."""
     log = log_path.open("ab")
     return subprocess.Popen(
-        argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        argv,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        pass_fds=pass_fds,
     )
 
 
