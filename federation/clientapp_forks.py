@@ -8,15 +8,18 @@ small model's round of training. `fed join` starts a fork server beside its Supe
 arguments, environment, working folder and standard streams and runs Flower's own
 `flwr-clientapp` entry point, and the shim exits with the child's status. Each message still
 runs in a process of its own that no other message touched: only the imports are shared, as
-torch's DataLoader workers share theirs.
+torch's DataLoader workers share theirs, and each fork draws fresh random seeds.
 
-It must never: initialize CUDA or start a thread in the server before it forks (a child
-inherits neither); fork for a caller of another user (each caller's uid is
-checked); or outlive the member that started it.
+It must never: initialize CUDA before it forks (a child could not use it; the server refuses
+to serve if an import did); fork for a caller of another user (each caller's uid is
+checked); let one caller's request stop or stall it for the others (each request is bounded
+in bytes and time, and any failure ends that request only); or outlive the member that
+started it.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import json
@@ -27,7 +30,10 @@ import shlex
 import signal
 import socket
 import struct
+import subprocess
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,9 +53,16 @@ PRELOAD = (
 )
 #: ClientApps running at once; a shim asking beyond this runs `flwr-clientapp` itself.
 MAX_FORKS = 16
-#: The largest request a shim may send (its arguments and environment).
+#: The largest request a shim may send (its arguments and environment), and how long it may
+#: take to send it.
 MAX_REQUEST_BYTES = 1 << 20
+REQUEST_TIMEOUT_S = 2.0
+#: Seconds the forks have to end after the server is told to stop (each was sent a SIGTERM by
+#: its shim, which the SuperNode's stop reached first) before they are sent one, and again
+#: before they are killed.
+STOP_GRACE_S = 5.0
 _SHIM = Path(__file__).with_name("clientapp_shim.py")
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
 
 
 @contextlib.contextmanager
@@ -58,47 +71,72 @@ def forked_clientapps(
 ) -> Iterator[dict[str, str]]:
     """Starts a fork server with env; yields env for the SuperNode, whose ClientApps it forks.
 
-    The shim and the server's log are written in folder (the member's run folder). Where fork
-    cannot serve (not Linux), yields env unchanged: Flower starts its own. The server is
-    stopped when the block ends, and stops itself should the caller be killed. server: the
-    command that serves, given the listening socket's descriptor and the caller's pid as its
-    last two arguments (this module's by default).
+    The shim and the server's log are written in folder (the member's run folder). Where it
+    cannot serve (not Linux, or the server would not start), yields env unchanged: Flower
+    starts its own ClientApps. The server is stopped when the block ends, and stops itself
+    should the caller be killed. server: the command that serves, given the listening
+    socket's descriptor and the caller's pid as its last two arguments (this module's by
+    default).
     """
-    if sys.platform != "linux":
+    started = _start(env, folder, server) if sys.platform == "linux" else None
+    if started is None:
         yield env
         return
-    # An abstract socket (Linux): nothing on disk to outlive a killed member, and no limit
-    # from the length of a run folder's path. Any local process could connect to the name,
-    # so the server forks only for callers of this user (SO_PEERCRED).
-    name = f"@gridpoint-clientapps-{secrets.token_hex(16)}"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        # Bound and listening before the server starts: a shim never finds it missing, and
-        # one that comes while the server imports waits for it.
-        listener.bind("\0" + name[1:])
-        listener.listen(MAX_FORKS)
-        bin_dir = folder / "clientapps-bin"
-        bin_dir.mkdir(parents=True, exist_ok=True)
-        shim = bin_dir / "flwr-clientapp"
-        argv = [sys.executable, "-I", str(_SHIM), name, tool("flwr-clientapp")]
-        shim.write_text("#!/bin/sh\nexec " + shlex.join(argv) + ' "$@"\n')
-        shim.chmod(0o700)
-        process = start(
-            [
-                *(server or [sys.executable, "-m", __name__]),
-                str(listener.fileno()),
-                str(os.getpid()),
-            ],
-            env,
-            folder / "clientapps.log",
-            pass_fds=(listener.fileno(),),
-        )
-    finally:
-        listener.close()
+    process, bin_dir = started
     try:
         yield {**env, "PATH": str(bin_dir) + os.pathsep + env.get("PATH", "")}
     finally:
+        stop(process, grace=2 * STOP_GRACE_S + 5)
+
+
+def _start(
+    env: dict[str, str], folder: Path, server: Sequence[str]
+) -> tuple[subprocess.Popen[bytes], Path] | None:
+    # An abstract socket (Linux): nothing on disk to outlive a killed member, and no limit
+    # from the length of a run folder's path. Any local process could connect to the name,
+    # or bind it once the server is gone: the server forks only for callers of this user,
+    # and the shim talks only to the server's pid.
+    name = f"@gridpoint-clientapps-{secrets.token_hex(16)}"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # Bound here, listened on by the server: a peer's credentials are those of the
+        # process that listens, and the shim checks them against the server's pid.
+        listener.bind("\0" + name[1:])
+        command = list(server) or [sys.executable, "-m", __name__]
+        bin_dir = folder / "clientapps-bin"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        # Started in bin_dir: `-m` puts the working folder first on sys.path, and a module
+        # of the user's folder must not shadow one the ClientApp imports.
+        process = start(
+            [*command, str(listener.fileno()), str(os.getpid())],
+            env,
+            folder / "clientapps.log",
+            pass_fds=(listener.fileno(),),
+            cwd=bin_dir,
+        )
+        shim = bin_dir / "flwr-clientapp"
+        argv = [
+            sys.executable,
+            "-I",
+            str(_SHIM),
+            name,
+            str(process.pid),
+            tool("flwr-clientapp"),
+        ]
+        shim.write_text("#!/bin/sh\nexec " + shlex.join(argv) + ' "$@"\n')
+        shim.chmod(0o700)
+    except OSError as exc:
+        print(f"ClientApps start cold: no fork server ({exc.strerror or exc})", file=sys.stderr)
+        return None
+    finally:
+        listener.close()
+    # Listening comes first in the server, before its imports: once it does, a shim's
+    # request waits for them rather than running cold.
+    if not _listening(name, process):
         stop(process)
+        print("ClientApps start cold: the fork server did not start", file=sys.stderr)
+        return None
+    return process, bin_dir
 
 
 @dataclass
@@ -111,15 +149,26 @@ class _Fork:
 
 @dataclass
 class _Server:
-    """The serving loop's state: its socket and the forks it waits for, by pid."""
+    """The serving loop's state: its sockets and the forks it waits for, by pid."""
 
     listener: socket.socket
     selector: selectors.DefaultSelector
-    wakeup: socket.socket
-    parent: int
+    wakeup: tuple[socket.socket, socket.socket]
     run: Callable[[], None]
     forks: dict[int, _Fork] = field(default_factory=dict)
     stopping: bool = False
+
+
+def _listening(name: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect("\0" + name[1:])
+                return True
+            except OSError:
+                time.sleep(0.02)
+    return False
 
 
 def flwr_clientapp() -> None:
@@ -138,12 +187,16 @@ def serve(
     """Imports preload, then forks for every request on the listening socket a child that
     calls run (with the request's argv, environment, folder and streams), until SIGTERM or
     until parent, the process that started it, is gone."""
+    listener.listen(MAX_FORKS)
     for module in preload:
         importlib.import_module(module)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        raise SystemExit("an import initialized CUDA: no ClientApp can be forked from here")
     wake_r, wake_w = socket.socketpair()
     wake_r.setblocking(False)
     wake_w.setblocking(False)
-    server = _Server(listener, selectors.DefaultSelector(), wake_r, parent, run)
+    server = _Server(listener, selectors.DefaultSelector(), (wake_r, wake_w), run)
     signal.set_wakeup_fd(wake_w.fileno())
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGTERM, lambda *_: setattr(server, "stopping", True))
@@ -161,13 +214,15 @@ def serve(
                     _hung_up(server, key.data)
             _reap(server)
     finally:
-        for fork in server.forks.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(fork.pid, signal.SIGTERM)
+        _stop_forks(server)
 
 
 def _accept(server: _Server) -> None:
-    conn, _ = server.listener.accept()
+    try:
+        conn, _ = server.listener.accept()
+    except OSError:  # out of descriptors, or the caller gave up: the next one may do
+        time.sleep(0.1)
+        return
     try:
         uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
         if uid != os.getuid():
@@ -175,29 +230,26 @@ def _accept(server: _Server) -> None:
         if len(server.forks) >= MAX_FORKS:
             conn.sendall(b"busy\n")
             raise ConnectionError("busy")
-        conn.settimeout(10.0)
         request, fds = _receive(conn)
-    except (OSError, ValueError):
+    except Exception:
         conn.close()
         return
-    # Written out before the fork, so the child does not write them a second time.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        _run_clientapp(server, request, fds)
-    for fd in fds:
-        os.close(fd)
-    server.forks[pid] = _Fork(pid, conn)
-    server.selector.register(conn, selectors.EVENT_READ, pid)
     try:
-        conn.sendall(f"pid {pid}\n".encode())
-    except OSError:
-        _hung_up(server, pid)
+        _fork(server, conn, request, fds)
+    except Exception:
+        # Could not fork (no memory, too many processes): this caller runs Flower's own.
+        traceback.print_exc()
+        conn.close()
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    """The shim's request and its three standard streams (ValueError when malformed)."""
+    """The shim's request and its three standard streams (an error when malformed, too
+    large or too slow)."""
+    deadline = time.monotonic() + REQUEST_TIMEOUT_S
+    conn.settimeout(REQUEST_TIMEOUT_S)
     data, fds, _, _ = socket.recv_fds(conn, 65536, 3)
     try:
         if len(fds) != 3 or len(data) < 4:
@@ -205,8 +257,9 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
         (size,) = struct.unpack("!I", data[:4])
         if size > MAX_REQUEST_BYTES:
             raise ValueError("request too large")
-        body = data[4:]
+        body = bytearray(data[4:])
         while len(body) < size:
+            conn.settimeout(max(0.001, deadline - time.monotonic()))
             chunk = conn.recv(size - len(body))
             if not chunk:
                 raise ValueError("request cut short")
@@ -228,16 +281,51 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     return request, fds
 
 
-def _run_clientapp(server: _Server, request: dict[str, Any], fds: list[int]) -> None:
-    """In the child: becomes the shim's ClientApp and never returns to the serving loop."""
+def _fork(server: _Server, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+    # Written out before the fork, so the child does not write them a second time.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # No signal may run the server's handlers in the child before it has its own.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _become_clientapp(server, conn, request, fds)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+    # Its pid only: Flower's arguments hold the message's token.
+    print(f"forked a ClientApp: pid {pid}", flush=True)
+    server.forks[pid] = _Fork(pid, conn)
+    server.selector.register(conn, selectors.EVENT_READ, pid)
+    # A pidfd lets the shim signal this very process, never a later one with its pid.
+    pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
+    try:
+        socket.send_fds(conn, [f"pid {pid}\n".encode()], [] if pidfd is None else [pidfd])
+    except OSError:
+        _hung_up(server, pid)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _become_clientapp(
+    server: _Server, conn: socket.socket, request: dict[str, Any], fds: list[int]
+) -> None:
+    """In the child: becomes the shim's ClientApp, then exits as a process does (never
+    returning to the serving loop)."""
     code = 1
     try:
         signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGCHLD, signal.SIGTERM):
+        for signum in _SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+        # A group of its own: the server's stop reaches it once, through its shim or the
+        # server, never a second time mid-cleanup through the server's group.
+        os.setpgid(0, 0)
         server.selector.close()
-        server.listener.close()
-        server.wakeup.close()
+        for sock in (server.listener, *server.wakeup, conn):
+            sock.close()
         for fork in server.forks.values():
             fork.conn.close()
         for target, fd in enumerate(fds):
@@ -246,7 +334,11 @@ def _run_clientapp(server: _Server, request: dict[str, Any], fds: list[int]) -> 
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
-        sys.argv = list(request["argv"])
+        # As the console script would have them.
+        installed = tool("flwr-clientapp")
+        sys.argv = [installed, *request["argv"][1:]]
+        sys.path[0] = str(Path(installed).parent)
+        _fresh_seeds()
         server.run()
         code = 0
     except SystemExit as exc:
@@ -254,18 +346,46 @@ def _run_clientapp(server: _Server, request: dict[str, Any], fds: list[int]) -> 
             code = exc.code or 0
         else:
             print(exc.code, file=sys.stderr)
+    except KeyboardInterrupt:
+        code = -signal.SIGINT
     except BaseException:
         traceback.print_exc()
     finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+        _exit(code)
+
+
+def _fresh_seeds() -> None:
+    """Every fork would draw the server's random numbers: each gets seeds of its own, as a
+    new process would (Python's `random` reseeds itself after a fork)."""
+    if (numpy_random := sys.modules.get("numpy.random")) is not None:
+        numpy_random.seed()
+    if (torch := sys.modules.get("torch")) is not None:
+        torch.seed()
+
+
+def _exit(code: int) -> None:
+    """Shuts the interpreter down as a process's end does (threads joined, atexit run,
+    streams flushed), then exits with code (a negative code: killed by that signal)."""
+    with contextlib.suppress(BaseException):
+        shutdown = getattr(threading, "_shutdown", None)
+        if shutdown is not None:
+            shutdown()
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    with contextlib.suppress(BaseException):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code if code >= 0 else 1)
 
 
 def _hung_up(server: _Server, pid: int) -> None:
     """The shim closed its end (it was killed): its ClientApp is stopped as it would have been."""
     fork = server.forks[pid]
+    if fork.hung_up:
+        return
     fork.hung_up = True
     server.selector.unregister(fork.conn)
     with contextlib.suppress(ProcessLookupError):
@@ -288,6 +408,20 @@ def _reap(server: _Server) -> None:
         with contextlib.suppress(OSError):
             fork.conn.sendall(f"exit {os.waitstatus_to_exitcode(status)}\n".encode())
         fork.conn.close()
+
+
+def _stop_forks(server: _Server) -> None:
+    """The forks still running: a grace to end (their shims were signalled first), then a
+    SIGTERM, then a SIGKILL."""
+    for signum in (None, signal.SIGTERM, signal.SIGKILL):
+        if signum is not None:
+            for pid in server.forks:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signum)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while server.forks and time.monotonic() < deadline:
+            _reap(server)
+            time.sleep(0.05)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@ for a ClientApp and waits for it, as if it were that process (clientapp_forks.py
 
 Run by path with `python -I` for every message a member receives, so it imports the standard
 library only, never gridpoint, Flower or torch. Its arguments: the fork server's socket, the
-installed `flwr-clientapp`, then Flower's own arguments. It hands the server those arguments,
-its environment, working folder and standard streams; forwards the signals it receives to the
-forked ClientApp; and exits with the ClientApp's status. When the server cannot be reached
-(not started yet, gone, or full) it runs the installed `flwr-clientapp` in its own place, so a
-message is never lost to the shortcut. It must never run a ClientApp itself.
+server's pid, the installed `flwr-clientapp`, then Flower's own arguments. It hands the
+server those arguments, its environment, working folder and standard streams (only once the
+socket's other end proves to be that server, of this user); forwards the signals it receives
+to the forked ClientApp; and exits with the ClientApp's status. When the server cannot be
+reached (gone, busy, or not answering in time) it runs the installed `flwr-clientapp` in its
+own place, so a message is never lost to the shortcut. It must never run a ClientApp itself.
 """
 
 from __future__ import annotations
@@ -23,65 +24,109 @@ from types import FrameType
 
 #: The signals a SuperExec or a terminal may send a ClientApp: passed on to the fork.
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+#: Seconds to wait for a fork: the server may still be importing when the first message comes.
+ANSWER_TIMEOUT_S = 60.0
 
 
-def request(sock: socket.socket, argv: list[str]) -> int:
-    """Asks for a fork running argv; returns its pid (ConnectionError when refused)."""
+class Refused(ConnectionError):
+    """The server did not fork (or is not the server): the installed ClientApp runs instead."""
+
+
+def connect(name: str, server_pid: int) -> socket.socket:
+    """A connection to the fork server, checked to be that process of this user."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(ANSWER_TIMEOUT_S)
+        # "@name": a Linux abstract socket, whose real name starts with a NUL byte. Any local
+        # user may bind a free name, so the listener's credentials are checked before
+        # anything (environment, token, streams) is handed to it.
+        sock.connect("\0" + name[1:] if name.startswith("@") else name)
+        pid, uid, _ = struct.unpack(
+            "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        )
+        if uid != os.getuid() or pid != server_pid:
+            raise Refused("the socket is not the fork server's")
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def request(sock: socket.socket, argv: list[str]) -> tuple[int, int | None]:
+    """Asks for a fork running argv; returns its pid and a pidfd for it where the server
+    could open one (Refused when it did not fork)."""
     body = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
     socket.send_fds(sock, [struct.pack("!I", len(body)) + body], [0, 1, 2])
-    line = _line(sock)
+    data, fds, _, _ = socket.recv_fds(sock, 256, 1)
+    line = (data + (b"" if data.endswith(b"\n") or not data else _line(sock))).decode()
     if not line.startswith("pid "):
-        raise ConnectionError(f"the fork server refused: {line or 'no answer'}")
-    return int(line.removeprefix("pid "))
+        for fd in fds:
+            os.close(fd)
+        raise Refused(f"the fork server did not fork: {line.strip() or 'no answer'}")
+    return int(line.removeprefix("pid ").strip()), (fds[0] if fds else None)
 
 
-def wait(sock: socket.socket, pid: int) -> int:
+def wait(sock: socket.socket, pid: int, pidfd: int | None) -> int:
     """The fork's exit status once it ends (os.waitstatus_to_exitcode's sign convention)."""
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
+        # Through the pidfd where there is one: the pid may already be reaped and reused.
+        with contextlib.suppress(OSError):
+            if pidfd is not None:
+                signal.pidfd_send_signal(pidfd, signum)
+            else:
+                os.kill(pid, signum)
 
     for signum in FORWARDED:
         signal.signal(signum, forward)
     # A signal that came while the fork was being asked for is delivered (forwarded) now.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
-    line = _line(sock)
-    # The server went away without an answer: the fork was stopped with it.
+    sock.settimeout(None)
+    line = _line(sock).decode(errors="replace")
+    # The server went away without an answer.
     return int(line.removeprefix("exit ")) if line.startswith("exit ") else 1
 
 
-def _line(sock: socket.socket) -> str:
+def _line(sock: socket.socket) -> bytes:
     data = b""
-    while not data.endswith(b"\n"):
+    while not data.endswith(b"\n") and len(data) < 256:
         try:
             chunk = sock.recv(64)
         except InterruptedError:
             continue
+        except OSError:
+            break
         if not chunk:
             break
         data += chunk
-    return data.decode(errors="replace").strip()
+    return data
+
+
+def _die_like(code: int) -> None:
+    """Exits as the fork did: with its code, or killed by the same signal."""
+    if code < 0:
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL's action cannot be set
+            signal.signal(-code, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [-code])
+        os.kill(os.getpid(), -code)
+        code = 128 - code
+    sys.exit(code)
 
 
 def main() -> None:
-    socket_path, installed, *argv = sys.argv[1:]
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    name, server_pid, installed, *argv = sys.argv[1:]
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     try:
-        # "@name": a Linux abstract socket, whose real name starts with a NUL byte.
-        sock.connect("\0" + socket_path[1:] if socket_path.startswith("@") else socket_path)
-        pid = request(sock, ["flwr-clientapp", *argv])
+        sock = connect(name, int(server_pid))
+        try:
+            pid, pidfd = request(sock, ["flwr-clientapp", *argv])
+        except BaseException:
+            sock.close()
+            raise
     except OSError:
-        sock.close()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
         os.execv(installed, [installed, *argv])
-    code = wait(sock, pid)
-    if code < 0:
-        # Killed by a signal: so is this process, for whoever waits on it.
-        signal.signal(-code, signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
-    sys.exit(code)
+    _die_like(wait(sock, pid, pidfd))
 
 
 if __name__ == "__main__":

@@ -96,7 +96,11 @@ def wait_for_port(
 
 
 def start(
-    argv: list[str], env: dict[str, str], log_path: Path, pass_fds: tuple[int, ...] = ()
+    argv: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    pass_fds: tuple[int, ...] = (),
+    cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Starts a process in its own session, its output to log_path (and pass_fds open in it)."""
     log = log_path.open("ab")
@@ -107,6 +111,7 @@ def start(
         stderr=subprocess.STDOUT,
         start_new_session=True,
         pass_fds=pass_fds,
+        cwd=cwd,
     )
 
 

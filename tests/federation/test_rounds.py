@@ -255,9 +255,13 @@ def test_secure_aggregation_with_dp_sums_two_honest_members_leaves_a_tamperer_ou
     assert 7.5 < only["privacy"]["epsilon"] <= 8.0
     assert summary["privacy"]["epsilon"] == pytest.approx(only["privacy"]["epsilon"], abs=1e-3)
     assert "privacy spent epsilon" in err
-    for mcode, mout, merr in member_results:
+    for member, (mcode, mout, merr) in zip(honest, member_results, strict=True):
         assert mcode == 0, merr
         assert [r["round"] for r in json.loads(mout)["rounds"]] == [1]
+        # Every message was answered by a fork of the member's server, none started cold.
+        run = member.path / "fed-member" / "alpha" / "run-001"
+        forks = (run / "clientapps.log").read_text().count("forked a ClientApp")
+        assert forks == (run / "supernode.log").read_text().count("Sent successfully") > 0
     # Assert: the host kept the final global model; each honest member received the very
     # same files over the Artifacts service; the refused tamperer received nothing.
     kept = run_main(
