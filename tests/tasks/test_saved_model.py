@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import socket
 import subprocess
 import sys
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -172,62 +176,198 @@ def test_loading_and_saving_draw_no_progress_bar(
         assert bar not in err
 
 
-def _load_by_hub_id(hub_id: str, hf_home: Path, then: str = "") -> tuple[str, list[socket.socket]]:
-    """load_model(hub_id) in a fresh process whose hub endpoint counts connections on loopback.
+@dataclass
+class HubLoads:
+    """What one fresh process printed loading each hub id from one cache, and the
+    connections it made to the hub's endpoint (on loopback)."""
+
+    printed: dict[str, str]
+    connections: int
+    cache: Path
+    kept: Path
+
+
+#: The LoRA trial run on the cached adapter once it is loaded (see the trial's test).
+_LORA_TRIAL = """
+import torch
+from pathlib import Path
+from transformers import AutoModelForSequenceClassification
+from gridpoint.trainers.finetune import apply_lora
+from gridpoint.trainers.saved_model import TrainedModel, save_trained, saved_method
+from gridpoint.trainers.tasks import task_type
+model = apply_lora(loaded.model, 2, task_type("text-classification"))
+with torch.no_grad():
+    [w.fill_(0.03) for n, w in model.named_parameters() if "lora_B" in n]
+method = saved_method(model)
+save_trained(TrainedModel(model, loaded.processor, method), Path(KEPT))
+inputs = loaded.processor("good fine great", return_tensors="pt")
+model.eval()
+back = AutoModelForSequenceClassification.from_pretrained(KEPT).eval()
+with torch.no_grad():
+    same = torch.allclose(model(**inputs).logits, back(**inputs).logits, atol=1e-5)
+print(method, same)
+"""
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> HubLoads:
+    """_hub_loads, once for all xdist workers (their temporary folders share a parent that
+    is the run's own; without xdist that parent is every run's, so it is not used)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return _hub_loads(tmp_path_factory.mktemp("hub-loads"))
+    shared = tmp_path_factory.getbasetemp().parent
+    done = shared / "hub-loads.json"
+    with (shared / "hub-loads.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            loads = _hub_loads(shared / "hub-loads")
+            done.write_text(
+                json.dumps({**asdict(loads), "cache": str(loads.cache), "kept": str(loads.kept)})
+            )
+    saved = json.loads(done.read_text())
+    return HubLoads(
+        saved["printed"], saved["connections"], Path(saved["cache"]), Path(saved["kept"])
+    )
+
+
+def _hub_loads(folder: Path) -> HubLoads:
+    """Every hub-id case laid out in one Hugging Face cache, then load_model(hub_id) of each
+    in one fresh process (a process loading transformers costs seconds of CPU): a checkpoint
+    (tiny-cached); a base and a trained-looking LoRA adapter on it (tiny-base, tiny-adapter),
+    on which a LoRA trial then runs; an adapter whose base is nowhere (orphan-adapter, on
+    absent-base); and an id no cache holds.
 
     The script imports huggingface_hub before gridpoint, as a user's script may: the offline
     switch gridpoint sets in the environment then comes too late for the hub library, which
-    reads it once, at import. Returns what the script printed (the model's family, public id
-    and the sum of its weights, then what `then`, more of the script run on `loaded`, prints)
-    and the connections made.
+    reads it once, at import.
     """
-    connections: list[socket.socket] = []
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    }
+    cache, kept = folder / "hf", folder / "kept"
+    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
+    _cache(cache, "zq-org/tiny-cached", base.model, base.tokenizer)
+    _cache(cache, "zq-org/tiny-base", base.model, base.tokenizer)
+    other = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 1)
+    with warnings.catch_warnings():
+        # peft looks an adapter's base up when it saves it, to see whether its embeddings
+        # changed; the hub is never reached here.
+        warnings.filterwarnings("ignore", "Could not find a config file in zq-org")
+        _cache(cache, "zq-org/tiny-adapter", _lora(base.model, "zq-org/tiny-base", moved=True))
+        orphan = _lora(other.model, "zq-org/absent-base")
+        _cache(cache, "zq-org/orphan-adapter", orphan, other.tokenizer)
+    ids = [
+        "zq-org/not-in-the-cache",
+        "zq-org/tiny-cached",
+        "zq-org/tiny-adapter",
+        "zq-org/orphan-adapter",
+    ]
     code = (
         "import huggingface_hub, transformers\n"
         "from gridpoint.errors import ModelLoadError\n"
         "from gridpoint.trainers.models import load_model\n"
         "from gridpoint.trainers.study_config import ModelSpec\n"
-        "try:\n"
-        f"    loaded = load_model(ModelSpec(hub_id={hub_id!r}), 2, [], 0)\n"
-        "    weights = sum(p.double().sum().item() for p in loaded.model.parameters())\n"
-        "    print('loaded', loaded.family, loaded.public_id, f'{weights:.6f}')\n"
-        + "".join(f"    {line}\n" for line in then.splitlines())
-        + "except ModelLoadError as exc:\n"
-        "    print(exc)\n"
+        f"KEPT = {str(kept)!r}\n"
+        f"for hub_id in {ids!r}:\n"
+        "    try:\n"
+        "        loaded = load_model(ModelSpec(hub_id=hub_id), 2, [], 0)\n"
+        "        weights = sum(p.double().sum().item() for p in loaded.model.parameters())\n"
+        "        print(hub_id, 'loaded', loaded.family, loaded.public_id, f'{weights:.6f}')\n"
+        "    except ModelLoadError as exc:\n"
+        "        print(hub_id, exc)\n"
+        "    if hub_id == 'zq-org/tiny-adapter':\n"
+        + "".join(f"        {line}\n" for line in _LORA_TRIAL.strip().splitlines())
     )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    }
+    connections: list[socket.socket] = []
     with loopback_server(connections.append) as port:
-        env |= {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(hf_home)}
+        env |= {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(cache)}
         out = subprocess.run(
-            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
         )
     assert out.returncode == 0, out.stderr
-    return out.stdout, connections
+    printed: dict[str, str] = {}
+    for line in out.stdout.splitlines():
+        hub_id, _, rest = line.partition(" ")
+        printed[hub_id if hub_id in ids else "lora trial"] = rest if hub_id in ids else line
+    return HubLoads(printed, len(connections), cache, kept)
 
 
 def test_a_model_missing_from_the_cache_is_refused_without_a_request_though_the_hub_loaded_first(
-    tmp_path: Path,
+    hub: HubLoads,
 ) -> None:
-    # Execute: a hub id that no cache holds, with an endpoint on loopback for huggingface.co.
-    printed, connections = _load_by_hub_id("zq-org/not-in-the-cache", tmp_path / "hf")
-    # Assert: refused in plain words that say what to do, and nothing asked of the hub, not
-    # even a model's name.
+    # A hub id that no cache holds, with an endpoint on loopback for huggingface.co: refused
+    # in plain words that say what to do, and nothing asked of the hub, not even a model's
+    # name (nor by any other load of the same process).
+    printed = hub.printed["zq-org/not-in-the-cache"]
     assert "cannot load the base model from the local Hugging Face cache" in printed
     assert "`path =`" in printed and "couldn't connect" not in printed
-    assert connections == []
+    assert hub.connections == 0
 
 
-def test_a_model_in_the_cache_loads_by_its_hub_id_without_a_request(tmp_path: Path) -> None:
-    # Prepare: a small checkpoint laid out as the hub's cache lays out a download.
-    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
-    _cache(tmp_path / "hf", "zq-org/tiny-cached", base.model, base.tokenizer)
-    # Execute
-    printed, connections = _load_by_hub_id("zq-org/tiny-cached", tmp_path / "hf")
-    # Assert: loaded from the cache, named by its hub id, and the hub never asked.
-    assert printed.split() == ["loaded", "bert", "zq-org/tiny-cached", _weights(base.model)]
-    assert connections == []
+def test_a_model_in_the_cache_loads_by_its_hub_id_without_a_request(hub: HubLoads) -> None:
+    # A small checkpoint laid out as the hub's cache lays out a download: loaded from the
+    # cache, named by its hub id, and the hub never asked.
+    snapshot = _snapshot(hub.cache, "zq-org/tiny-cached")
+    expected = _weights(load_model(ModelSpec(path=snapshot), 2, [], 0).model)
+    assert hub.printed["zq-org/tiny-cached"].split() == [
+        "loaded",
+        "bert",
+        "zq-org/tiny-cached",
+        expected,
+    ]
+    assert hub.connections == 0
+
+
+def test_an_adapter_in_the_cache_loads_by_its_hub_id_merged_into_its_cached_base(
+    hub: HubLoads,
+) -> None:
+    # A base checkpoint and a LoRA adapter on it (weights moved off their zero start, as
+    # training leaves them), each cached under its own hub id; the adapter's repo holds no
+    # tokenizer, as many on the hub do not.
+    from peft import PeftModel
+
+    base_folder = _snapshot(hub.cache, "zq-org/tiny-base")
+    merged = PeftModel.from_pretrained(
+        load_model(ModelSpec(path=base_folder), 2, [], 0).model,
+        str(_snapshot(hub.cache, "zq-org/tiny-adapter")),
+    ).merge_and_unload()
+    # Assert: the adapter merged into its base, as from a folder, named by the adapter's hub
+    # id (its weights are not the base's), and the hub never asked.
+    assert hub.printed["zq-org/tiny-adapter"].split() == [
+        "loaded",
+        "bert",
+        "zq-org/tiny-adapter",
+        _weights(merged),
+    ]
+    assert _weights(merged) != _weights(load_model(ModelSpec(path=base_folder), 2, [], 0).model)
+    assert hub.connections == 0
+
+
+def test_a_lora_trial_on_a_cached_adapter_is_saved_merged_and_loads_back_the_same(
+    hub: HubLoads,
+) -> None:
+    # A LoRA trial's model on the cached adapter (its fresh LoRA moved off zero as training
+    # would), saved as a kept model is, then loaded back from its folder: saved merged (full
+    # weights), never as an adapter naming the bare base, which would have dropped the
+    # cached adapter; the folder gives the trial's own outputs.
+    assert hub.printed["lora trial"] == "full True", hub.printed
+    assert "adapter_config.json" not in {p.name for p in hub.kept.iterdir()}
+
+
+def test_an_adapter_whose_base_is_not_cached_is_refused_naming_the_cache(hub: HubLoads) -> None:
+    # An adapter cached alone, its base (zq-org/absent-base) nowhere: a refusal that names
+    # the missing base, and the hub never asked for it.
+    assert hub.printed["zq-org/orphan-adapter"].strip() == (
+        "cannot load the base model from the local Hugging Face cache: the adapter's base "
+        "model 'zq-org/absent-base' is not in the local Hugging Face cache either (gridpoint "
+        "never downloads: `hf download zq-org/absent-base` where there is network)"
+    )
+    assert hub.connections == 0
+
+
+def _snapshot(hf_home: Path, hub_id: str) -> Path:
+    repo = hf_home / "hub" / f"models--{hub_id.replace('/', '--')}"
+    return repo / "snapshots" / (repo / "refs" / "main").read_text()
 
 
 def _cache(hf_home: Path, hub_id: str, *saved: Any) -> Path:
@@ -261,92 +401,6 @@ def _lora(model: Any, base: str, moved: bool = False) -> Any:
                 if "lora_B" in name:
                     weight.fill_(0.05)
     return adapter
-
-
-# peft looks the base up when it saves an adapter, to see whether its embeddings changed.
-@pytest.mark.filterwarnings("ignore:Could not find a config file in zq-org/tiny-base")
-def test_an_adapter_in_the_cache_loads_by_its_hub_id_merged_into_its_cached_base(
-    tmp_path: Path,
-) -> None:
-    # Prepare: a base checkpoint and a LoRA adapter on it (weights moved off their zero
-    # start, as training leaves them), each cached under its own hub id; the adapter's repo
-    # holds no tokenizer, as many on the hub do not.
-    from peft import PeftModel
-
-    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
-    base_folder = _cache(tmp_path / "hf", "zq-org/tiny-base", base.model, base.tokenizer)
-    adapter = _lora(base.model, "zq-org/tiny-base", moved=True)
-    adapter_folder = _cache(tmp_path / "hf", "zq-org/tiny-adapter", adapter)
-    merged = PeftModel.from_pretrained(
-        load_model(ModelSpec(path=base_folder), 2, [], 0).model, str(adapter_folder)
-    ).merge_and_unload()
-    # Execute
-    printed, connections = _load_by_hub_id("zq-org/tiny-adapter", tmp_path / "hf")
-    # Assert: the adapter merged into its base, as from a folder, named by the adapter's hub
-    # id (its weights are not the base's), and the hub never asked.
-    assert printed.split() == ["loaded", "bert", "zq-org/tiny-adapter", _weights(merged)]
-    assert _weights(merged) != _weights(load_model(ModelSpec(path=base_folder), 2, [], 0).model)
-    assert connections == []
-
-
-# peft looks the base up when it saves an adapter, to see whether its embeddings changed.
-@pytest.mark.filterwarnings("ignore:Could not find a config file in zq-org/tiny-base")
-def test_a_lora_trial_on_a_cached_adapter_is_saved_merged_and_loads_back_the_same(
-    tmp_path: Path,
-) -> None:
-    # Prepare: a base and a trained-looking adapter on it, each cached under its hub id.
-    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
-    _cache(tmp_path / "hf", "zq-org/tiny-base", base.model, base.tokenizer)
-    adapter = _lora(base.model, "zq-org/tiny-base", moved=True)
-    _cache(tmp_path / "hf", "zq-org/tiny-adapter", adapter)
-    # Execute: a LoRA trial's model on the cached adapter (its fresh LoRA moved off zero as
-    # training would), saved as a kept model is, then loaded back from its folder.
-    kept = tmp_path / "kept"
-    printed, _ = _load_by_hub_id(
-        "zq-org/tiny-adapter",
-        tmp_path / "hf",
-        then=(
-            "import torch\n"
-            "from transformers import AutoModelForSequenceClassification\n"
-            "from gridpoint.trainers.finetune import apply_lora\n"
-            "from gridpoint.trainers.saved_model import TrainedModel, save_trained, saved_method\n"
-            "from gridpoint.trainers.tasks import task_type\n"
-            "model = apply_lora(loaded.model, 2, task_type('text-classification'))\n"
-            "with torch.no_grad():\n"
-            "    [w.fill_(0.03) for n, w in model.named_parameters() if 'lora_B' in n]\n"
-            "method = saved_method(model)\n"
-            "from pathlib import Path\n"
-            f"save_trained(TrainedModel(model, loaded.processor, method), Path({str(kept)!r}))\n"
-            "inputs = loaded.processor('good fine great', return_tensors='pt')\n"
-            "model.eval()\n"
-            f"back = AutoModelForSequenceClassification.from_pretrained({str(kept)!r}).eval()\n"
-            "with torch.no_grad():\n"
-            "    same = torch.allclose(model(**inputs).logits, back(**inputs).logits, atol=1e-5)\n"
-            "print(method, same)\n"
-        ),
-    )
-    # Assert: saved merged (full weights), never as an adapter naming the bare base, which
-    # would have dropped the cached adapter; the folder gives the trial's own outputs.
-    assert printed.splitlines()[-1] == "full True", printed
-    assert "adapter_config.json" not in {p.name for p in kept.iterdir()}
-
-
-# peft looks the base up when it saves an adapter, to see whether its embeddings changed.
-@pytest.mark.filterwarnings("ignore:Could not find a config file in zq-org/tiny-base")
-def test_an_adapter_whose_base_is_not_cached_is_refused_naming_the_cache(tmp_path: Path) -> None:
-    # Prepare: an adapter cached alone, its base (zq-org/tiny-base) nowhere.
-    base = load_model(ModelSpec(config=BERT), 2, [t for t, _ in TEXTS], 0)
-    adapter = _lora(base.model, "zq-org/tiny-base")
-    _cache(tmp_path / "hf", "zq-org/tiny-adapter", adapter, base.tokenizer)
-    # Execute
-    printed, connections = _load_by_hub_id("zq-org/tiny-adapter", tmp_path / "hf")
-    # Assert: a refusal that names the missing base, and the hub never asked for it.
-    assert printed.strip() == (
-        "cannot load the base model from the local Hugging Face cache: the adapter's base "
-        "model 'zq-org/tiny-base' is not in the local Hugging Face cache either (gridpoint "
-        "never downloads: `hf download zq-org/tiny-base` where there is network)"
-    )
-    assert connections == []
 
 
 def test_a_full_fine_tune_of_an_adapter_trains_every_weight_of_the_merged_model(
