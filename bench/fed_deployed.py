@@ -22,7 +22,7 @@ process it starts is stopped on exit, Ctrl-C or SIGTERM included; it writes only
 temporary folder, removed at the end (--keep keeps it, with every process's log).
 
     python bench/fed_deployed.py [--members 2 5 10] [--rounds 2] [--resume-members 2]
-        [--no-resume] [--full] [--keep]
+        [--no-resume] [--full] [--keep] [--clientapps forked|cold|both]
 """
 
 from __future__ import annotations
@@ -126,6 +126,8 @@ class Bench:
     def __init__(self, work: Path, lora: bool) -> None:
         self.work = work
         self.lora = lora
+        #: Members start each ClientApp as Flower does (`fed join --cold-clientapps`).
+        self.cold = False
         self.pipeline_dir = work / "pipeline"
         self.pipeline_dir.mkdir()
         shutil.copy(ROOT / "examples" / "tiny_pipeline.py", self.pipeline_dir / "tiny_pipeline.py")
@@ -228,6 +230,7 @@ class Bench:
                     "--max-wait",
                     str(max_wait),
                     "--json",
+                    *(["--cold-clientapps"] if self.cold else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=log.open("w"),
@@ -342,6 +345,13 @@ def main() -> None:
     parser.add_argument("--no-resume", action="store_true")
     parser.add_argument("--full", action="store_true", help="all weights, not LoRA adapters")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--clientapps",
+        choices=("forked", "cold", "both"),
+        default="forked",
+        help="members' ClientApps forked (fed join's default), cold (--cold-clientapps) or "
+        "both, one after the other for each member count",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="gp-fed-deployed-"))
@@ -357,10 +367,12 @@ def main() -> None:
     try:
         if args.members:
             print(
-                f"{'members':>7}  {'plain s/round':>24}  {'SecAgg+ s/round':>24}  "
-                f"{'ratio':>5}  {'plain wall':>10}  {'SecAgg+ wall':>12}"
+                f"{'members':>7}  {'clientapps':>10}  {'plain s/round':>24}  "
+                f"{'SecAgg+ s/round':>24}  {'ratio':>5}  {'plain wall':>10}  {'SecAgg+ wall':>12}"
             )
-        for n in args.members:
+        modes = ("forked", "cold") if args.clientapps == "both" else (args.clientapps,)
+        for n, mode in ((n, mode) for n in args.members for mode in modes):
+            bench.cold = mode == "cold"
             row: dict[bool, tuple[list[float], float]] = {}
             for secure in (False, True):
                 began = time.monotonic()
@@ -374,7 +386,7 @@ def main() -> None:
                 payload_bytes = summary.get("initial_payload_bytes")
             plain, secure_ = row[False][0], row[True][0]
             print(
-                f"{n:>7}  {' '.join(f'{s:.1f}' for s in plain):>24}  "
+                f"{n:>7}  {mode:>10}  {' '.join(f'{s:.1f}' for s in plain):>24}  "
                 f"{' '.join(f'{s:.1f}' for s in secure_):>24}  "
                 f"{_mean(secure_) / _mean(plain):>5.2f}  {row[False][1]:>10.0f}  "
                 f"{row[True][1]:>12.0f}  ({payload_bytes} bytes sent to each member)",

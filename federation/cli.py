@@ -104,6 +104,7 @@ def cmd_fed_join(args: argparse.Namespace) -> int:
         args.db,
         _say,
         args.max_wait,
+        fork_clientapps=not args.cold_clientapps,
     )
     if args.json:
         print_json(summary)
@@ -196,6 +197,12 @@ def register(sub: SubParsers) -> None:
     j.add_argument("--model-path", default="", help="this node's copy of the base checkpoint")
     j.add_argument(
         "--max-wait", type=float, default=60.0, help="seconds to wait for an absent SuperLink"
+    )
+    j.add_argument(
+        "--cold-clientapps",
+        action="store_true",
+        help="start each message's ClientApp as Flower does, importing everything again, "
+        "rather than forked from one process that imported it once",
     )
     j.add_argument("--json", action="store_true", help="print JSON")
     j.set_defaults(handler=cmd_fed_join)

@@ -11,6 +11,7 @@ cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -148,6 +149,7 @@ def run_member(
     db: str | None,
     say: Any,
     max_wait: float,
+    fork_clientapps: bool = True,
 ) -> dict[str, Any]:
     from gridpoint.trainers.pipeline import check_pipeline
 
@@ -190,8 +192,9 @@ def run_member(
         str(max_wait),
     ]
     log_path = folder / "supernode.log"
-    # Every message is answered by a ClientApp of its own: forked, not started cold.
-    with forked_clientapps(flower_env(folder / "flwr"), folder) as env:
+    env = flower_env(folder / "flwr")
+    # Every message is answered by a ClientApp of its own: forked, unless asked cold.
+    with forked_clientapps(env, folder) if fork_clientapps else contextlib.nullcontext(env) as env:
         supernode = _start_supernode(argv, env, log_path, max_wait)
         say(
             f"joined federation {federation!r} hosted by {host_id}; training on this node's private data"

@@ -105,7 +105,12 @@ class Federation:
         return proc
 
     def join(
-        self, member: NodeHome, name: str, env: dict[str, str] | None = None, max_wait: int = 10
+        self,
+        member: NodeHome,
+        name: str,
+        env: dict[str, str] | None = None,
+        max_wait: int = 10,
+        extra: tuple[str, ...] = (),
     ) -> subprocess.Popen[str]:
         argv = [
             sys.executable,
@@ -125,6 +130,7 @@ class Federation:
             "--max-wait",
             str(max_wait),
             "--json",
+            *extra,
         ]
         proc = subprocess.Popen(
             argv,
@@ -357,8 +363,9 @@ def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_str
     # Killed between training round 1 and delivering its update (it hangs there): mid-round.
     os.killpg(joins[1].pid, signal.SIGKILL)  # the join command
     assert kill_flower_processes_under(victim.path) >= 1  # its SuperNode, SuperExec, ClientApp
-    # A third trusted member joins while round 1 waits for the victim.
-    late_join = federation.join(late, "gamma", max_wait=120)
+    # A third trusted member joins while round 1 waits for the victim; its ClientApps start
+    # as Flower starts them, beside members whose ClientApps are forked.
+    late_join = federation.join(late, "gamma", max_wait=120, extra=("--cold-clientapps",))
     # Meanwhile a node that trusts the host, but that the host does not trust, tries to join:
     # it is told so, with the command the host must run.
     stranger = make_home("U")
@@ -415,6 +422,9 @@ def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_str
     assert late_code == 0, late_err
     assert [r["round"] for r in json.loads(late_out)["rounds"]] == [2]
     assert json.loads(late_out)["model"] == summary["model"]
+    late_run = late.path / "fed-member" / "gamma" / "run-001"
+    assert not (late_run / "clientapps.log").exists()
+    assert "Sent successfully" in (late_run / "supernode.log").read_text()
 
 
 def _read(path: Path) -> str:
