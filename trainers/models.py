@@ -35,8 +35,6 @@ class LoadedModel:
     tokenizer: Any
     family: str
     public_id: str
-    #: Where the weights came from ("" for a config-built model): LoRA adapters sit on it.
-    base: str = ""
 
     @property
     def processor(self) -> Any:
@@ -136,14 +134,14 @@ def load_model(
             model, base = _merged_adapter(folder, auto, head)
             processor = _adapter_processor(kind, folder, base)
         else:
-            model, base = auto.from_pretrained(source, local_files_only=True, **head), source
+            model = auto.from_pretrained(source, local_files_only=True, **head)
             processor = kind.pretrained_processor(source)
     except (OSError, ValueError) as exc:
         where = "the local checkpoint" if spec.path is not None else "the local Hugging Face cache"
         raise ModelLoadError(f"cannot load the base model from {where}: {in_words(exc)}") from None
     kind.prepare_model(model, processor)
     public = spec.public_id or spec.hub_id
-    return LoadedModel(model, processor, model.config.model_type, public, base)
+    return LoadedModel(model, processor, model.config.model_type, public)
 
 
 def _merged_adapter(folder: Path, auto: Any, head: dict[str, Any]) -> tuple[Any, str]:
