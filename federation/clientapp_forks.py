@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gridpoint.federation.clientapp_shim import address, peer_credentials
 from gridpoint.federation.processes import start, stop, tool
 
 __all__ = ["MAX_FORKS", "PRELOAD", "flwr_clientapp", "forked_clientapps", "serve"]
@@ -86,7 +87,8 @@ def forked_clientapps(
     try:
         yield {**env, "PATH": str(bin_dir) + os.pathsep + env.get("PATH", "")}
     finally:
-        stop(process, grace=2 * STOP_GRACE_S + 5)
+        # The server's own stop: its forks' grace, their SIGTERM's and their SIGKILL's.
+        stop(process, grace=3 * STOP_GRACE_S)
 
 
 def _start(
@@ -101,7 +103,7 @@ def _start(
     try:
         # Bound here, listened on by the server: a peer's credentials are those of the
         # process that listens, and the shim checks them against the server's pid.
-        listener.bind("\0" + name[1:])
+        listener.bind(address(name))
         command = list(server) or [sys.executable, "-m", __name__]
         bin_dir = folder / "clientapps-bin"
         bin_dir.mkdir(parents=True, exist_ok=True)
@@ -164,7 +166,7 @@ def _listening(name: str, process: subprocess.Popen[bytes], timeout: float = 30.
     while time.monotonic() < deadline and process.poll() is None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             try:
-                probe.connect("\0" + name[1:])
+                probe.connect(address(name))
                 return True
             except OSError:
                 time.sleep(0.02)
@@ -224,8 +226,7 @@ def _accept(server: _Server) -> None:
         time.sleep(0.1)
         return
     try:
-        uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
-        if uid != os.getuid():
+        if peer_credentials(conn)[1] != os.getuid():
             raise ConnectionError("another user")
         if len(server.forks) >= MAX_FORKS:
             conn.sendall(b"busy\n")

@@ -32,18 +32,28 @@ class Refused(ConnectionError):
     """The server did not fork (or is not the server): the installed ClientApp runs instead."""
 
 
+def address(name: str) -> str:
+    """The socket address of a name: "@name" is a Linux abstract socket, whose real name
+    starts with a NUL byte (which no command line can carry)."""
+    return "\0" + name[1:] if name.startswith("@") else name
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int]:
+    """The pid and uid of the process at the other end of a connected Unix socket (for a
+    listening one: the process that listens)."""
+    pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return pid, uid
+
+
 def connect(name: str, server_pid: int) -> socket.socket:
     """A connection to the fork server, checked to be that process of this user."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(ANSWER_TIMEOUT_S)
-        # "@name": a Linux abstract socket, whose real name starts with a NUL byte. Any local
-        # user may bind a free name, so the listener's credentials are checked before
-        # anything (environment, token, streams) is handed to it.
-        sock.connect("\0" + name[1:] if name.startswith("@") else name)
-        pid, uid, _ = struct.unpack(
-            "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        )
+        sock.connect(address(name))
+        # Any local user may bind a free name, so the listener's credentials are checked
+        # before anything (environment, token, streams) is handed to it.
+        pid, uid = peer_credentials(sock)
         if uid != os.getuid() or pid != server_pid:
             raise Refused("the socket is not the fork server's")
     except BaseException:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from gridpoint.federation.clientapp_forks import forked_clientapps
-from gridpoint.federation.clientapp_shim import connect, request
+from gridpoint.federation.clientapp_shim import address, connect, request
 from gridpoint.federation.processes import flower_env
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the fork server is Linux's")
@@ -253,7 +253,7 @@ def test_the_shim_hands_nothing_to_a_socket_that_is_not_its_server(tmp_path: Pat
         pass
     _, _, _, name, _, _ = _shim_command(tmp_path)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as impostor:
-        impostor.bind("\0" + name[1:])
+        impostor.bind(address(name))
         impostor.listen(1)
         shim = subprocess.run(
             [*_shim_command(tmp_path), "echo", "x"], capture_output=True, text=True, timeout=60
