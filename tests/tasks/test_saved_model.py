@@ -365,21 +365,24 @@ def test_an_adapter_whose_base_is_not_cached_is_refused_naming_the_cache(hub: Hu
     assert hub.connections == 0
 
 
+#: The one commit every test repo in a cache is laid out under.
+_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
 def _snapshot(hf_home: Path, hub_id: str) -> Path:
-    repo = hf_home / "hub" / f"models--{hub_id.replace('/', '--')}"
-    return repo / "snapshots" / (repo / "refs" / "main").read_text()
+    """The folder the hub's cache keeps hub_id's files in."""
+    return hf_home / "hub" / f"models--{hub_id.replace('/', '--')}" / "snapshots" / _COMMIT
 
 
-def _cache(hf_home: Path, hub_id: str, *saved: Any) -> Path:
+def _cache(hf_home: Path, hub_id: str, *saved: Any) -> None:
     """Saves each of `saved` (models, adapters, tokenizers) as the hub's cache lays out a
-    download of hub_id; returns the snapshot's folder."""
-    repo = hf_home / "hub" / f"models--{hub_id.replace('/', '--')}"
-    commit = "0123456789abcdef0123456789abcdef01234567"
+    download of hub_id."""
+    snapshot = _snapshot(hf_home, hub_id)
     for item in saved:
-        item.save_pretrained(repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    return repo / "snapshots" / commit
+        item.save_pretrained(snapshot)
+    refs = snapshot.parent.parent / "refs"
+    refs.mkdir()
+    (refs / "main").write_text(_COMMIT)
 
 
 def _weights(model: Any) -> str:
