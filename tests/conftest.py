@@ -185,8 +185,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Marks every test that needs PostgreSQL `postgres` (`-m "not postgres"` leaves them out
     where no server runs); then slow tests first, the two real Flower federations (minutes
     each) before all: long tests started last stretch the run. Under `./dev test`'s `--dist
-    loadgroup` each worker is handed one test at a time, so each of two workers starts one
-    story; plain `-n 2` (`--dist load`) hands the first worker a run of tests, both stories."""
+    loadgroup` each worker is handed one test at a time, so the two stories start on two
+    workers of their own; plain `-n 2` (`--dist load`) hands the first worker a run of tests,
+    both stories."""
     for item in items:
         if "pg_url" in getattr(item, "fixturenames", ()) or "postgresql" in item.name:
             item.add_marker(pytest.mark.postgres)
