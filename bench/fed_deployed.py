@@ -22,7 +22,7 @@ process it starts is stopped on exit, Ctrl-C or SIGTERM included; it writes only
 temporary folder, removed at the end (--keep keeps it, with every process's log).
 
     python bench/fed_deployed.py [--members 2 5 10] [--rounds 2] [--resume-members 2]
-        [--no-resume] [--full] [--keep] [--clientapps forked|cold|both]
+        [--no-resume] [--full] [--keep] [--apps forked|cold|both]
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ class Bench:
     def __init__(self, work: Path, lora: bool) -> None:
         self.work = work
         self.lora = lora
-        #: Members start each ClientApp as Flower does (`fed join --cold-clientapps`).
+        #: Members start each ClientApp, and hosts each ServerApp, as Flower does
+        #: (`fed join --cold-clientapps`, `fed host --cold-serverapp`).
         self.cold = False
         self.pipeline_dir = work / "pipeline"
         self.pipeline_dir.mkdir()
@@ -205,6 +206,8 @@ class Bench:
             argv.append("--lora")
         if secure:
             argv.append("--secure-aggregation")
+        if self.cold:
+            argv.append("--cold-serverapp")
         return self.start_host(host, name, address, argv)
 
     def join(self, n: int, name: str, address: str, max_wait: int) -> list[subprocess.Popen[str]]:
@@ -297,7 +300,9 @@ class Bench:
         os.killpg(proc.pid, signal.SIGKILL)
         kill_flower_processes_under(folder)
         proc.wait()
-        resumed, rerr, rstarted, rout = self.start_host(host, name, address, ["--resume", name])
+        resumed, rerr, rstarted, rout = self.start_host(
+            host, name, address, ["--resume", name, *(["--cold-serverapp"] if self.cold else [])]
+        )
         rlink = rerr.wait_for("SuperLink on", 120)[0] - rstarted
         done = int(rerr.wait_for(r"^resuming federation run \S+ after round (\d+)", 120)[1][1])
         deadline = time.monotonic() + 1200
@@ -346,10 +351,11 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="all weights, not LoRA adapters")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument(
-        "--clientapps",
+        "--apps",
         choices=("forked", "cold", "both"),
         default="forked",
-        help="members' ClientApps forked (fed join's default), cold (--cold-clientapps) or "
+        help="members' ClientApps and hosts' ServerApps forked (the default of fed join and "
+        "fed host), cold (--cold-clientapps, --cold-serverapp) or "
         "both, one after the other for each member count",
     )
     args = parser.parse_args()
@@ -367,10 +373,10 @@ def main() -> None:
     try:
         if args.members:
             print(
-                f"{'members':>7}  {'clientapps':>10}  {'plain s/round':>24}  "
+                f"{'members':>7}  {'apps':>10}  {'plain s/round':>24}  "
                 f"{'SecAgg+ s/round':>24}  {'ratio':>5}  {'plain wall':>10}  {'SecAgg+ wall':>12}"
             )
-        modes = ("forked", "cold") if args.clientapps == "both" else (args.clientapps,)
+        modes = ("forked", "cold") if args.apps == "both" else (args.apps,)
         for n, mode in ((n, mode) for n in args.members for mode in modes):
             bench.cold = mode == "cold"
             row: dict[bool, tuple[list[float], float]] = {}

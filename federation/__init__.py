@@ -19,10 +19,12 @@ The code is organized as follows:
 - flower_app/: the Flower App bundle (pyproject + thin entry modules) that `flwr run` ships.
 - flower_certs.py: SuperLink TLS certificate and SuperNode auth keys from gridpoint identities.
 - processes.py: starting and stopping the Flower processes, with the settings they need.
-- clientapp_forks.py: a member's fork server: each message's ClientApp forked from one process
-  that imported Flower, torch and transformers once, not started cold by Flower.
-- clientapp_shim.py: the `flwr-clientapp` first on the SuperNode's PATH that asks the fork
-  server for a ClientApp (standard library only; runs the installed one when none answers).
+- app_forks.py: the fork servers of a member and a host: each message's ClientApp and each
+  run's ServerApp forked from one process that imported Flower, torch and transformers once,
+  not started cold by Flower.
+- app_shim.py: the `flwr-clientapp` (`flwr-serverapp`) first on the SuperNode's (SuperLink's)
+  PATH that asks the fork server for the app (standard library only; runs the installed one
+  when none answers).
 - names.py: what a federation name may be (a folder under the home and a word of the join command).
 - host.py / member.py: `fed host` and `fed join`: start and watch the Flower processes.
 - publish.py: the finished federation handed to the node's publishing service (kind federated).

@@ -70,7 +70,7 @@ def cmd_fed_host(args: argparse.Namespace) -> int:
             dp_clip=args.dp_clip,
             dp_adaptive_clip=args.dp_adaptive_clip,
         )
-    outcome = run_host(home, opts, _say, resume_from)
+    outcome = run_host(home, opts, _say, resume_from, fork_serverapp=not args.cold_serverapp)
     summary = publish_federation(home, opts, outcome)
     _say(f"federation {opts.federation!r} done; record {summary.record_id} published")
     model = keep_global_model(
@@ -182,6 +182,12 @@ def register(sub: SubParsers) -> None:
         help="with --dp: the clip starts at --dp-clip and follows the median of the members' "
         "update norms (Andrew et al. 2021; its noisy count takes a share of the budget); not "
         "with --secure-aggregation",
+    )
+    h.add_argument(
+        "--cold-serverapp",
+        action="store_true",
+        help="start the run's ServerApp as Flower does, importing everything again, rather "
+        "than forked from a process that imported it while the SuperLink started",
     )
     h.add_argument("--json", action="store_true", help="print JSON")
     h.set_defaults(handler=cmd_fed_host)

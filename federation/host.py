@@ -23,6 +23,7 @@ from typing import Any
 import tomli_w
 
 from gridpoint.errors import ConfigError, GridpointError, PeerError
+from gridpoint.federation.app_forks import SERVERAPP, forked_apps
 from gridpoint.federation.flower_certs import openssh_public_key, superlink_material
 from gridpoint.federation.flower_nodes import FlowerNode, recorded, remember
 from gridpoint.federation.model_state import spec_to_json
@@ -184,12 +185,18 @@ def _numbers(params: dict[str, Any]) -> dict[str, float]:
 
 
 def run_host(
-    home: NodeHome, opts: HostOptions, say: Say, resume_from: Path | None = None
+    home: NodeHome,
+    opts: HostOptions,
+    say: Say,
+    resume_from: Path | None = None,
+    fork_serverapp: bool = True,
 ) -> HostOutcome:
     """Runs the federation to its end; returns the summary (raises GridpointError on failure).
 
     resume_from: the folder of a run that stopped (see resume_options); it goes on from its
     last checkpoint, on the same address, so that its members' SuperNodes reconnect.
+    fork_serverapp: the run's ServerApp is forked from a process that imported it already
+    (app_forks.py), not started cold by Flower.
     """
     from gridpoint.trainers.descriptor import describe
     from gridpoint.trainers.pipeline import load_data
@@ -263,57 +270,61 @@ def run_host(
         )
     )
     env = flower_env(folder / "flwr")
-    superlink = start(
-        [
-            tool("flower-superlink"),
-            "--ssl-ca-certfile",
-            str(folder / "ca.pem"),
-            "--ssl-certfile",
-            str(folder / "superlink.pem"),
-            "--ssl-keyfile",
-            str(folder / "superlink.key"),
-            "--enable-supernode-auth",
-            "--database",
-            str(folder / "state.db"),
-            "--disable-runtime-dependency-installation",
-            "--host",
-            host,
-            "--port",
-            str(port),
-        ],
-        env,
-        folder / "superlink.log",
-    )
-    try:
-        if not wait_for_port(host, port, 60, superlink):
-            raise GridpointError(
-                f"the Flower SuperLink did not start; see {folder / 'superlink.log'}"
+    with (
+        forked_apps(SERVERAPP, env, folder) if fork_serverapp else contextlib.nullcontext(env)
+    ) as env:
+        superlink = start(_superlink_argv(folder, host, port), env, folder / "superlink.log")
+        try:
+            if not wait_for_port(host, port, 60, superlink):
+                raise GridpointError(
+                    f"the Flower SuperLink did not start; see {folder / 'superlink.log'}"
+                )
+            trust = _LiveTrust(folder, env, resume_from is not None, peers)
+            trust.add(peers)
+            if resume_from is not None:
+                _stop_superseded_runs(lambda args: _flwr(args, env, folder))
+            say(
+                f"SuperLink on {host}:{port}; {len(peers)} trusted peer(s) may join "
+                f"(`gridpoint fed join {host}:{port} --federation {opts.federation} --pipeline MODULE:FUNCTION`)"
             )
-        trust = _LiveTrust(folder, env, resume_from is not None, peers)
-        trust.add(peers)
-        if resume_from is not None:
-            _stop_superseded_runs(lambda args: _flwr(args, env, folder))
-        say(
-            f"SuperLink on {host}:{port}; {len(peers)} trusted peer(s) may join "
-            f"(`gridpoint fed join {host}:{port} --federation {opts.federation} --pipeline MODULE:FUNCTION`)"
-        )
-        run_id = _submit(home, opts, study, params, task, peers, folder, env, noise_multiplier)
-        say(
-            f"run {run_id} submitted: {opts.rounds} round(s), at least {opts.min_members} member(s)"
-        )
-        expected = [p.name or p.node_id[:12] for p in peers]
-        result, rounds, start_event = _watch(
-            folder,
-            opts,
-            superlink,
-            say,
-            expected,
-            lambda: _online_members(folder, env),
-            lambda: trust.follow(home, opts.db, say),
-        )
-    finally:
-        stop(superlink)
+            run_id = _submit(home, opts, study, params, task, peers, folder, env, noise_multiplier)
+            say(
+                f"run {run_id} submitted: {opts.rounds} round(s), at least {opts.min_members} member(s)"
+            )
+            expected = [p.name or p.node_id[:12] for p in peers]
+            result, rounds, start_event = _watch(
+                folder,
+                opts,
+                superlink,
+                say,
+                expected,
+                lambda: _online_members(folder, env),
+                lambda: trust.follow(home, opts.db, say),
+            )
+        finally:
+            stop(superlink)
     return HostOutcome(run_id, params, task, result, rounds, start_event, parents)
+
+
+def _superlink_argv(folder: Path, host: str, port: int) -> list[str]:
+    """The SuperLink's command: TLS and SuperNode authentication, its state in folder."""
+    return [
+        tool("flower-superlink"),
+        "--ssl-ca-certfile",
+        str(folder / "ca.pem"),
+        "--ssl-certfile",
+        str(folder / "superlink.pem"),
+        "--ssl-keyfile",
+        str(folder / "superlink.key"),
+        "--enable-supernode-auth",
+        "--database",
+        str(folder / "state.db"),
+        "--disable-runtime-dependency-installation",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
 
 
 def check_dp_options(opts: HostOptions) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import tomli_w
 
 from gridpoint.errors import GridpointError, PeerError
-from gridpoint.federation.clientapp_forks import forked_clientapps
+from gridpoint.federation.app_forks import CLIENTAPP, forked_apps
 from gridpoint.federation.flower_certs import (
     issued_by,
     openssh_private_key,
@@ -194,7 +194,9 @@ def run_member(
     log_path = folder / "supernode.log"
     env = flower_env(folder / "flwr")
     # Every message is answered by a ClientApp of its own: forked, unless asked cold.
-    with forked_clientapps(env, folder) if fork_clientapps else contextlib.nullcontext(env) as env:
+    with (
+        forked_apps(CLIENTAPP, env, folder) if fork_clientapps else contextlib.nullcontext(env)
+    ) as env:
         supernode = _start_supernode(argv, env, log_path, max_wait)
         say(
             f"joined federation {federation!r} hosted by {host_id}; training on this node's private data"

@@ -268,6 +268,9 @@ def test_secure_aggregation_with_dp_sums_two_honest_members_leaves_a_tamperer_ou
         run = member.path / "fed-member" / "alpha" / "run-001"
         forks = (run / "clientapps.log").read_text().count("forked a ClientApp")
         assert forks == (run / "supernode.log").read_text().count("Sent successfully") > 0
+    # So was the run's ServerApp, by the host's server.
+    host_run = federation.host.path / "fed" / "alpha" / "run-001"
+    assert (host_run / "serverapps.log").read_text().count("forked a ServerApp") == 1
     # Assert: the host kept the final global model; each honest member received the very
     # same files over the Artifacts service; the refused tamperer received nothing.
     kept = run_main(
@@ -341,8 +344,10 @@ def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_str
     # stop (it sends them at Flower's shortest interval, 10 s: see stall/sitecustomize.py;
     # the SuperLink gives up after two missed), and the SuperLink answers for it. The
     # timeout is for the live members, whose first ClientApp took over 75 s on a loaded CI
-    # machine.
-    host = federation.start_host("gamma", rounds=2, epochs=1, round_timeout=240, study=study)
+    # machine. The first host starts its ServerApp as Flower does; the resumed one forks it.
+    host = federation.start_host(
+        "gamma", rounds=2, epochs=1, round_timeout=240, study=study, extra=("--cold-serverapp",)
+    )
     # The late joiner is a node the host comes to trust only now, with the federation running.
     late = make_home("L")
     late_daemon = Daemon.start(late)
@@ -425,6 +430,8 @@ def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_str
     late_run = late.path / "fed-member" / "gamma" / "run-001"
     assert not (late_run / "clientapps.log").exists()
     assert "Sent successfully" in (late_run / "supernode.log").read_text()
+    # The first host's ServerApp was Flower's own; the resumed host's was a fork.
+    assert (folder / "serverapps.log").read_text().count("forked a ServerApp") == 1
 
 
 def _read(path: Path) -> str:

@@ -1,19 +1,20 @@
-"""Flower's ClientApps forked from one process that imported Flower, torch and transformers once.
+"""Flower's apps forked from one process that imported Flower, torch and transformers once.
 
 Flower's SuperExec starts a new `flwr-clientapp`, found by name on PATH, for every message a
-member receives, and on a CPU machine its imports (about 5 s of CPU here) took longer than a
-small model's round of training. `fed join` starts a fork server beside its SuperNode
-(`forked_clientapps`) and puts a `flwr-clientapp` of its own first on the SuperNode's PATH
-(clientapp_shim.py); for each message the server forks a child that takes the shim's
-arguments, environment, working folder and standard streams and runs Flower's own
-`flwr-clientapp` entry point, and the shim exits with the child's status. Each message still
-runs in a process of its own that no other message touched: only the imports are shared, as
-torch's DataLoader workers share theirs, and each fork draws fresh random seeds.
+member receives, and a new `flwr-serverapp` for every run a host submits; on a CPU machine
+their imports (5-6 s of CPU here) took longer than a small model's round of training.
+`fed join` and `fed host` start a fork server beside their SuperNode or SuperLink
+(`forked_apps`) and put a `flwr-clientapp` or `flwr-serverapp` of their own first on its
+PATH (app_shim.py); for each request the server forks a child that takes the shim's
+arguments, environment, working folder and standard streams and runs Flower's own entry
+point, and the shim exits with the child's status. Each message or run still runs in a
+process of its own that no other touched: only the imports are shared, as torch's
+DataLoader workers share theirs, and each fork draws fresh random seeds.
 
 It must never: initialize CUDA before it forks (a child could not use it; the server refuses
 to serve if an import did); fork for a caller of another user (each caller's uid is
 checked); let one caller's request stop or stall it for the others (each request is bounded
-in bytes and time, and any failure ends that request only); or outlive the member that
+in bytes and time, and any failure ends that request only); or outlive the command that
 started it.
 """
 
@@ -40,46 +41,83 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridpoint.federation.clientapp_shim import address, peer_credentials
+from gridpoint.federation.app_shim import address, peer_credentials
 from gridpoint.federation.processes import start, stop, tool
 
-__all__ = ["MAX_FORKS", "PRELOAD", "flwr_clientapp", "forked_clientapps", "serve"]
+__all__ = ["APPS", "CLIENTAPP", "MAX_FORKS", "SERVERAPP", "FlowerApp", "forked_apps", "serve"]
 
-#: What the server imports before it serves: what a training or evaluating ClientApp imports.
-PRELOAD = (
-    "torch",
-    "transformers.modeling_utils",
-    "flwr.supernode.cli.flwr_clientapp",
-    "gridpoint.federation.client_app",
+
+@dataclass(frozen=True)
+class FlowerApp:
+    """One of the apps Flower's SuperExec starts by name, a process for each message or run."""
+
+    #: As Flower's logs name it, and (lower case, plural) the server's files in a run folder.
+    name: str
+    #: The console script the SuperExec runs, which the shim stands in for.
+    tool: str
+    #: Flower's own entry point, "module:function", that each fork calls.
+    entry: str
+    #: What the server imports before it serves: what the app imports to do its work.
+    preload: tuple[str, ...]
+
+    @property
+    def files(self) -> str:
+        return self.name.lower() + "s"
+
+
+#: A member's ClientApp, one per message: it trains or evaluates.
+CLIENTAPP = FlowerApp(
+    "ClientApp",
+    "flwr-clientapp",
+    "flwr.supernode.cli:flwr_clientapp",
+    (
+        "torch",
+        "transformers.modeling_utils",
+        "flwr.supernode.cli.flwr_clientapp",
+        "gridpoint.federation.client_app",
+    ),
 )
-#: ClientApps running at once; a shim asking beyond this runs `flwr-clientapp` itself.
+#: The host's ServerApp, one per run: it builds the starting model and aggregates the rounds.
+SERVERAPP = FlowerApp(
+    "ServerApp",
+    "flwr-serverapp",
+    "flwr.superlink.cli:flwr_serverapp",
+    (
+        "torch",
+        "transformers.modeling_utils",
+        "flwr.superlink.cli.flwr_serverapp",
+        "gridpoint.federation.server_app",
+    ),
+)
+APPS = {app.tool: app for app in (CLIENTAPP, SERVERAPP)}
+#: Apps running at once; a shim asking beyond this runs the installed app itself.
 MAX_FORKS = 16
 #: The largest request a shim may send (its arguments and environment), and how long it may
 #: take to send it.
 MAX_REQUEST_BYTES = 1 << 20
 REQUEST_TIMEOUT_S = 2.0
 #: Seconds the forks have to end after the server is told to stop (each was sent a SIGTERM by
-#: its shim, which the SuperNode's stop reached first) before they are sent one, and again
-#: before they are killed.
+#: its shim, which the SuperNode's or SuperLink's stop reached first) before they are sent
+#: one, and again before they are killed.
 STOP_GRACE_S = 5.0
-_SHIM = Path(__file__).with_name("clientapp_shim.py")
+_SHIM = Path(__file__).with_name("app_shim.py")
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
 
 
 @contextlib.contextmanager
-def forked_clientapps(
-    env: dict[str, str], folder: Path, server: Sequence[str] = ()
+def forked_apps(
+    app: FlowerApp, env: dict[str, str], folder: Path, server: Sequence[str] = ()
 ) -> Iterator[dict[str, str]]:
-    """Starts a fork server with env; yields env for the SuperNode, whose ClientApps it forks.
+    """Starts a fork server for app with env; yields env for the SuperNode or SuperLink,
+    whose SuperExec's app processes it forks.
 
-    The shim and the server's log are written in folder (the member's run folder). Where it
-    cannot serve (not Linux, or the server would not start), yields env unchanged: Flower
-    starts its own ClientApps. The server is stopped when the block ends, and stops itself
-    should the caller be killed. server: the command that serves, given the listening
-    socket's descriptor and the caller's pid as its last two arguments (this module's by
-    default).
+    The shim and the server's log are written in folder (the run folder). Where it cannot
+    serve (not Linux, or the server would not start), yields env unchanged: Flower starts
+    its own processes. The server is stopped when the block ends, and stops itself should
+    the caller be killed. server: the command that serves, given the listening socket's
+    descriptor and the caller's pid as its last two arguments (this module's by default).
     """
-    started = _start(env, folder, server) if sys.platform == "linux" else None
+    started = _start(app, env, folder, server) if sys.platform == "linux" else None
     if started is None:
         yield env
         return
@@ -92,43 +130,36 @@ def forked_clientapps(
 
 
 def _start(
-    env: dict[str, str], folder: Path, server: Sequence[str]
+    app: FlowerApp, env: dict[str, str], folder: Path, server: Sequence[str]
 ) -> tuple[subprocess.Popen[bytes], Path] | None:
-    # An abstract socket (Linux): nothing on disk to outlive a killed member, and no limit
+    # An abstract socket (Linux): nothing on disk to outlive a killed command, and no limit
     # from the length of a run folder's path. Any local process could connect to the name,
     # or bind it once the server is gone: the server forks only for callers of this user,
     # and the shim talks only to the server's pid.
-    name = f"@gridpoint-clientapps-{secrets.token_hex(16)}"
+    name = f"@gridpoint-{app.files}-{secrets.token_hex(16)}"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         # Bound here, listened on by the server: a peer's credentials are those of the
         # process that listens, and the shim checks them against the server's pid.
         listener.bind(address(name))
-        command = list(server) or [sys.executable, "-m", __name__]
-        bin_dir = folder / "clientapps-bin"
+        command = list(server) or [sys.executable, "-m", __name__, app.tool]
+        bin_dir = folder / f"{app.files}-bin"
         bin_dir.mkdir(parents=True, exist_ok=True)
         # Started in bin_dir: `-m` puts the working folder first on sys.path, and a module
-        # of the user's folder must not shadow one the ClientApp imports.
+        # of the user's folder must not shadow one the app imports.
         process = start(
             [*command, str(listener.fileno()), str(os.getpid())],
             env,
-            folder / "clientapps.log",
+            folder / f"{app.files}.log",
             pass_fds=(listener.fileno(),),
             cwd=bin_dir,
         )
-        shim = bin_dir / "flwr-clientapp"
-        argv = [
-            sys.executable,
-            "-I",
-            str(_SHIM),
-            name,
-            str(process.pid),
-            tool("flwr-clientapp"),
-        ]
+        shim = bin_dir / app.tool
+        argv = [sys.executable, "-I", str(_SHIM), name, str(process.pid), tool(app.tool)]
         shim.write_text("#!/bin/sh\nexec " + shlex.join(argv) + ' "$@"\n')
         shim.chmod(0o700)
     except OSError as exc:
-        print(f"ClientApps start cold: no fork server ({exc.strerror or exc})", file=sys.stderr)
+        print(f"{app.name}s start cold: no fork server ({exc.strerror or exc})", file=sys.stderr)
         return None
     finally:
         listener.close()
@@ -136,7 +167,7 @@ def _start(
     # request waits for them rather than running cold.
     if not _listening(name, process):
         stop(process)
-        print("ClientApps start cold: the fork server did not start", file=sys.stderr)
+        print(f"{app.name}s start cold: the fork server did not start", file=sys.stderr)
         return None
     return process, bin_dir
 
@@ -156,6 +187,7 @@ class _Server:
     listener: socket.socket
     selector: selectors.DefaultSelector
     wakeup: tuple[socket.socket, socket.socket]
+    app: FlowerApp
     run: Callable[[], None]
     forks: dict[int, _Fork] = field(default_factory=dict)
     stopping: bool = False
@@ -173,32 +205,40 @@ def _listening(name: str, process: subprocess.Popen[bytes], timeout: float = 30.
     return False
 
 
-def flwr_clientapp() -> None:
-    """Flower's own `flwr-clientapp` entry point, reading sys.argv."""
-    from flwr.supernode.cli import flwr_clientapp as entry
-
-    entry()
+def flower_entry(app: FlowerApp) -> Callable[[], None]:
+    """Flower's own entry point of app (it reads sys.argv)."""
+    module, function = app.entry.split(":")
+    entry: Callable[[], None] = getattr(importlib.import_module(module), function)
+    return entry
 
 
 def serve(
     listener: socket.socket,
     parent: int,
-    run: Callable[[], None] = flwr_clientapp,
-    preload: Sequence[str] = PRELOAD,
+    app: FlowerApp,
+    run: Callable[[], None] | None = None,
+    preload: Sequence[str] | None = None,
 ) -> None:
-    """Imports preload, then forks for every request on the listening socket a child that
-    calls run (with the request's argv, environment, folder and streams), until SIGTERM or
-    until parent, the process that started it, is gone."""
+    """Imports preload (app's by default), then forks for every request on the listening
+    socket a child that calls run (app's entry point by default) with the request's argv,
+    environment, folder and streams, until SIGTERM or until parent, the process that
+    started it, is gone."""
     listener.listen(MAX_FORKS)
-    for module in preload:
+    for module in app.preload if preload is None else preload:
         importlib.import_module(module)
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
-        raise SystemExit("an import initialized CUDA: no ClientApp can be forked from here")
+        raise SystemExit(f"an import initialized CUDA: no {app.name} can be forked from here")
     wake_r, wake_w = socket.socketpair()
     wake_r.setblocking(False)
     wake_w.setblocking(False)
-    server = _Server(listener, selectors.DefaultSelector(), (wake_r, wake_w), run)
+    server = _Server(
+        listener,
+        selectors.DefaultSelector(),
+        (wake_r, wake_w),
+        app,
+        flower_entry(app) if run is None else run,
+    )
     signal.set_wakeup_fd(wake_w.fileno())
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGTERM, lambda *_: setattr(server, "stopping", True))
@@ -291,11 +331,11 @@ def _fork(server: _Server, conn: socket.socket, request: dict[str, Any], fds: li
     try:
         pid = os.fork()
         if pid == 0:
-            _become_clientapp(server, conn, request, fds)
+            _become_app(server, conn, request, fds)
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
     # Its pid only: Flower's arguments hold the message's token.
-    print(f"forked a ClientApp: pid {pid}", flush=True)
+    print(f"forked a {server.app.name}: pid {pid}", flush=True)
     server.forks[pid] = _Fork(pid, conn)
     server.selector.register(conn, selectors.EVENT_READ, pid)
     # A pidfd lets the shim signal this very process, never a later one with its pid.
@@ -309,10 +349,10 @@ def _fork(server: _Server, conn: socket.socket, request: dict[str, Any], fds: li
             os.close(pidfd)
 
 
-def _become_clientapp(
+def _become_app(
     server: _Server, conn: socket.socket, request: dict[str, Any], fds: list[int]
 ) -> None:
-    """In the child: becomes the shim's ClientApp, then exits as a process does (never
+    """In the child: becomes the shim's app, then exits as a process does (never
     returning to the serving loop)."""
     code = 1
     try:
@@ -336,7 +376,7 @@ def _become_clientapp(
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
         # As the console script would have them.
-        installed = tool("flwr-clientapp")
+        installed = tool(server.app.tool)
         sys.argv = [installed, *request["argv"][1:]]
         sys.path[0] = str(Path(installed).parent)
         _fresh_seeds()
@@ -383,7 +423,7 @@ def _exit(code: int) -> None:
 
 
 def _hung_up(server: _Server, pid: int) -> None:
-    """The shim closed its end (it was killed): its ClientApp is stopped as it would have been."""
+    """The shim closed its end (it was killed): its app is stopped as it would have been."""
     fork = server.forks[pid]
     if fork.hung_up:
         return
@@ -426,4 +466,4 @@ def _stop_forks(server: _Server) -> None:
 
 
 if __name__ == "__main__":
-    serve(socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2]))
+    serve(socket.socket(fileno=int(sys.argv[2])), int(sys.argv[3]), APPS[sys.argv[1]])

@@ -1,8 +1,9 @@
-"""ClientApps forked by the member's fork server, asked for through the `flwr-clientapp` shim.
+"""Apps forked by a fork server, asked for through the shim (here: a member's `flwr-clientapp`).
 
 Real processes: a server (this module's small `run` in place of Flower's, without the
 imports), the shim found first on the PATH it yields, as Flower's SuperExec finds it. The
-real server, forking Flower's own ClientApps, is in tests/federation/test_rounds.py.
+real servers, forking Flower's own ClientApps and ServerApps, are in
+tests/federation/test_rounds.py.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from gridpoint.federation.clientapp_forks import forked_clientapps
-from gridpoint.federation.clientapp_shim import address, connect, request
+from gridpoint.federation.app_forks import APPS, CLIENTAPP, FlowerApp, forked_apps
+from gridpoint.federation.app_shim import address, connect, request
 from gridpoint.federation.processes import flower_env
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the fork server is Linux's")
@@ -31,7 +32,7 @@ SERVER = """
 import os, random, signal, socket, sys, time
 from pathlib import Path
 import numpy
-from gridpoint.federation.clientapp_forks import serve
+from gridpoint.federation.app_forks import CLIENTAPP, serve
 
 def run() -> None:
     mode, *rest = sys.argv[1:]
@@ -54,14 +55,14 @@ if os.environ.get("DRAW_FIRST"):  # both generators in use before the forks, as 
     import torch
 
     numpy.random.randint(2), torch.randint(2, (1,))
-serve(socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2]), run, preload=())
+serve(socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2]), CLIENTAPP, run, preload=())
 """
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    with forked_clientapps(
-        flower_env(tmp_path / "flwr"), tmp_path, server=[sys.executable, "-c", SERVER]
+    with forked_apps(
+        CLIENTAPP, flower_env(tmp_path / "flwr"), tmp_path, server=[sys.executable, "-c", SERVER]
     ) as env:
         yield env
 
@@ -77,9 +78,9 @@ def _clientapp(env: dict[str, str], *argv: str, cwd: Path | None = None) -> subp
     )
 
 
-def _shim_command(folder: Path) -> list[str]:
+def _shim_command(folder: Path, app: FlowerApp = CLIENTAPP) -> list[str]:
     """The shim's command as its script holds it: python, -I, shim, name, server pid, installed."""
-    script = (folder / "clientapps-bin" / "flwr-clientapp").read_text()
+    script = (folder / f"{app.files}-bin" / app.tool).read_text()
     return shlex.split(script.splitlines()[1].removeprefix("exec "))[:-1]
 
 
@@ -123,7 +124,7 @@ def test_a_fork_takes_the_shims_arguments_environment_folder_and_streams(
 
 def test_each_fork_draws_its_own_random_numbers(tmp_path: Path) -> None:
     server_env = {**flower_env(tmp_path / "flwr"), "DRAW_FIRST": "1"}
-    with forked_clientapps(server_env, tmp_path, server=[sys.executable, "-c", SERVER]) as env:
+    with forked_apps(CLIENTAPP, server_env, tmp_path, server=[sys.executable, "-c", SERVER]) as env:
         draws = [_clientapp(env, "draw").communicate(timeout=60)[0].split() for _ in range(3)]
     assert all(len(d) == 2 for d in draws)
     assert len({d[0] for d in draws}) == 3  # numpy's global generator
@@ -200,17 +201,18 @@ def test_bad_and_slow_requests_end_alone_and_the_server_serves_the_others(
     working.kill()
 
 
-def test_without_its_server_the_shim_runs_flowers_own_clientapp(tmp_path: Path) -> None:
-    with forked_clientapps(
-        flower_env(tmp_path / "flwr"), tmp_path, server=[sys.executable, "-c", SERVER]
+@pytest.mark.parametrize("app", APPS.values(), ids=APPS.keys())
+def test_without_its_server_the_shim_runs_flowers_own_app(app: FlowerApp, tmp_path: Path) -> None:
+    with forked_apps(
+        app, flower_env(tmp_path / "flwr"), tmp_path, server=[sys.executable, "-c", SERVER]
     ):
         pass
-    # The server is gone: Flower's own clientapp, which does not know "echo", answers.
+    # The server is gone: Flower's own app, which does not know "echo", answers.
     shim = subprocess.run(
-        [*_shim_command(tmp_path), "echo", "x"], capture_output=True, text=True, timeout=60
+        [*_shim_command(tmp_path, app), "echo", "x"], capture_output=True, text=True, timeout=60
     )
     assert shim.returncode == 2
-    assert "usage: flwr-clientapp" in shim.stderr and shim.stdout == ""
+    assert f"usage: {app.tool}" in shim.stderr and shim.stdout == ""
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to ask as another user")
@@ -247,8 +249,8 @@ def test_another_user_gets_no_fork(env: dict[str, str], tmp_path: Path) -> None:
 def test_the_shim_hands_nothing_to_a_socket_that_is_not_its_server(tmp_path: Path) -> None:
     # Once a server is gone its name is free: anyone may bind it. The shim checks that the
     # listener is the server's pid before it sends its environment, token and streams.
-    with forked_clientapps(
-        flower_env(tmp_path / "flwr"), tmp_path, server=[sys.executable, "-c", SERVER]
+    with forked_apps(
+        CLIENTAPP, flower_env(tmp_path / "flwr"), tmp_path, server=[sys.executable, "-c", SERVER]
     ):
         pass
     _, _, _, name, _, _ = _shim_command(tmp_path)
@@ -274,8 +276,8 @@ def test_the_server_stops_when_the_member_that_started_it_is_killed(tmp_path: Pa
             "-c",
             "import os, sys, time\n"
             "from pathlib import Path\n"
-            "from gridpoint.federation.clientapp_forks import forked_clientapps\n"
-            "with forked_clientapps(dict(os.environ), Path(sys.argv[1]),"
+            "from gridpoint.federation.app_forks import CLIENTAPP, forked_apps\n"
+            "with forked_apps(CLIENTAPP, dict(os.environ), Path(sys.argv[1]),"
             " [sys.executable, '-c', sys.argv[2]]):\n"
             "    print('started', flush=True); time.sleep(3600)\n",
             str(tmp_path),

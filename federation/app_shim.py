@@ -1,14 +1,14 @@
-"""The `flwr-clientapp` that a member's SuperExec finds first on PATH: it asks the fork server
-for a ClientApp and waits for it, as if it were that process (clientapp_forks.py).
+"""The `flwr-clientapp` (or `flwr-serverapp`) that a SuperExec finds first on PATH: it asks the
+fork server for that app and waits for it, as if it were that process (app_forks.py).
 
-Run by path with `python -I` for every message a member receives, so it imports the standard
-library only, never gridpoint, Flower or torch. Its arguments: the fork server's socket, the
-server's pid, the installed `flwr-clientapp`, then Flower's own arguments. It hands the
-server those arguments, its environment, working folder and standard streams (only once the
-socket's other end proves to be that server, of this user); forwards the signals it receives
-to the forked ClientApp; and exits with the ClientApp's status. When the server cannot be
-reached (gone, busy, or not answering in time) it runs the installed `flwr-clientapp` in its
-own place, so a message is never lost to the shortcut. It must never run a ClientApp itself.
+Run by path with `python -I` for every message a member receives (every run a host submits),
+so it imports the standard library only, never gridpoint, Flower or torch. Its arguments: the
+fork server's socket, the server's pid, the installed app, then Flower's own arguments. It
+hands the server those arguments, its environment, working folder and standard streams (only
+once the socket's other end proves to be that server, of this user); forwards the signals it
+receives to the forked app; and exits with the app's status. When the server cannot be
+reached (gone, busy, or not answering in time) it runs the installed app in its own place, so
+a message or a run is never lost to the shortcut. It must never run the app itself.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import struct
 import sys
 from types import FrameType
 
-#: The signals a SuperExec or a terminal may send a ClientApp: passed on to the fork.
+#: The signals a SuperExec or a terminal may send an app: passed on to the fork.
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 #: Seconds to wait for a fork: the server may still be importing when the first message comes.
 ANSWER_TIMEOUT_S = 60.0
 
 
 class Refused(ConnectionError):
-    """The server did not fork (or is not the server): the installed ClientApp runs instead."""
+    """The server did not fork (or is not the server): the installed app runs instead."""
 
 
 def address(name: str) -> str:
@@ -129,7 +129,7 @@ def main() -> None:
     try:
         sock = connect(name, int(server_pid))
         try:
-            pid, pidfd = request(sock, ["flwr-clientapp", *argv])
+            pid, pidfd = request(sock, [os.path.basename(installed), *argv])
         except BaseException:
             sock.close()
             raise
