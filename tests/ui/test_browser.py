@@ -63,6 +63,12 @@ def _click_point(page: Any, chart: Any, trace: int = 0, point: int = 0) -> None:
     page.mouse.click(x, y)
 
 
+def _load(page: Any, selector: str) -> None:
+    """Clicks what loads a new page, and waits until it has."""
+    with page.expect_navigation():
+        page.click(selector)
+
+
 def test_catalog_filters_sorts_and_names_organizations(
     page: Any, ui: UiProcess, world: World
 ) -> None:
@@ -75,8 +81,9 @@ def test_catalog_filters_sorts_and_names_organizations(
     page.fill("#filter", "metrics.accuracy > 0.7")
     page.click("#filter-form summary")
     page.check("input[value='metrics.accuracy']")
-    page.click("#apply")
-    page.click("a.sort[data-key='metrics.accuracy']")
+    # Each of these clicks loads a page: read it once it has loaded, not the one before.
+    _load(page, "#apply")
+    _load(page, "a.sort[data-key='metrics.accuracy']")
     # Assert: only matching records, sorted by accuracy, highest first, numbers rounded.
     values = [float(v) for v in page.locator("td[data-key='metrics.accuracy']").all_inner_texts()]
     expected = sorted(
@@ -84,7 +91,7 @@ def test_catalog_filters_sorts_and_names_organizations(
         reverse=True,
     )
     assert values == [float(f"{v:.4g}") for v in expected]
-    page.click("a.sort[data-key='metrics.accuracy']")
+    _load(page, "a.sort[data-key='metrics.accuracy']")
     ascending = [
         float(v) for v in page.locator("td[data-key='metrics.accuracy']").all_inner_texts()
     ]
@@ -92,7 +99,7 @@ def test_catalog_filters_sorts_and_names_organizations(
     shot(page, "catalog", readme=True)
     # A malformed filter: the CLI's error, inline, the filter kept.
     page.fill("#filter", "metrics.accuracy >")
-    page.click("#apply")
+    _load(page, "#apply")
     error = page.locator("#filter-error").inner_text()
     from_cli = cli("catalog", "query", "metrics.accuracy >", home=world.beta.path)
     assert from_cli.returncode == 1 and from_cli.stderr.strip() == f"error: {error}"
@@ -131,7 +138,7 @@ def test_record_and_compare_draw_every_point_on_whole_steps(
     first, second = world.alpha_ids[1], world.beta_ids[2]
     page.check(f"tr[data-id='{first}'] input[name=id]")
     page.check(f"tr[data-id='{second}'] input[name=id]")
-    page.click("#compare")
+    _load(page, "#compare")
     assert page.url.startswith(ui.base + "/compare?")
     chart = _drawn(page, "compare-0")
     legend = " ".join(chart.locator(".legend .legendtext").all_text_contents())
@@ -162,7 +169,7 @@ def test_private_details_only_on_this_nodes_own_records(
     lineage = page.locator("#lineage li").all_inner_texts()
     assert lineage[0].startswith(world.alpha_ids[1][:12]) and "Alpha Labs" in lineage[0]
     assert "not in this catalog" in lineage[1]
-    page.click(f"#lineage a[href='/record/{world.alpha_ids[1]}']")
+    _load(page, f"#lineage a[href='/record/{world.alpha_ids[1]}']")
     assert "Alpha Labs" in page.locator("#signer").inner_text()
 
 
@@ -194,7 +201,7 @@ def test_a_study_its_trials_and_its_warm_start(page: Any, ui: UiProcess, world: 
     _click_point(page, history, trace=0, point=0)
     page.wait_for_url("**/study/trial?name=sentiment-warm&number=0")
     assert _whole(_ticks(_drawn(page, "trial-curve")))
-    page.click("#trial-model")
+    _load(page, "#trial-model")
     assert page.locator("#model").count() == 1
     page.go_back()
     page.click("#trial-record")
@@ -224,7 +231,7 @@ def _point_centre(chart: Any, trace: int, point: int) -> tuple[float, float]:
 
 def test_models_lineage_and_a_federation(page: Any, ui: UiProcess, world: World) -> None:
     page.goto(ui.base + "/models")
-    page.click(f"a[href='/model/{world.models[0]}']")
+    _load(page, f"a[href='/model/{world.models[0]}']")
     assert "Alpha Labs" in page.locator("#readers").inner_text()
     assert page.locator("#files tr").count() == 1 + 2
     lineage = _drawn(page, "lineage")
@@ -238,7 +245,7 @@ def test_models_lineage_and_a_federation(page: Any, ui: UiProcess, world: World)
     page.wait_for_url(f"**/record/{world.derived_id}")
     # The federation: each member's metric and the global model's, round by round.
     page.goto(ui.base + "/federations")
-    page.click("text=sentiment · run-001")
+    _load(page, "text=sentiment · run-001")
     assert "Alpha Labs" in page.locator("#members").inner_text()
     assert "update is not signed" in page.locator("#rounds").inner_text()
     chart = _drawn(page, "round-0")
