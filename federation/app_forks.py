@@ -96,9 +96,10 @@ MAX_FORKS = 16
 #: take to send it.
 MAX_REQUEST_BYTES = 1 << 20
 REQUEST_TIMEOUT_S = 2.0
-#: Seconds the forks have to end after the server is told to stop (each was sent a SIGTERM by
-#: its shim, which the SuperNode's or SuperLink's stop reached first) before they are sent
-#: one, and again before they are killed.
+#: Seconds the forks have to end after the server is told to stop (a member's were sent a
+#: SIGTERM by their shims, which the SuperNode's stop reached first; a host's ServerApp ends
+#: by itself once the SuperLink's SuperExec is gone, as Flower's own does) before they are
+#: sent one, and again before they are killed.
 STOP_GRACE_S = 5.0
 _SHIM = Path(__file__).with_name("app_shim.py")
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}

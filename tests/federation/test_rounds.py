@@ -83,9 +83,9 @@ class Federation:
                     "learning_rate=0.003",
                     "--param",
                     f"epochs={epochs}",
-                    *extra,
                 ]
             ),
+            *extra,
             "--json",
         ]
         proc = subprocess.Popen(
@@ -344,10 +344,8 @@ def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_str
     # stop (it sends them at Flower's shortest interval, 10 s: see stall/sitecustomize.py;
     # the SuperLink gives up after two missed), and the SuperLink answers for it. The
     # timeout is for the live members, whose first ClientApp took over 75 s on a loaded CI
-    # machine. The first host starts its ServerApp as Flower does; the resumed one forks it.
-    host = federation.start_host(
-        "gamma", rounds=2, epochs=1, round_timeout=240, study=study, extra=("--cold-serverapp",)
-    )
+    # machine. The first host forks its ServerApp; the resumed one starts it as Flower does.
+    host = federation.start_host("gamma", rounds=2, epochs=1, round_timeout=240, study=study)
     # The late joiner is a node the host comes to trust only now, with the federation running.
     late = make_home("L")
     late_daemon = Daemon.start(late)
@@ -390,7 +388,7 @@ def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_str
     os.killpg(host.pid, signal.SIGKILL)
     kill_flower_processes_under(folder)
     _, first_err = host.communicate(timeout=60)
-    resumed = federation.start_host("gamma", resume=True)
+    resumed = federation.start_host("gamma", resume=True, extra=("--cold-serverapp",))
     code, out, err = finish(resumed)
     survivor_code, survivor_out, survivor_err = finish(joins[0])
     late_code, late_out, late_err = finish(late_join)
@@ -430,7 +428,7 @@ def test_a_federation_outlives_a_killed_member_takes_a_late_joiner_refuses_a_str
     late_run = late.path / "fed-member" / "gamma" / "run-001"
     assert not (late_run / "clientapps.log").exists()
     assert "Sent successfully" in (late_run / "supernode.log").read_text()
-    # The first host's ServerApp was Flower's own; the resumed host's was a fork.
+    # The first host's ServerApp was a fork (killed with it); the resumed host's, Flower's own.
     assert (folder / "serverapps.log").read_text().count("forked a ServerApp") == 1
 
 
