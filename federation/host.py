@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -444,6 +445,12 @@ def _restart_in(folder: Path, host: str, port: int, say: Say) -> None:
 TRUSTED = "trusted.json"
 
 
+#: `flwr supernode register` commands run at once: each is a process of its own, about 1 s of
+#: CPU (Flower's CLI starting up) and a short call to the SuperLink, so a federation of many
+#: members is registered in a fraction of the time one at a time took.
+REGISTER_AT_ONCE = 8
+
+
 class _LiveTrust:
     """The run's trusted peers: registered with the SuperLink and listed for the ServerApp.
 
@@ -465,30 +472,45 @@ class _LiveTrust:
         self._next = 0.0
 
     def add(self, peers: list[Any]) -> list[Any]:
+        """Registers the peers not registered yet, several at once; returns them. Those
+        registered are listed even when another failed (its error is raised after)."""
         new = [p for p in peers if p.node_id not in self.known]
-        for peer in new:
-            key_path = self.folder / f"member-{peer.node_id}.pub"
-            key_path.write_bytes(openssh_public_key(peer.cert_pem))
-            out = _flwr(
-                [
-                    "supernode",
-                    "register",
-                    str(key_path),
-                    CONNECTION,
-                    "--name",
-                    f"gp-{peer.node_id[:16]}",
-                    "--format",
-                    "json",
-                ],
-                self.env,
-                self.folder,
-            )
-            _remember_flower_node(self.folder, out, peer)
-            self.known.add(peer.node_id)
+        failure: GridpointError | None = None
+        with ThreadPoolExecutor(max_workers=max(1, min(REGISTER_AT_ONCE, len(new)))) as pool:
+            registered = [pool.submit(self._register, peer) for peer in new]
+            for peer, future in zip(new, registered, strict=True):
+                try:
+                    out = future.result()
+                except GridpointError as exc:
+                    failure = failure or exc
+                    continue
+                _remember_flower_node(self.folder, out, peer)
+                self.known.add(peer.node_id)
         partial = self.folder / (TRUSTED + ".partial")
         partial.write_text(json.dumps(dict.fromkeys(sorted(self.known), "")))
         partial.replace(self.folder / TRUSTED)
+        if failure is not None:
+            raise failure
         return new
+
+    def _register(self, peer: Any) -> str:
+        """Registers peer's SuperNode key with the SuperLink; Flower's JSON answer."""
+        key_path = self.folder / f"member-{peer.node_id}.pub"
+        key_path.write_bytes(openssh_public_key(peer.cert_pem))
+        return _flwr(
+            [
+                "supernode",
+                "register",
+                str(key_path),
+                CONNECTION,
+                "--name",
+                f"gp-{peer.node_id[:16]}",
+                "--format",
+                "json",
+            ],
+            self.env,
+            self.folder,
+        )
 
     def follow(self, home: NodeHome, db: str | None, say: Say) -> None:
         """Every few seconds: adds the peers this node has come to trust since."""
