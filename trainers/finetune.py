@@ -240,6 +240,7 @@ def finetune(
         trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
     dp_batches: Any = None
+    no_examples: Callable[[], None] | None = None
     quiet_hooks: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
     if settings.dp_noise_multiplier is not None:
         from gridpoint.trainers.privacy.dpsgd import private_training
@@ -252,7 +253,7 @@ def finetune(
         )  # fmt: skip
         model, optimizer, dp_batches = dp.model, dp.optimizer, dp.batches
         accumulation, steps_per_epoch = 1, len(dp_batches)
-        quiet_hooks = dp.quiet_hooks
+        no_examples, quiet_hooks = dp.no_examples, dp.quiet_hooks
     total_steps = steps_per_epoch * settings.epochs
     if settings.dp_noise_multiplier is not None:
         from gridpoint.trainers.privacy.guidance import advice
@@ -309,10 +310,14 @@ def finetune(
             )
         for start in range(0, len(micro), accumulation):
             group = micro[start : start + accumulation]
+            forwarded = False
             for indices in group:
                 if dp_batches is not None:
                     batch = next(drawn)
-                    size = len(next(iter(batch.values())))
+                    size = len(next(iter(batch.values()))) if batch else 0
+                    if size == 0 and no_examples is not None:
+                        no_examples()  # the sampling drew nobody: still a (noise-only) step
+                        continue
                 else:
                     batch = collate([train_features[i] for i in indices])
                     size = len(indices)
@@ -322,11 +327,13 @@ def finetune(
                     (loss / len(group)).backward()
                 loss_sum += loss.detach() / len(group)
                 seen += size
+                forwarded = True
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            loss_count += 1
+            if forwarded:
+                loss_count += 1
             if on_step:
                 on_step(step, total_steps)
             if step % settings.eval_interval == 0 and step < total_steps and record_eval():

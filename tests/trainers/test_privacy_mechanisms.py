@@ -7,6 +7,7 @@ mechanism's output, never against numbers written here by hand.
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 
 import dp_accounting
@@ -346,3 +347,32 @@ def test_a_dp_sgd_trial_trains_on_cpu_and_hands_back_a_plain_model(
         assert after[adapter].abs().sum() > 0
         head = "base_model.model.classifier.modules_to_save.default.weight"
         assert not torch.equal(after[head], before["classifier.weight"])
+
+
+def test_a_batch_the_sampling_draws_empty_is_a_noise_only_step_not_a_crash() -> None:
+    # Prepare: one example a batch in expectation over 40 (q = 1/40): each of an epoch's 40
+    # Poisson batches is empty with probability (39/40)^40, about 0.36, so an epoch draws
+    # some (all 40 non-empty: about 1 in 10^8). A transformer cannot take an empty batch.
+    import torch
+
+    from gridpoint.trainers.finetune import FineTuneSettings, finetune
+    from gridpoint.trainers.models import load_model
+    from gridpoint.trainers.privacy.dpsgd import poisson_schedule
+    from gridpoint.trainers.study_config import ModelSpec
+    from gridpoint.trainers.tasks import task_type
+
+    kind = task_type("text-classification")
+    train, evaluation = kind.prepare(PAIRS, PAIRS[:8])
+    loaded = load_model(ModelSpec(config=BERT), 2, train.texts, 0)
+    head = loaded.model.classifier.weight.detach().clone()
+    settings = FineTuneSettings(
+        1e-2, 1, 1, 0.0, 0.0, 40, 16, 0, device="cpu", head_only=True,
+        dp_noise_multiplier=1.0, dp_max_grad_norm=1.0,
+    )  # fmt: skip
+    # Execute
+    result = finetune(loaded, train, evaluation, settings)
+    # Assert: every step the accountant charges was taken, and the training loss is an
+    # average over the batches that had examples.
+    assert result.steps == poisson_schedule(len(PAIRS), 1)[1] == 40
+    assert math.isfinite(result.metrics["train_loss"])
+    assert not torch.equal(loaded.model.classifier.weight, head)

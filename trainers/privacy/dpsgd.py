@@ -3,7 +3,8 @@
 `private_training` hands back the model wrapped for per-example gradients, the optimizer that
 clips each example's gradient to max_grad_norm and adds Gaussian noise of
 noise_multiplier x max_grad_norm, and the Poisson-sampled batches (each example in a batch
-with probability batch_size / n: the sampling the accountant's events assume). Only the
+with probability batch_size / n: the sampling the accountant's events assume; a batch may
+draw nobody, and is then an empty dict: `PrivateTraining.no_examples` stands for its pass). Only the
 trainable parameters take per-example gradients: with LoRA, the adapters and the head; in
 full fine-tuning every parameter but the position and token-type embeddings (frozen: their
 input is shared by the whole batch, so their gradient has no per-example split).
@@ -47,6 +48,22 @@ class PrivateTraining:
     batches: Any
     sample_rate: float
 
+    def no_examples(self) -> None:
+        """Stands for the forward and backward pass of a batch the sampling drew empty.
+
+        Poisson sampling draws each batch anew, and may draw nobody (with probability
+        (1 - q)^n); a transformer cannot take an empty batch. Each trained parameter gets
+        zero per-example gradients instead, so the optimizer's step still adds its noise and
+        the accountant still counts the step: the sampling the privacy figure assumes.
+        """
+        import torch
+
+        for param in self.optimizer.params:
+            if param.grad_sample is None:
+                param.grad_sample = torch.zeros(
+                    (0, *param.shape), dtype=param.dtype, device=param.device
+                )
+
     @staticmethod
     @contextmanager
     def quiet_hooks() -> Iterator[None]:
@@ -86,6 +103,7 @@ def private_training(
     try:
         import torch
         from opacus import PrivacyEngine
+        from opacus.utils.uniform_sampler import UniformWithReplacementSampler
     except ImportError as exc:  # pragma: no cover - an install problem, said in one line
         raise TrainerError("privacy mode needs opacus: pip install 'gridpoint[train]'") from exc
 
@@ -93,11 +111,19 @@ def private_training(
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     for group in optimizer.param_groups:
         group["params"] = [p for p in group["params"] if id(p) in trainable]
+    # Poisson sampling by Opacus's own sampler, as its DPDataLoader draws it (each example in
+    # each batch with probability q, 1/q batches an epoch), but a batch that draws nobody is
+    # handed over as an empty dict: DPDataLoader's stand-in for an empty first batch is built
+    # from tensors and fails on the dicts our examples are.
+    sample_rate, _ = poisson_schedule(len(features), batch_size)
     loader: Any = torch.utils.data.DataLoader(
         cast(Any, _Examples(features)),
-        batch_size=batch_size,
-        collate_fn=lambda batch: dict(collate(batch)),
-        generator=torch.Generator().manual_seed(_entropy()),
+        batch_sampler=UniformWithReplacementSampler(
+            num_samples=len(features),
+            sample_rate=sample_rate,
+            generator=torch.Generator().manual_seed(_entropy()),
+        ),
+        collate_fn=lambda batch: dict(collate(batch)) if batch else {},
     )
     with warnings.catch_warnings():
         # secure_mode needs torchcsprng (not packaged for current torch): Opacus warns.
@@ -109,14 +135,12 @@ def private_training(
         data_loader=loader,
         noise_multiplier=noise_multiplier,
         max_grad_norm=max_grad_norm,
-        poisson_sampling=True,
+        poisson_sampling=False,  # the loader above samples already
         noise_generator=torch.Generator(device=_device_of(model)).manual_seed(_entropy()),
     )
     # The half of secure_mode that needs no torchcsprng (see the module docstring).
     private_optimizer.secure_mode = True
-    return PrivateTraining(
-        private_model, private_optimizer, batches, poisson_schedule(len(features), batch_size)[0]
-    )
+    return PrivateTraining(private_model, private_optimizer, batches, sample_rate)
 
 
 def _entropy() -> int:
