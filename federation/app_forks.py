@@ -107,18 +107,25 @@ _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
 
 @contextlib.contextmanager
 def forked_apps(
-    app: FlowerApp, env: dict[str, str], folder: Path, server: Sequence[str] = ()
+    app: FlowerApp,
+    env: dict[str, str],
+    folder: Path,
+    server: Sequence[str] = (),
+    *,
+    cold: bool = False,
 ) -> Iterator[dict[str, str]]:
     """Starts a fork server for app with env; yields env for the SuperNode or SuperLink,
     whose SuperExec's app processes it forks.
 
-    The shim and the server's log are written in folder (the run folder). Where it cannot
-    serve (not Linux, or the server would not start), yields env unchanged: Flower starts
-    its own processes. The server is stopped when the block ends, and stops itself should
-    the caller be killed. server: the command that serves, given the listening socket's
-    descriptor and the caller's pid as its last two arguments (this module's by default).
+    The shim and the server's log are written in folder (the run folder). Asked cold, or
+    where it cannot serve (not Linux, or the server would not start), yields env unchanged:
+    Flower starts its own processes. The server is stopped when the block ends, and stops
+    itself should the caller be killed. server: the command that serves, given the listening
+    socket's descriptor and the caller's pid as its last two arguments (this module's by
+    default).
     """
-    started = _start(app, env, folder, server) if sys.platform == "linux" else None
+    serves = sys.platform == "linux" and not cold
+    started = _start(app, env, folder, server) if serves else None
     if started is None:
         yield env
         return

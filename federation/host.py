@@ -271,9 +271,7 @@ def run_host(
         )
     )
     env = flower_env(folder / "flwr")
-    with (
-        forked_apps(SERVERAPP, env, folder) if fork_serverapp else contextlib.nullcontext(env)
-    ) as env:
+    with forked_apps(SERVERAPP, env, folder, cold=not fork_serverapp) as env:
         superlink = start(_superlink_argv(folder, host, port), env, folder / "superlink.log")
         try:
             if not wait_for_port(host, port, 60, superlink):

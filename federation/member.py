@@ -11,7 +11,6 @@ cleanly.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import time
@@ -194,9 +193,7 @@ def run_member(
     log_path = folder / "supernode.log"
     env = flower_env(folder / "flwr")
     # Every message is answered by a ClientApp of its own: forked, unless asked cold.
-    with (
-        forked_apps(CLIENTAPP, env, folder) if fork_clientapps else contextlib.nullcontext(env)
-    ) as env:
+    with forked_apps(CLIENTAPP, env, folder, cold=not fork_clientapps) as env:
         supernode = _start_supernode(argv, env, log_path, max_wait)
         say(
             f"joined federation {federation!r} hosted by {host_id}; training on this node's private data"
