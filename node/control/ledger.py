@@ -5,9 +5,13 @@ they are sent (a failed send may be noted, nothing sent goes unnoted). Notes mad
 several serving threads are written together (group commit): one thread writes every note
 waiting in one multi-row insert and transaction while the others wait for that commit, so
 each page or answer still returns only once its entries are stored, and a node answering many
-calls pays one write (and one pass over the ledger's indexes) for many. Entries older than [ledger] detail_days are folded into per peer, day,
-kind and rule counts at most once an hour, so the ledger stays bounded. An entry is ids,
-kinds, a peer and a rule name: never a payload, a study name or a path.
+calls pays one write (and one pass over the ledger's indexes) for many. The same item sent
+again to the same peer, as the same kind and by the same rule, within FOLD_S of the entry
+written for it is counted on that entry (its count grows; its time stays the first send's):
+a peer repeating a live query costs one row per record a minute, not one per answer. Entries
+older than [ledger] detail_days are folded into per peer, day, kind and rule counts at most
+once an hour, so the ledger stays bounded. An entry is ids, kinds, a peer and a rule name:
+never a payload, a study name or a path.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from gridpoint.node.artifacts.manifest import artifact_id
@@ -25,10 +29,26 @@ from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.control_base import LedgerEntry
 from gridpoint.v1 import artifacts_pb2
 
-__all__ = ["ROLL_UP_EVERY_S", "Copy", "Ledger", "LedgeredArtifacts", "copies_of"]
+__all__ = ["FOLD_S", "ROLL_UP_EVERY_S", "Copy", "Ledger", "LedgeredArtifacts", "copies_of"]
 
 #: Seconds between two roll-ups of aged entries.
 ROLL_UP_EVERY_S = 3600.0
+#: A repeat within this many seconds of its entry is counted on it rather than written anew.
+FOLD_S = 60.0
+#: Entries remembered for folding, the newest (about 8 MB at most); a repeat of one
+#: forgotten is written anew, which costs a row, never correctness.
+FOLD_MEMORY = 16_384
+
+# What makes two entries the same thing sent again: peer, kind, item, subject and rule.
+_Key = tuple[str, str, str, str, str]
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A row this ledger wrote: its id and time (its first send's)."""
+
+    row: int
+    at: datetime
 
 
 class _Batch:
@@ -51,6 +71,8 @@ class Ledger:
         self._written = threading.Condition()
         self._open = _Batch()  # what the next write takes
         self._writing = False
+        # Rows written in the last FOLD_S, oldest first; only the writing thread uses it.
+        self._recent: dict[_Key, _Written] = {}
 
     def note(
         self, peer_id: str, kind: str, items: Sequence[tuple[str, str, str]], count: int = 1
@@ -75,7 +97,7 @@ class Ledger:
                 self._open = _Batch()
         if not batch.done:
             try:
-                self._store.append_ledger(batch.entries)
+                self._write(batch.entries)
             except BaseException as exc:
                 batch.error = exc
                 raise
@@ -86,6 +108,45 @@ class Ledger:
         if batch.error is not None:
             raise batch.error
         self._maybe_roll_up()
+
+    def _write(self, entries: Sequence[LedgerEntry]) -> None:
+        """Stores one batch, repeats of recent rows as counts on them, in one write."""
+        window = timedelta(seconds=FOLD_S)
+        self._forget(entries[0].at - window)
+        fresh: dict[_Key, LedgerEntry] = {}
+        repeats: dict[int, int] = {}
+        # Per row counted on, the first of its repeats: written anew should the row be gone.
+        folded: dict[int, tuple[_Key, LedgerEntry]] = {}
+        for entry in entries:
+            key = (entry.peer_id, entry.kind, entry.item_id, entry.subject_id, entry.rule)
+            written = self._recent.get(key)
+            if written is not None and entry.at - written.at < window:
+                repeats[written.row] = repeats.get(written.row, 0) + entry.count
+                folded.setdefault(written.row, (key, entry))
+            elif key in fresh:
+                fresh[key] = replace(fresh[key], count=fresh[key].count + entry.count)
+            else:
+                fresh[key] = entry
+        stored = self._store.append_ledger(list(fresh.values()), repeats)
+        for (key, entry), row in zip(fresh.items(), stored.ids, strict=True):
+            self._recent.pop(key, None)  # re-inserted: the dict stays oldest first
+            self._recent[key] = _Written(row, entry.at)
+        while len(self._recent) > FOLD_MEMORY:
+            del self._recent[next(iter(self._recent))]
+        if stored.gone:
+            # Rows rolled up since they were written: their repeats become rows of their own.
+            for row in stored.gone:
+                self._recent.pop(folded[row][0], None)
+            self._write(
+                [replace(folded[row][1], count=repeats[row]) for row in sorted(stored.gone)]
+            )
+
+    def _forget(self, before: datetime) -> None:
+        while self._recent:
+            oldest = next(iter(self._recent))
+            if self._recent[oldest].at >= before:
+                return
+            del self._recent[oldest]
 
     def _maybe_roll_up(self) -> None:
         now = time.monotonic()

@@ -13,6 +13,8 @@ Contract for every implementation, beside base.CatalogStore's:
 - The store verifies nothing: callers hand it statements gridpoint.node.control.statements
   admitted. Each statement type is one apply rule (sql_statements.APPLY) and one table.
 - The ledger holds what left the node, never a payload: ids, peers, kinds, rules, times.
+  An entry's count may grow after it is stored (the same item sent again soon after:
+  control/ledger.py folds such repeats); nothing else in it changes until it is rolled up.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "KeyRevocation",
     "KeyRotation",
     "LedgerEntry",
+    "LedgerWrite",
     "PeerPage",
     "ServedEnvelope",
     "Statement",
@@ -184,6 +187,16 @@ class LedgerEntry:
     count: int = 1
 
 
+@dataclass(frozen=True)
+class LedgerWrite:
+    """What one ledger write stored: the new entries' row ids (in the order given), and the
+    earlier rows asked to count repeats that are no longer stored (rolled up since, so
+    nothing was added to them)."""
+
+    ids: list[int]
+    gone: frozenset[int]
+
+
 class ControlStore(ABC):
     """The owner's-control tables of one node."""
 
@@ -264,8 +277,11 @@ class ControlStore(ABC):
         """Ids of the variants made of these records."""
 
     @abstractmethod
-    def append_ledger(self, entries: Sequence[LedgerEntry]) -> None:
-        """Appends entries, each at its own time, in one write."""
+    def append_ledger(
+        self, entries: Sequence[LedgerEntry], repeats: Mapping[int, int] | None = None
+    ) -> LedgerWrite:
+        """Appends entries, each at its own time, and adds repeats (row id -> how many more
+        times) to the counts of rows stored before, all in one write."""
 
     @abstractmethod
     def ledger(

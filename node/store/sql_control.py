@@ -39,6 +39,7 @@ from gridpoint.node.store.control_base import (
     ControlStore,
     KeyEvent,
     LedgerEntry,
+    LedgerWrite,
     PeerPage,
     ServedEnvelope,
     StatementPage,
@@ -238,30 +239,17 @@ class SqlControl(ControlStore):
 
     # --- ledger --------------------------------------------------------------------------
 
-    def append_ledger(self, entries: Sequence[LedgerEntry]) -> None:
-        """Appends entries (those of one note share one time, converted once), in one write."""
-        if not entries:
-            return
+    def append_ledger(
+        self, entries: Sequence[LedgerEntry], repeats: Mapping[int, int] | None = None
+    ) -> LedgerWrite:
+        """Appends entries (those of one note share one time, converted once) and adds the
+        repeats to earlier rows' counts, in one write."""
+        if not entries and not repeats:
+            return LedgerWrite([], frozenset())
         with self.writing() as conn:
-            # The driver's own executemany, without SQLAlchemy's per-row work: a sync page
-            # notes hundreds of entries, and the ledger must cost sync little (bench/).
-            process = LEDGER.c.at.type.bind_processor(conn.dialect)
-            stamps: dict[datetime, Any] = {}
-
-            def stamp(at: datetime) -> Any:
-                if at not in stamps:
-                    stamps[at] = at if process is None else process(at)
-                return stamps[at]
-
-            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            columns = "at, peer_id, kind, item_id, subject_id, rule, count"
-            conn.exec_driver_sql(
-                f"INSERT INTO outbound_ledger ({columns}) VALUES ({', '.join([mark] * 7)})",
-                [
-                    (stamp(e.at), e.peer_id, e.kind, e.item_id, e.subject_id, e.rule[:64], e.count)
-                    for e in entries
-                ],
-            )
+            ids = _insert_ledger(conn, entries) if entries else []
+            gone = _count_repeats(conn, repeats) if repeats else frozenset[int]()
+        return LedgerWrite(ids, gone)
 
     def ledger(
         self,
@@ -380,6 +368,71 @@ def served(row: Row[Any]) -> ServedEnvelope:
     return ServedEnvelope(
         row.seq, row.id, row.signer_id, row.envelope, int(row.rule), bool(row.in_audience)
     )
+
+
+def _insert_ledger(conn: Connection, entries: Sequence[LedgerEntry]) -> list[int]:
+    """Inserts the entries; their row ids, in order."""
+    # The driver's own executemany, without SQLAlchemy's per-row work: a sync page notes
+    # hundreds of entries, and the ledger must cost sync little (bench/).
+    process = LEDGER.c.at.type.bind_processor(conn.dialect)
+    stamps: dict[datetime, Any] = {}
+
+    def stamp(at: datetime) -> Any:
+        if at not in stamps:
+            stamps[at] = at if process is None else process(at)
+        return stamps[at]
+
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    before = conn.scalar(select(func.max(LEDGER.c.id))) or 0
+    rows = [
+        (stamp(e.at), e.peer_id, e.kind, e.item_id, e.subject_id, e.rule[:64], e.count)
+        for e in entries
+    ]
+    columns = "at, peer_id, kind, item_id, subject_id, rule, count"
+    conn.exec_driver_sql(
+        f"INSERT INTO outbound_ledger ({columns}) VALUES ({', '.join([mark] * 7)})", rows
+    )
+    # The ids read back through the (peer, time) index: a note's entries share one time, so
+    # this is one short range per note. Rows alike in everything get their ids in order.
+    new: dict[tuple[Any, ...], list[int]] = {}
+    for at, peer in dict.fromkeys((r[0], r[1]) for r in rows):
+        for row_id, kind, item, subject, rule in conn.exec_driver_sql(
+            "SELECT id, kind, item_id, subject_id, rule FROM outbound_ledger "
+            f"WHERE peer_id = {mark} AND at = {mark} AND id > {mark} ORDER BY id",
+            (peer, at, before),
+        ):
+            new.setdefault((at, peer, kind, item, subject, rule), []).append(row_id)
+    taken: dict[tuple[Any, ...], int] = {}
+    ids: list[int] = []
+    for r in rows:
+        key = r[:6]
+        ids.append(new[key][taken.get(key, 0)])
+        taken[key] = taken.get(key, 0) + 1
+    return ids
+
+
+def _count_repeats(conn: Connection, repeats: Mapping[int, int]) -> frozenset[int]:
+    """Adds to stored rows' counts (row id -> how many more); the ids no longer stored."""
+    by_more: dict[int, list[int]] = {}
+    for row_id, more in repeats.items():
+        by_more.setdefault(more, []).append(row_id)
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    gone: set[int] = set()
+    for more, row_ids in by_more.items():
+        for i in range(0, len(row_ids), _BATCH):
+            batch = row_ids[i : i + _BATCH]
+            marks = ", ".join([mark] * len(batch))
+            # The driver's own statement: SQLAlchemy's expanding IN costs more than the update.
+            updated = conn.exec_driver_sql(
+                f"UPDATE outbound_ledger SET count = count + {mark} WHERE id IN ({marks})",
+                (more, *batch),
+            ).rowcount
+            if updated != len(batch):
+                there = conn.exec_driver_sql(
+                    f"SELECT id FROM outbound_ledger WHERE id IN ({marks})", tuple(batch)
+                )
+                gone.update(set(batch) - {row_id for (row_id,) in there})
+    return frozenset(gone)
 
 
 def _batches(ids: Sequence[str]) -> list[list[str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -12,10 +12,11 @@ import pytest
 
 from gridpoint.errors import StoreError
 from gridpoint.node.cli.main import main
+from gridpoint.node.control import ledger as ledger_module
 from gridpoint.node.control.ledger import Ledger
 from gridpoint.node.control.withdraw import withdraw
 from gridpoint.node.store.base import CatalogStore
-from gridpoint.node.store.control_base import LedgerEntry
+from gridpoint.node.store.control_base import LedgerEntry, LedgerWrite
 from tests.control.world import World
 
 
@@ -69,6 +70,71 @@ def test_old_entries_are_rolled_up_per_peer_and_day(world: World) -> None:
     assert a.store.roll_up_ledger(now - timedelta(days=30)) == 0
 
 
+def test_the_store_names_new_entries_rows_in_order_and_counts_repeats_on_them(
+    world: World,
+) -> None:
+    a = world.node("A")
+    now, peer = datetime.now(UTC), "b" * 40
+    items = [f"{i:064x}" for i in (2, 0, 1, 2)]  # the last alike in everything to the first
+    first = a.store.append_ledger(
+        [LedgerEntry(now, peer, "answer", item, item, "default") for item in items]
+    )
+    # Execute: repeats counted on three of the four rows, and on a row never stored.
+    missing = max(first.ids) + 1000
+    second = a.store.append_ledger(
+        [], {first.ids[0]: 10, first.ids[1]: 20, first.ids[2]: 30, missing: 1}
+    )
+    # Assert
+    assert len(set(first.ids)) == 4 and first.gone == frozenset()
+    assert second == LedgerWrite([], frozenset({missing}))
+    assert sorted((e.item_id, e.count) for e in a.store.ledger(peer_id=peer)) == sorted(
+        [(items[0], 11), (items[1], 21), (items[2], 31), (items[0], 1)]
+    )
+
+
+def _answers(store: CatalogStore, peer_id: str) -> list[tuple[str, int]]:
+    return sorted((e.item_id, e.count) for e in store.ledger(peer_id=peer_id) if e.kind == "answer")
+
+
+def test_a_live_query_asked_again_soon_counts_on_its_first_answer_entries(world: World) -> None:
+    # Prepare
+    b, c = world.node("B"), world.node("C")
+    world.mutual(b, c)
+    ids = {world.publish(b, i) for i in range(3)}
+    # Execute: C asks B the same thing three times within a minute.
+    for _ in range(3):
+        assert {r.record.id for r in world.query(c, "metrics.accuracy > 0").rows} == ids
+    # Assert: one entry per record sent, each counting the three answers.
+    assert _answers(b.store, c.node_id) == sorted((i, 3) for i in ids)
+
+
+def test_a_repeat_after_the_fold_window_is_an_entry_of_its_own(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b, c = world.node("B"), world.node("C")
+    world.mutual(b, c)
+    ids = {world.publish(b, i) for i in range(2)}
+    monkeypatch.setattr(ledger_module, "FOLD_S", 0.0)
+    # Execute
+    world.query(c, "metrics.accuracy > 0")
+    world.query(c, "metrics.accuracy > 0")
+    # Assert
+    assert _answers(b.store, c.node_id) == sorted([(i, 1) for i in ids] * 2)
+
+
+def test_a_repeat_of_an_entry_rolled_up_since_is_an_entry_of_its_own(world: World) -> None:
+    # Prepare: C's first answer is noted, then every detailed entry is rolled up.
+    b, c = world.node("B"), world.node("C")
+    world.mutual(b, c)
+    ids = {world.publish(b, i) for i in range(2)}
+    world.query(c, "metrics.accuracy > 0")
+    assert b.store.roll_up_ledger(datetime.now(UTC) + timedelta(days=1)) == 2
+    # Execute: the same answer again, within the minute, its rows gone.
+    world.query(c, "metrics.accuracy > 0")
+    # Assert: the day counts the first answer, the detail the second; nothing lost.
+    assert _answers(b.store, c.node_id) == sorted([("", 2), *((i, 1) for i in ids)])
+
+
 def test_audit_reads_the_ledger(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = world.node("A"), world.node("B")
     world.mutual(a, b)
@@ -99,14 +165,16 @@ class _HeldWrites:
         self.fail_at: int | None = None
         self.calls = 0
 
-    def append_ledger(self, entries: Sequence[LedgerEntry]) -> None:
+    def append_ledger(
+        self, entries: Sequence[LedgerEntry], repeats: Mapping[int, int] | None = None
+    ) -> LedgerWrite:
         self.writing.set()
         self.release.wait(30)
         self.calls += 1
         if self.calls - 1 == self.fail_at:
             raise StoreError("disk full")
         self.writes.append(len(entries))
-        self.store.append_ledger(entries)
+        return self.store.append_ledger(entries, repeats)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
