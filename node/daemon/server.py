@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gridpoint.errors import ConfigError, in_words
 from gridpoint.node.artifacts.service import ArtifactsServicer
+from gridpoint.node.daemon.answering import AnsweringLimit
 from gridpoint.node.daemon.interceptors import RequestAuthInterceptor
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
@@ -34,10 +35,13 @@ from gridpoint.v1 import (
     node_pb2_grpc,
 )
 
-__all__ = ["WORKERS", "NodeServer", "start_server"]
+__all__ = ["ANSWERING_AT_ONCE", "WORKERS", "NodeServer", "start_server"]
 
 #: Threads answering calls; calls past them wait, up to security.max_concurrent_calls in all.
 WORKERS = 8
+#: Unary calls answered at once (answering.py says why so few); the other workers wait
+#: their turn or serve model downloads.
+ANSWERING_AT_ONCE = 2
 
 
 class NodeServicer(node_pb2_grpc.NodeServicer):
@@ -157,7 +161,11 @@ def start_server(
     service = service or NodeService(home, store)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=WORKERS),
-        interceptors=[RequestAuthInterceptor(service.authenticate)],
+        # The limit first: a call waits for its turn before it is even authenticated.
+        interceptors=[
+            AnsweringLimit(ANSWERING_AT_ONCE),
+            RequestAuthInterceptor(service.authenticate),
+        ],
         options=options,
         # Admission: past this many calls in progress or queued, gRPC answers
         # RESOURCE_EXHAUSTED at once (the caller's Busy) rather than queueing without bound.
