@@ -21,6 +21,7 @@ before the parser recurses.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -223,6 +224,9 @@ def _count_terms(node: FilterNode) -> int:
     return sum(_count_terms(n) for n in node.operands)
 
 
+# The trees are frozen, so one parse serves every call asking the same text (a peer repeating
+# a live query); a filter that fails is parsed again each time, and raises each time.
+@functools.lru_cache(maxsize=256)
 def parse_filter(text: str) -> FilterNode | None:
     """Parses a filter; None for an empty one. Raises FilterError pointing at the column."""
     if not text.strip():

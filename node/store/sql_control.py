@@ -10,6 +10,7 @@ the ledger, nor read more than a call's limit.
 
 from __future__ import annotations
 
+import functools
 from abc import abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -340,6 +341,15 @@ def ruled_columns(
     """Besides a record's envelope, what ServedEnvelope needs (served() reads them back): its
     seq, id, signer, the first rule it matches (computed by the database, in the one query)
     and whether its audience, if it has one, names a reader."""
+    return list(_ruled_columns(tuple(rules), frozenset(reader_ids)))
+
+
+# Built once per policy and reader: the expressions are immutable, and building them is a
+# tenth of answering a live query.
+@functools.lru_cache(maxsize=64)
+def _ruled_columns(
+    rules: tuple[FilterNode | None, ...], reader_ids: frozenset[str]
+) -> tuple[ColumnElement[Any], ...]:
     rule: Any = (
         case(*((true() if r is None else condition(r), i) for i, r in enumerate(rules)), else_=-1)
         if rules
@@ -349,13 +359,13 @@ def ruled_columns(
     named = exists().where(
         and_(AUDIENCE.c.record_seq == R.c.seq, AUDIENCE.c.node_id.in_(sorted(reader_ids)))
     )
-    return [
+    return (
         R.c.seq,
         R.c.id,
         R.c.signer_id,
         rule.label("rule"),
         or_(~has_audience, named).label("in_audience"),
-    ]
+    )
 
 
 def _ruled(rules: Sequence[FilterNode | None], reader_ids: Collection[str]) -> Select[Any]:
