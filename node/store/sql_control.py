@@ -344,8 +344,8 @@ def ruled_columns(
     return list(_ruled_columns(tuple(rules), frozenset(reader_ids)))
 
 
-# Built once per policy and reader: the expressions are immutable, and building them is a
-# tenth of answering a live query.
+# Built once per policy and reader: the expressions are immutable, and building them took
+# about 7% of answering a live query.
 @functools.lru_cache(maxsize=64)
 def _ruled_columns(
     rules: tuple[FilterNode | None, ...], reader_ids: frozenset[str]
