@@ -402,8 +402,21 @@ def _insert_ledger(conn: Connection, entries: Sequence[LedgerEntry]) -> list[int
     conn.exec_driver_sql(
         f"INSERT INTO outbound_ledger ({columns}) VALUES ({', '.join([mark] * 7)})", rows
     )
-    # The ids read back through the (peer, time) index: a note's entries share one time, so
-    # this is one short range per note. Rows alike in everything get their ids in order.
+    after = conn.scalar(select(func.max(LEDGER.c.id))) or 0
+    if after == before + len(rows):
+        # Each new id is above `before` (ids only grow) and they are distinct: ending at
+        # before + n, they are exactly the next n, in the order inserted. The usual case.
+        return list(range(before + 1, after + 1))
+    # A gap (a PostgreSQL sequence moved on by a rolled-back insert, another writer between):
+    # the ids read back through the (peer, time) index, one short range per note.
+    return _ids_read_back(conn, rows, before, mark)
+
+
+def _ids_read_back(
+    conn: Connection, rows: Sequence[tuple[Any, ...]], before: int, mark: str
+) -> list[int]:
+    """The ids of rows just inserted (above before), in their order; rows alike in
+    everything get theirs in order."""
     new: dict[tuple[Any, ...], list[int]] = {}
     for at, peer in dict.fromkeys((r[0], r[1]) for r in rows):
         for row_id, kind, item, subject, rule in conn.exec_driver_sql(

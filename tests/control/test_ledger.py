@@ -17,6 +17,7 @@ from gridpoint.node.control.ledger import Ledger
 from gridpoint.node.control.withdraw import withdraw
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.control_base import LedgerEntry, LedgerWrite
+from gridpoint.node.store.sql_store import SqlStore
 from tests.control.world import World
 
 
@@ -70,10 +71,32 @@ def test_old_entries_are_rolled_up_per_peer_and_day(world: World) -> None:
     assert a.store.roll_up_ledger(now - timedelta(days=30)) == 0
 
 
+def _break_the_ledger_ids(store: SqlStore) -> None:
+    """Makes the next ledger write's ids not the next ones in a row: on PostgreSQL its
+    sequence moves on (as an insert rolled back moves it), on SQLite a trigger inserts a row
+    of its own amid the write's (as another writer would)."""
+    with store.writing() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                "CREATE TRIGGER gap AFTER INSERT ON outbound_ledger WHEN NEW.kind = 'answer' "
+                "BEGIN INSERT INTO outbound_ledger (at, peer_id, kind, item_id, subject_id, "
+                "rule, count) VALUES (NEW.at, 'c', 'gap', '', '', '', 1); END"
+            )
+        else:
+            conn.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence('outbound_ledger', 'id'), "
+                "COALESCE((SELECT max(id) FROM outbound_ledger), 0) + 5)"
+            )
+
+
+@pytest.mark.parametrize("gap", [False, True], ids=["next-ids", "after-a-gap"])
 def test_the_store_names_new_entries_rows_in_order_and_counts_repeats_on_them(
-    world: World,
+    world: World, gap: bool
 ) -> None:
+    # Prepare: with a gap in the ids, the new rows' ids are read back rather than counted.
     a = world.node("A")
+    if gap:
+        _break_the_ledger_ids(a.store)
     now, peer = datetime.now(UTC), "b" * 40
     items = [f"{i:064x}" for i in (2, 0, 1, 2)]  # the last alike in everything to the first
     first = a.store.append_ledger(
@@ -86,6 +109,7 @@ def test_the_store_names_new_entries_rows_in_order_and_counts_repeats_on_them(
     )
     # Assert
     assert len(set(first.ids)) == 4 and first.gone == frozenset()
+    assert (first.ids == [1, 2, 3, 4]) != gap  # an empty ledger's next ids, unless broken
     assert second == LedgerWrite([], frozenset({missing}))
     assert sorted((e.item_id, e.count) for e in a.store.ledger(peer_id=peer)) == sorted(
         [(items[0], 11), (items[1], 21), (items[2], 31), (items[0], 1)]
