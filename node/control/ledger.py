@@ -7,8 +7,9 @@ waiting in one multi-row insert and transaction while the others wait for that c
 each page or answer still returns only once its entries are stored, and a node answering many
 calls pays one write (and one pass over the ledger's indexes) for many. The same item sent
 again to the same peer, as the same kind and by the same rule, within FOLD_S of the entry
-written for it is counted on that entry (its count grows; its time stays the first send's):
-a peer repeating a live query costs one row per record a minute, not one per answer. Entries
+written for it is counted on that entry (its count grows; its time stays the first send's),
+for the kinds a peer asks for again and again (FOLDED_KINDS): a peer repeating a live query
+costs one row per record a minute, not one per answer. Entries
 older than [ledger] detail_days are folded into per peer, day, kind and rule counts at most
 once an hour, so the ledger stays bounded. An entry is ids, kinds, a peer and a rule name:
 never a payload, a study name or a path.
@@ -26,15 +27,26 @@ from gridpoint.node.artifacts.manifest import artifact_id
 from gridpoint.node.artifacts.service import ArtifactService, Download
 from gridpoint.node.artifacts.store import ArtifactStore
 from gridpoint.node.store.base import CatalogStore
-from gridpoint.node.store.control_base import LedgerEntry
+from gridpoint.node.store.control_base import LedgerEntry, LedgerRepeat
 from gridpoint.v1 import artifacts_pb2
 
-__all__ = ["FOLD_S", "ROLL_UP_EVERY_S", "Copy", "Ledger", "LedgeredArtifacts", "copies_of"]
+__all__ = [
+    "FOLDED_KINDS",
+    "FOLD_S",
+    "ROLL_UP_EVERY_S",
+    "Copy",
+    "Ledger",
+    "LedgeredArtifacts",
+    "copies_of",
+]
 
 #: Seconds between two roll-ups of aged entries.
 ROLL_UP_EVERY_S = 3600.0
 #: A repeat within this many seconds of its entry is counted on it rather than written anew.
 FOLD_S = 60.0
+#: The kinds folded: what a peer asks for again and again (live answers, model listings). A
+#: sync page's records are sent once per peer, and each model download keeps its own entry.
+FOLDED_KINDS = frozenset({"answer", "manifest"})
 #: Entries remembered for folding, the newest (about 8 MB at most); a repeat of one
 #: forgotten is written anew, which costs a row, never correctness.
 FOLD_MEMORY = 16_384
@@ -71,7 +83,8 @@ class Ledger:
         self._written = threading.Condition()
         self._open = _Batch()  # what the next write takes
         self._writing = False
-        # Rows written in the last FOLD_S, oldest first; only the writing thread uses it.
+        # Rows of FOLDED_KINDS written in the last FOLD_S, oldest first; only the writing
+        # thread uses it.
         self._recent: dict[_Key, _Written] = {}
 
     def note(
@@ -114,32 +127,38 @@ class Ledger:
         window = timedelta(seconds=FOLD_S)
         self._forget(entries[0].at - window)
         fresh: dict[_Key, LedgerEntry] = {}
-        repeats: dict[int, int] = {}
-        # Per row counted on, the first of its repeats: written anew should the row be gone.
-        folded: dict[int, tuple[_Key, LedgerEntry]] = {}
+        repeats: dict[int, LedgerRepeat] = {}
         for entry in entries:
             key = (entry.peer_id, entry.kind, entry.item_id, entry.subject_id, entry.rule)
             written = self._recent.get(key)
-            if written is not None and entry.at - written.at < window:
-                repeats[written.row] = repeats.get(written.row, 0) + entry.count
-                folded.setdefault(written.row, (key, entry))
+            # Later than the row, and not by much (a clock set back folds nothing).
+            if written is not None and timedelta(0) <= entry.at - written.at < window:
+                held = repeats.get(written.row)
+                more = entry.count + (held.more if held else 0)
+                repeats[written.row] = LedgerRepeat(
+                    written.row, held.entry if held else entry, more
+                )
             elif key in fresh:
                 fresh[key] = replace(fresh[key], count=fresh[key].count + entry.count)
             else:
                 fresh[key] = entry
-        stored = self._store.append_ledger(list(fresh.values()), repeats)
+        stored = self._store.append_ledger(list(fresh.values()), list(repeats.values()))
         for (key, entry), row in zip(fresh.items(), stored.ids, strict=True):
-            self._recent.pop(key, None)  # re-inserted: the dict stays oldest first
-            self._recent[key] = _Written(row, entry.at)
+            if entry.kind in FOLDED_KINDS:
+                self._recent.pop(key, None)  # re-inserted: the dict stays oldest first
+                self._recent[key] = _Written(row, entry.at)
         while len(self._recent) > FOLD_MEMORY:
             del self._recent[next(iter(self._recent))]
         if stored.gone:
             # Rows rolled up since they were written: their repeats become rows of their own.
-            for row in stored.gone:
-                self._recent.pop(folded[row][0], None)
-            self._write(
-                [replace(folded[row][1], count=repeats[row]) for row in sorted(stored.gone)]
-            )
+            again = [
+                replace(repeats[row].entry, count=repeats[row].more) for row in sorted(stored.gone)
+            ]
+            for entry in again:
+                self._recent.pop(
+                    (entry.peer_id, entry.kind, entry.item_id, entry.subject_id, entry.rule), None
+                )
+            self._write(again)
 
     def _forget(self, before: datetime) -> None:
         while self._recent:

@@ -32,6 +32,7 @@ __all__ = [
     "KeyRevocation",
     "KeyRotation",
     "LedgerEntry",
+    "LedgerRepeat",
     "LedgerWrite",
     "PeerPage",
     "ServedEnvelope",
@@ -188,6 +189,16 @@ class LedgerEntry:
 
 
 @dataclass(frozen=True)
+class LedgerRepeat:
+    """An entry stored before, sent `more` times again: its row, and the entry it holds (the
+    row is counted on only while it still holds that entry)."""
+
+    row: int
+    entry: LedgerEntry
+    more: int
+
+
+@dataclass(frozen=True)
 class LedgerWrite:
     """What one ledger write stored: the new entries' row ids (in the order given), and the
     earlier rows asked to count repeats that are no longer stored (rolled up since, so
@@ -278,10 +289,10 @@ class ControlStore(ABC):
 
     @abstractmethod
     def append_ledger(
-        self, entries: Sequence[LedgerEntry], repeats: Mapping[int, int] | None = None
+        self, entries: Sequence[LedgerEntry], repeats: Sequence[LedgerRepeat] = ()
     ) -> LedgerWrite:
-        """Appends entries, each at its own time, and adds repeats (row id -> how many more
-        times) to the counts of rows stored before, all in one write."""
+        """Appends entries, each at its own time, and adds repeats to the counts of the rows
+        stored before that still hold their entries, all in one write."""
 
     @abstractmethod
     def ledger(

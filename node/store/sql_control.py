@@ -40,6 +40,7 @@ from gridpoint.node.store.control_base import (
     ControlStore,
     KeyEvent,
     LedgerEntry,
+    LedgerRepeat,
     LedgerWrite,
     PeerPage,
     ServedEnvelope,
@@ -241,7 +242,7 @@ class SqlControl(ControlStore):
     # --- ledger --------------------------------------------------------------------------
 
     def append_ledger(
-        self, entries: Sequence[LedgerEntry], repeats: Mapping[int, int] | None = None
+        self, entries: Sequence[LedgerEntry], repeats: Sequence[LedgerRepeat] = ()
     ) -> LedgerWrite:
         """Appends entries (those of one note share one time, converted once) and adds the
         repeats to earlier rows' counts, in one write."""
@@ -434,28 +435,38 @@ def _ids_read_back(
     return ids
 
 
-def _count_repeats(conn: Connection, repeats: Mapping[int, int]) -> frozenset[int]:
-    """Adds to stored rows' counts (row id -> how many more); the ids no longer stored."""
-    by_more: dict[int, list[int]] = {}
-    for row_id, more in repeats.items():
-        by_more.setdefault(more, []).append(row_id)
+def _count_repeats(conn: Connection, repeats: Sequence[LedgerRepeat]) -> frozenset[int]:
+    """Adds to stored rows' counts; the rows no longer holding their entries (rolled up, and
+    on SQLite their ids perhaps given to newer rows since)."""
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    gone: set[int] = set()
-    for more, row_ids in by_more.items():
-        for i in range(0, len(row_ids), _BATCH):
-            batch = row_ids[i : i + _BATCH]
-            marks = ", ".join([mark] * len(batch))
-            # The driver's own statement: SQLAlchemy's expanding IN costs more than the update.
-            updated = conn.exec_driver_sql(
-                f"UPDATE outbound_ledger SET count = count + {mark} WHERE id IN ({marks})",
-                (more, *batch),
-            ).rowcount
-            if updated != len(batch):
-                there = conn.exec_driver_sql(
-                    f"SELECT id FROM outbound_ledger WHERE id IN ({marks})", tuple(batch)
-                )
-                gone.update(set(batch) - {row_id for (row_id,) in there})
-    return frozenset(gone)
+    match = (
+        f"id = {mark} AND peer_id = {mark} AND kind = {mark} AND item_id = {mark} "
+        f"AND subject_id = {mark} AND rule = {mark}"
+    )
+    keys = [
+        (
+            r.row,
+            r.entry.peer_id,
+            r.entry.kind,
+            r.entry.item_id,
+            r.entry.subject_id,
+            r.entry.rule[:64],
+        )
+        for r in repeats
+    ]
+    # The driver's own executemany: SQLAlchemy's per-row work costs more than the updates.
+    updated = conn.exec_driver_sql(
+        f"UPDATE outbound_ledger SET count = count + {mark} WHERE {match}",
+        [(r.more, *key) for r, key in zip(repeats, keys, strict=True)],
+    ).rowcount
+    if updated == len(keys):
+        return frozenset()
+    # Some did not match (or the driver does not sum an executemany's counts): which.
+    return frozenset(
+        key[0]
+        for key in keys
+        if conn.exec_driver_sql(f"SELECT 1 FROM outbound_ledger WHERE {match}", key).first() is None
+    )
 
 
 def _batches(ids: Sequence[str]) -> list[list[str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -16,7 +16,7 @@ from gridpoint.node.control import ledger as ledger_module
 from gridpoint.node.control.ledger import Ledger
 from gridpoint.node.control.withdraw import withdraw
 from gridpoint.node.store.base import CatalogStore
-from gridpoint.node.store.control_base import LedgerEntry, LedgerWrite
+from gridpoint.node.store.control_base import LedgerEntry, LedgerRepeat, LedgerWrite
 from gridpoint.node.store.sql_store import SqlStore
 from tests.control.world import World
 
@@ -102,15 +102,24 @@ def test_the_store_names_new_entries_rows_in_order_and_counts_repeats_on_them(
     first = a.store.append_ledger(
         [LedgerEntry(now, peer, "answer", item, item, "default") for item in items]
     )
-    # Execute: repeats counted on three of the four rows, and on a row never stored.
+    entries = [LedgerEntry(now, peer, "answer", item, item, "default") for item in items]
+    # Execute: repeats counted on three of the four rows, on a row never stored, and on a
+    # row that holds another entry than the one said.
     missing = max(first.ids) + 1000
     second = a.store.append_ledger(
-        [], {first.ids[0]: 10, first.ids[1]: 20, first.ids[2]: 30, missing: 1}
+        [],
+        [
+            LedgerRepeat(first.ids[0], entries[0], 10),
+            LedgerRepeat(first.ids[1], entries[1], 20),
+            LedgerRepeat(first.ids[2], entries[2], 30),
+            LedgerRepeat(missing, entries[0], 1),
+            LedgerRepeat(first.ids[3], entries[1], 1),
+        ],
     )
     # Assert
     assert len(set(first.ids)) == 4 and first.gone == frozenset()
     assert (first.ids == [1, 2, 3, 4]) != gap  # an empty ledger's next ids, unless broken
-    assert second == LedgerWrite([], frozenset({missing}))
+    assert second == LedgerWrite([], frozenset({missing, first.ids[3]}))
     assert sorted((e.item_id, e.count) for e in a.store.ledger(peer_id=peer)) == sorted(
         [(items[0], 11), (items[1], 21), (items[2], 31), (items[0], 1)]
     )
@@ -159,6 +168,36 @@ def test_a_repeat_of_an_entry_rolled_up_since_is_an_entry_of_its_own(world: Worl
     assert _answers(b.store, c.node_id) == sorted([("", 2), *((i, 1) for i in ids)])
 
 
+def test_a_row_id_given_to_a_newer_entry_never_takes_a_repeat_of_the_old_one(
+    world: World,
+) -> None:
+    # Prepare: X noted, every entry rolled up (out of band), then Z, which on SQLite takes
+    # X's old row id.
+    a = world.node("A")
+    ledger, peer = Ledger(a.store, detail_days=30), "b" * 40
+    x, z = "a" * 64, "c" * 64
+    ledger.note(peer, "answer", [(x, x, "default")])
+    assert a.store.roll_up_ledger(datetime.now(UTC) + timedelta(days=1)) == 1
+    ledger.note(peer, "answer", [(z, z, "default")])
+    # Execute: X sent again within the minute.
+    ledger.note(peer, "answer", [(x, x, "default")])
+    # Assert: X has an entry of its own; Z's count is Z's.
+    assert _answers(a.store, peer) == sorted([("", 1), (x, 1), (z, 1)])
+
+
+def test_sync_pages_and_model_downloads_are_not_folded(world: World) -> None:
+    a = world.node("A")
+    ledger, peer, item = Ledger(a.store, detail_days=30), "b" * 40, "d" * 64
+    for kind in ("record", "record", "model", "model"):
+        ledger.note(peer, kind, [(item, item, "default")], count=3)
+    assert sorted((e.kind, e.count) for e in a.store.ledger(peer_id=peer)) == [
+        ("model", 3),
+        ("model", 3),
+        ("record", 3),
+        ("record", 3),
+    ]
+
+
 def test_audit_reads_the_ledger(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = world.node("A"), world.node("B")
     world.mutual(a, b)
@@ -190,7 +229,7 @@ class _HeldWrites:
         self.calls = 0
 
     def append_ledger(
-        self, entries: Sequence[LedgerEntry], repeats: Mapping[int, int] | None = None
+        self, entries: Sequence[LedgerEntry], repeats: Sequence[LedgerRepeat] = ()
     ) -> LedgerWrite:
         self.writing.set()
         self.release.wait(30)
