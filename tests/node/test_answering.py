@@ -1,5 +1,6 @@
-"""The daemon answers two unary calls at a time; the rest wait their turn, none is refused,
-and neither a model download's stream nor a health check waits for a turn."""
+"""The daemon answers two unary calls at a time; the rest wait their turn in order, for a
+while, none is refused; a caller that left is not answered; neither a model download's
+stream nor a health check waits for a turn."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from gridpoint.node.daemon.answering import AnsweringLimit
+from gridpoint.node.daemon.answering import AnsweringLimit, Turns
 
 
 class _Held:
@@ -23,10 +24,12 @@ class _Held:
         self.release = threading.Event()
         self.running = 0
         self.most = 0
+        self.calls = 0
         self._lock = threading.Lock()
 
     def _enter(self) -> None:
         with self._lock:
+            self.calls += 1
             self.running += 1
             self.most = max(self.most, self.running)
 
@@ -47,11 +50,11 @@ class _Held:
         yield request
 
 
-@pytest.fixture
-def served() -> Iterator[tuple[_Held, grpc.Channel]]:
+def _serve(patience: float) -> Iterator[tuple[_Held, grpc.Channel]]:
     held = _Held()
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=8), interceptors=[AnsweringLimit(2)]
+        futures.ThreadPoolExecutor(max_workers=8),
+        interceptors=[AnsweringLimit(2, patience=patience)],
     )
     server.add_generic_rpc_handlers(
         (
@@ -74,6 +77,17 @@ def served() -> Iterator[tuple[_Held, grpc.Channel]]:
         held.release.set()
         channel.close()
         server.stop(0).wait()
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[_Held, grpc.Channel]]:
+    """Calls wait for their turn as long as their deadline lets them."""
+    yield from _serve(patience=60.0)
+
+
+@pytest.fixture
+def impatient() -> Iterator[tuple[_Held, grpc.Channel]]:
+    yield from _serve(patience=0.2)
 
 
 def _wait_for(condition: Any, seconds: float = 10.0) -> None:
@@ -120,3 +134,58 @@ def test_a_stream_and_a_health_check_do_not_wait_for_a_turn(
     assert held.running == 2
     held.release.set()
     assert [f.result() for f in pending] == [b"u", b"u"]
+
+
+def test_a_call_waits_for_a_turn_only_so_long_then_is_answered_without_one(
+    impatient: tuple[_Held, grpc.Channel],
+) -> None:
+    held, channel = impatient
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/t.T/Unary")
+    pending = [call.future(bytes([i]), timeout=30) for i in range(3)]
+    # Execute: the third starts although both turns stay taken.
+    _wait_for(lambda: held.running == 3)
+    held.release.set()
+    # Assert
+    assert [f.result() for f in pending] == [bytes([i]) for i in range(3)]
+
+
+def test_a_call_whose_caller_left_while_it_waited_is_not_answered(
+    served: tuple[_Held, grpc.Channel],
+) -> None:
+    held, channel = served
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/t.T/Unary")
+    pending = [call.future(b"u", timeout=30) for _ in range(2)]
+    _wait_for(lambda: held.running == 2)
+    # Execute: a third call gives up before a turn is free.
+    with pytest.raises(grpc.RpcError) as refused:
+        call(b"late", timeout=0.3)
+    time.sleep(0.3)  # room for it to start, were it answered after all
+    held.release.set()
+    # Assert
+    assert refused.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert [f.result() for f in pending] == [b"u", b"u"]
+    assert held.calls == 2
+
+
+def test_turns_go_to_the_waiters_in_the_order_they_came() -> None:
+    turns = Turns(1)
+    assert turns.take(0)
+    got: list[int] = []
+
+    def wait(i: int) -> None:
+        assert turns.take(30)
+        got.append(i)
+        turns.give_back()
+
+    waiters = []
+    for i in range(3):
+        waiters.append(threading.Thread(target=wait, args=(i,)))
+        waiters[-1].start()
+        _wait_for(lambda n=i + 1: len(turns._waiting) == n)
+    # Execute
+    turns.give_back()
+    for t in waiters:
+        t.join(30)
+    # Assert: in order, and the one turn free again
+    assert got == [0, 1, 2]
+    assert turns.take(0) and not turns.take(0.05)
