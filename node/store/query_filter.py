@@ -225,7 +225,8 @@ def _count_terms(node: FilterNode) -> int:
 
 
 # The trees are frozen, so one parse serves every call asking the same text (a peer repeating
-# a live query); a filter that fails is parsed again each time, and raises each time.
+# a live query); a filter that fails is parsed again each time, and raises each time. Code
+# that changes a limit the parse checks must call parse_filter.cache_clear().
 @functools.lru_cache(maxsize=256)
 def parse_filter(text: str) -> FilterNode | None:
     """Parses a filter; None for an empty one. Raises FilterError pointing at the column."""
