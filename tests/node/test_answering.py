@@ -97,13 +97,29 @@ def _wait_for(condition: Any, seconds: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def _unary(channel: grpc.Channel) -> grpc.UnaryUnaryMultiCallable[bytes, bytes]:
+    return channel.unary_unary("/t.T/Unary")
+
+
+def _send(channel: grpc.Channel, n: int) -> list[Any]:
+    """n calls at once (futures), the i-th asking back byte i."""
+    call = _unary(channel)
+    return [call.future(bytes([i]), timeout=30) for i in range(n)]
+
+
+def _both_turns_taken(held: _Held, channel: grpc.Channel) -> list[Any]:
+    """Two calls held while they run, both turns theirs."""
+    pending = _send(channel, 2)
+    _wait_for(lambda: held.running == 2)
+    return pending
+
+
 def test_six_calls_at_once_are_answered_two_at_a_time_and_none_refused(
     served: tuple[_Held, grpc.Channel],
 ) -> None:
     held, channel = served
-    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/t.T/Unary")
     # Execute: six calls at once, all held while they run.
-    pending = [call.future(bytes([i]), timeout=30) for i in range(6)]
+    pending = _send(channel, 6)
     _wait_for(lambda: held.running == 2)
     time.sleep(0.3)  # room for a third to start, were it let in
     at_most = held.most
@@ -119,11 +135,9 @@ def test_a_stream_and_a_health_check_do_not_wait_for_a_turn(
     served: tuple[_Held, grpc.Channel],
 ) -> None:
     held, channel = served
-    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/t.T/Unary")
     stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream("/t.T/Stream")
-    pending = [call.future(b"u", timeout=30) for _ in range(2)]
-    _wait_for(lambda: held.running == 2)
-    # Execute: both turns taken
+    pending = _both_turns_taken(held, channel)
+    # Execute
     streamed = list(stream(b"s", timeout=5))
     status = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
         health_pb2.HealthCheckRequest(service=""), timeout=5
@@ -133,15 +147,14 @@ def test_a_stream_and_a_health_check_do_not_wait_for_a_turn(
     assert status.status == health_pb2.HealthCheckResponse.SERVING
     assert held.running == 2
     held.release.set()
-    assert [f.result() for f in pending] == [b"u", b"u"]
+    assert [f.result() for f in pending] == [b"\x00", b"\x01"]
 
 
 def test_a_call_waits_for_a_turn_only_so_long_then_is_answered_without_one(
     impatient: tuple[_Held, grpc.Channel],
 ) -> None:
     held, channel = impatient
-    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/t.T/Unary")
-    pending = [call.future(bytes([i]), timeout=30) for i in range(3)]
+    pending = _send(channel, 3)
     # Execute: the third starts although both turns stay taken.
     _wait_for(lambda: held.running == 3)
     held.release.set()
@@ -153,17 +166,15 @@ def test_a_call_whose_caller_left_while_it_waited_is_not_answered(
     served: tuple[_Held, grpc.Channel],
 ) -> None:
     held, channel = served
-    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/t.T/Unary")
-    pending = [call.future(b"u", timeout=30) for _ in range(2)]
-    _wait_for(lambda: held.running == 2)
+    pending = _both_turns_taken(held, channel)
     # Execute: a third call gives up before a turn is free.
     with pytest.raises(grpc.RpcError) as refused:
-        call(b"late", timeout=0.3)
+        _unary(channel)(b"late", timeout=0.3)
     time.sleep(0.3)  # room for it to start, were it answered after all
     held.release.set()
     # Assert
     assert refused.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert [f.result() for f in pending] == [b"u", b"u"]
+    assert [f.result() for f in pending] == [b"\x00", b"\x01"]
     assert held.calls == 2
 
 
