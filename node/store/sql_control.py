@@ -116,7 +116,7 @@ class SqlControl(ControlStore):
         # only ever appended: while the last statement's seq stands, the chain read at it does
         # (one indexed read instead of the whole table and its objects, on every served call).
         with self.reading() as conn:
-            last = conn.scalar(select(func.max(STATEMENTS.c.seq)))
+            last = conn.scalar(_LAST_STATEMENT)
             cached = self._key_events_at
             if cached is not None and cached[0] == last:
                 return list(cached[1])
@@ -334,6 +334,11 @@ class SqlControl(ControlStore):
                     )
             conn.execute(delete(LEDGER).where(LEDGER.c.id <= rows[-1].id, LEDGER.c.at < before))
             return len(rows)
+
+
+# Built once: every served call reads it (authentication, then the sharing policy), and
+# building the statement cost more than running it.
+_LAST_STATEMENT = select(func.max(STATEMENTS.c.seq))
 
 
 def ruled_columns(

@@ -26,6 +26,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Row,
+    bindparam,
     delete,
     func,
     insert,
@@ -77,6 +78,9 @@ __all__ = ["SqlStore", "normalize_db_url", "open_store", "redact_url"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_WRITE_LOCK = 0x67726964  # "grid": one advisory lock for catalog writes
+# Built once: every served call reads its caller's peer row, and building the statement cost
+# more than running it.
+_PEER = select(PEERS).where(PEERS.c.node_id == bindparam("node_id"))
 # A cursor this node issues: a storage sequence number, ASCII digits that fit int64 (str.isdigit
 # would also take '²' and Arabic-Indic digits).
 _CURSOR = re.compile(r"[0-9]{1,19}")
@@ -462,7 +466,7 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
 
     def get_peer(self, node_id: str) -> Peer | None:
         with self.reading() as conn:
-            row = conn.execute(select(PEERS).where(PEERS.c.node_id == node_id)).first()
+            row = conn.execute(_PEER, {"node_id": node_id}).first()
         return None if row is None else Peer(**row._mapping)
 
     def list_peers(self) -> list[Peer]:
