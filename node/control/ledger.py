@@ -126,7 +126,8 @@ class Ledger:
         """Stores one batch, repeats of recent rows as counts on them, in one write."""
         window = timedelta(seconds=FOLD_S)
         self._forget(entries[0].at - window)
-        fresh: dict[_Key, LedgerEntry] = {}
+        fresh: list[LedgerEntry] = []
+        folding: dict[_Key, int] = {}  # a folded kind's new entry in fresh, by key
         repeats: dict[int, LedgerRepeat] = {}
         for entry in entries:
             key = (entry.peer_id, entry.kind, entry.item_id, entry.subject_id, entry.rule)
@@ -138,15 +139,17 @@ class Ledger:
                 repeats[written.row] = LedgerRepeat(
                     written.row, held.entry if held else entry, more
                 )
-            elif key in fresh:
-                fresh[key] = replace(fresh[key], count=fresh[key].count + entry.count)
+            elif key in folding:
+                i = folding[key]
+                fresh[i] = replace(fresh[i], count=fresh[i].count + entry.count)
             else:
-                fresh[key] = entry
-        stored = self._store.append_ledger(list(fresh.values()), list(repeats.values()))
-        for (key, entry), row in zip(fresh.items(), stored.ids, strict=True):
-            if entry.kind in FOLDED_KINDS:
-                self._recent.pop(key, None)  # re-inserted: the dict stays oldest first
-                self._recent[key] = _Written(row, entry.at)
+                if entry.kind in FOLDED_KINDS:
+                    folding[key] = len(fresh)
+                fresh.append(entry)
+        stored = self._store.append_ledger(fresh, list(repeats.values()))
+        for key, i in folding.items():
+            self._recent.pop(key, None)  # re-inserted: the dict stays oldest first
+            self._recent[key] = _Written(stored.ids[i], fresh[i].at)
         while len(self._recent) > FOLD_MEMORY:
             del self._recent[next(iter(self._recent))]
         if stored.gone:

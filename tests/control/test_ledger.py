@@ -190,7 +190,11 @@ def test_sync_pages_and_model_downloads_are_not_folded(world: World) -> None:
     ledger, peer, item = Ledger(a.store, detail_days=30), "b" * 40, "d" * 64
     for kind in ("record", "record", "model", "model"):
         ledger.note(peer, kind, [(item, item, "default")], count=3)
+    # Two alike in one note: two entries, as two downloads noted at once would be.
+    ledger.note(peer, "model", [(item, item, "default"), (item, item, "default")], count=2)
     assert sorted((e.kind, e.count) for e in a.store.ledger(peer_id=peer)) == [
+        ("model", 2),
+        ("model", 2),
         ("model", 3),
         ("model", 3),
         ("record", 3),
