@@ -55,6 +55,10 @@ FOLD_MEMORY = 16_384
 _Key = tuple[str, str, str, str, str]
 
 
+def _key(entry: LedgerEntry) -> _Key:
+    return (entry.peer_id, entry.kind, entry.item_id, entry.subject_id, entry.rule)
+
+
 @dataclass(frozen=True)
 class _Written:
     """A row this ledger wrote: its id and time (its first send's)."""
@@ -130,7 +134,7 @@ class Ledger:
         folding: dict[_Key, int] = {}  # a folded kind's new entry in fresh, by key
         repeats: dict[int, LedgerRepeat] = {}
         for entry in entries:
-            key = (entry.peer_id, entry.kind, entry.item_id, entry.subject_id, entry.rule)
+            key = _key(entry)
             written = self._recent.get(key)
             # Later than the row, and not by much (a clock set back folds nothing).
             if written is not None and timedelta(0) <= entry.at - written.at < window:
@@ -158,9 +162,7 @@ class Ledger:
                 replace(repeats[row].entry, count=repeats[row].more) for row in sorted(stored.gone)
             ]
             for entry in again:
-                self._recent.pop(
-                    (entry.peer_id, entry.kind, entry.item_id, entry.subject_id, entry.rule), None
-                )
+                self._recent.pop(_key(entry), None)
             self._write(again)
 
     def _forget(self, before: datetime) -> None:

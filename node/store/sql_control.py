@@ -339,6 +339,8 @@ class SqlControl(ControlStore):
 # Built once: every served call reads it (authentication, then the sharing policy), and
 # building the statement cost more than running it.
 _LAST_STATEMENT = select(func.max(STATEMENTS.c.seq))
+# Read twice by every ledger write.
+_LAST_LEDGER_ID = select(func.max(LEDGER.c.id))
 
 
 def ruled_columns(
@@ -398,17 +400,14 @@ def _insert_ledger(conn: Connection, entries: Sequence[LedgerEntry]) -> list[int
             stamps[at] = at if process is None else process(at)
         return stamps[at]
 
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    before = conn.scalar(select(func.max(LEDGER.c.id))) or 0
-    rows = [
-        (stamp(e.at), e.peer_id, e.kind, e.item_id, e.subject_id, e.rule[:64], e.count)
-        for e in entries
-    ]
+    mark = _mark(conn)
+    before = conn.scalar(_LAST_LEDGER_ID) or 0
+    rows = [(stamp(e.at), *_stored(e), e.count) for e in entries]
     columns = "at, peer_id, kind, item_id, subject_id, rule, count"
     conn.exec_driver_sql(
         f"INSERT INTO outbound_ledger ({columns}) VALUES ({', '.join([mark] * 7)})", rows
     )
-    after = conn.scalar(select(func.max(LEDGER.c.id))) or 0
+    after = conn.scalar(_LAST_LEDGER_ID) or 0
     if after == before + len(rows):
         # Each new id is above `before` (ids only grow) and they are distinct: ending at
         # before + n, they are exactly the next n, in the order inserted. The usual case.
@@ -416,6 +415,16 @@ def _insert_ledger(conn: Connection, entries: Sequence[LedgerEntry]) -> list[int
     # A gap (a PostgreSQL sequence moved on by a rolled-back insert, another writer between):
     # the ids read back through the (peer, time) index, one short range per note.
     return _ids_read_back(conn, rows, before, mark)
+
+
+def _mark(conn: Connection) -> str:
+    """The driver's placeholder, for statements sent to it directly."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def _stored(entry: LedgerEntry) -> tuple[str, str, str, str, str]:
+    """An entry's peer, kind, item, subject and rule as its row holds them."""
+    return (entry.peer_id, entry.kind, entry.item_id, entry.subject_id, entry.rule[:64])
 
 
 def _ids_read_back(
@@ -443,22 +452,12 @@ def _ids_read_back(
 def _count_repeats(conn: Connection, repeats: Sequence[LedgerRepeat]) -> frozenset[int]:
     """Adds to stored rows' counts; the rows no longer holding their entries (rolled up, and
     on SQLite their ids perhaps given to newer rows since)."""
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    mark = _mark(conn)
     match = (
         f"id = {mark} AND peer_id = {mark} AND kind = {mark} AND item_id = {mark} "
         f"AND subject_id = {mark} AND rule = {mark}"
     )
-    keys = [
-        (
-            r.row,
-            r.entry.peer_id,
-            r.entry.kind,
-            r.entry.item_id,
-            r.entry.subject_id,
-            r.entry.rule[:64],
-        )
-        for r in repeats
-    ]
+    keys = [(r.row, *_stored(r.entry)) for r in repeats]
     # The driver's own executemany: SQLAlchemy's per-row work costs more than the updates.
     updated = conn.exec_driver_sql(
         f"UPDATE outbound_ledger SET count = count + {mark} WHERE {match}",
