@@ -29,12 +29,12 @@ from typing import Any
 
 import grpc
 
+from gridpoint.node.daemon.interceptors import HEALTH_METHODS
+
 __all__ = ["PATIENCE_S", "AnsweringLimit", "Turns"]
 
 #: Seconds a call waits for a turn before it is answered without one.
 PATIENCE_S = 0.5
-
-_EXEMPT_PREFIX = "/grpc.health.v1.Health/"
 
 
 class Turns:
@@ -87,7 +87,7 @@ class AnsweringLimit(grpc.ServerInterceptor):
         if (
             handler is None
             or handler.unary_unary is None
-            or details.method.startswith(_EXEMPT_PREFIX)
+            or details.method.startswith(HEALTH_METHODS)
         ):
             return handler
         answer = handler.unary_unary

@@ -20,9 +20,10 @@ from gridpoint.node.daemon.service import RequestAuthenticator
 from gridpoint.node.protocol.request_auth import AUTH_METADATA_KEY
 from gridpoint.node.protocol.rpc_errors import abort_with
 
-__all__ = ["RequestAuthInterceptor"]
+__all__ = ["HEALTH_METHODS", "RequestAuthInterceptor"]
 
-_EXEMPT_PREFIX = "/grpc.health.v1.Health/"
+#: The standard health service's methods: never authenticated, never kept waiting.
+HEALTH_METHODS = "/grpc.health.v1.Health/"
 
 
 class RequestAuthInterceptor(grpc.ServerInterceptor):
@@ -36,7 +37,7 @@ class RequestAuthInterceptor(grpc.ServerInterceptor):
     ) -> Any:
         handler = continuation(details)
         method = details.method
-        if handler is None or method.startswith(_EXEMPT_PREFIX):
+        if handler is None or method.startswith(HEALTH_METHODS):
             return handler
         # Unary calls and server-streaming ones (Artifacts.Download) take one signed request;
         # a method taking a stream of requests could not be checked, so none is served.
