@@ -107,10 +107,10 @@ def _send(channel: grpc.Channel, n: int) -> list[Any]:
     return [call.future(bytes([i]), timeout=30) for i in range(n)]
 
 
-def _both_turns_taken(held: _Held, channel: grpc.Channel) -> list[Any]:
-    """Two calls held while they run, both turns theirs."""
-    pending = _send(channel, 2)
-    _wait_for(lambda: held.running == 2)
+def _sent_until_running(held: _Held, channel: grpc.Channel, calls: int, running: int) -> list[Any]:
+    """`calls` calls sent at once (futures), once `running` of them are held running."""
+    pending = _send(channel, calls)
+    _wait_for(lambda: held.running == running)
     return pending
 
 
@@ -119,8 +119,7 @@ def test_six_calls_at_once_are_answered_two_at_a_time_and_none_refused(
 ) -> None:
     held, channel = served
     # Execute: six calls at once, all held while they run.
-    pending = _send(channel, 6)
-    _wait_for(lambda: held.running == 2)
+    pending = _sent_until_running(held, channel, 6, 2)
     time.sleep(0.3)  # room for a third to start, were it let in
     at_most = held.most
     held.release.set()
@@ -136,7 +135,7 @@ def test_a_stream_and_a_health_check_do_not_wait_for_a_turn(
 ) -> None:
     held, channel = served
     stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream("/t.T/Stream")
-    pending = _both_turns_taken(held, channel)
+    pending = _sent_until_running(held, channel, 2, 2)
     # Execute
     streamed = list(stream(b"s", timeout=5))
     status = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
@@ -154,9 +153,8 @@ def test_a_call_waits_for_a_turn_only_so_long_then_is_answered_without_one(
     impatient: tuple[_Held, grpc.Channel],
 ) -> None:
     held, channel = impatient
-    pending = _send(channel, 3)
     # Execute: the third starts although both turns stay taken.
-    _wait_for(lambda: held.running == 3)
+    pending = _sent_until_running(held, channel, 3, 3)
     held.release.set()
     # Assert
     assert [f.result() for f in pending] == [bytes([i]) for i in range(3)]
@@ -166,7 +164,7 @@ def test_a_call_whose_caller_left_while_it_waited_is_not_answered(
     served: tuple[_Held, grpc.Channel],
 ) -> None:
     held, channel = served
-    pending = _both_turns_taken(held, channel)
+    pending = _sent_until_running(held, channel, 2, 2)
     # Execute: a third call gives up before a turn is free.
     with pytest.raises(grpc.RpcError) as refused:
         _unary(channel)(b"late", timeout=0.3)
