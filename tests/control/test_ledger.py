@@ -99,10 +99,8 @@ def test_the_store_names_new_entries_rows_in_order_and_counts_repeats_on_them(
         _break_the_ledger_ids(a.store)
     now, peer = datetime.now(UTC), "b" * 40
     items = [f"{i:064x}" for i in (2, 0, 1, 2)]  # the last alike in everything to the first
-    first = a.store.append_ledger(
-        [LedgerEntry(now, peer, "answer", item, item, "default") for item in items]
-    )
     entries = [LedgerEntry(now, peer, "answer", item, item, "default") for item in items]
+    first = a.store.append_ledger(entries)
     # Execute: repeats counted on three of the four rows, on a row never stored, and on a
     # row that holds another entry than the one said.
     missing = max(first.ids) + 1000
