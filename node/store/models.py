@@ -117,7 +117,8 @@ class RecordMetricRow(SQLModel, table=True):
     """One final metric of a record."""
 
     __tablename__ = "record_metrics"
-    __table_args__ = (Index("ix_record_metrics_name_value", "name", "value"),)
+    # record_seq in the index: a walk in a metric's order reads the index alone (MetricWalk).
+    __table_args__ = (Index("ix_record_metrics_name_value_seq", "name", "value", "record_seq"),)
 
     record_seq: int = Field(
         sa_column=Column(Integer, ForeignKey("records.seq", ondelete="CASCADE"), primary_key=True)

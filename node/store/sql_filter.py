@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     BigInteger,
+    BindParameter,
     ColumnElement,
+    Float,
     Select,
     and_,
     any_,
@@ -36,6 +37,7 @@ __all__ = ["MetricWalk", "condition", "metric_walk", "order_columns", "query_sta
 # Comparisons of the sorted metric that bound its walk (one row per record and metric, so
 # `value op v` on the walked row means the same as the comparison's own EXISTS).
 _RANGE_OPS = frozenset({"=", "<", "<=", ">", ">="})
+_BOTH = (False, True)
 
 
 def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
@@ -158,42 +160,79 @@ def _requires(node: FilterNode, key: str) -> bool:
 @dataclass(frozen=True)
 class MetricWalk:
     """On PostgreSQL, the records that hold a metric, in its order, read window by window: each window a
-    bounded walk of the (name, value) index alone (keyset on (value, record_seq)), then the
-    records it walked that match the rest of the filter, looked up by seq. The database can
+    bounded walk of the (name, value, record_seq) index alone (keyset on (value, record_seq)),
+    and the records it walked that match the rest of the filter, looked up by seq. The database can
     then not choose to join and sort every match (PostgreSQL does when it misjudges how many
     match, and hashes every parameter row a filter names), and an answer costs the windows it
     reads, however many records there are. SQLite needs none of it: its planner walks the
     index of the one statement (query_statements) in a nested loop and stops at the limit,
-    which the windows' extra statements would only slow down."""
+    which the windows' extra statements would only slow down.
+
+    The statements are built once per walk (metric_walk keeps the walks of the last filters);
+    a window's ends are bound parameters: AFTER_VALUE and AFTER_SEQ (the last row of the window
+    before, when `after`), EDGE_VALUE and EDGE_SEQ (its own last row, when `edge`), SIZE."""
 
     name: str
     descending: bool
     bounds: tuple[Comparison, ...]
     rest: tuple[FilterNode, ...]
 
-    def window(self, after: tuple[float, int] | None, size: int) -> Select[tuple[float, int]]:
-        """The next size (value, record_seq) of the walk after `after`."""
+    def _walked(self, after: bool, edge: bool) -> Select[tuple[float, int]]:
         where = [M.c.name == self.name, *(_compare(M.c.value, b.op, b.value) for b in self.bounds)]
-        if after is not None:
-            value, seq = after
+        if after:
+            value, seq = _keyset("after")
             # The plain bound is what the index walk can seek to; the rest breaks ties.
             seek = M.c.value <= value if self.descending else M.c.value >= value
             past = M.c.value < value if self.descending else M.c.value > value
             where += [seek, or_(past, M.c.record_seq > seq)]
-        return (
+        if edge:
+            value, seq = _keyset("edge")
+            stop = M.c.value >= value if self.descending else M.c.value <= value
+            before = M.c.value > value if self.descending else M.c.value < value
+            where += [stop, or_(before, M.c.record_seq <= seq)]
+        walked = (
             select(M.c.value, M.c.record_seq)
             .where(*where)
             .order_by(M.c.value.desc() if self.descending else M.c.value.asc(), M.c.record_seq)
-            .limit(size)
+        )
+        return walked if edge else walked.limit(bindparam("size"))
+
+    def _matching(self, after: bool, edge: bool) -> Select[Any]:
+        # The walked seqs stay in the database (an array of the window's walk): a list of
+        # thousands of seqs through the driver cost more than looking them up.
+        seqs = self._walked(after, edge).with_only_columns(M.c.record_seq).scalar_subquery()
+        # Its own name: the rest's comparisons of metrics read the table in subqueries.
+        m = M.alias("walked_metric")
+        return (
+            select(R.c.seq, R.c.envelope)
+            .select_from(R.join(m, and_(m.c.record_seq == R.c.seq, m.c.name == self.name)))
+            .where(R.c.seq == any_(func.array(seqs)), *(condition(c) for c in self.rest))
+            .order_by(m.c.value.desc() if self.descending else m.c.value.asc(), R.c.seq)
         )
 
-    def matching(self, seqs: list[int], columns: tuple[Any, ...] = ()) -> Select[Any]:
-        """Of these records, those the rest of the filter matches: seq, envelope, columns.
-        PostgreSQL only: the seqs go as one array parameter (its planner then knows exactly
-        how many rows it looks up)."""
-        walked = bindparam("walked", seqs, type_=ARRAY(BigInteger))
-        stmt = select(R.c.seq, R.c.envelope, *columns).where(R.c.seq == any_(walked))
-        return stmt.where(*(condition(c) for c in self.rest))
+    @functools.cached_property
+    def _edges(self) -> dict[bool, Select[tuple[float, int]]]:
+        return {a: self._walked(a, False).offset(bindparam("size") - 1).limit(1) for a in _BOTH}
+
+    @functools.cached_property
+    def _matches(self) -> dict[tuple[bool, bool], Select[Any]]:
+        return {(a, e): self._matching(a, e) for a in _BOTH for e in _BOTH}
+
+    def edge(self, after: bool) -> Select[tuple[float, int]]:
+        """The window's last row (value, record_seq); none when the walk ends before it."""
+        return self._edges[after]
+
+    def matching(self, after: bool, edge: bool, columns: tuple[Any, ...] = ()) -> Select[Any]:
+        """Of the window's records, those the rest of the filter matches, in the walk's
+        order: seq, envelope, columns. The window ends at its edge when there is one (read
+        first, so a record stored meanwhile can neither push a walked one out of this window
+        nor bring it back in the next); otherwise SIZE rows on."""
+        return self._matches[after, edge].add_columns(*columns)
+
+
+def _keyset(end: str) -> tuple[BindParameter[float], BindParameter[int]]:
+    """The bound (value, record_seq) of a window's end: "after" or "edge"."""
+    return bindparam(f"{end}_value", type_=Float), bindparam(f"{end}_seq", type_=BigInteger)
 
 
 def metric_walk(where: FilterNode | None, order_by: OrderBy | None) -> MetricWalk | None:
@@ -201,6 +240,15 @@ def metric_walk(where: FilterNode | None, order_by: OrderBy | None) -> MetricWal
     ranked walk (the same rows in the same order)."""
     if order_by is None or not order_by.key.startswith("metrics."):
         return None
+    return _metric_walk(where, order_by, _value_types(where))
+
+
+# Kept like _statements (a walk builds its statements once), and for the same reason keyed by
+# the types of the filter's values.
+@functools.lru_cache(maxsize=256)
+def _metric_walk(
+    where: FilterNode | None, order_by: OrderBy, types: tuple[type, ...]
+) -> MetricWalk:
     bounds, rest = _split_bounds(where, order_by)
     return MetricWalk(order_by.key.split(".", 1)[1], order_by.descending, bounds, rest)
 
@@ -220,8 +268,8 @@ def _split_bounds(
 
 
 def _by_metric(where: FilterNode | None, order_by: OrderBy) -> list[Select[bytes]]:
-    """Sorted by a metric: walk the (name, value) index, so a limit stops the walk instead of
-    sorting every match; records without the metric follow (nulls last). The filter's own
+    """Sorted by a metric: walk the (name, value, record_seq) index, so a limit stops the walk
+    instead of sorting every match; records without the metric follow (nulls last). The filter's own
     bounds on that metric (in its top-level conjunction) bound the walk itself, and when the
     filter compares the metric at all, no record without it can match: no second statement."""
     name = order_by.key.split(".", 1)[1]

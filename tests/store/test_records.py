@@ -12,6 +12,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import event
 from sqlmodel import SQLModel
 
 from gridpoint.errors import RequestError
@@ -274,6 +275,94 @@ def test_a_sorted_answer_that_walks_many_windows_is_the_full_sort_of_the_matches
         assert [r.id for r in answer] == [r.id for r in sorted(rest, key=lambda r: by(r, -1))][
             :limit
         ]
+
+
+def test_a_sparse_sorted_answer_on_postgresql_is_read_in_windows_sized_by_its_matches(
+    pg_url: str, make_home: MakeHome
+) -> None:
+    # Prepare: 1,500 records, accuracies scrambled, one in 30 of a task type: an answer of
+    # 20 needs about 600 rows of the walk. Every statement the walk sends reads the metrics.
+    store = open_store(pg_url)
+    home: NodeHome = make_home("org")
+    records = [
+        sign_record(
+            home.identity,
+            make_record(
+                i,
+                accuracy=(i * 7919 % 1500) / 1500,
+                task_type="causal-lm" if i % 30 == 0 else "summarization",
+            ),
+        )
+        for i in range(1500)
+    ]
+    store.add_records(records)
+    sent: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *args: sent.append(args[2]))
+
+    # Execute
+    found = store.query(
+        parse_filter("task.type = 'causal-lm'"),
+        limit=20,
+        order_by=parse_order_by("metrics.accuracy desc"),
+    )
+    store.close()
+
+    # Assert: the right answer, from two windows (a window is its edge and its matches): the
+    # second as long as the first window's share of matches says; growing fourfold, three.
+    expected = sorted(
+        (r for r in records if r.record.task.type == "causal-lm"),
+        key=lambda r: -r.record.metrics["accuracy"],
+    )
+    assert [r.id for r in found] == [r.id for r in expected][:20]
+    assert len([s for s in sent if "record_metrics" in s]) == 4
+
+
+def test_a_record_stored_while_a_sorted_answer_is_walked_is_neither_repeated_nor_a_cause_of_skips(
+    pg_url: str, make_home: MakeHome
+) -> None:
+    # Prepare: the answer of the test above, and a second store that adds a record ahead of
+    # the first window's edge (accuracy 1.0, matching) once the walk has sent its first
+    # statement; PostgreSQL's next statement sees it.
+    store, other = open_store(pg_url), open_store(pg_url)
+    home: NodeHome = make_home("org")
+    records = [
+        sign_record(
+            home.identity,
+            make_record(
+                i,
+                accuracy=(i * 7919 % 1500) / 1500,
+                task_type="causal-lm" if i % 30 == 0 else "summarization",
+            ),
+        )
+        for i in range(1500)
+    ]
+    store.add_records(records)
+    late = sign_record(home.identity, make_record(1500, accuracy=1.0, task_type="causal-lm"))
+    walked: list[str] = []
+
+    def store_late_record(*args: Any) -> None:
+        if "record_metrics" in args[2]:
+            walked.append(args[2])
+            if len(walked) == 2:
+                other.add_records([late])
+
+    event.listen(store.engine, "before_cursor_execute", store_late_record)
+
+    # Execute
+    found = store.query(
+        parse_filter("task.type = 'causal-lm'"),
+        limit=40,
+        order_by=parse_order_by("metrics.accuracy desc"),
+    )
+    store.close()
+    other.close()
+
+    # Assert: the answer as it stands with the late record, every record once.
+    expected = sorted(
+        (r for r in [*records, late] if r.record.task.type == "causal-lm"),
+        key=lambda r: -r.record.metrics["accuracy"],
+    )
+    assert [r.id for r in found] == [r.id for r in expected][:40]
 
 
 def test_image_records_are_found_by_their_image_size_bucket(
