@@ -5,11 +5,12 @@ applied), stores a few thousand genuinely signed records through the store, then
 each --sizes count in bulk inside PostgreSQL (INSERT ... SELECT over generate_series: each new
 row reuses one of the signed envelopes, with its own id and its own random task type, model,
 learning rate and accuracy, so filters and orders select and sort as on real data; the
-envelopes are not checked at query time). At each size, ANALYZE, then the README's filter
-with its order (and without, and the live-query one) through the same store code `catalog
-query` uses: p50 / p95 of --repeats. Then sync: a real daemon serves --sync-records signed
-records; the same pull (verify every envelope, store) into this big PostgreSQL store and
-into a fresh SQLite one, side by side, --repeats-sync times each, alternating. Goals
+envelopes are not checked at query time; the plain indexes are built after the fill). At each
+size, VACUUM ANALYZE, then the README's filters with their order (and without, and the
+live-query one) through the same store code `catalog query` uses: p50 / p95 of --repeats.
+Then sync: a real daemon serves --sync-records signed records; the same pull (verify every
+envelope, store) into this big PostgreSQL store and into a fresh SQLite one, side by side,
+--repeats-sync times each, alternating. Goals
 (issue 29): p50 under 50 ms at 10M with an order; sync into PostgreSQL at least 0.5 of the
 SQLite rate.
 
