@@ -19,7 +19,7 @@ from gridpoint.errors import RequestError
 from gridpoint.node.catalog import publish, sign_record
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store import sql_store
-from gridpoint.node.store.base import Peer
+from gridpoint.node.store.base import Peer, StoredRecord
 from gridpoint.node.store.query_filter import parse_filter, parse_order_by
 from gridpoint.node.store.sql_store import SqlStore, newest_revision, open_store
 from gridpoint.schema import TaskDescriptor
@@ -277,14 +277,9 @@ def test_a_sorted_answer_that_walks_many_windows_is_the_full_sort_of_the_matches
         ]
 
 
-def test_a_sparse_sorted_answer_on_postgresql_is_read_in_windows_sized_by_its_matches(
-    pg_url: str, make_home: MakeHome
-) -> None:
-    # Prepare: 1,500 records, accuracies scrambled, one in 30 of a task type: an answer of
-    # 20 needs about 600 rows of the walk. Every statement the walk sends reads the metrics.
-    store = open_store(pg_url)
-    home: NodeHome = make_home("org")
-    records = [
+def _one_in_thirty(home: NodeHome) -> list[StoredRecord]:
+    """1,500 records, accuracies scrambled, one in 30 of them a causal-lm task."""
+    return [
         sign_record(
             home.identity,
             make_record(
@@ -295,6 +290,16 @@ def test_a_sparse_sorted_answer_on_postgresql_is_read_in_windows_sized_by_its_ma
         )
         for i in range(1500)
     ]
+
+
+def test_a_sparse_sorted_answer_on_postgresql_is_read_in_windows_sized_by_its_matches(
+    pg_url: str, make_home: MakeHome
+) -> None:
+    # Prepare: 1,500 records, accuracies scrambled, one in 30 of a task type: an answer of
+    # 20 needs about 600 rows of the walk. Every statement the walk sends reads the metrics.
+    store = open_store(pg_url)
+    home: NodeHome = make_home("org")
+    records = _one_in_thirty(home)
     store.add_records(records)
     sent: list[str] = []
     event.listen(store.engine, "before_cursor_execute", lambda *args: sent.append(args[2]))
@@ -325,17 +330,7 @@ def test_a_record_stored_while_a_sorted_answer_is_walked_is_neither_repeated_nor
     # statement; PostgreSQL's next statement sees it.
     store, other = open_store(pg_url), open_store(pg_url)
     home: NodeHome = make_home("org")
-    records = [
-        sign_record(
-            home.identity,
-            make_record(
-                i,
-                accuracy=(i * 7919 % 1500) / 1500,
-                task_type="causal-lm" if i % 30 == 0 else "summarization",
-            ),
-        )
-        for i in range(1500)
-    ]
+    records = _one_in_thirty(home)
     store.add_records(records)
     late = sign_record(home.identity, make_record(1500, accuracy=1.0, task_type="causal-lm"))
     walked: list[str] = []
