@@ -170,7 +170,8 @@ class MetricWalk:
 
     The statements are built once per walk (metric_walk keeps the walks of the last filters);
     a window's ends are bound parameters: AFTER_VALUE and AFTER_SEQ (the last row of the window
-    before, when `after`), EDGE_VALUE and EDGE_SEQ (its own last row, when `edge`), SIZE."""
+    before, when `after`), EDGE_VALUE and EDGE_SEQ (its own last row, when `edge`), SIZE; and
+    WANTED, the rows the answer still needs."""
 
     name: str
     descending: bool
@@ -190,12 +191,12 @@ class MetricWalk:
             stop = M.c.value >= value if self.descending else M.c.value <= value
             before = M.c.value > value if self.descending else M.c.value < value
             where += [stop, or_(before, M.c.record_seq <= seq)]
-        walked = (
-            select(M.c.value, M.c.record_seq)
-            .where(*where)
-            .order_by(M.c.value.desc() if self.descending else M.c.value.asc(), M.c.record_seq)
-        )
-        return walked if edge else walked.limit(bindparam("size"))
+        walked = select(M.c.value, M.c.record_seq).where(*where)
+        if edge:  # the window is its range: no order needed to read it
+            return walked
+        return walked.order_by(
+            M.c.value.desc() if self.descending else M.c.value.asc(), M.c.record_seq
+        ).limit(bindparam("size"))
 
     def _matching(self, after: bool, edge: bool) -> Select[Any]:
         # The walked seqs stay in the database (an array of the window's walk): a list of
@@ -208,6 +209,7 @@ class MetricWalk:
             .select_from(R.join(m, and_(m.c.record_seq == R.c.seq, m.c.name == self.name)))
             .where(R.c.seq == any_(func.array(seqs)), *(condition(c) for c in self.rest))
             .order_by(m.c.value.desc() if self.descending else m.c.value.asc(), R.c.seq)
+            .limit(bindparam("wanted"))
         )
 
     @functools.cached_property
@@ -223,10 +225,11 @@ class MetricWalk:
         return self._edges[after]
 
     def matching(self, after: bool, edge: bool, columns: tuple[Any, ...] = ()) -> Select[Any]:
-        """Of the window's records, those the rest of the filter matches, in the walk's
-        order: seq, envelope, columns. The window ends at its edge when there is one (read
-        first, so a record stored meanwhile can neither push a walked one out of this window
-        nor bring it back in the next); otherwise SIZE rows on."""
+        """Of the window's records, the first WANTED that the rest of the filter matches, in
+        the walk's order: seq, envelope, columns. The window ends at its edge when there is
+        one, otherwise SIZE rows on. The windows must be read in one snapshot (SqlStore reads
+        in REPEATABLE READ on PostgreSQL): a record stored between two statements would
+        otherwise push a walked one out of a window, or bring it back in the next."""
         return self._matches[after, edge].add_columns(*columns)
 
 

@@ -179,9 +179,14 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """A read transaction."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A read transaction: every statement in it sees the store as it was at its first
+        (SQLite's transactions do; PostgreSQL's do at REPEATABLE READ, which a transaction
+        that only reads never fails at)."""
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
 
     # --- records -------------------------------------------------------------------------
 
@@ -402,22 +407,26 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
                 window = min(max(limit, _FIRST_WINDOW), _MAX_WINDOW)
                 seen = matched = 0
                 while len(out) < limit:
-                    ends: dict[str, Any] = {"size": window}
+                    ends: dict[str, Any] = {"size": window, "wanted": limit - len(out)}
                     if after is not None:
                         ends |= {"after_value": after[0], "after_seq": after[1]}
                     last = conn.execute(walk.edge(after is not None), ends).one_or_none()
                     if last is not None:
                         ends |= {"edge_value": last.value, "edge_seq": last.record_seq}
                     matching = walk.matching(after is not None, last is not None, tuple(columns))
+                    if max_bytes is not None:
+                        matching = matching.execution_options(yield_per=_STREAM_ROWS)
                     count = 0
-                    for row in conn.execute(matching, ends):
+                    found = conn.execute(matching, ends)
+                    for row in found:
                         count += 1
                         size += len(row.envelope)
                         if max_bytes is not None and size > max_bytes:
+                            found.close()
                             return out
                         out.append(row)
-                        if len(out) >= limit:
-                            return out
+                    if len(out) >= limit:
+                        return out
                     if last is None:
                         break
                     after = (last.value, last.record_seq)

@@ -322,26 +322,29 @@ def test_a_sparse_sorted_answer_on_postgresql_is_read_in_windows_sized_by_its_ma
     assert len([s for s in sent if "record_metrics" in s]) == 4
 
 
-def test_a_record_stored_while_a_sorted_answer_is_walked_is_neither_repeated_nor_a_cause_of_skips(
+def test_a_sorted_answer_walked_while_records_are_stored_is_the_store_as_the_query_found_it(
     pg_url: str, make_home: MakeHome
 ) -> None:
-    # Prepare: the answer of the test above, and a second store that adds a record ahead of
-    # the first window's edge (accuracy 1.0, matching) once the walk has sent its first
-    # statement; PostgreSQL's next statement sees it.
+    # Prepare: the records of the test above, and a second store that adds records once the
+    # walk has sent its first statement: one ahead of the first window's edge (accuracy 1.0),
+    # and non-matching ones inside the window that would push its last rows out of it.
     store, other = open_store(pg_url), open_store(pg_url)
     home: NodeHome = make_home("org")
     records = _one_in_thirty(home)
     store.add_records(records)
-    late = sign_record(home.identity, make_record(1500, accuracy=1.0, task_type="causal-lm"))
+    late = [
+        sign_record(home.identity, make_record(1500, accuracy=1.0, task_type="causal-lm")),
+        *(sign_record(home.identity, make_record(1501 + i, accuracy=0.9)) for i in range(40)),
+    ]
     walked: list[str] = []
 
-    def store_late_record(*args: Any) -> None:
+    def store_late_records(*args: Any) -> None:
         if "record_metrics" in args[2]:
             walked.append(args[2])
             if len(walked) == 2:
-                other.add_records([late])
+                other.add_records(late)
 
-    event.listen(store.engine, "before_cursor_execute", store_late_record)
+    event.listen(store.engine, "before_cursor_execute", store_late_records)
 
     # Execute
     found = store.query(
@@ -352,9 +355,9 @@ def test_a_record_stored_while_a_sorted_answer_is_walked_is_neither_repeated_nor
     store.close()
     other.close()
 
-    # Assert: the answer as it stands with the late record, every record once.
+    # Assert: the answer from the records as they were when the query began, each once.
     expected = sorted(
-        (r for r in [*records, late] if r.record.task.type == "causal-lm"),
+        (r for r in records if r.record.task.type == "causal-lm"),
         key=lambda r: -r.record.metrics["accuracy"],
     )
     assert [r.id for r in found] == [r.id for r in expected][:40]

@@ -1,8 +1,10 @@
 """A metric's index carries its record: (name, value, record_seq) instead of (name, value).
 
 A query sorted by a metric walks this index in order (sql_filter.MetricWalk); with the
-record's seq in the index the walk reads the index alone, and ties on a value come in seq
-order without a sort.
+record's seq in the index the walk reads the index alone (ties on a value still take a sort
+when the walk is descending: it wants them in ascending seq order). The first open of a big
+store after upgrading builds the index: 55 s for 20 million metric rows (10 million
+records) on 2 cores here.
 
 Revision ID: 0008
 Revises: 0007
