@@ -24,6 +24,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    union_all,
 )
 
 from gridpoint.node.store.keys import key_spec
@@ -180,28 +181,41 @@ class MetricWalk:
 
     def _walked(self, after: bool, edge: bool) -> Select[tuple[float, int]]:
         where = [M.c.name == self.name, *(_compare(M.c.value, b.op, b.value) for b in self.bounds)]
-        if after:
-            value, seq = _keyset("after")
-            # The plain bound is what the index walk can seek to; the rest breaks ties.
-            seek = M.c.value <= value if self.descending else M.c.value >= value
-            past = M.c.value < value if self.descending else M.c.value > value
-            where += [seek, or_(past, M.c.record_seq > seq)]
         if edge:
             value, seq = _keyset("edge")
             stop = M.c.value >= value if self.descending else M.c.value <= value
             before = M.c.value > value if self.descending else M.c.value < value
             where += [stop, or_(before, M.c.record_seq <= seq)]
-        walked = select(M.c.value, M.c.record_seq).where(*where)
-        if edge:  # the window is its range: no order needed to read it
+        order = (M.c.value.desc() if self.descending else M.c.value.asc(), M.c.record_seq)
+        if not after:
+            walked = select(M.c.value, M.c.record_seq).where(*where)
+            return walked if edge else walked.order_by(*order).limit(bindparam("size"))
+        # After (value, seq): the rest of its tie group, then the values past it, each a
+        # range of the index it can seek to (as one condition, PostgreSQL read the whole tie
+        # group again at every window, and sorted it when descending).
+        value, seq = _keyset("after")
+        past = M.c.value < value if self.descending else M.c.value > value
+        parts = [
+            select(M.c.value, M.c.record_seq).where(*where, *rest)
+            for rest in ([M.c.value == value, M.c.record_seq > seq], [past])
+        ]
+        if not edge:  # the window is its range when bounded by its edge: no order needed
+            parts = [p.order_by(*order).limit(bindparam("size")) for p in parts]
+        walk = union_all(*parts).subquery("walk")
+        walked = select(walk.c.value, walk.c.record_seq)
+        if edge:
             return walked
-        return walked.order_by(
-            M.c.value.desc() if self.descending else M.c.value.asc(), M.c.record_seq
-        ).limit(bindparam("size"))
+        ordered = (
+            walk.c.value.desc() if self.descending else walk.c.value.asc(),
+            walk.c.record_seq,
+        )
+        return walked.order_by(*ordered).limit(bindparam("size"))
 
     def _matching(self, after: bool, edge: bool) -> Select[Any]:
         # The walked seqs stay in the database (an array of the window's walk): a list of
         # thousands of seqs through the driver cost more than looking them up.
-        seqs = self._walked(after, edge).with_only_columns(M.c.record_seq).scalar_subquery()
+        walk = self._walked(after, edge).subquery("walked")
+        seqs = select(walk.c.record_seq).scalar_subquery()
         # Its own name: the rest's comparisons of metrics read the table in subqueries.
         m = M.alias("walked_metric")
         return (
