@@ -186,7 +186,7 @@ class MetricWalk:
             stop = M.c.value >= value if self.descending else M.c.value <= value
             before = M.c.value > value if self.descending else M.c.value < value
             where += [stop, or_(before, M.c.record_seq <= seq)]
-        order = (M.c.value.desc() if self.descending else M.c.value.asc(), M.c.record_seq)
+        order = _metric_order(M.c.value, M.c.record_seq, self.descending)
         if not after:
             walked = select(M.c.value, M.c.record_seq).where(*where)
             return walked if edge else walked.order_by(*order).limit(bindparam("size"))
@@ -205,10 +205,7 @@ class MetricWalk:
         walked = select(walk.c.value, walk.c.record_seq)
         if edge:
             return walked
-        ordered = (
-            walk.c.value.desc() if self.descending else walk.c.value.asc(),
-            walk.c.record_seq,
-        )
+        ordered = _metric_order(walk.c.value, walk.c.record_seq, self.descending)
         return walked.order_by(*ordered).limit(bindparam("size"))
 
     def _matching(self, after: bool, edge: bool) -> Select[Any]:
@@ -222,7 +219,7 @@ class MetricWalk:
             select(R.c.seq, R.c.envelope)
             .select_from(R.join(m, and_(m.c.record_seq == R.c.seq, m.c.name == self.name)))
             .where(R.c.seq == any_(func.array(seqs)), *(condition(c) for c in self.rest))
-            .order_by(m.c.value.desc() if self.descending else m.c.value.asc(), R.c.seq)
+            .order_by(*_metric_order(m.c.value, R.c.seq, self.descending))
             .limit(bindparam("wanted"))
         )
 
@@ -245,6 +242,11 @@ class MetricWalk:
         in REPEATABLE READ on PostgreSQL): a record stored between two statements would
         otherwise push a walked one out of a window, or bring it back in the next."""
         return self._matches[after, edge].add_columns(*columns)
+
+
+def _metric_order(value: Any, seq: Any, descending: bool) -> tuple[Any, Any]:
+    """A metric's order: by its value, ties by the record's storage order."""
+    return (value.desc() if descending else value.asc(), seq)
 
 
 def _keyset(end: str) -> tuple[BindParameter[float], BindParameter[int]]:
@@ -291,13 +293,12 @@ def _by_metric(where: FilterNode | None, order_by: OrderBy) -> list[Select[bytes
     filter compares the metric at all, no record without it can match: no second statement."""
     name = order_by.key.split(".", 1)[1]
     m = M.alias("order_metric")
-    value = m.c.value.desc() if order_by.descending else m.c.value.asc()
     bounds, rest = _split_bounds(where, order_by)
     ranked = (
         select(R.c.envelope)
         .select_from(m.join(R, R.c.seq == m.c.record_seq))
         .where(m.c.name == name, *(_compare(m.c.value, b.op, b.value) for b in bounds))
-        .order_by(value, R.c.seq)
+        .order_by(*_metric_order(m.c.value, R.c.seq, order_by.descending))
     )
     if rest:
         ranked = ranked.where(and_(*(condition(c) for c in rest)))
