@@ -147,18 +147,22 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
     if not rows:
         return
     sql, order, processors = _compiled(table, tuple(rows[0]), conn.dialect)
-    params: list[list[Any]] = []
+    copying = conn.dialect.name == "postgresql"
+    params: list[Any] = []
     for row in rows:
         values = [row[k] for k in order]
         for i, process in processors:
             values[i] = process(values[i])
-        params.append(values)
-    if conn.dialect.name == "postgresql":
+        if copying:
+            params.append(values)
+        elif conn.dialect.positional:
+            params.append(tuple(values))
+        else:
+            params.append(dict(zip(order, values, strict=True)))
+    if copying:
         _copy(conn, table, order, params)
-    elif conn.dialect.positional:
-        conn.exec_driver_sql(sql, [tuple(v) for v in params])
     else:
-        conn.exec_driver_sql(sql, [dict(zip(order, v, strict=True)) for v in params])
+        conn.exec_driver_sql(sql, params)
 
 
 def _copy(conn: Connection, table: Table, order: tuple[str, ...], params: list[list[Any]]) -> None:
