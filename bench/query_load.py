@@ -88,10 +88,17 @@ def fill(home: NodeHome, n: int) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) a process used so far: what an answer costs the answering
-    daemon, whatever share of the cores the rest of the machine leaves it."""
+    """CPU time (user + system) a process and its running children used so far: what an
+    answer costs the answering daemon (its answering processes included), whatever share of
+    the cores the rest of the machine leaves it."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
+    return own + sum(cpu_seconds(c) for c in children)
 
 
 def one_round(
@@ -157,6 +164,12 @@ def main() -> None:
     parser.add_argument("--queries", nargs="+", choices=sorted(QUERIES), default=["live"])
     parser.add_argument("--baseline", type=Path, default=None)
     parser.add_argument(
+        "--answer-processes",
+        type=int,
+        default=0,
+        help="[node] answer_processes of this version's daemon (the baseline keeps its own)",
+    )
+    parser.add_argument(
         "--max-calls",
         type=int,
         default=None,
@@ -174,6 +187,12 @@ def main() -> None:
     store_a = open_store(a.db_url())
     pin(store_a, b, "127.0.0.1:1")
     store_a.close()
+    config = (a.path / "config.toml").read_text()
+    (a.path / "config.toml").write_text(
+        re.sub(
+            r"(?m)^answer_processes = .*$", f"answer_processes = {args.answer_processes}", config
+        )
+    )
     if args.max_calls is not None:
         config = (a.path / "config.toml").read_text()
         (a.path / "config.toml").write_text(
@@ -190,12 +209,14 @@ def main() -> None:
         if args.baseline is not None:
             base = work / "a-baseline"
             shutil.copytree(a.path, base)
-            if args.max_calls is None:
-                # The baseline's own default (older versions have no such setting).
-                config = (base / "config.toml").read_text().splitlines()
-                (base / "config.toml").write_text(
-                    "\n".join(line for line in config if "max_concurrent_calls" not in line) + "\n"
-                )
+            # The baseline's own defaults (older versions have no such settings).
+            own = ["answer_processes"] + (
+                ["max_concurrent_calls"] if args.max_calls is None else []
+            )
+            lines = (base / "config.toml").read_text().splitlines()
+            (base / "config.toml").write_text(
+                "\n".join(line for line in lines if not any(k in line for k in own)) + "\n"
+            )
             baseline, addresses["baseline"] = start_from(args.baseline, base)
         daemon = Daemon.start(a)
         addresses["this"] = daemon.address

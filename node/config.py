@@ -16,6 +16,9 @@ from gridpoint.errors import ConfigError
 
 #: The deepest introductions a node may follow (control/introductions.py's MAX_VOUCH_DEPTH).
 _MAX_INTRODUCTION_DEPTH = 8
+#: Each answering process takes one of the daemon's 8 gRPC workers while it answers; two
+#: are left for model downloads and health checks (daemon/server.py WORKERS).
+_MAX_ANSWER_PROCESSES = 6
 
 __all__ = [
     "AnonymizerConfig",
@@ -130,6 +133,9 @@ class NodeConfig:
 
     name: str
     listen: str = "127.0.0.1:50551"
+    #: Child processes answering peers' catalog calls beside the daemon (0: the daemon
+    #: answers them itself); node/daemon/answer_processes.py says why.
+    answer_processes: int = 0
     store: StoreConfig = field(default_factory=StoreConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
@@ -148,7 +154,7 @@ class NodeConfig:
             raise ConfigError(f"no config at {path.name}: run `gridpoint init` first") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path.name} is not valid TOML: {exc}") from exc
-        node = _section(data, "node", {"name", "listen"})
+        node = _section(data, "node", {"name", "listen", "answer_processes"})
         sections = {
             "store": StoreConfig,
             "sync": SyncConfig,
@@ -171,7 +177,17 @@ class NodeConfig:
         listen = node.get("listen", cls.listen)
         if not isinstance(listen, str):
             raise ConfigError(f"{path.name}: [node] listen must be a string HOST:PORT")
-        config = cls(name=node["name"], listen=listen, **built)
+        answer_processes = node.get("answer_processes", cls.answer_processes)
+        if (
+            not isinstance(answer_processes, int)
+            or isinstance(answer_processes, bool)
+            or not 0 <= answer_processes <= _MAX_ANSWER_PROCESSES
+        ):
+            raise ConfigError(
+                f"{path.name}: [node] answer_processes must be a whole number from 0 to "
+                f"{_MAX_ANSWER_PROCESSES}"
+            )
+        config = cls(name=node["name"], listen=listen, answer_processes=answer_processes, **built)
         if config.anonymizer.period not in ("month", "quarter"):
             raise ConfigError(f"{path.name}: anonymizer.period must be 'month' or 'quarter'")
         if config.anonymizer.curve_noise < 0:
@@ -261,6 +277,11 @@ name = "{escaped}"
 # Address `gridpoint node start` listens on (port 0 = pick a free port and print it).
 # Keep it on a protected interface: peers must still present a trusted certificate.
 listen = "{d.listen}"
+# Processes that answer peers' catalog calls (live queries, sync pages) beside the daemon;
+# 0 = the daemon answers them itself. 1 lets a node answer about 1.5x the live queries a
+# second on 2 cores, for about 80 MB more memory (bench/RESULTS.md); more helps only with
+# cores to spare.
+answer_processes = {d.answer_processes}
 
 [store]
 # Database URL. Empty = SQLite file catalog.db in this home (WAL mode).

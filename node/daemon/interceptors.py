@@ -63,6 +63,8 @@ class RequestAuthInterceptor(grpc.ServerInterceptor):
                 )
             except EnvelopeError as exc:
                 abort_with(context, method, exc)
+            if deserialize is None:  # a handler of raw bytes decodes them itself
+                return serve(raw, context)
             try:
                 request = deserialize(raw)
             except DecodeError:

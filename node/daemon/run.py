@@ -25,7 +25,9 @@ import sys
 import threading
 import time
 
+from gridpoint.node.daemon.answer_processes import AnswerProcesses
 from gridpoint.node.daemon.server import start_server
+from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.daemon.sync_loop import SyncLoop, schedule_for
 from gridpoint.node.home import NodeHome
 from gridpoint.node.home_lock import HeldHome, hold_home
@@ -54,16 +56,21 @@ def run_daemon(home: NodeHome, db_url: str, listen: str | None) -> int:
     with hold_home(home.path) as held:
         check_store_writable(db_url)
         store = open_store(db_url)
-        code = _serve(home, store, host, address, held)
+        code = _serve(home, store, db_url, host, address, held)
     leave(code)
     return code
 
 
-def _serve(home: NodeHome, store: SqlStore, host: str, address: str, held: HeldHome) -> int:
+def _serve(
+    home: NodeHome, store: SqlStore, db_url: str, host: str, address: str, held: HeldHome
+) -> int:
     schedule = schedule_for(home)
     loop = None if schedule is None else SyncLoop(home, store, grpc_connector(home), schedule)
+    service = NodeService(home, store)
+    count = home.config.answer_processes
+    answering = AnswerProcesses(home.path, db_url, count, service.answer) if count else None
     try:
-        server = start_server(home, store, address)
+        server = start_server(home, store, address, service=service, answering=answering)
         bound = f"{host}:{server.port}" if ":" not in host else f"[{host}]:{server.port}"
         held.announce(bound)
         print(f"listening on {bound}", flush=True)
@@ -89,6 +96,8 @@ def _serve(home: NodeHome, store: SqlStore, host: str, address: str, held: HeldH
             loop.drain(GRACE_S)
         log_event("node stopped", node_id=home.identity.node_id)
     finally:
+        if answering is not None:
+            answering.close()
         store.close()
     return 0
 

@@ -20,10 +20,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gridpoint.errors import ConfigError, in_words
 from gridpoint.node.artifacts.service import ArtifactsServicer
+from gridpoint.node.daemon.answer_processes import AnswerProcesses
 from gridpoint.node.daemon.answering import AnsweringLimit
 from gridpoint.node.daemon.interceptors import RequestAuthInterceptor
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
+from gridpoint.node.protocol.methods import FETCH, QUERY, SYNC
 from gridpoint.node.protocol.rpc_errors import rpc_boundary
 from gridpoint.node.protocol.tls import bind_error, split_address
 from gridpoint.node.store.base import CatalogStore
@@ -35,7 +37,7 @@ from gridpoint.v1 import (
     node_pb2_grpc,
 )
 
-__all__ = ["ANSWERING_AT_ONCE", "WORKERS", "NodeServer", "start_server"]
+__all__ = ["ANSWERING_AT_ONCE", "WORKERS", "NodeServer", "answered_by", "start_server"]
 
 #: Threads answering calls; calls past them wait, up to security.max_concurrent_calls in all.
 WORKERS = 8
@@ -81,6 +83,23 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
     ) -> catalog_pb2.QueryResponse:
         with rpc_boundary(context, "Query"):
             return self._service.query(request, _tls_peer(context))
+
+
+def answered_by(answering: AnswerProcesses) -> grpc.GenericRpcHandler:
+    """Catalog.Sync, .Fetch and .Query answered by the answering processes, raw bytes in and
+    out: the request is decoded, and the answer encoded, only in the process answering it."""
+
+    def handler(method: str) -> grpc.RpcMethodHandler[bytes, bytes]:
+        def answer(raw: bytes, context: grpc.ServicerContext) -> bytes:
+            with rpc_boundary(context, method.rsplit("/", 1)[1]):
+                return answering.answer(method, _tls_peer(context), raw)
+
+        return grpc.unary_unary_rpc_method_handler(answer)
+
+    service = QUERY.split("/")[1]
+    return grpc.method_handlers_generic_handler(
+        service, {m.rsplit("/", 1)[1]: handler(m) for m in (SYNC, FETCH, QUERY)}
+    )
 
 
 def _tls_peer(context: grpc.ServicerContext) -> str:
@@ -145,10 +164,16 @@ def _check_bindable(listen: str) -> None:
 
 
 def start_server(
-    home: NodeHome, store: CatalogStore, listen: str, *, service: NodeService | None = None
+    home: NodeHome,
+    store: CatalogStore,
+    listen: str,
+    *,
+    service: NodeService | None = None,
+    answering: AnswerProcesses | None = None,
 ) -> NodeServer:
     """Builds, binds and starts the node's gRPC server (answering with service, by default
-    one of its own over home and store); returns it with its bound port."""
+    one of its own over home and store, and the catalog's calls by the answering processes
+    when given); returns it with its bound port."""
     limits = home.config.security
     options = [
         ("grpc.max_receive_message_length", limits.max_message_bytes),
@@ -163,7 +188,8 @@ def start_server(
         futures.ThreadPoolExecutor(max_workers=WORKERS),
         # The limit first: a call waits for its turn before it is even authenticated.
         interceptors=[
-            AnsweringLimit(ANSWERING_AT_ONCE),
+            # As many at once as there are answering processes to answer them.
+            AnsweringLimit(max(ANSWERING_AT_ONCE, answering.count if answering else 0)),
             RequestAuthInterceptor(service.authenticate),
         ],
         options=options,
@@ -172,7 +198,10 @@ def start_server(
         maximum_concurrent_rpcs=limits.max_concurrent_calls,
     )
     node_pb2_grpc.add_NodeServicer_to_server(NodeServicer(service), server)
-    catalog_pb2_grpc.add_CatalogServicer_to_server(CatalogServicer(service), server)
+    if answering is None:
+        catalog_pb2_grpc.add_CatalogServicer_to_server(CatalogServicer(service), server)
+    else:
+        server.add_generic_rpc_handlers((answered_by(answering),))
     artifacts_pb2_grpc.add_ArtifactsServicer_to_server(ArtifactsServicer(service.artifacts), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -184,7 +184,13 @@ class NodeService:
         """One whole call as raw bytes: authenticate, decode, answer, encode."""
         if method not in self._methods:
             raise RequestError(f"unknown method {method}")
-        caller = self.authenticate(method, raw, auth, tls_name)
+        return self.answer(method, self.authenticate(method, raw, auth, tls_name), raw)
+
+    def answer(self, method: str, caller: str, raw: bytes) -> bytes:
+        """The answer to one call that authenticate() accepted from caller, as raw bytes:
+        decode, answer, encode."""
+        if method not in self._methods:
+            raise RequestError(f"unknown method {method}")
         request_type, answer = self._methods[method]
         return answer(caller, _decoded(request_type, raw)).SerializeToString()
 

@@ -1,0 +1,227 @@
+"""Answering processes: a child answers an authenticated catalog call exactly as the daemon
+would (same bytes, its ledger noted), its refusals come back as the same errors, a call never
+waits on a child that is starting or dead (the daemon answers it), a dead child is started
+again, and no child outlives close() or a killed daemon."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gridpoint.errors import ConfigError, FilterError, RequestError
+from gridpoint.node.config import NodeConfig
+from gridpoint.node.daemon import answer_processes
+from gridpoint.node.daemon.answer_processes import AnswerProcesses
+from gridpoint.node.daemon.service import NodeService
+from gridpoint.node.home import NodeHome
+from gridpoint.node.protocol.methods import QUERY
+from gridpoint.node.store.sql_store import SqlStore, open_store
+from gridpoint.v1 import catalog_pb2
+from tests.cli_main import run_main
+from tests.helpers import Daemon, MakeHome, pin, signed_records, trust
+
+
+def _query(text: str = "metrics.accuracy > 0.6", limit: int = 20) -> bytes:
+    return catalog_pb2.QueryRequest(filter=text, limit=limit).SerializeToString()
+
+
+class _Here:
+    """The daemon's own answerer, counting the calls it answered."""
+
+    def __init__(self, service: NodeService) -> None:
+        self.service = service
+        self.calls = 0
+
+    def __call__(self, method: str, caller: str, raw: bytes) -> bytes:
+        self.calls += 1
+        return self.service.answer(method, caller, raw)
+
+
+@pytest.fixture
+def node(make_home: MakeHome) -> Iterator[tuple[NodeHome, NodeHome, SqlStore, _Here]]:
+    a, b = make_home("A"), make_home("B")
+    store = open_store(a.db_url())
+    store.add_records(signed_records(a, 30))
+    pin(store, b, "127.0.0.1:1")
+    yield a, b, store, _Here(NodeService(a, store))
+    store.close()
+
+
+def _until(what: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _answered_by_a_child(pool: AnswerProcesses, here: _Here, caller: str) -> bool:
+    """Whether a call (one that matches no record, so sends and notes nothing) was answered
+    by a child rather than by the daemon."""
+    before = here.calls
+    pool.answer(QUERY, caller, _query("metrics.accuracy > 2", 1))
+    return here.calls == before
+
+
+def _gone(pid: int) -> bool:
+    """Whether no process pid runs any more (a zombie of ours counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"
+
+
+def test_a_child_answers_as_the_daemon_would_and_notes_what_it_sent(
+    node: tuple[NodeHome, NodeHome, SqlStore, _Here],
+) -> None:
+    a, b, store, here = node
+    caller = b.identity.node_id
+    pool = AnswerProcesses(a.path, a.db_url(), 1, here)
+    try:
+        # Until the child is ready, the daemon answers: no call waits for it.
+        _until(lambda: _answered_by_a_child(pool, here, caller))
+        calls = here.calls
+        by_child = pool.answer(QUERY, caller, _query("metrics.accuracy > 0.7", 7))
+        assert here.calls == calls
+    finally:
+        pool.close()
+    # The seven records the child sent were noted before they were sent.
+    assert [e.kind for e in store.ledger(peer_id=caller)] == ["answer"] * 7
+    assert by_child == here.service.answer(QUERY, caller, _query("metrics.accuracy > 0.7", 7))
+    assert len(catalog_pb2.QueryResponse.FromString(by_child).envelopes) == 7
+
+
+def test_a_refusal_in_a_child_is_raised_in_the_daemon_as_the_same_error(
+    node: tuple[NodeHome, NodeHome, SqlStore, _Here],
+) -> None:
+    a, b, _, here = node
+    caller = b.identity.node_id
+    pool = AnswerProcesses(a.path, a.db_url(), 1, here)
+    try:
+        _until(lambda: _answered_by_a_child(pool, here, caller))
+        calls = here.calls
+        with pytest.raises(FilterError) as in_child:
+            pool.answer(QUERY, caller, _query("metrics.accuracy >"))
+        with pytest.raises(RequestError, match="not a valid message"):
+            pool.answer(QUERY, caller, b"\xff\xff")
+        assert here.calls == calls  # both refused by the child
+        # The child is still there for the next call.
+        assert _answered_by_a_child(pool, here, caller)
+    finally:
+        pool.close()
+    with pytest.raises(FilterError) as in_daemon:
+        here.service.answer(QUERY, caller, _query("metrics.accuracy >"))
+    assert str(in_child.value) == str(in_daemon.value) and "column" in str(in_child.value)
+
+
+def test_a_killed_child_leaves_its_calls_to_the_daemon_and_is_started_again(
+    node: tuple[NodeHome, NodeHome, SqlStore, _Here], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b, _, here = node
+    caller = b.identity.node_id
+    monkeypatch.setattr(answer_processes, "RESTART_AFTER_S", 0.5)
+    pool = AnswerProcesses(a.path, a.db_url(), 1, here)
+    try:
+        _until(lambda: _answered_by_a_child(pool, here, caller))
+        (first,) = pool.pids()
+        os.kill(first, signal.SIGKILL)
+        _until(lambda: _gone(first))
+        calls = here.calls
+        # The child died between two calls: this one finds its socket closed mid-call.
+        answer = pool.answer(QUERY, caller, _query())
+        assert here.calls == calls + 1
+        assert answer == here.service.answer(QUERY, caller, _query())
+        _until(lambda: _answered_by_a_child(pool, here, caller))
+        (second,) = pool.pids()
+    finally:
+        pool.close()
+    assert second != first
+    assert _gone(second)
+
+
+def test_close_ends_every_child(node: tuple[NodeHome, NodeHome, SqlStore, _Here]) -> None:
+    a, b, _, here = node
+    pool = AnswerProcesses(a.path, a.db_url(), 2, here)
+    _until(lambda: _answered_by_a_child(pool, here, b.identity.node_id))
+    pids = pool.pids()
+    pool.close()
+    assert len(pids) == 2 and all(_gone(p) for p in pids)
+    # Closed: the daemon answers what still comes.
+    calls = here.calls
+    pool.answer(QUERY, b.identity.node_id, _query())
+    assert here.calls == calls + 1
+
+
+def test_a_child_that_cannot_open_the_store_leaves_the_answers_to_the_daemon(
+    node: tuple[NodeHome, NodeHome, SqlStore, _Here],
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    a, b, _, here = node
+    missing = f"sqlite:///{tmp_path / 'no-such-dir' / 'catalog.db'}"
+    pool = AnswerProcesses(a.path, missing, 1, here)
+    try:
+        (pid,) = pool.pids()
+        _until(lambda: _gone(pid))
+        for _ in range(3):
+            assert not _answered_by_a_child(pool, here, b.identity.node_id)
+    finally:
+        pool.close()
+    err = capfd.readouterr().err
+    assert "answering process could not open the store" in err
+    assert "Traceback" not in err and str(tmp_path) not in err
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
+
+
+def test_a_daemon_answers_live_queries_from_its_answering_process_and_leaves_none_behind(
+    capsys: pytest.CaptureFixture[str], make_home: MakeHome, daemons: list[Daemon]
+) -> None:
+    a, c = make_home("A"), make_home("C")
+    text = a.config_path.read_text()
+    a.config_path.write_text(text.replace("answer_processes = 0", "answer_processes = 1"))
+    store = open_store(a.db_url())
+    store.add_records(signed_records(a, 5))
+    pin(store, c, "127.0.0.1:1")
+    store.close()
+    da = Daemon.start(a)
+    daemons.append(da)
+    trust(c, a, da.address)
+    (child,) = _children(da.process.pid)
+    live = run_main(
+        capsys, "catalog", "query", "metrics.accuracy > 0", "--peers", "--json", home=c.path
+    ).json()
+    assert len(live) == 5 and {r["signer"] for r in live} == {a.identity.node_id}
+    # Killed, the daemon leaves no answering process behind.
+    os.kill(da.process.pid, signal.SIGKILL)
+    da.process.wait(10)
+    _until(lambda: _gone(child), timeout=10)
+    # Stopped, neither; and it stops as cleanly as without one.
+    again = Daemon.start(a)
+    daemons.append(again)
+    (child,) = _children(again.process.pid)
+    assert again.stop() == 0
+    assert _gone(child)
+    assert "Traceback" not in again.log() and "answering process ended" not in again.log()
+
+
+@pytest.mark.parametrize("value", ["-1", "7", "true", "1.5", '"2"'])
+def test_answer_processes_outside_zero_to_six_is_a_config_error(
+    make_home: MakeHome, value: str
+) -> None:
+    home = make_home("A")
+    text = home.config_path.read_text()
+    home.config_path.write_text(text.replace("answer_processes = 0", f"answer_processes = {value}"))
+    with pytest.raises(ConfigError, match=r"\[node\] answer_processes must be a whole number"):
+        NodeConfig.load(home.config_path)
