@@ -279,7 +279,7 @@ name = "{escaped}"
 listen = "{d.listen}"
 # Processes that answer peers' catalog calls (live queries, sync pages) beside the daemon;
 # 0 = the daemon answers them itself. 1 lets a node answer about 1.5x the live queries a
-# second on 2 cores, for about 80 MB more memory (bench/RESULTS.md); more helps only with
+# second on 2 cores, for about 90 MB more memory (bench/RESULTS.md); more helps only with
 # cores to spare.
 answer_processes = {d.answer_processes}
 
