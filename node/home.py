@@ -133,6 +133,15 @@ class NodeHome:
         self.check()
         return NodeConfig.load(self.config_path)
 
+    @classmethod
+    def with_config(cls, path: Path, config: NodeConfig) -> NodeHome:
+        """The home at path holding config (loaded and checked by another process), never
+        its file read again: a process working for a daemon answers under the daemon's
+        settings, not under an edit made since the daemon started."""
+        home = cls(path)
+        home.__dict__["config"] = config  # where cached_property keeps what it loaded
+        return home
+
     @cached_property
     def tls(self) -> TlsMaterial:
         try:

@@ -9,16 +9,20 @@ a time, alone on its own GIL; the daemon's threads only wait on its pipe.
 
 The daemon still authenticates every call (its replay guard is the only one) and hands a
 child only what it accepted: the method, the request's raw bytes and the caller's node id.
-The child answers with a NodeService of its own over the same home and database, so the
-sharing policy, the key chain and the outbound ledger apply as in the daemon (each process
-notes what it sends before sending it), and sends back the answer's bytes, or the class and
-message of the GridpointError it raised, which the daemon raises again so that the RPC
+The child answers with a NodeService of its own over the same home and database, under the
+config the daemon loaded (sent over its socket, never read again from the file), so the
+sharing policy, the key chain and the outbound ledger apply as in the daemon: each process
+notes what it sends before sending it (each folds its own repeats, so a query repeated
+within a minute may take a row per process). It sends back the answer's bytes, or the class
+and message of the GridpointError it raised, which the daemon raises again so that the RPC
 boundary maps it to the same status as before.
 
-A call never waits for a child that is starting or dead, nor more than PATIENCE_S for a busy
-one: the daemon answers it itself. A child that died is started again, at most once every
-RESTART_AFTER_S. A child ends when the daemon closes the pool, or when the daemon's end of
-its pipe closes (the daemon was killed): none outlives the daemon.
+A call never waits for a child that is starting, dead or that cannot be started, nor more
+than PATIENCE_S for a busy one: the daemon answers it itself. A child that died is started
+again, at most once every RESTART_AFTER_S. A child ends when the daemon closes the pool, or
+when the daemon's end of its socket closes (the daemon was killed): none outlives the daemon.
+Children inherit the daemon's blocked SIGTERM and SIGINT: a signal to the process group
+(Ctrl-C) is the daemon's to act on, and it ends them.
 
 Must never: answer a call the daemon did not authenticate; hand a child the request's
 signature, or anything else it would need to authenticate a call on its own; leave a child
@@ -27,6 +31,10 @@ running after close().
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
 import socket
 import subprocess
 import sys
@@ -37,20 +45,26 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from gridpoint.errors import GridpointError
+from gridpoint.errors import Busy, GridpointError, in_words
 from gridpoint.node.daemon.answering import PATIENCE_S
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
-from gridpoint.node.logs import configure_logging, log_event
+from gridpoint.node.logs import configure_logging, log_event, log_limited
 from gridpoint.node.store.sql_store import open_store
 
-__all__ = ["RESTART_AFTER_S", "AnswerFailed", "AnswerProcesses", "serve_calls"]
+__all__ = ["CLOSE_S", "RESTART_AFTER_S", "AnswerFailed", "AnswerProcesses", "serve_calls"]
 
 #: Seconds between two starts of a child in the same place (one that cannot start, because
 #: its database is gone, is not started again in a loop).
 RESTART_AFTER_S = 10.0
 
+#: Seconds close() waits for children to leave, in all, before it kills those left.
+CLOSE_S = 5.0
+
 _READY = "ready"
+
+#: The environment variable that hands a child the daemon's import path.
+_PATH_VARIABLE = "GRIDPOINT_ANSWERING_SYS_PATH"
 
 #: What answers a call in the daemon itself: (method, caller, raw request) -> raw answer.
 Answerer = Callable[[str, str, bytes], bytes]
@@ -65,7 +79,6 @@ class AnswerFailed(Exception):
 class _Child:
     process: subprocess.Popen[bytes]
     conn: Connection
-    started_at: float
     ready: bool = False
 
 
@@ -79,69 +92,68 @@ class _Slot:
 
 
 class AnswerProcesses:
-    """`count` children answering over home's database; thread-safe."""
+    """`count` children answering under the daemon's home, config and database;
+    thread-safe."""
 
-    def __init__(self, home_path: Path, db_url: str, count: int, answer_here: Answerer) -> None:
-        self._home_path = str(home_path)
-        self._db_url = db_url
+    def __init__(self, home: NodeHome, db_url: str, count: int, answer_here: Answerer) -> None:
+        # What a child opens, sent over its socket: never on its command line (a database
+        # URL may hold a password, and any user can read a command line).
+        self._opens = (str(home.path), home.config, db_url)
         self._answer_here = answer_here
         self.count = count
         self._free = threading.Condition()
         self._closed = False
-        self._slots = [_Slot(self._start()) for _ in range(count)]
+        self._slots = [_Slot(None, died_at=-RESTART_AFTER_S) for _ in range(count)]
+        with self._free:
+            for slot in self._slots:
+                self._is_ready(slot)  # starts its child
 
     def answer(self, method: str, caller: str, raw: bytes) -> bytes:
         """The answer to one authenticated call, by a child when one is ready within
-        PATIENCE_S, else by the daemon itself. Raises what answering raised."""
+        PATIENCE_S, else by the daemon itself. Raises what answering raised, and Busy once
+        closed (the daemon is stopping)."""
         slot = self._take()
         if slot is None or slot.child is None:
-            return self._answer_here(method, caller, raw)
+            return self._here(method, caller, raw)
         child = slot.child
         try:
             child.conn.send((method, caller, raw))
             outcome = child.conn.recv()
         except (EOFError, OSError):
             self._lost(slot, child)
-            return self._answer_here(method, caller, raw)
-        self._give_back(slot)
+            return self._here(method, caller, raw)
+        self._give_back(slot, child)
         return _unpacked(outcome)
 
     def close(self) -> None:
-        """Ends every child (waits for a busy one to finish its call, a little)."""
+        """Ends every child, waiting at most about CLOSE_S in all; a call still being
+        answered by one is woken and told Busy."""
         with self._free:
             self._closed = True
-            children = [s.child for s in self._slots if s.child is not None]
+            children = [(s.child, s.busy) for s in self._slots if s.child is not None]
             for slot in self._slots:
                 slot.child = None
             self._free.notify_all()
-        for child in children:
-            child.conn.close()  # the child reads the end of its socket and leaves
-        for child in children:
-            _end(child.process)
+        for child, busy in children:
+            if busy:
+                # Its socket is being read by the thread answering on it, which closes it:
+                # closed here, the descriptor's number could be reused under that thread.
+                _wake(child.conn)
+            else:
+                child.conn.close()  # the child reads the end of its socket and leaves
+        deadline = time.monotonic() + CLOSE_S
+        for child, _ in children:
+            _end(child.process, max(0.0, deadline - time.monotonic()))
 
     def pids(self) -> list[int]:
         """The children's process ids (those started and not yet ended)."""
         with self._free:
             return [s.child.process.pid for s in self._slots if s.child is not None]
 
-    def _start(self) -> _Child:
-        # A new interpreter, not a fork: the daemon has gRPC's threads, and a forked child
-        # would hold copies of their locks in whatever state they were. What the child opens
-        # comes through its socket, never its command line (a database URL may hold a
-        # password, and any user can read a command line).
-        ours, theirs = socket.socketpair()
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-c", _CHILD_MAIN, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-            )
-        finally:
-            theirs.close()
-        conn = Connection(ours.detach())
-        conn.send((self._home_path, self._db_url))
-        return _Child(process, conn, time.monotonic())
+    def _here(self, method: str, caller: str, raw: bytes) -> bytes:
+        if self._closed:
+            raise Busy("this node is stopping; ask again later")
+        return self._answer_here(method, caller, raw)
 
     def _take(self) -> _Slot | None:
         """A free slot whose child is ready, marked busy; None when none is ready or every
@@ -166,7 +178,7 @@ class AnswerProcesses:
         child = slot.child
         if child is None:
             if not self._closed and time.monotonic() - slot.died_at >= RESTART_AFTER_S:
-                slot.child = self._start()
+                slot.child = self._start(slot)
             return False
         if child.ready:
             return True
@@ -182,15 +194,50 @@ class AnswerProcesses:
         self._retire(slot, child)
         return False
 
-    def _give_back(self, slot: _Slot) -> None:
+    def _start(self, slot: _Slot) -> _Child | None:
+        """A new child for slot; None (and a log line) when none can be started now."""
+        # A new interpreter, not a fork: the daemon has gRPC's threads, and a forked child
+        # would hold copies of their locks in whatever state they were. It imports from the
+        # daemon's own import path, nothing else (-P: not its working directory), so it runs
+        # the daemon's code, whatever else is installed or lies in that directory.
+        ours, theirs = socket.socketpair()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-P", "-c", _CHILD_MAIN, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env={**os.environ, _PATH_VARIABLE: json.dumps(sys.path)},
+            )
+        except OSError as exc:  # out of processes, memory or descriptors
+            ours.close()
+            slot.died_at = time.monotonic()
+            log_event(
+                "cannot start an answering process; the daemon answers its calls",
+                error=in_words(exc),
+                retry_in_s=RESTART_AFTER_S,
+            )
+            return None
+        finally:
+            theirs.close()
+        conn = Connection(ours.detach())
+        with contextlib.suppress(OSError):  # it died at once: _is_ready finds it so
+            conn.send(self._opens)
+        return _Child(process, conn)
+
+    def _give_back(self, slot: _Slot, child: _Child) -> None:
         with self._free:
             slot.busy = False
+            if self._closed:
+                child.conn.close()
             self._free.notify()
 
     def _lost(self, slot: _Slot, child: _Child) -> None:
         with self._free:
             slot.busy = False
-            if slot.child is child:
+            if self._closed:
+                child.conn.close()
+            elif slot.child is child:
                 self._retire(slot, child)
             self._free.notify_all()
 
@@ -205,7 +252,16 @@ class AnswerProcesses:
         )
 
 
-def _end(process: subprocess.Popen[bytes], wait_s: float = 5.0) -> None:
+def _wake(conn: Connection) -> None:
+    """Ends the socket under conn for both ends (a read on it returns at once), leaving the
+    descriptor itself to conn's owner."""
+    with contextlib.suppress(OSError):
+        twin = socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM)
+        twin.shutdown(socket.SHUT_RDWR)
+        twin.close()
+
+
+def _end(process: subprocess.Popen[bytes], wait_s: float) -> None:
     """Waits for a child told to leave (its socket closed); kills it past wait_s."""
     try:
         process.wait(wait_s)
@@ -238,18 +294,19 @@ _ERRORS = _error_classes()
 
 #: What a child runs: serve_calls over the socket whose descriptor is its argument.
 _CHILD_MAIN = (
-    "import sys; from gridpoint.node.daemon.answer_processes import serve_calls; "
+    f"import json, os, sys; sys.path[:] = json.loads(os.environ.pop({_PATH_VARIABLE!r})); "
+    "from gridpoint.node.daemon.answer_processes import serve_calls; "
     "serve_calls(int(sys.argv[1]))"
 )
 
 
 def serve_calls(fd: int) -> None:
-    """A child's whole life, over the socket fd: read what to open, open the store, say
-    ready, answer calls until the socket closes."""
+    """A child's whole life, over the socket fd: read what to open (the daemon's home, config
+    and database), open it, say ready, answer calls until the socket closes."""
     configure_logging()
     conn = Connection(fd)
     try:
-        home_path, db_url = conn.recv()
+        home_path, config, db_url = conn.recv()
         store = open_store(db_url)
     except (EOFError, OSError):
         return
@@ -259,9 +316,12 @@ def serve_calls(fd: int) -> None:
         log_event("answering process could not open the store", reason=exc.reason)
         return
     try:
-        _answer_calls(NodeService(NodeHome(Path(home_path)), store), conn)
+        service = NodeService(NodeHome.with_config(Path(home_path), config), store)
+        _answer_calls(service, conn)
     except (EOFError, OSError):
         return  # the daemon closed its end (it stopped, or was killed)
+    except GridpointError as exc:  # the home's files, changed since the daemon read them
+        log_event("answering process could not start", reason=exc.reason)
     finally:
         store.close()
 
@@ -279,5 +339,13 @@ def _answer_calls(service: NodeService, conn: Connection) -> None:
         except GridpointError as exc:
             outcome = ("refused", type(exc).__name__, str(exc))
         except Exception as exc:
+            # Logged here with its class (the daemon only sees that a child failed).
+            log_limited(
+                f"failed {method} in answering",
+                "request failed in an answering process",
+                logging.ERROR,
+                method=method,
+                error=type(exc).__name__,
+            )
             outcome = ("failed", type(exc).__name__, "")
         conn.send(outcome)

@@ -5,20 +5,25 @@ again, and no child outlives close() or a killed daemon."""
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import re
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from gridpoint.errors import ConfigError, FilterError, RequestError
+from gridpoint.errors import Busy, ConfigError, FilterError, RequestError
 from gridpoint.node.config import NodeConfig
 from gridpoint.node.daemon import answer_processes
 from gridpoint.node.daemon.answer_processes import AnswerProcesses
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
+from gridpoint.node.peers.grpc_transport import GrpcTransport
 from gridpoint.node.protocol.methods import QUERY
 from gridpoint.node.store.sql_store import SqlStore, open_store
 from gridpoint.v1 import catalog_pb2
@@ -81,7 +86,7 @@ def test_a_child_answers_as_the_daemon_would_and_notes_what_it_sent(
 ) -> None:
     a, b, store, here = node
     caller = b.identity.node_id
-    pool = AnswerProcesses(a.path, a.db_url(), 1, here)
+    pool = AnswerProcesses(a, a.db_url(), 1, here)
     try:
         # Until the child is ready, the daemon answers: no call waits for it.
         _until(lambda: _answered_by_a_child(pool, here, caller))
@@ -90,7 +95,7 @@ def test_a_child_answers_as_the_daemon_would_and_notes_what_it_sent(
         assert here.calls == calls
     finally:
         pool.close()
-    # The seven records the child sent were noted before they were sent.
+    # The child noted the seven records it sent (the calls before matched none).
     assert [e.kind for e in store.ledger(peer_id=caller)] == ["answer"] * 7
     assert by_child == here.service.answer(QUERY, caller, _query("metrics.accuracy > 0.7", 7))
     assert len(catalog_pb2.QueryResponse.FromString(by_child).envelopes) == 7
@@ -101,7 +106,7 @@ def test_a_refusal_in_a_child_is_raised_in_the_daemon_as_the_same_error(
 ) -> None:
     a, b, _, here = node
     caller = b.identity.node_id
-    pool = AnswerProcesses(a.path, a.db_url(), 1, here)
+    pool = AnswerProcesses(a, a.db_url(), 1, here)
     try:
         _until(lambda: _answered_by_a_child(pool, here, caller))
         calls = here.calls
@@ -125,7 +130,7 @@ def test_a_killed_child_leaves_its_calls_to_the_daemon_and_is_started_again(
     a, b, _, here = node
     caller = b.identity.node_id
     monkeypatch.setattr(answer_processes, "RESTART_AFTER_S", 0.5)
-    pool = AnswerProcesses(a.path, a.db_url(), 1, here)
+    pool = AnswerProcesses(a, a.db_url(), 1, here)
     try:
         _until(lambda: _answered_by_a_child(pool, here, caller))
         (first,) = pool.pids()
@@ -146,15 +151,67 @@ def test_a_killed_child_leaves_its_calls_to_the_daemon_and_is_started_again(
 
 def test_close_ends_every_child(node: tuple[NodeHome, NodeHome, SqlStore, _Here]) -> None:
     a, b, _, here = node
-    pool = AnswerProcesses(a.path, a.db_url(), 2, here)
+    pool = AnswerProcesses(a, a.db_url(), 2, here)
     _until(lambda: _answered_by_a_child(pool, here, b.identity.node_id))
     pids = pool.pids()
     pool.close()
     assert len(pids) == 2 and all(_gone(p) for p in pids)
-    # Closed: the daemon answers what still comes.
+    # Closed (the daemon is stopping): what still comes is told to ask again later.
     calls = here.calls
-    pool.answer(QUERY, b.identity.node_id, _query())
-    assert here.calls == calls + 1
+    with pytest.raises(Busy, match="stopping"):
+        pool.answer(QUERY, b.identity.node_id, _query())
+    assert here.calls == calls
+
+
+def test_a_child_answers_under_the_daemons_config_not_an_edit_made_since(
+    node: tuple[NodeHome, NodeHome, SqlStore, _Here],
+) -> None:
+    a, b, _, here = node
+    caller = b.identity.node_id
+    assert a.config.security.max_message_bytes > 100_000  # what the daemon loaded
+    text = a.config_path.read_text()
+    a.config_path.write_text(
+        re.sub(r"(?m)^max_message_bytes = .*$", "max_message_bytes = 20000", text)
+    )
+    pool = AnswerProcesses(a, a.db_url(), 1, here)
+    try:
+        _until(lambda: _answered_by_a_child(pool, here, caller))
+        calls = here.calls
+        by_child = pool.answer(QUERY, caller, _query("metrics.accuracy > 0", 30))
+        assert here.calls == calls
+    finally:
+        pool.close()
+    # Thirty records are more than 20,000 bytes: the file's budget would have cut them.
+    assert len(catalog_pb2.QueryResponse.FromString(by_child).envelopes) == 30
+    assert by_child == here.service.answer(QUERY, caller, _query("metrics.accuracy > 0", 30))
+
+
+def test_a_child_that_cannot_be_started_leaves_the_answers_to_the_daemon(
+    node: tuple[NodeHome, NodeHome, SqlStore, _Here],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    a, b, _, here = node
+    starts: list[int] = []
+
+    def no_processes_left(*_args: object, **_kwargs: object) -> subprocess.Popen[bytes]:
+        starts.append(1)
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(subprocess, "Popen", no_processes_left)
+    caplog.set_level(logging.INFO, logger="gridpoint")
+    pool = AnswerProcesses(a, a.db_url(), 1, here)
+    try:
+        for _ in range(3):
+            assert not _answered_by_a_child(pool, here, b.identity.node_id)
+        assert pool.pids() == []
+    finally:
+        pool.close()
+    # Tried once, not at every call: the next try is RESTART_AFTER_S later.
+    assert len(starts) == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "cannot start an answering process; the daemon answers its calls"
+    ]
 
 
 def test_a_child_that_cannot_open_the_store_leaves_the_answers_to_the_daemon(
@@ -164,7 +221,7 @@ def test_a_child_that_cannot_open_the_store_leaves_the_answers_to_the_daemon(
 ) -> None:
     a, b, _, here = node
     missing = f"sqlite:///{tmp_path / 'no-such-dir' / 'catalog.db'}"
-    pool = AnswerProcesses(a.path, missing, 1, here)
+    pool = AnswerProcesses(a, missing, 1, here)
     try:
         (pid,) = pool.pids()
         _until(lambda: _gone(pid))
@@ -175,6 +232,14 @@ def test_a_child_that_cannot_open_the_store_leaves_the_answers_to_the_daemon(
     err = capfd.readouterr().err
     assert "answering process could not open the store" in err
     assert "Traceback" not in err and str(tmp_path) not in err
+
+
+def _written(pid: int) -> int:
+    """Bytes a process has written so far (to its socket, its log, anything)."""
+    line = next(
+        x for x in Path(f"/proc/{pid}/io").read_text().splitlines() if x.startswith("wchar")
+    )
+    return int(line.split()[1])
 
 
 def _children(pid: int) -> list[int]:
@@ -199,10 +264,32 @@ def test_a_daemon_answers_live_queries_from_its_answering_process_and_leaves_non
     daemons.append(da)
     trust(c, a, da.address)
     (child,) = _children(da.process.pid)
-    live = run_main(
-        capsys, "catalog", "query", "metrics.accuracy > 0", "--peers", "--json", home=c.path
-    ).json()
+
+    def query() -> list[dict[str, object]]:
+        answer: list[dict[str, object]] = run_main(
+            capsys, "catalog", "query", "metrics.accuracy > 0", "--peers", "--json", home=c.path
+        ).json()
+        return answer
+
+    # Asked until the child answers (the daemon does while it starts): what it wrote to the
+    # daemon grows by at least the five records.
+    def child_answered() -> bool:
+        before = _written(child)
+        live[:] = query()
+        return _written(child) - before > 5 * 500
+
+    live: list[dict[str, object]] = []
+    _until(child_answered)
     assert len(live) == 5 and {r["signer"] for r in live} == {a.identity.node_id}
+    # A refusal comes back through the raw handler as the status the daemon gives it.
+    transport = GrpcTransport(
+        c.identity, c.tls, da.address, a.identity.node_id, a.tls.cert_pem, idle_timeout_s=10
+    )
+    try:
+        with pytest.raises(RequestError, match="refused the request: .*at column"):
+            transport.query("metrics.accuracy >", 10, "")
+    finally:
+        transport.close()
     # Killed, the daemon leaves no answering process behind.
     os.kill(da.process.pid, signal.SIGKILL)
     da.process.wait(10)
