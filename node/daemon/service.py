@@ -40,7 +40,6 @@ from gridpoint.node.protocol.methods import (
 from gridpoint.node.protocol.request_auth import ReplayGuard, verify_request
 from gridpoint.node.protocol.tls import fingerprint
 from gridpoint.node.store.base import CatalogStore
-from gridpoint.node.store.key_chain import KeyChain
 from gridpoint.node.store.query_filter import parse_filter, parse_order_by
 from gridpoint.v1 import artifacts_pb2, catalog_pb2, envelope_pb2, node_pb2
 
@@ -116,7 +115,9 @@ class NodeService:
             software_version=__version__,
         )
         self._info = info.SerializeToString()
-        self.authenticate = RequestAuthenticator(self._pinned, ReplayGuard(limits.request_window_s))
+        self.authenticate = RequestAuthenticator(
+            store.pinned_fingerprint, ReplayGuard(limits.request_window_s)
+        )
         self.ledger = Ledger(store, home.config.ledger.detail_days)
         self._sharing = Sharing(
             home, store, PolicySource(home.config_path, home.secret), self.ledger, self._budget
@@ -132,12 +133,6 @@ class NodeService:
             ARTIFACTS_LIST: (artifacts_pb2.ListArtifactsRequest, self._list_any),
             ARTIFACTS_GET_MANIFEST: (artifacts_pb2.GetManifestRequest, self._manifest_any),
         }
-
-    def _pinned(self, caller: str) -> str | None:
-        peer = self._store.get_peer(caller)
-        if peer is None or KeyChain(self._store.key_events()).revoked(caller):
-            return None
-        return peer.fingerprint
 
     def hello(self) -> node_pb2.HelloResponse:
         """This node's NodeInfo, freshly signed."""

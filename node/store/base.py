@@ -320,6 +320,11 @@ class CatalogStore(ControlStore):
     def get_peer(self, node_id: str) -> Peer | None: ...
 
     @abstractmethod
+    def pinned_fingerprint(self, node_id: str) -> str | None:
+        """The TLS fingerprint pinned for node_id; None when node_id is not a trusted peer or
+        its key was revoked (read once, on every call a peer makes: one transaction)."""
+
+    @abstractmethod
     def list_peers(self) -> list[Peer]: ...
 
     @abstractmethod

@@ -58,6 +58,7 @@ from gridpoint.node.store.control_models import (
     VOUCHES,
     WITHDRAWN,
 )
+from gridpoint.node.store.key_chain import KeyChain
 from gridpoint.node.store.models import RECORDS as R
 from gridpoint.node.store.query_filter import FilterNode
 from gridpoint.node.store.sql_filter import condition
@@ -73,8 +74,8 @@ MAX_ROLL_UP = 200_000
 class SqlControl(ControlStore):
     """ControlStore over the SqlStore's engine (mixed into SqlStore)."""
 
-    # (the last statement's seq, the key events as stored then): see key_events().
-    _key_events_at: tuple[int | None, tuple[KeyEvent, ...]] | None = None
+    # (the last statement's seq, the key chain as stored then): see _key_chain().
+    _key_chain_at: tuple[int | None, KeyChain] | None = None
 
     @abstractmethod
     def writing(self) -> AbstractContextManager[Connection]:
@@ -112,17 +113,21 @@ class SqlControl(ControlStore):
             return int(conn.scalar(select(func.count()).select_from(STATEMENTS)) or 0)
 
     def key_events(self) -> list[KeyEvent]:
-        # Key rows change only in the transaction that stores a statement, and statements are
-        # only ever appended: while the last statement's seq stands, the chain read at it does
-        # (one indexed read instead of the whole table and its objects, on every served call).
         with self.reading() as conn:
-            last = conn.scalar(_LAST_STATEMENT)
-            cached = self._key_events_at
-            if cached is not None and cached[0] == last:
-                return list(cached[1])
-            events = tuple(sql_statements.key_chain(conn).events())
-        self._key_events_at = (last, events)
-        return list(events)
+            return self._key_chain(conn).events()
+
+    def _key_chain(self, conn: Connection) -> KeyChain:
+        """The key chain as conn sees it. Key rows change only in the transaction that stores
+        a statement, and statements are only ever appended: while the last statement's seq
+        stands, the chain read at it does (one indexed read instead of the whole table and its
+        objects, on every served call)."""
+        last = conn.scalar(_LAST_STATEMENT)
+        cached = self._key_chain_at
+        if cached is not None and cached[0] == last:
+            return cached[1]
+        chain = sql_statements.key_chain(conn)
+        self._key_chain_at = (last, chain)
+        return chain
 
     def vouches(self) -> list[VouchEntry]:
         with self.reading() as conn:

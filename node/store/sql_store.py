@@ -82,6 +82,7 @@ _PG_WRITE_LOCK = 0x67726964  # "grid": one advisory lock for catalog writes
 # Built once: every served call reads its caller's peer row, and building the statement cost
 # more than running it.
 _PEER = select(PEERS).where(PEERS.c.node_id == bindparam("node_id"))
+_PINNED = select(PEERS.c.fingerprint).where(PEERS.c.node_id == bindparam("node_id"))
 # A cursor this node issues: a storage sequence number, ASCII digits that fit int64 (str.isdigit
 # would also take '²' and Arabic-Indic digits).
 _CURSOR = re.compile(r"[0-9]{1,19}")
@@ -499,6 +500,13 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
         with self.reading() as conn:
             row = conn.execute(_PEER, {"node_id": node_id}).first()
         return None if row is None else Peer(**row._mapping)
+
+    def pinned_fingerprint(self, node_id: str) -> str | None:
+        with self.reading() as conn:
+            fingerprint: str | None = conn.scalar(_PINNED, {"node_id": node_id})
+            if fingerprint is None or self._key_chain(conn).revoked(node_id):
+                return None
+        return fingerprint
 
     def list_peers(self) -> list[Peer]:
         with self.reading() as conn:

@@ -73,12 +73,18 @@ def test_new_records_of_a_revoked_key_are_refused_direct_and_relayed(world: Worl
     world.mutual(c, thief)
     world.trust(c, a)
     stolen = a.home.identity
+    pinned = b.store.pinned_fingerprint(stolen.node_id)
     certificate = a.home.revocation_path(stolen.node_id)
     rotate(a.home, a.store)
     a = world.reload(a)
     revoked = revoke_with_certificate(a.home, a.store, certificate)
     world.sync(b, a)
     world.sync(c, b)
+    # B answers no call the revoked key signs any more (nor one of a node it never pinned).
+    assert pinned is not None
+    assert b.store.pinned_fingerprint(stolen.node_id) is None
+    assert b.store.pinned_fingerprint(thief.node_id) is not None
+    assert b.store.pinned_fingerprint("0" * 64) is None
     # Execute: the thief signs a record, dated before the rotation, and serves it around.
     forged = sign_record(stolen, make_record(9))
     _serve(world, thief, forged.envelope)
