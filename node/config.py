@@ -277,10 +277,9 @@ name = "{escaped}"
 # Address `gridpoint node start` listens on (port 0 = pick a free port and print it).
 # Keep it on a protected interface: peers must still present a trusted certificate.
 listen = "{d.listen}"
-# Processes that answer peers' catalog calls (live queries, sync pages) beside the daemon;
-# 0 = the daemon answers them itself. 1 lets a node answer about 1.5x the live queries a
-# second on 2 cores, for about 90 MB more memory (bench/RESULTS.md); more helps only with
-# cores to spare.
+# Processes that answer peers' catalog calls (live queries, sync pages) beside the daemon
+# (0 to 6; 0 = the daemon answers them itself). One per core: on 2 cores, 2 answer about
+# 1.8x the live queries a second (bench/RESULTS.md), each for about 90 MB of memory.
 answer_processes = {d.answer_processes}
 
 [store]
