@@ -23,6 +23,7 @@ between the two, so both are measured side by side on the same (busy) machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -93,11 +94,10 @@ def cpu_seconds(pid: int) -> float:
     the cores the rest of the machine leaves it."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    children = [
-        int(c)
-        for task in Path(f"/proc/{pid}/task").iterdir()
-        for c in (task / "children").read_text().split()
-    ]
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            children += [int(c) for c in (task / "children").read_text().split()]
     return own + sum(cpu_seconds(c) for c in children)
 
 

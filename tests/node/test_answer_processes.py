@@ -5,6 +5,7 @@ again, and no child outlives close() or a killed daemon."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -47,13 +48,18 @@ class _Here:
         return self.service.answer(method, caller, raw)
 
 
+# A's home, B (a peer A trusts), A's store, A's own answerer, the store's URL.
+_Node = tuple[NodeHome, NodeHome, SqlStore, _Here, str]
+
+
 @pytest.fixture
-def node(make_home: MakeHome) -> Iterator[tuple[NodeHome, NodeHome, SqlStore, _Here]]:
+def node(make_home: MakeHome, db_url: str) -> Iterator[_Node]:
+    """On SQLite and PostgreSQL: children open the daemon's database, whichever it is."""
     a, b = make_home("A"), make_home("B")
-    store = open_store(a.db_url())
+    store = open_store(db_url)
     store.add_records(signed_records(a, 30))
     pin(store, b, "127.0.0.1:1")
-    yield a, b, store, _Here(NodeService(a, store))
+    yield a, b, store, _Here(NodeService(a, store)), db_url
     store.close()
 
 
@@ -82,11 +88,11 @@ def _gone(pid: int) -> bool:
 
 
 def test_a_child_answers_as_the_daemon_would_and_notes_what_it_sent(
-    node: tuple[NodeHome, NodeHome, SqlStore, _Here],
+    node: _Node,
 ) -> None:
-    a, b, store, here = node
+    a, b, store, here, url = node
     caller = b.identity.node_id
-    pool = AnswerProcesses(a, a.db_url(), 1, here)
+    pool = AnswerProcesses(a, url, 1, here)
     try:
         # Until the child is ready, the daemon answers: no call waits for it.
         _until(lambda: _answered_by_a_child(pool, here, caller))
@@ -102,11 +108,11 @@ def test_a_child_answers_as_the_daemon_would_and_notes_what_it_sent(
 
 
 def test_a_refusal_in_a_child_is_raised_in_the_daemon_as_the_same_error(
-    node: tuple[NodeHome, NodeHome, SqlStore, _Here],
+    node: _Node,
 ) -> None:
-    a, b, _, here = node
+    a, b, _, here, url = node
     caller = b.identity.node_id
-    pool = AnswerProcesses(a, a.db_url(), 1, here)
+    pool = AnswerProcesses(a, url, 1, here)
     try:
         _until(lambda: _answered_by_a_child(pool, here, caller))
         calls = here.calls
@@ -125,12 +131,12 @@ def test_a_refusal_in_a_child_is_raised_in_the_daemon_as_the_same_error(
 
 
 def test_a_killed_child_leaves_its_calls_to_the_daemon_and_is_started_again(
-    node: tuple[NodeHome, NodeHome, SqlStore, _Here], monkeypatch: pytest.MonkeyPatch
+    node: _Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a, b, _, here = node
+    a, b, _, here, url = node
     caller = b.identity.node_id
     monkeypatch.setattr(answer_processes, "RESTART_AFTER_S", 0.5)
-    pool = AnswerProcesses(a, a.db_url(), 1, here)
+    pool = AnswerProcesses(a, url, 1, here)
     try:
         _until(lambda: _answered_by_a_child(pool, here, caller))
         (first,) = pool.pids()
@@ -149,9 +155,9 @@ def test_a_killed_child_leaves_its_calls_to_the_daemon_and_is_started_again(
     assert _gone(second)
 
 
-def test_close_ends_every_child(node: tuple[NodeHome, NodeHome, SqlStore, _Here]) -> None:
-    a, b, _, here = node
-    pool = AnswerProcesses(a, a.db_url(), 2, here)
+def test_close_ends_every_child(node: _Node) -> None:
+    a, b, _, here, url = node
+    pool = AnswerProcesses(a, url, 2, here)
     _until(lambda: _answered_by_a_child(pool, here, b.identity.node_id))
     pids = pool.pids()
     pool.close()
@@ -164,16 +170,16 @@ def test_close_ends_every_child(node: tuple[NodeHome, NodeHome, SqlStore, _Here]
 
 
 def test_a_child_answers_under_the_daemons_config_not_an_edit_made_since(
-    node: tuple[NodeHome, NodeHome, SqlStore, _Here],
+    node: _Node,
 ) -> None:
-    a, b, _, here = node
+    a, b, _, here, url = node
     caller = b.identity.node_id
     assert a.config.security.max_message_bytes > 100_000  # what the daemon loaded
     text = a.config_path.read_text()
     a.config_path.write_text(
         re.sub(r"(?m)^max_message_bytes = .*$", "max_message_bytes = 20000", text)
     )
-    pool = AnswerProcesses(a, a.db_url(), 1, here)
+    pool = AnswerProcesses(a, url, 1, here)
     try:
         _until(lambda: _answered_by_a_child(pool, here, caller))
         calls = here.calls
@@ -187,11 +193,11 @@ def test_a_child_answers_under_the_daemons_config_not_an_edit_made_since(
 
 
 def test_a_child_that_cannot_be_started_leaves_the_answers_to_the_daemon(
-    node: tuple[NodeHome, NodeHome, SqlStore, _Here],
+    node: _Node,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    a, b, _, here = node
+    a, b, _, here, url = node
     starts: list[int] = []
 
     def no_processes_left(*_args: object, **_kwargs: object) -> subprocess.Popen[bytes]:
@@ -200,7 +206,7 @@ def test_a_child_that_cannot_be_started_leaves_the_answers_to_the_daemon(
 
     monkeypatch.setattr(subprocess, "Popen", no_processes_left)
     caplog.set_level(logging.INFO, logger="gridpoint")
-    pool = AnswerProcesses(a, a.db_url(), 1, here)
+    pool = AnswerProcesses(a, url, 1, here)
     try:
         for _ in range(3):
             assert not _answered_by_a_child(pool, here, b.identity.node_id)
@@ -215,11 +221,11 @@ def test_a_child_that_cannot_be_started_leaves_the_answers_to_the_daemon(
 
 
 def test_a_child_that_cannot_open_the_store_leaves_the_answers_to_the_daemon(
-    node: tuple[NodeHome, NodeHome, SqlStore, _Here],
+    node: _Node,
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    a, b, _, here = node
+    a, b, _, here, url = node
     missing = f"sqlite:///{tmp_path / 'no-such-dir' / 'catalog.db'}"
     pool = AnswerProcesses(a, missing, 1, here)
     try:
@@ -243,11 +249,11 @@ def _written(pid: int) -> int:
 
 
 def _children(pid: int) -> list[int]:
-    return [
-        int(c)
-        for task in Path(f"/proc/{pid}/task").iterdir()
-        for c in (task / "children").read_text().split()
-    ]
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 def test_a_daemon_answers_live_queries_from_its_answering_process_and_leaves_none_behind(
