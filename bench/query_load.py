@@ -13,7 +13,7 @@ cores the rest of a busy machine leaves). Goal
 (issue 29): 1,000 at once, 20k records, 2 cores: at least 300/s, p95 under 1 s, 0 errors.
 
     python bench/query_load.py [--records 20000] [--concurrent 1000] [--rounds 3] \
-        [--baseline DIR]
+        [--baseline DIR] [--answer-processes N] [--db URL]
 
 --baseline DIR (a checkout of another version, e.g. `git archive COMMIT | tar -x -C DIR`)
 starts a second daemon from that code over a copy of the same home, and the rounds alternate
@@ -164,6 +164,13 @@ def main() -> None:
     parser.add_argument("--queries", nargs="+", choices=sorted(QUERIES), default=["live"])
     parser.add_argument("--baseline", type=Path, default=None)
     parser.add_argument(
+        "--db",
+        default="",
+        help="the answering node's database (an empty PostgreSQL one, e.g. "
+        "postgresql://postgres@127.0.0.1:5432/gp_qload; default: SQLite in its home); "
+        "both daemons share it",
+    )
+    parser.add_argument(
         "--answer-processes",
         type=int,
         default=0,
@@ -181,6 +188,10 @@ def main() -> None:
     a, b = NodeHome(work / "a"), NodeHome(work / "b")
     a.init("A")
     b.init("B")
+    if args.db:
+        text = a.config_path.read_text()
+        a.config_path.write_text(re.sub(r'(?m)^url = ""$', f"url = {args.db!r}", text, count=1))
+        a = NodeHome(a.path)
     t0 = time.perf_counter()
     fill(a, args.records)
     print(f"{args.records} records filled in {time.perf_counter() - t0:.0f} s")
