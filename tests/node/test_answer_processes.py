@@ -78,6 +78,27 @@ def _answered_by_a_child(pool: AnswerProcesses, here: _Here, caller: str) -> boo
     return here.calls == before
 
 
+def _by_a_child(pool: AnswerProcesses, here: _Here, caller: str, raw: bytes) -> bytes:
+    """A call's answer, which a child (not the daemon) gave."""
+    calls = here.calls
+    answer = pool.answer(QUERY, caller, raw)
+    assert here.calls == calls, "the daemon answered, not a child"
+    return answer
+
+
+@contextlib.contextmanager
+def _answering(node: _Node, count: int = 1) -> Iterator[AnswerProcesses]:
+    """node's answering processes, once a child answers (until then the daemon does: no
+    call waits for a child); closed after the block."""
+    a, b, _, here, url = node
+    pool = AnswerProcesses(a, url, count, here)
+    try:
+        _until(lambda: _answered_by_a_child(pool, here, b.identity.node_id))
+        yield pool
+    finally:
+        pool.close()
+
+
 def _gone(pid: int) -> bool:
     """Whether no process pid runs any more (a zombie of ours counts as gone)."""
     try:
@@ -90,17 +111,10 @@ def _gone(pid: int) -> bool:
 def test_a_child_answers_as_the_daemon_would_and_notes_what_it_sent(
     node: _Node,
 ) -> None:
-    a, b, store, here, url = node
+    _, b, store, here, _ = node
     caller = b.identity.node_id
-    pool = AnswerProcesses(a, url, 1, here)
-    try:
-        # Until the child is ready, the daemon answers: no call waits for it.
-        _until(lambda: _answered_by_a_child(pool, here, caller))
-        calls = here.calls
-        by_child = pool.answer(QUERY, caller, _query("metrics.accuracy > 0.7", 7))
-        assert here.calls == calls
-    finally:
-        pool.close()
+    with _answering(node) as pool:
+        by_child = _by_a_child(pool, here, caller, _query("metrics.accuracy > 0.7", 7))
     # The child noted the seven records it sent (the calls before matched none).
     assert [e.kind for e in store.ledger(peer_id=caller)] == ["answer"] * 7
     assert by_child == here.service.answer(QUERY, caller, _query("metrics.accuracy > 0.7", 7))
@@ -110,11 +124,9 @@ def test_a_child_answers_as_the_daemon_would_and_notes_what_it_sent(
 def test_a_refusal_in_a_child_is_raised_in_the_daemon_as_the_same_error(
     node: _Node,
 ) -> None:
-    a, b, _, here, url = node
+    _, b, _, here, _ = node
     caller = b.identity.node_id
-    pool = AnswerProcesses(a, url, 1, here)
-    try:
-        _until(lambda: _answered_by_a_child(pool, here, caller))
+    with _answering(node) as pool:
         calls = here.calls
         with pytest.raises(FilterError) as in_child:
             pool.answer(QUERY, caller, _query("metrics.accuracy >"))
@@ -123,8 +135,6 @@ def test_a_refusal_in_a_child_is_raised_in_the_daemon_as_the_same_error(
         assert here.calls == calls  # both refused by the child
         # The child is still there for the next call.
         assert _answered_by_a_child(pool, here, caller)
-    finally:
-        pool.close()
     with pytest.raises(FilterError) as in_daemon:
         here.service.answer(QUERY, caller, _query("metrics.accuracy >"))
     assert str(in_child.value) == str(in_daemon.value) and "column" in str(in_child.value)
@@ -133,12 +143,10 @@ def test_a_refusal_in_a_child_is_raised_in_the_daemon_as_the_same_error(
 def test_a_killed_child_leaves_its_calls_to_the_daemon_and_is_started_again(
     node: _Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a, b, _, here, url = node
+    _, b, _, here, _ = node
     caller = b.identity.node_id
     monkeypatch.setattr(answer_processes, "RESTART_AFTER_S", 0.5)
-    pool = AnswerProcesses(a, url, 1, here)
-    try:
-        _until(lambda: _answered_by_a_child(pool, here, caller))
+    with _answering(node) as pool:
         (first,) = pool.pids()
         os.kill(first, signal.SIGKILL)
         _until(lambda: _gone(first))
@@ -149,18 +157,14 @@ def test_a_killed_child_leaves_its_calls_to_the_daemon_and_is_started_again(
         assert answer == here.service.answer(QUERY, caller, _query())
         _until(lambda: _answered_by_a_child(pool, here, caller))
         (second,) = pool.pids()
-    finally:
-        pool.close()
     assert second != first
     assert _gone(second)
 
 
 def test_close_ends_every_child(node: _Node) -> None:
-    a, b, _, here, url = node
-    pool = AnswerProcesses(a, url, 2, here)
-    _until(lambda: _answered_by_a_child(pool, here, b.identity.node_id))
-    pids = pool.pids()
-    pool.close()
+    _, b, _, here, _ = node
+    with _answering(node, 2) as pool:
+        pids = pool.pids()
     assert len(pids) == 2 and all(_gone(p) for p in pids)
     # Closed (the daemon is stopping): what still comes is told to ask again later.
     calls = here.calls
@@ -172,22 +176,17 @@ def test_close_ends_every_child(node: _Node) -> None:
 def test_a_child_answers_under_the_daemons_config_not_an_edit_made_since(
     node: _Node,
 ) -> None:
-    a, b, _, here, url = node
+    a, b, _, here, _ = node
     caller = b.identity.node_id
     assert a.config.security.max_message_bytes > 100_000  # what the daemon loaded
     text = a.config_path.read_text()
     a.config_path.write_text(
         re.sub(r"(?m)^max_message_bytes = .*$", "max_message_bytes = 20000", text)
     )
-    pool = AnswerProcesses(a, url, 1, here)
-    try:
-        _until(lambda: _answered_by_a_child(pool, here, caller))
-        calls = here.calls
-        by_child = pool.answer(QUERY, caller, _query("metrics.accuracy > 0", 30))
-        assert here.calls == calls
-    finally:
-        pool.close()
-    # Thirty records are more than 20,000 bytes: the file's budget would have cut them.
+    with _answering(node) as pool:
+        by_child = _by_a_child(pool, here, caller, _query("metrics.accuracy > 0", 30))
+    # The file's 20,000 bytes, less the 16 KiB a message keeps for the rest, would have left
+    # room for a few of the thirty.
     assert len(catalog_pb2.QueryResponse.FromString(by_child).envelopes) == 30
     assert by_child == here.service.answer(QUERY, caller, _query("metrics.accuracy > 0", 30))
 
