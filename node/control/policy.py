@@ -43,6 +43,7 @@ from gridpoint.schema.validation import is_node_id
 __all__ = [
     "ALL",
     "PARTS",
+    "PolicySnapshot",
     "PolicySource",
     "SharingPolicy",
     "SharingRule",
@@ -298,15 +299,30 @@ def load_policy(path: Path, secret: bytes) -> SharingPolicy:
     return parse_policy(text, secret, path.name)
 
 
-class PolicySource:
-    """The policy in force: re-read when config.toml changes, kept when an edit is wrong."""
+@dataclass(frozen=True)
+class PolicySnapshot:
+    """A policy in force and the stamp (mtime, size) of the config file it was read at."""
 
-    def __init__(self, path: Path, secret: bytes) -> None:
+    stamp: tuple[int, int] | None
+    policy: SharingPolicy
+
+
+class PolicySource:
+    """The policy in force: re-read when config.toml changes, kept when an edit is wrong.
+    Started from another source's snapshot (another process's), it goes on as that one
+    would: the same policy until the file changes from the stamp it was read at."""
+
+    def __init__(self, path: Path, secret: bytes, start: PolicySnapshot | None = None) -> None:
         self._path = path
         self._secret = secret
         self._lock = threading.Lock()
-        self._stamp = self._stat()
-        self._policy = load_policy(path, secret)
+        if start is None:
+            start = PolicySnapshot(self._stat(), load_policy(path, secret))
+        self._stamp, self._policy = start.stamp, start.policy
+
+    def snapshot(self) -> PolicySnapshot:
+        with self._lock:
+            return PolicySnapshot(self._stamp, self._policy)
 
     def _stat(self) -> tuple[int, int] | None:
         try:

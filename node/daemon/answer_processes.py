@@ -10,10 +10,11 @@ a time, alone on its own GIL; the daemon's threads only wait on its pipe.
 The daemon still authenticates every call (its replay guard is the only one) and hands a
 child only what it accepted: the method, the request's raw bytes and the caller's node id.
 The child answers with a NodeService of its own over the same home and database, under the
-config the daemon loaded (sent over its socket, never read again from the file), so the
-sharing policy, the key chain and the outbound ledger apply as in the daemon: each process
-notes what it sends before sending it (each folds its own repeats, so a query repeated
-within a minute may take a row per process). It sends back the answer's bytes, or the class
+config and sharing policy the daemon holds (sent over its socket, not read from the file as
+it is when the child starts; the policy then follows the file's edits as the daemon's
+does), so the sharing policy, the key chain and the outbound ledger apply as in the daemon:
+each process notes what it sends before sending it (each folds its own repeats, so a query
+repeated within a minute may take a row per process). It sends back the answer's bytes, or the class
 and message of the GridpointError it raised, which the daemon raises again so that the RPC
 boundary maps it to the same status as before.
 
@@ -46,6 +47,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from gridpoint.errors import Busy, GridpointError, in_words
+from gridpoint.node.control.policy import PolicySource
 from gridpoint.node.daemon.answering import PATIENCE_S
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
@@ -95,10 +97,17 @@ class AnswerProcesses:
     """`count` children answering under the daemon's home, config and database;
     thread-safe."""
 
-    def __init__(self, home: NodeHome, db_url: str, count: int, answer_here: Answerer) -> None:
-        # What a child opens, sent over its socket: never on its command line (a database
-        # URL may hold a password, and any user can read a command line).
-        self._opens = (str(home.path), home.config, db_url)
+    def __init__(
+        self,
+        home: NodeHome,
+        db_url: str,
+        count: int,
+        answer_here: Answerer,
+        policy: PolicySource,
+    ) -> None:
+        self._home = home
+        self._db_url = db_url
+        self._policy = policy
         self._answer_here = answer_here
         self.count = count
         self._free = threading.Condition()
@@ -112,10 +121,10 @@ class AnswerProcesses:
         """The answer to one authenticated call, by a child when one is ready within
         PATIENCE_S, else by the daemon itself. Raises what answering raised, and Busy once
         closed (the daemon is stopping)."""
-        slot = self._take()
-        if slot is None or slot.child is None:
+        taken = self._take()
+        if taken is None:
             return self._here(method, caller, raw)
-        child = slot.child
+        slot, child = taken
         try:
             child.conn.send((method, caller, raw))
             outcome = child.conn.recv()
@@ -133,14 +142,15 @@ class AnswerProcesses:
             children = [(s.child, s.busy) for s in self._slots if s.child is not None]
             for slot in self._slots:
                 slot.child = None
+            for child, busy in children:
+                if busy:
+                    # Its socket is being read by the thread answering on it, which closes
+                    # it (under this lock, once it sees closed): closed here, the
+                    # descriptor's number could be reused under that thread.
+                    _wake(child.conn)
+                else:
+                    child.conn.close()  # the child reads the end of its socket and leaves
             self._free.notify_all()
-        for child, busy in children:
-            if busy:
-                # Its socket is being read by the thread answering on it, which closes it:
-                # closed here, the descriptor's number could be reused under that thread.
-                _wake(child.conn)
-            else:
-                child.conn.close()  # the child reads the end of its socket and leaves
         deadline = time.monotonic() + CLOSE_S
         for child, _ in children:
             _end(child.process, max(0.0, deadline - time.monotonic()))
@@ -155,17 +165,17 @@ class AnswerProcesses:
             raise Busy("this node is stopping; ask again later")
         return self._answer_here(method, caller, raw)
 
-    def _take(self) -> _Slot | None:
-        """A free slot whose child is ready, marked busy; None when none is ready or every
-        ready one stayed busy for PATIENCE_S."""
+    def _take(self) -> tuple[_Slot, _Child] | None:
+        """A free slot whose child is ready, marked busy, and that child; None when none is
+        ready or every ready one stayed busy for PATIENCE_S."""
         deadline = time.monotonic() + PATIENCE_S
         with self._free:
             while not self._closed:
                 ready = [s for s in self._slots if self._is_ready(s)]
                 free = next((s for s in ready if not s.busy), None)
-                if free is not None:
+                if free is not None and free.child is not None:
                     free.busy = True
-                    return free
+                    return free, free.child
                 left = deadline - time.monotonic()
                 if not ready or left <= 0:
                     return None
@@ -200,7 +210,11 @@ class AnswerProcesses:
         # would hold copies of their locks in whatever state they were. It imports from the
         # daemon's own import path, nothing else (-P: not its working directory), so it runs
         # the daemon's code, whatever else is installed or lies in that directory.
-        ours, theirs = socket.socketpair()
+        try:
+            ours, theirs = socket.socketpair()
+        except OSError as exc:  # out of descriptors
+            self._cannot_start(slot, exc)
+            return None
         try:
             process = subprocess.Popen(
                 [sys.executable, "-P", "-c", _CHILD_MAIN, str(theirs.fileno())],
@@ -211,19 +225,25 @@ class AnswerProcesses:
             )
         except OSError as exc:  # out of processes, memory or descriptors
             ours.close()
-            slot.died_at = time.monotonic()
-            log_event(
-                "cannot start an answering process; the daemon answers its calls",
-                error=in_words(exc),
-                retry_in_s=RESTART_AFTER_S,
-            )
+            self._cannot_start(slot, exc)
             return None
         finally:
             theirs.close()
         conn = Connection(ours.detach())
+        # What it opens, sent over its socket: never on its command line (a database URL may
+        # hold a password, and any user can read a command line).
+        opens = (str(self._home.path), self._home.config, self._db_url, self._policy.snapshot())
         with contextlib.suppress(OSError):  # it died at once: _is_ready finds it so
-            conn.send(self._opens)
+            conn.send(opens)
         return _Child(process, conn)
+
+    def _cannot_start(self, slot: _Slot, exc: OSError) -> None:
+        slot.died_at = time.monotonic()
+        log_event(
+            "cannot start an answering process; the daemon answers its calls",
+            error=in_words(exc),
+            retry_in_s=RESTART_AFTER_S,
+        )
 
     def _give_back(self, slot: _Slot, child: _Child) -> None:
         with self._free:
@@ -306,7 +326,7 @@ def serve_calls(fd: int) -> None:
     configure_logging()
     conn = Connection(fd)
     try:
-        home_path, config, db_url = conn.recv()
+        home_path, config, db_url, policy = conn.recv()
         store = open_store(db_url)
     except (EOFError, OSError):
         return
@@ -316,7 +336,11 @@ def serve_calls(fd: int) -> None:
         log_event("answering process could not open the store", reason=exc.reason)
         return
     try:
-        service = NodeService(NodeHome.with_config(Path(home_path), config), store)
+        home = NodeHome.with_config(Path(home_path), config)
+        # The daemon's policy in force, changed as the daemon's is (an edit that is wrong
+        # kept out in both), never the file as it is now.
+        source = PolicySource(home.config_path, home.secret, policy)
+        service = NodeService(home, store, policy=source)
         _answer_calls(service, conn)
     except (EOFError, OSError):
         return  # the daemon closed its end (it stopped, or was killed)

@@ -68,7 +68,9 @@ def _serve(
     loop = None if schedule is None else SyncLoop(home, store, grpc_connector(home), schedule)
     service = NodeService(home, store)
     count = home.config.answer_processes
-    answering = AnswerProcesses(home, db_url, count, service.answer) if count else None
+    answering = (
+        AnswerProcesses(home, db_url, count, service.answer, service.policy) if count else None
+    )
     try:
         server = start_server(home, store, address, service=service, answering=answering)
         bound = f"{host}:{server.port}" if ":" not in host else f"[{host}]:{server.port}"

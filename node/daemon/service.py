@@ -100,7 +100,11 @@ class NodeService:
     """Hello, Catalog.Sync, .Fetch, .Query and Artifacts of one node, over its home and store."""
 
     def __init__(
-        self, home: NodeHome, store: CatalogStore, artifacts: ArtifactService | None = None
+        self,
+        home: NodeHome,
+        store: CatalogStore,
+        artifacts: ArtifactService | None = None,
+        policy: PolicySource | None = None,
     ) -> None:
         limits = home.config.security
         self._home = home
@@ -119,9 +123,8 @@ class NodeService:
             store.pinned_fingerprint, ReplayGuard(limits.request_window_s)
         )
         self.ledger = Ledger(store, home.config.ledger.detail_days)
-        self._sharing = Sharing(
-            home, store, PolicySource(home.config_path, home.secret), self.ledger, self._budget
-        )
+        self.policy = policy or PolicySource(home.config_path, home.secret)
+        self._sharing = Sharing(home, store, self.policy, self.ledger, self._budget)
         self.artifacts = artifacts or LedgeredArtifacts(
             ArtifactStore(home, store), limits.max_message_bytes, self.ledger
         )

@@ -17,9 +17,10 @@ from gridpoint.node.protocol.envelope import sign_envelope
 from gridpoint.node.protocol.identity import NodeIdentity
 from gridpoint.node.protocol.tls import fingerprint, make_tls_material
 from gridpoint.node.store.base import Peer
+from gridpoint.node.store.sql_store import open_store
 from gridpoint.v1 import catalog_pb2, envelope_pb2, statements_pb2
 from tests.control.world import World
-from tests.helpers import make_record
+from tests.helpers import MakeHome, make_record, pin
 from tests.inprocess import Node
 
 
@@ -187,3 +188,22 @@ def test_identity_revoke_command(world: World, capsys: pytest.CaptureFixture[str
     revoked = json.loads(capsys.readouterr().out)
     assert revoked == {"revoked": old, "current": False, "node_id": rotated["node_id"]}
     assert [e.node_id for e in a.store.key_events() if e.revoked] == [old]
+
+
+def test_a_peer_whose_key_is_revoked_is_no_longer_pinned(make_home: MakeHome, db_url: str) -> None:
+    # Prepare: A pins B and C, and has read B's pin (the key chain is cached).
+    a, b, c = make_home("A"), make_home("B"), make_home("C")
+    store = open_store(db_url)
+    try:
+        pin(store, b, "127.0.0.1:1")
+        pin(store, c, "127.0.0.1:2")
+        before = store.pinned_fingerprint(b.identity.node_id)
+        # Execute: B's revocation (no rotation: B's peer row stays) reaches A's store.
+        revoke_with_certificate(a, store, b.revocation_path(b.identity.node_id))
+        # Assert: calls B's key signs are no longer answered; C's still are.
+        assert before == b.tls_fingerprint
+        assert store.get_peer(b.identity.node_id) is not None
+        assert store.pinned_fingerprint(b.identity.node_id) is None
+        assert store.pinned_fingerprint(c.identity.node_id) == c.tls_fingerprint
+    finally:
+        store.close()

@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,11 +22,12 @@ import pytest
 from gridpoint.errors import Busy, ConfigError, FilterError, RequestError
 from gridpoint.node.config import NodeConfig
 from gridpoint.node.daemon import answer_processes
-from gridpoint.node.daemon.answer_processes import AnswerProcesses
+from gridpoint.node.daemon.answer_processes import AnswerFailed, AnswerProcesses
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
 from gridpoint.node.peers.grpc_transport import GrpcTransport
 from gridpoint.node.protocol.methods import QUERY
+from gridpoint.node.store.models import RECORDS
 from gridpoint.node.store.sql_store import SqlStore, open_store
 from gridpoint.v1 import catalog_pb2
 from tests.cli_main import run_main
@@ -91,7 +93,7 @@ def _answering(node: _Node, count: int = 1) -> Iterator[AnswerProcesses]:
     """node's answering processes, once a child answers (until then the daemon does: no
     call waits for a child); closed after the block."""
     a, b, _, here, url = node
-    pool = AnswerProcesses(a, url, count, here)
+    pool = AnswerProcesses(a, url, count, here, here.service.policy)
     try:
         _until(lambda: _answered_by_a_child(pool, here, b.identity.node_id))
         yield pool
@@ -205,7 +207,7 @@ def test_a_child_that_cannot_be_started_leaves_the_answers_to_the_daemon(
 
     monkeypatch.setattr(subprocess, "Popen", no_processes_left)
     caplog.set_level(logging.INFO, logger="gridpoint")
-    pool = AnswerProcesses(a, url, 1, here)
+    pool = AnswerProcesses(a, url, 1, here, here.service.policy)
     try:
         for _ in range(3):
             assert not _answered_by_a_child(pool, here, b.identity.node_id)
@@ -226,7 +228,7 @@ def test_a_child_that_cannot_open_the_store_leaves_the_answers_to_the_daemon(
 ) -> None:
     a, b, _, here, url = node
     missing = f"sqlite:///{tmp_path / 'no-such-dir' / 'catalog.db'}"
-    pool = AnswerProcesses(a, missing, 1, here)
+    pool = AnswerProcesses(a, missing, 1, here, here.service.policy)
     try:
         (pid,) = pool.pids()
         _until(lambda: _gone(pid))
@@ -317,3 +319,67 @@ def test_answer_processes_outside_zero_to_six_is_a_config_error(
     home.config_path.write_text(text.replace("answer_processes = 0", f"answer_processes = {value}"))
     with pytest.raises(ConfigError, match=r"\[node\] answer_processes must be a whole number"):
         NodeConfig.load(home.config_path)
+
+
+def test_a_child_holds_the_daemons_sharing_policy_through_a_wrong_edit(
+    node: _Node, capfd: pytest.CaptureFixture[str]
+) -> None:
+    a, b, _, here, _ = node
+    caller = b.identity.node_id
+    # The daemon read its policy at start; then [sharing] is edited into something wrong.
+    with a.config_path.open("a") as config:
+        config.write('\n[sharing]\ndefault = "maybe"\n')
+    with _answering(node) as pool:
+        (child,) = pool.pids()
+        by_child = _by_a_child(pool, here, caller, _query("metrics.accuracy > 0", 30))
+        assert pool.pids() == [child]  # started once, not again and again
+    # Both keep the policy they held (the daemon's default: everything to every peer).
+    assert by_child == here.service.answer(QUERY, caller, _query("metrics.accuracy > 0", 30))
+    assert len(catalog_pb2.QueryResponse.FromString(by_child).envelopes) == 30
+    assert "could not start" not in capfd.readouterr().err
+
+
+def test_close_wakes_a_call_a_stuck_child_holds_and_tells_it_busy(
+    node: _Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, b, _, here, _ = node
+    monkeypatch.setattr(answer_processes, "CLOSE_S", 2.0)
+    outcome: list[BaseException | bytes] = []
+    told_at: list[float] = []
+    with _answering(node) as pool:
+        (child,) = pool.pids()
+        os.kill(child, signal.SIGSTOP)  # it takes the next call and never answers
+
+        def call() -> None:
+            try:
+                outcome.append(pool.answer(QUERY, b.identity.node_id, _query()))
+            except Busy as exc:
+                outcome.append(exc)
+            told_at.append(time.monotonic())
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        time.sleep(0.3)  # the call is sent, and waits on the stopped child
+        closing_at = time.monotonic()
+    caller.join(5)
+    assert not caller.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], Busy)
+    # Woken at once by close(), not when the child was killed CLOSE_S later.
+    assert told_at[0] - closing_at < 1.0
+    assert _gone(child)
+
+
+def test_a_childs_unexpected_failure_is_logged_there_with_its_class_only(
+    node: _Node, capfd: pytest.CaptureFixture[str]
+) -> None:
+    _, b, store, here, _ = node
+    # A store some other program damaged: an answer's envelope that does not parse.
+    with store.writing() as conn:
+        conn.execute(RECORDS.update().values(envelope=b"\xff\xff"))
+    with _answering(node) as pool:
+        with pytest.raises(AnswerFailed) as failed:
+            pool.answer(QUERY, b.identity.node_id, _query())
+        assert _answered_by_a_child(pool, here, b.identity.node_id)  # still answering
+    logged = [line for line in capfd.readouterr().err.splitlines() if "failed" in line]
+    assert len(logged) == 1 and "request failed in an answering process" in logged[0]
+    assert str(failed.value) == "DecodeError" and '"error": "DecodeError"' in logged[0]
