@@ -383,3 +383,18 @@ def test_a_childs_unexpected_failure_is_logged_there_with_its_class_only(
     logged = [line for line in capfd.readouterr().err.splitlines() if "failed" in line]
     assert len(logged) == 1 and "request failed in an answering process" in logged[0]
     assert str(failed.value) == "DecodeError" and '"error": "DecodeError"' in logged[0]
+
+
+def test_a_child_imports_nothing_from_its_working_directory(
+    node: _Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, b, _, here, _ = node
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    marker = tmp_path / "imported"
+    # A module that shadows one the child imports first, in the folder it starts in.
+    (folder / "json.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise ImportError\n")
+    monkeypatch.chdir(folder)
+    with _answering(node) as pool:
+        assert _answered_by_a_child(pool, here, b.identity.node_id)
+    assert not marker.exists()
