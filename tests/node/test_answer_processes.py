@@ -398,3 +398,17 @@ def test_a_child_imports_nothing_from_its_working_directory(
     with _answering(node) as pool:
         assert _answered_by_a_child(pool, here, b.identity.node_id)
     assert not marker.exists()
+
+
+def test_close_gives_stuck_children_one_deadline_in_all(
+    node: _Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(answer_processes, "CLOSE_S", 1.0)
+    with _answering(node, 2) as pool:
+        pids = pool.pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)  # neither reads that its socket closed
+        closing_at = time.monotonic()
+    # Both killed at the one deadline: not one CLOSE_S after the other.
+    assert time.monotonic() - closing_at < 1.8
+    assert len(pids) == 2 and all(_gone(p) for p in pids)
