@@ -454,6 +454,15 @@ def _ids_read_back(
     return ids
 
 
+_REPEATS_PG = (
+    "UPDATE outbound_ledger AS l SET count = l.count + v.more FROM unnest("
+    "%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]"
+    ") AS v(id, more, peer_id, kind, item_id, subject_id, rule) WHERE l.id = v.id "
+    "AND l.peer_id = v.peer_id AND l.kind = v.kind AND l.item_id = v.item_id "
+    "AND l.subject_id = v.subject_id AND l.rule = v.rule"
+)
+
+
 def _count_repeats(conn: Connection, repeats: Sequence[LedgerRepeat]) -> frozenset[int]:
     """Adds to stored rows' counts; the rows no longer holding their entries (rolled up, and
     on SQLite their ids perhaps given to newer rows since)."""
@@ -462,12 +471,22 @@ def _count_repeats(conn: Connection, repeats: Sequence[LedgerRepeat]) -> frozens
         f"id = {mark} AND peer_id = {mark} AND kind = {mark} AND item_id = {mark} "
         f"AND subject_id = {mark} AND rule = {mark}"
     )
-    keys = [(r.row, *_stored(r.entry)) for r in repeats]
-    # The driver's own executemany: SQLAlchemy's per-row work costs more than the updates.
-    updated = conn.exec_driver_sql(
-        f"UPDATE outbound_ledger SET count = count + {mark} WHERE {match}",
-        [(r.more, *key) for r, key in zip(repeats, keys, strict=True)],
-    ).rowcount
+    more: dict[tuple[int, str, str, str, str, str], int] = {}
+    for r in repeats:
+        key = (r.row, *_stored(r.entry))
+        more[key] = more.get(key, 0) + r.more
+    keys = list(more)
+    if conn.dialect.name == "postgresql":
+        # One statement over arrays: an executemany is a statement per row on the server
+        # (10 ms of an answer's 21 for 100 rows, measured in process).
+        columns = [list(c) for c in zip(*((k[0], n, *k[1:]) for k, n in more.items()), strict=True)]
+        updated = conn.exec_driver_sql(_REPEATS_PG, tuple(columns)).rowcount
+    else:
+        # The driver's own executemany: SQLAlchemy's per-row work costs more than the updates.
+        updated = conn.exec_driver_sql(
+            f"UPDATE outbound_ledger SET count = count + {mark} WHERE {match}",
+            [(n, *k) for k, n in more.items()],
+        ).rowcount
     if updated == len(keys):
         return frozenset()
     # Some did not match (or the driver does not sum an executemany's counts): which.
