@@ -23,7 +23,6 @@ between the two, so both are measured side by side on the same (busy) machine.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import random
 import re
@@ -50,7 +49,7 @@ from gridpoint.node.protocol.request_auth import AUTH_METADATA_KEY, sign_request
 from gridpoint.node.protocol.tls import tls_hostname  # noqa: E402
 from gridpoint.node.store.sql_store import open_store  # noqa: E402
 from gridpoint.v1 import catalog_pb2  # noqa: E402
-from tests.helpers import Daemon, make_record, pin  # noqa: E402
+from tests.helpers import Daemon, child_pids, make_record, pin  # noqa: E402
 
 #: The README's live query (`catalog query "metrics.accuracy > 0.8" --peers`), and its long
 #: filter with an order.
@@ -94,11 +93,7 @@ def cpu_seconds(pid: int) -> float:
     the cores the rest of the machine leaves it."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
-            children += [int(c) for c in (task / "children").read_text().split()]
-    return own + sum(cpu_seconds(c) for c in children)
+    return own + sum(cpu_seconds(c) for c in child_pids(pid))
 
 
 def one_round(

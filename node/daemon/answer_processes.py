@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -88,9 +88,9 @@ class _Child:
 class _Slot:
     """One place for a child: the child now in it (None while it waits to start again)."""
 
-    child: _Child | None
+    child: _Child | None = None
     busy: bool = False
-    died_at: float = field(default=0.0)
+    died_at: float = 0.0
 
 
 class AnswerProcesses:
@@ -109,13 +109,17 @@ class AnswerProcesses:
         self._db_url = db_url
         self._policy = policy
         self._answer_here = answer_here
-        self.count = count
         self._free = threading.Condition()
         self._closed = False
-        self._slots = [_Slot(None, died_at=-RESTART_AFTER_S) for _ in range(count)]
+        self._slots = [_Slot() for _ in range(count)]
         with self._free:
             for slot in self._slots:
-                self._is_ready(slot)  # starts its child
+                slot.child = self._start(slot)
+
+    @property
+    def count(self) -> int:
+        """How many children it keeps (some may be starting, or waiting to start again)."""
+        return len(self._slots)
 
     def answer(self, method: str, caller: str, raw: bytes) -> bytes:
         """The answer to one authenticated call, by a child when one is ready within

@@ -90,12 +90,15 @@ def answered_by(answering: AnswerProcesses) -> grpc.GenericRpcHandler:
     out: the request is decoded, and the answer encoded, only in the process answering it."""
 
     def handler(method: str) -> grpc.RpcMethodHandler[bytes, bytes]:
+        name = method.rsplit("/", 1)[1]
+
         def answer(raw: bytes, context: grpc.ServicerContext) -> bytes:
-            with rpc_boundary(context, method.rsplit("/", 1)[1]):
+            with rpc_boundary(context, name):
                 return answering.answer(method, _tls_peer(context), raw)
 
         return grpc.unary_unary_rpc_method_handler(answer)
 
+    # Every method path is "/<service>/<method>".
     service = QUERY.split("/")[1]
     return grpc.method_handlers_generic_handler(
         service, {m.rsplit("/", 1)[1]: handler(m) for m in (SYNC, FETCH, QUERY)}

@@ -31,7 +31,7 @@ from gridpoint.node.store.models import RECORDS
 from gridpoint.node.store.sql_store import SqlStore, open_store
 from gridpoint.v1 import catalog_pb2
 from tests.cli_main import run_main
-from tests.helpers import Daemon, MakeHome, pin, signed_records, trust
+from tests.helpers import Daemon, MakeHome, child_pids, pin, signed_records, trust
 
 
 def _query(text: str = "metrics.accuracy > 0.6", limit: int = 20) -> bytes:
@@ -249,14 +249,6 @@ def _written(pid: int) -> int:
     return int(line.split()[1])
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
 def test_a_daemon_answers_live_queries_from_its_answering_process_and_leaves_none_behind(
     capsys: pytest.CaptureFixture[str], make_home: MakeHome, daemons: list[Daemon]
 ) -> None:
@@ -270,7 +262,7 @@ def test_a_daemon_answers_live_queries_from_its_answering_process_and_leaves_non
     da = Daemon.start(a)
     daemons.append(da)
     trust(c, a, da.address)
-    (child,) = _children(da.process.pid)
+    (child,) = child_pids(da.process.pid)
 
     def query() -> list[dict[str, object]]:
         answer: list[dict[str, object]] = run_main(
@@ -304,7 +296,7 @@ def test_a_daemon_answers_live_queries_from_its_answering_process_and_leaves_non
     # Stopped, neither; and it stops as cleanly as without one.
     again = Daemon.start(a)
     daemons.append(again)
-    (child,) = _children(again.process.pid)
+    (child,) = child_pids(again.process.pid)
     assert again.stop() == 0
     assert _gone(child)
     assert "Traceback" not in again.log() and "answering process ended" not in again.log()
