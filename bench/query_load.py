@@ -13,11 +13,16 @@ cores the rest of a busy machine leaves). Goal
 (issue 29): 1,000 at once, 20k records, 2 cores: at least 300/s, p95 under 1 s, 0 errors.
 
     python bench/query_load.py [--records 20000] [--concurrent 1000] [--rounds 3] \
-        [--baseline DIR] [--answer-processes N] [--db URL]
+        [--baseline DIR] [--answer-processes N] [--db URL] [--floor] [--floor-aio]
 
 --baseline DIR (a checkout of another version, e.g. `git archive COMMIT | tar -x -C DIR`)
 starts a second daemon from that code over a copy of the same home, and the rounds alternate
 between the two, so both are measured side by side on the same (busy) machine.
+
+--floor (and --floor-aio) adds bench/answer_floor.py to the rounds: a gRPC server with the
+daemon's TLS, thread pool and limits that answers every call with a live answer captured from
+the daemon and does nothing else (--floor-aio: gRPC's asyncio server). Its rate and p95 under
+the same load are what the Python gRPC server itself allows on this machine.
 """
 
 from __future__ import annotations
@@ -172,6 +177,14 @@ def main() -> None:
         help="[node] answer_processes of this version's daemon (the baseline keeps its own)",
     )
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure a server that answers every call with a captured answer and nothing else",
+    )
+    parser.add_argument(
+        "--floor-aio", action="store_true", help="the same floor with gRPC's asyncio server"
+    )
+    parser.add_argument(
         "--max-calls",
         type=int,
         default=None,
@@ -210,6 +223,7 @@ def main() -> None:
         )
     baseline: subprocess.Popen[str] | None = None
     daemon: Daemon | None = None
+    floors: dict[str, subprocess.Popen[str]] = {}
     addresses: dict[str, str] = {}
     try:
         if args.baseline is not None:
@@ -226,8 +240,15 @@ def main() -> None:
             baseline, addresses["baseline"] = start_from(args.baseline, base)
         daemon = Daemon.start(a)
         addresses["this"] = daemon.address
+        kinds = ["floor"] * args.floor + ["floor-aio"] * args.floor_aio
+        if kinds:
+            folder = floor_folder(work, a, b, daemon.address, args)
+            for kind in kinds:
+                floors[kind], addresses[kind] = start_floor(
+                    folder, kind, NodeHome(a.path).config.security.max_concurrent_calls
+                )
         channels = {name: channel_to(a, b, address) for name, address in addresses.items()}
-        pids = {"this": daemon.process.pid}
+        pids = {"this": daemon.process.pid, **{k: p.pid for k, p in floors.items()}}
         if baseline is not None:
             pids["baseline"] = baseline.pid
         for name in args.queries:
@@ -235,6 +256,9 @@ def main() -> None:
         for channel in channels.values():
             channel.close()
     finally:
+        for floor in floors.values():
+            floor.kill()
+            floor.wait(10)
         if daemon is not None:
             daemon.kill()
         if baseline is not None:
@@ -268,6 +292,47 @@ def start_from(code: Path, home: Path) -> tuple[subprocess.Popen[str], str]:
     if not line.startswith("listening on "):
         process.kill()
         raise SystemExit(f"baseline daemon did not start: {line!r}")
+    return process, line.removeprefix("listening on ").strip()
+
+
+def floor_folder(work: Path, a: NodeHome, b: NodeHome, address: str, args: Any) -> Path:
+    """What bench/answer_floor.py serves from: a's TLS, b's certificate, and one live answer
+    of the first query, captured from a's daemon at address."""
+    folder = work / "floor"
+    folder.mkdir()
+    (folder / "server.key").write_bytes(a.tls.key_pem)
+    (folder / "server.crt").write_bytes(a.tls.cert_pem)
+    (folder / "client.crt").write_bytes(b.tls.cert_pem)
+    text, order = QUERIES[args.queries[0]]
+    body = catalog_pb2.QueryRequest(filter=text, limit=args.limit, order_by=order)
+    raw = body.SerializeToString()
+    with channel_to(a, b, address) as channel:
+        call = channel.unary_unary(QUERY, request_serializer=None, response_deserializer=None)
+        answer = call(raw, metadata=((AUTH_METADATA_KEY, sign_request(b.identity, QUERY, raw)),))
+    (folder / "answer.bin").write_bytes(answer)
+    print(f"floor: serves a captured answer of {len(answer)} bytes")
+    return folder
+
+
+def start_floor(folder: Path, kind: str, max_calls: int) -> tuple[subprocess.Popen[str], str]:
+    """bench/answer_floor.py started over folder, admitting max_calls at once as the daemon
+    does; its process and address."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "answer_floor.py"),
+            str(folder),
+            f"--max-calls={max_calls}",
+            *(["--aio"] if kind == "floor-aio" else []),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("listening on "):
+        process.kill()
+        raise SystemExit(f"{kind} did not start: {line!r}")
     return process, line.removeprefix("listening on ").strip()
 
 
