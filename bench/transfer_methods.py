@@ -17,7 +17,9 @@ Tune's schedulers run through `suggest()` / `on_trial_complete()`.
 - ours-strict: `gridpoint.WarmStartSampler(beat_target=True)`; ours-fw:
   `gridpoint.WarmStartSampler(family_wise=True)` (the priors' chance test as one family);
   ours-inc: `gridpoint.WarmStartSampler(incumbent_test=True)` (the priors' weights shrink once
-  their mean rates the study's best observation worse than half of the candidates).
+  their mean rates the study's best observation worse than half of the candidates);
+  ours-nodecay: `gridpoint.WarmStartSampler(decay_from=0)` (the priors' weights never decayed:
+  the default before 7 December 2026).
 - metalearn-tpe: OptunaHub's MetaLearnTPESampler (Watanabe et al., IJCAI 2023) loaded with
   `optunahub.load_local_module` from a local copy of the optuna/optunahub-registry repository.
 - st-zero-shot, st-bounding-box, st-quantile: Syne Tune's ZeroShotTransfer (with surrogates:
@@ -423,6 +425,12 @@ METHODS = {
             "WarmStartSampler, priors trusted while they rate the study's best well",
             True,
             _optuna_sampler(_ours_with(incumbent_test=True)),
+        ),
+        Method(
+            "ours-nodecay",
+            "WarmStartSampler, priors' weights never decayed (decay_from=0)",
+            True,
+            _optuna_sampler(_ours_with(decay_from=0)),
         ),
         Method("ours", "WarmStartSampler (ours, default)", True, _optuna_sampler(_ours_with())),
     )

@@ -327,6 +327,28 @@ def test_with_incumbent_test_priors_that_rate_the_best_observation_poorly_lose_w
     assert weights([1.0, 0.0], False)[0] == 1.0
 
 
+def test_with_decay_the_priors_weights_shrink_as_n_over_the_study_s_own_observations() -> None:
+    # Prepare: one prior whose mean orders the study's observations exactly as they came out,
+    # so the ranking test gives it weight; the study has 6, then 12 observations.
+    candidates = np.linspace(0.0, 1.0, 101)[:, None]
+
+    def weights(n: int, decay_from: int) -> np.ndarray:
+        x = np.linspace(0.05, 0.95, n)[:, None]
+        ensemble = RankWeightedEnsemble(1, seed=0, decay_from=decay_from)
+        return ensemble.propose(candidates, candidates.T, x, x[:, 0], x.T).weights
+
+    # Execute
+    plain6, decayed6 = weights(6, 0), weights(6, 6)
+    plain12, decayed12 = weights(12, 0), weights(12, 6)
+
+    # Assert: up to decay_from observations nothing changes; at 12 the prior keeps 6/12 of
+    # the weight the ranking gave it, and the study's own model holds the rest.
+    assert plain12[0] > 0.3
+    assert np.array_equal(decayed6, plain6)
+    assert decayed12[0] == pytest.approx(plain12[0] * 6 / 12)
+    assert decayed12[1] == pytest.approx(1.0 - decayed12[0])
+
+
 def test_priors_keep_full_trust_while_the_best_observation_is_in_their_better_half() -> None:
     rated = np.arange(10.0)  # ten candidates as the priors rate them, lower is better
     assert incumbent_trust(rated, 0.5) == 1.0

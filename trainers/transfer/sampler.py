@@ -15,7 +15,9 @@ Two methods (compared in bench/transfer_hpo.py, see bench/RESULTS.md):
   nothing): off by default, see ensemble.TOPK_DESIGN_STEPS. `beat_target` and `family_wise`
   make the priors' ranking tests stricter (rgpe.py); `incumbent_test` shrinks the priors'
   weights once their mean rates the study's best observation worse than half of the
-  candidates (ensemble.py). All three are off by default.
+  candidates (ensemble.py). All three are off by default. After the study's 25th
+  observation the priors' weights are scaled by 25/n (`decay_from`, ensemble.DECAY_FROM; 0
+  switches it off).
 - "initial-design": the priors' best configurations first, then `fallback` (multivariate
   TPE unless given).
 
@@ -49,7 +51,7 @@ from optuna.trial import FrozenTrial, TrialState
 from gridpoint.schema import SearchDimension
 from gridpoint.trainers.search_space import dimensions_from_distributions, distribution_of
 from gridpoint.trainers.transfer.copula import gaussian_copula
-from gridpoint.trainers.transfer.ensemble import RankWeightedEnsemble
+from gridpoint.trainers.transfer.ensemble import DECAY_FROM, RankWeightedEnsemble
 from gridpoint.trainers.transfer.initial_design import initial_design
 from gridpoint.trainers.transfer.priors import PriorStudy
 from gridpoint.trainers.transfer.reliability import noise_share
@@ -85,6 +87,7 @@ class WarmStartSampler(BaseSampler):
         beat_target: bool = False,
         family_wise: bool = False,
         incumbent_test: bool = False,
+        decay_from: int = DECAY_FROM,
         max_prior_trials: int | None = None,
     ) -> None:
         if method not in METHODS:
@@ -134,6 +137,7 @@ class WarmStartSampler(BaseSampler):
             beat_target=beat_target,
             family_wise=family_wise,
             incumbent_test=incumbent_test,
+            decay_from=decay_from,
         )
         self._topk = design_steps > 0
         self.weights: dict[str, float] = dict(
