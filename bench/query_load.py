@@ -287,12 +287,17 @@ def start_from(code: Path, home: Path) -> tuple[subprocess.Popen[str], str]:
         cwd=code,
         env=env,
     )
+    return process, listening(process, "baseline daemon")
+
+
+def listening(process: subprocess.Popen[str], what: str) -> str:
+    """The address a server just started says it listens on (its first line of stdout)."""
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line.startswith("listening on "):
         process.kill()
-        raise SystemExit(f"baseline daemon did not start: {line!r}")
-    return process, line.removeprefix("listening on ").strip()
+        raise SystemExit(f"{what} did not start: {line!r}")
+    return line.removeprefix("listening on ").strip()
 
 
 def floor_folder(work: Path, a: NodeHome, b: NodeHome, address: str, args: Any) -> Path:
@@ -328,12 +333,7 @@ def start_floor(folder: Path, kind: str, max_calls: int) -> tuple[subprocess.Pop
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.startswith("listening on "):
-        process.kill()
-        raise SystemExit(f"{kind} did not start: {line!r}")
-    return process, line.removeprefix("listening on ").strip()
+    return process, listening(process, kind)
 
 
 def channel_to(a: NodeHome, b: NodeHome, address: str) -> grpc.Channel:
