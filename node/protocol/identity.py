@@ -7,6 +7,7 @@ written 0600.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -37,9 +38,16 @@ def node_id_of(public_key: bytes) -> str:
 def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> None:
     """Raises BadSignature unless signature is public_key's Ed25519 signature of message."""
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+        _public_key(public_key).verify(signature, message)
     except (InvalidSignature, ValueError) as exc:
         raise BadSignature("signature does not match the signed bytes") from exc
+
+
+# Remembered: a node verifies many signatures of few keys (every request of a peer, every
+# record of an author).
+@functools.lru_cache(maxsize=1024)
+def _public_key(public_key: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public_key)
 
 
 def write_private_file(path: Path, data: bytes) -> None:

@@ -11,6 +11,7 @@ Never logs or returns the TLS private key.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import socket
 import ssl
@@ -112,6 +113,9 @@ def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+# Remembered: the daemon checks the certificate of every call against the pinned one, and
+# a peer presents the same one call after call.
+@functools.lru_cache(maxsize=256)
 def fingerprint(cert_pem: bytes) -> str:
     """SHA-256 of the certificate's DER bytes, as colon-separated lowercase hex."""
     der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
