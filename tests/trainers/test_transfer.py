@@ -349,6 +349,20 @@ def test_with_decay_the_priors_weights_shrink_as_n_over_the_study_s_own_observat
     assert decayed12[1] == pytest.approx(1.0 - decayed12[0])
 
 
+def test_the_sampler_decays_the_priors_weights_after_its_25th_trial_unless_told_not_to() -> None:
+    # Same prior, same seed; the 27th proposal is the first made from more than 25 trials.
+    def weights(**options: int) -> dict[str, float]:
+        sampler = WarmStartSampler([prior("p", shift=0.2)], SPACE, seed=0, **options)
+        optuna.create_study(sampler=sampler).optimize(objective, n_trials=27)
+        return sampler.weights
+
+    decayed, plain = weights(), weights(decay_from=0)
+    assert plain["p"] > 0.0
+    assert decayed["p"] == pytest.approx(plain["p"] * 25 / 26)
+    with pytest.raises(ValueError, match="decay_from"):
+        WarmStartSampler([prior("p")], SPACE, decay_from=-1)
+
+
 def test_priors_keep_full_trust_while_the_best_observation_is_in_their_better_half() -> None:
     rated = np.arange(10.0)  # ten candidates as the priors rate them, lower is better
     assert incumbent_trust(rated, 0.5) == 1.0

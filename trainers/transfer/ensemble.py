@@ -16,11 +16,13 @@ while the priors' weighted mean rates the study's best observation better than h
 candidates, less and less beyond, not at all at the worst (`incumbent_trust`).
 
 The priors' weights decay: once the study has n > DECAY_FROM observations of its own, they
-are scaled by DECAY_FROM/n, the share they lose going to the study's own model, as piBO
-(Hvarfner et al., 2022) decays a user's prior. A prior only weakly related to the study can
-rank its clustered late observations better than the study's own GP does (leave-one-out
-ranks them near chance) and keep its weight by the ranking test alone; the decay ends a long
-study on its own model whatever the test says (`decay_from=0` switches it off).
+are scaled by DECAY_FROM/n, the share they lose going to the study's own model (after piBO,
+Hvarfner et al., 2022, which decays a user's prior as the study grows). A prior only weakly
+related to the study can rank its clustered late observations better than the study's own GP
+does (leave-one-out ranks them near chance) and keep its weight by the ranking test alone;
+the decay hands most of it to the study's own model in a long study whatever the test says
+(at 100 observations the priors keep a quarter of what the test gives them; `decay_from=0`
+switches it off).
 
 The acquisition is expected improvement of the weighted priors' mean plus a GP fitted on
 what that mean does not explain of the new task's observations (the residual), with the
@@ -91,6 +93,8 @@ class RankWeightedEnsemble:
         incumbent_test: bool = False,
         decay_from: int = DECAY_FROM,
     ) -> None:
+        if decay_from < 0:
+            raise ValueError(f"decay_from must be 0 (off) or more, got {decay_from}")
         self._incumbent_test = incumbent_test
         self._decay_from = decay_from
         self._design_steps = design_steps
