@@ -7,7 +7,7 @@ else: no authentication, no query, no ledger. What it sustains under the same 1,
 once is what any answer costs on this machine before gridpoint does its own work, so it
 bounds what the daemon can reach. With --aio it is gRPC's asyncio server instead.
 
-    python bench/answer_floor.py DIR [--aio]
+    python bench/answer_floor.py DIR [--aio] [--max-calls N] [--max-message-bytes N]
 
 DIR holds server.key, server.crt, client.crt (the asking node's certificate, trusted) and
 answer.bin. Prints `listening on HOST:PORT` and serves until killed. A benchmark tool, never
@@ -69,11 +69,11 @@ def _handler(answer: bytes, *, aio: bool) -> grpc.GenericRpcHandler:
     return Every()
 
 
-def serve_threads(folder: Path, limits: SecurityConfig, max_calls: int) -> None:
+def serve_threads(folder: Path, limits: SecurityConfig) -> None:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=WORKERS),
         options=_options(limits),
-        maximum_concurrent_rpcs=max_calls,
+        maximum_concurrent_rpcs=limits.max_concurrent_calls,
     )
     server.add_generic_rpc_handlers((_handler((folder / "answer.bin").read_bytes(), aio=False),))
     port = server.add_secure_port("127.0.0.1:0", _credentials(folder))
@@ -82,8 +82,10 @@ def serve_threads(folder: Path, limits: SecurityConfig, max_calls: int) -> None:
     server.wait_for_termination()
 
 
-async def serve_aio(folder: Path, limits: SecurityConfig, max_calls: int) -> None:
-    server = grpc.aio.server(options=_options(limits), maximum_concurrent_rpcs=max_calls)
+async def serve_aio(folder: Path, limits: SecurityConfig) -> None:
+    server = grpc.aio.server(
+        options=_options(limits), maximum_concurrent_rpcs=limits.max_concurrent_calls
+    )
     server.add_generic_rpc_handlers((_handler((folder / "answer.bin").read_bytes(), aio=True),))
     port = server.add_secure_port("127.0.0.1:0", _credentials(folder))
     await server.start()
@@ -95,13 +97,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("folder", type=Path)
     parser.add_argument("--aio", action="store_true")
-    parser.add_argument("--max-calls", type=int, default=SecurityConfig().max_concurrent_calls)
+    defaults = SecurityConfig()
+    parser.add_argument("--max-calls", type=int, default=defaults.max_concurrent_calls)
+    parser.add_argument("--max-message-bytes", type=int, default=defaults.max_message_bytes)
     args = parser.parse_args()
-    limits = SecurityConfig()
+    limits = SecurityConfig(
+        max_message_bytes=args.max_message_bytes, max_concurrent_calls=args.max_calls
+    )
     if args.aio:
-        asyncio.run(serve_aio(args.folder, limits, args.max_calls))
+        asyncio.run(serve_aio(args.folder, limits))
     else:
-        serve_threads(args.folder, limits, args.max_calls)
+        serve_threads(args.folder, limits)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ between the two, so both are measured side by side on the same (busy) machine.
 
 --floor (and --floor-aio) adds bench/answer_floor.py to the rounds: a gRPC server with the
 daemon's TLS, thread pool and limits that answers every call with a live answer captured from
-the daemon and does nothing else (--floor-aio: gRPC's asyncio server). Its rate and p95 under
-the same load are what the Python gRPC server itself allows on this machine.
+the daemon and does nothing else (--floor-aio: gRPC's asyncio server); one query only. Its
+rate and p95 under the same load are what the Python gRPC server itself allows on this
+machine ("daemon CPU" is then that server's own).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gridpoint.node.catalog import sign_record  # noqa: E402
+from gridpoint.node.config import SecurityConfig  # noqa: E402
 from gridpoint.node.home import NodeHome  # noqa: E402
 from gridpoint.node.protocol.methods import QUERY  # noqa: E402
 from gridpoint.node.protocol.request_auth import AUTH_METADATA_KEY, sign_request  # noqa: E402
@@ -192,6 +194,8 @@ def main() -> None:
         "at --concurrent or above nothing is refused, and the figures are the rate a queue drains at",
     )
     args = parser.parse_args()
+    if (args.floor or args.floor_aio) and len(args.queries) > 1:
+        parser.error("--floor replays one captured answer: give one query with --queries")
     work = Path(tempfile.mkdtemp(prefix="gp-bench-qload-"))
     a, b = NodeHome(work / "a"), NodeHome(work / "b")
     a.init("A")
@@ -245,7 +249,7 @@ def main() -> None:
             folder = floor_folder(work, a, b, daemon.address, args)
             for kind in kinds:
                 floors[kind], addresses[kind] = start_floor(
-                    folder, kind, NodeHome(a.path).config.security.max_concurrent_calls
+                    folder, kind, NodeHome(a.path).config.security
                 )
         channels = {name: channel_to(a, b, address) for name, address in addresses.items()}
         pids = {"this": daemon.process.pid, **{k: p.pid for k, p in floors.items()}}
@@ -313,21 +317,26 @@ def floor_folder(work: Path, a: NodeHome, b: NodeHome, address: str, args: Any) 
     raw = body.SerializeToString()
     with channel_to(a, b, address) as channel:
         call = channel.unary_unary(QUERY, request_serializer=None, response_deserializer=None)
-        answer = call(raw, metadata=((AUTH_METADATA_KEY, sign_request(b.identity, QUERY, raw)),))
+        answer = call(
+            raw, metadata=((AUTH_METADATA_KEY, sign_request(b.identity, QUERY, raw)),), timeout=60
+        )
     (folder / "answer.bin").write_bytes(answer)
     print(f"floor: serves a captured answer of {len(answer)} bytes")
     return folder
 
 
-def start_floor(folder: Path, kind: str, max_calls: int) -> tuple[subprocess.Popen[str], str]:
-    """bench/answer_floor.py started over folder, admitting max_calls at once as the daemon
-    does; its process and address."""
+def start_floor(
+    folder: Path, kind: str, limits: SecurityConfig
+) -> tuple[subprocess.Popen[str], str]:
+    """bench/answer_floor.py started over folder under the answering node's limits; its
+    process and address."""
     process = subprocess.Popen(
         [
             sys.executable,
             str(ROOT / "bench" / "answer_floor.py"),
             str(folder),
-            f"--max-calls={max_calls}",
+            f"--max-calls={limits.max_concurrent_calls}",
+            f"--max-message-bytes={limits.max_message_bytes}",
             *(["--aio"] if kind == "floor-aio" else []),
         ],
         stdout=subprocess.PIPE,
@@ -368,9 +377,11 @@ def run(
         print(f"  {version} warm-up: {warm['answered']:.0f} answered, {warm['errors']:.0f} errors")
     for i in range(args.rounds):
         for version, channel in channels.items():
-            cpu = cpu_seconds(pids[version])
+            cpu, asking = cpu_seconds(pids[version]), time.process_time()
             r = one_round(channel, asker, query, args.concurrent, args.limit, args.timeout)
             r["cpu_ms"] = 1000 * (cpu_seconds(pids[version]) - cpu) / max(1, r["answered"])
+            # This process: signing the requests, TLS, receiving the answers.
+            r["asker_ms"] = 1000 * (time.process_time() - asking) / max(1, r["answered"])
             rounds[version].append(r)
             print(
                 f"  {version:8} round {i + 1}: {r['answered']:5.0f} answered of "
@@ -378,6 +389,7 @@ def run(
                 f"p50 {r['p50_s']:.2f} s  p95 {r['p95_s']:.2f} s  "
                 f"refused busy {r['exhausted']:.0f}  other errors {r['errors']:.0f} "
                 f"{r['error_codes']}  daemon CPU {r['cpu_ms']:.1f} ms/answer  "
+                f"asking CPU {r['asker_ms']:.1f} ms/answer  "
                 f"load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
