@@ -351,12 +351,13 @@ def test_with_decay_the_priors_weights_shrink_as_n_over_the_study_s_own_observat
 
 def test_the_sampler_decays_the_priors_weights_after_its_25th_trial_unless_told_not_to() -> None:
     # Same prior, same seed; the 27th proposal is the first made from more than 25 trials.
-    def weights(**options: int) -> dict[str, float]:
-        sampler = WarmStartSampler([prior("p", shift=0.2)], SPACE, seed=0, **options)
+    def weights(sampler: WarmStartSampler) -> dict[str, float]:
         optuna.create_study(sampler=sampler).optimize(objective, n_trials=27)
         return sampler.weights
 
-    decayed, plain = weights(), weights(decay_from=0)
+    source = prior("p", shift=0.2)
+    decayed = weights(WarmStartSampler([source], SPACE, seed=0))
+    plain = weights(WarmStartSampler([source], SPACE, seed=0, decay_from=0))
     assert plain["p"] > 0.0
     assert decayed["p"] == pytest.approx(plain["p"] * 25 / 26)
     with pytest.raises(ValueError, match="decay_from"):
