@@ -75,6 +75,45 @@ def test_a_study_shared_with_group_x_reaches_nobody_outside_it(world: World) -> 
     assert explain(a.home, a.store, b.node_id).rules[0].outcomes == {VARIANT: 3}
 
 
+def test_a_live_answer_ordered_by_a_metric_is_ruled_by_the_policy_in_that_order(
+    world: World,
+) -> None:
+    # Prepare: A shares its study with group x = {B} only, and publishes records of both
+    # kinds at interleaved accuracies. (On PostgreSQL an answer ordered by a metric is the
+    # metric's ranked walk, whose rows lead with a column of their own before the policy's.)
+    a, b, c = world.node("A"), world.node("B"), world.node("C")
+    world.mutual(a, b)
+    world.mutual(a, c)
+    _set_policy(
+        a,
+        _policy(
+            f'x = ["{b.node_id}"]',
+            f'[[sharing.rules]]\nname = "x-only"\nstudies = ["{SECRET_STUDY}"]\ngroups = ["x"]\n',
+        ),
+    )
+    for i in range(6):
+        accuracy = 0.5 + i / 20
+        if i % 2:
+            world.publish(a, record=replace(_in_study(a, i), metrics={"accuracy": accuracy}))
+        else:
+            world.publish(a, record=make_record(i, accuracy=accuracy))
+    # Execute
+    at_c = world.query(c, "metrics.accuracy > 0", "metrics.accuracy desc")
+    at_b = world.query(b, "metrics.accuracy > 0", "metrics.accuracy desc")
+    # Assert: C gets the three outside the study, best first; B gets all six, best first,
+    # the study's as variants for audience [B].
+    assert [r.record.record.metrics["accuracy"] for r in at_c.rows] == [0.7, 0.6, 0.5]
+    assert [r.record.record.metrics["accuracy"] for r in at_b.rows] == [
+        0.75,
+        0.7,
+        0.65,
+        0.6,
+        0.55,
+        0.5,
+    ]
+    assert [r.record.record.audience for r in at_b.rows][::2] == [(b.node_id,)] * 3
+
+
 def test_a_receiver_refuses_a_record_whose_audience_leaves_it_out(world: World) -> None:
     # Prepare: B holds A's variant for audience [B]; rogue peer E serves it to C as is.
     a, b, c, e = world.node("A"), world.node("B"), world.node("C"), world.node("E")

@@ -46,9 +46,9 @@ class World(Network):
         assert report.error is None, report.error
         return report
 
-    def query(self, a: Node, filter_text: str = "") -> QueryResult:
+    def query(self, a: Node, filter_text: str = "", order_by: str = "") -> QueryResult:
         return run_query(
-            a.home, a.store, filter_text, limit=100, order_by="", connect=self.connector(a)
+            a.home, a.store, filter_text, limit=100, order_by=order_by, connect=self.connector(a)
         )
 
     def publish(self, a: Node, i: int = 0, record: RunRecord | None = None) -> str:
