@@ -40,18 +40,23 @@ def _set_policy(node: Node, text: str) -> None:
     node.home.config_path.write_text(config + text)
 
 
+def _share_study_only_with(node: Node, member: Node) -> None:
+    """node's policy: SECRET_STUDY goes to group x = {member} only (rule "x-only")."""
+    _set_policy(
+        node,
+        _policy(
+            f'x = ["{member.node_id}"]',
+            f'[[sharing.rules]]\nname = "x-only"\nstudies = ["{SECRET_STUDY}"]\ngroups = ["x"]\n',
+        ),
+    )
+
+
 def test_a_study_shared_with_group_x_reaches_nobody_outside_it(world: World) -> None:
     # Prepare: A shares its study with group x = {B} only; C is outside x and trusts A and B.
     a, b, c = world.node("A"), world.node("B"), world.node("C")
     for x, y in ((a, b), (a, c), (b, c)):
         world.mutual(x, y)
-    _set_policy(
-        a,
-        _policy(
-            f'x = ["{b.node_id}"]',
-            f'[[sharing.rules]]\nname = "x-only"\nstudies = ["{SECRET_STUDY}"]\ngroups = ["x"]\n',
-        ),
-    )
+    _share_study_only_with(a, b)
     secret = {world.publish(a, record=_in_study(a, i)) for i in range(3)}
     public = world.publish(a, 10)
     # Execute
@@ -84,13 +89,7 @@ def test_a_live_answer_ordered_by_a_metric_is_ruled_by_the_policy_in_that_order(
     a, b, c = world.node("A"), world.node("B"), world.node("C")
     world.mutual(a, b)
     world.mutual(a, c)
-    _set_policy(
-        a,
-        _policy(
-            f'x = ["{b.node_id}"]',
-            f'[[sharing.rules]]\nname = "x-only"\nstudies = ["{SECRET_STUDY}"]\ngroups = ["x"]\n',
-        ),
-    )
+    _share_study_only_with(a, b)
     for i in range(6):
         accuracy = 0.5 + i / 20
         if i % 2:
