@@ -170,10 +170,9 @@ class RankWeightedEnsemble:
                 weights[:k] @ prior_at_candidates,
                 float((weights[:k] @ prior_at_observed)[int(np.argmin(z))]),
             )
-            weights = np.append(trust * weights[:k], 1.0 - trust * weights[:k].sum())
+            weights = _priors_scaled(weights, trust)
         if self._decay_from and k and n > self._decay_from:
-            kept = weights[:k] * (self._decay_from / n)
-            weights = np.append(kept, 1.0 - kept.sum())
+            weights = _priors_scaled(weights, self._decay_from / n)
         if owners is not None and k and n < self._design_steps:
             pick = _design_pick(owners, weights[:k], weights[:k] @ prior_at_candidates)
             if pick is not None:
@@ -201,6 +200,13 @@ def incumbent_trust(rated_candidates: np.ndarray, rated_best: float) -> float:
         return 1.0
     worse_than = float(np.mean(rated_candidates < rated_best))
     return float(np.clip(2.0 * (1.0 - worse_than), 0.0, 1.0))
+
+
+def _priors_scaled(weights: np.ndarray, factor: float) -> np.ndarray:
+    """K priors' weights, then the target's: the priors' scaled by factor, the share they
+    lose going to the target."""
+    priors = factor * weights[:-1]
+    return np.append(priors, 1.0 - priors.sum())
 
 
 def _design_pick(owners: np.ndarray, weights: np.ndarray, rated: np.ndarray) -> int | None:
