@@ -246,7 +246,7 @@ def main() -> None:
         addresses["this"] = daemon.address
         kinds = ["floor"] * args.floor + ["floor-aio"] * args.floor_aio
         if kinds:
-            folder = floor_folder(work, a, b, daemon.address, args)
+            folder = floor_folder(work, a, b, daemon.address, QUERIES[args.queries[0]], args.limit)
             for kind in kinds:
                 floors[kind], addresses[kind] = start_floor(
                     folder, kind, NodeHome(a.path).config.security
@@ -304,16 +304,18 @@ def listening(process: subprocess.Popen[str], what: str) -> str:
     return line.removeprefix("listening on ").strip()
 
 
-def floor_folder(work: Path, a: NodeHome, b: NodeHome, address: str, args: Any) -> Path:
-    """What bench/answer_floor.py serves from: a's TLS, b's certificate, and one live answer
-    of the first query, captured from a's daemon at address."""
+def floor_folder(
+    work: Path, a: NodeHome, b: NodeHome, address: str, query: tuple[str, str], limit: int
+) -> Path:
+    """What bench/answer_floor.py serves from: a's TLS, b's certificate, and b's live answer
+    to query (filter, order), captured from a's daemon at address."""
     folder = work / "floor"
     folder.mkdir()
     (folder / "server.key").write_bytes(a.tls.key_pem)
     (folder / "server.crt").write_bytes(a.tls.cert_pem)
     (folder / "client.crt").write_bytes(b.tls.cert_pem)
-    text, order = QUERIES[args.queries[0]]
-    body = catalog_pb2.QueryRequest(filter=text, limit=args.limit, order_by=order)
+    text, order = query
+    body = catalog_pb2.QueryRequest(filter=text, limit=limit, order_by=order)
     raw = body.SerializeToString()
     with channel_to(a, b, address) as channel:
         call = channel.unary_unary(QUERY, request_serializer=None, response_deserializer=None)
