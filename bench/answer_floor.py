@@ -31,6 +31,9 @@ sys.path.insert(0, str(ROOT))
 from gridpoint.node.config import SecurityConfig  # noqa: E402
 from gridpoint.node.daemon.server import WORKERS  # noqa: E402
 
+#: What DIR must hold.
+FILES = ("server.key", "server.crt", "client.crt", "answer.bin")
+
 
 def _credentials(folder: Path) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials(
@@ -101,6 +104,11 @@ def main() -> None:
     parser.add_argument("--max-calls", type=int, default=defaults.max_concurrent_calls)
     parser.add_argument("--max-message-bytes", type=int, default=defaults.max_message_bytes)
     args = parser.parse_args()
+    missing = [n for n in FILES if not (args.folder / n).is_file()]
+    if missing:
+        parser.error(
+            f"{args.folder} has no {', '.join(missing)}: bench/query_load.py --floor writes them"
+        )
     limits = SecurityConfig(
         max_message_bytes=args.max_message_bytes, max_concurrent_calls=args.max_calls
     )
