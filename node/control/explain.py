@@ -100,6 +100,9 @@ def explain(home: NodeHome, store: CatalogStore, given: str) -> Explanation:
         page = store.records_for_peer(cursor, _PAGE, policy.conditions, ids)
         for item in page.items:
             rule = policy.rule_at(item.rule)
-            shares[item.rule].outcomes[decide(item, rule, policy, ids, own)] += 1
+            what = decide(
+                rule, policy, ids, in_audience=item.in_audience, ours=item.signer_id in own
+            )
+            shares[item.rule].outcomes[what] += 1
         cursor, more = page.next_cursor, page.has_more
     return Explanation(peer, policy.groups_of(ids), shares, store.count_statements())

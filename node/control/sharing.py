@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from gridpoint.errors import RequestError
 from gridpoint.node.catalog import sign_record
@@ -83,20 +83,23 @@ def parse_cursor(cursor: str) -> tuple[int, int, str]:
 
 
 def decide(
-    item: ServedEnvelope,
     rule: SharingRule,
     policy: SharingPolicy,
     caller_ids: frozenset[str],
-    own_ids: frozenset[str],
+    *,
+    in_audience: bool,
+    ours: bool,
 ) -> str:
-    """How a record goes to a caller: AS_STORED, VARIANT, or why it is withheld."""
-    if not item.in_audience:
+    """How a record goes to a caller: AS_STORED, VARIANT, or why it is withheld. Of the
+    record it takes only the rule it matched, whether its audience names the caller and
+    whether this node signed it, so one call's decisions can be kept by those three."""
+    if not in_audience:
         return OUTSIDE_AUDIENCE
     if not policy.admits(rule, caller_ids):
         return NOT_IN_GROUPS
     if rule.open_to_all and rule.whole:
         return AS_STORED
-    if item.signer_id in own_ids:
+    if ours:
         return VARIANT
     # Another author's record: sent whole to the rule's groups, never trimmed.
     return AS_STORED if rule.whole else PARTS_CUT
@@ -123,6 +126,19 @@ class _Caller:
     own_ids: frozenset[str]
     chain: KeyChain
     policy: SharingPolicy
+    # decide()'s answers in this call, by its inputs from the record: a page or answer's
+    # hundreds of records fall under a few rules.
+    decided: dict[tuple[int, bool, bool], tuple[SharingRule, str]] = field(default_factory=dict)
+
+    def ruling(self, item: ServedEnvelope) -> tuple[SharingRule, str]:
+        """The rule item matched, and what decide() says of it for this caller."""
+        key = (item.rule, item.in_audience, item.signer_id in self.own_ids)
+        known = self.decided.get(key)
+        if known is None:
+            rule = self.policy.rule_at(item.rule)
+            what = decide(rule, self.policy, self.ids, in_audience=key[1], ours=key[2])
+            known = self.decided[key] = (rule, what)
+        return known
 
 
 @dataclass(frozen=True)
@@ -265,8 +281,7 @@ class Sharing:
         return out
 
     def _serve(self, item: ServedEnvelope, view: _Caller) -> _Sent | None:
-        rule = view.policy.rule_at(item.rule)
-        what = decide(item, rule, view.policy, view.ids, view.own_ids)
+        rule, what = view.ruling(item)
         if what == AS_STORED:
             return _Sent(item.envelope, item.record_id, item.record_id, rule.name)
         return self._variant(item, rule, view) if what == VARIANT else None
