@@ -13,7 +13,8 @@ cores the rest of a busy machine leaves). Goal
 (issue 29): 1,000 at once, 20k records, 2 cores: at least 300/s, p95 under 1 s, 0 errors.
 
     python bench/query_load.py [--records 20000] [--concurrent 1000] [--rounds 3] \
-        [--baseline DIR] [--answer-processes N] [--db URL] [--floor] [--floor-aio]
+        [--baseline DIR] [--baseline-answer-processes N] [--answer-processes N] [--db URL] \
+        [--floor] [--floor-aio]
 
 --baseline DIR (a checkout of another version, e.g. `git archive COMMIT | tar -x -C DIR`)
 starts a second daemon from that code over a copy of the same home, and the rounds alternate
@@ -179,6 +180,13 @@ def main() -> None:
         help="[node] answer_processes of this version's daemon (the baseline keeps its own)",
     )
     parser.add_argument(
+        "--baseline-answer-processes",
+        type=int,
+        default=None,
+        help="[node] answer_processes of the baseline's daemon (default: its own default, "
+        "for versions without the setting)",
+    )
+    parser.add_argument(
         "--floor",
         action="store_true",
         help="also measure a server that answers every call with a captured answer and nothing else",
@@ -238,9 +246,12 @@ def main() -> None:
                 ["max_concurrent_calls"] if args.max_calls is None else []
             )
             lines = (base / "config.toml").read_text().splitlines()
-            (base / "config.toml").write_text(
-                "\n".join(line for line in lines if not any(k in line for k in own)) + "\n"
-            )
+            kept = "\n".join(line for line in lines if not any(k in line for k in own)) + "\n"
+            if args.baseline_answer_processes is not None:
+                kept = kept.replace(
+                    "[node]\n", f"[node]\nanswer_processes = {args.baseline_answer_processes}\n", 1
+                )
+            (base / "config.toml").write_text(kept)
             baseline, addresses["baseline"] = start_from(args.baseline, base)
         daemon = Daemon.start(a)
         addresses["this"] = daemon.address
