@@ -102,4 +102,5 @@ class Network:
 
     def close(self) -> None:
         for node in self.nodes.values():
+            node.service.close()
             node.store.close()

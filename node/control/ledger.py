@@ -9,14 +9,21 @@ calls pays one write (and one pass over the ledger's indexes) for many. The same
 again to the same peer, as the same kind and by the same rule, within FOLD_S of the entry
 written for it is counted on that entry (its count grows; its time stays the first send's),
 for the kinds a peer asks for again and again (FOLDED_KINDS): a peer repeating a live query
-costs one row per record a minute, not one per answer. Entries
-older than [ledger] detail_days are folded into per peer, day, kind and rule counts at most
-once an hour, so the ledger stays bounded. An entry is ids, kinds, a peer and a rule name:
-never a payload, a study name or a path.
+costs one row per record a minute, not one per answer. Such a repeat is already on record
+(its entry names the peer, the item, the rule and the first send), so only its count waits:
+repeats are counted in memory and added to their entries with the next write, at most
+REPEATS_EVERY_S later (a timer writes them when no other write comes), and when the ledger
+closes. A process killed in between loses those counts, never an entry; a node answering
+the same query again and again pays a write a second, not one per answer, which is most of
+what a repeated live answer cost it (bench/RESULTS.md). Entries older than [ledger]
+detail_days are folded into per peer, day, kind and rule counts at most once an hour, so the
+ledger stays bounded. An entry is ids, kinds, a peer and a rule name: never a payload, a
+study name or a path.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from gridpoint.node.artifacts.manifest import artifact_id
 from gridpoint.node.artifacts.service import ArtifactService, Download
 from gridpoint.node.artifacts.store import ArtifactStore
+from gridpoint.node.logs import log_limited
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.control_base import LedgerEntry, LedgerRepeat
 from gridpoint.v1 import artifacts_pb2
@@ -33,6 +41,7 @@ from gridpoint.v1 import artifacts_pb2
 __all__ = [
     "FOLDED_KINDS",
     "FOLD_S",
+    "REPEATS_EVERY_S",
     "ROLL_UP_EVERY_S",
     "Copy",
     "Ledger",
@@ -50,6 +59,8 @@ FOLDED_KINDS = frozenset({"answer", "manifest"})
 #: Entries remembered for folding, the newest (about 8 MB at most); a repeat of one
 #: forgotten is written anew, which costs a row, never correctness.
 FOLD_MEMORY = 16_384
+#: Seconds a repeat's count waits in memory, at most, before it is added to its entry.
+REPEATS_EVERY_S = 1.0
 
 # What makes two entries the same thing sent again: peer, kind, item, subject and rule.
 _Key = tuple[str, str, str, str, str]
@@ -68,16 +79,19 @@ class _Written:
 
 
 class _Batch:
-    """Notes written in one transaction; done once it committed (or failed: error)."""
+    """Notes written in one transaction; done once it committed (or failed: error). With
+    flush, the repeats counted so far are written with it whatever their age."""
 
     def __init__(self) -> None:
         self.entries: list[LedgerEntry] = []
+        self.flush = False
         self.done = False
         self.error: BaseException | None = None
 
 
 class Ledger:
-    """Appends to and rolls up one store's ledger; thread-safe."""
+    """Appends to and rolls up one store's ledger; thread-safe. close() writes the repeats
+    still counted in memory."""
 
     def __init__(self, store: CatalogStore, detail_days: int) -> None:
         self._store = store
@@ -87,15 +101,21 @@ class Ledger:
         self._written = threading.Condition()
         self._open = _Batch()  # what the next write takes
         self._writing = False
-        # Rows of FOLDED_KINDS written in the last FOLD_S, oldest first; only the writing
-        # thread uses it.
+        self._closed = False
+        self._timer: threading.Timer | None = None  # under _written
+        # Only the writing thread uses these two. Rows of FOLDED_KINDS written in the last
+        # FOLD_S, oldest first; and the repeats counted on rows and not written yet, by row,
+        # since the monotonic time _counted_since.
         self._recent: dict[_Key, _Written] = {}
+        self._counted: dict[int, LedgerRepeat] = {}
+        self._counted_since = 0.0
 
     def note(
         self, peer_id: str, kind: str, items: Sequence[tuple[str, str, str]], count: int = 1
     ) -> None:
         """Notes items sent to a peer now: (item id, record it stands for, rule) each.
-        Returns once they are stored (raises the store's error if they could not be)."""
+        Returns once they are on record (raises the store's error if they could not be):
+        stored, or repeats of an entry stored, counted on it within REPEATS_EVERY_S."""
         if not items:
             return
         at = datetime.now(UTC)
@@ -103,9 +123,29 @@ class Ledger:
             LedgerEntry(at, peer_id, kind, item, subject, rule, count)
             for item, subject, rule in items
         ]
+        self._commit(entries, flush=False)
+        self._maybe_roll_up()
+
+    def flush(self) -> None:
+        """Adds the repeats counted so far to their entries now (raises the store's error,
+        the counts kept for the next write)."""
+        self._commit([], flush=True)
+
+    def close(self) -> None:
+        """Writes the repeats still counted (a failure is logged: the entries are stored,
+        only counts are lost); notes made after it are written at once."""
+        with self._written:
+            self._closed = True
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        self._flush_logged()
+
+    def _commit(self, entries: list[LedgerEntry], flush: bool) -> None:
         with self._written:
             batch = self._open
             batch.entries += entries
+            batch.flush |= flush
             # Another thread is writing: it (or the next writer) takes this batch after.
             while self._writing and not batch.done:
                 self._written.wait()
@@ -114,7 +154,7 @@ class Ledger:
                 self._open = _Batch()
         if not batch.done:
             try:
-                self._write(batch.entries)
+                self._write(batch.entries, batch.flush)
             except BaseException as exc:
                 batch.error = exc
                 raise
@@ -124,25 +164,22 @@ class Ledger:
                     self._written.notify_all()
         if batch.error is not None:
             raise batch.error
-        self._maybe_roll_up()
 
-    def _write(self, entries: Sequence[LedgerEntry]) -> None:
-        """Stores one batch, repeats of recent rows as counts on them, in one write."""
+    def _write(self, entries: Sequence[LedgerEntry], flush: bool = False) -> None:
+        """Stores one batch's new entries at once, with the repeats counted so far when there
+        are new entries, when asked to, or once the oldest waited REPEATS_EVERY_S; otherwise
+        only counts its repeats (a timer writes them)."""
         window = timedelta(seconds=FOLD_S)
-        self._forget(entries[0].at - window)
+        if entries:
+            self._forget(entries[0].at - window)
         fresh: list[LedgerEntry] = []
         folding: dict[_Key, int] = {}  # a folded kind's new entry in fresh, by key
-        repeats: dict[int, LedgerRepeat] = {}
         for entry in entries:
             key = _key(entry)
             written = self._recent.get(key)
             # Later than the row, and not by much (a clock set back folds nothing).
             if written is not None and timedelta(0) <= entry.at - written.at < window:
-                held = repeats.get(written.row)
-                more = entry.count + (held.more if held else 0)
-                repeats[written.row] = LedgerRepeat(
-                    written.row, held.entry if held else entry, more
-                )
+                self._count(written.row, entry)
             elif key in folding:
                 i = folding[key]
                 fresh[i] = replace(fresh[i], count=fresh[i].count + entry.count)
@@ -150,7 +187,15 @@ class Ledger:
                 if entry.kind in FOLDED_KINDS:
                     folding[key] = len(fresh)
                 fresh.append(entry)
+        if not fresh and not self._counted:
+            return
+        due = time.monotonic() - self._counted_since >= REPEATS_EVERY_S
+        if not fresh and not (flush or self._closed or due):
+            self._arm()
+            return
+        repeats = self._counted
         stored = self._store.append_ledger(fresh, list(repeats.values()))
+        self._counted = {}
         for key, i in folding.items():
             self._recent.pop(key, None)  # re-inserted: the dict stays oldest first
             self._recent[key] = _Written(stored.ids[i], fresh[i].at)
@@ -164,6 +209,39 @@ class Ledger:
             for entry in again:
                 self._recent.pop(_key(entry), None)
             self._write(again)
+
+    def _count(self, row: int, entry: LedgerEntry) -> None:
+        """Counts a repeat of the entry stored in row, to be written later."""
+        held = self._counted.get(row)
+        if not self._counted:
+            self._counted_since = time.monotonic()
+        more = entry.count + (held.more if held else 0)
+        self._counted[row] = LedgerRepeat(row, held.entry if held else entry, more)
+
+    def _arm(self) -> None:
+        """Makes sure a timer writes the counted repeats within REPEATS_EVERY_S."""
+        with self._written:
+            if self._timer is not None or self._closed:
+                return
+            self._timer = threading.Timer(REPEATS_EVERY_S, self._on_timer)
+            self._timer.daemon = True  # never holds a process open: close() writes them
+            self._timer.start()
+
+    def _on_timer(self) -> None:
+        with self._written:
+            self._timer = None
+        self._flush_logged()
+
+    def _flush_logged(self) -> None:
+        try:
+            self.flush()
+        except Exception as exc:  # the store's: kept, the next write takes them
+            log_limited(
+                "ledger repeats",
+                "could not add repeated sends to their ledger entries; kept for the next write",
+                logging.WARNING,
+                error=type(exc).__name__,
+            )
 
     def _forget(self, before: datetime) -> None:
         while self._recent:

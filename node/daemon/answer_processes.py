@@ -339,6 +339,7 @@ def serve_calls(fd: int) -> None:
         # message: it names the database's URL (a home path, maybe a password).
         log_event("answering process could not open the store", reason=exc.reason)
         return
+    service = None
     try:
         home = NodeHome.with_config(Path(home_path), config)
         # The daemon's policy in force, changed as the daemon's is (an edit that is wrong
@@ -351,6 +352,8 @@ def serve_calls(fd: int) -> None:
     except GridpointError as exc:  # the home's files, changed since the daemon read them
         log_event("answering process could not start", reason=exc.reason)
     finally:
+        if service is not None:
+            service.close()
         store.close()
 
 

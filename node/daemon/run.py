@@ -100,6 +100,7 @@ def _serve(
     finally:
         if answering is not None:
             answering.close()
+        service.close()
         store.close()
     return 0
 

@@ -137,6 +137,11 @@ class NodeService:
             ARTIFACTS_GET_MANIFEST: (artifacts_pb2.GetManifestRequest, self._manifest_any),
         }
 
+    def close(self) -> None:
+        """Writes what the ledger still holds in memory (repeats' counts); before the store
+        closes."""
+        self.ledger.close()
+
     def hello(self) -> node_pb2.HelloResponse:
         """This node's NodeInfo, freshly signed."""
         envelope = sign_envelope(

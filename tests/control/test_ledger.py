@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -135,8 +136,36 @@ def test_a_live_query_asked_again_soon_counts_on_its_first_answer_entries(world:
     # Execute: C asks B the same thing three times within a minute.
     for _ in range(3):
         assert {r.record.id for r in world.query(c, "metrics.accuracy > 0").rows} == ids
-    # Assert: one entry per record sent, each counting the three answers.
+    # Assert: one entry per record sent, on record from the first answer; the repeats are
+    # counted on them once written.
+    assert _answers(b.store, c.node_id) == sorted((i, 1) for i in ids)
+    b.service.ledger.flush()
     assert _answers(b.store, c.node_id) == sorted((i, 3) for i in ids)
+
+
+def test_counted_repeats_reach_their_entries_by_themselves_and_when_the_ledger_closes(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: B answers C twice, and nothing else is written after.
+    b, c = world.node("B"), world.node("C")
+    world.mutual(b, c)
+    ids = {world.publish(b, i) for i in range(2)}
+    monkeypatch.setattr(ledger_module, "REPEATS_EVERY_S", 0.05)
+    world.query(c, "metrics.accuracy > 0")
+    world.query(c, "metrics.accuracy > 0")
+    # Execute / Assert: the timer writes the repeat's count.
+    deadline = time.monotonic() + 10
+    while _answers(b.store, c.node_id) != sorted((i, 2) for i in ids):
+        assert time.monotonic() < deadline, _answers(b.store, c.node_id)
+        time.sleep(0.02)
+    # Execute: a third answer, then the ledger closes before any timer could write it.
+    monkeypatch.setattr(ledger_module, "REPEATS_EVERY_S", 3600.0)
+    world.query(c, "metrics.accuracy > 0")
+    b.service.close()
+    # Assert: written on close; a note after it is written at once.
+    assert _answers(b.store, c.node_id) == sorted((i, 3) for i in ids)
+    world.query(c, "metrics.accuracy > 0")
+    assert _answers(b.store, c.node_id) == sorted((i, 4) for i in ids)
 
 
 def test_a_repeat_after_the_fold_window_is_an_entry_of_its_own(
@@ -162,6 +191,7 @@ def test_a_repeat_of_an_entry_rolled_up_since_is_an_entry_of_its_own(world: Worl
     assert b.store.roll_up_ledger(datetime.now(UTC) + timedelta(days=1)) == 2
     # Execute: the same answer again, within the minute, its rows gone.
     world.query(c, "metrics.accuracy > 0")
+    b.service.ledger.flush()
     # Assert: the day counts the first answer, the detail the second; nothing lost.
     assert _answers(b.store, c.node_id) == sorted([("", 2), *((i, 1) for i in ids)])
 
@@ -179,6 +209,7 @@ def test_a_row_id_given_to_a_newer_entry_never_takes_a_repeat_of_the_old_one(
     ledger.note(peer, "answer", [(z, z, "default")])
     # Execute: X sent again within the minute.
     ledger.note(peer, "answer", [(x, x, "default")])
+    ledger.flush()
     # Assert: X has an entry of its own; Z's count is Z's.
     assert _answers(a.store, peer) == sorted([("", 1), (x, 1), (z, 1)])
 
