@@ -104,10 +104,11 @@ class Ledger:
         self._closed = False
         self._timer: threading.Timer | None = None  # under _written
         # Only the writing thread uses these two. Rows of FOLDED_KINDS written in the last
-        # FOLD_S, oldest first; and the repeats counted on rows and not written yet, by row,
-        # since the monotonic time _counted_since.
+        # FOLD_S, oldest first; and the repeats counted on rows and not written yet (the
+        # first repeat's entry, and how many sends in all), by row, since the monotonic time
+        # _counted_since.
         self._recent: dict[_Key, _Written] = {}
-        self._counted: dict[int, LedgerRepeat] = {}
+        self._counted: dict[int, tuple[LedgerEntry, int]] = {}
         self._counted_since = 0.0
 
     def note(
@@ -179,7 +180,10 @@ class Ledger:
             written = self._recent.get(key)
             # Later than the row, and not by much (a clock set back folds nothing).
             if written is not None and timedelta(0) <= entry.at - written.at < window:
-                self._count(written.row, entry)
+                if not self._counted:
+                    self._counted_since = time.monotonic()
+                first, more = self._counted.get(written.row, (entry, 0))
+                self._counted[written.row] = (first, more + entry.count)
             elif key in folding:
                 i = folding[key]
                 fresh[i] = replace(fresh[i], count=fresh[i].count + entry.count)
@@ -194,7 +198,9 @@ class Ledger:
             self._arm()
             return
         repeats = self._counted
-        stored = self._store.append_ledger(fresh, list(repeats.values()))
+        stored = self._store.append_ledger(
+            fresh, [LedgerRepeat(row, first, more) for row, (first, more) in repeats.items()]
+        )
         self._counted = {}
         for key, i in folding.items():
             self._recent.pop(key, None)  # re-inserted: the dict stays oldest first
@@ -203,20 +209,10 @@ class Ledger:
             del self._recent[next(iter(self._recent))]
         if stored.gone:
             # Rows rolled up since they were written: their repeats become rows of their own.
-            again = [
-                replace(repeats[row].entry, count=repeats[row].more) for row in sorted(stored.gone)
-            ]
+            again = [replace(repeats[row][0], count=repeats[row][1]) for row in sorted(stored.gone)]
             for entry in again:
                 self._recent.pop(_key(entry), None)
             self._write(again)
-
-    def _count(self, row: int, entry: LedgerEntry) -> None:
-        """Counts a repeat of the entry stored in row, to be written later."""
-        held = self._counted.get(row)
-        if not self._counted:
-            self._counted_since = time.monotonic()
-        more = entry.count + (held.more if held else 0)
-        self._counted[row] = LedgerRepeat(row, held.entry if held else entry, more)
 
     def _arm(self) -> None:
         """Makes sure a timer writes the counted repeats within REPEATS_EVERY_S."""
