@@ -141,7 +141,7 @@ class _Caller:
         return known
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one per record sent (store.control_base.ServedEnvelope)
 class _Sent:
     envelope: bytes
     item_id: str

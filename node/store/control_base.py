@@ -151,7 +151,10 @@ class Withdrawal:
     held: bool
 
 
-@dataclass(frozen=True)
+# Not frozen (nor LedgerEntry below, nor control.sharing's _Sent): a sync page or live answer
+# builds one of each per record (hundreds a call), and a frozen dataclass's __init__ costs four
+# times a plain one's (1.4 against 0.33 µs for six fields). Nothing changes one once built.
+@dataclass(slots=True)
 class ServedEnvelope:
     """A stored record as a peer may be served it: the rule of the policy it matches (index
     in the rules given, -1 for none) and whether its audience admits the peer."""
@@ -173,7 +176,7 @@ class PeerPage:
     has_more: bool
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: see ServedEnvelope
 class LedgerEntry:
     """One thing that left the node (or, rolled up, a day's count of them): what (kind and
     item id; subject is the record it stands for, a variant's original), to which peer, when,
