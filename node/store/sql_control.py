@@ -350,12 +350,12 @@ _LAST_LEDGER_ID = select(func.max(LEDGER.c.id))
 
 def ruled_columns(
     rules: Sequence[FilterNode | None], reader_ids: Collection[str]
-) -> list[ColumnElement[Any]]:
+) -> tuple[ColumnElement[Any], ...]:
     """Besides a record's envelope, what ServedEnvelope needs: its seq, id, signer, the first
     rule it matches (computed by the database, in the one query) and whether its audience,
     if it has one, names a reader. A statement adds them last, in this order: served() reads
     them back from the row's end."""
-    return list(_ruled_columns(tuple(rules), frozenset(reader_ids)))
+    return _ruled_columns(tuple(rules), frozenset(reader_ids))
 
 
 # Built once per policy and reader: the expressions are immutable, and building them took
