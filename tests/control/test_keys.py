@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from gridpoint.node.catalog import sign_record
 from gridpoint.node.cli.main import main
@@ -205,5 +207,20 @@ def test_a_peer_whose_key_is_revoked_is_no_longer_pinned(make_home: MakeHome, db
         assert store.get_peer(b.identity.node_id) is not None
         assert store.pinned_fingerprint(b.identity.node_id) is None
         assert store.pinned_fingerprint(c.identity.node_id) == c.tls_fingerprint
+    finally:
+        store.close()
+
+
+def test_reading_a_pin_fails_as_the_stores_other_reads_do(tmp_path: Path) -> None:
+    # Prepare: a SQLite store (whose pin is read in one statement of the driver's own, beside
+    # SQLAlchemy) that has lost its peers table.
+    store = open_store(f"sqlite:///{tmp_path / 'catalog.db'}")
+    try:
+        with store.writing() as conn:
+            conn.exec_driver_sql("ALTER TABLE peers RENAME TO peers_gone")
+        # Execute / Assert: SQLAlchemy's error, as a read through SQLAlchemy raises.
+        for read in (store.pinned_fingerprint, store.get_peer):
+            with pytest.raises(OperationalError, match="no such table: peers"):
+                read("a" * 40)
     finally:
         store.close()
