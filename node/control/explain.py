@@ -15,7 +15,6 @@ from gridpoint.node.control.policy import PARTS, SharingPolicy, SharingRule, loa
 from gridpoint.node.control.sharing import decide
 from gridpoint.node.home import NodeHome
 from gridpoint.node.store.base import CatalogStore, Peer
-from gridpoint.node.store.key_chain import KeyChain
 
 __all__ = ["Check", "Explanation", "RuleShare", "check", "explain", "find_peer"]
 
@@ -67,7 +66,7 @@ def find_peer(store: CatalogStore, given: str) -> Peer:
 def check(home: NodeHome, store: CatalogStore) -> Check:
     """The policy of config.toml (PolicyError naming the line of a mistake)."""
     policy = load_policy(home.config_path, home.secret)
-    chain = KeyChain(store.key_events())
+    chain = store.key_chain()
     trusted = {p.node_id for p in store.list_peers()}
     untrusted = {
         name: sorted(m for m in members if chain.head(m) not in trusted)
@@ -91,7 +90,7 @@ def explain(home: NodeHome, store: CatalogStore, given: str) -> Explanation:
     """What the peer `given` receives from this node now, rule by rule."""
     policy = load_policy(home.config_path, home.secret)
     peer = find_peer(store, given)
-    chain = KeyChain(store.key_events())
+    chain = store.key_chain()
     ids = frozenset(chain.identity(peer.node_id))
     own = frozenset(chain.identity(home.identity.node_id))
     shares = [_share(r, policy, ids) for r in (*policy.rules, policy.default_rule)]

@@ -77,7 +77,7 @@ class Gate:
             store,
             self_id,
             {p.node_id for p in store.list_peers()},
-            KeyChain(store.key_events()),
+            store.key_chain(),
             store.vouches() if max_depth > 0 else (),
             max_depth,
         )

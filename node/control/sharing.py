@@ -168,7 +168,7 @@ class Sharing:
         self._variants: dict[tuple[str, str], tuple[str, bytes]] = {}
 
     def _caller(self, caller: str) -> _Caller:
-        chain = KeyChain(self._store.key_events())
+        chain = self._store.key_chain()
         return _Caller(
             frozenset(chain.identity(caller)),
             frozenset(chain.identity(self._home.identity.node_id)),

@@ -22,7 +22,6 @@ from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.envelope import now_ms
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.control_base import StoredStatement, VouchEntry
-from gridpoint.node.store.key_chain import KeyChain
 from gridpoint.schema.validation import is_node_id
 from gridpoint.v1 import envelope_pb2
 
@@ -60,7 +59,7 @@ def _author(store: CatalogStore, self_id: str, given: str) -> str:
                 "peer's name or id prefix"
             )
         author = found[0].node_id
-    if author in KeyChain(store.key_events()).identity(self_id):
+    if author in store.key_chain().identity(self_id):
         raise RequestError("a node cannot vouch for itself")
     return author
 
@@ -98,7 +97,7 @@ def vouch(
 def unvouch(home: NodeHome, store: CatalogStore, given: str, reason: str = "") -> Vouched:
     """Withdraws this node's vouch for an author; RequestError if it has none in force."""
     self_id = home.identity.node_id
-    chain = KeyChain(store.key_events())
+    chain = store.key_chain()
     mine = chain.identity(self_id)
     if is_node_id(given):
         author = given

@@ -28,7 +28,6 @@ from gridpoint.node.protocol.tls import (
     split_address,
 )
 from gridpoint.node.store.base import CatalogStore, Peer
-from gridpoint.node.store.key_chain import KeyChain
 
 __all__ = ["MAX_PEER_NAME_CHARS", "PeerAddResult", "add_peer", "find_peer"]
 
@@ -66,7 +65,7 @@ def add_peer(
     node_id = node_id_of_certificate(cert_pem)
     if node_id == home.identity.node_id:
         raise PeerError(f"{address} is this node itself")
-    if KeyChain(store.key_events()).revoked(node_id):
+    if store.key_chain().revoked(node_id):
         raise PeerError(f"node {node_id}'s key was revoked by its owner; nothing was stored")
     existing = store.get_peer(node_id)
     other_cert = existing is not None and existing.fingerprint != fingerprint(cert_pem)

@@ -23,8 +23,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from gridpoint.node.store.query_filter import FilterNode, OrderBy
+
+if TYPE_CHECKING:  # key_chain.py is built on this module's KeyEvent
+    from gridpoint.node.store.key_chain import KeyChain
 
 __all__ = [
     "ControlStore",
@@ -227,6 +231,11 @@ class ControlStore(ABC):
     @abstractmethod
     def key_events(self) -> list[KeyEvent]:
         """Every key this node knows a rotation or revocation of (a small table)."""
+
+    @abstractmethod
+    def key_chain(self) -> KeyChain:
+        """The key chain of key_events() as stored now (it is read on every call a peer makes:
+        a store may hand out one it built, while no statement has been added since)."""
 
     @abstractmethod
     def vouches(self) -> list[VouchEntry]:

@@ -113,8 +113,7 @@ class SqlControl(ControlStore):
             return int(conn.scalar(select(func.count()).select_from(STATEMENTS)) or 0)
 
     def key_events(self) -> list[KeyEvent]:
-        with self.reading() as conn:
-            return self._key_chain(conn).events()
+        return self.key_chain().events()
 
     def _key_chain(self, conn: Connection) -> KeyChain:
         """The key chain as conn sees it. Key rows change only in the transaction that stores

@@ -57,6 +57,7 @@ from gridpoint.node.store.base import (
 from gridpoint.node.store.control_base import ServedEnvelope, StoredStatement
 from gridpoint.node.store.control_models import AUDIENCE, STATEMENTS
 from gridpoint.node.store.engine import make_engine, normalize_db_url, redact_url
+from gridpoint.node.store.key_chain import KeyChain
 from gridpoint.node.store.models import METRICS as M
 from gridpoint.node.store.models import PARAMS as P
 from gridpoint.node.store.models import PARENTS, PEERS
@@ -85,9 +86,11 @@ _PG_WRITE_LOCK = 0x67726964  # "grid": one advisory lock for catalog writes
 # more than running it.
 _PEER = select(PEERS).where(PEERS.c.node_id == bindparam("node_id"))
 _PINNED = select(PEERS.c.fingerprint).where(PEERS.c.node_id == bindparam("node_id"))
+# The driver's own SQL, on SQLite (SqlStore._one_row): the key chain stands while the last
+# statement's seq does (SqlControl._key_chain).
+_LAST_STATEMENT_SQL = f"SELECT max(seq) FROM {STATEMENTS.name}"
 _PIN_AND_LAST_STATEMENT = (
-    f"SELECT fingerprint, (SELECT max(seq) FROM {STATEMENTS.name}) "
-    f"FROM {PEERS.name} WHERE node_id = ?"
+    f"SELECT fingerprint, ({_LAST_STATEMENT_SQL}) FROM {PEERS.name} WHERE node_id = ?"
 )
 # A cursor this node issues: a storage sequence number, ASCII digits that fit int64 (str.isdigit
 # would also take '²' and Arabic-Indic digits).
@@ -507,35 +510,44 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
 
     def pinned_fingerprint(self, node_id: str) -> str | None:
         if self.dialect == "sqlite":
-            pin, last = self._pin_and_last_statement(node_id)
-            if pin is None:
+            row = self._one_row(_PIN_AND_LAST_STATEMENT, (node_id,))
+            if row is None:
                 return None
+            pin, last = row
             cached = self._key_chain_at  # the chain as read at some statement's seq
             if cached is not None and cached[0] == last:
-                return None if cached[1].revoked(node_id) else pin
+                return None if cached[1].revoked(node_id) else str(pin)
         with self.reading() as conn:
             fingerprint: str | None = conn.scalar(_PINNED, {"node_id": node_id})
             if fingerprint is None or self._key_chain(conn).revoked(node_id):
                 return None
         return fingerprint
 
-    def _pin_and_last_statement(self, node_id: str) -> tuple[str | None, int | None]:
-        """On SQLite, in one statement outside any transaction of ours (a single SELECT reads
-        one snapshot): the peer's pinned fingerprint, and the last statement's seq, at which
-        the key chain stands (_key_chain()). Every call a peer makes reads this in the daemon:
-        in a transaction of two statements, each step a hand-over of the GIL, it took a
-        quarter of the daemon's GIL time under 1,000 live queries at once (bench/RESULTS.md)."""
+    def key_chain(self) -> KeyChain:
+        if self.dialect == "sqlite":
+            row = self._one_row(_LAST_STATEMENT_SQL, ())
+            cached = self._key_chain_at
+            if row is not None and cached is not None and cached[0] == row[0]:
+                return cached[1]
+        with self.reading() as conn:
+            return self._key_chain(conn)
+
+    def _one_row(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """On SQLite, one SELECT's first row, run by the driver outside any transaction of
+        ours (a single SELECT reads one snapshot). For the reads every call a peer makes
+        does (the caller's pin, the last statement's seq at which the key chain stands): in
+        a transaction through SQLAlchemy, each step a hand-over of the GIL, reading the pin
+        took a quarter of the daemon's GIL time under 1,000 live queries at once, this way
+        a fifth of that (bench/RESULTS.md)."""
         with self.engine.connect() as conn:
             driver = conn.connection.driver_connection
             assert driver is not None, "an open connection has its driver's"
             try:
-                row = driver.execute(_PIN_AND_LAST_STATEMENT, (node_id,)).fetchone()
+                row: tuple[Any, ...] | None = driver.execute(sql, params).fetchone()
             except sqlite3.Error as exc:
                 # What SQLAlchemy raises for the same error of its own statements.
-                raise DBAPIError.instance(
-                    _PIN_AND_LAST_STATEMENT, (node_id,), exc, sqlite3.Error
-                ) from exc
-        return (None, None) if row is None else (row[0], row[1])
+                raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
+        return row
 
     def list_peers(self) -> list[Peer]:
         with self.reading() as conn:
