@@ -20,6 +20,7 @@ from gridpoint.node.store.base import CatalogStore
 from gridpoint.node.store.control_base import LedgerEntry, LedgerRepeat, LedgerWrite
 from gridpoint.node.store.sql_store import SqlStore
 from tests.control.world import World
+from tests.inprocess import Node
 
 
 def _sent(world: World, sender_store: object, peer_id: str, kind: str) -> set[str]:
@@ -124,15 +125,20 @@ def test_the_store_names_new_entries_rows_in_order_and_counts_repeats_on_them(
     )
 
 
+def _b_publishes_to_c(world: World, records: int) -> tuple[Node, Node, set[str]]:
+    """B and C, who trust each other, and the ids of the records B published."""
+    b, c = world.node("B"), world.node("C")
+    world.mutual(b, c)
+    return b, c, {world.publish(b, i) for i in range(records)}
+
+
 def _answers(store: CatalogStore, peer_id: str) -> list[tuple[str, int]]:
     return sorted((e.item_id, e.count) for e in store.ledger(peer_id=peer_id) if e.kind == "answer")
 
 
 def test_a_live_query_asked_again_soon_counts_on_its_first_answer_entries(world: World) -> None:
     # Prepare
-    b, c = world.node("B"), world.node("C")
-    world.mutual(b, c)
-    ids = {world.publish(b, i) for i in range(3)}
+    b, c, ids = _b_publishes_to_c(world, 3)
     # Execute: C asks B the same thing three times within a minute.
     for _ in range(3):
         assert {r.record.id for r in world.query(c, "metrics.accuracy > 0").rows} == ids
@@ -147,9 +153,7 @@ def test_counted_repeats_reach_their_entries_by_themselves_and_when_the_ledger_c
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: B answers C twice, and nothing else is written after.
-    b, c = world.node("B"), world.node("C")
-    world.mutual(b, c)
-    ids = {world.publish(b, i) for i in range(2)}
+    b, c, ids = _b_publishes_to_c(world, 2)
     monkeypatch.setattr(ledger_module, "REPEATS_EVERY_S", 0.05)
     world.query(c, "metrics.accuracy > 0")
     world.query(c, "metrics.accuracy > 0")
@@ -171,9 +175,7 @@ def test_counted_repeats_reach_their_entries_by_themselves_and_when_the_ledger_c
 def test_a_repeat_after_the_fold_window_is_an_entry_of_its_own(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    b, c = world.node("B"), world.node("C")
-    world.mutual(b, c)
-    ids = {world.publish(b, i) for i in range(2)}
+    b, c, ids = _b_publishes_to_c(world, 2)
     monkeypatch.setattr(ledger_module, "FOLD_S", 0.0)
     # Execute
     world.query(c, "metrics.accuracy > 0")
@@ -184,9 +186,7 @@ def test_a_repeat_after_the_fold_window_is_an_entry_of_its_own(
 
 def test_a_repeat_of_an_entry_rolled_up_since_is_an_entry_of_its_own(world: World) -> None:
     # Prepare: C's first answer is noted, then every detailed entry is rolled up.
-    b, c = world.node("B"), world.node("C")
-    world.mutual(b, c)
-    ids = {world.publish(b, i) for i in range(2)}
+    b, c, ids = _b_publishes_to_c(world, 2)
     world.query(c, "metrics.accuracy > 0")
     assert b.store.roll_up_ledger(datetime.now(UTC) + timedelta(days=1)) == 2
     # Execute: the same answer again, within the minute, its rows gone.
