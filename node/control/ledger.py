@@ -110,6 +110,9 @@ class Ledger:
         self._recent: dict[_Key, _Written] = {}
         self._counted: dict[int, tuple[LedgerEntry, int]] = {}
         self._counted_since = 0.0
+        # Counted repeats whose rows were rolled up before they were written, and that could
+        # not be written as rows of their own then: the next write takes them (writer only).
+        self._unwritten: list[LedgerEntry] = []
 
     def note(
         self, peer_id: str, kind: str, items: Sequence[tuple[str, str, str]], count: int = 1
@@ -158,6 +161,7 @@ class Ledger:
                 self._write(batch.entries, batch.flush)
             except BaseException as exc:
                 batch.error = exc
+                self._arm()  # what is counted is kept: tried again within REPEATS_EVERY_S
                 raise
             finally:
                 with self._written:
@@ -173,7 +177,8 @@ class Ledger:
         window = timedelta(seconds=FOLD_S)
         if entries:
             self._forget(entries[0].at - window)
-        fresh: list[LedgerEntry] = []
+        carried, self._unwritten = self._unwritten, []
+        fresh: list[LedgerEntry] = list(carried)
         folding: dict[_Key, int] = {}  # a folded kind's new entry in fresh, by key
         for entry in entries:
             key = _key(entry)
@@ -198,9 +203,13 @@ class Ledger:
             self._arm()
             return
         repeats = self._counted
-        stored = self._store.append_ledger(
-            fresh, [LedgerRepeat(row, first, more) for row, (first, more) in repeats.items()]
-        )
+        try:
+            stored = self._store.append_ledger(
+                fresh, [LedgerRepeat(row, first, more) for row, (first, more) in repeats.items()]
+            )
+        except BaseException:
+            self._unwritten = carried  # and the counts stay counted
+            raise
         self._counted = {}
         for key, i in folding.items():
             self._recent.pop(key, None)  # re-inserted: the dict stays oldest first
@@ -208,11 +217,13 @@ class Ledger:
         while len(self._recent) > FOLD_MEMORY:
             del self._recent[next(iter(self._recent))]
         if stored.gone:
-            # Rows rolled up since they were written: their repeats become rows of their own.
+            # Rows rolled up since they were written: their repeats become rows of their own,
+            # written now (or, should that fail, with the next write).
             again = [replace(repeats[row][0], count=repeats[row][1]) for row in sorted(stored.gone)]
             for entry in again:
                 self._recent.pop(_key(entry), None)
-            self._write(again)
+            self._unwritten = again
+            self._write([], flush=True)
 
     def _arm(self) -> None:
         """Makes sure a timer writes the counted repeats within REPEATS_EVERY_S."""
@@ -231,10 +242,10 @@ class Ledger:
     def _flush_logged(self) -> None:
         try:
             self.flush()
-        except Exception as exc:  # the store's: kept, the next write takes them
+        except Exception as exc:  # the store's: kept, and tried again (_commit armed a timer)
             log_limited(
                 "ledger repeats",
-                "could not add repeated sends to their ledger entries; kept for the next write",
+                "could not add repeated sends to their ledger entries; kept to try again",
                 logging.WARNING,
                 error=type(exc).__name__,
             )

@@ -98,10 +98,12 @@ def _serve(
             loop.drain(GRACE_S)
         log_event("node stopped", node_id=home.identity.node_id)
     finally:
-        if answering is not None:
-            answering.close()
-        service.close()
-        store.close()
+        try:
+            if answering is not None:
+                answering.close()
+        finally:
+            service.close()
+            store.close()
     return 0
 
 

@@ -17,8 +17,8 @@ import math
 import re
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -445,6 +445,7 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
             for stmt in statements:
                 if len(out) >= limit:
                     break
+                limited: Callable[[_Same, _Same], Select[Any]] = _limited
                 if offset and not out:
                     # An answer in two statements (sorted by a metric): the rows skipped in
                     # the first are counted only when the page starts past its end.
@@ -452,8 +453,9 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
                         select(func.count()).select_from(stmt.limit(offset).subquery())
                     )
                     stmt, offset = stmt.offset(offset), offset - int(skipped or 0)
+                    limited = _limited.__wrapped__  # a new statement each page: not kept
                 rows = conn.execute(
-                    _limited(_Same(stmt), _Same(columns)), {"row_limit": limit - len(out)}
+                    limited(_Same(stmt), _Same(columns)), {"row_limit": limit - len(out)}
                 )
                 for row in rows:
                     size += len(row.envelope)
@@ -543,7 +545,8 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
             driver = conn.connection.driver_connection
             assert driver is not None, "an open connection has its driver's"
             try:
-                row: tuple[Any, ...] | None = driver.execute(sql, params).fetchone()
+                with closing(driver.execute(sql, params)) as cursor:  # the read ends with it
+                    row: tuple[Any, ...] | None = cursor.fetchone()
             except sqlite3.Error as exc:
                 # What SQLAlchemy raises for the same error of its own statements.
                 raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc

@@ -172,6 +172,68 @@ def test_counted_repeats_reach_their_entries_by_themselves_and_when_the_ledger_c
     assert _answers(b.store, c.node_id) == sorted((i, 4) for i in ids)
 
 
+class _FailingWrites:
+    """A real store whose ledger writes fail while `failing` (only those that insert rows,
+    with `inserts_only`); failed writes are counted."""
+
+    def __init__(self, store: CatalogStore, *, inserts_only: bool = False) -> None:
+        self.store = store
+        self.failing = False
+        self.inserts_only = inserts_only
+        self.failed = 0
+
+    def append_ledger(
+        self, entries: Sequence[LedgerEntry], repeats: Sequence[LedgerRepeat] = ()
+    ) -> LedgerWrite:
+        if self.failing and (entries or not self.inserts_only):
+            self.failing = False
+            self.failed += 1
+            raise StoreError("disk full")
+        return self.store.append_ledger(entries, repeats)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_repeats_of_a_rolled_up_entry_outlive_a_failed_write(world: World) -> None:
+    # Prepare: X sent three times (the repeats counted in memory), then its row rolled up.
+    a = world.node("A")
+    held = _FailingWrites(a.store, inserts_only=True)
+    ledger, peer, x = Ledger(cast(CatalogStore, held), detail_days=30), "b" * 40, "a" * 64
+    for _ in range(3):
+        ledger.note(peer, "answer", [(x, x, "default")])
+    assert a.store.roll_up_ledger(datetime.now(UTC) + timedelta(days=1)) == 1
+    # Execute: the repeats' own row cannot be written the first time.
+    held.failing = True
+    with pytest.raises(StoreError):
+        ledger.flush()
+    ledger.flush()
+    # Assert: the day holds the first send, a row of their own the two repeats.
+    assert held.failed == 1
+    assert _answers(a.store, peer) == [("", 1), (x, 2)]
+
+
+def test_counted_repeats_a_write_failed_to_add_are_tried_again_by_themselves(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare
+    a = world.node("A")
+    held = _FailingWrites(a.store)
+    ledger, peer, x = Ledger(cast(CatalogStore, held), detail_days=30), "b" * 40, "a" * 64
+    monkeypatch.setattr(ledger_module, "REPEATS_EVERY_S", 0.05)
+    ledger.note(peer, "answer", [(x, x, "default")])
+    # Execute: the repeat's first write (the timer's) fails; nothing else is noted after.
+    held.failing = True
+    ledger.note(peer, "answer", [(x, x, "default")])
+    # Assert: another timer writes it.
+    deadline = time.monotonic() + 10
+    while _answers(a.store, peer) != [(x, 2)]:
+        assert time.monotonic() < deadline, (held.failed, _answers(a.store, peer))
+        time.sleep(0.02)
+    assert held.failed == 1
+    ledger.close()
+
+
 def test_a_repeat_after_the_fold_window_is_an_entry_of_its_own(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
