@@ -121,12 +121,17 @@ class SqlControl(ControlStore):
         stands, the chain read at it does (one indexed read instead of the whole table and its
         objects, on every served call)."""
         last = conn.scalar(_LAST_STATEMENT)
-        cached = self._key_chain_at
-        if cached is not None and cached[0] == last:
-            return cached[1]
-        chain = sql_statements.key_chain(conn)
-        self._key_chain_at = (last, chain)
+        chain = self._chain_at(last)
+        if chain is None:
+            chain = sql_statements.key_chain(conn)
+            self._key_chain_at = (last, chain)
         return chain
+
+    def _chain_at(self, last: int | None) -> KeyChain | None:
+        """The key chain kept, if it was read while the last statement's seq was `last` (it
+        stands while that does: see _key_chain); None when it must be read again."""
+        cached = self._key_chain_at
+        return cached[1] if cached is not None and cached[0] == last else None
 
     def vouches(self) -> list[VouchEntry]:
         with self.reading() as conn:

@@ -516,9 +516,9 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
             if row is None:
                 return None
             pin, last = row
-            cached = self._key_chain_at  # the chain as read at some statement's seq
-            if cached is not None and cached[0] == last:
-                return None if cached[1].revoked(node_id) else str(pin)
+            chain = self._chain_at(last)
+            if chain is not None:
+                return None if chain.revoked(node_id) else str(pin)
         with self.reading() as conn:
             fingerprint: str | None = conn.scalar(_PINNED, {"node_id": node_id})
             if fingerprint is None or self._key_chain(conn).revoked(node_id):
@@ -528,9 +528,9 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
     def key_chain(self) -> KeyChain:
         if self.dialect == "sqlite":
             row = self._one_row(_LAST_STATEMENT_SQL, ())
-            cached = self._key_chain_at
-            if row is not None and cached is not None and cached[0] == row[0]:
-                return cached[1]
+            chain = None if row is None else self._chain_at(row[0])
+            if chain is not None:
+                return chain
         with self.reading() as conn:
             return self._key_chain(conn)
 
