@@ -204,6 +204,8 @@ def main() -> None:
     args = parser.parse_args()
     if (args.floor or args.floor_aio) and len(args.queries) > 1:
         parser.error("--floor replays one captured answer: give one query with --queries")
+    if args.baseline_answer_processes is not None and args.baseline is None:
+        parser.error("--baseline-answer-processes needs --baseline DIR (the baseline's code)")
     work = Path(tempfile.mkdtemp(prefix="gp-bench-qload-"))
     a, b = NodeHome(work / "a"), NodeHome(work / "b")
     a.init("A")
