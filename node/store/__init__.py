@@ -3,6 +3,8 @@
 base.py (the CatalogStore contract and its record types, the typed private run among them),
 models.py (SQLModel tables), engine.py (database URLs, engines, SQLite settings),
 sql_store.py (the implementation: when and in which transaction rows are written),
+sqlite_reads.py (on SQLite, the reads every peer's call makes, run by the driver beside
+SQLAlchemy), same.py (a cache key that is its SQLAlchemy expression itself),
 sql_rows.py (a record's rows, and what a failed write means), run_detail.py (a private run's
 detail as one JSON document), sql_pending.py (envelopes kept for retry, bounded),
 sql_artifacts.py (the rows of kept models, their readers and registered versions),

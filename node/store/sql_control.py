@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Row,
     Select,
     and_,
     case,
@@ -391,12 +390,13 @@ def _ruled(rules: Sequence[FilterNode | None], reader_ids: Collection[str]) -> S
     return select(R.c.envelope, *ruled_columns(rules, reader_ids))
 
 
-def served(row: Row[Any]) -> ServedEnvelope:
-    """A row of envelope and ruled_columns() as the sharing policy reads it. The ruled
-    columns are read by their place from the row's end, where every statement adds them: a
-    live answer reads a hundred rows, and a Row's lookups by name cost twice as much."""
-    *_, seq, record_id, signer_id, rule, in_audience = tuple(row)
-    return ServedEnvelope(seq, record_id, signer_id, row.envelope, int(rule), bool(in_audience))
+def served(row: Sequence[Any]) -> ServedEnvelope:
+    """A row of envelope and ruled_columns() (SQLAlchemy's or the driver's) as the sharing
+    policy reads it. The ruled columns are read by their place from the row's end, where
+    every statement adds them: a live answer reads a hundred rows, and a Row's lookups by
+    name cost twice as much."""
+    envelope, *_, seq, record_id, signer_id, rule, in_audience = row
+    return ServedEnvelope(seq, record_id, signer_id, envelope, int(rule), bool(in_audience))
 
 
 def _insert_ledger(conn: Connection, entries: Sequence[LedgerEntry]) -> list[int]:

@@ -15,11 +15,10 @@ from __future__ import annotations
 import functools
 import math
 import re
-import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import closing, contextmanager
-from dataclasses import dataclass, replace
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +26,6 @@ from typing import Any, Literal
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Row,
     Select,
     bindparam,
     delete,
@@ -65,6 +63,7 @@ from gridpoint.node.store.models import PRIVATE_RUNS as PRIVATE
 from gridpoint.node.store.models import RECORDS as R
 from gridpoint.node.store.query_filter import FilterNode, OrderBy
 from gridpoint.node.store.run_detail import detail_from_text, detail_text
+from gridpoint.node.store.same import Same
 from gridpoint.node.store.sql_control import SqlControl, ruled_columns, served
 from gridpoint.node.store.sql_filter import metric_walk, query_statements
 from gridpoint.node.store.sql_privacy import SqlPrivacy
@@ -76,6 +75,7 @@ from gridpoint.node.store.sql_rows import (
     stored,
     write_failure,
 )
+from gridpoint.node.store.sqlite_reads import SqliteReads
 
 __all__ = ["SqlStore", "normalize_db_url", "open_store", "redact_url"]
 
@@ -86,7 +86,7 @@ _PG_WRITE_LOCK = 0x67726964  # "grid": one advisory lock for catalog writes
 # more than running it.
 _PEER = select(PEERS).where(PEERS.c.node_id == bindparam("node_id"))
 _PINNED = select(PEERS.c.fingerprint).where(PEERS.c.node_id == bindparam("node_id"))
-# The driver's own SQL, on SQLite (SqlStore._one_row): the key chain stands while the last
+# The driver's own SQL, on SQLite (sqlite_reads.py): the key chain stands while the last
 # statement's seq does (SqlControl._key_chain).
 _LAST_STATEMENT_SQL = f"SELECT max(seq) FROM {STATEMENTS.name}"
 _PIN_AND_LAST_STATEMENT = (
@@ -157,6 +157,8 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
             raise StoreError(
                 f"cannot open database {redact_url(url)}: {in_words(getattr(exc, 'orig', exc))}"
             ) from exc
+        # The reads every peer's call makes, on SQLite by the driver (sqlite_reads.py says why).
+        self._driver = SqliteReads(self.engine) if self.dialect == "sqlite" else None
 
     def _migrate(self) -> None:
         with self.engine.connect() as conn:
@@ -361,7 +363,7 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
         max_bytes: int | None = None,
     ) -> list[StoredRecord]:
         rows = self._envelopes(where, limit, order_by, max_bytes=max_bytes, offset=offset)
-        return [stored(row.envelope) for row in rows]
+        return [stored(row[0]) for row in rows]
 
     def query_envelopes(
         self,
@@ -371,7 +373,7 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
         order_by: OrderBy | None = None,
         max_bytes: int,
     ) -> list[bytes]:
-        return [r.envelope for r in self._envelopes(where, limit, order_by, max_bytes)]
+        return [r[0] for r in self._envelopes(where, limit, order_by, max_bytes)]
 
     def query_ruled(
         self,
@@ -396,16 +398,26 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
         max_bytes: int | None,
         offset: int = 0,
         columns: Sequence[ColumnElement[Any]] = (),
-    ) -> list[Row[Any]]:
+    ) -> list[Sequence[Any]]:
         """The matching rows (envelope, then columns) in order; with max_bytes, rows stream
         and reading stops at the first that would not fit, so a query never holds more than
         its budget."""
         _check_limit(limit)
         if offset < 0:
             raise RequestError(f"offset must be at least 0, got {offset}")
-        out: list[Row[Any]] = []
+        out: list[Sequence[Any]] = []
         size = 0
         statements = query_statements(where, order_by)
+        if self._driver is not None and len(statements) == 1 and not offset:
+            # One SELECT (no snapshot to share with another): the driver reads it.
+            stmt = _limited(Same(statements[0]), Same(columns))
+            with self._driver.rows(stmt, {"row_limit": limit}) as found:
+                for row in found:
+                    size += len(row[0])
+                    if max_bytes is not None and size > max_bytes:
+                        break
+                    out.append(row)
+            return out
         pg = self.dialect == "postgresql"
         walk = metric_walk(where, order_by) if offset == 0 and pg else None
         with self.reading() as conn:
@@ -434,7 +446,7 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
                         if max_bytes is not None and size > max_bytes:
                             found.close()
                             return out
-                        out.append(row)
+                        out.append(tuple(row)[1:])  # the walk's seq first: envelope first
                     if len(out) >= limit:
                         return out
                     if last is None:
@@ -445,7 +457,7 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
             for stmt in statements:
                 if len(out) >= limit:
                     break
-                limited: Callable[[_Same, _Same], Select[Any]] = _limited
+                limited: Callable[[Same, Same], Select[Any]] = _limited
                 if offset and not out:
                     # An answer in two statements (sorted by a metric): the rows skipped in
                     # the first are counted only when the page starts past its end.
@@ -455,7 +467,7 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
                     stmt, offset = stmt.offset(offset), offset - int(skipped or 0)
                     limited = _limited.__wrapped__  # a new statement each page: not kept
                 rows = conn.execute(
-                    limited(_Same(stmt), _Same(columns)), {"row_limit": limit - len(out)}
+                    limited(Same(stmt), Same(columns)), {"row_limit": limit - len(out)}
                 )
                 for row in rows:
                     size += len(row.envelope)
@@ -511,8 +523,8 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
         return None if row is None else Peer(**row._mapping)
 
     def pinned_fingerprint(self, node_id: str) -> str | None:
-        if self.dialect == "sqlite":
-            row = self._one_row(_PIN_AND_LAST_STATEMENT, (node_id,))
+        if self._driver is not None:
+            row = self._driver.row(_PIN_AND_LAST_STATEMENT, (node_id,))
             if row is None:
                 return None
             pin, last = row
@@ -526,31 +538,13 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
         return fingerprint
 
     def key_chain(self) -> KeyChain:
-        if self.dialect == "sqlite":
-            row = self._one_row(_LAST_STATEMENT_SQL, ())
+        if self._driver is not None:
+            row = self._driver.row(_LAST_STATEMENT_SQL, ())
             chain = None if row is None else self._chain_at(row[0])
             if chain is not None:
                 return chain
         with self.reading() as conn:
             return self._key_chain(conn)
-
-    def _one_row(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        """On SQLite, one SELECT's first row, run by the driver outside any transaction of
-        ours (a single SELECT reads one snapshot). For the reads every call a peer makes
-        does (the caller's pin, the last statement's seq at which the key chain stands): in
-        a transaction through SQLAlchemy, each step a hand-over of the GIL, reading the pin
-        took a quarter of the daemon's GIL time under 1,000 live queries at once, this way
-        a fifth of that (bench/RESULTS.md)."""
-        with self.engine.connect() as conn:
-            driver = conn.connection.driver_connection
-            assert driver is not None, "an open connection has its driver's"
-            try:
-                with closing(driver.execute(sql, params)) as cursor:  # the read ends with it
-                    row: tuple[Any, ...] | None = cursor.fetchone()
-            except sqlite3.Error as exc:
-                # What SQLAlchemy raises for the same error of its own statements.
-                raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
-        return row
 
     def list_peers(self) -> list[Peer]:
         with self.reading() as conn:
@@ -635,6 +629,8 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
             return sql_artifacts.version_of(conn, artifact_id)
 
     def close(self) -> None:
+        if self._driver is not None:
+            self._driver.close()
         self.engine.dispose()
 
     def table_names(self) -> list[str]:
@@ -653,27 +649,13 @@ def _check_limit(limit: int) -> None:
         raise RequestError(f"limit must be between 1 and {MAX_QUERY_LIMIT}, got {limit}")
 
 
-@dataclass(frozen=True, eq=False)
-class _Same:
-    """A key that is its object itself: equal only to the same object (SQLAlchemy's
-    expressions answer == with an expression, not a bool)."""
-
-    obj: Any
-
-    def __hash__(self) -> int:
-        return id(self.obj)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Same) and other.obj is self.obj
-
-
 # Built once per statement and columns, which come from caches of their own (sql_filter's
 # statements per filter, sql_control's ruled columns per policy and reader), the limit a
 # parameter: SQLAlchemy works out a new statement's cache key on every execution, which cost
 # a third as much as reading a live answer's hundred rows. A cached key holds its objects, so
 # their ids are not reused while it is here.
 @functools.lru_cache(maxsize=256)
-def _limited(stmt: _Same, columns: _Same) -> Select[Any]:
+def _limited(stmt: Same, columns: Same) -> Select[Any]:
     limited: Select[Any] = (
         stmt.obj.add_columns(*columns.obj)
         .limit(bindparam("row_limit"))
