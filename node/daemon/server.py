@@ -22,7 +22,7 @@ from gridpoint.errors import ConfigError, in_words
 from gridpoint.node.artifacts.service import ArtifactsServicer
 from gridpoint.node.daemon.answer_processes import AnswerProcesses
 from gridpoint.node.daemon.answering import AnsweringLimit
-from gridpoint.node.daemon.interceptors import RequestAuthInterceptor
+from gridpoint.node.daemon.interceptors import AUTHENTICATED_CALLER, RequestAuthInterceptor
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
 from gridpoint.node.protocol.methods import FETCH, QUERY, SYNC
@@ -60,8 +60,9 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
 
 
 class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
-    """gRPC adapter of NodeService.sync, .fetch and .query; the caller is the TLS peer the
-    interceptor checked against the request's signer and its pin."""
+    """gRPC adapter of NodeService.sync, .fetch and .query; the caller is the node the
+    interceptor authenticated (the TLS peer, checked against the request's signer and its
+    pin)."""
 
     def __init__(self, service: NodeService) -> None:
         self._service = service
@@ -70,19 +71,19 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
         self, request: catalog_pb2.SyncRequest, context: grpc.ServicerContext
     ) -> catalog_pb2.SyncPage:
         with rpc_boundary(context, "Sync"):
-            return self._service.sync(request, _tls_peer(context))
+            return self._service.sync(request, AUTHENTICATED_CALLER.get())
 
     def Fetch(
         self, request: catalog_pb2.FetchRequest, context: grpc.ServicerContext
     ) -> catalog_pb2.FetchResponse:
         with rpc_boundary(context, "Fetch"):
-            return self._service.fetch(request, _tls_peer(context))
+            return self._service.fetch(request, AUTHENTICATED_CALLER.get())
 
     def Query(
         self, request: catalog_pb2.QueryRequest, context: grpc.ServicerContext
     ) -> catalog_pb2.QueryResponse:
         with rpc_boundary(context, "Query"):
-            return self._service.query(request, _tls_peer(context))
+            return self._service.query(request, AUTHENTICATED_CALLER.get())
 
 
 def answered_by(answering: AnswerProcesses) -> grpc.GenericRpcHandler:
@@ -94,7 +95,7 @@ def answered_by(answering: AnswerProcesses) -> grpc.GenericRpcHandler:
 
         def answer(raw: bytes, context: grpc.ServicerContext) -> bytes:
             with rpc_boundary(context, name):
-                return answering.answer(method, _tls_peer(context), raw)
+                return answering.answer(method, AUTHENTICATED_CALLER.get(), raw)
 
         return grpc.unary_unary_rpc_method_handler(answer)
 
@@ -103,11 +104,6 @@ def answered_by(answering: AnswerProcesses) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(
         service, {m.rsplit("/", 1)[1]: handler(m) for m in (SYNC, FETCH, QUERY)}
     )
-
-
-def _tls_peer(context: grpc.ServicerContext) -> str:
-    names = context.auth_context().get("x509_common_name") or [b""]
-    return bytes(names[0]).decode()
 
 
 def _trusted_roots(home: NodeHome, store: CatalogStore) -> bytes:
