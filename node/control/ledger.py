@@ -70,12 +70,39 @@ def _key(entry: LedgerEntry) -> _Key:
     return (entry.peer_id, entry.kind, entry.item_id, entry.subject_id, entry.rule)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Written:
-    """A row this ledger wrote: its id and time (its first send's)."""
+    """A row this ledger wrote: its id and time (its first send's), and until when a send of
+    the same thing again is counted on it."""
 
     row: int
     at: datetime
+    until: datetime
+
+
+@dataclass(slots=True)
+class _Counted:
+    """Repeats counted on a row and not written yet: the first repeat's entry, and how many
+    sends in all (changed in place: a repeated answer's hundred records allocate nothing)."""
+
+    first: LedgerEntry
+    more: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Note:
+    """One note() call: items sent to a peer at one time, as one kind, each count times.
+    Entries are made of it only for what is written as a row, not for counted repeats."""
+
+    at: datetime
+    peer_id: str
+    kind: str
+    items: Sequence[tuple[str, str, str]]
+    count: int
+
+    def entry(self, item: tuple[str, str, str]) -> LedgerEntry:
+        item_id, subject_id, rule = item
+        return LedgerEntry(self.at, self.peer_id, self.kind, item_id, subject_id, rule, self.count)
 
 
 class _Batch:
@@ -83,7 +110,7 @@ class _Batch:
     flush, the repeats counted so far are written with it whatever their age."""
 
     def __init__(self) -> None:
-        self.entries: list[LedgerEntry] = []
+        self.notes: list[_Note] = []
         self.flush = False
         self.done = False
         self.error: BaseException | None = None
@@ -108,7 +135,7 @@ class Ledger:
         # first repeat's entry, and how many sends in all), by row, since the monotonic time
         # _counted_since.
         self._recent: dict[_Key, _Written] = {}
-        self._counted: dict[int, tuple[LedgerEntry, int]] = {}
+        self._counted: dict[int, _Counted] = {}
         self._counted_since = 0.0
         # Counted repeats whose rows were rolled up before they were written, and that could
         # not be written as rows of their own then: the next write takes them (writer only).
@@ -122,12 +149,7 @@ class Ledger:
         stored, or repeats of an entry stored, counted on it within REPEATS_EVERY_S."""
         if not items:
             return
-        at = datetime.now(UTC)
-        entries = [
-            LedgerEntry(at, peer_id, kind, item, subject, rule, count)
-            for item, subject, rule in items
-        ]
-        self._commit(entries, flush=False)
+        self._commit([_Note(datetime.now(UTC), peer_id, kind, items, count)], flush=False)
         self._maybe_roll_up()
 
     def flush(self) -> None:
@@ -145,10 +167,10 @@ class Ledger:
             timer.cancel()
         self._flush_logged()
 
-    def _commit(self, entries: list[LedgerEntry], flush: bool) -> None:
+    def _commit(self, notes: list[_Note], flush: bool) -> None:
         with self._written:
             batch = self._open
-            batch.entries += entries
+            batch.notes += notes
             batch.flush |= flush
             # Another thread is writing: it (or the next writer) takes this batch after.
             while self._writing and not batch.done:
@@ -158,7 +180,7 @@ class Ledger:
                 self._open = _Batch()
         if not batch.done:
             try:
-                self._write(batch.entries, batch.flush)
+                self._write(batch.notes, batch.flush)
             except BaseException as exc:
                 batch.error = exc
                 self._arm()  # what is counted is kept: tried again within REPEATS_EVERY_S
@@ -170,32 +192,37 @@ class Ledger:
         if batch.error is not None:
             raise batch.error
 
-    def _write(self, entries: Sequence[LedgerEntry], flush: bool = False) -> None:
+    def _write(self, notes: Sequence[_Note], flush: bool = False) -> None:
         """Stores one batch's new entries at once, with the repeats counted so far when there
         are new entries, when asked to, or once the oldest waited REPEATS_EVERY_S; otherwise
         only counts its repeats (a timer writes them)."""
-        window = timedelta(seconds=FOLD_S)
-        if entries:
-            self._forget(entries[0].at - window)
+        if notes:
+            self._forget(notes[0].at - timedelta(seconds=FOLD_S))
         carried, self._unwritten = self._unwritten, []
         fresh: list[LedgerEntry] = list(carried)
         folding: dict[_Key, int] = {}  # a folded kind's new entry in fresh, by key
-        for entry in entries:
-            key = _key(entry)
-            written = self._recent.get(key)
-            # Later than the row, and not by much (a clock set back folds nothing).
-            if written is not None and timedelta(0) <= entry.at - written.at < window:
-                if not self._counted:
-                    self._counted_since = time.monotonic()
-                first, more = self._counted.get(written.row, (entry, 0))
-                self._counted[written.row] = (first, more + entry.count)
-            elif key in folding:
-                i = folding[key]
-                fresh[i] = replace(fresh[i], count=fresh[i].count + entry.count)
-            else:
-                if entry.kind in FOLDED_KINDS:
-                    folding[key] = len(fresh)
-                fresh.append(entry)
+        recent, counted = self._recent, self._counted
+        for note in notes:
+            at, peer_id, kind, count = note.at, note.peer_id, note.kind, note.count
+            for item in note.items:
+                key = (peer_id, kind, *item)
+                written = recent.get(key)
+                # Later than the row, and not by much (a clock set back folds nothing).
+                if written is not None and written.at <= at < written.until:
+                    if not counted:
+                        self._counted_since = time.monotonic()
+                    on_row = counted.get(written.row)
+                    if on_row is None:
+                        counted[written.row] = _Counted(note.entry(item), count)
+                    else:
+                        on_row.more += count
+                elif key in folding:
+                    i = folding[key]
+                    fresh[i] = replace(fresh[i], count=fresh[i].count + count)
+                else:
+                    if kind in FOLDED_KINDS:
+                        folding[key] = len(fresh)
+                    fresh.append(note.entry(item))
         if not fresh and not self._counted:
             return
         due = time.monotonic() - self._counted_since >= REPEATS_EVERY_S
@@ -205,7 +232,7 @@ class Ledger:
         repeats = self._counted
         try:
             stored = self._store.append_ledger(
-                fresh, [LedgerRepeat(row, first, more) for row, (first, more) in repeats.items()]
+                fresh, [LedgerRepeat(row, c.first, c.more) for row, c in repeats.items()]
             )
         except BaseException:
             self._unwritten = carried  # and the counts stay counted
@@ -213,13 +240,16 @@ class Ledger:
         self._counted = {}
         for key, i in folding.items():
             self._recent.pop(key, None)  # re-inserted: the dict stays oldest first
-            self._recent[key] = _Written(stored.ids[i], fresh[i].at)
+            at = fresh[i].at
+            self._recent[key] = _Written(stored.ids[i], at, at + timedelta(seconds=FOLD_S))
         while len(self._recent) > FOLD_MEMORY:
             del self._recent[next(iter(self._recent))]
         if stored.gone:
             # Rows rolled up since they were written: their repeats become rows of their own,
             # written now (or, should that fail, with the next write).
-            again = [replace(repeats[row][0], count=repeats[row][1]) for row in sorted(stored.gone)]
+            again = [
+                replace(repeats[row].first, count=repeats[row].more) for row in sorted(stored.gone)
+            ]
             for entry in again:
                 self._recent.pop(_key(entry), None)
             self._unwritten = again

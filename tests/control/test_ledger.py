@@ -366,7 +366,7 @@ def test_notes_made_at_once_are_written_together_and_each_returns_once_stored(
     for t in others:
         t.start()
     # Execute
-    while len(ledger._open.entries) < 5:  # all five queued behind the held write
+    while len(ledger._open.notes) < 5:  # all five queued behind the held write
         threading.Event().wait(0.01)
     held.release.set()
     for t in [first, *others]:
@@ -391,7 +391,7 @@ def test_notes_written_together_all_fail_when_their_write_fails(world: World) ->
     ]
     for t in others:
         t.start()
-    while len(ledger._open.entries) < 3:
+    while len(ledger._open.notes) < 3:
         threading.Event().wait(0.01)
     # Execute: the first write succeeds, the one that groups the other three fails.
     held.fail_at = 1
