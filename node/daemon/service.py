@@ -37,6 +37,7 @@ from gridpoint.node.protocol.methods import (
     QUERY,
     SYNC,
 )
+from gridpoint.node.protocol.repeated import encoded_repeated
 from gridpoint.node.protocol.request_auth import ReplayGuard, verify_request
 from gridpoint.node.protocol.tls import fingerprint
 from gridpoint.node.store.base import CatalogStore
@@ -56,6 +57,7 @@ MAX_PAGE = 5000
 MAX_QUERY = 1000
 # Room left in a message for everything around the envelopes.
 _PAGE_OVERHEAD = 16 * 1024
+_QUERY_RESPONSE = catalog_pb2.QueryResponse.DESCRIPTOR
 
 
 @dataclass(frozen=True)
@@ -128,8 +130,9 @@ class NodeService:
         self.artifacts = artifacts or LedgeredArtifacts(
             ArtifactStore(home, store), limits.max_message_bytes, self.ledger
         )
-        self._methods: dict[str, tuple[type[Message], Callable[[str, Message], Message]]] = {
-            HELLO: (node_pb2.HelloRequest, lambda _caller, _r: self.hello()),
+        # Each method's request type, and what answers it with the answer's bytes.
+        self._methods: dict[str, tuple[type[Message], Callable[[str, Message], bytes]]] = {
+            HELLO: (node_pb2.HelloRequest, lambda _caller, _r: self.hello().SerializeToString()),
             SYNC: (catalog_pb2.SyncRequest, self._sync_any),
             FETCH: (catalog_pb2.FetchRequest, self._fetch_any),
             QUERY: (catalog_pb2.QueryRequest, self._query_any),
@@ -174,14 +177,19 @@ class NodeService:
         """The records matching request.filter that caller may have, cut before the message
         budget (the store stops reading there: rows past it are never fetched, let alone
         decoded). An unnamed caller gets only what every trusted peer gets."""
+        out = catalog_pb2.QueryResponse()
+        out.envelopes.extend(
+            envelope_pb2.SignedEnvelope.FromString(e) for e in self._answer(request, caller)
+        )
+        return out
+
+    def _answer(self, request: catalog_pb2.QueryRequest, caller: str) -> list[bytes]:
+        """query()'s envelopes, as stored."""
         where = parse_filter(request.filter)
         order = parse_order_by(request.order_by)
         limit = min(request.limit or 100, MAX_QUERY)
         # Each envelope costs a few bytes of framing in the answer besides its own.
-        envelopes = self._sharing.answer(caller, where, limit, order, self._budget - 8 * limit)
-        out = catalog_pb2.QueryResponse()
-        out.envelopes.extend(envelope_pb2.SignedEnvelope.FromString(e) for e in envelopes)
-        return out
+        return self._sharing.answer(caller, where, limit, order, self._budget - 8 * limit)
 
     def handle(self, method: str, raw: bytes, auth: bytes | None, tls_name: str | None) -> bytes:
         """One whole call as raw bytes: authenticate, decode, answer, encode."""
@@ -195,7 +203,7 @@ class NodeService:
         if method not in self._methods:
             raise RequestError(f"unknown method {method}")
         request_type, answer = self._methods[method]
-        return answer(caller, _decoded(request_type, raw)).SerializeToString()
+        return answer(caller, _decoded(request_type, raw))
 
     def handle_stream(
         self, method: str, raw: bytes, auth: bytes | None, tls_name: str | None
@@ -214,25 +222,27 @@ class NodeService:
         finally:
             download.release()
 
-    def _sync_any(self, caller: str, request: Message) -> Message:
+    def _sync_any(self, caller: str, request: Message) -> bytes:
         assert isinstance(request, catalog_pb2.SyncRequest)
-        return self.sync(request, caller)
+        return self.sync(request, caller).SerializeToString()
 
-    def _fetch_any(self, caller: str, request: Message) -> Message:
+    def _fetch_any(self, caller: str, request: Message) -> bytes:
         assert isinstance(request, catalog_pb2.FetchRequest)
-        return self.fetch(request, caller)
+        return self.fetch(request, caller).SerializeToString()
 
-    def _query_any(self, caller: str, request: Message) -> Message:
+    def _query_any(self, caller: str, request: Message) -> bytes:
+        """A live answer's bytes written from its envelopes as stored, never decoded and
+        encoded again (node/protocol/repeated.py)."""
         assert isinstance(request, catalog_pb2.QueryRequest)
-        return self.query(request, caller)
+        return encoded_repeated(_QUERY_RESPONSE, "envelopes", self._answer(request, caller))
 
-    def _list_any(self, caller: str, request: Message) -> Message:
+    def _list_any(self, caller: str, request: Message) -> bytes:
         assert isinstance(request, artifacts_pb2.ListArtifactsRequest)
-        return self.artifacts.list(caller, request)
+        return self.artifacts.list(caller, request).SerializeToString()
 
-    def _manifest_any(self, caller: str, request: Message) -> Message:
+    def _manifest_any(self, caller: str, request: Message) -> bytes:
         assert isinstance(request, artifacts_pb2.GetManifestRequest)
-        return self.artifacts.get_manifest(caller, request)
+        return self.artifacts.get_manifest(caller, request).SerializeToString()
 
 
 def _decoded(request_type: type[Message], raw: bytes) -> Message:

@@ -26,7 +26,7 @@ from gridpoint.node.daemon.answer_processes import AnswerFailed, AnswerProcesses
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
 from gridpoint.node.peers.grpc_transport import GrpcTransport
-from gridpoint.node.protocol.methods import QUERY
+from gridpoint.node.protocol.methods import QUERY, SYNC
 from gridpoint.node.store.models import RECORDS
 from gridpoint.node.store.sql_store import SqlStore, open_store
 from gridpoint.v1 import catalog_pb2
@@ -365,12 +365,14 @@ def test_a_childs_unexpected_failure_is_logged_there_with_its_class_only(
     node: _Node, capfd: pytest.CaptureFixture[str]
 ) -> None:
     _, b, store, here, _ = node
-    # A store some other program damaged: an answer's envelope that does not parse.
+    # A store some other program damaged: an envelope that does not parse, which a sync page
+    # (it decodes each envelope it sends) meets.
     with store.writing() as conn:
         conn.execute(RECORDS.update().values(envelope=b"\xff\xff"))
+    page = catalog_pb2.SyncRequest(limit=20).SerializeToString()
     with _answering(node) as pool:
         with pytest.raises(AnswerFailed) as failed:
-            pool.answer(QUERY, b.identity.node_id, _query())
+            pool.answer(SYNC, b.identity.node_id, page)
         assert _answered_by_a_child(pool, here, b.identity.node_id)  # still answering
     logged = [line for line in capfd.readouterr().err.splitlines() if "failed" in line]
     assert len(logged) == 1 and "request failed in an answering process" in logged[0]
