@@ -1,8 +1,9 @@
 """The gRPC service a node offers its trusted peers: Hello, Catalog, Artifacts, health.
 
-Servicers read the store and answer; authentication happens before them, in
-node/daemon/interceptors.py, and mutual TLS before that: a client must present the certificate of
-a trusted peer. Past security.max_concurrent_calls calls at once (served or queued), a call is
+Servicers read the store and answer (the catalog's calls as raw bytes, by the service or by
+the answering processes, which decode and encode them); authentication happens before them,
+in node/daemon/interceptors.py, and mutual TLS before that: a client must present the
+certificate of a trusted peer. Past security.max_concurrent_calls calls at once (served or queued), a call is
 refused at once as busy (RESOURCE_EXHAUSTED), never queued behind seconds of others. The set of accepted client certificates is re-read at each handshake, so
 `peer add` / `peer remove` take effect without a restart.
 """
@@ -20,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gridpoint.errors import ConfigError, in_words
 from gridpoint.node.artifacts.service import ArtifactsServicer
-from gridpoint.node.daemon.answer_processes import AnswerProcesses
+from gridpoint.node.daemon.answer_processes import Answerer, AnswerProcesses
 from gridpoint.node.daemon.answering import AnsweringLimit
 from gridpoint.node.daemon.interceptors import AUTHENTICATED_CALLER, RequestAuthInterceptor
 from gridpoint.node.daemon.service import NodeService
@@ -31,8 +32,6 @@ from gridpoint.node.protocol.tls import bind_error, split_address
 from gridpoint.node.store.base import CatalogStore
 from gridpoint.v1 import (
     artifacts_pb2_grpc,
-    catalog_pb2,
-    catalog_pb2_grpc,
     node_pb2,
     node_pb2_grpc,
 )
@@ -59,45 +58,19 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             return self._service.hello()
 
 
-class CatalogServicer(catalog_pb2_grpc.CatalogServicer):
-    """gRPC adapter of NodeService.sync, .fetch and .query; the caller is the node the
-    interceptor authenticated (the TLS peer, checked against the request's signer and its
-    pin)."""
-
-    def __init__(self, service: NodeService) -> None:
-        self._service = service
-
-    def Sync(
-        self, request: catalog_pb2.SyncRequest, context: grpc.ServicerContext
-    ) -> catalog_pb2.SyncPage:
-        with rpc_boundary(context, "Sync"):
-            return self._service.sync(request, AUTHENTICATED_CALLER.get())
-
-    def Fetch(
-        self, request: catalog_pb2.FetchRequest, context: grpc.ServicerContext
-    ) -> catalog_pb2.FetchResponse:
-        with rpc_boundary(context, "Fetch"):
-            return self._service.fetch(request, AUTHENTICATED_CALLER.get())
-
-    def Query(
-        self, request: catalog_pb2.QueryRequest, context: grpc.ServicerContext
-    ) -> catalog_pb2.QueryResponse:
-        with rpc_boundary(context, "Query"):
-            return self._service.query(request, AUTHENTICATED_CALLER.get())
-
-
-def answered_by(answering: AnswerProcesses) -> grpc.GenericRpcHandler:
-    """Catalog.Sync, .Fetch and .Query answered by the answering processes, raw bytes in and
-    out: the request is decoded, and the answer encoded, only in the process answering it."""
+def answered_by(answer: Answerer) -> grpc.GenericRpcHandler:
+    """Catalog.Sync, .Fetch and .Query answered by answer (the service itself, or the
+    answering processes), raw bytes in and out: the request is decoded, and the answer
+    encoded, only where it is answered."""
 
     def handler(method: str) -> grpc.RpcMethodHandler[bytes, bytes]:
         name = method.rsplit("/", 1)[1]
 
-        def answer(raw: bytes, context: grpc.ServicerContext) -> bytes:
+        def answered(raw: bytes, context: grpc.ServicerContext) -> bytes:
             with rpc_boundary(context, name):
-                return answering.answer(method, AUTHENTICATED_CALLER.get(), raw)
+                return answer(method, AUTHENTICATED_CALLER.get(), raw)
 
-        return grpc.unary_unary_rpc_method_handler(answer)
+        return grpc.unary_unary_rpc_method_handler(answered)
 
     # Every method path is "/<service>/<method>".
     service = QUERY.split("/")[1]
@@ -197,10 +170,9 @@ def start_server(
         maximum_concurrent_rpcs=limits.max_concurrent_calls,
     )
     node_pb2_grpc.add_NodeServicer_to_server(NodeServicer(service), server)
-    if answering is None:
-        catalog_pb2_grpc.add_CatalogServicer_to_server(CatalogServicer(service), server)
-    else:
-        server.add_generic_rpc_handlers((answered_by(answering),))
+    server.add_generic_rpc_handlers(
+        (answered_by(service.answer if answering is None else answering.answer),)
+    )
     artifacts_pb2_grpc.add_ArtifactsServicer_to_server(ArtifactsServicer(service.artifacts), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -14,25 +14,24 @@ from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
 from gridpoint.node.peers.grpc_transport import GrpcTransport
 from gridpoint.node.store.base import CatalogStore
-from gridpoint.v1 import catalog_pb2, envelope_pb2
+from gridpoint.v1 import envelope_pb2
 from tests.helpers import signed_records
 from tests.inprocess import Network, Node
 
 
 class HeldQueries(NodeService):
-    """A real NodeService whose queries wait until released (calls kept in progress)."""
+    """A real NodeService whose catalog answers wait until released (calls kept in
+    progress)."""
 
     def __init__(self, home: NodeHome, store: CatalogStore) -> None:
         super().__init__(home, store)
         self.release = threading.Event()
         self.started = threading.Semaphore(0)
 
-    def query(
-        self, request: catalog_pb2.QueryRequest, caller: str = ""
-    ) -> catalog_pb2.QueryResponse:
+    def answer(self, method: str, caller: str, raw: bytes) -> bytes:
         self.started.release()
         self.release.wait(30)
-        return super().query(request, caller)
+        return super().answer(method, caller, raw)
 
 
 def with_call_bound(node: Node, bound: int) -> NodeHome:
