@@ -10,6 +10,7 @@ a message with another field set, or for parts that are not each one encoded mes
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -26,8 +27,15 @@ def encoded_repeated(message: Descriptor, field: str, parts: Iterable[bytes]) ->
     described = message.fields_by_name[field]
     if described.type != FieldDescriptor.TYPE_MESSAGE or not described.is_repeated:
         raise ValueError(f"{message.full_name}.{field} is not a repeated message field")
-    tag = _varint(described.number << 3 | _LENGTH_DELIMITED)
-    return b"".join(tag + _varint(len(part)) + part for part in parts)
+    tag = described.number << 3 | _LENGTH_DELIMITED
+    return b"".join([piece for part in parts for piece in (_header(tag, len(part)), part)])
+
+
+# Remembered: the parts of one answer are about as long as one another (envelopes).
+@functools.lru_cache(maxsize=4096)
+def _header(tag: int, length: int) -> bytes:
+    """A length-delimited field's tag and length."""
+    return _varint(tag) + _varint(length)
 
 
 def _varint(value: int) -> bytes:
