@@ -26,6 +26,7 @@ from typing import Any, Literal
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Engine,
     Select,
     bindparam,
     delete,
@@ -134,6 +135,12 @@ def _revision(conn: Connection) -> str | None:
     return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
+def _on_disk_sqlite(engine: Engine) -> bool:
+    url = engine.url
+    in_memory = url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    return url.get_backend_name() == "sqlite" and not in_memory
+
+
 def open_store(url: str) -> SqlStore:
     """Opens (and migrates to the latest schema) the store at a database URL."""
     return SqlStore(url)
@@ -157,8 +164,10 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
             raise StoreError(
                 f"cannot open database {redact_url(url)}: {in_words(getattr(exc, 'orig', exc))}"
             ) from exc
-        # The reads every peer's call makes, on SQLite by the driver (sqlite_reads.py says why).
-        self._driver = SqliteReads(self.engine) if self.dialect == "sqlite" else None
+        # The reads every peer's call makes, on SQLite by the driver (sqlite_reads.py says why);
+        # never in memory, where each connection of the driver's own would be a database of
+        # its own.
+        self._driver = SqliteReads(self.engine) if _on_disk_sqlite(self.engine) else None
 
     def _migrate(self) -> None:
         with self.engine.connect() as conn:

@@ -91,3 +91,20 @@ def test_a_failed_read_raises_sqlalchemys_error_and_the_next_reads_work(
         conn.exec_driver_sql("ALTER TABLE records_gone RENAME TO records")
     # Assert: reads answer again, as before.
     assert len(sqlite_store.query(None, limit=100)) == 3
+
+
+def test_a_store_in_memory_reads_through_sqlalchemy_alone(make_home: MakeHome) -> None:
+    # Prepare: a store in memory, where each new connection would be an empty database.
+    store = open_store("sqlite://")
+    peer = make_home("peer")
+    try:
+        # Execute: the reads the driver makes on disk, then a write and the reads again.
+        assert store.pinned_fingerprint(peer.identity.node_id) is None
+        assert store.query(None, limit=10) == []
+        pin(store, peer, "127.0.0.1:1")
+        store.add_records(signed_records(make_home("org"), 2))
+        # Assert: one database throughout.
+        assert store.pinned_fingerprint(peer.identity.node_id) == peer.tls_fingerprint
+        assert len(store.query(None, limit=10)) == 2
+    finally:
+        store.close()
