@@ -24,7 +24,7 @@ import functools
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing, contextmanager
 from typing import Any
 
@@ -81,13 +81,14 @@ class SqliteReads:
     def _rows(self, sql: str, params: tuple[Any, ...]) -> Iterator[Iterator[tuple[Any, ...]]]:
         conn = self._take()
         try:
-            with closing(conn.execute(sql, params)) as cursor:
-                yield _checked(cursor, sql, params)
-        except sqlite3.Error as exc:
-            conn.close()  # what failed may be the connection itself
-            raise _as_sqlalchemy(sql, params, exc) from exc
+            cursor = _executed(conn, sql, params)
+            # The rows closed first, while the connection is open: a read that stops early
+            # would otherwise leave them to be collected later, when closing them closes the
+            # cursor again, maybe on a closed connection (an error nobody can catch).
+            with closing(cursor), closing(_checked(cursor, sql, params)) as found:
+                yield found
         except BaseException:
-            conn.close()
+            conn.close()  # what failed may be the connection itself
             raise
         self._give_back(conn)
 
@@ -111,9 +112,16 @@ class SqliteReads:
         conn.close()
 
 
+def _executed(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+    try:
+        return conn.execute(sql, params)
+    except sqlite3.Error as exc:
+        raise _as_sqlalchemy(sql, params, exc) from exc
+
+
 def _checked(
     cursor: sqlite3.Cursor, sql: str, params: tuple[Any, ...]
-) -> Iterator[tuple[Any, ...]]:
+) -> Generator[tuple[Any, ...]]:
     """The cursor's rows; an error while stepping through them is SQLAlchemy's."""
     try:
         yield from cursor

@@ -108,3 +108,21 @@ def test_a_store_in_memory_reads_through_sqlalchemy_alone(make_home: MakeHome) -
         assert len(store.query(None, limit=10)) == 2
     finally:
         store.close()
+
+
+def test_reads_after_close_answer_and_leave_nothing_open(
+    tmp_path: Path, make_home: MakeHome
+) -> None:
+    # Prepare: a store read from (a connection kept idle), then closed.
+    store = open_store(f"sqlite:///{tmp_path / 'catalog.db'}")
+    store.add_records(signed_records(make_home("org"), 3))
+    size = len(store.query(None, limit=1)[0].envelope)
+    store.close()
+    # Execute: reads that stop early (a row found; a query cut by its budget) after close.
+    chain = store.key_chain()
+    cut = store.query(None, limit=100, max_bytes=size + 1)
+    # Assert: they answer as before, and leave no connection open (nor, with the suite's
+    # warnings as errors, an exception raised where nobody can catch it).
+    assert chain.revoked("a" * 40) is False
+    assert len(cut) == 1
+    assert _open_on(tmp_path / "catalog.db") == []
