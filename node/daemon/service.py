@@ -232,7 +232,8 @@ class NodeService:
 
     def _query_any(self, caller: str, request: Message) -> bytes:
         """A live answer's bytes written from its envelopes as stored, never decoded and
-        encoded again (node/protocol/repeated.py)."""
+        encoded again (node/protocol/repeated.py): a stored envelope some other program
+        damaged reaches the asker as it is, whose transport refuses the answer."""
         assert isinstance(request, catalog_pb2.QueryRequest)
         return encoded_repeated(_QUERY_RESPONSE, "envelopes", self._answer(request, caller))
 

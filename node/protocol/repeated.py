@@ -4,8 +4,9 @@ answer is (its envelopes, verbatim as stored).
 Why: decoding each stored envelope into a message only to encode it again cost a live
 answer about a tenth of its CPU (bench/RESULTS.md). In protobuf's encoding a repeated message
 field is each element's bytes after its tag and length, in order; a message that has no
-other field set is those and nothing else, which is what this writes. Must never be used for
-a message with another field set, or for parts that are not each one encoded message.
+other field set is those and nothing else, which is what this writes. The parts are not
+checked: one that is not an encoded message makes the whole message fail to decode where it
+arrives. Must never be used for a message with another field set.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from gridpoint.node.artifacts.service import ArtifactService, Download
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.peers.artifact_pull import pull
 from gridpoint.node.protocol.rpc_errors import error_for_status
+from gridpoint.node.store.models import RECORDS
 from gridpoint.v1 import artifacts_pb2
 from tests.artifacts.helpers import folder_digests, info, model_folder, random_folder
 from tests.helpers import signed_records
@@ -249,6 +250,26 @@ def test_answers_that_do_not_parse_are_misbehaviour(net: Network, opener: Opener
     assert next(stream).data == b"x"
     with pytest.raises(PeerMisbehaved, match="does not parse"):
         next(stream)
+
+
+def test_a_damaged_stored_envelope_reaches_the_asker_as_it_is_and_is_refused_there(
+    net: Network, opener: Opener
+) -> None:
+    # Prepare: A holds three records, one of which some other program damaged in A's store
+    # (a live answer sends envelopes as stored, never decoding them again).
+    a, b = net.pair("A", "B")
+    records = signed_records(a.home, 3)
+    a.store.add_records(records)
+    with a.store.writing() as conn:
+        conn.execute(
+            RECORDS.update().where(RECORDS.c.id == records[1].id).values(envelope=b"\xff\xff")
+        )
+    transport = opener.open(b, a)
+    # Execute / Assert: the answer holding it does not parse where it arrives; answers
+    # without it still come.
+    with pytest.raises(PeerMisbehaved, match="does not parse"):
+        transport.query("metrics.accuracy > 0", 10, "")
+    assert len(transport.query("metrics.accuracy > 0", 1, "")) == 1
 
 
 def test_refusals_arrive_as_domain_errors_with_the_peers_control_characters_removed(
