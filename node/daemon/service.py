@@ -171,20 +171,11 @@ class NodeService:
         out.envelopes.extend(envelope_pb2.SignedEnvelope.FromString(e) for e in envelopes)
         return out
 
-    def query(
-        self, request: catalog_pb2.QueryRequest, caller: str = ""
-    ) -> catalog_pb2.QueryResponse:
-        """The records matching request.filter that caller may have, cut before the message
-        budget (the store stops reading there: rows past it are never fetched, let alone
-        decoded). An unnamed caller gets only what every trusted peer gets."""
-        out = catalog_pb2.QueryResponse()
-        out.envelopes.extend(
-            envelope_pb2.SignedEnvelope.FromString(e) for e in self._answer(request, caller)
-        )
-        return out
-
-    def _answer(self, request: catalog_pb2.QueryRequest, caller: str) -> list[bytes]:
-        """query()'s envelopes, as stored."""
+    def _matching(self, request: catalog_pb2.QueryRequest, caller: str) -> list[bytes]:
+        """The envelopes of the records matching request.filter that caller may have, as
+        stored, cut before the message budget (the store stops reading there: rows past it
+        are never fetched, let alone decoded). An unnamed caller gets only what every
+        trusted peer gets."""
         where = parse_filter(request.filter)
         order = parse_order_by(request.order_by)
         limit = min(request.limit or 100, MAX_QUERY)
@@ -235,7 +226,7 @@ class NodeService:
         encoded again (node/protocol/repeated.py): a stored envelope some other program
         damaged reaches the asker as it is, whose transport refuses the answer."""
         assert isinstance(request, catalog_pb2.QueryRequest)
-        return encoded_repeated(_QUERY_RESPONSE, "envelopes", self._answer(request, caller))
+        return encoded_repeated(_QUERY_RESPONSE, "envelopes", self._matching(request, caller))
 
     def _list_any(self, caller: str, request: Message) -> bytes:
         assert isinstance(request, artifacts_pb2.ListArtifactsRequest)

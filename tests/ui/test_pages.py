@@ -22,6 +22,7 @@ from gridpoint.errors import FilterError
 from gridpoint.node.catalog import publish
 from gridpoint.node.daemon.service import NodeService
 from gridpoint.node.home import NodeHome
+from gridpoint.node.protocol.methods import QUERY
 from gridpoint.node.protocol.rpc_errors import status_for
 from gridpoint.node.store.sql_store import SqlStore, open_store
 from gridpoint.node.ui.app import create_app
@@ -346,8 +347,9 @@ def test_an_order_key_with_a_nul_is_a_filter_error_over_rpc_and_in_the_ui(
     try:
         # Execute / Assert: over RPC, INVALID_ARGUMENT (not INTERNAL).
         service = NodeService(home, store)
+        asked = catalog_pb2.QueryRequest(filter="", limit=5, order_by="params.a\x00b")
         with pytest.raises(FilterError) as refused:
-            service.query(catalog_pb2.QueryRequest(filter="", limit=5, order_by="params.a\x00b"))
+            service.answer(QUERY, "", asked.SerializeToString())
         assert status_for(refused.value).name == "INVALID_ARGUMENT"
         # In the UI, the catalog's own error, not a 500.
         app = create_app(home, store, db_url=db_url)
