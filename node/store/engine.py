@@ -7,11 +7,13 @@ password in a message: redact_url() is what errors show.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError
 
-__all__ = ["make_engine", "normalize_db_url", "redact_url"]
+__all__ = ["make_engine", "normalize_db_url", "redact_url", "sqlite_file"]
 
 
 def normalize_db_url(url: str) -> str:
@@ -29,6 +31,19 @@ def redact_url(url: str) -> str:
         creds, _, host = rest.rpartition("@")
         rest = creds.split(":", 1)[0] + "@" + host
     return scheme + sep + rest
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for other databases, SQLite in memory and a
+    URL that does not parse (opening the store says what is wrong with it)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    in_memory = parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
+    if parsed.get_backend_name() != "sqlite" or in_memory:
+        return None
+    return Path(str(parsed.database))
 
 
 def make_engine(url: str, dialect: str) -> Engine:

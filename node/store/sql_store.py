@@ -26,7 +26,6 @@ from typing import Any, Literal
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Engine,
     Select,
     bindparam,
     delete,
@@ -55,7 +54,7 @@ from gridpoint.node.store.base import (
 )
 from gridpoint.node.store.control_base import ServedEnvelope, StoredStatement
 from gridpoint.node.store.control_models import AUDIENCE, STATEMENTS
-from gridpoint.node.store.engine import make_engine, normalize_db_url, redact_url
+from gridpoint.node.store.engine import make_engine, normalize_db_url, redact_url, sqlite_file
 from gridpoint.node.store.key_chain import KeyChain
 from gridpoint.node.store.models import METRICS as M
 from gridpoint.node.store.models import PARAMS as P
@@ -135,12 +134,6 @@ def _revision(conn: Connection) -> str | None:
     return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def _on_disk_sqlite(engine: Engine) -> bool:
-    url = engine.url
-    in_memory = url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
-    return url.get_backend_name() == "sqlite" and not in_memory
-
-
 def open_store(url: str) -> SqlStore:
     """Opens (and migrates to the latest schema) the store at a database URL."""
     return SqlStore(url)
@@ -167,7 +160,7 @@ class SqlStore(SqlPrivacy, SqlControl, CatalogStore):
         # The reads every peer's call makes, on SQLite by the driver (sqlite_reads.py says why);
         # never in memory, where each connection of the driver's own would be a database of
         # its own.
-        self._driver = SqliteReads(self.engine) if _on_disk_sqlite(self.engine) else None
+        self._driver = SqliteReads(self.engine) if sqlite_file(self.url) else None
 
     def _migrate(self) -> None:
         with self.engine.connect() as conn:

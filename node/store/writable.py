@@ -10,24 +10,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from pathlib import Path
 
 from gridpoint.errors import StoreError, in_words
+from gridpoint.node.store.engine import sqlite_file
 from gridpoint.node.store.sql_rows import failure_in_words
 
 __all__ = ["check_store_writable"]
 
 
-def _sqlite_file(url: str) -> Path | None:
-    """The file of a sqlite:/// URL (None for other databases and in-memory SQLite)."""
-    if not url.startswith("sqlite:///") or url in ("sqlite://", "sqlite:///:memory:"):
-        return None
-    return Path(url.removeprefix("sqlite:///"))
-
-
 def check_store_writable(url: str) -> None:
     """StoreError saying plainly what is wrong with a SQLite store; nothing for others."""
-    path = _sqlite_file(url)
+    path = sqlite_file(url)
     if path is None:
         return
     folder = path.parent
