@@ -205,7 +205,7 @@ class Ledger:
         for note in notes:
             at, peer_id, kind, count = note.at, note.peer_id, note.kind, note.count
             for item in note.items:
-                key = (peer_id, kind, *item)
+                key = (peer_id, kind, *item)  # _key() of its entry, without making one
                 written = recent.get(key)
                 # Later than the row, and not by much (a clock set back folds nothing).
                 if written is not None and written.at <= at < written.until:
